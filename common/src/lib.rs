@@ -1,0 +1,18 @@
+//! The one protocol crate shared by `aifactoryd`, `aifactoryctl` and `aifactory-http`.
+//!
+//! Every message shape that crosses the control socket is defined here once ([`protocol`]),
+//! together with the payload [`codec`], the raw [`handshake`], the [`frame`] layer, the
+//! socket/state path resolution ([`paths`]) and the async [`client`]. Clients and the daemon
+//! never re-declare a shape.
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod paths;
+pub mod protocol;
+
+pub use client::{Client, ClientOptions, Subscription};
+pub use error::ClientError;
+pub use protocol::PROTOCOL_VERSION;

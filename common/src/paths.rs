@@ -1,0 +1,210 @@
+//! Where the control socket, the state directory and the config file live.
+//!
+//! The daemon and every client resolve paths with this same code, so they always agree. Each
+//! resolver takes the environment as a lookup function so the order can be tested without
+//! touching the process environment.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+pub const SOCKET_ENV: &str = "AIFACTORY_SOCKET";
+pub const STATE_DIR_ENV: &str = "AIFACTORY_STATE_DIR";
+pub const SOCKET_NAME: &str = "aifactoryd.sock";
+pub const SYSTEM_RUNTIME_DIR: &str = "/run/aifactory";
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/aifactory";
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/aifactory/aifactoryd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error(
+        "no usable directory for the control socket; tried {}: pass --socket PATH, set {SOCKET_ENV}, or set XDG_RUNTIME_DIR",
+        .tried.join("; ")
+    )]
+    NoSocketDir { tried: Vec<String> },
+    #[error(
+        "no usable state directory; tried {}: pass --state-dir DIR, set {STATE_DIR_ENV}, or set HOME",
+        .tried.join("; ")
+    )]
+    NoStateDir { tried: Vec<String> },
+}
+
+/// The process environment, as the resolvers see it.
+pub fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// Whether we run as root (system paths apply).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The first entry of a systemd `*_DIRECTORY` variable (it is `:`-separated when a unit lists
+/// several directories).
+fn first_systemd_dir(value: OsString) -> Option<PathBuf> {
+    let s = value.to_string_lossy().into_owned();
+    s.split(':').find(|p| !p.is_empty()).map(PathBuf::from)
+}
+
+/// Control socket: explicit (`--socket`), `$AIFACTORY_SOCKET`, `$RUNTIME_DIRECTORY/aifactoryd.sock`
+/// (set by systemd), `/run/aifactory/aifactoryd.sock` as root, else
+/// `$XDG_RUNTIME_DIR/aifactory/aifactoryd.sock`.
+pub fn socket_path(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    root: bool,
+) -> Result<PathBuf, PathError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let mut tried = vec!["--socket (not given)".to_string()];
+    if let Some(p) = env(SOCKET_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    tried.push(format!("${SOCKET_ENV} (unset)"));
+    if let Some(dir) = env("RUNTIME_DIRECTORY").and_then(first_systemd_dir) {
+        return Ok(dir.join(SOCKET_NAME));
+    }
+    tried.push("$RUNTIME_DIRECTORY (unset)".into());
+    if root {
+        return Ok(Path::new(SYSTEM_RUNTIME_DIR).join(SOCKET_NAME));
+    }
+    tried.push(format!("{SYSTEM_RUNTIME_DIR} (only as root)"));
+    if let Some(dir) = env("XDG_RUNTIME_DIR") {
+        return Ok(PathBuf::from(dir).join("aifactory").join(SOCKET_NAME));
+    }
+    tried.push("$XDG_RUNTIME_DIR (unset)".into());
+    Err(PathError::NoSocketDir { tried })
+}
+
+/// State directory: explicit (`--state-dir`), `$AIFACTORY_STATE_DIR`, `$STATE_DIRECTORY`,
+/// `/var/lib/aifactory` as root, else `$XDG_STATE_HOME/aifactory` (default
+/// `~/.local/state/aifactory`).
+pub fn state_dir(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    root: bool,
+) -> Result<PathBuf, PathError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = env(STATE_DIR_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(dir) = env("STATE_DIRECTORY").and_then(first_systemd_dir) {
+        return Ok(dir);
+    }
+    if root {
+        return Ok(PathBuf::from(SYSTEM_STATE_DIR));
+    }
+    if let Some(dir) = env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(dir).join("aifactory"));
+    }
+    if let Some(home) = env("HOME") {
+        return Ok(PathBuf::from(home).join(".local/state/aifactory"));
+    }
+    Err(PathError::NoStateDir {
+        tried: vec![
+            "--state-dir (not given)".into(),
+            format!("${STATE_DIR_ENV} (unset)"),
+            "$STATE_DIRECTORY (unset)".into(),
+            format!("{SYSTEM_STATE_DIR} (only as root)"),
+            "$XDG_STATE_HOME (unset)".into(),
+            "$HOME (unset)".into(),
+        ],
+    })
+}
+
+/// Default config file: `/etc/aifactory/aifactoryd.toml` as root, else
+/// `$XDG_CONFIG_HOME/aifactory/aifactoryd.toml` (default `~/.config/...`). `None` when neither
+/// can be named; a missing file simply means defaults.
+pub fn default_config_file(env: &dyn Fn(&str) -> Option<OsString>, root: bool) -> Option<PathBuf> {
+    if root {
+        return Some(PathBuf::from(SYSTEM_CONFIG_FILE));
+    }
+    let base = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("aifactory/aifactoryd.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn socket_order() {
+        let all = env_of(&[
+            (SOCKET_ENV, "/env.sock"),
+            ("RUNTIME_DIRECTORY", "/run/a:/run/b"),
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+        ]);
+        assert_eq!(
+            socket_path(Some(Path::new("/x.sock")), &all, false).unwrap(),
+            PathBuf::from("/x.sock")
+        );
+        assert_eq!(
+            socket_path(None, &all, false).unwrap(),
+            PathBuf::from("/env.sock")
+        );
+        let systemd = env_of(&[
+            ("RUNTIME_DIRECTORY", "/run/a:/run/b"),
+            ("XDG_RUNTIME_DIR", "/r"),
+        ]);
+        assert_eq!(
+            socket_path(None, &systemd, true).unwrap(),
+            PathBuf::from("/run/a/aifactoryd.sock")
+        );
+        let user = env_of(&[("XDG_RUNTIME_DIR", "/run/user/1000")]);
+        assert_eq!(
+            socket_path(None, &user, true).unwrap(),
+            PathBuf::from("/run/aifactory/aifactoryd.sock")
+        );
+        assert_eq!(
+            socket_path(None, &user, false).unwrap(),
+            PathBuf::from("/run/user/1000/aifactory/aifactoryd.sock")
+        );
+    }
+
+    #[test]
+    fn socket_error_names_what_was_tried() {
+        let err = socket_path(None, &env_of(&[]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("XDG_RUNTIME_DIR (unset)"), "{err}");
+        assert!(err.contains("/run/aifactory (only as root)"), "{err}");
+        assert!(err.contains("pass --socket"), "{err}");
+    }
+
+    #[test]
+    fn state_order() {
+        let env = env_of(&[("XDG_STATE_HOME", "/xs"), ("HOME", "/home/u")]);
+        assert_eq!(
+            state_dir(None, &env, false).unwrap(),
+            PathBuf::from("/xs/aifactory")
+        );
+        assert_eq!(
+            state_dir(None, &env, true).unwrap(),
+            PathBuf::from("/var/lib/aifactory")
+        );
+        let home = env_of(&[("HOME", "/home/u")]);
+        assert_eq!(
+            state_dir(None, &home, false).unwrap(),
+            PathBuf::from("/home/u/.local/state/aifactory")
+        );
+        let systemd = env_of(&[("STATE_DIRECTORY", "/var/lib/aifactory2"), ("HOME", "/h")]);
+        assert_eq!(
+            state_dir(None, &systemd, false).unwrap(),
+            PathBuf::from("/var/lib/aifactory2")
+        );
+        assert!(state_dir(None, &env_of(&[]), false).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Exit codes (documented in `--help`) and how a failure is reported.
+
+use std::process::ExitCode;
+
+use aifactory_common::ClientError;
+use aifactory_common::protocol::ErrorCode;
+
+pub const FAILED: u8 = 1;
+pub const UNREACHABLE: u8 = 3;
+pub const NOT_FOUND: u8 = 4;
+pub const PERMISSION_DENIED: u8 = 5;
+
+/// A failed command: what to print and which code to exit with.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn report(self) -> ExitCode {
+        eprintln!("aifactoryctl: error: {}", self.message);
+        ExitCode::from(self.code)
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(err: ClientError) -> Self {
+        let code = if err.is_unreachable() {
+            UNREACHABLE
+        } else if err.is_permission_denied() {
+            PERMISSION_DENIED
+        } else if err.code() == Some(ErrorCode::NotFound) {
+            NOT_FOUND
+        } else {
+            FAILED
+        };
+        Failure {
+            code,
+            message: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! aifactoryctl: the operator's command line over the daemon's socket. A thin client: every
+//! shape it prints comes from `aifactory-common`.
+
+mod cli;
+mod completions;
+mod connect;
+mod exit;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("aifactoryctl: error: cannot start the async runtime: {e}");
+            return exit::FAILED.into();
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Status => status::run(&cli).await,
+            Command::Completions { shell } => completions::run(*shell),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}

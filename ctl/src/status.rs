@@ -1,0 +1,60 @@
+//! `aifactoryctl status`: the daemon's identity, paths and counters.
+
+use aifactory_common::PROTOCOL_VERSION;
+use aifactory_common::protocol::StatusInfo;
+
+use crate::cli::Cli;
+use crate::connect::connect;
+use crate::exit::Failure;
+
+pub async fn run(cli: &Cli) -> Result<(), Failure> {
+    let client = connect(cli).await?;
+    let status = client.status().await?;
+    if cli.json {
+        println!("{}", to_json(&status));
+    } else {
+        print!("{}", to_text(&status));
+    }
+    Ok(())
+}
+
+fn to_json(s: &StatusInfo) -> serde_json::Value {
+    serde_json::json!({
+        "version": s.version,
+        "pid": s.pid,
+        "uptime_s": s.uptime_ms / 1000,
+        "protocol": s.protocol,
+        "mode": s.mode.as_str(),
+        "socket": s.socket,
+        "state_dir": s.state_dir,
+        "config_file": s.config_file,
+        "connections": s.connections,
+        "max_connections": s.max_connections,
+    })
+}
+
+fn to_text(s: &StatusInfo) -> String {
+    let secs = s.uptime_ms / 1000;
+    let uptime = format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60);
+    let config = s
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(none: defaults)".into());
+    format!(
+        "aifactoryd {} (pid {}), up {uptime}, {} mode\n\
+         protocol     {} (aifactoryctl speaks {PROTOCOL_VERSION})\n\
+         socket       {}\n\
+         state dir    {}\n\
+         config       {config}\n\
+         connections  {} of {}\n",
+        s.version,
+        s.pid,
+        s.mode.as_str(),
+        s.protocol,
+        s.socket.display(),
+        s.state_dir.display(),
+        s.connections,
+        s.max_connections,
+    )
+}

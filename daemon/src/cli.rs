@@ -1,0 +1,47 @@
+//! The daemon's command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::logging::LogTarget;
+
+/// `--version` text: the package version and the protocol it speaks.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
+
+/// aifactoryd: runs AI coding agents in supervised terminal sessions and serves aifactoryctl.
+///
+/// With no arguments and no config it runs in the foreground in user mode: socket in
+/// $XDG_RUNTIME_DIR/aifactory/, state in ~/.local/state/aifactory (as root: /run/aifactory and
+/// /var/lib/aifactory). SIGTERM stops it, SIGHUP reloads the config.
+#[derive(Debug, Parser)]
+#[command(name = "aifactoryd", version = VERSION)]
+pub struct Cli {
+    /// Config file (default: /etc/aifactory/aifactoryd.toml as root, else
+    /// $XDG_CONFIG_HOME/aifactory/aifactoryd.toml; optional).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Control socket path (also $AIFACTORY_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// State directory (also $AIFACTORY_STATE_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where logs go.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log: LogTarget,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_names_the_protocol() {
+        assert!(super::VERSION.ends_with(&format!(
+            "(protocol {})",
+            aifactory_common::PROTOCOL_VERSION
+        )));
+    }
+}

@@ -1,0 +1,323 @@
+//! The daemon's configuration: the optional TOML file, command-line overrides, defaults, and
+//! validation. Every key is optional; an unknown key or a bad value is an error that names the
+//! key and the file.
+
+use std::path::{Path, PathBuf};
+
+use aifactory_common::codec::DECODE_LIMIT_BYTES;
+use aifactory_common::frame::DEFAULT_MAX_FRAME_BYTES;
+use aifactory_common::paths;
+use aifactory_common::protocol::RunMode;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+pub const DEFAULT_SOCKET_GROUP: &str = "aifactory";
+const MIN_FRAME_BYTES: usize = 1024;
+
+/// The file as written: every key optional, unknown keys refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `user` or `system`; decides socket permissions and default paths.
+    pub mode: Option<ModeName>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// A tracing filter such as `info` or `aifactoryd=debug`; `RUST_LOG` wins when set.
+    pub log_level: Option<String>,
+    pub max_connections: Option<u32>,
+    pub max_frame_bytes: Option<usize>,
+    /// Members of this group may use the daemon; in system mode it also owns the socket.
+    pub socket_group: Option<String>,
+    /// Octal permission bits of the socket file, e.g. "0660".
+    pub socket_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeName {
+    User,
+    System,
+}
+
+/// What the command line says; it wins over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file that was read, when one was.
+    pub config_file: Option<PathBuf>,
+    pub mode: RunMode,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_level: String,
+    pub max_connections: u32,
+    pub max_frame_bytes: usize,
+    pub socket_group: String,
+    pub socket_mode: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}` in {origin}: {message}")]
+    Value {
+        key: &'static str,
+        origin: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Path(#[from] paths::PathError),
+}
+
+impl Config {
+    /// Reads the config file (the given one, or the default one when it exists) and applies
+    /// the overrides and defaults.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let root = paths::is_root();
+        let env = paths::process_env;
+        let (file, path) = match &overrides.config {
+            Some(path) => (read_file(path)?, Some(path.clone())),
+            None => match paths::default_config_file(&env, root) {
+                Some(path) if path.exists() => (read_file(&path)?, Some(path)),
+                _ => (ConfigFile::default(), None),
+            },
+        };
+        Self::resolve(file, path, overrides, &env, root)
+    }
+
+    /// Applies defaults and overrides to a parsed file; pure, for tests.
+    pub fn resolve(
+        file: ConfigFile,
+        path: Option<PathBuf>,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+        root: bool,
+    ) -> Result<Config, ConfigError> {
+        let origin = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the defaults".into());
+        let value_err = |key, message: String| ConfigError::Value {
+            key,
+            origin: origin.clone(),
+            message,
+        };
+        let mode = match file.mode {
+            Some(ModeName::User) => RunMode::User,
+            Some(ModeName::System) => RunMode::System,
+            None => default_mode(env, root),
+        };
+        let socket = paths::socket_path(
+            overrides.socket.as_deref().or(file.socket.as_deref()),
+            env,
+            root,
+        )?;
+        let state_dir = paths::state_dir(
+            overrides.state_dir.as_deref().or(file.state_dir.as_deref()),
+            env,
+            root,
+        )?;
+        let log_level = file.log_level.unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            return Err(value_err(
+                "log_level",
+                format!(
+                    "`{log_level}` is not a log filter ({e}); use e.g. \"info\" or \"aifactoryd=debug\""
+                ),
+            ));
+        }
+        let max_connections = file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(value_err("max_connections", "must be at least 1".into()));
+        }
+        let max_frame_bytes = file.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES);
+        if !(MIN_FRAME_BYTES..=DECODE_LIMIT_BYTES).contains(&max_frame_bytes) {
+            return Err(value_err(
+                "max_frame_bytes",
+                format!("{max_frame_bytes} is outside {MIN_FRAME_BYTES}..={DECODE_LIMIT_BYTES}"),
+            ));
+        }
+        let socket_group = file
+            .socket_group
+            .unwrap_or_else(|| DEFAULT_SOCKET_GROUP.into());
+        if socket_group.is_empty() {
+            return Err(value_err("socket_group", "must not be empty".into()));
+        }
+        let default_socket_mode = match mode {
+            RunMode::User => 0o600,
+            RunMode::System => 0o660,
+        };
+        let socket_mode = match file.socket_mode {
+            None => default_socket_mode,
+            Some(text) => parse_mode(&text).ok_or_else(|| {
+                value_err(
+                    "socket_mode",
+                    format!("`{text}` is not an octal mode between \"0000\" and \"0777\" (e.g. \"0660\")"),
+                )
+            })?,
+        };
+        Ok(Config {
+            config_file: path,
+            mode,
+            socket,
+            state_dir,
+            log_level,
+            max_connections,
+            max_frame_bytes,
+            socket_group,
+            socket_mode,
+        })
+    }
+
+    /// The effective config as TOML, for `aifactoryd --print-config`.
+    pub fn to_toml(&self) -> String {
+        let file = ConfigFile {
+            mode: Some(match self.mode {
+                RunMode::User => ModeName::User,
+                RunMode::System => ModeName::System,
+            }),
+            socket: Some(self.socket.clone()),
+            state_dir: Some(self.state_dir.clone()),
+            log_level: Some(self.log_level.clone()),
+            max_connections: Some(self.max_connections),
+            max_frame_bytes: Some(self.max_frame_bytes),
+            socket_group: Some(self.socket_group.clone()),
+            socket_mode: Some(format!("{:04o}", self.socket_mode)),
+        };
+        let source = match &self.config_file {
+            Some(p) => format!("# effective config: {} plus defaults\n", p.display()),
+            None => "# effective config: defaults (no config file)\n".into(),
+        };
+        // Serialising a struct of plain optional scalars cannot fail.
+        source + &toml::to_string(&file).unwrap_or_default()
+    }
+
+    /// Keys whose change only a restart applies.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.mode != new.mode {
+            keys.push("mode");
+        }
+        if self.socket != new.socket {
+            keys.push("socket");
+        }
+        if self.state_dir != new.state_dir {
+            keys.push("state_dir");
+        }
+        if self.socket_mode != new.socket_mode {
+            keys.push("socket_mode");
+        }
+        keys
+    }
+}
+
+/// System mode as root, or when systemd gave us a runtime directory outside `/run/user/`
+/// (a system service running as its own user); user mode otherwise.
+fn default_mode(env: &dyn Fn(&str) -> Option<std::ffi::OsString>, root: bool) -> RunMode {
+    let system_unit = env("RUNTIME_DIRECTORY")
+        .is_some_and(|dir| !dir.to_string_lossy().starts_with("/run/user/"));
+    if root || system_unit {
+        RunMode::System
+    } else {
+        RunMode::User
+    }
+}
+
+fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<std::ffi::OsString> {
+        None
+    }
+
+    fn resolve(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "t.toml".into(),
+            message: e.to_string(),
+        })?;
+        let overrides = Overrides {
+            state_dir: Some("/s".into()),
+            socket: Some("/s.sock".into()),
+            ..Default::default()
+        };
+        Config::resolve(file, Some("t.toml".into()), &overrides, &no_env, false)
+    }
+
+    #[test]
+    fn defaults_in_user_mode() {
+        let c = resolve("").unwrap();
+        assert_eq!(c.mode, RunMode::User);
+        assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.max_frame_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = resolve("max_conections = 3").unwrap_err().to_string();
+        assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = resolve("socket_mode = \"0999\"").unwrap_err().to_string();
+        assert!(
+            err.contains("socket_mode") && err.contains("t.toml"),
+            "{err}"
+        );
+        let err = resolve("max_connections = 0").unwrap_err().to_string();
+        assert!(err.contains("max_connections"), "{err}");
+        let err = resolve("log_level = \"info,[\"").unwrap_err().to_string();
+        assert!(err.contains("log_level"), "{err}");
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let c = resolve("socket_mode = \"0640\"\nmode = \"system\"").unwrap();
+        let text = c.to_toml();
+        let again: ConfigFile = toml::from_str(&text).unwrap();
+        assert_eq!(again.socket_mode.as_deref(), Some("0640"));
+        assert_eq!(again.mode, Some(ModeName::System));
+    }
+
+    #[test]
+    fn system_unit_runtime_dir_means_system_mode() {
+        let env = |n: &str| (n == "RUNTIME_DIRECTORY").then(|| "/run/aifactory".into());
+        assert_eq!(default_mode(&env, false), RunMode::System);
+        let user = |n: &str| (n == "RUNTIME_DIRECTORY").then(|| "/run/user/1000/aifactory".into());
+        assert_eq!(default_mode(&user, false), RunMode::User);
+    }
+}

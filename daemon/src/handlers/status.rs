@@ -1,0 +1,22 @@
+//! `Status`: who the daemon is, where it lives, and what it holds.
+
+use aifactory_common::protocol::{PROTOCOL_VERSION, Reply, StatusInfo};
+
+use crate::connection::ConnContext;
+
+pub fn handle(ctx: &ConnContext) -> Reply {
+    let daemon = &ctx.daemon;
+    let config = daemon.config();
+    Reply::Status(StatusInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: daemon.pid,
+        uptime_ms: daemon.started.elapsed().as_millis() as u64,
+        protocol: PROTOCOL_VERSION,
+        mode: config.mode,
+        socket: daemon.socket.clone(),
+        state_dir: config.state_dir.clone(),
+        config_file: config.config_file.clone(),
+        connections: daemon.connections(),
+        max_connections: config.max_connections,
+    })
+}

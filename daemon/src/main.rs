@@ -1,0 +1,53 @@
+use std::process::ExitCode;
+
+use aifactoryd::cli::Cli;
+use aifactoryd::{Config, Overrides};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Everything the daemon creates is private unless it says otherwise (e.g. the socket's mode).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let overrides = Overrides {
+        config: cli.config.clone(),
+        socket: cli.socket.clone(),
+        state_dir: cli.state_dir.clone(),
+    };
+    let config = match Config::load(&overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("aifactoryd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let logging = match aifactoryd::logging::init(cli.log, &config.log_level) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("aifactoryd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("aifactoryd")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(aifactoryd::run(config, overrides, logging)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

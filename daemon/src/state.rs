@@ -1,0 +1,74 @@
+//! The state every connection and handler can reach: identity, the config in force, the peer
+//! policy, live counters and the event bus. Config and policy are swapped whole on reload; the
+//! std locks around them are only ever held to clone an `Arc`, never across an await.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::peer::PeerPolicy;
+
+pub struct DaemonState {
+    pub started: Instant,
+    pub pid: u32,
+    /// The socket actually served (activation may differ from the config).
+    pub socket: PathBuf,
+    config: RwLock<Arc<Config>>,
+    policy: RwLock<Arc<PeerPolicy>>,
+    connections: AtomicU32,
+    pub events: EventBus,
+}
+
+impl DaemonState {
+    pub fn new(config: Config, policy: PeerPolicy, socket: PathBuf) -> DaemonState {
+        DaemonState {
+            started: Instant::now(),
+            pid: std::process::id(),
+            socket,
+            config: RwLock::new(Arc::new(config)),
+            policy: RwLock::new(Arc::new(policy)),
+            connections: AtomicU32::new(0),
+            events: EventBus::default(),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn policy(&self) -> Arc<PeerPolicy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn replace_config(&self, config: Config, policy: PeerPolicy) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection for as long as the guard lives; returns the count including it.
+    pub fn open_connection(self: &Arc<Self>) -> (ConnectionGuard, u32) {
+        let now = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        (ConnectionGuard(self.clone()), now)
+    }
+}
+
+pub struct ConnectionGuard(Arc<DaemonState>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
