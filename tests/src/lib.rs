@@ -1,1 +1,371 @@
+//! The one harness every end-to-end test and benchmark uses: it starts the real `aifactoryd`
+//! in a private temporary directory (its own socket, state, runtime and config dirs, and a
+//! `NOTIFY_SOCKET` owned by the test), waits for `READY=1`, and drives it through the
+//! `aifactory-common` client and the real `aifactoryctl` binary.
+//!
+//! Tests that need more than the toolchain call [`skip`], which prints why and returns, or
+//! fails the test when `AIFACTORY_REQUIRE_ALL=1`.
 
+pub mod notify;
+pub mod raw;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aifactory_common::{Client, ClientOptions};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub use notify::NotifyListener;
+
+/// How long a daemon may take to say READY=1 on a loaded machine.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether tests that need root, tmux, chromium or systemd must run instead of skipping.
+pub fn require_all() -> bool {
+    std::env::var("AIFACTORY_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// Reports a skipped test. Returns normally (the caller returns) unless
+/// `AIFACTORY_REQUIRE_ALL=1`, where a skip is a failure.
+pub fn skip(test: &str, reason: &str) {
+    assert!(
+        !require_all(),
+        "{test}: cannot be skipped under AIFACTORY_REQUIRE_ALL=1: {reason}"
+    );
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The directory holding the workspace's built binaries (`target/<profile>`), or
+/// `$AIFACTORY_BIN_DIR`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AIFACTORY_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Test and bench executables live in target/<profile>/deps.
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A workspace binary; fails with the command that builds it when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`), or set AIFACTORY_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+/// A private directory tree for one daemon (or several sharing it).
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("aifactory-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        for sub in ["run", "state", "home", "config"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("create sandbox dirs");
+        }
+        fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o700))
+            .expect("chmod run dir");
+        Sandbox { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path().join("run/aifactoryd.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.path().join("config/aifactoryd.toml")
+    }
+
+    pub fn write_config(&self, toml: &str) {
+        fs::write(self.config_file(), toml).expect("write config");
+    }
+
+    /// Lets other users traverse the sandbox (for tests that connect as another uid).
+    pub fn open_to_others(&self) {
+        for dir in [self.path().to_path_buf(), self.path().join("run")] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+
+    /// The environment every process of this sandbox gets: nothing from the caller's
+    /// environment leaks in except PATH.
+    pub fn apply_env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path().join("home"))
+            .env("XDG_RUNTIME_DIR", self.path().join("run"))
+            .env("XDG_STATE_HOME", self.path().join("state-home"))
+            .env("XDG_CONFIG_HOME", self.path().join("config-home"));
+    }
+
+    pub fn daemon(&self) -> DaemonBuilder<'_> {
+        DaemonBuilder {
+            sandbox: self,
+            socket: self.socket(),
+            env: Vec::new(),
+            args: Vec::new(),
+            log_name: "daemon",
+        }
+    }
+
+    /// Runs the real `aifactoryctl` against this sandbox's socket.
+    pub fn ctl(&self, args: &[&str]) -> CtlOutput {
+        self.ctl_with(args, |_| {})
+    }
+
+    /// Runs `aifactoryctl` with a chance to adjust the command (uid, env).
+    pub fn ctl_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> CtlOutput {
+        let mut cmd = Command::new(bin("aifactoryctl"));
+        self.apply_env(&mut cmd);
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        cmd.stdin(Stdio::null());
+        adjust(&mut cmd);
+        CtlOutput::from(cmd.output().expect("run aifactoryctl"))
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What `aifactoryctl` did.
+#[derive(Debug)]
+pub struct CtlOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for CtlOutput {
+    fn from(o: Output) -> Self {
+        CtlOutput {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl CtlOutput {
+    /// Parses stdout as JSON, failing the test with both streams if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "aifactoryctl failed: {self:?}");
+        self
+    }
+}
+
+pub struct DaemonBuilder<'a> {
+    sandbox: &'a Sandbox,
+    socket: PathBuf,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    log_name: &'static str,
+}
+
+impl DaemonBuilder<'_> {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Names the log file, for sandboxes that run several daemons.
+    pub fn log_name(mut self, name: &'static str) -> Self {
+        self.log_name = name;
+        self
+    }
+
+    /// The command that would be run, for callers that spawn it themselves (socket
+    /// activation).
+    pub fn command(&self) -> (Command, PathBuf) {
+        let mut cmd = Command::new(bin("aifactoryd"));
+        self.sandbox.apply_env(&mut cmd);
+        if !self.sandbox.config_file().exists() {
+            self.sandbox.write_config("");
+        }
+        cmd.arg("--config")
+            .arg(self.sandbox.config_file())
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(self.sandbox.state_dir())
+            .arg("--log")
+            .arg("stderr")
+            .args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let log = self.sandbox.path().join(format!("{}.log", self.log_name));
+        let file = fs::File::create(&log).expect("create daemon log");
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file);
+        (cmd, log)
+    }
+
+    /// Starts the daemon without waiting for it to be ready.
+    pub fn spawn(self) -> Daemon {
+        let notify = NotifyListener::bind(
+            &self
+                .sandbox
+                .path()
+                .join(format!("{}.notify", self.log_name)),
+        );
+        let (mut cmd, log) = self.command();
+        cmd.env("NOTIFY_SOCKET", notify.path());
+        let child = cmd.spawn().expect("spawn aifactoryd");
+        Daemon {
+            child,
+            socket: self.socket,
+            log,
+            notify,
+            exit: None,
+        }
+    }
+
+    /// Starts the daemon and waits for `READY=1`.
+    pub fn start(self) -> Daemon {
+        let mut daemon = self.spawn();
+        daemon.wait_ready();
+        daemon
+    }
+}
+
+/// A running `aifactoryd`; killed (SIGKILL) when dropped if still running.
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub notify: NotifyListener,
+    exit: Option<ExitStatus>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for `READY=1`; fails with the daemon's log if it exits or times out first.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if self
+                .notify
+                .wait_for("READY=1", Duration::from_millis(50))
+                .is_some()
+            {
+                return;
+            }
+            if let Some(status) = self.try_exit() {
+                panic!(
+                    "aifactoryd exited ({status}) before READY=1:\n{}",
+                    self.logs()
+                );
+            }
+        }
+        panic!(
+            "aifactoryd sent no READY=1 within {READY_TIMEOUT:?}:\n{}",
+            self.logs()
+        );
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal aifactoryd");
+    }
+
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().expect("try_wait aifactoryd");
+        }
+        self.exit
+    }
+
+    /// Waits for the daemon to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.client_options())
+            .await
+            .unwrap_or_else(|e| panic!("connect to aifactoryd: {e}\n{}", self.logs()))
+    }
+
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions::new(&self.socket, "aifactory-tests")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
