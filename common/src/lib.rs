@@ -12,6 +12,7 @@ pub mod frame;
 pub mod handshake;
 pub mod paths;
 pub mod protocol;
+pub mod provider;
 
 pub use client::{Client, ClientOptions, Subscription};
 pub use error::ClientError;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -37,7 +37,26 @@ pub enum Request {
     /// Stream the daemon's events; the reply is [`Reply::Subscribed`].
     SubscribeEvents,
     /// End a stream opened on this connection.
-    Unsubscribe { subscription: SubscriptionId },
+    Unsubscribe {
+        subscription: SubscriptionId,
+    },
+    /// Register a git work tree as a project; the reply is [`Reply::Project`].
+    ProjectAdd(ProjectAdd),
+    ProjectList,
+    /// `key` is a project id or name.
+    ProjectShow {
+        key: String,
+    },
+    /// Forget a project (its files are never touched).
+    ProjectRemove {
+        key: String,
+    },
+    /// Import the old product's `projects.json` entries, read by the client.
+    ProjectImportLegacy {
+        /// Where the entries came from, recorded with the import.
+        source: PathBuf,
+        entries: Vec<LegacyProject>,
+    },
 }
 
 /// Daemon to client.
@@ -62,6 +81,10 @@ pub enum Reply {
     Status(StatusInfo),
     Subscribed,
     Unsubscribed,
+    Project(ProjectInfo),
+    Projects(Vec<ProjectInfo>),
+    ProjectRemoved(ProjectInfo),
+    Imported(ImportReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +147,107 @@ pub struct StatusInfo {
     /// Open client connections, this one included.
     pub connections: u32,
     pub max_connections: u32,
+    /// The database's schema version (the newest applied migration).
+    pub schema_version: u32,
+    pub store: StoreHealth,
+}
+
+/// Whether the state database takes writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreHealth {
+    Writable,
+    /// Opened read-only: reads are served, every write is refused with this reason and fix.
+    ReadOnly {
+        reason: String,
+    },
+    /// The last write failed (e.g. a full disk) and nothing of it was saved; the next write
+    /// tries again.
+    WriteFailed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectAdd {
+    /// Absolute path of the work tree (clients resolve relative paths first).
+    pub path: PathBuf,
+    /// Default: the directory's name.
+    pub name: Option<String>,
+    /// Set by hand; default: detected from the origin remote's URL.
+    pub provider: Option<Provider>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectInfo {
+    pub id: String,
+    pub name: String,
+    /// Canonical path of the work tree.
+    pub path: PathBuf,
+    pub origin_url: Option<String>,
+    /// The provider in force: set by hand, or else detected.
+    pub provider: Provider,
+    /// What the origin URL says, whatever was set by hand.
+    pub detected_provider: Provider,
+    pub provider_manual: bool,
+    pub default_branch: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// Where a project's pull requests live, from its origin remote.
+// The rename only shapes JSON (e.g. "azure-devops"); bincode encodes variants by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    Github,
+    Gitlab,
+    AzureDevops,
+    Bitbucket,
+    Unknown,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 5] = [
+        Provider::Github,
+        Provider::Gitlab,
+        Provider::AzureDevops,
+        Provider::Bitbucket,
+        Provider::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Github => "github",
+            Provider::Gitlab => "gitlab",
+            Provider::AzureDevops => "azure-devops",
+            Provider::Bitbucket => "bitbucket",
+            Provider::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// One entry of the old product's `~/.aifactory/projects.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegacyProject {
+    pub path: PathBuf,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub imported: Vec<ProjectInfo>,
+    pub skipped: Vec<SkippedImport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedImport {
+    pub path: PathBuf,
+    pub name: Option<String>,
+    pub reason: String,
 }
 
 /// A refusal or failure, with a message that says what to do about it.

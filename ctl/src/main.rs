@@ -5,6 +5,7 @@ mod cli;
 mod completions;
 mod connect;
 mod exit;
+mod projects;
 mod status;
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Status => status::run(&cli).await,
+            Command::Projects(command) => projects::run(&cli, command).await,
             Command::Completions { shell } => completions::run(*shell),
         }
     });

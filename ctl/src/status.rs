@@ -1,7 +1,7 @@
 //! `aifactoryctl status`: the daemon's identity, paths and counters.
 
 use aifactory_common::PROTOCOL_VERSION;
-use aifactory_common::protocol::StatusInfo;
+use aifactory_common::protocol::{StatusInfo, StoreHealth};
 
 use crate::cli::Cli;
 use crate::connect::connect;
@@ -30,7 +30,18 @@ fn to_json(s: &StatusInfo) -> serde_json::Value {
         "config_file": s.config_file,
         "connections": s.connections,
         "max_connections": s.max_connections,
+        "schema_version": s.schema_version,
+        "store": store_text(&s.store),
+        "store_writable": s.store == StoreHealth::Writable,
     })
+}
+
+fn store_text(health: &StoreHealth) -> String {
+    match health {
+        StoreHealth::Writable => "writable".into(),
+        StoreHealth::ReadOnly { reason } => format!("read-only: {reason}"),
+        StoreHealth::WriteFailed { reason } => format!("last write failed: {reason}"),
+    }
 }
 
 fn to_text(s: &StatusInfo) -> String {
@@ -47,7 +58,9 @@ fn to_text(s: &StatusInfo) -> String {
          socket       {}\n\
          state dir    {}\n\
          config       {config}\n\
-         connections  {} of {}\n",
+         connections  {} of {}\n\
+         schema       version {}\n\
+         store        {}\n",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -56,5 +69,7 @@ fn to_text(s: &StatusInfo) -> String {
         s.state_dir.display(),
         s.connections,
         s.max_connections,
+        s.schema_version,
+        store_text(&s.store),
     )
 }

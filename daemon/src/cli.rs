@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::logging::LogTarget;
 
 /// `--version` text: the package version and the protocol it speaks.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 2)");
 
 /// aifactoryd: runs AI coding agents in supervised terminal sessions and serves aifactoryctl.
 ///
@@ -33,6 +33,23 @@ pub struct Cli {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Bring the state database's schema up to date and exit (the daemon also does this at
+    /// every start). Takes the same lock as a starting daemon.
+    Migrate {
+        /// Show applied and pending migrations with checksums, the lock holder and the newest
+        /// backup; change nothing.
+        #[arg(long, conflicts_with = "dry_run")]
+        status: bool,
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! key and the file.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use aifactory_common::codec::DECODE_LIMIT_BYTES;
 use aifactory_common::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 pub const DEFAULT_SOCKET_GROUP: &str = "aifactory";
+pub const DEFAULT_MIGRATE_LOCK_TIMEOUT_S: u64 = 60;
 const MIN_FRAME_BYTES: usize = 1024;
 
 /// The file as written: every key optional, unknown keys refused.
@@ -30,6 +32,8 @@ pub struct ConfigFile {
     pub socket_group: Option<String>,
     /// Octal permission bits of the socket file, e.g. "0660".
     pub socket_mode: Option<String>,
+    /// Seconds to wait for another process's migration lock before giving up.
+    pub migrate_lock_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -60,6 +64,7 @@ pub struct Config {
     pub max_frame_bytes: usize,
     pub socket_group: String,
     pub socket_mode: u32,
+    pub migrate_lock_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +173,10 @@ impl Config {
                 )
             })?,
         };
+        let migrate_lock_timeout = Duration::from_secs(
+            file.migrate_lock_timeout
+                .unwrap_or(DEFAULT_MIGRATE_LOCK_TIMEOUT_S),
+        );
         Ok(Config {
             config_file: path,
             mode,
@@ -178,6 +187,7 @@ impl Config {
             max_frame_bytes,
             socket_group,
             socket_mode,
+            migrate_lock_timeout,
         })
     }
 
@@ -195,6 +205,7 @@ impl Config {
             max_frame_bytes: Some(self.max_frame_bytes),
             socket_group: Some(self.socket_group.clone()),
             socket_mode: Some(format!("{:04o}", self.socket_mode)),
+            migrate_lock_timeout: Some(self.migrate_lock_timeout.as_secs()),
         };
         let source = match &self.config_file {
             Some(p) => format!("# effective config: {} plus defaults\n", p.display()),

@@ -8,13 +8,17 @@ pub mod cli;
 pub mod config;
 mod connection;
 mod events;
+mod git;
 mod handlers;
 pub mod listener;
 pub mod logging;
+pub mod migrate;
 mod notify;
 mod peer;
+mod projects;
 mod server;
 mod state;
+pub mod store;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -37,6 +41,27 @@ pub enum DaemonError {
     },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Migrate(#[from] Box<migrate::MigrateError>),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(
+        "the database {} is read-only and migrations {pending} are pending, so this aifactoryd cannot use it: {reason}",
+        file.display()
+    )]
+    ReadOnlyPending {
+        file: PathBuf,
+        pending: String,
+        reason: String,
+    },
+    #[error("cannot start the store thread: {0}")]
+    StoreThread(std::io::Error),
+}
+
+impl From<migrate::MigrateError> for DaemonError {
+    fn from(e: migrate::MigrateError) -> Self {
+        DaemonError::Migrate(Box::new(e))
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -45,7 +70,18 @@ pub async fn run(
     overrides: Overrides,
     logging: logging::Logging,
 ) -> Result<(), DaemonError> {
-    prepare_state_dir(&config)?;
+    if cfg!(feature = "test-hooks") {
+        tracing::warn!(
+            "this aifactoryd was built with the `test-hooks` feature (for the test suite): build release packages with `cargo build --release -p aifactoryd`"
+        );
+    }
+    let state_writable = prepare_state_dir(&config)?;
+    let (store, schema_version) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_store(&config, state_writable))
+            .await
+            .map_err(|e| DaemonError::StoreThread(std::io::Error::other(e.to_string())))??
+    };
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;
     tracing::info!(
@@ -60,28 +96,100 @@ pub async fn run(
         config,
         policy,
         listener.path.clone(),
+        store,
+        schema_version,
     ));
     let _watchdog = notify::spawn_watchdog();
-    notify::ready(&server::ready_status(&daemon));
+    // `serve` says READY=1 once its signal handlers are in place.
     server::serve(daemon, listener, &logging, &overrides)
         .await
         .map_err(DaemonError::Signals)
 }
 
-/// Creates the state directory (0700) and proves it writable by writing a file.
-fn prepare_state_dir(config: &Config) -> Result<(), DaemonError> {
+/// Creates the state directory (0700) and tells whether it takes writes, by writing a file.
+/// A directory that exists but refuses writes is not fatal here: the store then serves reads.
+fn prepare_state_dir(config: &Config) -> Result<Result<(), std::io::Error>, DaemonError> {
     let path = &config.state_dir;
-    let err = |source| DaemonError::StateDir {
-        path: path.clone(),
-        uid: nix::unistd::geteuid().as_raw(),
-        source,
-    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(err)?;
+        .map_err(|source| DaemonError::StateDir {
+            path: path.clone(),
+            uid: nix::unistd::geteuid().as_raw(),
+            source,
+        })?;
     let probe = path.join(format!(".probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(err)?;
-    std::fs::remove_file(&probe).map_err(err)
+    Ok(std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe)))
+}
+
+/// Opens the database and brings its schema up to date under the migration lock. A database
+/// that cannot take writes is still served read-only when its schema is current.
+fn open_store(
+    config: &Config,
+    state_writable: Result<(), std::io::Error>,
+) -> Result<(store::Store, u32), DaemonError> {
+    let state_dir = &config.state_dir;
+    let file = state_dir.join(store::DB_FILE);
+    let mut lock = match (
+        migrate::lock(state_dir, config.migrate_lock_timeout),
+        &state_writable,
+    ) {
+        (Ok(lock), _) => Some(lock),
+        // Nobody can migrate in a directory nobody can write; reading needs no lock.
+        (Err(migrate::MigrateError::Io { .. }), Err(_)) => None,
+        (Err(e), _) => return Err(e.into()),
+    };
+    let (mut conn, readonly) = store::open(&file)?;
+    let version = match (&readonly, lock.as_mut()) {
+        (None, Some(lock)) => {
+            let outcome = migrate::migrate(&mut conn, &file, state_dir, lock)?;
+            for (version, name, ms) in &outcome.applied {
+                tracing::info!(version, name, duration_ms = ms, "migration applied");
+            }
+            if outcome.from != outcome.to {
+                tracing::info!(from = outcome.from, to = outcome.to, backup = ?outcome.backup, "database migrated");
+            }
+            outcome.to
+        }
+        (reason, _) => {
+            let reason = reason.clone().unwrap_or_else(|| {
+                format!(
+                    "{} is not writable ({}): make it writable by uid {}",
+                    state_dir.display(),
+                    state_writable
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                    nix::unistd::geteuid()
+                )
+            });
+            let (current, pending) = migrate::plan(&conn, &file, state_dir)?;
+            if !pending.is_empty() {
+                return Err(DaemonError::ReadOnlyPending {
+                    file,
+                    pending: pending
+                        .iter()
+                        .map(|m| format!("{:04}_{}", m.version, m.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason,
+                });
+            }
+            migrate::verify(&conn, &file, state_dir)?;
+            tracing::warn!(file = %file.display(), "serving the database read-only: {reason}");
+            current
+        }
+    };
+    drop(lock);
+    let readonly = readonly.or_else(|| state_writable.err().map(|e| {
+        format!(
+            "the state directory {} is not writable ({e}): make it writable by uid {}, then restart aifactoryd",
+            state_dir.display(),
+            nix::unistd::geteuid()
+        )
+    }));
+    let store = store::Store::start(conn, file, readonly).map_err(DaemonError::StoreThread)?;
+    Ok((store, version))
 }

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use aifactoryd::cli::Cli;
+use aifactoryd::cli::{Cli, DaemonCommand};
+use aifactoryd::migrate;
 use aifactoryd::{Config, Overrides};
 use clap::Parser;
 
@@ -23,6 +24,20 @@ fn main() -> ExitCode {
     if cli.print_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
+    }
+    if let Some(DaemonCommand::Migrate { status, dry_run }) = cli.command {
+        let what = match (status, dry_run) {
+            (true, _) => migrate::Command::Status,
+            (_, true) => migrate::Command::DryRun,
+            _ => migrate::Command::Apply,
+        };
+        return match migrate::command(&config.state_dir, config.migrate_lock_timeout, what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("aifactoryd: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let logging = match aifactoryd::logging::init(cli.log, &config.log_level) {
         Ok(logging) => logging,

@@ -48,3 +48,10 @@ pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
         }
     }))
 }
+
+/// Asks systemd for more start-up time (e.g. while waiting for the migration lock).
+pub fn extend_timeout(by: Duration) {
+    send(&[NotifyState::ExtendTimeoutUsec(
+        u32::try_from(by.as_micros()).unwrap_or(u32::MAX),
+    )]);
+}

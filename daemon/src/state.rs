@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::peer::PeerPolicy;
+use crate::store::Store;
 
 pub struct DaemonState {
     pub started: Instant,
@@ -20,10 +21,19 @@ pub struct DaemonState {
     policy: RwLock<Arc<PeerPolicy>>,
     connections: AtomicU32,
     pub events: EventBus,
+    pub store: Store,
+    /// The schema version reached at startup.
+    pub schema_version: u32,
 }
 
 impl DaemonState {
-    pub fn new(config: Config, policy: PeerPolicy, socket: PathBuf) -> DaemonState {
+    pub fn new(
+        config: Config,
+        policy: PeerPolicy,
+        socket: PathBuf,
+        store: Store,
+        schema_version: u32,
+    ) -> DaemonState {
         DaemonState {
             started: Instant::now(),
             pid: std::process::id(),
@@ -32,6 +42,8 @@ impl DaemonState {
             policy: RwLock::new(Arc::new(policy)),
             connections: AtomicU32::new(0),
             events: EventBus::default(),
+            store,
+            schema_version,
         }
     }
 

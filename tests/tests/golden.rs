@@ -21,10 +21,46 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             "request-unsubscribe",
             Request::Unsubscribe { subscription: 77 },
         ),
+        (
+            "request-project-add",
+            Request::ProjectAdd(ProjectAdd {
+                path: "/srv/repo".into(),
+                name: Some("repo".into()),
+                provider: Some(Provider::Gitlab),
+            }),
+        ),
+        ("request-project-list", Request::ProjectList),
+        (
+            "request-project-show",
+            Request::ProjectShow { key: "repo".into() },
+        ),
+        (
+            "request-project-remove",
+            Request::ProjectRemove {
+                key: "p-0123abcd".into(),
+            },
+        ),
+        (
+            "request-project-import-legacy",
+            Request::ProjectImportLegacy {
+                source: "/home/u/.aifactory/projects.json".into(),
+                entries: vec![LegacyProject {
+                    path: "/srv/old".into(),
+                    name: None,
+                }],
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
-            Request::Status | Request::SubscribeEvents | Request::Unsubscribe { .. } => {}
+            Request::Status
+            | Request::SubscribeEvents
+            | Request::Unsubscribe { .. }
+            | Request::ProjectAdd(_)
+            | Request::ProjectList
+            | Request::ProjectShow { .. }
+            | Request::ProjectRemove { .. }
+            | Request::ProjectImportLegacy { .. } => {}
         }
     }
     requests
@@ -45,6 +81,22 @@ fn status() -> StatusInfo {
         config_file: Some("/etc/aifactory/aifactoryd.toml".into()),
         connections: 3,
         max_connections: 1024,
+        schema_version: 2,
+        store: StoreHealth::Writable,
+    }
+}
+
+fn project(provider: Provider) -> ProjectInfo {
+    ProjectInfo {
+        id: "p-0123abcd".into(),
+        name: "repo".into(),
+        path: "/srv/repo".into(),
+        origin_url: Some("git@github.com:org/repo.git".into()),
+        provider,
+        detected_provider: Provider::Github,
+        provider_manual: provider != Provider::Github,
+        default_branch: "main".into(),
+        created_at: "2026-11-26T10:00:00Z".into(),
     }
 }
 
@@ -72,7 +124,64 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 ..status()
             }))),
         ),
+        (
+            "reply-status-store-read-only",
+            reply(Ok(Reply::Status(StatusInfo {
+                store: StoreHealth::ReadOnly {
+                    reason: "read-only".into(),
+                },
+                ..status()
+            }))),
+        ),
+        (
+            "reply-status-store-write-failed",
+            reply(Ok(Reply::Status(StatusInfo {
+                store: StoreHealth::WriteFailed {
+                    reason: "disk full".into(),
+                },
+                ..status()
+            }))),
+        ),
         ("reply-subscribed", reply(Ok(Reply::Subscribed))),
+        (
+            "reply-project-github",
+            reply(Ok(Reply::Project(project(Provider::Github)))),
+        ),
+        (
+            "reply-project-gitlab",
+            reply(Ok(Reply::Project(project(Provider::Gitlab)))),
+        ),
+        (
+            "reply-project-azure-devops",
+            reply(Ok(Reply::Project(project(Provider::AzureDevops)))),
+        ),
+        (
+            "reply-project-bitbucket",
+            reply(Ok(Reply::Project(project(Provider::Bitbucket)))),
+        ),
+        (
+            "reply-project-unknown",
+            reply(Ok(Reply::Project(project(Provider::Unknown)))),
+        ),
+        (
+            "reply-projects",
+            reply(Ok(Reply::Projects(vec![project(Provider::Github)]))),
+        ),
+        (
+            "reply-project-removed",
+            reply(Ok(Reply::ProjectRemoved(project(Provider::Github)))),
+        ),
+        (
+            "reply-imported",
+            reply(Ok(Reply::Imported(ImportReport {
+                imported: vec![project(Provider::Github)],
+                skipped: vec![SkippedImport {
+                    path: "/srv/gone".into(),
+                    name: Some("gone".into()),
+                    reason: "does not exist".into(),
+                }],
+            }))),
+        ),
         ("reply-unsubscribed", reply(Ok(Reply::Unsubscribed))),
         (
             "stream-config-reloaded",
@@ -123,7 +232,16 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
     for (_, f) in &frames {
         match f {
             ServerFrame::Reply { result, .. } => match result {
-                Ok(Reply::Status(_) | Reply::Subscribed | Reply::Unsubscribed) | Err(_) => {}
+                Ok(
+                    Reply::Status(_)
+                    | Reply::Subscribed
+                    | Reply::Unsubscribed
+                    | Reply::Project(_)
+                    | Reply::Projects(_)
+                    | Reply::ProjectRemoved(_)
+                    | Reply::Imported(_),
+                )
+                | Err(_) => {}
             },
             ServerFrame::Stream { item, .. } => match item {
                 StreamItem::Lagged { .. } => {}
@@ -218,4 +336,20 @@ fn handshake_layout_never_changes() {
         *b"AIFCTRL\0\x00\x01",
         "the handshake's raw layout is fixed forever"
     );
+}
+
+#[test]
+fn every_provider_and_store_health_has_a_sample() {
+    for p in Provider::ALL {
+        match p {
+            Provider::Github
+            | Provider::Gitlab
+            | Provider::AzureDevops
+            | Provider::Bitbucket
+            | Provider::Unknown => {}
+        }
+    }
+    match StoreHealth::Writable {
+        StoreHealth::Writable | StoreHealth::ReadOnly { .. } | StoreHealth::WriteFailed { .. } => {}
+    }
 }

@@ -1,6 +1,7 @@
 //! One handler per request. Each takes the request and the connection's context and answers.
 
 mod events;
+mod projects;
 mod status;
 
 use aifactory_common::protocol::{ErrorReply, Reply, Request};
@@ -22,6 +23,13 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
         Request::SubscribeEvents => events::subscribe(id, ctx).await,
         Request::Unsubscribe { subscription } => {
             Answer::Reply(events::unsubscribe(subscription, ctx))
+        }
+        Request::ProjectAdd(add) => Answer::Reply(projects::add(ctx, add).await),
+        Request::ProjectList => Answer::Reply(projects::list(ctx).await),
+        Request::ProjectShow { key } => Answer::Reply(projects::show(ctx, key).await),
+        Request::ProjectRemove { key } => Answer::Reply(projects::remove(ctx, key).await),
+        Request::ProjectImportLegacy { source, entries } => {
+            Answer::Reply(projects::import_legacy(ctx, source, entries).await)
         }
     }
 }

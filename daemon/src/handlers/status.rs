@@ -18,5 +18,7 @@ pub fn handle(ctx: &ConnContext) -> Reply {
         config_file: config.config_file.clone(),
         connections: daemon.connections(),
         max_connections: config.max_connections,
+        schema_version: daemon.schema_version,
+        store: daemon.store.health(),
     })
 }

@@ -1,0 +1,264 @@
+//! The state database: one SQLite file (`<state dir>/aifactory.db`), owned by one thread.
+//!
+//! Every read and write goes through that thread as a job, so no lock is ever held across an
+//! `.await` and writes are serialised. A write is a transaction that commits before its caller
+//! hears success, and rolls back if the job fails or panics. A failed write is reported with
+//! the file, the OS error and the fix, and the store keeps serving reads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aifactory_common::protocol::StoreHealth;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+pub const DB_FILE: &str = "aifactory.db";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle to the owner thread; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: std::sync::mpsc::Sender<Job>,
+    file: Arc<PathBuf>,
+    health: Arc<RwLock<StoreHealth>>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The write did not happen; the message names the file, the OS error and the fix.
+    #[error("{0}")]
+    WriteFailed(String),
+    #[error("database error on {file}: {message}")]
+    Sqlite { file: String, message: String },
+    #[error(
+        "the state database's owner thread has stopped: restart aifactoryd (and report this bug)"
+    )]
+    Gone,
+}
+
+/// Opens the database read-write (creating it), or read-only when the file or its directory
+/// does not allow writes. Returns the connection and, when read-only, why.
+pub fn open(file: &Path) -> Result<(Connection, Option<String>), StoreError> {
+    let rw = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(file, rw).map_err(|e| open_error(file, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sqlite_error(file, &e))?;
+    let readonly = conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| sqlite_error(file, &e))?;
+    let wal =
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0));
+    let setup = wal.and_then(|_| {
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // FULL: a commit is on disk before we acknowledge it, even across a power cut.
+        conn.pragma_update(None, "synchronous", "FULL")
+    });
+    match (readonly, setup) {
+        (false, Ok(())) => Ok((conn, None)),
+        (_, result) => {
+            let why = match result {
+                Err(e) => classify(&conn, file, &e).to_string(),
+                Ok(()) => readonly_reason(file),
+            };
+            drop(conn);
+            open_readonly(file).map(|conn| (conn, Some(why)))
+        }
+    }
+}
+
+/// Read-only fallback. `immutable=1` lets SQLite read a WAL database without creating its
+/// shared-memory file, which a read-only directory would refuse.
+fn open_readonly(file: &Path) -> Result<Connection, StoreError> {
+    let uri = format!("file:{}?immutable=1", percent_encode_path(file));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags).map_err(|e| open_error(file, &e))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| sqlite_error(file, &e))?;
+    Ok(conn)
+}
+
+fn percent_encode_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(*b as char),
+        }
+    }
+    out
+}
+
+fn readonly_reason(file: &Path) -> String {
+    format!(
+        "the database {} is read-only for uid {}: make it and its directory writable (`chmod u+w {} {}`) or check for a read-only mount, then restart aifactoryd",
+        file.display(),
+        nix::unistd::geteuid(),
+        file.display(),
+        dir_of(file).display()
+    )
+}
+
+fn dir_of(file: &Path) -> &Path {
+    file.parent().unwrap_or(Path::new("."))
+}
+
+fn open_error(file: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::WriteFailed(format!(
+        "cannot open the database {}: {e}: check that {} exists and is readable and writable by uid {}",
+        file.display(),
+        dir_of(file).display(),
+        nix::unistd::geteuid()
+    ))
+}
+
+pub fn sqlite_error(file: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        file: file.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Turns a failed write into a message that names the file, the OS error and the fix.
+pub fn classify(conn: &Connection, file: &Path, e: &rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    let Some(code) = e.sqlite_error_code() else {
+        return sqlite_error(file, e);
+    };
+    // SAFETY: the handle is valid for the connection's lifetime and only read here.
+    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    let os = if errno != 0 {
+        std::io::Error::from_raw_os_error(errno).to_string()
+    } else {
+        "no OS error".into()
+    };
+    let dir = dir_of(file).display();
+    let file_shown = file.display();
+    let uid = nix::unistd::geteuid();
+    let message = match code {
+        ErrorCode::ReadOnly | ErrorCode::PermissionDenied => format!(
+            "cannot write {file_shown}: the database is read-only ({e}; {os}): make it and {dir} writable by uid {uid} (`chmod u+w {file_shown} {dir}`) or remount the filesystem read-write; nothing was saved"
+        ),
+        ErrorCode::DiskFull => format!(
+            "cannot write {file_shown}: the disk is full ({e}; {os}): free space on the filesystem holding {dir} (`df -h {dir}`), then retry; nothing was saved"
+        ),
+        ErrorCode::CannotOpen => format!(
+            "cannot write {file_shown}: SQLite cannot create its journal files in {dir} ({e}; {os}): make {dir} writable by uid {uid}; nothing was saved"
+        ),
+        ErrorCode::SystemIoFailure => format!(
+            "cannot write {file_shown}: I/O error ({e}; {os}): check the disk (`dmesg`, `df -h {dir}`), then retry; nothing was saved"
+        ),
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => format!(
+            "cannot write {file_shown}: another process holds the database lock ({e}): find it with `fuser {file_shown}` and stop it; nothing was saved"
+        ),
+        _ => return sqlite_error(file, e),
+    };
+    StoreError::WriteFailed(message)
+}
+
+impl Store {
+    /// Hands the connection to a new owner thread.
+    pub fn start(
+        conn: Connection,
+        file: PathBuf,
+        readonly: Option<String>,
+    ) -> std::io::Result<Store> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let mut conn = conn;
+        std::thread::Builder::new()
+            .name("aifactoryd-store".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })?;
+        let health = match readonly {
+            Some(reason) => StoreHealth::ReadOnly { reason },
+            None => StoreHealth::Writable,
+        };
+        Ok(Store {
+            jobs,
+            file: Arc::new(file),
+            health: Arc::new(RwLock::new(health)),
+        })
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn health(&self) -> StoreHealth {
+        self.health
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_health(&self, health: StoreHealth) {
+        *self.health.write().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+
+    /// Runs `job` on the owner thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(job(conn));
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Gone)?;
+        rx.await.map_err(|_| StoreError::Gone)
+    }
+
+    /// Reads outside any write transaction.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let file = self.file.clone();
+        self.run(move |conn| query(conn).map_err(|e| sqlite_error(&file, &e)))
+            .await?
+    }
+
+    /// Runs `work` in an immediate transaction and commits it. `work` returns either a domain
+    /// outcome (`Ok`, committed even when the outcome is a refusal) or a SQLite error (rolled
+    /// back). Only a committed transaction is reported as done.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if let StoreHealth::ReadOnly { reason } = self.health() {
+            return Err(StoreError::WriteFailed(reason));
+        }
+        let file = self.file.clone();
+        let result = self
+            .run(move |conn| {
+                let attempt = (|| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let value = work(&tx)?;
+                    tx.commit()?;
+                    Ok(value)
+                })();
+                attempt.map_err(|e| classify(conn, &file, &e))
+            })
+            .await?;
+        match &result {
+            Ok(_) => self.set_health(StoreHealth::Writable),
+            Err(StoreError::WriteFailed(reason)) => {
+                tracing::error!(file = %self.file.display(), "{reason}");
+                self.set_health(StoreHealth::WriteFailed {
+                    reason: reason.clone(),
+                });
+            }
+            Err(_) => {}
+        }
+        result
+    }
+}
