@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use nix::unistd::{Gid, Group};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +26,9 @@ use crate::protocol::{
     SubscriptionId,
 };
 use crate::{codec, frame};
+
+/// How long a failed send waits for the daemon's stated reason for closing.
+const CLOSE_REASON_WAIT: Duration = Duration::from_secs(1);
 
 /// Items a subscriber may have queued before the reader waits for it.
 const SUBSCRIPTION_BUFFER: usize = 1024;
@@ -50,6 +54,16 @@ impl ClientOptions {
             protocol_version: PROTOCOL_VERSION,
         }
     }
+}
+
+/// The group owning the socket file: the one a refused user should join.
+fn socket_group(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(socket)
+        .ok()
+        .and_then(|m| Group::from_gid(Gid::from_raw(m.gid())).ok().flatten())
+        .map(|g| g.name)
+        .unwrap_or_else(|| "aifactory".into())
 }
 
 /// Why the connection ended, kept so every waiter learns the same reason.
@@ -128,6 +142,7 @@ impl Client {
                     std::io::ErrorKind::PermissionDenied => ClientError::SocketPermission {
                         socket: opts.socket.clone(),
                         uid: nix::unistd::geteuid().as_raw(),
+                        group: socket_group(&opts.socket),
                     },
                     _ => ClientError::Unreachable {
                         socket: opts.socket.clone(),
@@ -216,7 +231,15 @@ impl Client {
             }
             routes.replies.insert(id, tx);
         }
-        self.send_frame(ClientFrame { id, request }).await?;
+        let mut rx = rx;
+        if let Err(send_error) = self.send_frame(ClientFrame { id, request }).await {
+            // A daemon that refused us closes its side; its reader then records why. That
+            // reason beats "broken pipe", so give it a moment to arrive.
+            return match tokio::time::timeout(CLOSE_REASON_WAIT, &mut rx).await {
+                Ok(Ok(Err(closed))) => Err(closed.to_error()),
+                _ => Err(send_error),
+            };
+        }
         match rx.await {
             Ok(Ok(result)) => result.map_err(ClientError::Daemon),
             Ok(Err(closed)) => Err(closed.to_error()),

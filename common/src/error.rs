@@ -16,10 +16,15 @@ pub enum ClientError {
         source: std::io::Error,
     },
     #[error(
-        "permission denied opening {} as uid {uid}: join the daemon's group (`sudo usermod -aG aifactory $USER`, then log in again) or use your own user-mode daemon (`aifactoryd`)",
+        "permission denied opening {} as uid {uid}: join the daemon's group (`sudo usermod -aG {group} $USER`, then log in again) or use your own user-mode daemon (`aifactoryd`)",
         socket.display()
     )]
-    SocketPermission { socket: PathBuf, uid: u32 },
+    SocketPermission {
+        socket: PathBuf,
+        uid: u32,
+        /// The socket file's group, the one to join.
+        group: String,
+    },
     #[error("{client} speaks protocol {ours}, the daemon speaks {theirs}: {}", mismatch_advice(client, *ours, *theirs))]
     ProtocolMismatch {
         client: String,

@@ -67,15 +67,24 @@ fn unreachable_daemon_exits_3_with_the_path_and_how_to_start_it() {
 }
 
 #[test]
-fn no_socket_dir_names_what_was_tried() {
+fn socket_path_follows_the_shared_resolution_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // $RUNTIME_DIRECTORY (set by systemd) wins over both the root and the user default.
+    let out = ctl()
+        .env("RUNTIME_DIRECTORY", dir.path())
+        .env("XDG_RUNTIME_DIR", "/nonexistent-xdg")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = dir.path().join("aifactoryd.sock");
+    assert!(err.contains(&expected.display().to_string()), "{err}");
+
     if nix::unistd::geteuid().is_root() {
-        // As root the system path /run/aifactory always applies; the user-mode fallback
-        // order is covered by the path resolver's unit tests.
-        eprintln!(
-            "SKIPPED no_socket_dir_names_what_was_tried: as root /run/aifactory is always chosen"
-        );
         return;
     }
+    // A user with no runtime directory at all gets the list of what was tried.
     let out = ctl()
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("RUNTIME_DIRECTORY")

@@ -12,18 +12,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aifactory_common::codec;
-use aifactory_common::frame::{is_frame_too_large, length_codec};
+use aifactory_common::frame::{INITIAL_READ_BUFFER, is_frame_too_large, length_codec, write_frame};
 use aifactory_common::handshake::{self, PeerHello};
 use aifactory_common::protocol::{
     ClientFrame, ErrorCode, ErrorReply, PROTOCOL_VERSION, ServerFrame, SubscriptionId,
 };
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
+use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,6 +50,8 @@ pub struct ConnContext {
     subscriptions: Arc<Mutex<HashMap<SubscriptionId, AbortHandle>>>,
     /// Cancelled when this connection must end (slow client).
     closing: CancellationToken,
+    /// Cancelled when the daemon stops: streams pass on what they already hold, then end.
+    pub shutdown: CancellationToken,
 }
 
 impl ConnContext {
@@ -102,9 +105,15 @@ impl ConnContext {
         }
     }
 
+    /// Ends this connection's streams. When the daemon is stopping they end by themselves
+    /// once they passed on what was already published (e.g. the `Stopping` event), so only a
+    /// connection that ends for another reason aborts them.
     fn close_subscriptions(&self) {
+        let stopping = self.shutdown.is_cancelled();
         for (_, task) in self.subscriptions().drain() {
-            task.abort();
+            if !stopping {
+                task.abort();
+            }
         }
     }
 }
@@ -160,7 +169,16 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
         handshake::receive(&mut rd).await
     };
     let peer_pid = peer.pid.unwrap_or(0);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
+    let exchange = async {
+        tokio::select! {
+            result = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange) => Some(result),
+            _ = shutdown.cancelled() => None,
+        }
+    };
+    let Some(handshake) = exchange.await else {
+        return;
+    };
+    match handshake {
         Err(_) => {
             tracing::info!(
                 peer_uid = peer.uid,
@@ -200,16 +218,14 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
     }
 
     let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(write_loop(
-        FramedWrite::new(wr, length_codec(config.max_frame_bytes)),
-        queue,
-    ));
+    let mut writer = tokio::spawn(write_loop(wr, queue));
     let ctx = ConnContext {
         daemon: daemon.clone(),
         peer,
         out,
         subscriptions: Arc::default(),
         closing: CancellationToken::new(),
+        shutdown: shutdown.clone(),
     };
 
     let refusal = if open > config.max_connections {
@@ -228,14 +244,20 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
         tracing::warn!(peer_uid = peer.uid, peer_pid, reason = %reply.message, "refused a connection");
         goodbye(&ctx, reply).await;
         drop(ctx);
-        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer).await;
+        finish_writer(&mut writer).await;
+        linger(rd).await;
         return;
     }
     tracing::debug!(peer_uid = peer.uid, peer_pid, "client connected");
 
-    let mut frames = FramedRead::new(rd, length_codec(config.max_frame_bytes));
+    let mut frames = FramedRead::with_capacity(
+        rd,
+        length_codec(config.max_frame_bytes),
+        INITIAL_READ_BUFFER,
+    );
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let requests = TaskTracker::new();
+    let mut said_goodbye = false;
     loop {
         let next = tokio::select! {
             biased;
@@ -261,6 +283,7 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
                     "closing a connection that sent a frame over max_frame_bytes"
                 );
                 goodbye(&ctx, reply).await;
+                said_goodbye = true;
                 break;
             }
             Some(Err(e)) => {
@@ -279,6 +302,7 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
                 );
                 tracing::warn!(peer_uid = peer.uid, peer_pid, error = %e, "closing a connection that sent a malformed frame");
                 goodbye(&ctx, reply).await;
+                said_goodbye = true;
                 break;
             }
         };
@@ -306,12 +330,15 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
     }
     ctx.close_subscriptions();
     drop(ctx);
-    if tokio::time::timeout(GOODBYE_TIMEOUT, writer).await.is_err() {
+    if !finish_writer(&mut writer).await {
         tracing::debug!(
             peer_uid = peer.uid,
             peer_pid,
             "client did not take its last frames"
         );
+    }
+    if said_goodbye {
+        linger(frames.into_inner()).await;
     }
 }
 
@@ -322,16 +349,35 @@ fn config_name(config: &crate::config::Config) -> String {
     }
 }
 
+/// Gives the writer [`GOODBYE_TIMEOUT`] to flush, then stops it: a client that never reads
+/// must not keep a task and its socket alive. Returns whether everything was written.
+async fn finish_writer(writer: &mut tokio::task::JoinHandle<()>) -> bool {
+    let flushed = tokio::time::timeout(GOODBYE_TIMEOUT, &mut *writer)
+        .await
+        .is_ok();
+    writer.abort();
+    flushed
+}
+
 async fn goodbye(ctx: &ConnContext, reply: ErrorReply) {
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, ctx.send(ServerFrame::Goodbye(reply))).await;
 }
 
-async fn write_loop(
-    mut sink: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
-    mut queue: mpsc::Receiver<Bytes>,
-) {
+/// After a goodbye the write side is shut, so the client reads the goodbye and then EOF. The read
+/// side stays open until the client hangs up (at most [`GOODBYE_TIMEOUT`]), discarding what it
+/// sends: closing it at once makes a request the client is still writing fail with EPIPE, and the
+/// client then reports "broken pipe" instead of the reason it was just given.
+async fn linger(mut rd: OwnedReadHalf) {
+    let mut discard = [0u8; 4096];
+    let drain = async { while matches!(rd.read(&mut discard).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, drain).await;
+}
+
+/// Writes queued frames straight to the socket: no framing buffer per connection, so an idle
+/// connection costs little memory.
+async fn write_loop(mut socket: OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
     while let Some(bytes) = queue.recv().await {
-        if sink.send(bytes).await.is_err() {
+        if write_frame(&mut socket, &bytes).await.is_err() {
             // The client left; whatever is queued has no reader.
             return;
         }

@@ -76,11 +76,20 @@ pub async fn run(
         );
     }
     let state_writable = prepare_state_dir(&config)?;
+    // Migrations block; they run on a thread of their own that ends with them, rather than on
+    // the runtime's blocking pool, whose idle thread would wake the daemon 10 s later.
     let (store, schema_version) = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || open_store(&config, state_writable))
-            .await
-            .map_err(|e| DaemonError::StoreThread(std::io::Error::other(e.to_string())))??
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("aifactoryd-migrate".into())
+            .spawn(move || {
+                let _ = tx.send(open_store(&config, state_writable));
+            })
+            .map_err(DaemonError::StoreThread)?;
+        rx.await.map_err(|_| {
+            DaemonError::StoreThread(std::io::Error::other("the migration thread panicked"))
+        })??
     };
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;

@@ -146,8 +146,14 @@ async fn inspect(path: &Path) -> Result<Inspected, ErrorReply> {
     let canonical = std::fs::canonicalize(path)
         .map_err(|e| invalid(format!("cannot resolve {} ({e})", path.display())))?;
     git::check_work_tree(&canonical).await.map_err(|reason| {
+        // git's own advice (e.g. for "dubious ownership") is the fix when it gives one.
+        let fix = if reason.contains("not a git repository") {
+            ": run `git init` there, or give the repository's directory"
+        } else {
+            ""
+        };
         invalid(format!(
-            "{} is not a git work tree: {reason}: run `git init` there, or give the repository's directory",
+            "{} is not a git work tree aifactoryd (uid {uid}) can use: git says: {reason}{fix}",
             canonical.display()
         ))
     })?;

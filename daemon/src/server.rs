@@ -30,6 +30,9 @@ pub async fn serve(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // READY=1 lets systemd send SIGHUP and SIGTERM at once, so it must follow the handlers:
+    // before them, either signal would kill the daemon outright.
+    notify::ready(&ready_status(&daemon));
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
 

@@ -1,1 +1,1012 @@
-fn main() {}
+//! Issue 3's figures for the control socket, all measured in one run so that peers share the
+//! same (shared, noisy) machine state:
+//!
+//! 1. the in-process `status` round trip through `aifactory_common::Client`, with 0 and with
+//!    100 other idle (handshaken) connections;
+//! 2. `aifactoryctl --socket S status` as a process, interleaved run by run with
+//!    `tmux -S <private socket> list-sessions` (1 session, then 100) and with `true` (the cost
+//!    of spawning any process at all);
+//! 3. the daemon's CPU time and context switches over 10 s idle windows, beside the tmux
+//!    server's over the same windows;
+//! 4. the daemon's RSS after start, with 100 idle connections and after 1000 clients hung up
+//!    part-way, beside the tmux server's;
+//! 5. 1, 3 and 4 for two daemons running side by side, one with `RUST_BACKTRACE` unset and one
+//!    with `RUST_BACKTRACE=1`, their requests interleaved.
+//!
+//! Run with `cargo build --release -p aifactoryd -p aifactoryctl && cargo bench -p
+//! aifactory-tests --bench status`: `cargo bench` does not build the daemon and the CLI, and
+//! the bench uses the ones in `target/release` (or `$AIFACTORY_BIN_DIR`). The tables printed at
+//! the end are markdown, ready for BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
+use aifactory_common::{Client, handshake};
+use aifactory_tests::raw::{RawConn, send_client_frame};
+use aifactory_tests::{Daemon, Sandbox, bin, bin_dir, skip};
+use tokio::runtime::Runtime;
+
+/// Timed in-process round trips per series, after [`ROUND_TRIP_WARMUP`] untimed ones.
+const ROUND_TRIPS: usize = 2000;
+const ROUND_TRIP_WARMUP: usize = 200;
+/// Timed process runs per command, interleaved, after [`SPAWN_WARMUP`] untimed ones each.
+const SPAWNS: usize = 300;
+const SPAWN_WARMUP: usize = 20;
+/// Idle connections held open beside the measured one, and tmux sessions to compare with.
+const IDLE_CONNECTIONS: usize = 100;
+const TMUX_SESSIONS: usize = 100;
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// Clients that connect and hang up part-way, [`HANGUP_BATCH`] at a time.
+const HANGUPS: usize = 1000;
+const HANGUP_BATCH: usize = 50;
+/// How long the daemon may take to notice that clients left.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() {
+    let began = Instant::now();
+    warn_if_stale();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build the bench's tokio runtime");
+    let load_before = loadavg();
+    let mut tmux = match Tmux::start() {
+        Ok(tmux) => Some(tmux),
+        Err(reason) => {
+            skip("status bench: tmux comparison", &reason);
+            println!("tmux comparison skipped: {reason}");
+            None
+        }
+    };
+    let report = run(&runtime, tmux.as_mut());
+    drop(tmux);
+
+    println!();
+    println!(
+        "Run took {:.0} s; load average before: {load_before}, after: {}",
+        began.elapsed().as_secs_f64(),
+        loadavg()
+    );
+    println!();
+    print!("{}", latency_table(&report));
+    println!();
+    print!("{}", resource_table(&report));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run: two daemons side by side, RUST_BACKTRACE unset and set.
+
+/// One daemon under test. `daemon` is declared first so it is killed before its directory
+/// goes.
+struct Subject {
+    daemon: Daemon,
+    sandbox: Sandbox,
+    label: &'static str,
+}
+
+impl Subject {
+    fn start(label: &'static str, backtrace: bool) -> Subject {
+        let sandbox = Sandbox::new();
+        let mut builder = sandbox.daemon();
+        if backtrace {
+            builder = builder.env("RUST_BACKTRACE", "1");
+        }
+        let daemon = builder.start();
+        Subject {
+            daemon,
+            sandbox,
+            label,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+}
+
+/// What one daemon showed.
+struct DaemonReport {
+    label: &'static str,
+    mem_start: Mem,
+    mem_with_idle: Mem,
+    mem_after_hangups: Mem,
+    mem_end: Mem,
+    idle_fresh: Idle,
+    idle_after_work: Idle,
+    round_trip_alone: Latency,
+    round_trip_with_idle: Latency,
+    log_lines: usize,
+}
+
+/// The tmux server at the same points, with its session count.
+struct TmuxReport {
+    mem_start: (usize, Mem),
+    mem_with_idle: (usize, Mem),
+    mem_end: (usize, Mem),
+    idle_fresh: (usize, Idle),
+    idle_after_work: (usize, Idle),
+}
+
+struct Report {
+    daemons: Vec<DaemonReport>,
+    tmux: Option<TmuxReport>,
+    /// Process-level series, against the RUST_BACKTRACE-unset daemon.
+    process_alone: Vec<Series>,
+    process_with_idle: Vec<Series>,
+}
+
+fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
+    let subjects = [Subject::start("unset", false), Subject::start("1", true)];
+    let pids: Vec<u32> = subjects.iter().map(Subject::pid).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mem_start = read_mems(&pids);
+    let tmux_mem_start = tmux.as_deref().map(Tmux::mem);
+
+    eprintln!("idle window: fresh daemons, no client ever connected");
+    let (idle_fresh, tmux_idle_fresh) = idle_window(&pids, tmux.as_deref());
+
+    let probes: Vec<Client> = runtime.block_on(futures::future::join_all(
+        subjects.iter().map(|s| s.daemon.client()),
+    ));
+    eprintln!("in-process round trips, no other connection");
+    let round_trip_alone = runtime.block_on(round_trips(&probes));
+    eprintln!("process round trips: aifactoryctl, no other connection; tmux, 1 session");
+    let process_alone = process_series(&subjects[0].sandbox, tmux.as_deref(), 0);
+
+    let idle_clients: Vec<Vec<Client>> = runtime.block_on(async {
+        let mut all = Vec::new();
+        for subject in &subjects {
+            let mut clients = Vec::with_capacity(IDLE_CONNECTIONS);
+            for _ in 0..IDLE_CONNECTIONS {
+                clients.push(subject.daemon.client().await);
+            }
+            all.push(clients);
+        }
+        all
+    });
+    runtime.block_on(wait_all(&probes, &subjects, IDLE_CONNECTIONS as u32 + 1));
+    eprintln!("in-process round trips, {IDLE_CONNECTIONS} idle connections");
+    let round_trip_with_idle = runtime.block_on(round_trips(&probes));
+    if let Some(tmux) = tmux.as_deref_mut() {
+        tmux.grow_to(TMUX_SESSIONS);
+    }
+    eprintln!(
+        "process round trips: aifactoryctl, {IDLE_CONNECTIONS} idle connections; tmux, {TMUX_SESSIONS} sessions"
+    );
+    let process_with_idle = process_series(&subjects[0].sandbox, tmux.as_deref(), IDLE_CONNECTIONS);
+    let mem_with_idle = read_mems(&pids);
+    let tmux_mem_with_idle = tmux.as_deref().map(Tmux::mem);
+    drop(idle_clients);
+    // Client::drop aborts its reader task, which owns the read half: the socket closes only
+    // once the runtime runs again, which wait_all does.
+    runtime.block_on(wait_all(&probes, &subjects, 1));
+
+    eprintln!("{HANGUPS} clients per daemon hanging up part-way");
+    runtime.block_on(async {
+        for subject in &subjects {
+            hang_ups(&subject.daemon).await;
+        }
+    });
+    runtime.block_on(wait_all(&probes, &subjects, 1));
+    let mem_after_hangups = read_mems(&pids);
+    drop(probes);
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
+
+    eprintln!("idle window: after the work, no client connected");
+    let (idle_after_work, tmux_idle_after_work) = idle_window(&pids, tmux.as_deref());
+    let mem_end = read_mems(&pids);
+    let tmux_mem_end = tmux.as_deref().map(Tmux::mem);
+
+    let mut daemons = Vec::new();
+    for (i, mut subject) in subjects.into_iter().enumerate() {
+        if let Some(status) = subject.daemon.try_exit() {
+            panic!(
+                "aifactoryd (RUST_BACKTRACE {}) exited ({status}) during the bench:\n{}",
+                subject.label,
+                subject.daemon.logs()
+            );
+        }
+        daemons.push(DaemonReport {
+            label: subject.label,
+            mem_start: mem_start[i],
+            mem_with_idle: mem_with_idle[i],
+            mem_after_hangups: mem_after_hangups[i],
+            mem_end: mem_end[i],
+            idle_fresh: idle_fresh[i].clone(),
+            idle_after_work: idle_after_work[i].clone(),
+            round_trip_alone: round_trip_alone[i].clone(),
+            round_trip_with_idle: round_trip_with_idle[i].clone(),
+            log_lines: subject.daemon.logs().lines().count(),
+        });
+    }
+    let tmux = match (
+        tmux_mem_start,
+        tmux_mem_with_idle,
+        tmux_mem_end,
+        tmux_idle_fresh,
+        tmux_idle_after_work,
+    ) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e)) => Some(TmuxReport {
+            mem_start: a,
+            mem_with_idle: b,
+            mem_end: c,
+            idle_fresh: d,
+            idle_after_work: e,
+        }),
+        _ => None,
+    };
+    Report {
+        daemons,
+        tmux,
+        process_alone,
+        process_with_idle,
+    }
+}
+
+fn read_mems(pids: &[u32]) -> Vec<Mem> {
+    pids.iter().map(|&pid| Mem::read(pid)).collect()
+}
+
+/// One series per client, interleaved request by request (each round starts with a different
+/// client) so that noise falls on all of them alike.
+async fn round_trips(clients: &[Client]) -> Vec<Latency> {
+    for client in clients {
+        for _ in 0..ROUND_TRIP_WARMUP {
+            client.status().await.expect("status (warm-up)");
+        }
+    }
+    let mut samples: Vec<Vec<Duration>> = clients
+        .iter()
+        .map(|_| Vec::with_capacity(ROUND_TRIPS))
+        .collect();
+    for round in 0..ROUND_TRIPS {
+        for k in 0..clients.len() {
+            let which = (round + k) % clients.len();
+            let start = Instant::now();
+            clients[which].status().await.expect("status round trip");
+            samples[which].push(start.elapsed());
+        }
+    }
+    samples.into_iter().map(Latency::new).collect()
+}
+
+async fn wait_all(probes: &[Client], subjects: &[Subject], expected: u32) {
+    for (probe, subject) in probes.iter().zip(subjects) {
+        wait_connections(probe, expected, &subject.daemon).await;
+    }
+}
+
+/// Waits until the daemon counts `expected` connections (the probe included).
+async fn wait_connections(probe: &Client, expected: u32, daemon: &Daemon) {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let now = probe.status().await.expect("status (connection count)");
+        if now.connections == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "aifactoryd still counts {} connections after {SETTLE_TIMEOUT:?}, expected {expected}:\n{}",
+            now.connections,
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Clients that leave at every point of a conversation: before the handshake, half-way
+/// through it, right after it, with a request in flight, and half-way through a frame.
+async fn hang_ups(daemon: &Daemon) {
+    let socket = daemon.socket.as_path();
+    let opts = daemon.client_options();
+    for batch in 0..HANGUPS / HANGUP_BATCH {
+        let clients = (0..HANGUP_BATCH).map(|i| {
+            let opts = &opts;
+            async move {
+                match (batch * HANGUP_BATCH + i) % 5 {
+                    0 => drop(RawConn::connect(socket).await),
+                    1 => {
+                        let mut conn = RawConn::connect(socket).await;
+                        // The daemon may already have hung up on us: that is fine too.
+                        let _ = conn.write(&handshake::hello(PROTOCOL_VERSION)[..5]).await;
+                    }
+                    2 => drop(Client::connect(opts).await.expect("connect a client")),
+                    3 => {
+                        let mut framed = handshaken(socket).await;
+                        let frame = ClientFrame {
+                            id: 1,
+                            request: Request::Status,
+                        };
+                        send_client_frame(&mut framed, &frame)
+                            .await
+                            .expect("send a status request");
+                    }
+                    _ => {
+                        let mut framed = handshaken(socket).await;
+                        // A length prefix announcing 64 bytes, then only 10 of them.
+                        let mut partial = 64u32.to_be_bytes().to_vec();
+                        partial.extend_from_slice(&[0u8; 10]);
+                        let stream = framed.get_mut();
+                        tokio::io::AsyncWriteExt::write_all(stream, &partial)
+                            .await
+                            .expect("send a partial frame");
+                    }
+                }
+            }
+        });
+        futures::future::join_all(clients).await;
+    }
+}
+
+async fn handshaken(
+    socket: &Path,
+) -> tokio_util::codec::Framed<tokio::net::UnixStream, tokio_util::codec::LengthDelimitedCodec> {
+    let mut conn = RawConn::connect(socket).await;
+    conn.send_hello(PROTOCOL_VERSION).await;
+    conn.read_hello().await.expect("read the daemon's hello");
+    conn.framed()
+}
+// ---------------------------------------------------------------------------------------------
+// Process-level round trips.
+
+/// `aifactoryctl status`, `tmux list-sessions` and `true`, interleaved run by run (each run
+/// starts with a different one), so that noise falls on all of them alike. `connections` is how
+/// many other connections the daemon holds.
+fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) -> Vec<Series> {
+    let ctl = || {
+        let mut cmd = Command::new(bin("aifactoryctl"));
+        sandbox.apply_env(&mut cmd);
+        cmd.arg("--socket").arg(sandbox.socket()).arg("status");
+        cmd
+    };
+    let true_exe = find_in_path("true").expect("`true` is on PATH");
+    let spawn_floor = || {
+        let mut cmd = Command::new(&true_exe);
+        sandbox.apply_env(&mut cmd);
+        cmd
+    };
+    let sessions = tmux.map(Tmux::session_count);
+    let mut peers: Vec<(Peer, String, Command)> = Vec::new();
+    peers.push((
+        Peer::Ctl,
+        format!("{connections} other connection{}", plural(connections)),
+        checked(ctl(), "aifactoryd"),
+    ));
+    if let (Some(tmux), Some(sessions)) = (tmux, sessions) {
+        peers.push((
+            Peer::Tmux,
+            format!("{sessions} session{}", plural(sessions)),
+            checked(tmux.command(&["list-sessions"]), "windows"),
+        ));
+    }
+    peers.push((
+        Peer::True,
+        "the floor: spawning any process".into(),
+        checked(spawn_floor(), ""),
+    ));
+
+    let mut samples: Vec<Vec<Duration>> =
+        peers.iter().map(|_| Vec::with_capacity(SPAWNS)).collect();
+    for run in 0..SPAWN_WARMUP + SPAWNS {
+        for k in 0..peers.len() {
+            let which = (run + k) % peers.len();
+            let (peer, _, cmd) = &mut peers[which];
+            let took = time_process(cmd, peer.command());
+            if run >= SPAWN_WARMUP {
+                samples[which].push(took);
+            }
+        }
+    }
+    peers
+        .into_iter()
+        .zip(samples)
+        .map(|((peer, context, _), samples)| Series {
+            peer,
+            context,
+            latency: Latency::new(samples),
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    Ctl,
+    Tmux,
+    True,
+}
+
+impl Peer {
+    fn command(self) -> &'static str {
+        match self {
+            Peer::Ctl => "aifactoryctl --socket S status",
+            Peer::Tmux => "tmux -S S list-sessions",
+            Peer::True => "true",
+        }
+    }
+}
+
+/// One process-level series.
+struct Series {
+    peer: Peer,
+    /// What surrounded it: the daemon's other connections, tmux's sessions.
+    context: String,
+    latency: Latency,
+}
+
+/// Runs `cmd` once with its output captured, checks that it worked and printed `expect`, and
+/// returns it ready for timing (output discarded, as fast as a terminal could take it).
+fn checked(mut cmd: Command, expect: &str) -> Command {
+    cmd.stdin(Stdio::null());
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(expect),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+fn time_process(cmd: &mut Command, label: &str) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run {label} ({cmd:?}): {e}"));
+    let took = start.elapsed();
+    assert!(status.success(), "{label} failed ({status}): {cmd:?}");
+    took
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// A private tmux server: its own socket, no config file, `sh` as the shell of its sessions.
+struct Tmux {
+    exe: PathBuf,
+    dir: tempfile::TempDir,
+    pid: u32,
+}
+
+impl Tmux {
+    fn start() -> Result<Tmux, String> {
+        let exe = find_in_path("tmux").ok_or("tmux is not installed (not found on PATH)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("aifactory-bench-tmux-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let mut tmux = Tmux { exe, dir, pid: 0 };
+        let out = tmux
+            .command(&["-f", "/dev/null", "new-session", "-d"])
+            .output()
+            .map_err(|e| format!("cannot run tmux: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`tmux new-session -d` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let out = tmux
+            .command(&["display-message", "-p", "#{pid}"])
+            .output()
+            .map_err(|e| format!("cannot run tmux: {e}"))?;
+        tmux.pid = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|e| format!("cannot read the tmux server's pid ({e})"))?;
+        Ok(tmux)
+    }
+
+    /// `tmux -S <private socket> args...` with nothing of the caller's environment but PATH.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("SHELL", "/bin/sh")
+            .arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn session_count(&self) -> usize {
+        let out = self
+            .command(&["list-sessions"])
+            .output()
+            .expect("run tmux list-sessions");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    fn grow_to(&mut self, sessions: usize) {
+        for _ in self.session_count()..sessions {
+            let status = self
+                .command(&["new-session", "-d"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("run tmux new-session");
+            assert!(status.success(), "tmux new-session -d failed ({status})");
+        }
+        let now = self.session_count();
+        assert_eq!(
+            now, sessions,
+            "tmux holds {now} sessions, wanted {sessions}"
+        );
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .command(&["kill-server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Tmux {
+    /// The server's session count and memory.
+    fn mem(&self) -> (usize, Mem) {
+        (self.session_count(), Mem::read(self.pid))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements from /proc.
+
+/// Sorted samples.
+#[derive(Clone)]
+struct Latency {
+    samples: Vec<Duration>,
+}
+
+impl Latency {
+    fn new(mut samples: Vec<Duration>) -> Latency {
+        assert!(!samples.is_empty(), "no samples");
+        samples.sort_unstable();
+        Latency { samples }
+    }
+
+    fn median(&self) -> Duration {
+        let s = &self.samples;
+        let n = s.len();
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2
+        }
+    }
+
+    /// Nearest-rank 99th percentile.
+    fn p99(&self) -> Duration {
+        let n = self.samples.len();
+        self.samples[(n * 99).div_ceil(100) - 1]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Mem {
+    rss_kb: u64,
+    hwm_kb: u64,
+}
+
+impl Mem {
+    fn read(pid: u32) -> Mem {
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+        Mem {
+            rss_kb: status_field(&status, "VmRSS").expect("VmRSS in /proc/<pid>/status"),
+            hwm_kb: status_field(&status, "VmHWM").expect("VmHWM in /proc/<pid>/status"),
+        }
+    }
+}
+
+/// The first number of a `Key:  value ...` line of a /proc status file.
+fn status_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// One live thread: its name and its voluntary + nonvoluntary context switches so far.
+struct ThreadUsage {
+    name: String,
+    switches: u64,
+}
+
+/// What a process has spent so far.
+struct Usage {
+    /// utime + stime from /proc/<pid>/stat, in clock ticks (all threads, live or dead).
+    ticks: u64,
+    /// Sum of the live threads' on-CPU time from schedstat, in ns, when the kernel has it.
+    sched_ns: Option<u64>,
+    /// Live threads by tid.
+    threads: HashMap<String, ThreadUsage>,
+}
+
+impl Usage {
+    fn read(pid: u32) -> Usage {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let field = |n: usize| -> u64 {
+            fields
+                .get(n - 3)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or_else(|| panic!("field {n} of /proc/{pid}/stat: {stat}"))
+        };
+        let ticks = field(14) + field(15);
+
+        let mut threads = HashMap::new();
+        let mut sched_ns = Some(0u64);
+        let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap_or_else(|e| panic!("list /proc/{pid}/task: {e}"));
+        for task in tasks.flatten() {
+            let tid = task.file_name().to_string_lossy().into_owned();
+            // A thread may exit between the listing and the read.
+            let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            let switches = status_field(&status, "voluntary_ctxt_switches").unwrap_or(0)
+                + status_field(&status, "nonvoluntary_ctxt_switches").unwrap_or(0);
+            let name = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Name:"))
+                .unwrap_or("?")
+                .trim()
+                .to_string();
+            threads.insert(tid, ThreadUsage { name, switches });
+            let on_cpu = fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            sched_ns = sched_ns.zip(on_cpu).map(|(sum, ns)| sum + ns);
+        }
+        Usage {
+            ticks,
+            sched_ns,
+            threads,
+        }
+    }
+}
+
+/// What a process spent over an idle window.
+#[derive(Clone)]
+struct Idle {
+    cpu_ms: f64,
+    sched_ms: Option<f64>,
+    /// Context switches of the threads alive at the end, plus one for each thread that exited
+    /// in the window (it had to run to exit; its own counters die with it): a lower bound.
+    wakeups: u64,
+    /// "name (tid)" of the threads that exited in the window.
+    exited: Vec<String>,
+    threads_before: usize,
+    threads_after: usize,
+}
+
+impl Idle {
+    fn between(before: &Usage, after: &Usage) -> Idle {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        // Per thread, so that a thread born in the window counts whole.
+        let live: u64 = after
+            .threads
+            .iter()
+            .map(|(tid, now)| {
+                let then = before.threads.get(tid).map_or(0, |t| t.switches);
+                now.switches.saturating_sub(then)
+            })
+            .sum();
+        let mut exited: Vec<String> = before
+            .threads
+            .iter()
+            .filter(|(tid, _)| !after.threads.contains_key(*tid))
+            .map(|(tid, t)| format!("{} (tid {tid})", t.name))
+            .collect();
+        exited.sort();
+        Idle {
+            cpu_ms: after.ticks.saturating_sub(before.ticks) as f64 * 1000.0 / hz,
+            sched_ms: before
+                .sched_ns
+                .zip(after.sched_ns)
+                .map(|(b, a)| a.saturating_sub(b) as f64 / 1e6),
+            wakeups: live + exited.len() as u64,
+            exited,
+            threads_before: before.threads.len(),
+            threads_after: after.threads.len(),
+        }
+    }
+}
+
+/// Sleeps through [`IDLE_WINDOW`] and returns what each daemon, and the tmux server as a peer
+/// (with its session count), spent in it.
+fn idle_window(pids: &[u32], tmux: Option<&Tmux>) -> (Vec<Idle>, Option<(usize, Idle)>) {
+    let sessions = tmux.map(Tmux::session_count);
+    let before: Vec<Usage> = pids.iter().map(|&pid| Usage::read(pid)).collect();
+    let tmux_before = tmux.map(|t| Usage::read(t.pid));
+    std::thread::sleep(IDLE_WINDOW);
+    let after: Vec<Usage> = pids.iter().map(|&pid| Usage::read(pid)).collect();
+    let tmux_after = tmux.map(|t| Usage::read(t.pid));
+    let idle = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| Idle::between(b, a))
+        .collect();
+    let tmux_idle = sessions
+        .zip(tmux_before.zip(tmux_after))
+        .map(|(n, (b, a))| (n, Idle::between(&b, &a)));
+    (idle, tmux_idle)
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Warns when the daemon or the CLI is older than a source file it is built from: `cargo
+/// bench` builds neither.
+fn warn_if_stale() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest_source = ["common", "daemon", "ctl"]
+        .iter()
+        .filter_map(|krate| newest_mtime(&root.join(krate)))
+        .max();
+    for name in ["aifactoryd", "aifactoryctl"] {
+        let path = bin(name);
+        let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if let (Some(built), Some(source)) = (built, newest_source)
+            && built < source
+        {
+            eprintln!(
+                "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactoryctl`",
+                path.display()
+            );
+        }
+    }
+    eprintln!("binaries from {}", bin_dir().display());
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                newest_mtime(&path)
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "toml") {
+                meta.modified().ok()
+            } else {
+                None
+            }
+        })
+        .max()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown.
+
+fn fmt_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
+}
+
+fn fmt_mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
+}
+
+fn fmt_cpu(i: &Idle) -> String {
+    let sched = i
+        .sched_ms
+        .map(|ms| format!(" (on-CPU {ms:.2} ms)"))
+        .unwrap_or_default();
+    format!("{:.0} ms{sched}", i.cpu_ms)
+}
+
+fn fmt_wakeups(i: &Idle) -> String {
+    if i.exited.is_empty() {
+        format!(
+            "{} ({} thread{})",
+            i.wakeups,
+            i.threads_after,
+            plural(i.threads_after)
+        )
+    } else {
+        format!(
+            "≥ {} (incl. {} thread exit{}: {}; threads {} → {})",
+            i.wakeups,
+            i.exited.len(),
+            plural(i.exited.len()),
+            i.exited.join(", "),
+            i.threads_before,
+            i.threads_after
+        )
+    }
+}
+
+fn with_sessions(sessions: usize, value: String) -> String {
+    format!("{value}, {sessions} session{}", plural(sessions))
+}
+
+fn latency_table(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| Round trip | n | median | p99 | ÷ tmux median | ÷ tmux p99 |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (what, pick) in [
+        (
+            "0 other connections",
+            (|d: &DaemonReport| &d.round_trip_alone) as fn(&DaemonReport) -> &Latency,
+        ),
+        ("100 other idle connections", |d| &d.round_trip_with_idle),
+    ] {
+        for daemon in &report.daemons {
+            let latency = pick(daemon);
+            let _ = writeln!(
+                out,
+                "| in-process `Client::status()`, {what}, RUST_BACKTRACE {} | {} | {} | {} | – | – |",
+                daemon.label,
+                latency.samples.len(),
+                fmt_duration(latency.median()),
+                fmt_duration(latency.p99()),
+            );
+        }
+    }
+    for series in [&report.process_alone, &report.process_with_idle] {
+        let tmux = series
+            .iter()
+            .find(|s| s.peer == Peer::Tmux)
+            .map(|s| &s.latency);
+        for Series {
+            peer,
+            context,
+            latency,
+        } in series
+        {
+            let (by_median, by_p99) = match (*peer == Peer::Ctl, tmux) {
+                (true, Some(tmux)) => (
+                    ratio(latency.median(), tmux.median()),
+                    ratio(latency.p99(), tmux.p99()),
+                ),
+                _ => ("–".into(), "–".into()),
+            };
+            let _ = writeln!(
+                out,
+                "| process: `{}`, {context} | {} | {} | {} | {by_median} | {by_p99} |",
+                peer.command(),
+                latency.samples.len(),
+                fmt_duration(latency.median()),
+                fmt_duration(latency.p99()),
+            );
+        }
+    }
+    out
+}
+
+fn resource_table(report: &Report) -> String {
+    let mut out = String::new();
+    let mut header: Vec<String> = report
+        .daemons
+        .iter()
+        .map(|d| format!("aifactoryd, RUST_BACKTRACE {}", d.label))
+        .collect();
+    if report.tmux.is_some() {
+        header.push("tmux server (peer, same moments)".into());
+    }
+    let _ = writeln!(out, "| Measurement | {} | target |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}---|", "---:|".repeat(header.len()));
+    let tmux = report.tmux.as_ref();
+    let mut row =
+        |what: &str, cell: &dyn Fn(&DaemonReport) -> String, peer: Option<String>, target: &str| {
+            let mut cells: Vec<String> = report.daemons.iter().map(cell).collect();
+            if tmux.is_some() {
+                cells.push(peer.unwrap_or_else(|| "–".into()));
+            }
+            let _ = writeln!(out, "| {what} | {} | {target} |", cells.join(" | "));
+        };
+    let tmux_mem = |pick: fn(&TmuxReport) -> (usize, Mem), rss: bool| {
+        tmux.map(|t| {
+            let (sessions, mem) = pick(t);
+            let kb = if rss { mem.rss_kb } else { mem.hwm_kb };
+            with_sessions(sessions, fmt_mb(kb))
+        })
+    };
+    let tmux_idle = |pick: fn(&TmuxReport) -> &(usize, Idle), f: fn(&Idle) -> String| {
+        tmux.map(|t| {
+            let (sessions, idle) = pick(t);
+            with_sessions(*sessions, f(idle))
+        })
+    };
+    row(
+        "RSS after start",
+        &|d| fmt_mb(d.mem_start.rss_kb),
+        tmux_mem(|t| t.mem_start, true),
+        "< 10 MB",
+    );
+    row(
+        "RSS with 100 idle connections",
+        &|d| fmt_mb(d.mem_with_idle.rss_kb),
+        tmux_mem(|t| t.mem_with_idle, true),
+        "< 10 MB",
+    );
+    row(
+        "RSS after 1000 clients hung up part-way",
+        &|d| fmt_mb(d.mem_after_hangups.rss_kb),
+        None,
+        "< 10 MB",
+    );
+    row(
+        "RSS at the end (after the second idle window)",
+        &|d| fmt_mb(d.mem_end.rss_kb),
+        tmux_mem(|t| t.mem_end, true),
+        "< 10 MB",
+    );
+    row(
+        "peak RSS (VmHWM) over the run",
+        &|d| fmt_mb(d.mem_end.hwm_kb),
+        tmux_mem(|t| t.mem_end, false),
+        "< 10 MB",
+    );
+    row(
+        "idle 10 s, fresh: CPU (utime+stime)",
+        &|d| fmt_cpu(&d.idle_fresh),
+        tmux_idle(|t| &t.idle_fresh, fmt_cpu),
+        "0",
+    );
+    row(
+        "idle 10 s, fresh: wakeups (context switches)",
+        &|d| fmt_wakeups(&d.idle_fresh),
+        tmux_idle(|t| &t.idle_fresh, fmt_wakeups),
+        "0",
+    );
+    row(
+        "idle 10 s, after the work: CPU (utime+stime)",
+        &|d| fmt_cpu(&d.idle_after_work),
+        tmux_idle(|t| &t.idle_after_work, fmt_cpu),
+        "0",
+    );
+    row(
+        "idle 10 s, after the work: wakeups (context switches)",
+        &|d| fmt_wakeups(&d.idle_after_work),
+        tmux_idle(|t| &t.idle_after_work, fmt_wakeups),
+        "0",
+    );
+    row(
+        "daemon log lines over the run",
+        &|d| d.log_lines.to_string(),
+        None,
+        "–",
+    );
+    out
+}

@@ -131,6 +131,7 @@ impl Sandbox {
             socket: self.socket(),
             env: Vec::new(),
             args: Vec::new(),
+            wrapper: Vec::new(),
             log_name: "daemon",
         }
     }
@@ -142,12 +143,19 @@ impl Sandbox {
 
     /// Runs `aifactoryctl` with a chance to adjust the command (uid, env).
     pub fn ctl_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> CtlOutput {
+        let mut cmd = self.ctl_command(args);
+        adjust(&mut cmd);
+        CtlOutput::from(cmd.output().expect("run aifactoryctl"))
+    }
+
+    /// The `aifactoryctl` command [`Sandbox::ctl`] runs, for callers that spawn it themselves
+    /// (e.g. to know its pid).
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("aifactoryctl"));
         self.apply_env(&mut cmd);
         cmd.arg("--socket").arg(self.socket()).args(args);
         cmd.stdin(Stdio::null());
-        adjust(&mut cmd);
-        CtlOutput::from(cmd.output().expect("run aifactoryctl"))
+        cmd
     }
 }
 
@@ -193,6 +201,7 @@ pub struct DaemonBuilder<'a> {
     socket: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    wrapper: Vec<String>,
     log_name: &'static str,
 }
 
@@ -207,6 +216,14 @@ impl DaemonBuilder<'_> {
         self
     }
 
+    /// Runs the daemon through a wrapper that ends by exec'ing it, so the pid stays the
+    /// daemon's: `argv` comes first, then the daemon's path and arguments, e.g.
+    /// `["sh", "-c", "export LISTEN_PID=$$; exec \"$0\" \"$@\""]`.
+    pub fn wrapper(mut self, argv: &[&str]) -> Self {
+        self.wrapper = argv.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     /// Names the log file, for sandboxes that run several daemons.
     pub fn log_name(mut self, name: &'static str) -> Self {
         self.log_name = name;
@@ -216,7 +233,14 @@ impl DaemonBuilder<'_> {
     /// The command that would be run, for callers that spawn it themselves (socket
     /// activation).
     pub fn command(&self) -> (Command, PathBuf) {
-        let mut cmd = Command::new(bin("aifactoryd"));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bin("aifactoryd"));
+                cmd
+            }
+            None => Command::new(bin("aifactoryd")),
+        };
         self.sandbox.apply_env(&mut cmd);
         if !self.sandbox.config_file().exists() {
             self.sandbox.write_config("");
@@ -243,6 +267,12 @@ impl DaemonBuilder<'_> {
 
     /// Starts the daemon without waiting for it to be ready.
     pub fn spawn(self) -> Daemon {
+        self.spawn_with(|_| {})
+    }
+
+    /// Starts the daemon after a last adjustment of its command (e.g. a `pre_exec` that
+    /// passes a socket as fd 3), without waiting for it to be ready.
+    pub fn spawn_with(self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let notify = NotifyListener::bind(
             &self
                 .sandbox
@@ -251,6 +281,7 @@ impl DaemonBuilder<'_> {
         );
         let (mut cmd, log) = self.command();
         cmd.env("NOTIFY_SOCKET", notify.path());
+        adjust(&mut cmd);
         let child = cmd.spawn().expect("spawn aifactoryd");
         Daemon {
             child,

@@ -43,7 +43,9 @@ fn git_repo(parent: &Path, name: &str) -> std::path::PathBuf {
 /// which `cargo test --workspace` (or `cargo build --workspace`) turns on.
 fn assert_test_hooks(daemon: &Daemon) {
     assert!(
-        daemon.logs().contains("built with the `test-hooks` feature"),
+        daemon
+            .logs()
+            .contains("built with the `test-hooks` feature"),
         "the aifactoryd binary under test lacks the test hooks: build it with `cargo build --workspace` (a package-only build such as `cargo test -p aifactoryd` leaves them out)"
     );
 }

@@ -26,7 +26,13 @@ pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext) -> Answer {
     let stream_ctx = ctx.clone();
     let forward = tokio::spawn(async move {
         loop {
-            let item = match events.recv().await {
+            let received = tokio::select! {
+                biased;
+                received = events.recv() => received,
+                // The daemon is stopping and nothing more is queued for us: done.
+                _ = stream_ctx.shutdown.cancelled() => break,
+            };
+            let item = match received {
                 Ok(event) => StreamItem::Event(event),
                 Err(RecvError::Lagged(missed)) => StreamItem::Lagged { missed },
                 Err(RecvError::Closed) => break,
