@@ -67,6 +67,7 @@ pub async fn serve(
     {
         tracing::warn!("some connections did not finish within 5 s; stopping anyway");
     }
+    daemon.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,10 +18,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+enum Message {
+    Run(Job),
+    /// Close the connection (checkpointing the WAL) and stop, then say so.
+    Close(oneshot::Sender<()>),
+}
+
 /// A handle to the owner thread; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::Sender<Message>,
     file: Arc<PathBuf>,
     health: Arc<RwLock<StoreHealth>>,
 }
@@ -71,17 +77,40 @@ pub fn open(file: &Path) -> Result<(Connection, Option<String>), StoreError> {
     }
 }
 
-/// Read-only fallback. `immutable=1` lets SQLite read a WAL database without creating its
-/// shared-memory file, which a read-only directory would refuse.
+/// Read-only fallback: a plain read-only open first (it sees the WAL); if the directory
+/// refuses even SQLite's shared-memory file, `immutable=1`, which reads the main file alone.
 fn open_readonly(file: &Path) -> Result<Connection, StoreError> {
-    let uri = format!("file:{}?immutable=1", percent_encode_path(file));
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(uri, flags).map_err(|e| open_error(file, &e))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let plain = Connection::open_with_flags(file, flags).and_then(|conn| {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(conn)
+    });
+    let conn = match plain {
+        Ok(conn) => conn,
+        Err(_) => {
+            let wal = wal_path(file);
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                tracing::warn!(
+                    wal = %wal.display(),
+                    "the write-ahead log cannot be read without writing beside it, so its latest commits are not visible until the directory is writable again"
+                );
+            }
+            let uri = format!("file:{}?immutable=1", percent_encode_path(file));
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .map_err(|e| open_error(file, &e))?
+        }
+    };
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(|e| sqlite_error(file, &e))?;
     Ok(conn)
+}
+
+fn wal_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 fn percent_encode_path(path: &Path) -> String {
@@ -169,13 +198,22 @@ impl Store {
         file: PathBuf,
         readonly: Option<String>,
     ) -> std::io::Result<Store> {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (jobs, queue) = std::sync::mpsc::channel::<Message>();
         let mut conn = conn;
         std::thread::Builder::new()
             .name("aifactoryd-store".into())
             .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    job(&mut conn);
+                while let Ok(message) = queue.recv() {
+                    match message {
+                        Message::Run(job) => job(&mut conn),
+                        Message::Close(done) => {
+                            if let Err((_, e)) = conn.close() {
+                                tracing::warn!(error = %e, "closing the database failed; SQLite recovers the WAL at the next start");
+                            }
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
                 }
             })?;
         let health = match readonly {
@@ -213,8 +251,19 @@ impl Store {
         let job: Job = Box::new(move |conn| {
             let _ = tx.send(job(conn));
         });
-        self.jobs.send(job).map_err(|_| StoreError::Gone)?;
+        self.jobs
+            .send(Message::Run(job))
+            .map_err(|_| StoreError::Gone)?;
         rx.await.map_err(|_| StoreError::Gone)
+    }
+
+    /// Closes the database after every queued job: the WAL is checkpointed into the main file,
+    /// so a stopped daemon leaves one self-contained file behind.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Message::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Reads outside any write transaction.

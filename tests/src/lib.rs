@@ -11,6 +11,7 @@ pub mod raw;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -66,6 +67,44 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A copy of a workspace binary that every user can run, for tests that run a process as
+/// another uid: the build directory (and the checkout above it) may not be searchable by
+/// others. Copies are keyed by size and mtime, so test processes share them.
+pub fn shared_bin(name: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let original = bin(name);
+    let meta = fs::metadata(&original).expect("stat binary");
+    let dir = std::env::temp_dir().join("aifactory-shared-bin");
+    fs::create_dir_all(&dir).expect("create the shared binary directory");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod shared bin dir");
+    let copy = dir.join(format!(
+        "{name}-{}-{}",
+        meta.size(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+    ));
+    if !copy.exists() {
+        // Copy under a unique name, then rename: concurrent tests never see half a binary.
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}-"))
+            .tempfile_in(&dir)
+            .expect("create a temporary copy");
+        fs::copy(&original, tmp.path()).expect("copy binary");
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        tmp.persist(&copy).expect("publish binary copy");
+    }
+    copy
+}
+
+/// Gives a tree to another user (tests that run the daemon as someone else).
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        for entry in fs::read_dir(path).expect("read dir") {
+            chown_tree(&entry.expect("dir entry").path(), uid, gid);
+        }
+    }
 }
 
 /// A private directory tree for one daemon (or several sharing it).
@@ -133,6 +172,7 @@ impl Sandbox {
             args: Vec::new(),
             wrapper: Vec::new(),
             log_name: "daemon",
+            user: None,
         }
     }
 
@@ -146,6 +186,15 @@ impl Sandbox {
         let mut cmd = self.ctl_command(args);
         adjust(&mut cmd);
         CtlOutput::from(cmd.output().expect("run aifactoryctl"))
+    }
+
+    /// The `aifactoryctl` command run as another user (from a copy every user can run).
+    pub fn ctl_command_as(&self, uid: u32, gid: u32, args: &[&str]) -> Command {
+        let mut cmd = Command::new(shared_bin("aifactoryctl"));
+        self.apply_env(&mut cmd);
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        cmd.stdin(Stdio::null()).uid(uid).gid(gid);
+        cmd
     }
 
     /// The `aifactoryctl` command [`Sandbox::ctl`] runs, for callers that spawn it themselves
@@ -203,6 +252,7 @@ pub struct DaemonBuilder<'a> {
     args: Vec<String>,
     wrapper: Vec<String>,
     log_name: &'static str,
+    user: Option<(u32, u32)>,
 }
 
 impl DaemonBuilder<'_> {
@@ -224,6 +274,20 @@ impl DaemonBuilder<'_> {
         self
     }
 
+    /// Runs the daemon as another user (the caller must be root and give it the sandbox,
+    /// e.g. with [`chown_tree`]).
+    pub fn as_user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    fn daemon_bin(&self) -> PathBuf {
+        match self.user {
+            Some(_) => shared_bin("aifactoryd"),
+            None => bin("aifactoryd"),
+        }
+    }
+
     /// Names the log file, for sandboxes that run several daemons.
     pub fn log_name(mut self, name: &'static str) -> Self {
         self.log_name = name;
@@ -236,10 +300,10 @@ impl DaemonBuilder<'_> {
         let mut cmd = match self.wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(args).arg(bin("aifactoryd"));
+                cmd.args(args).arg(self.daemon_bin());
                 cmd
             }
-            None => Command::new(bin("aifactoryd")),
+            None => Command::new(self.daemon_bin()),
         };
         self.sandbox.apply_env(&mut cmd);
         if !self.sandbox.config_file().exists() {
@@ -256,6 +320,9 @@ impl DaemonBuilder<'_> {
             .args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
         }
         let log = self.sandbox.path().join(format!("{}.log", self.log_name));
         let file = fs::File::create(&log).expect("create daemon log");
@@ -279,6 +346,11 @@ impl DaemonBuilder<'_> {
                 .path()
                 .join(format!("{}.notify", self.log_name)),
         );
+        if self.user.is_some() {
+            // Sending to a datagram socket needs write permission on it.
+            fs::set_permissions(notify.path(), fs::Permissions::from_mode(0o666))
+                .expect("open the notify socket to the daemon's user");
+        }
         let (mut cmd, log) = self.command();
         cmd.env("NOTIFY_SOCKET", notify.path());
         adjust(&mut cmd);

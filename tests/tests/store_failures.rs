@@ -1,0 +1,249 @@
+//! Writes that cannot happen: a read-only database file, a read-only state directory, a full
+//! disk. Each must be refused with the file, the OS error and the fix, nothing may be reported
+//! as saved that was not, and the daemon keeps answering.
+//!
+//! As root, permissions do not stop writes, so the daemon runs as `nobody` over a sandbox it
+//! owns; the full disk is a tiny tmpfs, which needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use aifactory_tests::{Daemon, DaemonBuilder, Sandbox, chown_tree, is_root, skip};
+use nix::sys::signal::Signal;
+
+const NOBODY: u32 = 65534;
+
+/// The uid/gid the daemon runs as: nobody when we are root (so permissions bite), else us.
+fn owner() -> Option<(u32, u32)> {
+    if !is_root() {
+        return None;
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(NOBODY))
+        .ok()
+        .flatten()
+        .expect("a user with uid 65534 (nobody) exists");
+    Some((NOBODY, user.gid.as_raw()))
+}
+
+fn daemon<'a>(sandbox: &'a Sandbox, name: &'static str) -> DaemonBuilder<'a> {
+    let builder = sandbox.daemon().log_name(name);
+    match owner() {
+        Some((uid, gid)) => builder.as_user(uid, gid),
+        None => builder,
+    }
+}
+
+/// A sandbox, a git work tree in it, both owned by the daemon's user.
+fn sandbox_with_repo() -> (Sandbox, PathBuf) {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path().join("repo");
+    let out = Command::new("git")
+        .args(["init", "-q"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::create_dir_all(sandbox.path().join("repo2/.keep")).unwrap();
+    let out = Command::new("git")
+        .args(["init", "-q"])
+        .arg(sandbox.path().join("repo2"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    if let Some((uid, gid)) = owner() {
+        sandbox.write_config("");
+        chown_tree(sandbox.path(), uid, gid);
+    }
+    (sandbox, repo)
+}
+
+fn stop(mut d: Daemon) {
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(10)).expect("stops");
+    assert!(status.success(), "{}", d.logs());
+}
+
+fn project_count(sandbox: &Sandbox) -> usize {
+    sandbox
+        .ctl(&["projects", "list", "--json"])
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn read_only_database_file_serves_reads_and_refuses_writes_clearly() {
+    let (sandbox, repo) = sandbox_with_repo();
+    let first = daemon(&sandbox, "first").start();
+    sandbox.ctl(&["projects", "add", s(&repo)]).assert_ok();
+    stop(first);
+    let db = sandbox.state_dir().join("aifactory.db");
+    // A clean stop checkpoints the WAL: the database is one self-contained file.
+    let wal = sandbox.state_dir().join("aifactory.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "the WAL was left behind by a clean stop"
+    );
+    chmod(&db, 0o444);
+
+    let _d = daemon(&sandbox, "ro").start();
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    assert_eq!(status["store_writable"], false, "{status}");
+    let store = status["store"].as_str().unwrap();
+    assert!(store.starts_with("read-only"), "{store}");
+    assert!(
+        store.contains(s(&db)) && store.contains("chmod u+w"),
+        "{store}"
+    );
+    assert_eq!(status["schema_version"], 2);
+
+    assert_eq!(project_count(&sandbox), 1, "reads are still served");
+    let refused = sandbox.ctl(&["projects", "add", s(&sandbox.path().join("repo2"))]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains(s(&db)), "{refused:?}");
+    assert!(refused.stderr.contains("read-only"), "{refused:?}");
+    assert!(refused.stderr.contains("chmod u+w"), "{refused:?}");
+    assert_eq!(project_count(&sandbox), 1, "nothing was saved");
+    sandbox.ctl(&["status"]).assert_ok();
+}
+
+#[test]
+fn read_only_state_directory_serves_reads_and_refuses_writes_clearly() {
+    let (sandbox, repo) = sandbox_with_repo();
+    let first = daemon(&sandbox, "first").start();
+    sandbox.ctl(&["projects", "add", s(&repo)]).assert_ok();
+    stop(first);
+    chmod(&sandbox.state_dir(), 0o555);
+
+    let _d = daemon(&sandbox, "ro-dir").start();
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    assert_eq!(status["store_writable"], false, "{status}");
+    let store = status["store"].as_str().unwrap();
+    assert!(store.contains(s(&sandbox.state_dir())), "{store}");
+    assert_eq!(project_count(&sandbox), 1, "reads are still served");
+
+    let refused = sandbox.ctl(&["projects", "add", s(&sandbox.path().join("repo2"))]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains(s(&sandbox.state_dir())),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("writable"), "{refused:?}");
+    assert_eq!(project_count(&sandbox), 1);
+    sandbox.ctl(&["status"]).assert_ok();
+    chmod(&sandbox.state_dir(), 0o700);
+}
+
+/// A tmpfs mounted for one test, lazily unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_is_refused_clearly_and_nothing_unsaved_is_reported_saved() {
+    let test = "full_disk_is_refused_clearly_and_nothing_unsaved_is_reported_saved";
+    if !is_root() {
+        skip(test, "needs root to mount a tiny tmpfs as a full disk");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let state = sandbox.state_dir();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
+        .arg(&state)
+        .output()
+        .expect("run mount");
+    if !mounted.status.success() {
+        skip(
+            test,
+            &format!(
+                "cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&mounted.stderr)
+            ),
+        );
+        return;
+    }
+    let _mount = Mount(state.clone());
+    let repos: Vec<PathBuf> = (0..40)
+        .map(|i| {
+            let path = sandbox.path().join(format!("r{i}"));
+            assert!(
+                Command::new("git")
+                    .args(["init", "-q"])
+                    .arg(&path)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            path
+        })
+        .collect();
+    let daemon = sandbox.daemon().start();
+    sandbox.ctl(&["projects", "add", s(&repos[0])]).assert_ok();
+
+    // Fill the filesystem to the last byte.
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let one = [0u8; 1];
+        while f.write_all(&one).is_ok() {}
+    }
+
+    let mut saved = 1;
+    let mut refusal = None;
+    for repo in &repos[1..] {
+        let out = sandbox.ctl(&["projects", "add", s(repo)]);
+        match out.code {
+            Some(0) => saved += 1,
+            _ => {
+                refusal = Some(out);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("a write on a full disk must fail");
+    assert_eq!(refusal.code, Some(1), "{refusal:?}");
+    assert!(refusal.stderr.contains("the disk is full"), "{refusal:?}");
+    assert!(
+        refusal.stderr.contains(s(&state.join("aifactory.db"))),
+        "{refusal:?}"
+    );
+    assert!(refusal.stderr.contains("df -h"), "{refusal:?}");
+
+    // The daemon still answers and says what happened; what it called saved is there.
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    assert!(
+        status["store"]
+            .as_str()
+            .unwrap()
+            .contains("last write failed"),
+        "{status}"
+    );
+    assert_eq!(project_count(&sandbox), saved);
+
+    std::fs::remove_file(&filler).unwrap();
+    sandbox.ctl(&["projects", "add", s(&repos[39])]).assert_ok();
+    assert_eq!(project_count(&sandbox), saved + 1);
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    assert_eq!(status["store_writable"], true, "{status}");
+    drop(daemon);
+}
