@@ -773,14 +773,7 @@ pub fn command(
                         state_dir.join(BACKUP_DIR).display()
                     );
                 }
-                for m in pending {
-                    println!(
-                        "would apply {:04}_{} (sha256 {})",
-                        m.version,
-                        m.name,
-                        checksum(m.sql)
-                    );
-                }
+                print_would_apply(pending);
             }
             return Ok(());
         }
@@ -791,20 +784,24 @@ pub fn command(
                 "{} does not exist yet: it would be created and get:",
                 file.display()
             );
-            for m in known() {
-                println!(
-                    "would apply {:04}_{} (sha256 {})",
-                    m.version,
-                    m.name,
-                    checksum(m.sql)
-                );
-            }
+            print_would_apply(known());
             return Ok(());
         }
         Vec::new()
     };
     print!("{}", status_text(state_dir, &file, &rows));
     Ok(())
+}
+
+fn print_would_apply<'a>(migrations: impl IntoIterator<Item = &'a Migration>) {
+    for m in migrations {
+        println!(
+            "would apply {:04}_{} (sha256 {})",
+            m.version,
+            m.name,
+            checksum(m.sql)
+        );
+    }
 }
 
 fn status_text(state_dir: &Path, file: &Path, rows: &[Applied]) -> String {

@@ -101,6 +101,22 @@ fn status_json(sandbox: &Sandbox) -> serde_json::Value {
     sandbox.ctl(&["status", "--json"]).assert_ok().json()
 }
 
+/// Sends SIGTERM, waits for a clean exit (status 0) and returns how long it took.
+fn sigterm_and_wait(daemon: &mut Daemon) -> Duration {
+    let sent = Instant::now();
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "aifactoryd still runs {EXIT_TIMEOUT:?} after SIGTERM:\n{}",
+            daemon.logs()
+        )
+    });
+    let took = sent.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", daemon.logs());
+    took
+}
+
 #[tokio::test]
 async fn sigterm_stops_cleanly_without_waiting_for_idle_clients() {
     let sandbox = Sandbox::new();
@@ -119,17 +135,7 @@ async fn sigterm_stops_cleanly_without_waiting_for_idle_clients() {
             .is_socket()
     );
 
-    let sent = Instant::now();
-    daemon.signal(Signal::SIGTERM);
-    let status = daemon.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
-        panic!(
-            "aifactoryd still runs {EXIT_TIMEOUT:?} after SIGTERM:\n{}",
-            daemon.logs()
-        )
-    });
-    let took = sent.elapsed();
-    eprintln!("stopped {took:?} after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{status}:\n{}", daemon.logs());
+    let took = sigterm_and_wait(&mut daemon);
     // Idle connections have nothing in flight: they must not hold the stop up to the drain
     // timeout (5 s).
     assert!(
@@ -177,7 +183,7 @@ async fn sigterm_stops_cleanly_without_waiting_for_idle_clients() {
 }
 
 #[tokio::test]
-async fn sigterm_stops_within_the_drain_timeout_despite_a_silent_connection() {
+async fn sigterm_is_not_held_up_by_a_silent_connection() {
     let sandbox = Sandbox::new();
     let mut daemon = sandbox.daemon().start();
     let client = daemon.client().await;
@@ -185,20 +191,11 @@ async fn sigterm_stops_within_the_drain_timeout_despite_a_silent_connection() {
     let mut silent = RawConn::connect(&sandbox.socket()).await;
     wait_connections(&client, 2).await;
 
-    let sent = Instant::now();
-    daemon.signal(Signal::SIGTERM);
-    let status = daemon.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
-        panic!(
-            "aifactoryd still runs {EXIT_TIMEOUT:?} after SIGTERM:\n{}",
-            daemon.logs()
-        )
-    });
-    let took = sent.elapsed();
-    eprintln!("stopped {took:?} after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{status}:\n{}", daemon.logs());
+    let took = sigterm_and_wait(&mut daemon);
+    // The handshake gives way to shutdown: a silent peer does not hold the stop up.
     assert!(
-        took < Duration::from_millis(6500),
-        "stopping took {took:?}, over the 5 s drain timeout:\n{}",
+        took < Duration::from_secs(3),
+        "stopping took {took:?} with a silent connection open:\n{}",
         daemon.logs()
     );
     assert!(
