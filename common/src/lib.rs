@@ -10,6 +10,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod pane;
 pub mod paths;
 pub mod protocol;
 pub mod provider;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -57,6 +57,46 @@ pub enum Request {
         source: PathBuf,
         entries: Vec<LegacyProject>,
     },
+    /// Start a program in a new terminal session; the reply is [`Reply::Session`].
+    SessionNew(SessionSpec),
+    SessionList,
+    /// `key` is a session id or name.
+    SessionShow {
+        key: String,
+    },
+    /// Bytes typed into the session.
+    SessionInput {
+        key: String,
+        data: Vec<u8>,
+    },
+    SessionResize {
+        key: String,
+        cols: u16,
+        rows: u16,
+    },
+    /// SIGHUP and SIGTERM to the session's process group, SIGKILL after `grace_ms`.
+    /// With `ignore_missing`, a session that is gone (or never was) is not an error.
+    SessionKill {
+        key: String,
+        grace_ms: u64,
+        ignore_missing: bool,
+    },
+    /// Wait until the session's program ends; the reply is its [`Reply::Session`].
+    SessionWait {
+        key: String,
+    },
+    /// Forget an ended session and delete its pane directory.
+    SessionRemove {
+        key: String,
+    },
+    /// Stream output from `from` (default: the start of what is kept) as
+    /// [`StreamItem::Output`]; with `follow`, keep streaming live until the session ends,
+    /// otherwise stop at the output's current end. Ends with [`StreamItem::OutputEnd`].
+    SessionTail {
+        key: String,
+        from: Option<u64>,
+        follow: bool,
+    },
 }
 
 /// Daemon to client.
@@ -85,6 +125,12 @@ pub enum Reply {
     Projects(Vec<ProjectInfo>),
     ProjectRemoved(ProjectInfo),
     Imported(ImportReport),
+    Session(SessionInfo),
+    Sessions(Vec<SessionInfo>),
+    /// The request was carried out (input, resize).
+    Done,
+    /// `SessionKill`: the session as it ended, or `None` when it was already gone.
+    Killed(Option<SessionInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +139,22 @@ pub enum StreamItem {
     /// The subscriber fell behind and `missed` events were dropped for it.
     Lagged {
         missed: u64,
+    },
+    /// Session output starting at absolute byte offset `offset`.
+    Output {
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// The bytes from `requested` were rotated away; output resumes at `resume_from`.
+    OutputLagged {
+        requested: u64,
+        resume_from: u64,
+    },
+    /// The output stream is complete: `next` is the offset to resume from later; `exit` is set
+    /// when the session has ended.
+    OutputEnd {
+        next: u64,
+        exit: Option<crate::pane::ExitInfo>,
     },
 }
 
@@ -150,6 +212,78 @@ pub struct StatusInfo {
     /// The database's schema version (the newest applied migration).
     pub schema_version: u32,
     pub store: StoreHealth,
+    /// The pane directories' root in use.
+    pub panes_dir: PathBuf,
+    /// Candidates passed over before it, with why.
+    pub panes_skipped: Vec<(PathBuf, String)>,
+    /// Sessions whose program runs.
+    pub sessions_running: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// Unique among running sessions.
+    pub name: Option<String>,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Absolute working directory (clients resolve relative ones).
+    pub cwd: PathBuf,
+    /// Variables added to the session's environment.
+    pub env: Vec<(String, String)>,
+    /// Default 120x40.
+    pub cols: Option<u16>,
+    pub rows: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    Starting,
+    Running,
+    Exited,
+    /// Its monitor could not be re-adopted; the reason says why.
+    Lost,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Starting => "starting",
+            SessionState::Running => "running",
+            SessionState::Exited => "exited",
+            SessionState::Lost => "lost",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SessionState> {
+        [
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::Exited,
+            SessionState::Lost,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub state: SessionState,
+    pub pid: Option<u32>,
+    pub monitor_pid: Option<u32>,
+    pub cols: u16,
+    pub rows: u16,
+    pub pane_dir: PathBuf,
+    pub exit: Option<crate::pane::ExitInfo>,
+    /// Why the session is `lost`.
+    pub lost_reason: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
 }
 
 /// Whether the state database takes writes.

@@ -36,6 +36,9 @@ pub enum Command {
     /// Register, list, show and remove projects (git work trees agents work on).
     #[command(subcommand)]
     Projects(ProjectsCommand),
+    /// Terminal sessions: programs on a PTY that outlive daemon restarts.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Print a shell completion script, e.g. `aifactoryctl completions bash > /etc/bash_completion.d/aifactoryctl`.
     Completions {
         #[arg(value_enum)]
@@ -71,4 +74,86 @@ fn parse_provider(text: &str) -> Result<Provider, String> {
         let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
         format!("unknown provider `{text}`: use one of {}", names.join(", "))
     })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Start a program in a new session; prints its id.
+    New {
+        /// Unique among running sessions.
+        #[arg(long)]
+        name: Option<String>,
+        /// Working directory (default: the current one).
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// An environment variable for the program, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+        env: Vec<(String, String)>,
+        /// Terminal size, COLSxROWS (default 120x40).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<(u16, u16)>,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// List sessions with their state.
+    List,
+    /// Show one session, by id or name.
+    Show { session: String },
+    /// Type TEXT into a session.
+    Send {
+        session: String,
+        text: String,
+        /// Append a newline (Enter).
+        #[arg(long)]
+        enter: bool,
+    },
+    /// Set a session's terminal size, COLSxROWS.
+    Resize {
+        session: String,
+        #[arg(value_parser = parse_size)]
+        size: (u16, u16),
+    },
+    /// SIGHUP and SIGTERM to the session's process group, then SIGKILL after the grace period.
+    Kill {
+        session: String,
+        /// Succeed when the session is already gone (or never existed).
+        #[arg(long)]
+        ignore_missing: bool,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 5.0)]
+        grace: f64,
+    },
+    /// Wait for a session's program to end; exits with its status.
+    Wait { session: String },
+    /// Forget an ended session and delete its output.
+    Remove { session: String },
+    /// Print a session's output from byte OFFSET (default: the oldest kept).
+    Tail {
+        session: String,
+        #[arg(long, value_name = "OFFSET")]
+        from: Option<u64>,
+        /// Keep printing new output until the session ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Attach this terminal to a session: its output on screen, your keys to it. Ctrl-\
+    /// detaches; the window size follows this terminal. Exits with the session's status when
+    /// it ends.
+    Attach { session: String },
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+pub fn parse_size(text: &str) -> Result<(u16, u16), String> {
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(c, r)| Some((c.parse::<u16>().ok()?, r.parse::<u16>().ok()?)))
+        .filter(|(c, r)| *c > 0 && *r > 0);
+    parsed.ok_or_else(|| format!("`{text}` is not a size like 120x40"))
 }

@@ -6,6 +6,7 @@ mod completions;
 mod connect;
 mod exit;
 mod projects;
+mod sessions;
 mod status;
 
 use std::process::ExitCode;
@@ -30,9 +31,12 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Status => status::run(&cli).await,
             Command::Projects(command) => projects::run(&cli, command).await,
+            Command::Sessions(command) => sessions::run(&cli, command).await,
             Command::Completions { shell } => completions::run(*shell),
         }
     });
+    // A blocking stdin read (attach) must not keep the process alive after the command ended.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),

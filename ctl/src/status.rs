@@ -33,6 +33,9 @@ fn to_json(s: &StatusInfo) -> serde_json::Value {
         "schema_version": s.schema_version,
         "store": store_text(&s.store),
         "store_writable": s.store == StoreHealth::Writable,
+        "panes_dir": s.panes_dir,
+        "panes_skipped": s.panes_skipped,
+        "sessions_running": s.sessions_running,
     })
 }
 
@@ -60,7 +63,9 @@ fn to_text(s: &StatusInfo) -> String {
          config       {config}\n\
          connections  {} of {}\n\
          schema       version {}\n\
-         store        {}\n",
+         store        {}\n\
+         panes dir    {}{}\n\
+         sessions     {} running\n",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -71,5 +76,21 @@ fn to_text(s: &StatusInfo) -> String {
         s.max_connections,
         s.schema_version,
         store_text(&s.store),
+        s.panes_dir.display(),
+        panes_fallback_text(s),
+        s.sessions_running,
     )
+}
+
+/// Why earlier pane-directory candidates were passed over, one indented line each.
+fn panes_fallback_text(s: &StatusInfo) -> String {
+    s.panes_skipped
+        .iter()
+        .map(|(path, why)| {
+            format!(
+                "\n             (fallback: {} not used: {why})",
+                path.display()
+            )
+        })
+        .collect()
 }

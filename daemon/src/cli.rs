@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::logging::LogTarget;
 
 /// `--version` text: the package version and the protocol it speaks.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 2)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 3)");
 
 /// aifactoryd: runs AI coding agents in supervised terminal sessions and serves aifactoryctl.
 ///
@@ -50,6 +50,9 @@ pub enum DaemonCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Internal: run one session's pane monitor (started by the daemon, outlives it).
+    #[command(hide = true)]
+    PaneMonitor(crate::monitor::MonitorArgs),
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 pub const DEFAULT_SOCKET_GROUP: &str = "aifactory";
 pub const DEFAULT_MIGRATE_LOCK_TIMEOUT_S: u64 = 60;
 const MIN_FRAME_BYTES: usize = 1024;
+const MIN_PANE_LOG_MAX: u64 = 4096;
 
 /// The file as written: every key optional, unknown keys refused.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -34,6 +35,11 @@ pub struct ConfigFile {
     pub socket_mode: Option<String>,
     /// Seconds to wait for another process's migration lock before giving up.
     pub migrate_lock_timeout: Option<u64>,
+    /// First choice for the pane directories' root (before `$RUNTIME_DIRECTORY/panes`,
+    /// `/run/aifactory/panes` and `$XDG_RUNTIME_DIR/aifactory-rmux/panes`).
+    pub panes_dir: Option<PathBuf>,
+    /// Bytes after which a session's `output.log` rotates (one older segment is kept).
+    pub pane_log_max: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -65,6 +71,8 @@ pub struct Config {
     pub socket_group: String,
     pub socket_mode: u32,
     pub migrate_lock_timeout: Duration,
+    pub panes_dir: Option<PathBuf>,
+    pub pane_log_max: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +185,15 @@ impl Config {
             file.migrate_lock_timeout
                 .unwrap_or(DEFAULT_MIGRATE_LOCK_TIMEOUT_S),
         );
+        let pane_log_max = file
+            .pane_log_max
+            .unwrap_or(aifactory_common::pane::DEFAULT_PANE_LOG_MAX);
+        if pane_log_max < MIN_PANE_LOG_MAX {
+            return Err(value_err(
+                "pane_log_max",
+                format!("{pane_log_max} is below the minimum of {MIN_PANE_LOG_MAX} bytes"),
+            ));
+        }
         Ok(Config {
             config_file: path,
             mode,
@@ -188,6 +205,8 @@ impl Config {
             socket_group,
             socket_mode,
             migrate_lock_timeout,
+            panes_dir: file.panes_dir,
+            pane_log_max,
         })
     }
 
@@ -206,6 +225,8 @@ impl Config {
             socket_group: Some(self.socket_group.clone()),
             socket_mode: Some(format!("{:04o}", self.socket_mode)),
             migrate_lock_timeout: Some(self.migrate_lock_timeout.as_secs()),
+            panes_dir: self.panes_dir.clone(),
+            pane_log_max: Some(self.pane_log_max),
         };
         let source = match &self.config_file {
             Some(p) => format!("# effective config: {} plus defaults\n", p.display()),

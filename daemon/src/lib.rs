@@ -13,10 +13,13 @@ mod handlers;
 pub mod listener;
 pub mod logging;
 pub mod migrate;
+pub mod monitor;
 mod notify;
+mod panes;
 mod peer;
 mod projects;
 mod server;
+mod sessions;
 mod state;
 pub mod store;
 
@@ -54,6 +57,10 @@ pub enum DaemonError {
         pending: String,
         reason: String,
     },
+    #[error(transparent)]
+    Panes(#[from] panes::PanesError),
+    #[error("cannot re-adopt the running sessions: {0}")]
+    Adopt(String),
     #[error("cannot start the store thread: {0}")]
     StoreThread(std::io::Error),
 }
@@ -91,8 +98,22 @@ pub async fn run(
             DaemonError::StoreThread(std::io::Error::other("the migration thread panicked"))
         })??
     };
+    let panes = panes::choose(&panes::candidates(
+        config.panes_dir.as_deref(),
+        &aifactory_common::paths::process_env,
+    ))?;
+    let sessions = Arc::new(sessions::Sessions::new(
+        store.clone(),
+        panes,
+        config.pane_log_max,
+    ));
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;
+    // Re-adopt the sessions that outlived the previous daemon before anyone can ask about them.
+    sessions
+        .adopt_all()
+        .await
+        .map_err(|e| DaemonError::Adopt(e.message))?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         mode = config.mode.as_str(),
@@ -107,6 +128,7 @@ pub async fn run(
         listener.path.clone(),
         store,
         schema_version,
+        sessions,
     ));
     let _watchdog = notify::spawn_watchdog();
     // `serve` says READY=1 once its signal handlers are in place.

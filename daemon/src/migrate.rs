@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "legacy_imports",
         sql: include_str!("../migrations/0002_legacy_imports.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sessions",
+        sql: include_str!("../migrations/0003_sessions.sql"),
+    },
 ];
 
 /// Every table and column the code reads or writes, with the migration that brings it.
@@ -70,6 +75,29 @@ pub const EXPECTED_SCHEMA: &[(&str, u32, &[&str])] = &[
             "detected_provider",
             "provider_manual",
             "default_branch",
+            "created_at",
+        ],
+    ),
+    (
+        "sessions",
+        3,
+        &[
+            "id",
+            "name",
+            "command",
+            "cwd",
+            "pane_dir",
+            "cols",
+            "rows",
+            "state",
+            "pid",
+            "start_time",
+            "monitor_pid",
+            "monitor_start_time",
+            "exit_code",
+            "exit_signal",
+            "ended_at",
+            "lost_reason",
             "created_at",
         ],
     ),

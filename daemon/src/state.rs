@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::peer::PeerPolicy;
+use crate::sessions::Sessions;
 use crate::store::Store;
 
 pub struct DaemonState {
@@ -24,6 +25,7 @@ pub struct DaemonState {
     pub store: Store,
     /// The schema version reached at startup.
     pub schema_version: u32,
+    pub sessions: Arc<Sessions>,
 }
 
 impl DaemonState {
@@ -33,6 +35,7 @@ impl DaemonState {
         socket: PathBuf,
         store: Store,
         schema_version: u32,
+        sessions: Arc<Sessions>,
     ) -> DaemonState {
         DaemonState {
             started: Instant::now(),
@@ -44,6 +47,7 @@ impl DaemonState {
             events: EventBus::default(),
             store,
             schema_version,
+            sessions,
         }
     }
 

@@ -142,8 +142,23 @@ impl Sandbox {
         self.path().join("config/aifactoryd.toml")
     }
 
+    /// Writes the daemon's config. Unless it names `panes_dir`, the panes live in the sandbox
+    /// (`<sandbox>/panes`), so tests never share `/run/aifactory/panes`.
     pub fn write_config(&self, toml: &str) {
-        fs::write(self.config_file(), toml).expect("write config");
+        let text = if toml.contains("panes_dir") {
+            toml.to_string()
+        } else {
+            format!(
+                "panes_dir = {:?}\n{toml}",
+                self.panes_dir().display().to_string()
+            )
+        };
+        fs::write(self.config_file(), text).expect("write config");
+    }
+
+    /// Where this sandbox's pane directories live by default.
+    pub fn panes_dir(&self) -> PathBuf {
+        self.path().join("panes")
     }
 
     /// Lets other users traverse the sandbox (for tests that connect as another uid).
@@ -193,6 +208,8 @@ impl Sandbox {
         let mut cmd = Command::new(shared_bin("aifactoryctl"));
         self.apply_env(&mut cmd);
         cmd.arg("--socket").arg(self.socket()).args(args);
+        // Relative paths (and sessions' default working directory) stay in the sandbox.
+        cmd.current_dir(self.path());
         cmd.stdin(Stdio::null()).uid(uid).gid(gid);
         cmd
     }
@@ -203,8 +220,39 @@ impl Sandbox {
         let mut cmd = Command::new(bin("aifactoryctl"));
         self.apply_env(&mut cmd);
         cmd.arg("--socket").arg(self.socket()).args(args);
+        // Relative paths (and sessions' default working directory) stay in the sandbox.
+        cmd.current_dir(self.path());
         cmd.stdin(Stdio::null());
         cmd
+    }
+}
+
+/// Sessions outlive their daemon by design, so a sandbox ends every session it still holds:
+/// no test leaves programs running, whatever it asserted.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for root in [
+            self.panes_dir(),
+            self.path().join("run/aifactory-rmux/panes"),
+        ] {
+            let Ok(entries) = fs::read_dir(&root) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(text) = fs::read_to_string(entry.path().join("meta.json")) else {
+                    continue;
+                };
+                let Ok(meta) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                if let Some(pgid) = meta["pgid"].as_i64() {
+                    let _ = kill(Pid::from_raw(-(pgid as i32)), Signal::SIGKILL);
+                }
+                if let Some(monitor) = meta["monitor_pid"].as_i64() {
+                    let _ = kill(Pid::from_raw(monitor as i32), Signal::SIGKILL);
+                }
+            }
+        }
     }
 }
 

@@ -7,12 +7,16 @@
 use std::path::PathBuf;
 
 use aifactory_common::codec;
+use aifactory_common::pane::*;
 use aifactory_common::protocol::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Every variant of every message. The matches below have no wildcard arm, so adding a
 /// variant does not compile until it gets a sample here.
+/// Named sample values of one message type.
+type Samples<T> = Vec<(&'static str, T)>;
+
 fn client_frames() -> Vec<(&'static str, ClientFrame)> {
     let requests = vec![
         ("request-status", Request::Status),
@@ -50,6 +54,67 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
                 }],
             },
         ),
+        (
+            "request-session-new",
+            Request::SessionNew(SessionSpec {
+                name: Some("agent".into()),
+                command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+                cwd: "/srv/repo".into(),
+                env: vec![("K".into(), "V".into())],
+                cols: Some(100),
+                rows: None,
+            }),
+        ),
+        ("request-session-list", Request::SessionList),
+        (
+            "request-session-show",
+            Request::SessionShow {
+                key: "agent".into(),
+            },
+        ),
+        (
+            "request-session-input",
+            Request::SessionInput {
+                key: "agent".into(),
+                data: b"ls\r".to_vec(),
+            },
+        ),
+        (
+            "request-session-resize",
+            Request::SessionResize {
+                key: "agent".into(),
+                cols: 80,
+                rows: 24,
+            },
+        ),
+        (
+            "request-session-kill",
+            Request::SessionKill {
+                key: "agent".into(),
+                grace_ms: 5000,
+                ignore_missing: true,
+            },
+        ),
+        (
+            "request-session-wait",
+            Request::SessionWait {
+                key: "agent".into(),
+            },
+        ),
+        (
+            "request-session-remove",
+            Request::SessionRemove {
+                key: "agent".into(),
+            },
+        ),
+        (
+            "request-session-tail",
+            Request::SessionTail {
+                key: "agent".into(),
+                from: Some(1024),
+                follow: true,
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
@@ -60,7 +125,16 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::ProjectList
             | Request::ProjectShow { .. }
             | Request::ProjectRemove { .. }
-            | Request::ProjectImportLegacy { .. } => {}
+            | Request::ProjectImportLegacy { .. }
+            | Request::SessionNew(_)
+            | Request::SessionList
+            | Request::SessionShow { .. }
+            | Request::SessionInput { .. }
+            | Request::SessionResize { .. }
+            | Request::SessionKill { .. }
+            | Request::SessionWait { .. }
+            | Request::SessionRemove { .. }
+            | Request::SessionTail { .. } => {}
         }
     }
     requests
@@ -81,9 +155,125 @@ fn status() -> StatusInfo {
         config_file: Some("/etc/aifactory/aifactoryd.toml".into()),
         connections: 3,
         max_connections: 1024,
-        schema_version: 2,
+        schema_version: 3,
         store: StoreHealth::Writable,
+        panes_dir: "/run/aifactory/panes".into(),
+        panes_skipped: vec![("/etc/panes".into(), "not writable".into())],
+        sessions_running: 2,
     }
+}
+
+fn exit_info() -> ExitInfo {
+    ExitInfo {
+        code: Some(3),
+        signal: None,
+        ended_at: "2026-11-26T10:00:00Z".into(),
+    }
+}
+
+fn session(state: SessionState) -> SessionInfo {
+    SessionInfo {
+        id: "s-0123abcd".into(),
+        name: Some("agent".into()),
+        command: vec!["claude".into(), "-p".into()],
+        cwd: "/srv/repo".into(),
+        state,
+        pid: Some(4243),
+        monitor_pid: Some(4242),
+        cols: 120,
+        rows: 40,
+        pane_dir: "/run/aifactory/panes/s-0123abcd".into(),
+        exit: (state == SessionState::Exited).then(exit_info),
+        lost_reason: (state == SessionState::Lost).then(|| "monitor gone".into()),
+        created_at: "2026-11-26T09:00:00Z".into(),
+    }
+}
+
+fn monitor_info() -> MonitorInfo {
+    MonitorInfo {
+        session_id: "s-0123abcd".into(),
+        name: Some("agent".into()),
+        command: vec!["sh".into()],
+        cwd: "/srv/repo".into(),
+        pid: 4243,
+        pgid: 4243,
+        start_time: 123_456,
+        monitor_pid: 4242,
+        monitor_start_time: 123_450,
+        cols: 120,
+        rows: 40,
+        output_end: 1 << 33,
+        exit: Some(ExitInfo {
+            code: None,
+            signal: Some(9),
+            ended_at: "2026-11-26T10:00:00Z".into(),
+        }),
+    }
+}
+
+/// The pane monitor's protocol crosses versions too: a daemon upgraded while sessions run
+/// talks to monitors started by the old one.
+fn monitor_messages() -> (Samples<MonitorRequest>, Samples<MonitorFrame>) {
+    let requests = vec![
+        ("monitor-request-info", MonitorRequest::Info),
+        (
+            "monitor-request-input",
+            MonitorRequest::Input(b"y\n".to_vec()),
+        ),
+        (
+            "monitor-request-resize",
+            MonitorRequest::Resize { cols: 80, rows: 24 },
+        ),
+        (
+            "monitor-request-signal",
+            MonitorRequest::Signal { signal: 15 },
+        ),
+        (
+            "monitor-request-subscribe",
+            MonitorRequest::Subscribe { from: 4096 },
+        ),
+    ];
+    for (_, r) in &requests {
+        match r {
+            MonitorRequest::Info
+            | MonitorRequest::Input(_)
+            | MonitorRequest::Resize { .. }
+            | MonitorRequest::Signal { .. }
+            | MonitorRequest::Subscribe { .. }
+            | MonitorRequest::WaitExit => {}
+        }
+    }
+    let frames = vec![
+        ("monitor-frame-info", MonitorFrame::Info(monitor_info())),
+        (
+            "monitor-frame-output",
+            MonitorFrame::Output {
+                offset: 7,
+                data: b"hello".to_vec(),
+            },
+        ),
+        (
+            "monitor-frame-lagged",
+            MonitorFrame::Lagged {
+                requested: 1,
+                resume_from: 99,
+            },
+        ),
+        ("monitor-frame-exited", MonitorFrame::Exited(exit_info())),
+        ("monitor-frame-error", MonitorFrame::Error("no".into())),
+        ("monitor-frame-done", MonitorFrame::Done),
+    ];
+    for (_, f) in &frames {
+        match f {
+            MonitorFrame::Info(_)
+            | MonitorFrame::Output { .. }
+            | MonitorFrame::Lagged { .. }
+            | MonitorFrame::Exited(_)
+            | MonitorFrame::Error(_)
+            | MonitorFrame::Done => {}
+        }
+    }
+    (requests, frames)
 }
 
 fn project(provider: Provider) -> ProjectInfo {
@@ -225,6 +415,58 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         };
         frames.push((name, reply(Err(ErrorReply::new(code, "message")))));
     }
+    for state in [
+        SessionState::Starting,
+        SessionState::Running,
+        SessionState::Exited,
+        SessionState::Lost,
+    ] {
+        let name = match state {
+            SessionState::Starting => "reply-session-starting",
+            SessionState::Running => "reply-session-running",
+            SessionState::Exited => "reply-session-exited",
+            SessionState::Lost => "reply-session-lost",
+        };
+        frames.push((name, reply(Ok(Reply::Session(session(state))))));
+    }
+    frames.push((
+        "reply-sessions",
+        reply(Ok(Reply::Sessions(vec![session(SessionState::Running)]))),
+    ));
+    frames.push(("reply-done", reply(Ok(Reply::Done))));
+    frames.push((
+        "reply-killed",
+        reply(Ok(Reply::Killed(Some(session(SessionState::Exited))))),
+    ));
+    frames.push(("reply-killed-missing", reply(Ok(Reply::Killed(None)))));
+    frames.push((
+        "stream-output",
+        stream(StreamItem::Output {
+            offset: 1 << 40,
+            data: vec![0, 255, 27],
+        }),
+    ));
+    frames.push((
+        "stream-output-lagged",
+        stream(StreamItem::OutputLagged {
+            requested: 0,
+            resume_from: 64,
+        }),
+    ));
+    frames.push((
+        "stream-output-end",
+        stream(StreamItem::OutputEnd {
+            next: 5,
+            exit: None,
+        }),
+    ));
+    frames.push((
+        "stream-output-end-exited",
+        stream(StreamItem::OutputEnd {
+            next: 5,
+            exit: Some(exit_info()),
+        }),
+    ));
     frames.push((
         "goodbye",
         ServerFrame::Goodbye(ErrorReply::new(ErrorCode::PermissionDenied, "go away")),
@@ -239,12 +481,19 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::Project(_)
                     | Reply::Projects(_)
                     | Reply::ProjectRemoved(_)
-                    | Reply::Imported(_),
+                    | Reply::Imported(_)
+                    | Reply::Session(_)
+                    | Reply::Sessions(_)
+                    | Reply::Done
+                    | Reply::Killed(_),
                 )
                 | Err(_) => {}
             },
             ServerFrame::Stream { item, .. } => match item {
-                StreamItem::Lagged { .. } => {}
+                StreamItem::Lagged { .. }
+                | StreamItem::Output { .. }
+                | StreamItem::OutputLagged { .. }
+                | StreamItem::OutputEnd { .. } => {}
                 StreamItem::Event(e) => match e.kind {
                     EventKind::ConfigReloaded
                     | EventKind::ConfigRejected { .. }
@@ -310,6 +559,15 @@ fn every_message_matches_its_golden_bytes() {
         names.push(name);
     }
     for (name, frame) in server_frames() {
+        check(name, &frame, &mut failures);
+        names.push(name);
+    }
+    let (monitor_requests, monitor_frames) = monitor_messages();
+    for (name, request) in monitor_requests {
+        check(name, &request, &mut failures);
+        names.push(name);
+    }
+    for (name, frame) in monitor_frames {
         check(name, &frame, &mut failures);
         names.push(name);
     }

@@ -13,7 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use rusqlite::Connection;
 
-const LATEST: u32 = 2;
+const LATEST: u32 = 3;
 
 fn db(sandbox: &Sandbox) -> Connection {
     Connection::open(sandbox.state_dir().join("aifactory.db")).expect("open the database")
@@ -39,17 +39,6 @@ fn git_repo(parent: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
-/// The switches these tests use exist only in a daemon built with the `test-hooks` feature,
-/// which `cargo test --workspace` (or `cargo build --workspace`) turns on.
-fn assert_test_hooks(daemon: &Daemon) {
-    assert!(
-        daemon
-            .logs()
-            .contains("built with the `test-hooks` feature"),
-        "the aifactoryd binary under test lacks the test hooks: build it with `cargo build --workspace` (a package-only build such as `cargo test -p aifactoryd` leaves them out)"
-    );
-}
-
 fn stop(mut daemon: Daemon) {
     daemon.signal(Signal::SIGTERM);
     let status = daemon
@@ -68,18 +57,23 @@ fn exits_with_failure(daemon: &mut Daemon) -> String {
 
 /// A database at schema version 1 holding one project, as an older aifactoryd left it.
 fn version_one_with_a_project(sandbox: &Sandbox, project: &str) {
-    let old = sandbox
-        .daemon()
-        .env("AIFACTORY_TEST_MIGRATION_LIMIT", "1")
-        .log_name("v1")
-        .start();
-    assert_test_hooks(&old);
-    let repo = git_repo(sandbox.path(), project);
-    sandbox
-        .ctl(&["projects", "add", repo.to_str().unwrap()])
-        .assert_ok();
-    stop(old);
-    assert_eq!(schema_version(&db(sandbox)), 1);
+    let out = migrate_cmd_with(sandbox, &[], &[("AIFACTORY_TEST_MIGRATION_LIMIT", "1")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        schema_version(&db(sandbox)),
+        1,
+        "the aifactoryd binary under test lacks the test hooks: build it with `cargo build --workspace` (a package-only build such as `cargo test -p aifactoryd` leaves them out)"
+    );
+    // The row an aifactoryd of schema version 1 wrote for a registered project.
+    let repo = git_repo(sandbox.path(), project).canonicalize().unwrap();
+    db(sandbox)
+        .execute(
+            "INSERT INTO projects (id, name, path, origin_url, provider, detected_provider,
+                                   provider_manual, default_branch, created_at)
+             VALUES ('p-00000001', ?1, ?2, NULL, 'unknown', 'unknown', 0, 'main', '2026-01-01T00:00:00Z')",
+            rusqlite::params![project, repo.to_str().unwrap()],
+        )
+        .unwrap();
 }
 
 #[test]
@@ -237,7 +231,7 @@ fn newer_schema_is_refused_naming_both_versions_and_the_backup() {
     let mut refused = sandbox.daemon().log_name("downgrade").spawn();
     let logs = exits_with_failure(&mut refused);
     assert!(
-        logs.contains("has schema version 99, newer than the 2 this aifactoryd knows"),
+        logs.contains("has schema version 99, newer than the 3 this aifactoryd knows"),
         "{logs}"
     );
     assert!(logs.contains("newest backup: "), "{logs}");
@@ -313,8 +307,17 @@ fn a_lock_released_while_waiting_lets_startup_continue() {
 }
 
 fn migrate_cmd(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
+    migrate_cmd_with(sandbox, args, &[])
+}
+
+fn migrate_cmd_with(
+    sandbox: &Sandbox,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut cmd = Command::new(bin("aifactoryd"));
     sandbox.apply_env(&mut cmd);
+    cmd.envs(env.iter().copied());
     cmd.arg("--state-dir")
         .arg(sandbox.state_dir())
         .arg("--socket")

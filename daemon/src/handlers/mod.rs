@@ -2,6 +2,7 @@
 
 mod events;
 mod projects;
+mod sessions;
 mod status;
 
 use aifactory_common::protocol::{ErrorReply, Reply, Request};
@@ -9,6 +10,8 @@ use aifactory_common::protocol::{ErrorReply, Reply, Request};
 use crate::connection::ConnContext;
 
 /// What a handler did with its request.
+// Returned once per request and moved straight into a frame: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Answer {
     /// The connection sends this reply.
     Reply(Result<Reply, ErrorReply>),
@@ -19,7 +22,7 @@ pub enum Answer {
 
 pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
     match request {
-        Request::Status => Answer::Reply(Ok(status::handle(ctx))),
+        Request::Status => Answer::Reply(Ok(status::handle(ctx).await)),
         Request::SubscribeEvents => events::subscribe(id, ctx).await,
         Request::Unsubscribe { subscription } => {
             Answer::Reply(events::unsubscribe(subscription, ctx))
@@ -30,6 +33,29 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
         Request::ProjectRemove { key } => Answer::Reply(projects::remove(ctx, key).await),
         Request::ProjectImportLegacy { source, entries } => {
             Answer::Reply(projects::import_legacy(ctx, source, entries).await)
+        }
+        Request::SessionNew(spec) => Answer::Reply(sessions::new(ctx, spec).await),
+        Request::SessionList => Answer::Reply(sessions::list(ctx).await),
+        Request::SessionShow { key } => Answer::Reply(sessions::show(ctx, key).await),
+        Request::SessionInput { key, data } => Answer::Reply(sessions::input(ctx, key, data).await),
+        Request::SessionResize { key, cols, rows } => {
+            Answer::Reply(sessions::resize(ctx, key, cols, rows).await)
+        }
+        Request::SessionKill {
+            key,
+            grace_ms,
+            ignore_missing,
+        } => Answer::Reply(sessions::kill(ctx, key, grace_ms, ignore_missing).await),
+        Request::SessionWait { key } => Answer::Reply(sessions::wait(ctx, key).await),
+        Request::SessionRemove { key } => Answer::Reply(sessions::remove(ctx, key).await),
+        Request::SessionTail { key, from, follow } => {
+            if ctx.has_subscription(id) {
+                return Answer::Reply(Err(ErrorReply::new(
+                    aifactory_common::protocol::ErrorCode::Invalid,
+                    format!("stream {id} is already open on this connection: use a new request id"),
+                )));
+            }
+            sessions::tail(id, ctx, key, from, follow).await
         }
     }
 }

@@ -4,7 +4,7 @@ use aifactory_common::protocol::{PROTOCOL_VERSION, Reply, StatusInfo};
 
 use crate::connection::ConnContext;
 
-pub fn handle(ctx: &ConnContext) -> Reply {
+pub async fn handle(ctx: &ConnContext) -> Reply {
     let daemon = &ctx.daemon;
     let config = daemon.config();
     Reply::Status(StatusInfo {
@@ -20,5 +20,8 @@ pub fn handle(ctx: &ConnContext) -> Reply {
         max_connections: config.max_connections,
         schema_version: daemon.schema_version,
         store: daemon.store.health(),
+        panes_dir: daemon.sessions.panes().path.clone(),
+        panes_skipped: daemon.sessions.panes().skipped.clone(),
+        sessions_running: daemon.sessions.running_count().await,
     })
 }

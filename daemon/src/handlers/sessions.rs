@@ -1,0 +1,233 @@
+//! `Session*` requests: terminal sessions.
+
+use std::time::Duration;
+
+use aifactory_common::pane::MonitorFrame;
+use aifactory_common::protocol::{
+    ErrorReply, Reply, ServerFrame, SessionInfo, SessionSpec, SessionState, StreamItem,
+    SubscriptionId,
+};
+
+use super::Answer;
+use crate::connection::ConnContext;
+use crate::monitor::client::MonitorClient;
+use crate::panes::DiskOutput;
+
+/// Bytes per output frame sent to a client.
+const CHUNK: usize = 64 * 1024;
+
+pub async fn new(ctx: &ConnContext, spec: SessionSpec) -> Result<Reply, ErrorReply> {
+    ctx.daemon.sessions.create(spec).await.map(Reply::Session)
+}
+
+pub async fn list(ctx: &ConnContext) -> Result<Reply, ErrorReply> {
+    ctx.daemon.sessions.list().await.map(Reply::Sessions)
+}
+
+pub async fn show(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
+    ctx.daemon.sessions.show(key).await.map(Reply::Session)
+}
+
+pub async fn input(ctx: &ConnContext, key: String, data: Vec<u8>) -> Result<Reply, ErrorReply> {
+    ctx.daemon
+        .sessions
+        .input(key, data)
+        .await
+        .map(|()| Reply::Done)
+}
+
+pub async fn resize(
+    ctx: &ConnContext,
+    key: String,
+    cols: u16,
+    rows: u16,
+) -> Result<Reply, ErrorReply> {
+    ctx.daemon
+        .sessions
+        .resize(key, cols, rows)
+        .await
+        .map(|()| Reply::Done)
+}
+
+pub async fn kill(
+    ctx: &ConnContext,
+    key: String,
+    grace_ms: u64,
+    ignore_missing: bool,
+) -> Result<Reply, ErrorReply> {
+    ctx.daemon
+        .sessions
+        .kill(key, Duration::from_millis(grace_ms), ignore_missing)
+        .await
+        .map(Reply::Killed)
+}
+
+pub async fn wait(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
+    ctx.daemon.sessions.wait(key).await.map(Reply::Session)
+}
+
+pub async fn remove(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
+    ctx.daemon.sessions.remove(key).await.map(Reply::Session)
+}
+
+/// Streams a session's output to the client: from its monitor while the program runs (replay
+/// then live), from the pane directory once it ended. Output is never dropped for a slow
+/// client: each frame waits for room in that client's queue, which slows only this stream.
+pub async fn tail(
+    id: SubscriptionId,
+    ctx: &ConnContext,
+    key: String,
+    from: Option<u64>,
+    follow: bool,
+) -> Answer {
+    let session = match ctx.daemon.sessions.show(key).await {
+        Ok(session) => session,
+        Err(e) => return Answer::Reply(Err(e)),
+    };
+    ctx.send(ServerFrame::Reply {
+        id,
+        result: Ok(Reply::Subscribed),
+    })
+    .await;
+    let stream_ctx = ctx.clone();
+    let task = tokio::spawn(async move {
+        let from = from.unwrap_or(0);
+        let next = match live_output(&stream_ctx, id, &session, from, follow).await {
+            Some(done) => done,
+            None => disk_output(&stream_ctx, id, &session, from).await,
+        };
+        if let Some(end) = next {
+            stream_ctx
+                .send(ServerFrame::Stream {
+                    subscription: id,
+                    item: end,
+                })
+                .await;
+        }
+    });
+    ctx.add_subscription(id, task.abort_handle());
+    Answer::Sent
+}
+
+async fn send(ctx: &ConnContext, id: SubscriptionId, item: StreamItem) {
+    ctx.send(ServerFrame::Stream {
+        subscription: id,
+        item,
+    })
+    .await;
+}
+
+/// Output through the running session's monitor. `None` when the monitor is not there (the
+/// session ended): the caller reads the disk instead. `Some(end)` otherwise, with the final
+/// item to send.
+async fn live_output(
+    ctx: &ConnContext,
+    id: SubscriptionId,
+    session: &SessionInfo,
+    from: u64,
+    follow: bool,
+) -> Option<Option<StreamItem>> {
+    if session.state != SessionState::Running {
+        return None;
+    }
+    let end = if follow {
+        u64::MAX
+    } else {
+        MonitorClient::connect(&session.pane_dir)
+            .await
+            .ok()?
+            .info()
+            .await
+            .ok()?
+            .output_end
+    };
+    let client = MonitorClient::connect(&session.pane_dir).await.ok()?;
+    let mut stream = client.subscribe(from).await.ok()?;
+    let mut next = from;
+    while next < end {
+        let frame = match stream.next_frame().await {
+            Some(Ok(frame)) => frame,
+            // The monitor went away mid-stream: finish from the disk.
+            Some(Err(_)) | None => return None,
+        };
+        match frame {
+            MonitorFrame::Output { offset, mut data } => {
+                let len = (end - offset).min(data.len() as u64) as usize;
+                data.truncate(len);
+                next = offset + len as u64;
+                send(ctx, id, StreamItem::Output { offset, data }).await;
+            }
+            MonitorFrame::Lagged {
+                requested,
+                resume_from,
+            } => {
+                next = resume_from;
+                send(
+                    ctx,
+                    id,
+                    StreamItem::OutputLagged {
+                        requested,
+                        resume_from,
+                    },
+                )
+                .await;
+            }
+            MonitorFrame::Exited(exit) => {
+                return Some(Some(StreamItem::OutputEnd {
+                    next,
+                    exit: Some(exit),
+                }));
+            }
+            MonitorFrame::Error(message) => {
+                tracing::warn!(session_id = %session.id, "monitor refused a tail: {message}");
+                return None;
+            }
+            MonitorFrame::Info(_) | MonitorFrame::Done => {}
+        }
+    }
+    Some(Some(StreamItem::OutputEnd { next, exit: None }))
+}
+
+/// Output of an ended session, from its pane directory.
+async fn disk_output(
+    ctx: &ConnContext,
+    id: SubscriptionId,
+    session: &SessionInfo,
+    from: u64,
+) -> Option<StreamItem> {
+    let latest = ctx.daemon.sessions.show(session.id.clone()).await.ok();
+    let exit = latest.and_then(|s| s.exit);
+    let mut disk = match DiskOutput::open(&session.pane_dir, from) {
+        Ok(disk) => disk,
+        Err(e) => {
+            tracing::warn!(session_id = %session.id, error = %e, "cannot read the session's output");
+            return Some(StreamItem::OutputEnd { next: from, exit });
+        }
+    };
+    if disk.position() > from {
+        send(
+            ctx,
+            id,
+            StreamItem::OutputLagged {
+                requested: from,
+                resume_from: disk.position(),
+            },
+        )
+        .await;
+    }
+    loop {
+        let offset = disk.position();
+        match disk.next_chunk(CHUNK) {
+            Ok(Some(data)) => send(ctx, id, StreamItem::Output { offset, data }).await,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(session_id = %session.id, error = %e, "reading the session's output failed");
+                break;
+            }
+        }
+    }
+    Some(StreamItem::OutputEnd {
+        next: disk.position(),
+        exit,
+    })
+}

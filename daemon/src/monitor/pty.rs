@@ -1,0 +1,99 @@
+//! The PTY: opening the pair, and the master side the monitor keeps (non-blocking, driven by
+//! tokio's reactor) for output, input and resizes.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::pty::Winsize;
+use tokio::io::unix::AsyncFd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PtyError {
+    #[error(
+        "cannot open a PTY: {0}: check that /dev/pts is mounted and that the PTY limit (/proc/sys/kernel/pty/max) is not reached"
+    )]
+    Open(nix::Error),
+    #[error("cannot make the PTY master non-blocking: {0}")]
+    Flags(nix::Error),
+    #[error("cannot watch the PTY master: {0}")]
+    Register(std::io::Error),
+}
+
+impl From<PtyError> for super::StartError {
+    fn from(e: PtyError) -> Self {
+        super::StartError::Process(super::process::ProcessError::Pty(e))
+    }
+}
+
+fn winsize(cols: u16, rows: u16) -> Winsize {
+    Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// Opens a PTY pair of the given size: (master, slave). Neither end leaks into the program
+/// beyond its stdio: the program's pre-exec marks every other descriptor close-on-exec.
+pub fn open(cols: u16, rows: u16) -> Result<(OwnedFd, OwnedFd), PtyError> {
+    let pair = nix::pty::openpty(&winsize(cols, rows), None).map_err(PtyError::Open)?;
+    Ok((pair.master, pair.slave))
+}
+
+/// The monitor's end of the PTY.
+pub struct Master {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Master {
+    pub fn new(fd: OwnedFd) -> Result<Master, PtyError> {
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(PtyError::Flags)?;
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(PtyError::Flags)?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(PtyError::Flags)?;
+        // SAFETY: the AsyncFd owns the descriptor from here on; nothing else closes or
+        // replaces it.
+        let fd =
+            unsafe { AsyncFd::register(fd) }.map_err(|e| PtyError::Register(e.into_parts().1))?;
+        Ok(Master { fd })
+    }
+
+    /// Reads what the program wrote; EIO once nothing holds the terminal any more.
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.fd.readable().await?;
+            match ready.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), buf)?)) {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(result) => return result,
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// Writes all of `data` to the program's input, waiting while the terminal's input buffer
+    /// is full (the program is not reading).
+    pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let mut ready = self.fd.writable().await?;
+            match ready.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), data)?)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.
+    pub fn resize(&self, cols: u16, rows: u16) -> std::io::Result<()> {
+        let size = winsize(cols, rows);
+        // SAFETY: TIOCSWINSZ reads one `struct winsize` from the pointer, which outlives the call.
+        let rc = unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}

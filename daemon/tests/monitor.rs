@@ -1,0 +1,663 @@
+//! The pane monitor with real processes on a real PTY: what it records, what it serves, how
+//! it treats signals, orphans and slow subscribers, and when it goes away.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use aifactory_common::pane::{
+    EXIT_FILE, ExitInfo, META_FILE, MONITOR_SOCKET, MonitorFrame, MonitorInfo, OUTPUT_LOG,
+    OUTPUT_LOG_OLD, ROTATION_FILE,
+};
+use aifactoryd::monitor::client::{MonitorClient, MonitorError, MonitorStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Bound on every wait, so a broken monitor fails a test instead of hanging it.
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Monitor {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    info: MonitorInfo,
+    process: tokio::process::Child,
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // A failed test must not leave its program running (the monitor itself is killed on
+        // drop). Once the monitor exited the group is gone, and its id may be reused.
+        if matches!(self.process.try_wait(), Ok(None)) {
+            unsafe {
+                libc::kill(-(self.info.pgid as i32), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn monitor_command(
+    dir: &Path,
+    cwd: &Path,
+    log_max: u64,
+    program: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aifactoryd"));
+    cmd.arg("pane-monitor")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--session", "s-test", "--name", "test pane"])
+        .arg("--cwd")
+        .arg(cwd)
+        .args(["--cols", "80", "--rows", "24"])
+        .args(["--log-max", &log_max.to_string(), "--"])
+        .args(program)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts a monitor on a fresh 0700 pane directory and reads its readiness line.
+async fn start_with(program: &[&str], log_max: u64) -> Monitor {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pane");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut process = monitor_command(&dir, tmp.path(), log_max, program)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(process.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, stdout.read_line(&mut line))
+        .await
+        .expect("no readiness line in time")
+        .unwrap();
+    if line.is_empty() {
+        let mut err = String::new();
+        let _ = process
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await;
+        panic!("the monitor did not start: {err}");
+    }
+    let info: MonitorInfo = serde_json::from_str(&line).unwrap();
+    // Exactly one line, then EOF.
+    let mut rest = String::new();
+    tokio::time::timeout(WAIT, stdout.read_to_string(&mut rest))
+        .await
+        .expect("stdout not closed after readiness")
+        .unwrap();
+    assert_eq!(rest, "", "more than one line on stdout");
+    Monitor {
+        _tmp: tmp,
+        dir,
+        info,
+        process,
+    }
+}
+
+async fn start(program: &[&str]) -> Monitor {
+    start_with(program, 64 << 20).await
+}
+
+impl Monitor {
+    async fn client(&self) -> MonitorClient {
+        tokio::time::timeout(WAIT, MonitorClient::connect(&self.dir))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn subscribe(&self, from: u64) -> MonitorStream {
+        self.client().await.subscribe(from).await.unwrap()
+    }
+
+    /// Waits for the monitor to exit; returns its status code.
+    async fn wait(&mut self) -> Option<i32> {
+        tokio::time::timeout(WAIT, self.process.wait())
+            .await
+            .expect("the monitor did not exit in time")
+            .unwrap()
+            .code()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Everything a subscription delivers up to `Exited`, checking that offsets are contiguous:
+/// (first offset, bytes, lags as (requested, resumed), exit).
+async fn collect(stream: &mut MonitorStream) -> (u64, Vec<u8>, Vec<(u64, u64)>, ExitInfo) {
+    let mut start = None;
+    let mut pos = None;
+    let mut bytes = Vec::new();
+    let mut lags = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(WAIT, stream.next_frame())
+            .await
+            .expect("no frame in time")
+            .expect("stream ended before Exited")
+            .unwrap();
+        match frame {
+            MonitorFrame::Output { offset, data } => {
+                if let Some(pos) = pos {
+                    assert_eq!(offset, pos, "gap or overlap in the output");
+                } else {
+                    start = Some(offset);
+                }
+                assert!(data.len() <= 64 << 10, "chunk of {} bytes", data.len());
+                assert!(!data.is_empty());
+                pos = Some(offset + data.len() as u64);
+                bytes.extend_from_slice(&data);
+            }
+            MonitorFrame::Lagged {
+                requested,
+                resume_from,
+            } => {
+                assert!(resume_from > requested);
+                if let Some(p) = pos {
+                    assert_eq!(requested, p);
+                }
+                lags.push((requested, resume_from));
+                pos = Some(resume_from);
+                start.get_or_insert(resume_from);
+            }
+            MonitorFrame::Exited(exit) => {
+                assert!(
+                    tokio::time::timeout(WAIT, stream.next_frame())
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "frames after Exited"
+                );
+                return (start.unwrap_or(0), bytes, lags, exit);
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads output until `needle` appears; returns everything read so far.
+async fn read_until(stream: &mut MonitorStream, seen: &mut Vec<u8>, needle: &str) {
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let frame = tokio::time::timeout(WAIT, stream.next_frame())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{needle:?} not seen in time; got {:?}",
+                    String::from_utf8_lossy(seen)
+                )
+            })
+            .expect("stream ended")
+            .unwrap();
+        match frame {
+            MonitorFrame::Output { data, .. } => seen.extend_from_slice(&data),
+            other => panic!("unexpected frame {other:?} while waiting for {needle:?}"),
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// (state, ppid, pgrp, session) from /proc/<pid>/stat, or None once the process is gone.
+fn proc_stat(pid: u32) -> Option<(char, u32, u32, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f[0].chars().next()?,
+        f[1].parse().ok()?,
+        f[2].parse().ok()?,
+        f[3].parse().ok()?,
+    ))
+}
+
+/// Waits until `cond` holds, checking every 20 ms (test-side only).
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        if tokio::time::Instant::now() >= deadline {
+            let ps = std::process::Command::new("ps")
+                .args(["-eo", "pid,ppid,pgid,sid,stat,args"])
+                .output()
+                .unwrap();
+            panic!("timed out: {what}\n{}", String::from_utf8_lossy(&ps.stdout));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Processes (pid, comm) whose parent is `ppid`.
+fn children_of(ppid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Some((_, parent, _, _)) = proc_stat(pid)
+            && parent == ppid
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
+fn processes_in_group(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(
+            |pid| matches!(proc_stat(*pid), Some((state, _, pg, _)) if pg == pgid && state != 'Z'),
+        )
+        .collect()
+}
+
+#[tokio::test]
+async fn records_exact_bytes_and_serves_them() {
+    let mut m = start(&["printf", "a\\nb\\tc\\001\\377"]).await;
+    let info = &m.info;
+    assert_eq!(info.session_id, "s-test");
+    assert_eq!(info.name.as_deref(), Some("test pane"));
+    assert_eq!(info.pgid, info.pid);
+    assert_eq!((info.cols, info.rows), (80, 24));
+    assert!(info.start_time > 0 && info.monitor_start_time > 0);
+    assert_eq!(info.monitor_pid, m.process.id().unwrap());
+    // The monitor left the test's session.
+    let (_, _, _, sid) = proc_stat(info.monitor_pid).unwrap();
+    assert_eq!(sid, info.monitor_pid);
+
+    let meta: MonitorInfo =
+        serde_json::from_str(&std::fs::read_to_string(m.file(META_FILE)).unwrap()).unwrap();
+    assert_eq!(meta.pid, info.pid);
+    assert_eq!(mode(&m.file(META_FILE)), 0o600);
+    assert_eq!(mode(&m.file(MONITOR_SOCKET)), 0o600);
+    assert_eq!(mode(&m.file(OUTPUT_LOG)), 0o600);
+
+    // The PTY turns \n into \r\n (ONLCR); everything else passes unchanged.
+    let expected = b"a\r\nb\tc\x01\xff".to_vec();
+    let mut stream = m.subscribe(0).await;
+    let (start, bytes, lags, exit) = collect(&mut stream).await;
+    assert_eq!((start, lags), (0, vec![]));
+    assert_eq!(bytes, expected);
+    assert_eq!(std::fs::read(m.file(OUTPUT_LOG)).unwrap(), expected);
+    assert_eq!((exit.code, exit.signal), (Some(0), None));
+    drop(stream);
+
+    assert_eq!(m.wait().await, Some(0));
+    assert!(!m.file(MONITOR_SOCKET).exists());
+    let meta: MonitorInfo =
+        serde_json::from_str(&std::fs::read_to_string(m.file(META_FILE)).unwrap()).unwrap();
+    assert_eq!(meta.output_end, expected.len() as u64);
+    assert_eq!(meta.exit, Some(exit));
+}
+
+#[tokio::test]
+async fn input_reaches_the_program() {
+    let m = start(&["sh", "-c", "read x; echo got:$x"]).await;
+    let mut stream = m.subscribe(0).await;
+    m.client().await.input(b"hello\n").await.unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "got:hello\r\n").await;
+}
+
+#[tokio::test]
+async fn resize_reaches_the_program_with_sigwinch() {
+    let m = start(&[
+        "sh",
+        "-c",
+        "trap 'echo winched; stty size' WINCH; echo ready; while :; do sleep 0.05; done",
+    ])
+    .await;
+    let mut stream = m.subscribe(0).await;
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "ready").await;
+    let mut client = m.client().await;
+    client.resize(100, 40).await.unwrap();
+    read_until(&mut stream, &mut seen, "winched\r\n40 100\r\n").await;
+    let info = client.info().await.unwrap();
+    assert_eq!((info.cols, info.rows), (100, 40));
+    let meta: MonitorInfo =
+        serde_json::from_str(&std::fs::read_to_string(m.file(META_FILE)).unwrap()).unwrap();
+    assert_eq!((meta.cols, meta.rows), (100, 40));
+    let refused = client.resize(0, 10).await.unwrap_err();
+    assert!(matches!(refused, MonitorError::Refused { .. }), "{refused}");
+}
+
+#[tokio::test]
+async fn replay_then_live_has_no_gap_and_no_duplicate() {
+    let m = start(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); [ $((i % 100)) = 0 ] && sleep 0.05; done; exit 0",
+    ])
+    .await;
+    let mut client = m.client().await;
+    let mut info = client.info().await.unwrap();
+    while info.output_end < 2000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        info = client.info().await.unwrap();
+    }
+    assert!(info.exit.is_none(), "the program should still be running");
+    let from = info.output_end / 2 + 3;
+    let mut stream = m.subscribe(from).await;
+    let (start, bytes, lags, exit) = collect(&mut stream).await;
+    assert_eq!(exit.code, Some(0));
+    assert!(lags.is_empty());
+    assert_eq!(start, from);
+    let file = std::fs::read(m.file(OUTPUT_LOG)).unwrap();
+    assert!(String::from_utf8_lossy(&file).ends_with("line 2999\r\n"));
+    assert_eq!(
+        bytes,
+        file[from as usize..],
+        "replay+live differs from the file"
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_offsets_absolute() {
+    const MAX: u64 = 16 << 10;
+    let mut m = start_with(&["sh", "-c", "read x; seq 1 30000; exit 3"], MAX).await;
+    // A subscriber from the start, live during the rotations: it may lag, but every byte it
+    // gets sits at its absolute offset and nothing is skipped without a Lagged.
+    let mut live = m.subscribe(0).await;
+    m.client().await.input(b"go\n").await.unwrap();
+    let (live_start, live_bytes, live_lags, exit) = collect(&mut live).await;
+    assert_eq!(exit.code, Some(3));
+    assert_eq!(live_start, 0);
+
+    let mut client = m.client().await;
+    let info = client.info().await.unwrap();
+    let end = info.output_end;
+    let skipped: u64 = live_lags.iter().map(|(r, s)| s - r).sum();
+    assert_eq!(live_bytes.len() as u64 + skipped, end);
+
+    // Everything `seq` printed (plus the echoed "go") went through, so `end` is the real total.
+    let seq: String = (1..=30000).map(|i| format!("{i}\r\n")).collect();
+    assert_eq!(end, (b"go\r\n".len() + seq.len()) as u64);
+
+    let rotation: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.file(ROTATION_FILE)).unwrap()).unwrap();
+    let base = rotation["base"].as_u64().unwrap();
+    let old = std::fs::read(m.file(OUTPUT_LOG_OLD)).unwrap();
+    let current = std::fs::read(m.file(OUTPUT_LOG)).unwrap();
+    assert_eq!(
+        old.len() as u64,
+        MAX,
+        "segments are cut exactly at the limit"
+    );
+    assert_eq!(base % MAX, 0);
+    assert_eq!(base + current.len() as u64, end);
+    let oldest = base - MAX;
+    let mut on_disk = old.clone();
+    on_disk.extend_from_slice(&current);
+    let full = format!("go\r\n{seq}").into_bytes();
+    assert_eq!(on_disk, full[oldest as usize..]);
+    // What the live subscriber got matches the program's output at the same offsets.
+    let mut pos = 0u64;
+    let mut got = &live_bytes[..];
+    let mut lags = live_lags.iter().peekable();
+    while !got.is_empty() {
+        let stop = lags.peek().map_or(end, |(requested, _)| *requested);
+        let n = (stop - pos) as usize;
+        assert_eq!(got[..n], full[pos as usize..stop as usize]);
+        got = &got[n..];
+        if let Some((_, resume)) = lags.next() {
+            pos = *resume;
+        } else {
+            pos = stop;
+        }
+    }
+
+    // From 0 after the fact: Lagged to the oldest retained byte, then the rest.
+    let mut stream = m.subscribe(0).await;
+    let (start, bytes, lags, _) = collect(&mut stream).await;
+    assert_eq!(lags, vec![(0, oldest)]);
+    assert_eq!(start, oldest);
+    assert_eq!(bytes, on_disk);
+    // From the rotation base: straight from output.log.
+    let mut stream = m.subscribe(base).await;
+    let (start, bytes, lags, _) = collect(&mut stream).await;
+    assert!(lags.is_empty());
+    assert_eq!((start, bytes), (base, current.clone()));
+    // From beyond the end: nothing but Exited.
+    let mut stream = m.subscribe(end + 1000).await;
+    let (_, bytes, lags, _) = collect(&mut stream).await;
+    assert!(bytes.is_empty() && lags.is_empty());
+
+    drop((client, stream));
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn stalled_subscriber_slows_nobody() {
+    let mut m = start(&["sh", "-c", "yes | head -c 20000000"]).await;
+    // Subscribes and then never reads a byte.
+    let stalled = m.subscribe(0).await;
+    let mut reader = m.subscribe(0).await;
+    let (start, bytes, lags, exit) =
+        tokio::time::timeout(Duration::from_secs(60), collect(&mut reader))
+            .await
+            .expect("the reading subscriber was held up");
+    assert_eq!((start, lags, exit.code), (0, vec![], Some(0)));
+    // 10 million "y\n", each turned into "y\r\n" by the PTY.
+    assert_eq!(bytes.len(), 30_000_000);
+    assert!(bytes.chunks(3).all(|c| c == b"y\r\n"));
+    let info = m.client().await.info().await.unwrap();
+    assert_eq!(info.output_end, 30_000_000);
+    assert!(info.exit.is_some());
+    // The stalled subscriber keeps the monitor serving; once it leaves, the monitor exits.
+    assert!(m.file(MONITOR_SOCKET).exists());
+    drop(stalled);
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn exit_code_is_recorded_and_the_monitor_goes_away() {
+    let mut m = start(&["sh", "-c", "exit 7"]).await;
+    let mut stream = m.subscribe(0).await;
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!((exit.code, exit.signal), (Some(7), None));
+    assert_eq!(exit.describe(), "exited 7");
+    let on_disk: ExitInfo =
+        serde_json::from_str(&std::fs::read_to_string(m.file(EXIT_FILE)).unwrap()).unwrap();
+    assert_eq!(on_disk, exit);
+    assert_eq!(mode(&m.file(EXIT_FILE)), 0o600);
+    assert!(exit.ended_at.ends_with('Z') && exit.ended_at.len() == 20);
+    // Late Info requests are still answered for a moment.
+    let info = m.client().await.info().await.unwrap();
+    assert_eq!(info.exit, Some(exit));
+    drop(stream);
+    assert_eq!(m.wait().await, Some(0));
+    assert!(!m.file(MONITOR_SOCKET).exists());
+    let gone = MonitorClient::connect(&m.dir).await.err().unwrap();
+    assert!(matches!(gone, MonitorError::Unreachable { .. }), "{gone}");
+    assert!(gone.to_string().contains(MONITOR_SOCKET), "{gone}");
+}
+
+#[tokio::test]
+async fn death_by_signal_is_recorded() {
+    let mut m = start(&["sh", "-c", "kill -9 $$"]).await;
+    let mut stream = m.subscribe(0).await;
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!((exit.code, exit.signal), (None, Some(9)));
+    let on_disk: ExitInfo =
+        serde_json::from_str(&std::fs::read_to_string(m.file(EXIT_FILE)).unwrap()).unwrap();
+    assert_eq!(on_disk, exit);
+    drop(stream);
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn signal_reaches_the_whole_process_group() {
+    let mut m = start(&["sh", "-c", "sleep 1000 & sleep 1000"]).await;
+    let pgid = m.info.pgid;
+    eventually("both sleeps run", || processes_in_group(pgid).len() == 3).await;
+    let mut client = m.client().await;
+    client.signal(libc::SIGTERM).await.unwrap();
+    eventually("the group is gone", || processes_in_group(pgid).is_empty()).await;
+    let mut stream = m.subscribe(0).await;
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!(exit.signal, Some(libc::SIGTERM));
+    // A group that is gone is not an error; a bad signal number is.
+    client.signal(libc::SIGTERM).await.unwrap();
+    let bad = client.signal(1000).await.unwrap_err();
+    assert!(matches!(bad, MonitorError::Refused { .. }), "{bad}");
+    drop((client, stream));
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn escaped_orphans_are_adopted_and_reaped() {
+    // Double fork: the subshell starts the escapee and exits at once. The program waits until
+    // the escapee runs in its own session, or its exit would SIGHUP it (same session still).
+    let mut m = start(&[
+        "sh",
+        "-c",
+        "(setsid sh -c 'echo escaped; exec sleep 30' &); read x; exit 0",
+    ])
+    .await;
+    let mut output = m.subscribe(0).await;
+    let mut seen = Vec::new();
+    read_until(&mut output, &mut seen, "escaped").await;
+    m.client().await.input(b"\n").await.unwrap();
+    let monitor = m.info.monitor_pid;
+    let mut orphans = Vec::new();
+    eventually("the orphan is re-parented to the monitor", || {
+        orphans = children_of(monitor);
+        orphans.iter().any(|(_, comm)| comm == "sleep")
+    })
+    .await;
+    let (orphan, _) = orphans.iter().find(|(_, c)| c == "sleep").unwrap().clone();
+    let (_, ppid, _, sid) = proc_stat(orphan).unwrap();
+    assert_eq!(ppid, monitor);
+    assert_eq!(sid, orphan, "the orphan left the program's session");
+    // The program exited, but the orphan still holds the terminal: exited, not finished.
+    let mut client = m.client().await;
+    eventually("the program's exit is recorded", || {
+        m.file(EXIT_FILE).exists()
+    })
+    .await;
+    assert_eq!(client.info().await.unwrap().exit.unwrap().code, Some(0));
+    unsafe {
+        libc::kill(orphan as i32, libc::SIGKILL);
+    }
+    // Reaped by the monitor: gone from /proc, never left as a zombie.
+    eventually("the orphan is reaped", || proc_stat(orphan).is_none()).await;
+    let mut stream = m.subscribe(0).await;
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!(exit.code, Some(0));
+    drop((client, stream, output));
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn survives_sigterm_and_sighup() {
+    let mut m = start(&["sh", "-c", "read x; echo got:$x"]).await;
+    let monitor = m.info.monitor_pid as i32;
+    unsafe {
+        libc::kill(monitor, libc::SIGTERM);
+        libc::kill(monitor, libc::SIGHUP);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(m.process.try_wait().unwrap().is_none(), "the monitor died");
+    let mut client = m.client().await;
+    let info = client.info().await.unwrap();
+    assert!(info.exit.is_none(), "the program died");
+    let mut stream = m.subscribe(0).await;
+    client.input(b"still\n").await.unwrap();
+    let (_, bytes, _, exit) = collect(&mut stream).await;
+    assert!(String::from_utf8_lossy(&bytes).contains("got:still"));
+    assert_eq!(exit.code, Some(0));
+    drop((client, stream));
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_subscribed_connection_refuses_other_requests_and_bad_frames_close_only_their_connection()
+{
+    let m = start(&["sh", "-c", "read x"]).await;
+    // A raw connection: handshake, then a frame that is no request.
+    let socket = m.file(MONITOR_SOCKET);
+    let mut raw = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let mut hello = [0u8; aifactory_common::handshake::HELLO_LEN];
+    raw.read_exact(&mut hello).await.unwrap();
+    raw.write_all(&hello).await.unwrap();
+    raw.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(WAIT, raw.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let frame: MonitorFrame = aifactory_common::codec::decode(&reply[4..]).unwrap();
+    assert!(
+        matches!(frame, MonitorFrame::Error(ref m) if m.contains("malformed")),
+        "{frame:?}"
+    );
+
+    // Others are unaffected.
+    let mut client = m.client().await;
+    assert!(client.info().await.unwrap().exit.is_none());
+
+    // A second request on a subscribed connection is refused; the stream goes on.
+    let mut sub = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    sub.read_exact(&mut hello).await.unwrap();
+    sub.write_all(&hello).await.unwrap();
+    for request in [
+        aifactory_common::pane::MonitorRequest::Subscribe { from: 0 },
+        aifactory_common::pane::MonitorRequest::Info,
+    ] {
+        let bytes = aifactory_common::codec::encode(&request).unwrap();
+        aifactory_common::frame::write_frame(&mut sub, &bytes)
+            .await
+            .unwrap();
+    }
+    let mut len = [0u8; 4];
+    sub.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    sub.read_exact(&mut body).await.unwrap();
+    let frame: MonitorFrame = aifactory_common::codec::decode(&body).unwrap();
+    assert!(
+        matches!(frame, MonitorFrame::Error(ref m) if m.contains("subscription")),
+        "{frame:?}"
+    );
+    client.input(b"\n").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_start_says_why_on_stderr_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pane");
+    std::fs::create_dir(&dir).unwrap();
+    let out = monitor_command(&dir, tmp.path(), 1 << 20, &["/nonexistent/agent", "--x"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/agent"), "{err}");
+    assert!(err.contains("No such file"), "{err}");
+    assert!(!dir.join(MONITOR_SOCKET).exists());
+
+    let missing = tmp.path().join("missing");
+    let out = monitor_command(&missing, tmp.path(), 1 << 20, &["true"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}

@@ -1,0 +1,390 @@
+//! rmux sessions end to end: real PTYs under pane monitors, driven through aifactoryctl.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aifactory_tests::{Sandbox, chown_tree, is_root};
+use nix::sys::signal::Signal;
+
+fn new_session(sandbox: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["sessions", "new", "--json"];
+    full.extend_from_slice(args);
+    sandbox.ctl(&full).assert_ok().json()
+}
+
+fn output_log(session: &serde_json::Value) -> PathBuf {
+    PathBuf::from(session["pane_dir"].as_str().expect("pane_dir")).join("output.log")
+}
+
+/// Waits until `pred` holds for the file's bytes (output arrives asynchronously).
+fn wait_file(path: &Path, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        if pred(&bytes) {
+            return bytes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never matched; it holds {:?}",
+            path.display(),
+            String::from_utf8_lossy(&bytes)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn exact_output_reaches_the_log_and_tail() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    // Raw mode first, so the bytes are exactly what printf wrote (no \n → \r\n translation).
+    let s = new_session(
+        &sandbox,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "stty raw -echo; printf 'a\\001b\\377c\\n'; printf 'end'",
+        ],
+    );
+    let id = s["id"].as_str().unwrap();
+    let wait = sandbox.ctl(&["sessions", "wait", id]);
+    assert_eq!(wait.code, Some(0), "{wait:?}");
+    let log = std::fs::read(output_log(&s)).unwrap();
+    assert_eq!(log, b"a\x01b\xffc\nend");
+    let tail = sandbox.ctl(&["sessions", "tail", id]);
+    tail.assert_ok();
+    assert_eq!(
+        tail.stdout.as_bytes(),
+        String::from_utf8_lossy(&log).as_bytes()
+    );
+    let from = sandbox.ctl(&["sessions", "tail", id, "--from", "4"]);
+    assert_eq!(
+        from.stdout.as_bytes(),
+        String::from_utf8_lossy(&log[4..]).as_bytes()
+    );
+}
+
+#[test]
+fn tail_follow_streams_until_the_end_and_exits_with_its_status() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let s = new_session(
+        &sandbox,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line$i; sleep 0.1; done; exit 3",
+        ],
+    );
+    let out = sandbox.ctl(&["sessions", "tail", s["id"].as_str().unwrap(), "--follow"]);
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert_eq!(out.stdout, "line1\r\nline2\r\nline3\r\nline4\r\nline5\r\n");
+    let shown = sandbox
+        .ctl(&["sessions", "show", s["id"].as_str().unwrap(), "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(shown["state"], "exited");
+    assert_eq!(shown["exit"]["code"], 3);
+}
+
+#[test]
+fn input_and_resize_reach_the_program() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let s = new_session(
+        &sandbox,
+        &[
+            "--size",
+            "100x30",
+            "--",
+            "sh",
+            "-c",
+            "stty size; read line; echo got:$line; trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    let id = s["id"].as_str().unwrap();
+    let log = output_log(&s);
+    wait_file(&log, Duration::from_secs(10), |b| contains(b, b"30 100"));
+    sandbox
+        .ctl(&["sessions", "send", id, "hello world", "--enter"])
+        .assert_ok();
+    wait_file(&log, Duration::from_secs(10), |b| {
+        contains(b, b"got:hello world") && contains(b, b"ready")
+    });
+    sandbox
+        .ctl(&["sessions", "resize", id, "90x20"])
+        .assert_ok();
+    wait_file(&log, Duration::from_secs(10), |b| contains(b, b"20 90"));
+    let shown = sandbox
+        .ctl(&["sessions", "show", id, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        (shown["cols"].as_u64(), shown["rows"].as_u64()),
+        (Some(90), Some(20))
+    );
+    sandbox
+        .ctl(&["sessions", "kill", id, "--grace", "1"])
+        .assert_ok();
+}
+
+#[test]
+fn kill_reaches_the_whole_group_and_ignore_missing_succeeds() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let s = new_session(
+        &sandbox,
+        &[
+            "--name",
+            "grp",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000 & echo $! > child.pid; wait",
+        ],
+    );
+    let pane = PathBuf::from(s["pane_dir"].as_str().unwrap());
+    let _ = pane;
+    let child_pid_file = PathBuf::from(s["cwd"].as_str().unwrap()).join("child.pid");
+    let bytes = wait_file(&child_pid_file, Duration::from_secs(10), |b| {
+        b.ends_with(b"\n")
+    });
+    let child: i32 = String::from_utf8_lossy(&bytes).trim().parse().unwrap();
+    let killed = sandbox
+        .ctl(&["sessions", "kill", "grp", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(killed["state"], "exited");
+    assert!(
+        killed["exit"]["signal"].is_number() || killed["exit"]["code"].is_number(),
+        "{killed}"
+    );
+    // The background sleep was in the group too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the group's background child {child} survived the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let again = sandbox.ctl(&["sessions", "kill", "grp", "--ignore-missing"]);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    let never = sandbox.ctl(&["sessions", "kill", "no-such-session", "--ignore-missing"]);
+    assert_eq!(never.code, Some(0), "{never:?}");
+    let strict = sandbox.ctl(&["sessions", "kill", "no-such-session"]);
+    assert_eq!(strict.code, Some(4), "{strict:?}");
+}
+
+#[test]
+fn names_are_unique_among_running_sessions() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    new_session(&sandbox, &["--name", "agent", "--", "sleep", "1000"]);
+    let clash = sandbox.ctl(&["sessions", "new", "--name", "agent", "--", "sleep", "1"]);
+    assert_eq!(clash.code, Some(1), "{clash:?}");
+    assert!(clash.stderr.contains("already named `agent`"), "{clash:?}");
+    // The stale-session pattern: kill by name, ignoring a missing one, then start afresh.
+    sandbox
+        .ctl(&[
+            "sessions",
+            "kill",
+            "agent",
+            "--ignore-missing",
+            "--grace",
+            "1",
+        ])
+        .assert_ok();
+    new_session(&sandbox, &["--name", "agent", "--", "sleep", "1000"]);
+    sandbox
+        .ctl(&["sessions", "kill", "agent", "--grace", "1"])
+        .assert_ok();
+}
+
+#[test]
+fn a_bad_command_is_a_clear_error_and_leaves_nothing() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let out = sandbox.ctl(&["sessions", "new", "--", "/nonexistent/program"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("/nonexistent/program"), "{out:?}");
+    let list = sandbox
+        .ctl(&["sessions", "list", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn sessions_survive_a_daemon_sigkill_with_no_output_lost() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let counter = "i=0; while :; do i=$((i+1)); echo $i; done";
+    let sessions: Vec<serde_json::Value> = (0..20)
+        .map(|i| {
+            new_session(
+                &sandbox,
+                &["--name", &format!("count{i}"), "--", "sh", "-c", counter],
+            )
+        })
+        .collect();
+    let quitter = new_session(&sandbox, &["--", "sh", "-c", "sleep 1; exit 7"]);
+    let pids: Vec<u64> = sessions
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap())
+        .collect();
+
+    daemon.signal(Signal::SIGKILL);
+    drop(daemon);
+    std::thread::sleep(Duration::from_secs(2));
+    let _again = sandbox.daemon().log_name("again").start();
+
+    let list = sandbox
+        .ctl(&["sessions", "list", "--json"])
+        .assert_ok()
+        .json();
+    let list = list.as_array().unwrap();
+    for (s, pid) in sessions.iter().zip(&pids) {
+        let now = list
+            .iter()
+            .find(|x| x["id"] == s["id"])
+            .expect("still listed");
+        assert_eq!(now["state"], "running", "{now}");
+        assert_eq!(
+            now["pid"].as_u64(),
+            Some(*pid),
+            "the same process, not a second start"
+        );
+    }
+    let q = list.iter().find(|x| x["id"] == quitter["id"]).unwrap();
+    assert_eq!(q["state"], "exited", "{q}");
+    assert_eq!(q["exit"]["code"], 7, "{q}");
+
+    // Stop the counters, then check every number is there once, in order.
+    for s in &sessions {
+        sandbox
+            .ctl(&[
+                "sessions",
+                "kill",
+                s["id"].as_str().unwrap(),
+                "--grace",
+                "1",
+            ])
+            .assert_ok();
+    }
+    for s in &sessions {
+        let log = std::fs::read(output_log(s)).unwrap();
+        let text = String::from_utf8_lossy(&log);
+        let mut expected = 1u64;
+        for line in text.split("\r\n") {
+            let Ok(n) = line.parse::<u64>() else { continue };
+            assert_eq!(
+                n, expected,
+                "session {}: a gap or repeat at {expected}",
+                s["id"]
+            );
+            expected += 1;
+        }
+        assert!(
+            expected > 100,
+            "session {} printed only {expected} numbers",
+            s["id"]
+        );
+    }
+}
+
+#[test]
+fn unwritable_first_choice_falls_back_to_xdg_and_says_so() {
+    let sandbox = Sandbox::new();
+    let blocked = sandbox.path().join("blocked");
+    std::fs::write(&blocked, "a file, so nothing can be created under it").unwrap();
+    let configured = blocked.join("panes");
+    sandbox.write_config(&format!(
+        "panes_dir = {:?}\n",
+        configured.display().to_string()
+    ));
+    let builder = sandbox.daemon();
+    // As root /run/aifactory/panes is always writable; as nobody it is not, like for any user.
+    let builder = if is_root() {
+        chown_tree(sandbox.path(), 65534, 65534);
+        builder.as_user(65534, 65534)
+    } else {
+        builder
+    };
+    let _d = builder.start();
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    let xdg = sandbox.path().join("run/aifactory-rmux/panes");
+    assert_eq!(status["panes_dir"], xdg.display().to_string(), "{status}");
+    let skipped = status["panes_skipped"].as_array().unwrap();
+    assert_eq!(skipped[0][0], configured.display().to_string(), "{status}");
+    assert!(
+        skipped[0][1].as_str().unwrap().contains("cannot create"),
+        "{status}"
+    );
+    let text = sandbox.ctl(&["status"]).assert_ok().stdout.clone();
+    assert!(text.contains("fallback"), "{text}");
+}
+
+#[test]
+fn no_writable_pane_directory_is_a_clear_startup_error() {
+    let sandbox = Sandbox::new();
+    let blocked = sandbox.path().join("blocked");
+    std::fs::write(&blocked, "x").unwrap();
+    sandbox.write_config(&format!(
+        "panes_dir = {:?}\n",
+        blocked.join("panes").display().to_string()
+    ));
+    let mut builder = sandbox
+        .daemon()
+        .env("XDG_RUNTIME_DIR", blocked.to_str().unwrap());
+    if is_root() {
+        chown_tree(sandbox.path(), 65534, 65534);
+        builder = builder.as_user(65534, 65534);
+    }
+    let mut d = builder.spawn();
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("refuses to start");
+    assert_eq!(status.code(), Some(1));
+    let logs = d.logs();
+    assert!(logs.contains("no usable pane directory"), "{logs}");
+    assert!(
+        logs.contains(&blocked.join("panes").display().to_string()),
+        "{logs}"
+    );
+    assert!(logs.contains("/run/aifactory/panes"), "{logs}");
+    assert!(logs.contains("set panes_dir"), "{logs}");
+}
+
+#[test]
+fn a_pane_root_owned_by_another_uid_is_refused() {
+    let sandbox = Sandbox::new();
+    // /usr belongs to root: for any other user it is another uid's directory. As root, the
+    // daemon runs as nobody so that holds too.
+    sandbox.write_config("panes_dir = \"/usr\"\n");
+    let mut builder = sandbox.daemon();
+    if is_root() {
+        chown_tree(sandbox.path(), 65534, 65534);
+        builder = builder.as_user(65534, 65534);
+    }
+    let _d = builder.start();
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    assert_ne!(status["panes_dir"], "/usr");
+    let skipped = status["panes_skipped"].as_array().unwrap();
+    assert_eq!(skipped[0][0], "/usr");
+    assert!(
+        skipped[0][1].as_str().unwrap().contains("owned by uid 0"),
+        "{status}"
+    );
+}
