@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::notify;
 
+#[derive(Debug)]
 pub struct Migration {
     pub version: u32,
     pub name: &'static str,
@@ -146,6 +147,18 @@ pub enum MigrateError {
         name: String,
         applied: String,
         embedded: String,
+        backup: Option<PathBuf>,
+    },
+    #[error(
+        "the database {} is at schema version {current} but migration {missing:04}_{name} is not recorded as applied: its schema_migrations table was edited; restore a backup ({})",
+        file.display(),
+        newest_backup_text(backup)
+    )]
+    Gap {
+        file: PathBuf,
+        missing: u32,
+        name: String,
+        current: u32,
         backup: Option<PathBuf>,
     },
     #[error(
@@ -496,10 +509,21 @@ pub fn plan(
             });
         }
     }
-    let pending = known
+    let pending: Vec<&'static Migration> = known
         .iter()
         .filter(|m| !rows.iter().any(|r| r.version == m.version))
         .collect();
+    // A hole below the current version means the ledger was edited: applying the missing
+    // migration now, over a newer schema, could do anything.
+    if let Some(hole) = pending.iter().find(|m| m.version < current) {
+        return Err(MigrateError::Gap {
+            file: file.to_path_buf(),
+            missing: hole.version,
+            name: hole.name.to_string(),
+            current,
+            backup: newest_backup(state_dir),
+        });
+    }
     Ok((current, pending))
 }
 
@@ -699,6 +723,22 @@ mod tests {
         // A second run has nothing to do.
         let again = migrate(&mut conn, &file, dir.path(), &mut lock).unwrap();
         assert!(again.applied.is_empty());
+    }
+
+    #[test]
+    fn a_hole_in_the_ledger_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.db");
+        let mut conn = Connection::open(&file).unwrap();
+        let mut lock = lock(dir.path(), Duration::from_secs(1)).unwrap();
+        migrate(&mut conn, &file, dir.path(), &mut lock).unwrap();
+        conn.execute("DELETE FROM schema_migrations WHERE version = 1", [])
+            .unwrap();
+        let err = plan(&conn, &file, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("migration 0001_projects is not recorded"),
+            "{err}"
+        );
     }
 
     #[test]
