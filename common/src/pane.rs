@@ -11,6 +11,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Version of the pane monitor protocol, separate from the control protocol's: monitors
+/// outlive the daemon, so a daemon upgraded while sessions run must still speak to them. Bump
+/// only with a daemon that keeps speaking the old version to old monitors.
+pub const MONITOR_PROTOCOL_VERSION: u16 = 1;
+
 /// File names inside a pane directory.
 pub const OUTPUT_LOG: &str = "output.log";
 /// The previous output segment, kept after a rotation.

@@ -136,6 +136,12 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
                     .await?,
             )?;
             print_session(cli.json, &s);
+            if s.exit.is_none() {
+                return Err(Failure {
+                    code: FAILED,
+                    message: format!("session {} {}", s.id, ended_text(&s)),
+                });
+            }
             return exit_with(s.exit.as_ref());
         }
         SessionsCommand::Remove { session } => {
@@ -237,10 +243,11 @@ fn exit_with(exit: Option<&ExitInfo>) -> Result<(), Failure> {
 }
 
 fn ended_text(s: &SessionInfo) -> String {
+    // A lost session also has an `exit` (its end time, no status): its reason says more.
     match (&s.exit, &s.lost_reason) {
-        (Some(exit), _) => exit.describe(),
-        (None, Some(reason)) => format!("lost: {reason}"),
-        _ => s.state.as_str().to_string(),
+        (_, Some(reason)) => format!("lost: {reason}"),
+        (Some(exit), None) => exit.describe(),
+        (None, None) => s.state.as_str().to_string(),
     }
 }
 
@@ -410,13 +417,16 @@ pub async fn attach(client: &Client, key: &str) -> Result<(), Failure> {
     };
     drop(raw);
     match outcome? {
-        Some(exit) => {
-            eprintln!(
-                "\r\n[session {key} {}]",
-                exit.as_ref().map(ExitInfo::describe).unwrap_or_default()
-            );
-            exit_with(exit.as_ref())
+        Some(Some(exit)) => {
+            eprintln!("\r\n[session {key} {}]", exit.describe());
+            exit_with(Some(&exit))
         }
+        Some(None) => Err(Failure {
+            code: FAILED,
+            message: format!(
+                "session {key} ended without an exit status (its monitor is gone): see `aifactoryctl sessions show {key}`"
+            ),
+        }),
         None => {
             eprintln!("\r\n[detached from session {key}; it keeps running]");
             // Give the terminal a moment to print before the process exits.

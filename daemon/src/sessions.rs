@@ -70,11 +70,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
         state: SessionState::parse(&state).unwrap_or(SessionState::Lost),
         pid: row.get(8)?,
         monitor_pid: row.get(9)?,
-        exit: ended_at.map(|ended_at| ExitInfo {
-            code,
-            signal,
-            ended_at,
-        }),
+        // A lost session has an end time but no exit status: nobody saw how it ended.
+        exit: ended_at
+            .filter(|_| state == "exited")
+            .map(|ended_at| ExitInfo {
+                code,
+                signal,
+                ended_at,
+            }),
         lost_reason: row.get(13)?,
         created_at: row.get(14)?,
     })

@@ -181,7 +181,7 @@ async fn collect(stream: &mut MonitorStream) -> (u64, Vec<u8>, Vec<(u64, u64)>, 
     }
 }
 
-/// Reads output until `needle` appears; returns everything read so far.
+/// Reads output into `seen` until `needle` appears in it.
 async fn read_until(stream: &mut MonitorStream, seen: &mut Vec<u8>, needle: &str) {
     while !String::from_utf8_lossy(seen).contains(needle) {
         let frame = tokio::time::timeout(WAIT, stream.next_frame())
@@ -263,7 +263,8 @@ fn processes_in_group(pgid: u32) -> Vec<u32> {
 
 #[tokio::test]
 async fn records_exact_bytes_and_serves_them() {
-    let mut m = start(&["printf", "a\\nb\\tc\\001\\377"]).await;
+    // The program waits for a line, so nothing ends before the test looks.
+    let mut m = start(&["sh", "-c", "read x; printf 'a\\nb\\tc\\001\\377'"]).await;
     let info = &m.info;
     assert_eq!(info.session_id, "s-test");
     assert_eq!(info.name.as_deref(), Some("test pane"));
@@ -282,9 +283,11 @@ async fn records_exact_bytes_and_serves_them() {
     assert_eq!(mode(&m.file(MONITOR_SOCKET)), 0o600);
     assert_eq!(mode(&m.file(OUTPUT_LOG)), 0o600);
 
-    // The PTY turns \n into \r\n (ONLCR); everything else passes unchanged.
-    let expected = b"a\r\nb\tc\x01\xff".to_vec();
+    // The PTY echoes the typed line and turns \n into \r\n (ONLCR); everything else passes
+    // unchanged.
+    let expected = b"\r\na\r\nb\tc\x01\xff".to_vec();
     let mut stream = m.subscribe(0).await;
+    m.client().await.input(b"\n").await.unwrap();
     let (start, bytes, lags, exit) = collect(&mut stream).await;
     assert_eq!((start, lags), (0, vec![]));
     assert_eq!(bytes, expected);
@@ -462,8 +465,9 @@ async fn stalled_subscriber_slows_nobody() {
 
 #[tokio::test]
 async fn exit_code_is_recorded_and_the_monitor_goes_away() {
-    let mut m = start(&["sh", "-c", "exit 7"]).await;
+    let mut m = start(&["sh", "-c", "read x; exit 7"]).await;
     let mut stream = m.subscribe(0).await;
+    m.client().await.input(b"\n").await.unwrap();
     let (_, _, _, exit) = collect(&mut stream).await;
     assert_eq!((exit.code, exit.signal), (Some(7), None));
     assert_eq!(exit.describe(), "exited 7");
@@ -485,8 +489,9 @@ async fn exit_code_is_recorded_and_the_monitor_goes_away() {
 
 #[tokio::test]
 async fn death_by_signal_is_recorded() {
-    let mut m = start(&["sh", "-c", "kill -9 $$"]).await;
+    let mut m = start(&["sh", "-c", "read x; kill -9 $$"]).await;
     let mut stream = m.subscribe(0).await;
+    m.client().await.input(b"\n").await.unwrap();
     let (_, _, _, exit) = collect(&mut stream).await;
     assert_eq!((exit.code, exit.signal), (None, Some(9)));
     let on_disk: ExitInfo =

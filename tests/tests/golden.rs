@@ -506,10 +506,31 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
     frames
 }
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("golden")
-        .join(format!("protocol-{PROTOCOL_VERSION}"))
+/// One versioned family of messages and the directory of its golden bytes.
+struct Family {
+    /// What to bump, for messages: "PROTOCOL_VERSION in common/src/protocol.rs".
+    constant: &'static str,
+    dir: PathBuf,
+}
+
+impl Family {
+    fn control() -> Family {
+        Family {
+            constant: "PROTOCOL_VERSION in common/src/protocol.rs",
+            dir: golden_root().join(format!("protocol-{PROTOCOL_VERSION}")),
+        }
+    }
+
+    fn monitor() -> Family {
+        Family {
+            constant: "MONITOR_PROTOCOL_VERSION in common/src/pane.rs",
+            dir: golden_root().join(format!("monitor-{MONITOR_PROTOCOL_VERSION}")),
+        }
+    }
+}
+
+fn golden_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -517,6 +538,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    family: &Family,
     name: &str,
     value: &T,
     failures: &mut Vec<String>,
@@ -524,15 +546,16 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     let bytes = codec::encode(value).unwrap();
     let decoded: T = codec::decode(&bytes).unwrap();
     assert_eq!(&decoded, value, "{name} does not survive a round trip");
-    let path = golden_dir().join(format!("{name}.hex"));
+    let path = family.dir.join(format!("{name}.hex"));
     if std::env::var("AIFACTORY_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::create_dir_all(golden_dir()).unwrap();
+        std::fs::create_dir_all(&family.dir).unwrap();
         if path.exists() {
             let old = std::fs::read_to_string(&path).unwrap();
             assert_eq!(
                 old,
                 hex(&bytes),
-                "{name}: blessing would rewrite protocol {PROTOCOL_VERSION}'s golden bytes; bump PROTOCOL_VERSION instead"
+                "{name}: blessing would rewrite stored golden bytes; bump {} instead",
+                family.constant
             );
         }
         std::fs::write(&path, hex(&bytes)).unwrap();
@@ -541,7 +564,8 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     match std::fs::read_to_string(&path) {
         Ok(stored) if stored == hex(&bytes) => {}
         Ok(_) => failures.push(format!(
-            "{name}: its bytes changed under protocol {PROTOCOL_VERSION}: bump PROTOCOL_VERSION in common/src/protocol.rs, then bless (AIFACTORY_BLESS=1)"
+            "{name}: its bytes changed without a version bump: bump {}, then bless (AIFACTORY_BLESS=1)",
+            family.constant
         )),
         Err(_) => failures.push(format!(
             "{name}: no golden file {}: a new message needs one (AIFACTORY_BLESS=1 writes it; existing files are never rewritten)",
@@ -550,40 +574,51 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     }
 }
 
+/// Stored files that no sample produces mean a message was removed or renamed.
+fn check_no_strays(family: &Family, names: &[&str], failures: &mut Vec<String>) {
+    let Ok(dir) = std::fs::read_dir(&family.dir) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = file.strip_suffix(".hex")
+            && !names.contains(&stem)
+        {
+            failures.push(format!(
+                "{}: stored but no longer produced: messages are append-only",
+                family.dir.join(&file).display()
+            ));
+        }
+    }
+}
+
 #[test]
 fn every_message_matches_its_golden_bytes() {
     let mut failures = Vec::new();
+    let control = Family::control();
     let mut names = Vec::new();
     for (name, frame) in client_frames() {
-        check(name, &frame, &mut failures);
+        check(&control, name, &frame, &mut failures);
         names.push(name);
     }
     for (name, frame) in server_frames() {
-        check(name, &frame, &mut failures);
+        check(&control, name, &frame, &mut failures);
         names.push(name);
     }
+    check_no_strays(&control, &names, &mut failures);
+
+    let monitor = Family::monitor();
+    let mut names = Vec::new();
     let (monitor_requests, monitor_frames) = monitor_messages();
     for (name, request) in monitor_requests {
-        check(name, &request, &mut failures);
+        check(&monitor, name, &request, &mut failures);
         names.push(name);
     }
     for (name, frame) in monitor_frames {
-        check(name, &frame, &mut failures);
+        check(&monitor, name, &frame, &mut failures);
         names.push(name);
     }
-    // Stored files that no sample produces mean a message was removed or renamed.
-    if let Ok(dir) = std::fs::read_dir(golden_dir()) {
-        for entry in dir.flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = file.strip_suffix(".hex")
-                && !names.contains(&stem)
-            {
-                failures.push(format!(
-                    "{file}: stored but no longer produced: messages are append-only"
-                ));
-            }
-        }
-    }
+    check_no_strays(&monitor, &names, &mut failures);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

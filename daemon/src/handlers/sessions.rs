@@ -93,8 +93,9 @@ pub async fn tail(
     let task = tokio::spawn(async move {
         let from = from.unwrap_or(0);
         let next = match live_output(&stream_ctx, id, &session, from, follow).await {
-            Some(done) => done,
-            None => disk_output(&stream_ctx, id, &session, from).await,
+            Ok(done) => done,
+            // Whatever the monitor already sent is not sent again.
+            Err(resume) => disk_output(&stream_ctx, id, &session, resume).await,
         };
         if let Some(end) = next {
             stream_ctx
@@ -117,38 +118,42 @@ async fn send(ctx: &ConnContext, id: SubscriptionId, item: StreamItem) {
     .await;
 }
 
-/// Output through the running session's monitor. `None` when the monitor is not there (the
-/// session ended): the caller reads the disk instead. `Some(end)` otherwise, with the final
-/// item to send.
+/// Output through the running session's monitor. `Err(offset)` when the monitor is not there
+/// (the session ended) or went away mid-stream: the caller reads the disk from `offset`, the
+/// first byte not sent yet. `Ok(end)` otherwise, with the final item to send.
 async fn live_output(
     ctx: &ConnContext,
     id: SubscriptionId,
     session: &SessionInfo,
     from: u64,
     follow: bool,
-) -> Option<Option<StreamItem>> {
+) -> Result<Option<StreamItem>, u64> {
     if session.state != SessionState::Running {
-        return None;
+        return Err(from);
     }
     let end = if follow {
         u64::MAX
     } else {
         MonitorClient::connect(&session.pane_dir)
             .await
-            .ok()?
+            .map_err(|_| from)?
             .info()
             .await
-            .ok()?
+            .map_err(|_| from)?
             .output_end
     };
-    let client = MonitorClient::connect(&session.pane_dir).await.ok()?;
-    let mut stream = client.subscribe(from).await.ok()?;
+    let client = MonitorClient::connect(&session.pane_dir)
+        .await
+        .map_err(|_| from)?;
+    let mut stream = client.subscribe(from).await.map_err(|_| from)?;
     let mut next = from;
-    while next < end {
+    // A follow runs until the program's end, also from beyond the current end (`attach` asks
+    // for u64::MAX: only what comes from now on), where `next < end` would hold from the start.
+    while follow || next < end {
         let frame = match stream.next_frame().await {
             Some(Ok(frame)) => frame,
             // The monitor went away mid-stream: finish from the disk.
-            Some(Err(_)) | None => return None,
+            Some(Err(_)) | None => return Err(next),
         };
         match frame {
             MonitorFrame::Output { offset, mut data } => {
@@ -173,19 +178,19 @@ async fn live_output(
                 .await;
             }
             MonitorFrame::Exited(exit) => {
-                return Some(Some(StreamItem::OutputEnd {
+                return Ok(Some(StreamItem::OutputEnd {
                     next,
                     exit: Some(exit),
                 }));
             }
             MonitorFrame::Error(message) => {
                 tracing::warn!(session_id = %session.id, "monitor refused a tail: {message}");
-                return None;
+                return Err(next);
             }
             MonitorFrame::Info(_) | MonitorFrame::Done => {}
         }
     }
-    Some(Some(StreamItem::OutputEnd { next, exit: None }))
+    Ok(Some(StreamItem::OutputEnd { next, exit: None }))
 }
 
 /// Output of an ended session, from its pane directory.

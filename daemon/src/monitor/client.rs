@@ -12,8 +12,9 @@ use aifactory_common::frame::{
     DEFAULT_MAX_FRAME_BYTES, INITIAL_READ_BUFFER, is_frame_too_large, length_codec, write_frame,
 };
 use aifactory_common::handshake::{self, PeerHello};
-use aifactory_common::pane::{ExitInfo, MONITOR_SOCKET, MonitorFrame, MonitorInfo, MonitorRequest};
-use aifactory_common::protocol::PROTOCOL_VERSION;
+use aifactory_common::pane::{
+    ExitInfo, MONITOR_PROTOCOL_VERSION, MONITOR_SOCKET, MonitorFrame, MonitorInfo, MonitorRequest,
+};
 use futures::{Stream, StreamExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -97,7 +98,7 @@ impl MonitorClient {
                 })?;
         let (mut rd, mut wr) = stream.into_split();
         let exchange = async {
-            handshake::send(&mut wr, PROTOCOL_VERSION).await?;
+            handshake::send(&mut wr, MONITOR_PROTOCOL_VERSION).await?;
             handshake::receive(&mut rd).await
         };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
@@ -109,10 +110,10 @@ impl MonitorClient {
             }
             Ok(Err(source)) => return Err(MonitorError::Io { socket, source }),
             Ok(Ok(PeerHello::NotAifactory)) => return Err(MonitorError::NotAifactory { socket }),
-            Ok(Ok(PeerHello::Version(theirs))) if theirs != PROTOCOL_VERSION => {
+            Ok(Ok(PeerHello::Version(theirs))) if theirs != MONITOR_PROTOCOL_VERSION => {
                 return Err(MonitorError::ProtocolMismatch {
                     socket,
-                    ours: PROTOCOL_VERSION,
+                    ours: MONITOR_PROTOCOL_VERSION,
                     theirs,
                 });
             }

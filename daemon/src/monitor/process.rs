@@ -144,6 +144,9 @@ fn child_setup() -> std::io::Result<()> {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // The daemon runs with umask 077 for its own files; the program gets the usual 022,
+        // so what an agent creates in a work tree is readable as it would be from a shell.
+        libc::umask(0o022);
     }
     mark_or_close_from_3(true);
     Ok(())

@@ -14,8 +14,7 @@ use aifactory_common::frame::{
     DEFAULT_MAX_FRAME_BYTES, INITIAL_READ_BUFFER, is_frame_too_large, length_codec, write_frame,
 };
 use aifactory_common::handshake::{self, PeerHello};
-use aifactory_common::pane::{MonitorFrame, MonitorRequest};
-use aifactory_common::protocol::PROTOCOL_VERSION;
+use aifactory_common::pane::{MONITOR_PROTOCOL_VERSION, MonitorFrame, MonitorRequest};
 use futures::StreamExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -68,15 +67,15 @@ async fn serve(session: Arc<Session>, stream: UnixStream) {
     }
     let (mut rd, mut wr) = stream.into_split();
     let exchange = async {
-        handshake::send(&mut wr, PROTOCOL_VERSION).await?;
+        handshake::send(&mut wr, MONITOR_PROTOCOL_VERSION).await?;
         handshake::receive(&mut rd).await
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
-        Ok(Ok(PeerHello::Version(v))) if v == PROTOCOL_VERSION => {}
+        Ok(Ok(PeerHello::Version(v))) if v == MONITOR_PROTOCOL_VERSION => {}
         // The peer has our hello and so knows why; nothing to add.
         Ok(Ok(PeerHello::Version(v))) => {
             diag(&format!(
-                "refused a client speaking protocol {v}; this monitor speaks {PROTOCOL_VERSION}"
+                "refused a client speaking protocol {v}; this monitor speaks {MONITOR_PROTOCOL_VERSION}"
             ));
             return;
         }
@@ -146,7 +145,7 @@ async fn next_request(frames: &mut Frames) -> Next {
         Some(Ok(bytes)) => match codec::decode::<MonitorRequest>(&bytes) {
             Ok(request) => Next::Request(request),
             Err(e) => Next::Bad(format!(
-                "malformed frame ({e}): this socket speaks the pane monitor protocol of aifactory protocol {PROTOCOL_VERSION}"
+                "malformed frame ({e}): this socket speaks pane monitor protocol {MONITOR_PROTOCOL_VERSION}"
             )),
         },
     }
