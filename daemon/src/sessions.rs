@@ -514,11 +514,9 @@ impl Sessions {
             let pane_dir = PathBuf::from(pane_dir);
             let _ = self.state_channel(&id);
             let Some(monitor_pid) = monitor_pid else {
-                self.finish(
-                    &id,
-                    Err("the daemon stopped while the session was starting".into()),
-                )
-                .await;
+                // The previous daemon died between starting the monitor and recording it: a
+                // monitor answering in this session's directory is that one.
+                self.adopt_unrecorded(&id, &pane_dir).await;
                 continue;
             };
             let info = match MonitorClient::connect(&pane_dir).await {
@@ -568,6 +566,38 @@ impl Sessions {
             }
         }
         Ok(())
+    }
+
+    /// Adopts the monitor of a session recorded as `starting`, or marks the session lost.
+    async fn adopt_unrecorded(self: &Arc<Self>, id: &str, pane_dir: &Path) {
+        let info = match MonitorClient::connect(pane_dir).await {
+            Ok(mut client) => client.info().await.ok(),
+            Err(_) => None,
+        };
+        match info {
+            Some(info) if info.session_id == id => {
+                if let Err(e) = self.record_running(id, &info).await {
+                    tracing::error!(session_id = %id, "cannot record an adopted session: {}", e.message);
+                }
+                match info.exit {
+                    Some(exit) => self.finish(id, Ok(exit)).await,
+                    None => {
+                        tracing::info!(session_id = %id, pid = info.pid, "session adopted after an interrupted start");
+                        self.clone().watch(id.to_string());
+                    }
+                }
+            }
+            _ => {
+                self.finish(
+                    id,
+                    Err(
+                        "the daemon stopped while the session was starting, before its program ran"
+                            .into(),
+                    ),
+                )
+                .await;
+            }
+        }
     }
 
     /// The running session `key`, or why it cannot take a request.

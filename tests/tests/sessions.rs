@@ -388,3 +388,35 @@ fn a_pane_root_owned_by_another_uid_is_refused() {
         "{status}"
     );
 }
+
+#[test]
+fn a_start_interrupted_before_it_was_recorded_is_adopted_not_orphaned() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let s = new_session(&sandbox, &["--", "sleep", "1000"]);
+    let id = s["id"].as_str().unwrap().to_string();
+    daemon.signal(Signal::SIGKILL);
+    drop(daemon);
+    // As if the daemon had died after starting the monitor but before recording it.
+    let db = rusqlite::Connection::open(sandbox.state_dir().join("aifactory.db")).unwrap();
+    db.execute(
+        "UPDATE sessions SET state = 'starting', pid = NULL, start_time = NULL,
+                monitor_pid = NULL, monitor_start_time = NULL WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(db);
+    let _again = sandbox.daemon().log_name("again").start();
+    let now = sandbox
+        .ctl(&["sessions", "show", &id, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(now["state"], "running", "{now}");
+    assert_eq!(
+        now["pid"], s["pid"],
+        "the program that was started, adopted: {now}"
+    );
+    sandbox
+        .ctl(&["sessions", "kill", &id, "--grace", "1"])
+        .assert_ok();
+}

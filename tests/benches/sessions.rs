@@ -1,0 +1,1184 @@
+//! Issue 5's figures for terminal sessions, measured against the release binaries in one run,
+//! beside a private tmux server (`tmux -S <sock> -f /dev/null`), so that peers share the same
+//! (shared, noisy) machine state:
+//!
+//! 1. creating 100 sessions running `sleep 1000`, one `aifactoryctl sessions new` process each,
+//!    sequentially (each returns once its program runs), against `tmux new-session -d -s sN
+//!    sleep 1000`, one client call each; then killing all 100 (`aifactoryctl sessions kill ID
+//!    --grace 5`, which returns once the end is recorded) against `tmux kill-session -t sN`
+//!    (timed until every pane's process is also reaped). Beside them, 100 `aifactoryctl status`
+//!    calls: the cost of 100 CLI processes and round trips. Repetitions alternate which goes
+//!    first.
+//! 2. 100 MB through one session until all of it is in `output.log`, for `head -c 100000000
+//!    /dev/urandom | base64` and `yes | head -c 100000000`, timed from `sessions new` until the
+//!    session is recorded as ended and `output.log` holds every byte; beside it the same command
+//!    redirected to a plain file, tmux with `pipe-pane -o 'cat > FILE'`, and the kernel's own
+//!    limit: a minimal reader in this process that copies a fresh PTY's master to a file until
+//!    EIO. Methods rotate run by run, each after a `syncfs`.
+//! 3. with 100 idle sessions: the daemon's RSS, the PSS of the daemon and of every monitor
+//!    (`/proc/<pid>/smaps_rollup`), and the CPU time and context switches of all of them over a
+//!    10 s window; the tmux server's, with its 100 sessions, over the same window.
+//!
+//! Run with `cargo build --release -p aifactoryd -p aifactoryctl && cargo bench -p
+//! aifactory-tests --bench sessions`: `cargo bench` does not build the daemon or the CLI, and a
+//! workspace build would give the daemon the `test-hooks` feature. The bench uses the binaries
+//! in `target/release` (or `$AIFACTORY_BIN_DIR`), fails if the daemon says it has `test-hooks`,
+//! and warns if they are older than the sources. The tables printed at the end are markdown,
+//! ready for BENCHMARKS.md. The run takes about 2–3 minutes and needs about 1 GB free in
+//! `$TMPDIR`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use aifactory_tests::{Daemon, Sandbox, bin, bin_dir, skip};
+
+/// Sessions created and killed per repetition.
+const SESSIONS: usize = 100;
+/// Repetitions of the create/kill series.
+const CREATE_REPS: usize = 3;
+/// Repetitions of each throughput run.
+const THROUGHPUT_REPS: usize = 3;
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// Quiet time before the idle window.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+/// No rotation during the throughput runs: every byte stays in `output.log`.
+const PANE_LOG_MAX: u64 = 1 << 30;
+/// The PTY size the daemon gives a session by default, used for the peers too.
+const COLS: u16 = 120;
+const ROWS: u16 = 40;
+/// The pause before the command in tmux's session, so `pipe-pane` is attached before it runs.
+const TMUX_PAUSE: Duration = Duration::from_millis(500);
+/// How long one throughput run may take before the bench gives up on it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// A tmux pipe that stops growing for this long is taken as finished (short).
+const STALL: Duration = Duration::from_secs(5);
+
+const COMMANDS: [(&str, &str); 2] = [
+    ("base64", "head -c 100000000 /dev/urandom | base64"),
+    ("yes", "yes | head -c 100000000"),
+];
+
+fn main() {
+    let began = Instant::now();
+    warn_if_stale();
+    let load_before = loadavg();
+    let tmux_exe = match find_in_path("tmux") {
+        Some(exe) => Some(exe),
+        None => {
+            skip(
+                "sessions bench: tmux comparison",
+                "tmux is not installed (not found on PATH)",
+            );
+            None
+        }
+    };
+
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&format!("pane_log_max = {PANE_LOG_MAX}\n"));
+    let mut daemon = sandbox.daemon().start();
+    assert!(
+        !daemon.logs().contains("test-hooks"),
+        "{} was built with the `test-hooks` feature: rebuild it with `cargo build --release -p aifactoryd -p aifactoryctl`",
+        bin("aifactoryd").display()
+    );
+    let work = tempfile::Builder::new()
+        .prefix("aifactory-bench-sessions-")
+        .tempdir()
+        .expect("create a work directory");
+
+    let lifecycle = lifecycle(&sandbox, &daemon, tmux_exe.as_deref());
+    let throughput = throughput(&sandbox, tmux_exe.as_deref(), work.path());
+
+    if let Some(status) = daemon.try_exit() {
+        panic!(
+            "aifactoryd exited ({status}) during the bench:\n{}",
+            daemon.logs()
+        );
+    }
+    let log_lines = daemon.logs().lines().count();
+    drop(daemon);
+    drop(sandbox);
+
+    println!();
+    println!(
+        "Run took {:.0} s; load average before: {load_before}, after: {}; daemon log lines: {log_lines}",
+        began.elapsed().as_secs_f64(),
+        loadavg()
+    );
+    println!();
+    print!("{}", lifecycle_table(&lifecycle));
+    println!();
+    print!("{}", throughput_table(&throughput));
+    println!();
+    print!("{}", idle_table(&lifecycle.idle));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 and 3: create, idle, kill.
+
+struct Lifecycle {
+    ours_create: Vec<Duration>,
+    ours_create_calls: Vec<Duration>,
+    ours_kill: Vec<Duration>,
+    ours_kill_calls: Vec<Duration>,
+    ctl_status: Vec<Duration>,
+    tmux_create: Vec<Duration>,
+    tmux_create_calls: Vec<Duration>,
+    /// The kill-session calls alone, and until every pane's process was reaped.
+    tmux_kill: Vec<Duration>,
+    tmux_kill_calls: Vec<Duration>,
+    tmux_kill_reaped: Vec<Duration>,
+    idle: IdleReport,
+}
+
+fn lifecycle(sandbox: &Sandbox, daemon: &Daemon, tmux_exe: Option<&Path>) -> Lifecycle {
+    let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
+    let mut report = Lifecycle {
+        ours_create: Vec::new(),
+        ours_create_calls: Vec::new(),
+        ours_kill: Vec::new(),
+        ours_kill_calls: Vec::new(),
+        ctl_status: Vec::new(),
+        tmux_create: Vec::new(),
+        tmux_create_calls: Vec::new(),
+        tmux_kill: Vec::new(),
+        tmux_kill_calls: Vec::new(),
+        tmux_kill_reaped: Vec::new(),
+        idle: IdleReport::default(),
+    };
+    // Untimed: the first session ever starts the runtime's paths, the first kill too.
+    let warm = ctl_ok(sandbox, &["sessions", "new", "--", "sleep", "1000"]);
+    ctl_ok(
+        sandbox,
+        &[
+            "sessions",
+            "kill",
+            warm.stdout_text().trim(),
+            "--grace",
+            "5",
+        ],
+    );
+
+    for rep in 0..CREATE_REPS {
+        eprintln!("create/kill {SESSIONS} sessions: repetition {}", rep + 1);
+        let ours_first = rep % 2 == 0;
+        let mut ids = Vec::new();
+        let mut create_ours = |report: &mut Lifecycle| {
+            let (took, calls, created) = create_ours(sandbox);
+            report.ours_create.push(took);
+            report.ours_create_calls.extend(calls);
+            ids = created;
+        };
+        let create_tmux = |report: &mut Lifecycle| {
+            if let Some(tmux) = &tmux {
+                let (took, calls) = tmux.create(SESSIONS);
+                report.tmux_create.push(took);
+                report.tmux_create_calls.extend(calls);
+            }
+        };
+        if ours_first {
+            create_ours(&mut report);
+            create_tmux(&mut report);
+        } else {
+            create_tmux(&mut report);
+            create_ours(&mut report);
+        }
+        let monitors = running_monitors(sandbox);
+        assert_eq!(
+            monitors.len(),
+            SESSIONS,
+            "aifactoryd counts {} running sessions, wanted {SESSIONS}:\n{}",
+            monitors.len(),
+            daemon.logs()
+        );
+        if rep == 0 {
+            // The warm-up session's monitor lingers 2 s (`LINGER`) after its end, then exits
+            // and the daemon reaps it: let that pass before the window.
+            std::thread::sleep(IDLE_SETTLE);
+            eprintln!(
+                "idle window: {SESSIONS} sessions, {} s",
+                IDLE_WINDOW.as_secs()
+            );
+            report.idle = idle(daemon.pid(), &monitors, tmux.as_ref());
+        }
+        // The floor: 100 CLI processes and round trips, no session work.
+        let start = Instant::now();
+        for _ in 0..SESSIONS {
+            ctl_ok(sandbox, &["status"]);
+        }
+        report.ctl_status.push(start.elapsed());
+
+        let kill_ours = |report: &mut Lifecycle| {
+            let (took, calls) = kill_ours(sandbox, &ids);
+            report.ours_kill.push(took);
+            report.ours_kill_calls.extend(calls);
+        };
+        let kill_tmux = |report: &mut Lifecycle| {
+            if let Some(tmux) = &tmux {
+                let (calls_took, reaped, calls) = tmux.kill(SESSIONS);
+                report.tmux_kill.push(calls_took);
+                report.tmux_kill_reaped.push(reaped);
+                report.tmux_kill_calls.extend(calls);
+            }
+        };
+        if ours_first {
+            kill_ours(&mut report);
+            kill_tmux(&mut report);
+        } else {
+            kill_tmux(&mut report);
+            kill_ours(&mut report);
+        }
+        assert!(
+            running_monitors(sandbox).is_empty(),
+            "sessions still running after the kills:\n{}",
+            daemon.logs()
+        );
+    }
+    report
+}
+
+/// Creates [`SESSIONS`] sessions one `aifactoryctl sessions new` at a time: total, per call,
+/// the ids.
+fn create_ours(sandbox: &Sandbox) -> (Duration, Vec<Duration>, Vec<String>) {
+    let mut ids = Vec::with_capacity(SESSIONS);
+    let mut calls = Vec::with_capacity(SESSIONS);
+    let start = Instant::now();
+    for _ in 0..SESSIONS {
+        let call = Instant::now();
+        let out = ctl_ok(sandbox, &["sessions", "new", "--", "sleep", "1000"]);
+        calls.push(call.elapsed());
+        ids.push(out.stdout_text().trim().to_string());
+    }
+    (start.elapsed(), calls, ids)
+}
+
+/// Kills every session in `ids`, one `aifactoryctl sessions kill` at a time.
+fn kill_ours(sandbox: &Sandbox, ids: &[String]) -> (Duration, Vec<Duration>) {
+    let mut calls = Vec::with_capacity(ids.len());
+    let start = Instant::now();
+    for id in ids {
+        let call = Instant::now();
+        let out = ctl_ok(sandbox, &["sessions", "kill", id, "--grace", "5"]);
+        calls.push(call.elapsed());
+        let text = out.stdout_text();
+        assert!(
+            text.contains("signal") || text.contains("exit"),
+            "`sessions kill {id}` did not report an end: {text}"
+        );
+    }
+    (start.elapsed(), calls)
+}
+
+/// Monitor pids of the sessions the daemon lists as running.
+fn running_monitors(sandbox: &Sandbox) -> Vec<u32> {
+    let out = ctl_ok(sandbox, &["--json", "sessions", "list"]);
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("`sessions list --json` prints JSON");
+    list.as_array()
+        .expect("a JSON array of sessions")
+        .iter()
+        .filter(|s| s["state"] == "running")
+        .map(|s| {
+            s["monitor_pid"]
+                .as_u64()
+                .expect("a running session's monitor pid") as u32
+        })
+        .collect()
+}
+
+trait OutputText {
+    fn stdout_text(&self) -> String;
+}
+
+impl OutputText for Output {
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+fn ctl_ok(sandbox: &Sandbox, args: &[&str]) -> Output {
+    let out = sandbox
+        .ctl_command(args)
+        .output()
+        .expect("run aifactoryctl");
+    assert!(
+        out.status.success(),
+        "aifactoryctl {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A private tmux server: its own socket, no config file. One `keep` session holds the server
+/// up between repetitions, as the daemon is up before the first `sessions new`.
+struct Tmux {
+    exe: PathBuf,
+    dir: tempfile::TempDir,
+    pid: u32,
+}
+
+impl Tmux {
+    fn start(exe: PathBuf) -> Tmux {
+        let dir = tempfile::Builder::new()
+            .prefix("aifactory-bench-tmux-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut tmux = Tmux { exe, dir, pid: 0 };
+        tmux.ok(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "keep",
+            "sleep",
+            "1000",
+        ]);
+        let out = tmux.ok(&["display-message", "-p", "#{pid}"]);
+        tmux.pid = out
+            .stdout_text()
+            .trim()
+            .parse()
+            .expect("the tmux server's pid");
+        tmux
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("SHELL", "/bin/sh")
+            .arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn create(&self, n: usize) -> (Duration, Vec<Duration>) {
+        let mut calls = Vec::with_capacity(n);
+        let start = Instant::now();
+        for i in 0..n {
+            let call = Instant::now();
+            self.ok(&["new-session", "-d", "-s", &format!("s{i}"), "sleep", "1000"]);
+            calls.push(call.elapsed());
+        }
+        (start.elapsed(), calls)
+    }
+
+    /// Pids of the panes of sessions `s*`.
+    fn pane_pids(&self) -> Vec<u32> {
+        self.ok(&["list-panes", "-a", "-F", "#{session_name} #{pane_pid}"])
+            .stdout_text()
+            .lines()
+            .filter_map(|line| {
+                let (name, pid) = line.split_once(' ')?;
+                name.starts_with('s').then(|| pid.parse().ok()).flatten()
+            })
+            .collect()
+    }
+
+    /// Kill-session calls; returns their time, the time until every pane process was reaped,
+    /// and each call.
+    fn kill(&self, n: usize) -> (Duration, Duration, Vec<Duration>) {
+        let pids = self.pane_pids();
+        assert_eq!(pids.len(), n, "tmux panes before the kills");
+        let mut calls = Vec::with_capacity(n);
+        let start = Instant::now();
+        for i in 0..n {
+            let call = Instant::now();
+            self.ok(&["kill-session", "-t", &format!("s{i}")]);
+            calls.push(call.elapsed());
+        }
+        let calls_took = start.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "tmux panes' processes still there"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        (calls_took, start.elapsed(), calls)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .command(&["kill-server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Idle cost.
+
+#[derive(Default)]
+struct IdleReport {
+    daemon_rss_kb: u64,
+    daemon_pss_kb: u64,
+    daemon_private_kb: u64,
+    monitor_pss_kb: Vec<u64>,
+    monitor_private_kb: Vec<u64>,
+    monitor_rss_kb: Vec<u64>,
+    daemon_cpu_ms: f64,
+    daemon_switches: u64,
+    daemon_threads: usize,
+    monitors_cpu_ms: f64,
+    monitors_switches: u64,
+    monitors_threads: usize,
+    /// Monitors that switched at all in the window.
+    monitors_woken: usize,
+    tmux: Option<TmuxIdle>,
+}
+
+struct TmuxIdle {
+    sessions: usize,
+    rss_kb: u64,
+    pss_kb: u64,
+    cpu_ms: f64,
+    switches: u64,
+}
+
+fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
+    let before_daemon = Usage::read(daemon);
+    let before_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
+    let before_tmux = tmux.map(|t| Usage::read(t.pid));
+    std::thread::sleep(IDLE_WINDOW);
+    let after_daemon = Usage::read(daemon);
+    let after_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
+    let after_tmux = tmux.map(|t| Usage::read(t.pid));
+
+    let hz = clock_ticks();
+    let cpu = |b: &Usage, a: &Usage| a.ticks.saturating_sub(b.ticks) as f64 * 1000.0 / hz;
+    let switched: Vec<u64> = before_monitors
+        .iter()
+        .zip(&after_monitors)
+        .map(|(b, a)| a.switches.saturating_sub(b.switches))
+        .collect();
+    let daemon_mem = Smaps::read(daemon);
+    let monitor_mem: Vec<Smaps> = monitors.iter().map(|&p| Smaps::read(p)).collect();
+    IdleReport {
+        daemon_rss_kb: status_field(&read_status(daemon), "VmRSS").unwrap_or(0),
+        daemon_pss_kb: daemon_mem.pss_kb,
+        daemon_private_kb: daemon_mem.private_kb,
+        monitor_pss_kb: monitor_mem.iter().map(|m| m.pss_kb).collect(),
+        monitor_private_kb: monitor_mem.iter().map(|m| m.private_kb).collect(),
+        monitor_rss_kb: monitor_mem.iter().map(|m| m.rss_kb).collect(),
+        daemon_cpu_ms: cpu(&before_daemon, &after_daemon),
+        daemon_switches: after_daemon.switches.saturating_sub(before_daemon.switches),
+        daemon_threads: after_daemon.threads,
+        monitors_cpu_ms: before_monitors
+            .iter()
+            .zip(&after_monitors)
+            .map(|(b, a)| cpu(b, a))
+            .sum(),
+        monitors_switches: switched.iter().sum(),
+        monitors_threads: after_monitors.iter().map(|u| u.threads).sum(),
+        monitors_woken: switched.iter().filter(|&&n| n > 0).count(),
+        tmux: tmux.zip(before_tmux.zip(after_tmux)).map(|(t, (b, a))| {
+            let mem = Smaps::read(t.pid);
+            TmuxIdle {
+                sessions: t.ok(&["list-sessions"]).stdout_text().lines().count(),
+                rss_kb: status_field(&read_status(t.pid), "VmRSS").unwrap_or(0),
+                pss_kb: mem.pss_kb,
+                cpu_ms: cpu(&b, &a),
+                switches: a.switches.saturating_sub(b.switches),
+            }
+        }),
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
+
+fn read_status(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"))
+}
+
+/// The first number of a `Key:  value ...` line of a /proc status file.
+fn status_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+struct Smaps {
+    rss_kb: u64,
+    pss_kb: u64,
+    /// Private_Clean + Private_Dirty: what the process alone holds (USS).
+    private_kb: u64,
+}
+
+impl Smaps {
+    fn read(pid: u32) -> Smaps {
+        let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/smaps_rollup: {e}"));
+        let field = |key| status_field(&text, key).unwrap_or(0);
+        Smaps {
+            rss_kb: field("Rss"),
+            pss_kb: field("Pss"),
+            private_kb: field("Private_Clean") + field("Private_Dirty"),
+        }
+    }
+}
+
+/// CPU ticks (utime+stime) and context switches summed over the live threads.
+struct Usage {
+    ticks: u64,
+    switches: u64,
+    threads: usize,
+}
+
+impl Usage {
+    fn read(pid: u32) -> Usage {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let field =
+            |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        let mut switches = 0;
+        let mut threads = 0;
+        if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+                    continue;
+                };
+                threads += 1;
+                switches += status_field(&status, "voluntary_ctxt_switches").unwrap_or(0)
+                    + status_field(&status, "nonvoluntary_ctxt_switches").unwrap_or(0);
+            }
+        }
+        Usage {
+            ticks: field(14) + field(15),
+            switches,
+            threads,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Throughput.
+
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    Plain,
+    PtyReader,
+    Ours,
+    Tmux,
+}
+
+impl Method {
+    fn label(self) -> &'static str {
+        match self {
+            Method::Plain => "plain file: `sh -c 'CMD > file'` (no PTY)",
+            Method::PtyReader => {
+                "minimal PTY reader (this process: openpty, copy master → file until EIO)"
+            }
+            Method::Ours => "aifactoryd: `sessions new` → ended and all bytes in output.log",
+            Method::Tmux => {
+                "tmux: `pipe-pane -o 'cat > file'`, until the file is complete (minus the 0.5 s pause)"
+            }
+        }
+    }
+}
+
+struct Run {
+    took: Duration,
+    bytes: u64,
+    /// For aifactoryd: from `sessions new` until `sessions wait` returned.
+    ended: Option<Duration>,
+}
+
+struct Throughput {
+    name: &'static str,
+    command: &'static str,
+    plain_bytes: u64,
+    pty_bytes: u64,
+    methods: Vec<(Method, Vec<Run>)>,
+}
+
+fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Throughput> {
+    let mut methods = vec![Method::Plain, Method::PtyReader, Method::Ours];
+    if tmux_exe.is_some() {
+        methods.push(Method::Tmux);
+    }
+    let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
+    let mut results = Vec::new();
+    for (name, command) in COMMANDS {
+        // Untimed: the expected sizes (and warm caches).
+        let file = work.join("expected");
+        plain(command, &file);
+        let data = fs::read(&file).expect("read the plain output");
+        let plain_bytes = data.len() as u64;
+        let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+        drop(data);
+        let _ = fs::remove_file(&file);
+        // A fresh PTY's output processing (OPOST|ONLCR) turns each \n into \r\n.
+        let pty_bytes = plain_bytes + newlines;
+        let mut runs: Vec<(Method, Vec<Run>)> = methods.iter().map(|&m| (m, Vec::new())).collect();
+        for rep in 0..THROUGHPUT_REPS {
+            for k in 0..methods.len() {
+                let which = (rep + k) % methods.len();
+                let method = methods[which];
+                eprintln!(
+                    "throughput `{command}`: {} (repetition {})",
+                    method.label(),
+                    rep + 1
+                );
+                syncfs(work);
+                let file = work.join("out");
+                let run = match method {
+                    Method::Plain => {
+                        let took = plain(command, &file);
+                        Run {
+                            took,
+                            bytes: file_len(&file),
+                            ended: None,
+                        }
+                    }
+                    Method::PtyReader => {
+                        let took = pty_reader(command, &file);
+                        Run {
+                            took,
+                            bytes: file_len(&file),
+                            ended: None,
+                        }
+                    }
+                    Method::Ours => through_session(sandbox, command, pty_bytes),
+                    Method::Tmux => {
+                        through_tmux(tmux.as_ref().expect("tmux"), command, &file, pty_bytes, rep)
+                    }
+                };
+                let _ = fs::remove_file(&file);
+                runs[which].1.push(run);
+            }
+        }
+        results.push(Throughput {
+            name,
+            command,
+            plain_bytes,
+            pty_bytes,
+            methods: runs,
+        });
+    }
+    results
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn syncfs(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir) {
+        // SAFETY: syncfs only reads the descriptor, which outlives the call.
+        unsafe { libc::syncfs(f.as_raw_fd()) };
+    }
+}
+
+fn plain(command: &str, file: &Path) -> Duration {
+    let start = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} > '{}'", file.display()))
+        .stdin(Stdio::null())
+        .status()
+        .expect("run sh");
+    let took = start.elapsed();
+    assert!(status.success(), "`{command}` > file failed ({status})");
+    took
+}
+
+/// The kernel's limit: a fresh PTY (default termios, the sessions' size), the command on the
+/// slave as session leader with it as controlling terminal, and this thread copying the master
+/// to a file with plain blocking reads and writes until EIO.
+fn pty_reader(command: &str, file: &Path) -> Duration {
+    let size = nix::pty::Winsize {
+        ws_row: ROWS,
+        ws_col: COLS,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let start = Instant::now();
+    let pair = nix::pty::openpty(&size, None).expect("openpty");
+    let master: OwnedFd = pair.master;
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("FD_CLOEXEC on the master");
+    let mut child = {
+        let slave = pair.slave;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(Stdio::from(slave.try_clone().expect("dup the slave")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup the slave")))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn the command on the PTY")
+        // `cmd`, and with it the parent's slave descriptors, is dropped here.
+    };
+    let mut master = fs::File::from(master);
+    let mut out = fs::File::create(file).expect("create the reader's file");
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.write_all(&buf[..n]).expect("write the reader's file"),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => panic!("read the PTY master: {e}"),
+        }
+    }
+    let status = child.wait().expect("wait for the command");
+    let took = start.elapsed();
+    assert!(status.success(), "`{command}` on the PTY failed ({status})");
+    took
+}
+
+/// `sessions new -- sh -c CMD`, `sessions wait`, then until `output.log` holds `expected`
+/// bytes. The session is removed (untimed) afterwards.
+fn through_session(sandbox: &Sandbox, command: &str, expected: u64) -> Run {
+    let start = Instant::now();
+    let out = ctl_ok(sandbox, &["sessions", "new", "--", "sh", "-c", command]);
+    let id = out.stdout_text().trim().to_string();
+    let waited = sandbox
+        .ctl_command(&["sessions", "wait", &id])
+        .output()
+        .expect("run aifactoryctl sessions wait");
+    let ended = start.elapsed();
+    assert!(
+        waited.status.success(),
+        "`sessions wait {id}`: {}",
+        waited.stdout_text()
+    );
+    let dir = sandbox.panes_dir().join(&id);
+    let bytes = || file_len(&dir.join("output.log")) + file_len(&dir.join("output.log.1"));
+    while bytes() < expected {
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "output.log of {id} holds {} of {expected} bytes after {RUN_TIMEOUT:?}",
+            bytes()
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let took = start.elapsed();
+    let run = Run {
+        took,
+        bytes: bytes(),
+        ended: Some(ended),
+    };
+    ctl_ok(sandbox, &["sessions", "remove", &id]);
+    run
+}
+
+/// A tmux session whose command waits [`TMUX_PAUSE`], `pipe-pane` attached right after its
+/// creation; timed until the file holds `expected` bytes (or stops growing for [`STALL`]), minus
+/// the pause.
+fn through_tmux(tmux: &Tmux, command: &str, file: &Path, expected: u64, rep: usize) -> Run {
+    let name = format!("tp{rep}");
+    let script = format!("sleep {}; {command}; sleep 1", TMUX_PAUSE.as_secs_f64());
+    let cols = COLS.to_string();
+    let rows = ROWS.to_string();
+    let start = Instant::now();
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        &cols,
+        "-y",
+        &rows,
+        "sh",
+        "-c",
+        &script,
+    ]);
+    tmux.ok(&[
+        "pipe-pane",
+        "-o",
+        "-t",
+        &name,
+        &format!("cat > '{}'", file.display()),
+    ]);
+    let mut last = (0, Instant::now());
+    loop {
+        let now = file_len(file);
+        if now >= expected {
+            last = (now, Instant::now());
+            break;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > STALL && start.elapsed() > TMUX_PAUSE + STALL {
+            eprintln!("tmux's pipe stopped at {now} of {expected} bytes");
+            break;
+        }
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "tmux's pipe holds {now} of {expected} bytes after {RUN_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let took = last.1.duration_since(start).saturating_sub(TMUX_PAUSE);
+    let _ = tmux
+        .command(&["kill-session", "-t", &name])
+        .stderr(Stdio::null())
+        .status();
+    Run {
+        took,
+        bytes: last.0,
+        ended: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    assert!(n > 0, "no samples");
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2
+    }
+}
+
+fn median_u64(samples: &[u64]) -> u64 {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    s.get(s.len() / 2).copied().unwrap_or(0)
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Warns when the daemon or the CLI is older than a source file it is built from: `cargo
+/// bench` builds neither.
+fn warn_if_stale() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest_source = ["common", "daemon", "ctl"]
+        .iter()
+        .filter_map(|krate| newest_mtime(&root.join(krate)))
+        .max();
+    for name in ["aifactoryd", "aifactoryctl"] {
+        let path = bin(name);
+        let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if let (Some(built), Some(source)) = (built, newest_source)
+            && built < source
+        {
+            eprintln!(
+                "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactoryctl`",
+                path.display()
+            );
+        }
+    }
+    eprintln!("binaries from {}", bin_dir().display());
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                newest_mtime(&path)
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "toml" || e == "sql")
+            {
+                meta.modified().ok()
+            } else {
+                None
+            }
+        })
+        .max()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown.
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.2} MB", kb as f64 / 1024.0)
+}
+
+fn min_max(samples: &[Duration]) -> (Duration, Duration) {
+    (
+        samples.iter().copied().min().unwrap_or_default(),
+        samples.iter().copied().max().unwrap_or_default(),
+    )
+}
+
+fn lifecycle_table(l: &Lifecycle) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| {SESSIONS} sessions (`sleep 1000`), sequential | reps | median total | min | max | median per call | ÷ tmux (median total) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let mut row = |what: &str, totals: &[Duration], calls: &[Duration], tmux: &[Duration]| {
+        if totals.is_empty() {
+            return;
+        }
+        let (min, max) = min_max(totals);
+        let vs = if tmux.is_empty() {
+            "–".to_string()
+        } else {
+            ratio(median(totals), median(tmux))
+        };
+        let per_call = if calls.is_empty() {
+            "–".to_string()
+        } else {
+            ms(median(calls))
+        };
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {} | {per_call} | {vs} |",
+            totals.len(),
+            secs(median(totals)),
+            secs(min),
+            secs(max),
+        );
+    };
+    row(
+        "create: `aifactoryctl sessions new -- sleep 1000` × 100",
+        &l.ours_create,
+        &l.ours_create_calls,
+        &l.tmux_create,
+    );
+    row(
+        "create: `tmux new-session -d -s sN sleep 1000` × 100",
+        &l.tmux_create,
+        &l.tmux_create_calls,
+        &[],
+    );
+    row(
+        "kill: `aifactoryctl sessions kill ID --grace 5` × 100 (returns once the end is recorded)",
+        &l.ours_kill,
+        &l.ours_kill_calls,
+        &l.tmux_kill_reaped,
+    );
+    row(
+        "kill: `tmux kill-session -t sN` × 100, until every pane process is reaped",
+        &l.tmux_kill_reaped,
+        &[],
+        &[],
+    );
+    row(
+        "kill: `tmux kill-session -t sN` × 100, the calls alone",
+        &l.tmux_kill,
+        &l.tmux_kill_calls,
+        &[],
+    );
+    row(
+        "floor: `aifactoryctl status` × 100 (CLI process + round trip)",
+        &l.ctl_status,
+        &[],
+        &[],
+    );
+    out
+}
+
+fn throughput_table(results: &[Throughput]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| command | method | reps | median | min | max | bytes written | MB/s (written, median) | ÷ PTY reader | ÷ tmux |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for t in results {
+        // A `|` inside a code span still ends a table cell in GitHub's markdown.
+        let command = t.command.replace('|', "\\|");
+        let median_of = |m: Method| {
+            t.methods
+                .iter()
+                .find(|(method, _)| *method == m)
+                .map(|(_, runs)| median(&runs.iter().map(|r| r.took).collect::<Vec<_>>()))
+        };
+        let reader = median_of(Method::PtyReader);
+        let tmux = median_of(Method::Tmux);
+        for (method, runs) in &t.methods {
+            let took: Vec<Duration> = runs.iter().map(|r| r.took).collect();
+            let m = median(&took);
+            let (min, max) = min_max(&took);
+            let bytes: Vec<u64> = runs.iter().map(|r| r.bytes).collect();
+            let bytes_text = if bytes.iter().all(|&b| b == bytes[0]) {
+                bytes[0].to_string()
+            } else {
+                format!(
+                    "{}–{}",
+                    bytes.iter().min().unwrap_or(&0),
+                    bytes.iter().max().unwrap_or(&0)
+                )
+            };
+            let vs = |peer: Option<Duration>| match (peer, *method) {
+                (Some(p), Method::Ours) => ratio(m, p),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {bytes_text} | {:.0} | {} | {} |",
+                command,
+                method.label(),
+                runs.len(),
+                secs(m),
+                secs(min),
+                secs(max),
+                median_u64(&bytes) as f64 / 1e6 / m.as_secs_f64(),
+                vs(reader),
+                vs(tmux),
+            );
+            if *method == Method::Ours {
+                let ended: Vec<Duration> = runs.iter().filter_map(|r| r.ended).collect();
+                if !ended.is_empty() {
+                    let (min, max) = min_max(&ended);
+                    let _ = writeln!(
+                        out,
+                        "| `{}` | of which: `sessions new` → `sessions wait` returned | {} | {} | {} | {} | – | – | – | – |",
+                        command,
+                        ended.len(),
+                        secs(median(&ended)),
+                        secs(min),
+                        secs(max),
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` ({}) | expected: {} bytes plain, {} bytes through a PTY (\\n → \\r\\n) | | | | | | | | |",
+            command, t.name, t.plain_bytes, t.pty_bytes
+        );
+    }
+    out
+}
+
+fn idle_table(i: &IdleReport) -> String {
+    let mut out = String::new();
+    let n = i.monitor_pss_kb.len();
+    let tmux = i.tmux.as_ref();
+    let _ = writeln!(
+        out,
+        "| With {n} idle sessions (`sleep 1000`) | aifactoryd | tmux server (peer) | target |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|");
+    let t = |f: &dyn Fn(&TmuxIdle) -> String| {
+        tmux.map(|t| format!("{}, {} sessions", f(t), t.sessions))
+            .unwrap_or_else(|| "–".into())
+    };
+    let monitors_pss: u64 = i.monitor_pss_kb.iter().sum();
+    let _ = writeln!(
+        out,
+        "| daemon VmRSS | {} | {} | < 10 MB |",
+        mb(i.daemon_rss_kb),
+        t(&|t| mb(t.rss_kb))
+    );
+    let _ = writeln!(
+        out,
+        "| daemon PSS (private) | {} ({}) | {} | – |",
+        mb(i.daemon_pss_kb),
+        mb(i.daemon_private_kb),
+        t(&|t| mb(t.pss_kb))
+    );
+    let _ = writeln!(
+        out,
+        "| PSS per monitor: median / max (private median; RSS median) | {} / {} ({}; RSS {}) | – | < 1 MB |",
+        mb(median_u64(&i.monitor_pss_kb)),
+        mb(i.monitor_pss_kb.iter().copied().max().unwrap_or(0)),
+        mb(median_u64(&i.monitor_private_kb)),
+        mb(median_u64(&i.monitor_rss_kb)),
+    );
+    let _ = writeln!(
+        out,
+        "| PSS of the daemon + all {n} monitors | {} | {} | – |",
+        mb(i.daemon_pss_kb + monitors_pss),
+        t(&|t| mb(t.pss_kb))
+    );
+    let _ = writeln!(
+        out,
+        "| idle {} s: CPU (utime+stime), daemon / all monitors | {:.0} ms / {:.0} ms | {} | 0 |",
+        IDLE_WINDOW.as_secs(),
+        i.daemon_cpu_ms,
+        i.monitors_cpu_ms,
+        t(&|t| format!("{:.0} ms", t.cpu_ms))
+    );
+    let _ = writeln!(
+        out,
+        "| idle {} s: wakeups (context switches), daemon ({} threads) / all monitors ({} threads; monitors that woke) | {} / {} ({}) | {} | 0 |",
+        IDLE_WINDOW.as_secs(),
+        i.daemon_threads,
+        i.monitors_threads,
+        i.daemon_switches,
+        i.monitors_switches,
+        i.monitors_woken,
+        t(&|t| t.switches.to_string())
+    );
+    out
+}
