@@ -242,7 +242,7 @@ impl Sessions {
         let root = self.panes.path.to_string_lossy().into_owned();
         let inserted = self
             .store
-            .write(move |tx| {
+            .write_process_state(move |tx| {
                 if let Some(name) = &name {
                     let running: Option<String> = tx
                         .query_row(
@@ -285,7 +285,7 @@ impl Sessions {
                 let id = inserted.clone();
                 let _ = self
                     .store
-                    .write(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
+                    .write_process_state(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
                     .await;
                 let _ = std::fs::remove_dir_all(self.panes.path.join(&inserted));
                 tracing::warn!(session_id = %inserted, "session did not start: {reason}");
@@ -380,7 +380,7 @@ impl Sessions {
         let id = id.to_string();
         let info = info.clone();
         self.store
-            .write(move |tx| {
+            .write_process_state(move |tx| {
                 tx.execute(
                     "UPDATE sessions SET state = 'running', pid = ?2, start_time = ?3,
                         monitor_pid = ?4, monitor_start_time = ?5, cols = ?6, rows = ?7
@@ -409,7 +409,7 @@ impl Sessions {
         };
         let written = self
             .store
-            .write(move |tx| match stored {
+            .write_process_state(move |tx| match stored {
                 Ok(exit) => tx.execute(
                     "UPDATE sessions SET state = 'exited', exit_code = ?2, exit_signal = ?3, ended_at = ?4
                      WHERE id = ?1",
@@ -643,7 +643,7 @@ impl Sessions {
             .map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string()))?;
         let id = session.id.clone();
         self.store
-            .write(move |tx| {
+            .write_process_state(move |tx| {
                 tx.execute(
                     "UPDATE sessions SET cols = ?2, rows = ?3 WHERE id = ?1",
                     params![id, cols, rows],
@@ -748,7 +748,7 @@ impl Sessions {
         }
         let id = session.id.clone();
         self.store
-            .write(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
+            .write_process_state(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
             .await?;
         // Only a directory under our root is ever deleted.
         if session.pane_dir.starts_with(&self.panes.path)

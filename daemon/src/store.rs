@@ -24,6 +24,15 @@ enum Message {
     Close(oneshot::Sender<()>),
 }
 
+/// How far a commit must have reached before the caller hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// On disk (fsync'd): survives a power loss.
+    Full,
+    /// In the WAL, not yet synced: survives any crash of the process.
+    CrashSafe,
+}
+
 /// A handle to the owner thread; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -283,18 +292,45 @@ impl Store {
         &self,
         work: impl FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_with(Durability::Full, work).await
+    }
+
+    /// Like [`Store::write`], for rows that only describe processes: committed and safe
+    /// against any crash of the daemon, but not synced to disk before returning (SQLite's
+    /// `synchronous=NORMAL` in WAL mode). Only a power loss can undo such a commit, and a power
+    /// loss also ends the processes it describes.
+    pub async fn write_process_state<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_with(Durability::CrashSafe, work).await
+    }
+
+    async fn write_with<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        work: impl FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         if let StoreHealth::ReadOnly { reason } = self.health() {
             return Err(StoreError::WriteFailed(reason));
         }
         let file = self.file.clone();
         let result = self
             .run(move |conn| {
+                let relaxed = durability == Durability::CrashSafe;
                 let attempt = (|| {
+                    if relaxed {
+                        conn.pragma_update(None, "synchronous", "NORMAL")?;
+                    }
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     let value = work(&tx)?;
                     tx.commit()?;
                     Ok(value)
                 })();
+                // Every other write stays fully synced, whatever happened above.
+                if relaxed && let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+                    tracing::error!(error = %e, "cannot restore synchronous=FULL");
+                }
                 attempt.map_err(|e| classify(conn, &file, &e))
             })
             .await?;
