@@ -285,7 +285,9 @@ impl Sessions {
                 let id = inserted.clone();
                 let _ = self
                     .store
-                    .write_process_state(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
+                    .write_process_state(move |tx| {
+                        tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+                    })
                     .await;
                 let _ = std::fs::remove_dir_all(self.panes.path.join(&inserted));
                 tracing::warn!(session_id = %inserted, "session did not start: {reason}");
@@ -748,7 +750,9 @@ impl Sessions {
         }
         let id = session.id.clone();
         self.store
-            .write_process_state(move |tx| tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
+            .write_process_state(move |tx| {
+                tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+            })
             .await?;
         // Only a directory under our root is ever deleted.
         if session.pane_dir.starts_with(&self.panes.path)
