@@ -86,13 +86,24 @@ pub fn shared_bin(name: &str) -> PathBuf {
     ));
     if !copy.exists() {
         // Copy under a unique name, then rename: concurrent tests never see half a binary.
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}-"))
-            .tempfile_in(&dir)
-            .expect("create a temporary copy");
-        fs::copy(&original, tmp.path()).expect("copy binary");
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod binary");
-        tmp.persist(&copy).expect("publish binary copy");
+        // `cp` writes it, not this process: a write fd held here could be inherited by a
+        // concurrent fork and make exec of the copy fail with ETXTBSY.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}-{}-{n}", std::process::id()));
+        let copied = Command::new("cp")
+            .arg(&original)
+            .arg(&tmp)
+            .status()
+            .expect("run cp");
+        assert!(
+            copied.success(),
+            "cp {} {} failed",
+            original.display(),
+            tmp.display()
+        );
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        fs::rename(&tmp, &copy).expect("publish binary copy");
     }
     copy
 }
