@@ -31,6 +31,8 @@ const MONITOR_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a kill waits for the end after SIGKILL before it reports failure.
 const AFTER_SIGKILL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_NAME_LEN: usize = 100;
+/// How long input may wait for the program to read it.
+const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
 const COLUMNS: &str = "id, name, command, cwd, pane_dir, cols, rows, state, pid, monitor_pid, \
      exit_code, exit_signal, ended_at, lost_reason, created_at";
 
@@ -626,11 +628,20 @@ impl Sessions {
 
     pub async fn input(&self, key: String, data: Vec<u8>) -> Result<(), ErrorReply> {
         let session = self.running(key).await?;
-        self.monitor(&session)
-            .await?
-            .input(&data)
-            .await
-            .map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string()))
+        let mut monitor = self.monitor(&session).await?;
+        // A program that never reads its terminal would hold this request forever.
+        match tokio::time::timeout(INPUT_TIMEOUT, monitor.input(&data)).await {
+            Ok(done) => done.map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string())),
+            Err(_) => Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "session {} did not take its input within {} s: its program is not reading the terminal (busy or stopped); see `aifactoryctl sessions tail {}`",
+                    session.id,
+                    INPUT_TIMEOUT.as_secs(),
+                    session.id
+                ),
+            )),
+        }
     }
 
     pub async fn resize(&self, key: String, cols: u16, rows: u16) -> Result<(), ErrorReply> {
