@@ -34,9 +34,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aifactory_tests::{Daemon, Sandbox, bin, bin_dir, skip};
+use aifactory_tests::bench::{find_in_path, loadavg, warn_if_stale};
+use aifactory_tests::{Daemon, Sandbox, bin, skip};
 
 /// Sessions created and killed per repetition.
 const SESSIONS: usize = 100;
@@ -66,7 +67,7 @@ const COMMANDS: [(&str, &str); 2] = [
 
 fn main() {
     let began = Instant::now();
-    warn_if_stale();
+    warn_if_stale(&["aifactoryd", "aifactoryctl"]);
     let load_before = loadavg();
     let tmux_exe = match find_in_path("tmux") {
         Some(exe) => Some(exe),
@@ -891,63 +892,6 @@ fn median_u64(samples: &[u64]) -> u64 {
     let mut s = samples.to_vec();
     s.sort_unstable();
     s.get(s.len() / 2).copied().unwrap_or(0)
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
-/// Warns when the daemon or the CLI is older than a source file it is built from: `cargo
-/// bench` builds neither.
-fn warn_if_stale() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let newest_source = ["common", "daemon", "ctl"]
-        .iter()
-        .filter_map(|krate| newest_mtime(&root.join(krate)))
-        .max();
-    for name in ["aifactoryd", "aifactoryctl"] {
-        let path = bin(name);
-        let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
-        if let (Some(built), Some(source)) = (built, newest_source)
-            && built < source
-        {
-            eprintln!(
-                "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactoryctl`",
-                path.display()
-            );
-        }
-    }
-    eprintln!("binaries from {}", bin_dir().display());
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| {
-            let path = entry.path();
-            let meta = entry.metadata().ok()?;
-            if meta.is_dir() {
-                newest_mtime(&path)
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "rs" || e == "toml" || e == "sql")
-            {
-                meta.modified().ok()
-            } else {
-                None
-            }
-        })
-        .max()
 }
 
 // ---------------------------------------------------------------------------------------------

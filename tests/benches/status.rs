@@ -23,12 +23,13 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
 use aifactory_common::{Client, handshake};
+use aifactory_tests::bench::{Latency, find_in_path, loadavg, warn_if_stale};
 use aifactory_tests::raw::{RawConn, send_client_frame};
-use aifactory_tests::{Daemon, Sandbox, bin, bin_dir, skip};
+use aifactory_tests::{Daemon, Sandbox, bin, skip};
 use tokio::runtime::Runtime;
 
 /// Timed in-process round trips per series, after [`ROUND_TRIP_WARMUP`] untimed ones.
@@ -49,7 +50,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     let began = Instant::now();
-    warn_if_stale();
+    warn_if_stale(&["aifactoryd", "aifactoryctl"]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -464,13 +465,6 @@ fn time_process(cmd: &mut Command, label: &str) -> Duration {
     took
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -570,36 +564,6 @@ impl Tmux {
 
 // ---------------------------------------------------------------------------------------------
 // Measurements from /proc.
-
-/// Sorted samples.
-#[derive(Clone)]
-struct Latency {
-    samples: Vec<Duration>,
-}
-
-impl Latency {
-    fn new(mut samples: Vec<Duration>) -> Latency {
-        assert!(!samples.is_empty(), "no samples");
-        samples.sort_unstable();
-        Latency { samples }
-    }
-
-    fn median(&self) -> Duration {
-        let s = &self.samples;
-        let n = s.len();
-        if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2
-        }
-    }
-
-    /// Nearest-rank 99th percentile.
-    fn p99(&self) -> Duration {
-        let n = self.samples.len();
-        self.samples[(n * 99).div_ceil(100) - 1]
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Mem {
@@ -757,53 +721,6 @@ fn idle_window(pids: &[u32], tmux: Option<&Tmux>) -> (Vec<Idle>, Option<(usize, 
     (idle, tmux_idle)
 }
 
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
-/// Warns when the daemon or the CLI is older than a source file it is built from: `cargo
-/// bench` builds neither.
-fn warn_if_stale() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let newest_source = ["common", "daemon", "ctl"]
-        .iter()
-        .filter_map(|krate| newest_mtime(&root.join(krate)))
-        .max();
-    for name in ["aifactoryd", "aifactoryctl"] {
-        let path = bin(name);
-        let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
-        if let (Some(built), Some(source)) = (built, newest_source)
-            && built < source
-        {
-            eprintln!(
-                "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactoryctl`",
-                path.display()
-            );
-        }
-    }
-    eprintln!("binaries from {}", bin_dir().display());
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| {
-            let path = entry.path();
-            let meta = entry.metadata().ok()?;
-            if meta.is_dir() {
-                newest_mtime(&path)
-            } else if path.extension().is_some_and(|e| e == "rs" || e == "toml") {
-                meta.modified().ok()
-            } else {
-                None
-            }
-        })
-        .max()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Markdown.
 
@@ -877,7 +794,7 @@ fn latency_table(report: &Report) -> String {
                 out,
                 "| in-process `Client::status()`, {what}, RUST_BACKTRACE {} | {} | {} | {} | – | – |",
                 daemon.label,
-                latency.samples.len(),
+                latency.len(),
                 fmt_duration(latency.median()),
                 fmt_duration(latency.p99()),
             );
@@ -905,7 +822,7 @@ fn latency_table(report: &Report) -> String {
                 out,
                 "| process: `{}`, {context} | {} | {} | {} | {by_median} | {by_p99} |",
                 peer.command(),
-                latency.samples.len(),
+                latency.len(),
                 fmt_duration(latency.median()),
                 fmt_duration(latency.p99()),
             );

@@ -25,9 +25,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aifactory_tests::{Sandbox, bin, bin_dir, skip};
+use aifactory_tests::bench::{Latency, find_in_path, loadavg, warn_if_stale};
+use aifactory_tests::{Sandbox, bin, skip};
 use aifactoryd::migrate::{BACKUP_DIR, MIGRATIONS, Migration};
 use aifactoryd::store::DB_FILE;
 use nix::sys::signal::Signal;
@@ -49,7 +50,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     let began = Instant::now();
-    warn_if_stale();
+    warn_if_stale(&["aifactoryd"]);
     let load_before = loadavg();
     let startup = startup_series();
     let big = big_database();
@@ -515,100 +516,8 @@ fn time_status(cmd: &mut Command, label: &str) -> Duration {
     took
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Measurements.
-
-/// Sorted samples.
-struct Latency {
-    samples: Vec<Duration>,
-}
-
-impl Latency {
-    fn new(mut samples: Vec<Duration>) -> Latency {
-        assert!(!samples.is_empty(), "no samples");
-        samples.sort_unstable();
-        Latency { samples }
-    }
-
-    fn median(&self) -> Duration {
-        let s = &self.samples;
-        let n = s.len();
-        if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2
-        }
-    }
-
-    /// Nearest-rank 99th percentile.
-    fn p99(&self) -> Duration {
-        let n = self.samples.len();
-        self.samples[(n * 99).div_ceil(100) - 1]
-    }
-
-    fn min(&self) -> Duration {
-        self.samples[0]
-    }
-
-    fn max(&self) -> Duration {
-        self.samples[self.samples.len() - 1]
-    }
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
-/// Warns when the daemon is older than a source file it is built from: `cargo bench` does not
-/// build it.
-fn warn_if_stale() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let newest_source = ["common", "daemon"]
-        .iter()
-        .filter_map(|krate| newest_mtime(&root.join(krate)))
-        .max();
-    let path = bin("aifactoryd");
-    let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
-    if let (Some(built), Some(source)) = (built, newest_source)
-        && built < source
-    {
-        eprintln!(
-            "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactoryctl`",
-            path.display()
-        );
-    }
-    eprintln!("binaries from {}", bin_dir().display());
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| {
-            let path = entry.path();
-            let meta = entry.metadata().ok()?;
-            if meta.is_dir() {
-                newest_mtime(&path)
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "rs" || e == "toml" || e == "sql")
-            {
-                meta.modified().ok()
-            } else {
-                None
-            }
-        })
-        .max()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Markdown.
@@ -634,7 +543,7 @@ fn startup_table(series: &[Series]) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",
             s.what,
-            s.latency.samples.len(),
+            s.latency.len(),
             fmt_duration(s.latency.median()),
             fmt_duration(s.latency.p99()),
             fmt_duration(s.latency.min()),
@@ -659,7 +568,7 @@ fn big_table(big: &Big) -> String {
         let _ = writeln!(
             out,
             "| {what} | {} | {} | {} | {} |",
-            l.samples.len(),
+            l.len(),
             fmt_duration(l.median()),
             fmt_duration(l.min()),
             fmt_duration(l.max()),

@@ -6,6 +6,7 @@
 //! Tests that need more than the toolchain call [`skip`], which prints why and returns, or
 //! fails the test when `AIFACTORY_REQUIRE_ALL=1`.
 
+pub mod bench;
 pub mod notify;
 pub mod raw;
 
