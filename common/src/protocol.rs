@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -34,8 +34,12 @@ pub struct ClientFrame {
 pub enum Request {
     /// Daemon identity, paths and counters.
     Status,
-    /// Stream the daemon's events; the reply is [`Reply::Subscribed`].
-    SubscribeEvents,
+    /// Stream the daemon's events; the reply is [`Reply::Subscribed`]. With `after`, first
+    /// replay every kept event numbered above it (a reconnecting client passes the last `seq`
+    /// it saw), then go on live with no gap and no duplicate.
+    SubscribeEvents {
+        after: Option<u64>,
+    },
     /// End a stream opened on this connection.
     Unsubscribe {
         subscription: SubscriptionId,
@@ -97,6 +101,40 @@ pub enum Request {
         from: Option<u64>,
         follow: bool,
     },
+    /// Create a task and its git worktree; the reply is [`Reply::Task`].
+    TaskCreate(TaskCreate),
+    /// Every task, or a project's (id or name).
+    TaskList {
+        project: Option<String>,
+    },
+    /// `key` is a task id, or a spec id when only one task has it.
+    TaskShow {
+        key: String,
+    },
+    /// Run the task's agent in a new session; the reply is [`Reply::Task`].
+    TaskStart {
+        key: String,
+    },
+    /// SIGTERM to every process of the agent, SIGKILL after `grace_ms`; the reply is
+    /// [`Reply::TaskStopped`].
+    TaskStop {
+        key: String,
+        grace_ms: u64,
+    },
+    /// Stop (if running) and start again.
+    TaskRestart {
+        key: String,
+        grace_ms: u64,
+    },
+    /// Forget a task that does not run. With `prune`, also remove its worktree (refused when
+    /// the worktree has changes, unless `force`) and its branch.
+    TaskRemove {
+        key: String,
+        prune: bool,
+        force: bool,
+    },
+    /// The agent profiles and what is wrong with each; the reply is [`Reply::Agents`].
+    AgentList,
 }
 
 /// Daemon to client.
@@ -131,6 +169,12 @@ pub enum Reply {
     Done,
     /// `SessionKill`: the session as it ended, or `None` when it was already gone.
     Killed(Option<SessionInfo>),
+    // Boxed: a task is large, and every frame would pay for it.
+    Task(Box<TaskInfo>),
+    Tasks(Vec<TaskInfo>),
+    TaskStopped(Box<StopReport>),
+    TaskRemoved(Box<TaskInfo>),
+    Agents(Vec<AgentInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,9 +216,63 @@ pub enum EventKind {
     /// SIGHUP re-read the config and it is in force.
     ConfigReloaded,
     /// SIGHUP found an invalid config; the previous one stays in force.
-    ConfigRejected { reason: String },
+    ConfigRejected {
+        reason: String,
+    },
     /// The daemon is shutting down.
     Stopping,
+    SessionCreated {
+        session_id: String,
+        name: Option<String>,
+    },
+    /// The session's program ended (`exit`), or it was lost (`lost_reason`).
+    SessionEnded {
+        session_id: String,
+        exit: Option<crate::pane::ExitInfo>,
+        lost_reason: Option<String>,
+    },
+    SessionRemoved {
+        session_id: String,
+    },
+    TaskCreated {
+        task_id: String,
+        project_id: String,
+        spec_id: String,
+    },
+    TaskPhase {
+        task_id: String,
+        from: TaskPhase,
+        to: TaskPhase,
+        /// What moved it (a progress line, the agent's exit, a stop, ...).
+        reason: String,
+    },
+    /// The progress file or the agent's output said something new.
+    TaskProgress {
+        task_id: String,
+        progress: Progress,
+        /// A free-text line from the progress file.
+        note: Option<String>,
+    },
+    TaskStalled {
+        task_id: String,
+        evidence: StallEvidence,
+    },
+    /// The agent's output ends in a prompt that waits for a person.
+    TaskWaitingInput {
+        task_id: String,
+        prompt: String,
+    },
+    /// The agent's session ended.
+    TaskExited {
+        task_id: String,
+        session_id: String,
+        exit: Option<crate::pane::ExitInfo>,
+        /// When the restart policy starts it again, in how many milliseconds.
+        restart_in_ms: Option<u64>,
+    },
+    TaskRemoved {
+        task_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,4 +525,208 @@ pub enum ErrorCode {
     /// The client read too slowly and its bounded queue overflowed.
     SlowClient,
     Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCreate {
+    /// Project id or name.
+    pub project: String,
+    /// `[a-z0-9][a-z0-9-]{0,63}`; names the worktree, the branch and the spec directory.
+    pub spec_id: String,
+    /// Default: the spec id.
+    pub title: Option<String>,
+    /// Agent profile name; default: the config's `default_agent`.
+    pub agent: Option<String>,
+}
+
+/// Where a task is on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskPhase {
+    Backlog,
+    Planning,
+    Coding,
+    Qa,
+    Done,
+    Failed,
+    Stopped,
+    Stalled,
+}
+
+impl TaskPhase {
+    pub const ALL: [TaskPhase; 8] = [
+        TaskPhase::Backlog,
+        TaskPhase::Planning,
+        TaskPhase::Coding,
+        TaskPhase::Qa,
+        TaskPhase::Done,
+        TaskPhase::Failed,
+        TaskPhase::Stopped,
+        TaskPhase::Stalled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskPhase::Backlog => "backlog",
+            TaskPhase::Planning => "planning",
+            TaskPhase::Coding => "coding",
+            TaskPhase::Qa => "qa",
+            TaskPhase::Done => "done",
+            TaskPhase::Failed => "failed",
+            TaskPhase::Stopped => "stopped",
+            TaskPhase::Stalled => "stalled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskPhase> {
+        TaskPhase::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// The phases in which an agent works on the task.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            TaskPhase::Planning | TaskPhase::Coding | TaskPhase::Qa | TaskPhase::Stalled
+        )
+    }
+}
+
+/// What the agent reported of its progress; `None` where it said nothing yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub percent: Option<u8>,
+    pub subtasks_done: Option<u32>,
+    pub subtasks_total: Option<u32>,
+}
+
+/// Why a task was found stalled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StallEvidence {
+    /// RFC 3339, UTC.
+    pub detected_at: String,
+    pub stall_after_s: u64,
+    /// The last time the pane had new output, and the progress file changed.
+    pub last_output_at: Option<String>,
+    pub last_progress_at: Option<String>,
+    /// The agent's process and its state and CPU time from /proc, when it still exists.
+    pub pid: Option<u32>,
+    pub process_state: Option<String>,
+    pub cpu_time_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub id: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub spec_id: String,
+    pub title: String,
+    pub agent: String,
+    pub phase: TaskPhase,
+    pub progress: Progress,
+    /// The session of the latest attempt.
+    pub session_id: Option<String>,
+    /// Agent runs started so far.
+    pub attempts: u32,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub spec_dir: PathBuf,
+    pub progress_file: PathBuf,
+    /// The latest free-text lines from the progress file (newest last).
+    pub notes: Vec<String>,
+    /// Set while the task is `stalled`.
+    pub stall: Option<StallEvidence>,
+    /// The prompt the agent's output ends in, while it waits for input.
+    pub waiting_input: Option<String>,
+    pub last_output_at: Option<String>,
+    pub last_progress_at: Option<String>,
+    /// Why the last start or run failed.
+    pub last_error: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A process, for stop reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    pub pid: u32,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopReport {
+    pub task: TaskInfo,
+    /// Processes of the agent that were signalled, including escaped ones.
+    pub signalled: Vec<ProcessEntry>,
+    /// Processes still alive after SIGKILL (nothing should be here).
+    pub survivors: Vec<ProcessEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    ClaudeCode,
+    Codex,
+    OpenaiCompatible,
+    GeminiCli,
+    Custom,
+}
+
+impl AgentKind {
+    pub const ALL: [AgentKind; 5] = [
+        AgentKind::ClaudeCode,
+        AgentKind::Codex,
+        AgentKind::OpenaiCompatible,
+        AgentKind::GeminiCli,
+        AgentKind::Custom,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::ClaudeCode => "claude-code",
+            AgentKind::Codex => "codex",
+            AgentKind::OpenaiCompatible => "openai-compatible",
+            AgentKind::GeminiCli => "gemini-cli",
+            AgentKind::Custom => "custom",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AgentKind> {
+        AgentKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStall {
+    None,
+    Stop,
+    Restart,
+}
+
+/// An agent profile from the config, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub kind: AgentKind,
+    /// As configured.
+    pub command: Vec<String>,
+    /// What a task runs: the configured command, or the test override when one is set.
+    pub effective_command: Vec<String>,
+    pub headless: bool,
+    pub restart: RestartPolicy,
+    pub max_attempts: u32,
+    pub on_stall: OnStall,
+    pub stall_after_s: u64,
+    pub default: bool,
+    /// Empty when the profile is usable; otherwise each problem with its fix.
+    pub problems: Vec<String>,
 }

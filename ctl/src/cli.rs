@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use aifactory_common::protocol::Provider;
+use aifactory_common::protocol::{Provider, TaskPhase};
 use clap::{Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
@@ -39,6 +39,12 @@ pub enum Command {
     /// Terminal sessions: programs on a PTY that outlive daemon restarts.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Tasks on the board: create, run their agents, watch their progress, stop them.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Agent profiles from the daemon's config, and what is wrong with each.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Print a shell completion script, e.g. `aifactoryctl completions bash > /etc/bash_completion.d/aifactoryctl`.
     Completions {
         #[arg(value_enum)]
@@ -141,6 +147,99 @@ pub enum SessionsCommand {
     /// detaches; the window size follows this terminal. Exits with the session's status when
     /// it ends.
     Attach { session: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Create a task and its git worktree (branch aifactory/SPEC from the default branch).
+    Create {
+        /// Project id or name.
+        #[arg(long)]
+        project: String,
+        /// Spec id: a-z, 0-9 and `-`, e.g. 001-login-page.
+        #[arg(long = "spec", value_name = "SPEC-ID")]
+        spec: String,
+        /// Default: the spec id.
+        #[arg(long)]
+        title: Option<String>,
+        /// Agent profile (default: the config's default_agent).
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// List tasks.
+    List {
+        /// Only this project's (id or name).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Show one task, by id or spec id.
+    Show { task: String },
+    /// Run the task's agent in a new session.
+    Start { task: String },
+    /// SIGTERM to every process of the task's agent, SIGKILL after the grace period.
+    Stop {
+        task: String,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 5.0)]
+        grace: f64,
+    },
+    /// Stop the task's agent if it runs, and start it again.
+    Restart {
+        task: String,
+        #[arg(long, default_value_t = 5.0)]
+        grace: f64,
+    },
+    /// Print the agent's terminal output (the latest attempt's session).
+    Logs {
+        task: String,
+        /// Keep printing new output until the agent ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[arg(long, value_name = "OFFSET")]
+        from: Option<u64>,
+    },
+    /// Print task and session events as they happen.
+    Watch {
+        /// Only this task's events (id or spec id).
+        task: Option<String>,
+        /// Replay kept events numbered above SEQ first (resume after a disconnect).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+        /// Exit 0 once the task reaches this phase (needs TASK).
+        #[arg(long, value_name = "PHASE", requires = "task", value_parser = parse_phase)]
+        until: Option<TaskPhase>,
+    },
+    /// Forget a task that does not run.
+    Remove {
+        task: String,
+        /// Also remove its worktree (refused when it has changes, unless --force). The branch
+        /// stays.
+        #[arg(long)]
+        prune: bool,
+        /// With --prune: remove the worktree even with uncommitted changes.
+        #[arg(long, requires = "prune")]
+        force: bool,
+    },
+    /// The kanban board: one column per phase.
+    Board {
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+fn parse_phase(text: &str) -> Result<TaskPhase, String> {
+    TaskPhase::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = TaskPhase::ALL.iter().map(|p| p.as_str()).collect();
+        format!("unknown phase `{text}`: use one of {}", names.join(", "))
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Every profile: kind, command, policies, problems.
+    List,
+    /// Exit 1 when any profile cannot run, listing each with its problems and fix.
+    Check,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {

@@ -1,6 +1,7 @@
 //! aifactoryctl: the operator's command line over the daemon's socket. A thin client: every
 //! shape it prints comes from `aifactory-common`.
 
+mod agents;
 mod cli;
 mod completions;
 mod connect;
@@ -8,6 +9,7 @@ mod exit;
 mod projects;
 mod sessions;
 mod status;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
             Command::Status => status::run(&cli).await,
             Command::Projects(command) => projects::run(&cli, command).await,
             Command::Sessions(command) => sessions::run(&cli, command).await,
+            Command::Tasks(command) => tasks::run(&cli, command).await,
+            Command::Agents(command) => agents::run(&cli, command).await,
             Command::Completions { shell } => completions::run(*shell),
         }
     });

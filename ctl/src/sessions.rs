@@ -16,7 +16,7 @@ use crate::exit::{FAILED, Failure};
 /// Ctrl-\ detaches from `attach`, as it would quit in a plain terminal.
 const DETACH_KEY: u8 = 0x1c;
 
-fn unexpected(reply: Reply) -> Failure {
+pub(crate) fn unexpected(reply: Reply) -> Failure {
     Failure {
         code: FAILED,
         message: format!("unexpected reply from aifactoryd: {reply:?}"),
@@ -187,7 +187,7 @@ fn expect_session(reply: Reply) -> Result<SessionInfo, Failure> {
 
 /// Copies a session's output to stdout until the stream ends; returns the exit, if it ended.
 /// `keep_going` is asked before each chunk (attach stops on detach).
-async fn stream_output(
+pub(crate) async fn stream_output(
     client: &Client,
     request: Request,
     mut keep_going: impl FnMut(&[u8]) -> bool,
@@ -227,7 +227,7 @@ async fn stream_output(
 }
 
 /// Exit status of the CLI for a session that ended: its code, or 128 + signal.
-fn exit_with(exit: Option<&ExitInfo>) -> Result<(), Failure> {
+pub(crate) fn exit_with(exit: Option<&ExitInfo>) -> Result<(), Failure> {
     let code = match exit {
         None => return Ok(()),
         Some(ExitInfo { code: Some(c), .. }) => *c,

@@ -2,6 +2,7 @@
 //! validation. Every key is optional; an unknown key or a bad value is an error that names the
 //! key and the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,11 +12,22 @@ use aifactory_common::paths;
 use aifactory_common::protocol::RunMode;
 use serde::{Deserialize, Serialize};
 
+use crate::agents::{self, Profile};
+
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 pub const DEFAULT_SOCKET_GROUP: &str = "aifactory";
 pub const DEFAULT_MIGRATE_LOCK_TIMEOUT_S: u64 = 60;
 const MIN_FRAME_BYTES: usize = 1024;
 const MIN_PANE_LOG_MAX: u64 = 4096;
+pub const DEFAULT_STALL_AFTER_S: u64 = 600;
+/// Prompts that wait for a person, matched against the last line of an agent's output.
+pub const DEFAULT_WAITING_INPUT_PATTERNS: &[&str] = &[
+    r"(?i)\((y/n|yes/no)\)\s*[:?]?\s*$",
+    r"(?i)\[(y/n)\]\s*[:?]?\s*$",
+    r"(?i)press (enter|return|any key) to continue\W*$",
+    r"(?i)do you want to (proceed|continue)\?\s*$",
+    r"(?i)password( for [^:]+)?:\s*$",
+];
 
 /// The file as written: every key optional, unknown keys refused.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -40,6 +52,18 @@ pub struct ConfigFile {
     pub panes_dir: Option<PathBuf>,
     /// Bytes after which a session's `output.log` rotates (one older segment is kept).
     pub pane_log_max: Option<u64>,
+    /// The agent profile a task gets when it names none.
+    pub default_agent: Option<String>,
+    /// Seconds without pane output or progress-file change before a task is `stalled`.
+    pub stall_after: Option<u64>,
+    /// Regular expressions matched against the last line of an agent's output; a match marks
+    /// the task as waiting for input.
+    pub waiting_input_patterns: Option<Vec<String>>,
+    /// For end-to-end fixtures only: a shell command that replaces every profile's command
+    /// (`AIFACTORY_TEST_AGENT_CMD` wins).
+    pub test_agent_cmd: Option<String>,
+    /// `[agents.NAME]` profiles; read one by one so a bad one cannot stop the daemon.
+    pub agents: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -73,6 +97,12 @@ pub struct Config {
     pub migrate_lock_timeout: Duration,
     pub panes_dir: Option<PathBuf>,
     pub pane_log_max: u64,
+    /// Agent profiles by name (the built-in `claude` when the file defines none).
+    pub agents: Vec<Profile>,
+    pub default_agent: String,
+    pub stall_after: Duration,
+    pub waiting_input_patterns: Vec<String>,
+    pub test_agent_cmd: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +224,44 @@ impl Config {
                 format!("{pane_log_max} is below the minimum of {MIN_PANE_LOG_MAX} bytes"),
             ));
         }
+        let default_agent = file
+            .default_agent
+            .unwrap_or_else(|| agents::DEFAULT_AGENT.into());
+        let stall_after = file.stall_after.unwrap_or(DEFAULT_STALL_AFTER_S);
+        if stall_after == 0 {
+            return Err(value_err(
+                "stall_after",
+                "0 would stall every task at once: give seconds, e.g. 600".into(),
+            ));
+        }
+        let waiting_input_patterns = file.waiting_input_patterns.unwrap_or_else(|| {
+            DEFAULT_WAITING_INPUT_PATTERNS
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        });
+        for pattern in &waiting_input_patterns {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(value_err(
+                    "waiting_input_patterns",
+                    format!("`{pattern}` is not a regular expression: {e}"),
+                ));
+            }
+        }
+        let test_agent_cmd = env("AIFACTORY_TEST_AGENT_CMD")
+            .map(|v| v.to_string_lossy().into_owned())
+            .or(file.test_agent_cmd)
+            .filter(|cmd| !cmd.trim().is_empty());
+        let agents = match file.agents {
+            Some(tables) => tables
+                .iter()
+                .map(|(name, value)| agents::parse(name, value))
+                .collect(),
+            None => agents::builtin()
+                .into_iter()
+                .map(|(name, file)| agents::from_file(&name, file, Vec::new()))
+                .collect(),
+        };
         Ok(Config {
             config_file: path,
             mode,
@@ -207,6 +275,11 @@ impl Config {
             migrate_lock_timeout,
             panes_dir: file.panes_dir,
             pane_log_max,
+            agents,
+            default_agent,
+            stall_after: Duration::from_secs(stall_after),
+            waiting_input_patterns,
+            test_agent_cmd,
         })
     }
 
@@ -227,6 +300,16 @@ impl Config {
             migrate_lock_timeout: Some(self.migrate_lock_timeout.as_secs()),
             panes_dir: self.panes_dir.clone(),
             pane_log_max: Some(self.pane_log_max),
+            default_agent: Some(self.default_agent.clone()),
+            stall_after: Some(self.stall_after.as_secs()),
+            waiting_input_patterns: Some(self.waiting_input_patterns.clone()),
+            test_agent_cmd: self.test_agent_cmd.clone(),
+            agents: Some(
+                self.agents
+                    .iter()
+                    .filter_map(|p| Some((p.name.clone(), toml::Value::try_from(&p.file).ok()?)))
+                    .collect(),
+            ),
         };
         let source = match &self.config_file {
             Some(p) => format!("# effective config: {} plus defaults\n", p.display()),
@@ -343,6 +426,31 @@ mod tests {
         let again: ConfigFile = toml::from_str(&text).unwrap();
         assert_eq!(again.socket_mode.as_deref(), Some("0640"));
         assert_eq!(again.mode, Some(ModeName::System));
+    }
+
+    #[test]
+    fn a_bad_agent_profile_does_not_fail_the_config() {
+        let c = resolve(
+            "[agents.bad]\nkind = \"gemini-cli\"\ncommand = 5\n[agents.good]\nkind = \"custom\"\ncommand = [\"sh\"]",
+        )
+        .unwrap();
+        assert_eq!(c.agents.len(), 2);
+        assert!(!c.agents[0].problems.is_empty());
+        assert!(c.agents[1].problems.is_empty());
+        let again: ConfigFile = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again.agents.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn no_agents_means_the_builtin_claude_profile() {
+        let c = resolve("").unwrap();
+        assert_eq!(c.agents.len(), 1);
+        assert_eq!(c.agents[0].name, "claude");
+        assert_eq!(c.default_agent, "claude");
+        let err = resolve("waiting_input_patterns = [\"(\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("waiting_input_patterns"), "{err}");
     }
 
     #[test]

@@ -59,3 +59,76 @@ pub async fn default_branch(dir: &Path) -> String {
         _ => "main".into(),
     }
 }
+
+/// Creates (or takes back) the task's worktree at `path` on branch `branch`, starting from
+/// `base`; keeps `.aifactory/` out of the project's `git status`.
+pub async fn add_worktree(
+    project: &Path,
+    path: &Path,
+    branch: &str,
+    base: &str,
+) -> Result<(), String> {
+    exclude_aifactory_dir(project).await?;
+    if path.join(".git").exists() {
+        // Left by a task that was removed without --prune: its work is still there.
+        let on = git(path, &["symbolic-ref", "--short", "HEAD"]).await?;
+        if on == branch {
+            return Ok(());
+        }
+        return Err(format!(
+            "{} already holds a worktree on branch `{on}`, not `{branch}`: remove it with `git worktree remove {}` or choose another spec id",
+            path.display(),
+            path.display()
+        ));
+    }
+    let path_text = path.to_string_lossy();
+    let branch_ref = format!("refs/heads/{branch}");
+    let exists = git(project, &["rev-parse", "--verify", "--quiet", &branch_ref])
+        .await
+        .is_ok();
+    let result = if exists {
+        // The branch outlived an earlier task of the same spec: continue its work.
+        git(project, &["worktree", "add", &path_text, branch]).await
+    } else {
+        git(
+            project,
+            &["worktree", "add", "-b", branch, &path_text, base],
+        )
+        .await
+    };
+    result.map(|_| ())
+}
+
+/// Removes a task's worktree; without `force`, git refuses one with changes.
+pub async fn remove_worktree(project: &Path, path: &Path, force: bool) -> Result<(), String> {
+    let path_text = path.to_string_lossy();
+    let mut args = vec!["worktree", "remove"];
+    if force {
+        args.push("--force");
+    }
+    args.push(&path_text);
+    git(project, &args).await.map(|_| ())
+}
+
+/// Adds `/.aifactory/` to the repository's `info/exclude` (shared by all its worktrees) once.
+async fn exclude_aifactory_dir(project: &Path) -> Result<(), String> {
+    let common = git(
+        project,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .await?;
+    let info = Path::new(&common).join("info");
+    let exclude = info.join("exclude");
+    let current = std::fs::read_to_string(&exclude).unwrap_or_default();
+    if current.lines().any(|l| l.trim() == "/.aifactory/") {
+        return Ok(());
+    }
+    let mut text = current;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# aifactory: task worktrees and specs\n/.aifactory/\n");
+    std::fs::create_dir_all(&info)
+        .and_then(|()| std::fs::write(&exclude, text))
+        .map_err(|e| format!("cannot update {}: {e}", exclude.display()))
+}

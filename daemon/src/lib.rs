@@ -4,6 +4,7 @@
 //! [`run`] is the whole daemon; `main` only parses the command line, loads the config and sets
 //! up logging.
 
+mod agents;
 pub mod cli;
 pub mod config;
 mod connection;
@@ -17,11 +18,15 @@ pub mod monitor;
 mod notify;
 mod panes;
 mod peer;
+mod proctree;
+mod progress;
 mod projects;
 mod server;
 mod sessions;
 mod state;
 pub mod store;
+mod supervisor;
+mod tasks;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -102,15 +107,28 @@ pub async fn run(
         config.panes_dir.as_deref(),
         &aifactory_common::paths::process_env,
     ))?;
+    let events = Arc::new(events::EventBus::open(store.clone()).await?);
     let sessions = Arc::new(sessions::Sessions::new(
         store.clone(),
+        events.clone(),
         panes,
         config.pane_log_max,
+    ));
+    let tasks = Arc::new(supervisor::Supervisor::new(
+        store.clone(),
+        events.clone(),
+        sessions.clone(),
+        Arc::new(config.clone()),
     ));
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;
     // Re-adopt the sessions that outlived the previous daemon before anyone can ask about them.
     sessions
+        .adopt_all()
+        .await
+        .map_err(|e| DaemonError::Adopt(e.message))?;
+    tasks.log_problems();
+    tasks
         .adopt_all()
         .await
         .map_err(|e| DaemonError::Adopt(e.message))?;
@@ -126,9 +144,13 @@ pub async fn run(
         config,
         policy,
         listener.path.clone(),
-        store,
-        schema_version,
-        sessions,
+        state::Parts {
+            store,
+            schema_version,
+            events,
+            sessions,
+            tasks,
+        },
     ));
     let _watchdog = notify::spawn_watchdog();
     // `serve` says READY=1 once its signal handlers are in place.

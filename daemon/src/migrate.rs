@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sessions",
         sql: include_str!("../migrations/0003_sessions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "tasks",
+        sql: include_str!("../migrations/0004_tasks.sql"),
+    },
 ];
 
 /// Every table and column the code reads or writes, with the migration that brings it.
@@ -107,6 +112,35 @@ pub const EXPECTED_SCHEMA: &[(&str, u32, &[&str])] = &[
         2,
         &["id", "source", "imported_at", "imported", "skipped"],
     ),
+    (
+        "tasks",
+        4,
+        &[
+            "id",
+            "project_id",
+            "spec_id",
+            "title",
+            "agent",
+            "phase",
+            "phase_before_stall",
+            "progress_percent",
+            "subtasks_done",
+            "subtasks_total",
+            "session_id",
+            "attempts",
+            "worktree",
+            "branch",
+            "notes",
+            "stall",
+            "waiting_input",
+            "last_output_at",
+            "last_progress_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ],
+    ),
+    ("events", 4, &["seq", "at_ms", "kind"]),
 ];
 
 pub const LOCK_FILE: &str = "migrate.lock";

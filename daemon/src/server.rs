@@ -49,13 +49,13 @@ pub async fn serve(
             },
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
-            _ = sighup.recv() => reload(&daemon, logging, overrides),
+            _ = sighup.recv() => reload(&daemon, logging, overrides).await,
         }
     };
 
     tracing::info!(signal = reason, "stopping");
     notify::stopping();
-    daemon.events.publish(EventKind::Stopping);
+    daemon.events.publish(EventKind::Stopping).await;
     // Stop accepting first, so no new client races the shutdown.
     listener.remove_socket_file();
     drop(listener);
@@ -73,7 +73,7 @@ pub async fn serve(
 }
 
 /// SIGHUP: re-read the config. An invalid one leaves the old one in force and says why.
-fn reload(daemon: &DaemonState, logging: &Logging, overrides: &Overrides) {
+async fn reload(daemon: &DaemonState, logging: &Logging, overrides: &Overrides) {
     notify::reloading();
     let old = daemon.config();
     match Config::load(overrides) {
@@ -103,13 +103,16 @@ fn reload(daemon: &DaemonState, logging: &Logging, overrides: &Overrides) {
                 ..new
             };
             daemon.replace_config(new, policy);
-            daemon.events.publish(EventKind::ConfigReloaded);
+            daemon.events.publish(EventKind::ConfigReloaded).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "config reload rejected; the previous config stays in force: fix the file and send SIGHUP again (`systemctl reload aifactoryd`)");
-            daemon.events.publish(EventKind::ConfigRejected {
-                reason: e.to_string(),
-            });
+            daemon
+                .events
+                .publish(EventKind::ConfigRejected {
+                    reason: e.to_string(),
+                })
+                .await;
         }
     }
     notify::ready(&ready_status(daemon));

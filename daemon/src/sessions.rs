@@ -15,11 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aifactory_common::pane::{EXIT_FILE, ExitInfo, MonitorInfo};
-use aifactory_common::protocol::{ErrorCode, ErrorReply, SessionInfo, SessionSpec, SessionState};
+use aifactory_common::protocol::{
+    ErrorCode, ErrorReply, EventKind, SessionInfo, SessionSpec, SessionState,
+};
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
+use crate::events::EventBus;
 use crate::monitor::client::MonitorClient;
 use crate::panes::{self, PanesRoot};
 use crate::store::Store;
@@ -38,6 +41,7 @@ const COLUMNS: &str = "id, name, command, cwd, pane_dir, cols, rows, state, pid,
 
 pub struct Sessions {
     store: Store,
+    events: Arc<EventBus>,
     panes: PanesRoot,
     pane_log_max: u64,
     /// One state channel per session this daemon lifetime watches: waiters and kills wake on it.
@@ -151,9 +155,15 @@ fn base_env() -> Vec<(String, String)> {
 }
 
 impl Sessions {
-    pub fn new(store: Store, panes: PanesRoot, pane_log_max: u64) -> Sessions {
+    pub fn new(
+        store: Store,
+        events: Arc<EventBus>,
+        panes: PanesRoot,
+        pane_log_max: u64,
+    ) -> Sessions {
         Sessions {
             store,
+            events,
             panes,
             pane_log_max,
             watched: Mutex::new(HashMap::new()),
@@ -281,6 +291,12 @@ impl Sessions {
                 let _ = self.state_channel(&inserted);
                 self.clone().watch(inserted.clone());
                 tracing::info!(session_id = %inserted, pid = info.pid, command = ?spec.command, "session started");
+                self.events
+                    .publish(EventKind::SessionCreated {
+                        session_id: inserted.clone(),
+                        name: spec.name.clone(),
+                    })
+                    .await;
                 self.show(inserted).await
             }
             Err(reason) => {
@@ -435,6 +451,17 @@ impl Sessions {
             Err(reason) => tracing::warn!(session_id = %id, "session lost: {reason}"),
         }
         self.publish_state(id, state);
+        let (exit, lost_reason) = match outcome {
+            Ok(exit) => (Some(exit), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        self.events
+            .publish(EventKind::SessionEnded {
+                session_id: id.to_string(),
+                exit,
+                lost_reason,
+            })
+            .await;
     }
 
     /// Waits on a running session's monitor until it ends, then records the outcome.
@@ -776,6 +803,11 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&session.id);
+        self.events
+            .publish(EventKind::SessionRemoved {
+                session_id: session.id.clone(),
+            })
+            .await;
         Ok(session)
     }
 }

@@ -12,6 +12,7 @@ use crate::events::EventBus;
 use crate::peer::PeerPolicy;
 use crate::sessions::Sessions;
 use crate::store::Store;
+use crate::supervisor::Supervisor;
 
 pub struct DaemonState {
     pub started: Instant,
@@ -21,22 +22,33 @@ pub struct DaemonState {
     config: RwLock<Arc<Config>>,
     policy: RwLock<Arc<PeerPolicy>>,
     connections: AtomicU32,
-    pub events: EventBus,
+    pub events: Arc<EventBus>,
     pub store: Store,
     /// The schema version reached at startup.
     pub schema_version: u32,
     pub sessions: Arc<Sessions>,
+    pub tasks: Arc<Supervisor>,
+}
+
+/// The parts that own the daemon's records, built before anyone can connect.
+pub struct Parts {
+    pub store: Store,
+    /// The schema version reached at startup.
+    pub schema_version: u32,
+    pub events: Arc<EventBus>,
+    pub sessions: Arc<Sessions>,
+    pub tasks: Arc<Supervisor>,
 }
 
 impl DaemonState {
-    pub fn new(
-        config: Config,
-        policy: PeerPolicy,
-        socket: PathBuf,
-        store: Store,
-        schema_version: u32,
-        sessions: Arc<Sessions>,
-    ) -> DaemonState {
+    pub fn new(config: Config, policy: PeerPolicy, socket: PathBuf, parts: Parts) -> DaemonState {
+        let Parts {
+            store,
+            schema_version,
+            events,
+            sessions,
+            tasks,
+        } = parts;
         DaemonState {
             started: Instant::now(),
             pid: std::process::id(),
@@ -44,10 +56,11 @@ impl DaemonState {
             config: RwLock::new(Arc::new(config)),
             policy: RwLock::new(Arc::new(policy)),
             connections: AtomicU32::new(0),
-            events: EventBus::default(),
+            events,
             store,
             schema_version,
             sessions,
+            tasks,
         }
     }
 
@@ -66,7 +79,10 @@ impl DaemonState {
     }
 
     pub fn replace_config(&self, config: Config, policy: PeerPolicy) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        let config = Arc::new(config);
+        self.tasks.set_config(config.clone());
+        self.tasks.log_problems();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 

@@ -20,7 +20,14 @@ type Samples<T> = Vec<(&'static str, T)>;
 fn client_frames() -> Vec<(&'static str, ClientFrame)> {
     let requests = vec![
         ("request-status", Request::Status),
-        ("request-subscribe-events", Request::SubscribeEvents),
+        (
+            "request-subscribe-events",
+            Request::SubscribeEvents { after: None },
+        ),
+        (
+            "request-subscribe-events-after",
+            Request::SubscribeEvents { after: Some(41) },
+        ),
         (
             "request-unsubscribe",
             Request::Unsubscribe { subscription: 77 },
@@ -115,11 +122,61 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
                 follow: true,
             },
         ),
+        (
+            "request-task-create",
+            Request::TaskCreate(TaskCreate {
+                project: "repo".into(),
+                spec_id: "001-login".into(),
+                title: Some("Login page".into()),
+                agent: Some("claude".into()),
+            }),
+        ),
+        (
+            "request-task-list",
+            Request::TaskList {
+                project: Some("repo".into()),
+            },
+        ),
+        (
+            "request-task-show",
+            Request::TaskShow {
+                key: "001-login".into(),
+            },
+        ),
+        (
+            "request-task-start",
+            Request::TaskStart {
+                key: "t-0123abcd".into(),
+            },
+        ),
+        (
+            "request-task-stop",
+            Request::TaskStop {
+                key: "t-0123abcd".into(),
+                grace_ms: 5000,
+            },
+        ),
+        (
+            "request-task-restart",
+            Request::TaskRestart {
+                key: "t-0123abcd".into(),
+                grace_ms: 5000,
+            },
+        ),
+        (
+            "request-task-remove",
+            Request::TaskRemove {
+                key: "t-0123abcd".into(),
+                prune: true,
+                force: false,
+            },
+        ),
+        ("request-agent-list", Request::AgentList),
     ];
     for (_, r) in &requests {
         match r {
             Request::Status
-            | Request::SubscribeEvents
+            | Request::SubscribeEvents { .. }
             | Request::Unsubscribe { .. }
             | Request::ProjectAdd(_)
             | Request::ProjectList
@@ -134,7 +191,15 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::SessionKill { .. }
             | Request::SessionWait { .. }
             | Request::SessionRemove { .. }
-            | Request::SessionTail { .. } => {}
+            | Request::SessionTail { .. }
+            | Request::TaskCreate(_)
+            | Request::TaskList { .. }
+            | Request::TaskShow { .. }
+            | Request::TaskStart { .. }
+            | Request::TaskStop { .. }
+            | Request::TaskRestart { .. }
+            | Request::TaskRemove { .. }
+            | Request::AgentList => {}
         }
     }
     requests
@@ -290,6 +355,71 @@ fn project(provider: Provider) -> ProjectInfo {
     }
 }
 
+fn evidence() -> StallEvidence {
+    StallEvidence {
+        detected_at: "2026-11-26T10:10:00Z".into(),
+        stall_after_s: 600,
+        last_output_at: Some("2026-11-26T10:00:00Z".into()),
+        last_progress_at: None,
+        pid: Some(4242),
+        process_state: Some("S (sleeping)".into()),
+        cpu_time_ms: Some(120),
+    }
+}
+
+fn progress() -> Progress {
+    Progress {
+        percent: Some(40),
+        subtasks_done: Some(3),
+        subtasks_total: Some(7),
+    }
+}
+
+fn task(phase: TaskPhase) -> TaskInfo {
+    TaskInfo {
+        id: "t-0123abcd".into(),
+        project_id: "p-0123abcd".into(),
+        project_name: "repo".into(),
+        spec_id: "001-login".into(),
+        title: "Login page".into(),
+        agent: "claude".into(),
+        phase,
+        progress: progress(),
+        session_id: Some("s-0123abcd".into()),
+        attempts: 1,
+        worktree: "/srv/repo/.aifactory/worktrees/tasks/001-login".into(),
+        branch: "aifactory/001-login".into(),
+        spec_dir: "/srv/repo/.aifactory/worktrees/tasks/001-login/.aifactory/specs/001-login".into(),
+        progress_file:
+            "/srv/repo/.aifactory/worktrees/tasks/001-login/.aifactory/specs/001-login/build-progress.txt"
+                .into(),
+        notes: vec!["wrote the plan".into()],
+        stall: (phase == TaskPhase::Stalled).then(evidence),
+        waiting_input: None,
+        last_output_at: Some("2026-11-26T10:00:00Z".into()),
+        last_progress_at: None,
+        last_error: None,
+        created_at: "2026-11-26T09:00:00Z".into(),
+        updated_at: "2026-11-26T10:00:00Z".into(),
+    }
+}
+
+fn agent(kind: AgentKind) -> AgentInfo {
+    AgentInfo {
+        name: kind.as_str().into(),
+        kind,
+        command: vec!["claude".into(), "-p".into()],
+        effective_command: vec!["sleep".into(), "300".into()],
+        headless: true,
+        restart: RestartPolicy::OnFailure,
+        max_attempts: 3,
+        on_stall: OnStall::Restart,
+        stall_after_s: 600,
+        default: kind == AgentKind::ClaudeCode,
+        problems: vec!["not on PATH".into()],
+    }
+}
+
 fn event(kind: EventKind) -> StreamItem {
     StreamItem::Event(Event {
         seq: 9,
@@ -385,7 +515,145 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         ),
         ("stream-stopping", stream(event(EventKind::Stopping))),
         ("stream-lagged", stream(StreamItem::Lagged { missed: 5 })),
+        (
+            "stream-session-created",
+            stream(event(EventKind::SessionCreated {
+                session_id: "s-0123abcd".into(),
+                name: Some("agent".into()),
+            })),
+        ),
+        (
+            "stream-session-ended",
+            stream(event(EventKind::SessionEnded {
+                session_id: "s-0123abcd".into(),
+                exit: Some(exit_info()),
+                lost_reason: None,
+            })),
+        ),
+        (
+            "stream-session-removed",
+            stream(event(EventKind::SessionRemoved {
+                session_id: "s-0123abcd".into(),
+            })),
+        ),
+        (
+            "stream-task-created",
+            stream(event(EventKind::TaskCreated {
+                task_id: "t-0123abcd".into(),
+                project_id: "p-0123abcd".into(),
+                spec_id: "001-login".into(),
+            })),
+        ),
+        (
+            "stream-task-phase",
+            stream(event(EventKind::TaskPhase {
+                task_id: "t-0123abcd".into(),
+                from: TaskPhase::Planning,
+                to: TaskPhase::Coding,
+                reason: "progress file".into(),
+            })),
+        ),
+        (
+            "stream-task-progress",
+            stream(event(EventKind::TaskProgress {
+                task_id: "t-0123abcd".into(),
+                progress: progress(),
+                note: Some("tests pass".into()),
+            })),
+        ),
+        (
+            "stream-task-stalled",
+            stream(event(EventKind::TaskStalled {
+                task_id: "t-0123abcd".into(),
+                evidence: evidence(),
+            })),
+        ),
+        (
+            "stream-task-waiting-input",
+            stream(event(EventKind::TaskWaitingInput {
+                task_id: "t-0123abcd".into(),
+                prompt: "Proceed? (y/n)".into(),
+            })),
+        ),
+        (
+            "stream-task-exited",
+            stream(event(EventKind::TaskExited {
+                task_id: "t-0123abcd".into(),
+                session_id: "s-0123abcd".into(),
+                exit: Some(exit_info()),
+                restart_in_ms: Some(2000),
+            })),
+        ),
+        (
+            "stream-task-removed",
+            stream(event(EventKind::TaskRemoved {
+                task_id: "t-0123abcd".into(),
+            })),
+        ),
     ];
+    for phase in TaskPhase::ALL {
+        let name: &'static str = match phase {
+            TaskPhase::Backlog => "reply-task-backlog",
+            TaskPhase::Planning => "reply-task-planning",
+            TaskPhase::Coding => "reply-task-coding",
+            TaskPhase::Qa => "reply-task-qa",
+            TaskPhase::Done => "reply-task-done",
+            TaskPhase::Failed => "reply-task-failed",
+            TaskPhase::Stopped => "reply-task-stopped",
+            TaskPhase::Stalled => "reply-task-stalled",
+        };
+        frames.push((name, reply(Ok(Reply::Task(Box::new(task(phase)))))));
+    }
+    frames.push((
+        "reply-tasks",
+        reply(Ok(Reply::Tasks(vec![task(TaskPhase::Coding)]))),
+    ));
+    frames.push((
+        "reply-task-stop-report",
+        reply(Ok(Reply::TaskStopped(Box::new(StopReport {
+            task: task(TaskPhase::Stopped),
+            signalled: vec![ProcessEntry {
+                pid: 4242,
+                command: "sleep 300".into(),
+            }],
+            survivors: vec![],
+        })))),
+    ));
+    frames.push((
+        "reply-task-removed",
+        reply(Ok(Reply::TaskRemoved(Box::new(task(TaskPhase::Done))))),
+    ));
+    for (kind, restart, on_stall) in [
+        (
+            AgentKind::ClaudeCode,
+            RestartPolicy::OnFailure,
+            OnStall::Restart,
+        ),
+        (AgentKind::Codex, RestartPolicy::Never, OnStall::None),
+        (
+            AgentKind::OpenaiCompatible,
+            RestartPolicy::Never,
+            OnStall::Stop,
+        ),
+        (AgentKind::GeminiCli, RestartPolicy::Never, OnStall::None),
+        (AgentKind::Custom, RestartPolicy::Never, OnStall::None),
+    ] {
+        let name: &'static str = match kind {
+            AgentKind::ClaudeCode => "reply-agents-claude-code",
+            AgentKind::Codex => "reply-agents-codex",
+            AgentKind::OpenaiCompatible => "reply-agents-openai-compatible",
+            AgentKind::GeminiCli => "reply-agents-gemini-cli",
+            AgentKind::Custom => "reply-agents-custom",
+        };
+        frames.push((
+            name,
+            reply(Ok(Reply::Agents(vec![AgentInfo {
+                restart,
+                on_stall,
+                ..agent(kind)
+            }]))),
+        ));
+    }
     let codes = [
         ErrorCode::Invalid,
         ErrorCode::NotFound,
@@ -485,7 +753,12 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::Session(_)
                     | Reply::Sessions(_)
                     | Reply::Done
-                    | Reply::Killed(_),
+                    | Reply::Killed(_)
+                    | Reply::Task(_)
+                    | Reply::Tasks(_)
+                    | Reply::TaskStopped(_)
+                    | Reply::TaskRemoved(_)
+                    | Reply::Agents(_),
                 )
                 | Err(_) => {}
             },
@@ -497,7 +770,17 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 StreamItem::Event(e) => match e.kind {
                     EventKind::ConfigReloaded
                     | EventKind::ConfigRejected { .. }
-                    | EventKind::Stopping => {}
+                    | EventKind::Stopping
+                    | EventKind::SessionCreated { .. }
+                    | EventKind::SessionEnded { .. }
+                    | EventKind::SessionRemoved { .. }
+                    | EventKind::TaskCreated { .. }
+                    | EventKind::TaskPhase { .. }
+                    | EventKind::TaskProgress { .. }
+                    | EventKind::TaskStalled { .. }
+                    | EventKind::TaskWaitingInput { .. }
+                    | EventKind::TaskExited { .. }
+                    | EventKind::TaskRemoved { .. } => {}
                 },
             },
             ServerFrame::Goodbye(_) => {}

@@ -124,7 +124,7 @@ async fn sigterm_stops_cleanly_without_waiting_for_idle_clients() {
     let idle = daemon.client().await;
     let subscriber = daemon.client().await;
     let mut events = subscriber
-        .subscribe(Request::SubscribeEvents)
+        .subscribe(Request::SubscribeEvents { after: None })
         .await
         .unwrap();
     assert_eq!(idle.status().await.unwrap().connections, 2);
@@ -556,7 +556,10 @@ async fn sighup_applies_a_valid_config_and_rejects_an_invalid_one() {
     let daemon = sandbox.daemon().start();
     assert_eq!(status_json(&sandbox)["max_connections"], 5);
     let client = daemon.client().await;
-    let mut events = client.subscribe(Request::SubscribeEvents).await.unwrap();
+    let mut events = client
+        .subscribe(Request::SubscribeEvents { after: None })
+        .await
+        .unwrap();
 
     sandbox.write_config("max_connections = 7\n");
     daemon.signal(Signal::SIGHUP);

@@ -13,7 +13,8 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use rusqlite::Connection;
 
-const LATEST: u32 = 3;
+/// The newest migration this build knows.
+const LATEST: u32 = aifactoryd::migrate::MIGRATIONS.len() as u32;
 
 fn db(sandbox: &Sandbox) -> Connection {
     Connection::open(sandbox.state_dir().join("aifactory.db")).expect("open the database")
@@ -231,7 +232,9 @@ fn newer_schema_is_refused_naming_both_versions_and_the_backup() {
     let mut refused = sandbox.daemon().log_name("downgrade").spawn();
     let logs = exits_with_failure(&mut refused);
     assert!(
-        logs.contains("has schema version 99, newer than the 3 this aifactoryd knows"),
+        logs.contains(&format!(
+            "has schema version 99, newer than the {LATEST} this aifactoryd knows"
+        )),
         "{logs}"
     );
     assert!(logs.contains("newest backup: "), "{logs}");

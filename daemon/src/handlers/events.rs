@@ -1,14 +1,14 @@
 //! `SubscribeEvents` / `Unsubscribe`: the daemon's event stream on this connection.
 
 use aifactory_common::protocol::{
-    ErrorCode, ErrorReply, Reply, ServerFrame, StreamItem, SubscriptionId,
+    ErrorCode, ErrorReply, Event, Reply, ServerFrame, StreamItem, SubscriptionId,
 };
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Answer;
 use crate::connection::ConnContext;
 
-pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext) -> Answer {
+pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext, after: Option<u64>) -> Answer {
     if ctx.has_subscription(id) {
         return Answer::Reply(Err(ErrorReply::new(
             ErrorCode::Invalid,
@@ -17,7 +17,7 @@ pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext) -> Answer {
     }
     // Subscribe before replying, so nothing published after the reply can be missed; the reply
     // is queued before the first item, so the client sees them in that order.
-    let mut events = ctx.daemon.events.subscribe();
+    let (mut live, now) = ctx.daemon.events.subscribe().await;
     ctx.send(ServerFrame::Reply {
         id,
         result: Ok(Reply::Subscribed),
@@ -25,28 +25,86 @@ pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext) -> Answer {
     .await;
     let stream_ctx = ctx.clone();
     let forward = tokio::spawn(async move {
+        // The last number this subscriber got; live events at or below it were replayed.
+        let mut last = match after {
+            Some(after) => catch_up(&stream_ctx, id, after).await,
+            None => now,
+        };
         loop {
             let received = tokio::select! {
                 biased;
-                received = events.recv() => received,
+                received = live.recv() => received,
                 // The daemon is stopping and nothing more is queued for us: done.
                 _ = stream_ctx.shutdown.cancelled() => break,
             };
-            let item = match received {
-                Ok(event) => StreamItem::Event(event),
-                Err(RecvError::Lagged(missed)) => StreamItem::Lagged { missed },
+            match received {
+                Ok(event) if event.seq <= last => {}
+                Ok(event) => {
+                    last = event.seq;
+                    if !push(&stream_ctx, id, StreamItem::Event(event)) {
+                        break;
+                    }
+                }
+                // Fell behind the live stream: the store still has what was missed.
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(
+                        missed,
+                        "event subscriber lagged; catching up from the store"
+                    );
+                    last = catch_up(&stream_ctx, id, last).await;
+                }
                 Err(RecvError::Closed) => break,
-            };
-            if !stream_ctx.push(ServerFrame::Stream {
-                subscription: id,
-                item,
-            }) {
-                break;
             }
         }
     });
     ctx.add_subscription(id, forward.abort_handle());
     Answer::Sent
+}
+
+fn push(ctx: &ConnContext, id: SubscriptionId, item: StreamItem) -> bool {
+    ctx.push(ServerFrame::Stream {
+        subscription: id,
+        item,
+    })
+}
+
+/// Sends every kept event numbered above `after`; returns the last number sent.
+async fn catch_up(ctx: &ConnContext, id: SubscriptionId, mut after: u64) -> u64 {
+    loop {
+        let replay = match ctx.daemon.events.replay(after).await {
+            Ok(replay) => replay,
+            Err(e) => {
+                // Reads fail only with a broken database; live events still flow.
+                tracing::error!("cannot replay events after {after}: {e}");
+                return after;
+            }
+        };
+        if replay.missed > 0 {
+            send(
+                ctx,
+                id,
+                StreamItem::Lagged {
+                    missed: replay.missed,
+                },
+            )
+            .await;
+        }
+        let Some(Event { seq: newest, .. }) = replay.events.last().cloned() else {
+            return after;
+        };
+        for event in replay.events {
+            send(ctx, id, StreamItem::Event(event)).await;
+        }
+        after = newest;
+    }
+}
+
+async fn send(ctx: &ConnContext, id: SubscriptionId, item: StreamItem) {
+    ctx.send(ServerFrame::Stream {
+        subscription: id,
+        item,
+    })
+    .await;
 }
 
 pub fn unsubscribe(subscription: SubscriptionId, ctx: &ConnContext) -> Result<Reply, ErrorReply> {

@@ -1,9 +1,11 @@
 //! One handler per request. Each takes the request and the connection's context and answers.
 
+mod agents;
 mod events;
 mod projects;
 mod sessions;
 mod status;
+mod tasks;
 
 use aifactory_common::protocol::{ErrorReply, Reply, Request};
 
@@ -23,7 +25,7 @@ pub enum Answer {
 pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
     match request {
         Request::Status => Answer::Reply(Ok(status::handle(ctx).await)),
-        Request::SubscribeEvents => events::subscribe(id, ctx).await,
+        Request::SubscribeEvents { after } => events::subscribe(id, ctx, after).await,
         Request::Unsubscribe { subscription } => {
             Answer::Reply(events::unsubscribe(subscription, ctx))
         }
@@ -57,5 +59,17 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
             }
             sessions::tail(id, ctx, key, from, follow).await
         }
+        Request::TaskCreate(create) => Answer::Reply(tasks::create(ctx, create).await),
+        Request::TaskList { project } => Answer::Reply(tasks::list(ctx, project).await),
+        Request::TaskShow { key } => Answer::Reply(tasks::show(ctx, key).await),
+        Request::TaskStart { key } => Answer::Reply(tasks::start(ctx, key).await),
+        Request::TaskStop { key, grace_ms } => Answer::Reply(tasks::stop(ctx, key, grace_ms).await),
+        Request::TaskRestart { key, grace_ms } => {
+            Answer::Reply(tasks::restart(ctx, key, grace_ms).await)
+        }
+        Request::TaskRemove { key, prune, force } => {
+            Answer::Reply(tasks::remove(ctx, key, prune, force).await)
+        }
+        Request::AgentList => Answer::Reply(Ok(agents::list(ctx))),
     }
 }

@@ -1,0 +1,439 @@
+//! `aifactoryctl tasks ...`: tasks on the board and their agents.
+
+use std::fmt::Write as _;
+
+use aifactory_common::protocol::{
+    Event, EventKind, Reply, Request, StopReport, StreamItem, TaskCreate, TaskInfo, TaskPhase,
+};
+
+use crate::cli::{Cli, TasksCommand};
+use crate::connect::connect;
+use crate::exit::{FAILED, Failure};
+use crate::sessions::{exit_with, stream_output, unexpected};
+
+fn grace_ms(grace: f64) -> u64 {
+    (grace.max(0.0) * 1000.0) as u64
+}
+
+pub async fn run(cli: &Cli, command: &TasksCommand) -> Result<(), Failure> {
+    let client = connect(cli).await?;
+    let request = match command {
+        TasksCommand::Create {
+            project,
+            spec,
+            title,
+            agent,
+        } => Request::TaskCreate(TaskCreate {
+            project: project.clone(),
+            spec_id: spec.clone(),
+            title: title.clone(),
+            agent: agent.clone(),
+        }),
+        TasksCommand::List { project } | TasksCommand::Board { project } => Request::TaskList {
+            project: project.clone(),
+        },
+        TasksCommand::Show { task } => Request::TaskShow { key: task.clone() },
+        TasksCommand::Start { task } => Request::TaskStart { key: task.clone() },
+        TasksCommand::Stop { task, grace } => Request::TaskStop {
+            key: task.clone(),
+            grace_ms: grace_ms(*grace),
+        },
+        TasksCommand::Restart { task, grace } => Request::TaskRestart {
+            key: task.clone(),
+            grace_ms: grace_ms(*grace),
+        },
+        TasksCommand::Remove { task, prune, force } => Request::TaskRemove {
+            key: task.clone(),
+            prune: *prune,
+            force: *force,
+        },
+        TasksCommand::Logs { task, follow, from } => {
+            let t = expect_task(
+                client
+                    .request(Request::TaskShow { key: task.clone() })
+                    .await?,
+            )?;
+            let Some(session) = t.session_id else {
+                return Err(Failure {
+                    code: FAILED,
+                    message: format!(
+                        "task {} has not run yet: start it with `aifactoryctl tasks start {}`",
+                        t.id, t.id
+                    ),
+                });
+            };
+            let exit = stream_output(
+                &client,
+                Request::SessionTail {
+                    key: session,
+                    from: *from,
+                    follow: *follow,
+                },
+                |_| true,
+            )
+            .await?;
+            return if *follow {
+                exit_with(exit.as_ref())
+            } else {
+                Ok(())
+            };
+        }
+        TasksCommand::Watch { task, after, until } => {
+            let id = match task {
+                Some(key) => Some(
+                    expect_task(
+                        client
+                            .request(Request::TaskShow { key: key.clone() })
+                            .await?,
+                    )?
+                    .id,
+                ),
+                None => None,
+            };
+            return watch(cli, &client, id.as_deref(), *after, *until).await;
+        }
+    };
+    let reply = client.request(request).await?;
+    match (command, reply) {
+        (TasksCommand::Board { .. }, Reply::Tasks(list)) => print_board(cli.json, &list),
+        (_, Reply::Tasks(list)) => print_list(cli.json, &list),
+        (TasksCommand::Remove { prune, .. }, Reply::TaskRemoved(t)) => {
+            if cli.json {
+                println!("{}", task_json(&t));
+            } else if *prune {
+                println!(
+                    "removed task {} and its worktree {}; branch {} keeps its commits",
+                    t.id,
+                    t.worktree.display(),
+                    t.branch
+                );
+            } else {
+                println!(
+                    "removed task {}; its worktree {} stays (remove it with --prune)",
+                    t.id,
+                    t.worktree.display()
+                );
+            }
+        }
+        (_, Reply::Task(t)) => print_task(cli.json, &t),
+        (_, Reply::TaskStopped(report)) => print_stop(cli.json, &report)?,
+        (_, other) => return Err(unexpected(other)),
+    }
+    Ok(())
+}
+
+fn expect_task(reply: Reply) -> Result<TaskInfo, Failure> {
+    match reply {
+        Reply::Task(t) => Ok(*t),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub fn task_json(t: &TaskInfo) -> serde_json::Value {
+    serde_json::to_value(t).unwrap_or_default()
+}
+
+fn progress_text(t: &TaskInfo) -> String {
+    let mut text = String::new();
+    if let Some(p) = t.progress.percent {
+        let _ = write!(text, "{p}%");
+    }
+    if let (Some(d), Some(n)) = (t.progress.subtasks_done, t.progress.subtasks_total) {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        let _ = write!(text, "{d}/{n}");
+    }
+    if text.is_empty() { "-".into() } else { text }
+}
+
+fn print_task(json: bool, t: &TaskInfo) {
+    if json {
+        println!("{}", task_json(t));
+        return;
+    }
+    println!("id          {}", t.id);
+    println!("spec        {}", t.spec_id);
+    println!("title       {}", t.title);
+    println!("project     {} ({})", t.project_name, t.project_id);
+    println!("agent       {}", t.agent);
+    println!("phase       {}", t.phase.as_str());
+    println!("progress    {}", progress_text(t));
+    println!("session     {}", t.session_id.as_deref().unwrap_or("-"));
+    println!("attempts    {}", t.attempts);
+    println!("worktree    {} (branch {})", t.worktree.display(), t.branch);
+    println!("progress    {}", t.progress_file.display());
+    if let Some(prompt) = &t.waiting_input {
+        println!("waiting     for input: {prompt}");
+    }
+    if let Some(stall) = &t.stall {
+        println!(
+            "stalled     since {} (no output since {}, no progress since {}, process {})",
+            stall.detected_at,
+            stall.last_output_at.as_deref().unwrap_or("start"),
+            stall.last_progress_at.as_deref().unwrap_or("start"),
+            stall.process_state.as_deref().unwrap_or("gone")
+        );
+    }
+    if let Some(e) = &t.last_error {
+        println!("last error  {e}");
+    }
+    for note in &t.notes {
+        println!("note        {note}");
+    }
+    println!("updated     {}", t.updated_at);
+}
+
+fn print_list(json: bool, list: &[TaskInfo]) {
+    if json {
+        let items: Vec<_> = list.iter().map(task_json).collect();
+        println!("{}", serde_json::Value::Array(items));
+        return;
+    }
+    if list.is_empty() {
+        println!(
+            "no tasks: create one with `aifactoryctl tasks create --project P --spec SPEC-ID`"
+        );
+        return;
+    }
+    println!(
+        "{:<10}  {:<24}  {:<9}  {:<10}  {:<12}  SESSION",
+        "ID", "SPEC", "PHASE", "PROGRESS", "PROJECT"
+    );
+    for t in list {
+        println!(
+            "{:<10}  {:<24}  {:<9}  {:<10}  {:<12}  {}",
+            t.id,
+            t.spec_id,
+            t.phase.as_str(),
+            progress_text(t),
+            t.project_name,
+            t.session_id.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col >= 40 {
+        size.ws_col as usize
+    } else {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(120)
+    }
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        format!("{text:<width$}")
+    } else {
+        let cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// One column per phase, each task a card of its spec id and progress.
+fn print_board(json: bool, list: &[TaskInfo]) {
+    if json {
+        let board: serde_json::Map<String, serde_json::Value> = TaskPhase::ALL
+            .iter()
+            .map(|phase| {
+                let cards = list
+                    .iter()
+                    .filter(|t| t.phase == *phase)
+                    .map(task_json)
+                    .collect();
+                (phase.as_str().to_string(), serde_json::Value::Array(cards))
+            })
+            .collect();
+        println!("{}", serde_json::Value::Object(board));
+        return;
+    }
+    let columns = TaskPhase::ALL.len();
+    let width = (terminal_width() / columns).saturating_sub(1).max(8);
+    let mut header = String::new();
+    for phase in TaskPhase::ALL {
+        let count = list.iter().filter(|t| t.phase == phase).count();
+        header.push_str(&clip(
+            &format!("{} ({count})", phase.as_str().to_uppercase()),
+            width,
+        ));
+        header.push(' ');
+    }
+    println!("{}", header.trim_end());
+    println!("{}", "-".repeat((width + 1) * columns - 1));
+    let by_phase: Vec<Vec<&TaskInfo>> = TaskPhase::ALL
+        .iter()
+        .map(|p| list.iter().filter(|t| t.phase == *p).collect())
+        .collect();
+    let rows = by_phase.iter().map(Vec::len).max().unwrap_or(0);
+    for row in 0..rows {
+        for line in 0..2 {
+            let mut text = String::new();
+            for column in &by_phase {
+                let cell = match (column.get(row), line) {
+                    (Some(t), 0) => t.spec_id.clone(),
+                    (Some(t), _) => format!(" {}", progress_text(t)),
+                    (None, _) => String::new(),
+                };
+                text.push_str(&clip(&cell, width));
+                text.push(' ');
+            }
+            println!("{}", text.trim_end());
+        }
+    }
+    if list.is_empty() {
+        println!("(no tasks)");
+    }
+}
+
+fn print_stop(json: bool, report: &StopReport) -> Result<(), Failure> {
+    if json {
+        println!("{}", serde_json::to_value(report).unwrap_or_default());
+    } else {
+        println!(
+            "stopped task {} ({} processes signalled)",
+            report.task.id,
+            report.signalled.len()
+        );
+        for p in &report.signalled {
+            println!("  {:>7}  {}", p.pid, p.command);
+        }
+    }
+    if report.survivors.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        code: FAILED,
+        message: format!(
+            "{} processes survived SIGKILL: {}",
+            report.survivors.len(),
+            report
+                .survivors
+                .iter()
+                .map(|p| format!("{} ({})", p.pid, p.command))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+/// The task an event is about, if any.
+fn event_task(kind: &EventKind) -> Option<&str> {
+    match kind {
+        EventKind::TaskCreated { task_id, .. }
+        | EventKind::TaskPhase { task_id, .. }
+        | EventKind::TaskProgress { task_id, .. }
+        | EventKind::TaskStalled { task_id, .. }
+        | EventKind::TaskWaitingInput { task_id, .. }
+        | EventKind::TaskExited { task_id, .. }
+        | EventKind::TaskRemoved { task_id } => Some(task_id),
+        _ => None,
+    }
+}
+
+fn event_text(e: &Event) -> String {
+    let what = match &e.kind {
+        EventKind::TaskCreated {
+            task_id, spec_id, ..
+        } => format!("{task_id} created (spec {spec_id})"),
+        EventKind::TaskPhase {
+            task_id,
+            from,
+            to,
+            reason,
+        } => format!("{task_id} {} -> {} ({reason})", from.as_str(), to.as_str()),
+        EventKind::TaskProgress {
+            task_id,
+            progress,
+            note,
+        } => {
+            let mut text = format!("{task_id} progress");
+            if let Some(p) = progress.percent {
+                let _ = write!(text, " {p}%");
+            }
+            if let (Some(d), Some(n)) = (progress.subtasks_done, progress.subtasks_total) {
+                let _ = write!(text, " {d}/{n}");
+            }
+            if let Some(note) = note {
+                let _ = write!(text, ": {note}");
+            }
+            text
+        }
+        EventKind::TaskStalled { task_id, evidence } => format!(
+            "{task_id} stalled: no output since {}, no progress since {}, process {}",
+            evidence.last_output_at.as_deref().unwrap_or("start"),
+            evidence.last_progress_at.as_deref().unwrap_or("start"),
+            evidence.process_state.as_deref().unwrap_or("gone")
+        ),
+        EventKind::TaskWaitingInput { task_id, prompt } => {
+            format!("{task_id} waits for input: {prompt}")
+        }
+        EventKind::TaskExited {
+            task_id,
+            session_id,
+            exit,
+            restart_in_ms,
+        } => {
+            let how = exit
+                .as_ref()
+                .map(|e| e.describe())
+                .unwrap_or_else(|| "ended".into());
+            match restart_in_ms {
+                Some(ms) => format!("{task_id} agent ({session_id}) {how}; restarting in {ms} ms"),
+                None => format!("{task_id} agent ({session_id}) {how}"),
+            }
+        }
+        EventKind::TaskRemoved { task_id } => format!("{task_id} removed"),
+        other => format!("{other:?}"),
+    };
+    format!("{:>6}  {what}", e.seq)
+}
+
+async fn watch(
+    cli: &Cli,
+    client: &aifactory_common::Client,
+    task: Option<&str>,
+    after: Option<u64>,
+    until: Option<TaskPhase>,
+) -> Result<(), Failure> {
+    let mut stream = client.subscribe(Request::SubscribeEvents { after }).await?;
+    if let (Some(id), Some(phase)) = (task, until) {
+        // It may be there already.
+        let t = expect_task(client.request(Request::TaskShow { key: id.into() }).await?)?;
+        if t.phase == phase {
+            return Ok(());
+        }
+    }
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            StreamItem::Event(event) => event,
+            StreamItem::Lagged { missed } => {
+                eprintln!("aifactoryctl: {missed} events were missed (pruned or dropped)");
+                continue;
+            }
+            _ => continue,
+        };
+        if task.is_some() && event_task(&event.kind) != task {
+            continue;
+        }
+        if cli.json {
+            println!("{}", serde_json::to_value(&event).unwrap_or_default());
+        } else {
+            println!("{}", event_text(&event));
+        }
+        if let (Some(phase), EventKind::TaskPhase { to, .. }) = (until, &event.kind)
+            && *to == phase
+        {
+            return Ok(());
+        }
+    }
+    Err(Failure {
+        code: FAILED,
+        message: "the event stream ended: the daemon closed the connection".into(),
+    })
+}

@@ -1,0 +1,405 @@
+//! Agent profiles: how a task's agent is run (`[agents.NAME]` in the config), and every check
+//! that keeps a known failure from starting — a headless Claude Code without
+//! `bypassPermissions` ("Stream closed"), a provider past its end of life, an
+//! OpenAI-compatible endpoint without its URL or key variable, a command missing from PATH.
+//!
+//! A bad profile never stops the daemon: it is kept with its problems, listed by
+//! `aifactoryctl agents check`, and a task that uses it is refused at start with them.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, RestartPolicy};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_AGENT: &str = "claude";
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Providers past their end of life: kind, last day (ISO date), days since the Unix epoch of
+/// that day, and where to go instead.
+const END_OF_LIFE: &[(AgentKind, &str, u64, &str)] = &[(
+    AgentKind::GeminiCli,
+    "2026-06-18",
+    20_622,
+    "move the profile to an OpenAI-compatible endpoint (kind = \"openai-compatible\" with base_url and api_key_env) or to Claude Code (kind = \"claude-code\")",
+)];
+
+/// One `[agents.NAME]` table as written. Every key is optional so that a profile with a
+/// mistake still loads and can say what is wrong with it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// `claude-code`, `codex`, `openai-compatible`, `gemini-cli` or `custom`.
+    pub kind: Option<String>,
+    /// Program and arguments; `{task_id}`, `{spec_id}`, `{title}`, `{worktree}`, `{spec_dir}`
+    /// and `{progress_file}` are replaced.
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Runs without a person at the terminal (default true).
+    pub headless: Option<bool>,
+    /// `never` or `on-failure` (default `never`).
+    pub restart: Option<String>,
+    pub max_attempts: Option<u32>,
+    /// `none`, `stop` or `restart` (default `none`).
+    pub on_stall: Option<String>,
+    /// Seconds without output or progress before the task is `stalled`.
+    pub stall_after: Option<u64>,
+    /// Accept a provider past its end of life.
+    pub allow_eol: Option<bool>,
+    /// `openai-compatible`: the endpoint, and the variable that holds the key.
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+}
+
+/// A profile as the daemon uses it, with the problems found when the config was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub kind: AgentKind,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub headless: bool,
+    pub restart: RestartPolicy,
+    pub max_attempts: u32,
+    pub on_stall: OnStall,
+    /// `None`: the config's `stall_after`.
+    pub stall_after_s: Option<u64>,
+    pub file: AgentFile,
+    /// Problems that do not depend on the machine (PATH is looked at by [`check`]).
+    pub problems: Vec<String>,
+}
+
+/// What a task's agent gets substituted into its command and environment.
+pub struct Placeholders<'a> {
+    pub task_id: &'a str,
+    pub spec_id: &'a str,
+    pub title: &'a str,
+    pub worktree: &'a Path,
+    pub spec_dir: &'a Path,
+    pub progress_file: &'a Path,
+}
+
+impl Placeholders<'_> {
+    pub fn apply(&self, text: &str) -> String {
+        text.replace("{task_id}", self.task_id)
+            .replace("{spec_id}", self.spec_id)
+            .replace("{title}", self.title)
+            .replace("{worktree}", &self.worktree.to_string_lossy())
+            .replace("{spec_dir}", &self.spec_dir.to_string_lossy())
+            .replace("{progress_file}", &self.progress_file.to_string_lossy())
+    }
+}
+
+/// The profile used when the config defines none: Claude Code, headless, with the permission
+/// mode a headless run needs.
+pub fn builtin() -> BTreeMap<String, AgentFile> {
+    let command = [
+        "claude",
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--permission-mode",
+        "bypassPermissions",
+        "Work on the spec in {spec_dir}. Report progress in {progress_file} with lines such as `phase: coding`, `progress: 40` and `subtask: 3/7`.",
+    ];
+    BTreeMap::from([(
+        DEFAULT_AGENT.to_string(),
+        AgentFile {
+            kind: Some("claude-code".into()),
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+            headless: Some(true),
+            restart: Some("on-failure".into()),
+            max_attempts: Some(DEFAULT_MAX_ATTEMPTS),
+            ..AgentFile::default()
+        },
+    )])
+}
+
+/// Reads one `[agents.NAME]` table; never fails: what is wrong becomes a problem.
+pub fn parse(name: &str, value: &toml::Value) -> Profile {
+    let mut problems = Vec::new();
+    let file = match AgentFile::deserialize(value.clone()) {
+        Ok(file) => file,
+        Err(e) => {
+            problems.push(format!(
+                "[agents.{name}] cannot be read: {}; fix the table in the config",
+                e.to_string().trim()
+            ));
+            AgentFile::default()
+        }
+    };
+    from_file(name, file, problems)
+}
+
+pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<String>) -> Profile {
+    let kind = match file.kind.as_deref() {
+        Some(text) => AgentKind::parse(text).unwrap_or_else(|| {
+            problems.push(format!(
+                "kind `{text}` is unknown: use one of {}",
+                AgentKind::ALL.map(|k| k.as_str()).join(", ")
+            ));
+            AgentKind::Custom
+        }),
+        None => {
+            if problems.is_empty() {
+                problems.push(format!(
+                    "no `kind`: add kind = \"claude-code\" (or {}) to [agents.{name}]",
+                    AgentKind::ALL[1..]
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            AgentKind::Custom
+        }
+    };
+    let command = file.command.clone().unwrap_or_default();
+    if command.first().is_none_or(|p| p.is_empty()) && problems.is_empty() {
+        problems.push(format!(
+            "no `command`: add command = [\"program\", \"arg\", ...] to [agents.{name}]"
+        ));
+    }
+    let restart = match file.restart.as_deref() {
+        None | Some("never") => RestartPolicy::Never,
+        Some("on-failure") => RestartPolicy::OnFailure,
+        Some(other) => {
+            problems.push(format!(
+                "restart = \"{other}\" is unknown: use \"never\" or \"on-failure\""
+            ));
+            RestartPolicy::Never
+        }
+    };
+    let on_stall = match file.on_stall.as_deref() {
+        None | Some("none") => OnStall::None,
+        Some("stop") => OnStall::Stop,
+        Some("restart") => OnStall::Restart,
+        Some(other) => {
+            problems.push(format!(
+                "on_stall = \"{other}\" is unknown: use \"none\", \"stop\" or \"restart\""
+            ));
+            OnStall::None
+        }
+    };
+    let max_attempts = file.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    if max_attempts == 0 {
+        problems.push("max_attempts = 0 would never run the agent: use 1 or more".into());
+    }
+    if file.stall_after == Some(0) {
+        problems
+            .push("stall_after = 0 would stall every task at once: use seconds, e.g. 600".into());
+    }
+    let headless = file.headless.unwrap_or(true);
+    if kind == AgentKind::ClaudeCode && headless && !bypasses_permissions(&command) {
+        problems.push(
+            "a headless claude-code agent must run with permission mode bypassPermissions: without it every tool call waits for an approval nobody can give and the stream closes (\"Stream closed\"); add \"--permission-mode\", \"bypassPermissions\" to `command`, or set headless = false for a session a person attends".into(),
+        );
+    }
+    if let Some((_, last_day, eol_day, advice)) = END_OF_LIFE.iter().find(|(k, ..)| *k == kind)
+        && today_since_epoch() > *eol_day
+        && !file.allow_eol.unwrap_or(false)
+    {
+        problems.push(format!(
+            "{} reached its end of life on {last_day} and no longer works: {advice}; or set allow_eol = true to run it anyway",
+            kind.as_str()
+        ));
+    }
+    if kind == AgentKind::OpenaiCompatible {
+        if file.base_url.as_deref().is_none_or(str::is_empty) {
+            problems.push(
+                "an openai-compatible agent needs the endpoint: add base_url = \"https://host/v1\""
+                    .into(),
+            );
+        }
+        if file.api_key_env.as_deref().is_none_or(str::is_empty) {
+            problems.push(
+                "an openai-compatible agent needs the name of the variable holding its key: add api_key_env = \"OPENAI_API_KEY\"".into(),
+            );
+        }
+    }
+    Profile {
+        name: name.to_string(),
+        kind,
+        command,
+        env: file.env.clone(),
+        headless,
+        restart,
+        max_attempts,
+        on_stall,
+        stall_after_s: file.stall_after,
+        file,
+        problems,
+    }
+}
+
+/// `--permission-mode bypassPermissions` (either spelling) or the older
+/// `--dangerously-skip-permissions`.
+fn bypasses_permissions(command: &[String]) -> bool {
+    command.iter().enumerate().any(|(i, arg)| {
+        arg == "--dangerously-skip-permissions"
+            || arg == "--permission-mode=bypassPermissions"
+            || (arg == "--permission-mode"
+                && command.get(i + 1).is_some_and(|v| v == "bypassPermissions"))
+    })
+}
+
+fn today_since_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0)
+}
+
+/// The command a task runs: the test override (run by `sh -c`) when one is set.
+pub fn effective_command(profile: &Profile, test_agent_cmd: Option<&str>) -> Vec<String> {
+    match test_agent_cmd {
+        Some(cmd) => vec!["sh".into(), "-c".into(), cmd.into()],
+        None => profile.command.clone(),
+    }
+}
+
+/// Where `program` would be run from, looked up like execvp does.
+pub fn find_program(program: &str, path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+/// Everything wrong with a profile on this machine now, as [`AgentInfo`].
+pub fn check(
+    profile: &Profile,
+    test_agent_cmd: Option<&str>,
+    default_agent: &str,
+    stall_after_s: u64,
+) -> AgentInfo {
+    let mut problems = profile.problems.clone();
+    let effective = effective_command(profile, test_agent_cmd);
+    if let Some(program) = effective.first().filter(|p| !p.is_empty())
+        && find_program(program, std::env::var_os("PATH").as_deref()).is_none()
+    {
+        let origin = if test_agent_cmd.is_some() {
+            " (from AIFACTORY_TEST_AGENT_CMD / test_agent_cmd)"
+        } else {
+            ""
+        };
+        problems.push(format!(
+            "`{program}`{origin} is not an executable on aifactoryd's PATH: install it, or give its absolute path in `command`"
+        ));
+    }
+    AgentInfo {
+        name: profile.name.clone(),
+        kind: profile.kind,
+        command: profile.command.clone(),
+        effective_command: effective,
+        headless: profile.headless,
+        restart: profile.restart,
+        max_attempts: profile.max_attempts,
+        on_stall: profile.on_stall,
+        stall_after_s: profile.stall_after_s.unwrap_or(stall_after_s),
+        default: profile.name == default_agent,
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(text: &str) -> Profile {
+        let value: toml::Value = toml::from_str(text).unwrap();
+        parse("p", &value)
+    }
+
+    #[test]
+    fn headless_claude_needs_bypass_permissions() {
+        let p = profile("kind = \"claude-code\"\ncommand = [\"claude\", \"-p\"]");
+        assert!(
+            p.problems[0].contains("bypassPermissions"),
+            "{:?}",
+            p.problems
+        );
+        assert!(p.problems[0].contains("Stream closed"), "{:?}", p.problems);
+        for ok in [
+            "command = [\"claude\", \"--permission-mode\", \"bypassPermissions\"]",
+            "command = [\"claude\", \"--permission-mode=bypassPermissions\"]",
+            "command = [\"claude\", \"--dangerously-skip-permissions\"]",
+            "command = [\"claude\"]\nheadless = false",
+        ] {
+            let p = profile(&format!("kind = \"claude-code\"\n{ok}"));
+            assert!(p.problems.is_empty(), "{ok}: {:?}", p.problems);
+        }
+        // The flag's value must follow the flag.
+        let p = profile(
+            "kind = \"claude-code\"\ncommand = [\"claude\", \"bypassPermissions\", \"--permission-mode\", \"default\"]",
+        );
+        assert_eq!(p.problems.len(), 1);
+    }
+
+    #[test]
+    fn gemini_is_refused_past_end_of_life_unless_allowed() {
+        let p = profile("kind = \"gemini-cli\"\ncommand = [\"gemini\"]");
+        assert!(
+            today_since_epoch() > 20_622,
+            "this test assumes it runs after 2026-06-18"
+        );
+        assert!(p.problems[0].contains("2026-06-18"), "{:?}", p.problems);
+        assert!(
+            p.problems[0].contains("openai-compatible"),
+            "{:?}",
+            p.problems
+        );
+        let p = profile("kind = \"gemini-cli\"\ncommand = [\"gemini\"]\nallow_eol = true");
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn openai_compatible_needs_url_and_key_variable() {
+        let p = profile("kind = \"openai-compatible\"\ncommand = [\"aider\"]");
+        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        let p = profile(
+            "kind = \"openai-compatible\"\ncommand = [\"aider\"]\nbase_url = \"http://x/v1\"\napi_key_env = \"K\"",
+        );
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn mistakes_are_problems_not_errors() {
+        let p = profile("kind = \"claude\"\ncommand = [\"x\"]\nrestart = \"always\"");
+        assert!(p.problems.iter().any(|m| m.contains("kind `claude`")));
+        assert!(p.problems.iter().any(|m| m.contains("restart")));
+        let p = profile("kind = \"custom\"\ncommand = \"x\"");
+        assert!(p.problems[0].contains("cannot be read"), "{:?}", p.problems);
+        let p = profile("kind = \"custom\"\ncommand = [\"x\"]\ncolour = 1");
+        assert!(p.problems[0].contains("colour"), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn missing_program_is_found_by_check() {
+        let p = profile("kind = \"custom\"\ncommand = [\"surely-not-a-program-aifactory\"]");
+        let info = check(&p, None, "p", 600);
+        assert!(info.problems[0].contains("PATH"), "{:?}", info.problems);
+        let info = check(&p, Some("sleep 300"), "p", 600);
+        assert!(info.problems.is_empty(), "{:?}", info.problems);
+        assert_eq!(info.effective_command, ["sh", "-c", "sleep 300"]);
+        assert!(info.default);
+    }
+
+    #[test]
+    fn the_builtin_profile_is_valid() {
+        for (name, file) in builtin() {
+            let p = from_file(&name, file, Vec::new());
+            assert!(p.problems.is_empty(), "{:?}", p.problems);
+        }
+    }
+}

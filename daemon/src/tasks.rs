@@ -1,0 +1,348 @@
+//! The tasks registry (the `tasks` table: spec, worktree, phase, progress) and the rules of
+//! the board: which phase may follow which, and who may move a task. Every change is committed
+//! before its event is published, so a client that hears of it can always read it back.
+//!
+//! Running the agents is [`crate::supervisor`]'s job; this module only keeps the record.
+
+use std::path::{Path, PathBuf};
+
+use aifactory_common::protocol::{
+    ErrorCode, ErrorReply, EventKind, Progress, StallEvidence, TaskInfo, TaskPhase,
+};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use crate::events::EventBus;
+use crate::progress::PROGRESS_FILE;
+use crate::store::Store;
+
+pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.agent, t.phase, \
+     t.progress_percent, t.subtasks_done, t.subtasks_total, t.session_id, t.attempts, t.worktree, \
+     t.branch, t.notes, t.stall, t.waiting_input, t.last_output_at, t.last_progress_at, \
+     t.last_error, t.created_at, t.updated_at";
+const FROM: &str = "tasks t JOIN projects p ON p.id = t.project_id";
+pub const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+const MAX_TITLE_LEN: usize = 200;
+
+/// Where a task's worktree lives inside its project.
+pub fn worktree_path(project: &Path, spec_id: &str) -> PathBuf {
+    project
+        .join(".aifactory")
+        .join("worktrees")
+        .join("tasks")
+        .join(spec_id)
+}
+
+pub fn spec_dir(worktree: &Path, spec_id: &str) -> PathBuf {
+    worktree.join(".aifactory").join("specs").join(spec_id)
+}
+
+pub fn branch(spec_id: &str) -> String {
+    format!("aifactory/{spec_id}")
+}
+
+/// `[a-z0-9][a-z0-9-]{0,63}`: it names a directory and a branch, so nothing else.
+pub fn check_spec_id(spec_id: &str) -> Result<(), ErrorReply> {
+    let bytes = spec_id.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "spec id `{spec_id}` is not usable: use 1 to 64 of a-z, 0-9 and `-`, starting with a letter or digit (e.g. `001-login-page`)"
+        )))
+    }
+}
+
+pub fn check_title(title: &str) -> Result<(), ErrorReply> {
+    if title.trim().is_empty() || title.len() > MAX_TITLE_LEN || title.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "title is not usable: give 1 to {MAX_TITLE_LEN} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a task may move from `from` to `to`.
+pub fn transition_allowed(from: TaskPhase, to: TaskPhase) -> bool {
+    use TaskPhase::*;
+    if from == to {
+        return false;
+    }
+    match from {
+        // A start (or restart) begins with planning.
+        Backlog | Done | Failed | Stopped => to == Planning,
+        // While an agent works, it reports phases; the daemon ends, stops or stalls it.
+        Planning | Coding | Qa | Stalled => to != Backlog,
+    }
+}
+
+pub fn invalid(message: String) -> ErrorReply {
+    ErrorReply::new(ErrorCode::Invalid, message)
+}
+
+fn not_found(key: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::NotFound,
+        format!("no task with id or spec id `{key}`: see `aifactoryctl tasks list`"),
+    )
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
+    let phase: String = row.get(6)?;
+    let worktree = PathBuf::from(row.get::<_, String>(12)?);
+    let spec_id: String = row.get(3)?;
+    let notes: String = row.get(14)?;
+    let stall: Option<String> = row.get(15)?;
+    let spec_dir = spec_dir(&worktree, &spec_id);
+    Ok(TaskInfo {
+        id: row.get(0)?,
+        project_id: row.get(1)?,
+        project_name: row.get(2)?,
+        title: row.get(4)?,
+        agent: row.get(5)?,
+        phase: TaskPhase::parse(&phase).unwrap_or(TaskPhase::Failed),
+        progress: Progress {
+            percent: row.get(7)?,
+            subtasks_done: row.get(8)?,
+            subtasks_total: row.get(9)?,
+        },
+        session_id: row.get(10)?,
+        attempts: row.get(11)?,
+        branch: row.get(13)?,
+        notes: serde_json::from_str(&notes).unwrap_or_default(),
+        stall: stall.and_then(|s| serde_json::from_str(&s).ok()),
+        waiting_input: row.get(16)?,
+        last_output_at: row.get(17)?,
+        last_progress_at: row.get(18)?,
+        last_error: row.get(19)?,
+        created_at: row.get(20)?,
+        updated_at: row.get(21)?,
+        progress_file: spec_dir.join(PROGRESS_FILE),
+        spec_dir,
+        worktree,
+        spec_id,
+    })
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskInfo>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM {FROM} WHERE t.id = ?1"),
+        params![id],
+        from_row,
+    )
+    .optional()
+}
+
+/// By id, else by spec id when exactly one task has it.
+pub fn by_key(conn: &Connection, key: &str) -> rusqlite::Result<Result<TaskInfo, ErrorReply>> {
+    if let Some(task) = by_id(conn, key)? {
+        return Ok(Ok(task));
+    }
+    let matches: Vec<TaskInfo> = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE t.spec_id = ?1 ORDER BY t.created_at"
+        ))?
+        .query_map(params![key], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut matches = matches.into_iter();
+    Ok(match (matches.next(), matches.len()) {
+        (None, _) => Err(not_found(key)),
+        (Some(task), 0) => Ok(task),
+        (Some(first), _) => Err(ErrorReply::new(
+            ErrorCode::Conflict,
+            format!(
+                "spec id `{key}` is used in several projects: name the task by id ({})",
+                std::iter::once(first)
+                    .chain(matches)
+                    .map(|t| format!("{} in {}", t.id, t.project_name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    })
+}
+
+pub fn list(conn: &Connection, project_id: Option<&str>) -> rusqlite::Result<Vec<TaskInfo>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE ?1 IS NULL OR t.project_id = ?1
+         ORDER BY t.created_at, t.rowid"
+    ))?
+    .query_map(params![project_id], from_row)?
+    .collect()
+}
+
+/// What a new task row holds.
+pub struct NewTask {
+    pub project_id: String,
+    pub spec_id: String,
+    pub title: String,
+    pub agent: String,
+    pub worktree: PathBuf,
+}
+
+pub fn insert(tx: &Transaction, new: &NewTask) -> rusqlite::Result<Result<TaskInfo, ErrorReply>> {
+    let taken: Option<String> = tx
+        .query_row(
+            "SELECT id FROM tasks WHERE project_id = ?1 AND spec_id = ?2",
+            params![new.project_id, new.spec_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = taken {
+        return Ok(Err(conflict_spec(&new.spec_id, &id)));
+    }
+    let id: String = tx.query_row(
+        &format!(
+            "INSERT INTO tasks (id, project_id, spec_id, title, agent, phase, worktree, branch,
+                                created_at, updated_at)
+             VALUES ('t-' || lower(hex(randomblob(4))), ?1, ?2, ?3, ?4, 'backlog', ?5, ?6, {NOW}, {NOW})
+             RETURNING id"
+        ),
+        params![
+            new.project_id,
+            new.spec_id,
+            new.title,
+            new.agent,
+            new.worktree.to_string_lossy(),
+            branch(&new.spec_id)
+        ],
+        |r| r.get(0),
+    )?;
+    Ok(by_id(tx, &id)?.ok_or_else(|| not_found(&id)))
+}
+
+pub fn conflict_spec(spec_id: &str, existing: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Conflict,
+        format!(
+            "this project already has a task for spec `{spec_id}` ({existing}): use it, or remove it first (`aifactoryctl tasks remove {existing}`)"
+        ),
+    )
+}
+
+/// Moves a task to `to` when the rules allow it, running `also` in the same transaction;
+/// returns the phase it left.
+pub fn set_phase(
+    tx: &Transaction,
+    id: &str,
+    to: TaskPhase,
+    also: impl FnOnce(&Transaction) -> rusqlite::Result<()>,
+) -> rusqlite::Result<Result<TaskPhase, ErrorReply>> {
+    let Some(task) = by_id(tx, id)? else {
+        return Ok(Err(not_found(id)));
+    };
+    if !transition_allowed(task.phase, to) {
+        return Ok(Err(invalid(format!(
+            "task {id} cannot move from {} to {}",
+            task.phase.as_str(),
+            to.as_str()
+        ))));
+    }
+    let before_stall = (to == TaskPhase::Stalled).then(|| task.phase.as_str());
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET phase = ?2, phase_before_stall = coalesce(?3, phase_before_stall),
+                 stall = CASE WHEN ?2 = 'stalled' THEN stall ELSE NULL END, updated_at = {NOW}
+             WHERE id = ?1"
+        ),
+        params![id, to.as_str(), before_stall],
+    )?;
+    also(tx)?;
+    Ok(Ok(task.phase))
+}
+
+/// The phase a stalled task goes back to when its agent shows life again.
+pub fn phase_before_stall(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskPhase>> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT phase_before_stall FROM tasks WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(text.as_deref().and_then(TaskPhase::parse))
+}
+
+pub fn set_stall(tx: &Transaction, id: &str, evidence: &StallEvidence) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET stall = ?2 WHERE id = ?1",
+        params![id, serde_json::to_string(evidence).unwrap_or_default()],
+    )?;
+    Ok(())
+}
+
+/// Publishes a phase change that was committed.
+pub async fn announce_phase(
+    events: &EventBus,
+    id: &str,
+    from: TaskPhase,
+    to: TaskPhase,
+    reason: &str,
+) {
+    tracing::info!(task_id = %id, from = from.as_str(), to = to.as_str(), "task {reason}: {} -> {}", from.as_str(), to.as_str());
+    events
+        .publish(EventKind::TaskPhase {
+            task_id: id.to_string(),
+            from,
+            to,
+            reason: reason.to_string(),
+        })
+        .await;
+}
+
+/// Looks a task up by key in the store.
+pub async fn show(store: &Store, key: String) -> Result<TaskInfo, ErrorReply> {
+    store.read(move |conn| by_key(conn, &key)).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskPhase::*;
+
+    #[test]
+    fn spec_ids() {
+        for ok in ["a", "001-login", "x-y-z", &"a".repeat(64)] {
+            assert!(check_spec_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "A",
+            "a/b",
+            "..",
+            "a_b",
+            "a b",
+            &"a".repeat(65),
+            "é",
+        ] {
+            let err = check_spec_id(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Invalid, "{bad}");
+        }
+    }
+
+    #[test]
+    fn transitions() {
+        assert!(transition_allowed(Backlog, Planning));
+        assert!(!transition_allowed(Backlog, Coding));
+        assert!(!transition_allowed(Backlog, Done));
+        assert!(transition_allowed(Planning, Coding));
+        assert!(transition_allowed(Qa, Coding));
+        assert!(transition_allowed(Coding, Stalled));
+        assert!(transition_allowed(Stalled, Coding));
+        assert!(transition_allowed(Coding, Stopped));
+        assert!(!transition_allowed(Coding, Backlog));
+        assert!(!transition_allowed(Coding, Coding));
+        assert!(!transition_allowed(Done, Coding));
+        assert!(transition_allowed(Done, Planning));
+        assert!(transition_allowed(Stopped, Planning));
+        assert!(!transition_allowed(Stopped, Done));
+    }
+}

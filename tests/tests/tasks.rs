@@ -1,0 +1,882 @@
+//! Tasks and agent supervision end to end: real git worktrees, agents in real rmux sessions,
+//! progress files watched with inotify, hang detection, whole-tree stops and restart policies,
+//! driven through aifactoryctl and the protocol client.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aifactory_common::Client;
+use aifactory_common::Subscription;
+use aifactory_common::protocol::{Event, EventKind, Reply, Request, StreamItem, TaskPhase};
+use aifactory_tests::{Daemon, Sandbox};
+use nix::sys::signal::Signal;
+
+/// How long an event may take on a loaded machine (a liveness bound, not a speed target).
+const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn git(args: &[&str], dir: &Path) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository with one commit on `main`, registered as project `name`.
+fn project(sandbox: &Sandbox, name: &str) -> PathBuf {
+    let path = sandbox.path().join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    git(&["init", "-q", "-b", "main"], &path);
+    std::fs::write(path.join("README"), "hello\n").unwrap();
+    git(&["add", "README"], &path);
+    git(&["commit", "-q", "-m", "init"], &path);
+    sandbox
+        .ctl(&["projects", "add", path.to_str().unwrap(), "--name", name])
+        .assert_ok();
+    path
+}
+
+/// An executable shell script in the sandbox.
+fn script(sandbox: &Sandbox, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = sandbox.path().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A config with one custom agent profile `fake` (the default) running `command`.
+fn fake_agent_config(sandbox: &Sandbox, top: &str, command: &[&str], extra: &str) {
+    let command: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
+    sandbox.write_config(&format!(
+        "default_agent = \"fake\"\n{top}\n[agents.fake]\nkind = \"custom\"\ncommand = [{}]\n{extra}\n",
+        command.join(", ")
+    ));
+}
+
+fn create(sandbox: &Sandbox, spec: &str) -> serde_json::Value {
+    sandbox
+        .ctl(&[
+            "tasks",
+            "create",
+            "--project",
+            "demo",
+            "--spec",
+            spec,
+            "--json",
+        ])
+        .assert_ok()
+        .json()
+}
+
+fn show(sandbox: &Sandbox, id: &str) -> serde_json::Value {
+    sandbox
+        .ctl(&["tasks", "show", id, "--json"])
+        .assert_ok()
+        .json()
+}
+
+fn append(file: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+async fn subscribe(daemon: &Daemon, after: Option<u64>) -> (Client, Subscription) {
+    let client = daemon.client().await;
+    let sub = client
+        .subscribe(Request::SubscribeEvents { after })
+        .await
+        .expect("subscribe");
+    (client, sub)
+}
+
+/// The next event of `task` that `pred` accepts; earlier ones are returned too, in order.
+async fn until(
+    sub: &mut Subscription,
+    task: &str,
+    what: &str,
+    pred: impl Fn(&EventKind) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let item = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} event within {EVENT_TIMEOUT:?}; saw {seen:#?}"))
+            .expect("event stream ended");
+        if let StreamItem::Event(event) = item {
+            let about_task = task_of(&event.kind) == Some(task);
+            let hit = about_task && pred(&event.kind);
+            if about_task {
+                seen.push(event);
+            }
+            if hit {
+                return seen;
+            }
+        }
+    }
+}
+
+fn task_of(kind: &EventKind) -> Option<&str> {
+    match kind {
+        EventKind::TaskCreated { task_id, .. }
+        | EventKind::TaskPhase { task_id, .. }
+        | EventKind::TaskProgress { task_id, .. }
+        | EventKind::TaskStalled { task_id, .. }
+        | EventKind::TaskWaitingInput { task_id, .. }
+        | EventKind::TaskExited { task_id, .. }
+        | EventKind::TaskRemoved { task_id } => Some(task_id),
+        _ => None,
+    }
+}
+
+fn phase_to(to: TaskPhase) -> impl Fn(&EventKind) -> bool {
+    move |k| matches!(k, EventKind::TaskPhase { to: t, .. } if *t == to)
+}
+
+fn progress_is(percent: u8) -> impl Fn(&EventKind) -> bool {
+    move |k| matches!(k, EventKind::TaskProgress { progress, .. } if progress.percent == Some(percent))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie has ended; only its reaping is left.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn create_makes_a_worktree_and_refuses_bad_or_duplicate_specs() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox, "", &["sleep", "300"], "");
+    let _d = sandbox.daemon().start();
+    let repo = project(&sandbox, "demo");
+    let t = create(&sandbox, "001-login");
+    assert_eq!(t["phase"], "backlog");
+    assert_eq!(t["spec_id"], "001-login");
+    assert_eq!(t["title"], "001-login");
+    assert!(t["session_id"].is_null());
+    let worktree = repo.join(".aifactory/worktrees/tasks/001-login");
+    assert_eq!(PathBuf::from(t["worktree"].as_str().unwrap()), worktree);
+    assert!(
+        worktree.join("README").is_file(),
+        "the worktree is checked out"
+    );
+    assert_eq!(
+        git(&["symbolic-ref", "--short", "HEAD"], &worktree),
+        "aifactory/001-login"
+    );
+    assert!(worktree.join(".aifactory/specs/001-login").is_dir());
+    // The project's own status stays clean.
+    assert_eq!(git(&["status", "--porcelain"], &repo), "");
+
+    let dup = sandbox.ctl(&[
+        "tasks",
+        "create",
+        "--project",
+        "demo",
+        "--spec",
+        "001-login",
+    ]);
+    assert_eq!(dup.code, Some(1), "{dup:?}");
+    assert!(
+        dup.stderr
+            .contains("already has a task for spec `001-login`"),
+        "{dup:?}"
+    );
+    for bad in ["../x", "A", "-a", "a/b", ""] {
+        let spec = format!("--spec={bad}");
+        let out = sandbox.ctl(&["tasks", "create", "--project", "demo", &spec]);
+        assert_eq!(out.code, Some(1), "{bad}: {out:?}");
+        assert!(out.stderr.contains("is not usable"), "{bad}: {out:?}");
+    }
+    let missing = sandbox.ctl(&["tasks", "create", "--project", "nope", "--spec", "x"]);
+    assert_eq!(missing.code, Some(4), "{missing:?}");
+
+    // Remove: the worktree goes only when clean, or with --force; the branch stays.
+    std::fs::write(worktree.join("README"), "changed\n").unwrap();
+    let refused = sandbox.ctl(&["tasks", "remove", "001-login", "--prune"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("git says"),
+        "git's own words: {refused:?}"
+    );
+    assert!(refused.stderr.contains("--force"), "{refused:?}");
+    assert!(worktree.is_dir());
+    sandbox
+        .ctl(&["tasks", "remove", "001-login", "--prune", "--force"])
+        .assert_ok();
+    assert!(!worktree.exists());
+    git(&["rev-parse", "--verify", "aifactory/001-login"], &repo);
+    let list = sandbox.ctl(&["tasks", "list", "--json"]).assert_ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 0);
+    // The spec can be created again, and continues its branch.
+    create(&sandbox, "001-login");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_lines_arrive_as_events_in_order_and_torn_writes_do_no_harm() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox, "", &["sleep", "300"], "");
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let t = create(&sandbox, "progress");
+    let id = t["id"].as_str().unwrap().to_string();
+    let file = PathBuf::from(t["progress_file"].as_str().unwrap());
+    let (_client, mut sub) = subscribe(&d, None).await;
+
+    let started = sandbox
+        .ctl(&["tasks", "start", &id, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(started["phase"], "planning");
+    assert_eq!(started["attempts"], 1);
+    let sid = started["session_id"].as_str().unwrap().to_string();
+    until(&mut sub, &id, "planning", phase_to(TaskPhase::Planning)).await;
+
+    append(&file, "phase: coding\nprogress: 40\nsubtask: 3/7\n");
+    let seen = until(&mut sub, &id, "progress 40", progress_is(40)).await;
+    assert!(
+        matches!(
+            seen[0].kind,
+            EventKind::TaskPhase {
+                from: TaskPhase::Planning,
+                to: TaskPhase::Coding,
+                ..
+            }
+        ),
+        "the phase comes first: {seen:#?}"
+    );
+    match &seen.last().unwrap().kind {
+        EventKind::TaskProgress { progress, .. } => {
+            assert_eq!(
+                (progress.subtasks_done, progress.subtasks_total),
+                (Some(3), Some(7))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A torn write: half a line is not read, and nothing is lost.
+    append(&file, "progress: 5");
+    let now = show(&sandbox, &id);
+    assert_eq!(now["progress"]["percent"], 40);
+    append(&file, "0\nwrote the login form\n");
+    let seen = until(&mut sub, &id, "progress 50", progress_is(50)).await;
+    assert!(
+        seen.iter().all(|e| !matches!(e.kind, EventKind::TaskProgress { progress, .. } if progress.percent == Some(5))),
+        "the torn value never showed: {seen:#?}"
+    );
+    match &seen.last().unwrap().kind {
+        EventKind::TaskProgress { note, .. } => {
+            assert_eq!(note.as_deref(), Some("wrote the login form"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A rewrite (truncate, then write) and a rename onto the file are both seen; values
+    // only change when a line says so.
+    std::fs::write(&file, "phase: qa\n").unwrap();
+    until(&mut sub, &id, "qa", phase_to(TaskPhase::Qa)).await;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, "phase: qa\nprogress: 90\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    until(&mut sub, &id, "progress 90", progress_is(90)).await;
+
+    // A marker in the agent's output moves it too (the terminal echoes what is typed).
+    sandbox
+        .ctl(&["sessions", "send", &sid, "__EXEC_PHASE__:coding", "--enter"])
+        .assert_ok();
+    until(&mut sub, &id, "marker coding", phase_to(TaskPhase::Coding)).await;
+
+    let shown = show(&sandbox, &id);
+    assert_eq!(shown["phase"], "coding");
+    assert_eq!(shown["progress"]["percent"], 90);
+    assert_eq!(shown["progress"]["subtasks_done"], 3);
+    assert_eq!(shown["progress"]["subtasks_total"], 7);
+    assert_eq!(shown["session_id"], sid.as_str());
+    assert!(shown["last_progress_at"].is_string());
+
+    let stop = sandbox
+        .ctl(&["tasks", "stop", &id, "--grace", "1", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(stop["task"]["phase"], "stopped");
+    assert!(stop["survivors"].as_array().unwrap().is_empty());
+    let session = sandbox
+        .ctl(&["sessions", "show", &sid, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(session["state"], "exited");
+    let again = sandbox.ctl(&["tasks", "stop", &id]);
+    assert_eq!(again.code, Some(1));
+    assert!(again.stderr.contains("is not running"), "{again:?}");
+}
+
+#[test]
+fn bad_profiles_are_refused_with_the_reason_and_the_daemon_keeps_serving() {
+    let sandbox = Sandbox::new();
+    let gemini = script(&sandbox, "gemini", "exec sleep 300");
+    let g = gemini.to_str().unwrap();
+    sandbox.write_config(&format!(
+        r#"default_agent = "ok"
+[agents.ok]
+kind = "custom"
+command = ["sleep", "300"]
+[agents.claude]
+kind = "claude-code"
+command = ["sleep", "300", "-p"]
+[agents.gemini]
+kind = "gemini-cli"
+command = ["{g}"]
+[agents.gemini-eol]
+kind = "gemini-cli"
+command = ["{g}"]
+allow_eol = true
+[agents.openai]
+kind = "openai-compatible"
+command = ["sleep", "300"]
+[agents.missing]
+kind = "custom"
+command = ["no-such-agent-binary"]
+[agents.broken]
+kind = "custom"
+command = "not a list"
+"#
+    ));
+    let _d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+
+    let check = sandbox.ctl(&["agents", "check"]);
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(
+        check.stderr.contains("5 of 7 agent profiles cannot run"),
+        "{check:?}"
+    );
+    let agents = sandbox
+        .ctl(&["agents", "list", "--json"])
+        .assert_ok()
+        .json();
+    let problems = |name: &str| -> String {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .map(|a| a["problems"].to_string())
+            .unwrap_or_else(|| panic!("no agent {name}: {agents}"))
+    };
+    assert_eq!(problems("ok"), "[]");
+    assert_eq!(problems("gemini-eol"), "[]");
+    assert!(problems("claude").contains("bypassPermissions"));
+    assert!(problems("gemini").contains("end of life on 2026-06-18"));
+    assert!(problems("openai").contains("base_url") && problems("openai").contains("api_key_env"));
+    assert!(problems("missing").contains("not an executable on aifactoryd's PATH"));
+    assert!(problems("broken").contains("cannot be read"));
+
+    for (agent, expected) in [
+        ("claude", "Stream closed"),
+        ("gemini", "openai-compatible"),
+        ("missing", "PATH"),
+        ("broken", "cannot be read"),
+    ] {
+        let spec = format!("spec-{agent}");
+        sandbox
+            .ctl(&[
+                "tasks",
+                "create",
+                "--project",
+                "demo",
+                "--spec",
+                &spec,
+                "--agent",
+                agent,
+            ])
+            .assert_ok();
+        let out = sandbox.ctl(&["tasks", "start", &spec]);
+        assert_eq!(out.code, Some(1), "{agent}: {out:?}");
+        assert!(out.stderr.contains(expected), "{agent}: {out:?}");
+        let t = show(&sandbox, &spec);
+        assert_eq!(t["phase"], "backlog", "{agent}");
+        assert!(
+            t["last_error"].as_str().unwrap().contains(expected),
+            "{agent}: {t}"
+        );
+    }
+    sandbox
+        .ctl(&[
+            "tasks",
+            "create",
+            "--project",
+            "demo",
+            "--spec",
+            "g",
+            "--agent",
+            "gemini-eol",
+        ])
+        .assert_ok();
+    let started = sandbox
+        .ctl(&["tasks", "start", "g", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(started["phase"], "planning");
+    sandbox
+        .ctl(&["tasks", "stop", "g", "--grace", "1"])
+        .assert_ok();
+    let unknown = sandbox.ctl(&[
+        "tasks",
+        "create",
+        "--project",
+        "demo",
+        "--spec",
+        "u",
+        "--agent",
+        "zzz",
+    ]);
+    assert!(
+        unknown.stderr.contains("no agent profile is named `zzz`"),
+        "{unknown:?}"
+    );
+    sandbox.ctl(&["status"]).assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_agent_is_stalled_with_evidence_and_wakes_up() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox, "stall_after = 1", &["sleep", "300"], "");
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let t = create(&sandbox, "quiet");
+    let id = t["id"].as_str().unwrap().to_string();
+    let (_client, mut sub) = subscribe(&d, None).await;
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    let seen = until(&mut sub, &id, "stalled", |k| {
+        matches!(k, EventKind::TaskStalled { .. })
+    })
+    .await;
+    let EventKind::TaskStalled { evidence, .. } = &seen.last().unwrap().kind else {
+        unreachable!()
+    };
+    assert_eq!(evidence.stall_after_s, 1);
+    assert!(evidence.pid.is_some());
+    assert_eq!(
+        evidence.process_state.as_deref(),
+        Some("S (sleeping)"),
+        "{evidence:?}"
+    );
+    assert!(evidence.cpu_time_ms.is_some());
+    let shown = show(&sandbox, &id);
+    assert_eq!(shown["phase"], "stalled");
+    assert_eq!(shown["stall"]["pid"], evidence.pid.unwrap());
+    let text = sandbox
+        .ctl(&["tasks", "show", &id])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(text.contains("stalled     since"), "{text}");
+
+    // Life again: back where it was.
+    append(
+        &PathBuf::from(t["progress_file"].as_str().unwrap()),
+        "progress: 10\n",
+    );
+    let seen = until(&mut sub, &id, "unstalled", phase_to(TaskPhase::Planning)).await;
+    assert!(seen.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::TaskPhase {
+            from: TaskPhase::Stalled,
+            ..
+        }
+    )));
+    assert!(show(&sandbox, &id)["stall"].is_null());
+    sandbox
+        .ctl(&["tasks", "stop", &id, "--grace", "1"])
+        .assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_stall_restart_starts_a_new_attempt() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(
+        &sandbox,
+        "stall_after = 1",
+        &["sleep", "300"],
+        "on_stall = \"restart\"\nrestart = \"on-failure\"\nmax_attempts = 2",
+    );
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let id = create(&sandbox, "hang")["id"].as_str().unwrap().to_string();
+    let (_client, mut sub) = subscribe(&d, None).await;
+    let first = sandbox
+        .ctl(&["tasks", "start", &id, "--json"])
+        .assert_ok()
+        .json();
+    until(&mut sub, &id, "restart", |k| {
+        matches!(
+            k,
+            EventKind::TaskExited {
+                restart_in_ms: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    // The second attempt stalls too, and then there are none left.
+    until(&mut sub, &id, "failed", phase_to(TaskPhase::Failed)).await;
+    let shown = show(&sandbox, &id);
+    assert_eq!(shown["attempts"], 2);
+    assert_ne!(shown["session_id"], first["session_id"]);
+    let old = sandbox
+        .ctl(&[
+            "sessions",
+            "show",
+            first["session_id"].as_str().unwrap(),
+            "--json",
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        old["state"], "exited",
+        "the stalled attempt was stopped: {old}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_for_input_is_noticed() {
+    let sandbox = Sandbox::new();
+    let agent = script(
+        &sandbox,
+        "asker",
+        "printf 'Apply these changes? (y/n) '; read answer; echo \"got $answer\"; sleep 300",
+    );
+    fake_agent_config(&sandbox, "", &[agent.to_str().unwrap()], "");
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let id = create(&sandbox, "ask")["id"].as_str().unwrap().to_string();
+    let (_client, mut sub) = subscribe(&d, None).await;
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    let seen = until(&mut sub, &id, "waiting input", |k| {
+        matches!(k, EventKind::TaskWaitingInput { .. })
+    })
+    .await;
+    let EventKind::TaskWaitingInput { prompt, .. } = &seen.last().unwrap().kind else {
+        unreachable!()
+    };
+    assert_eq!(prompt, "Apply these changes? (y/n)");
+    assert_eq!(
+        show(&sandbox, &id)["waiting_input"],
+        "Apply these changes? (y/n)"
+    );
+    let sid = show(&sandbox, &id)["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sandbox
+        .ctl(&["sessions", "send", &sid, "y", "--enter"])
+        .assert_ok();
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while !show(&sandbox, &id)["waiting_input"].is_null() {
+        assert!(Instant::now() < deadline, "waiting_input never cleared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sandbox
+        .ctl(&["tasks", "stop", &id, "--grace", "1"])
+        .assert_ok();
+}
+
+#[test]
+fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
+    let sandbox = Sandbox::new();
+    let pidfile = sandbox.path().join("escaped.pid");
+    let agent = script(
+        &sandbox,
+        "escaper",
+        &format!(
+            "( setsid sleep 1000 & echo $! > {p} )\n( trap '' TERM HUP; exec sleep 1001 ) &\nexec sleep 300",
+            p = pidfile.display()
+        ),
+    );
+    fake_agent_config(&sandbox, "", &[agent.to_str().unwrap()], "");
+    let _d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let id = create(&sandbox, "escape")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let escaped: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the agent never forked");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Once it runs sleep (the fork may not have exec'd yet when its pid is written).
+    while std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default()
+        != b"sleep\x001000\x00"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the escaped process never ran sleep"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pid_alive(escaped));
+
+    let report = sandbox
+        .ctl(&["tasks", "stop", &id, "--grace", "1", "--json"])
+        .assert_ok()
+        .json();
+    let signalled = report["signalled"].as_array().unwrap();
+    assert!(
+        signalled
+            .iter()
+            .any(|p| p["pid"] == escaped && p["command"] == "sleep 1000"),
+        "the escaped sleep is listed: {report}"
+    );
+    assert!(
+        signalled.iter().any(|p| p["command"] == "sleep 1001"),
+        "the one ignoring SIGTERM is listed: {report}"
+    );
+    assert!(
+        report["survivors"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert!(!pid_alive(escaped), "the escaped process is gone");
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 100[01]"])
+        .output()
+        .unwrap();
+    let left: Vec<u32> = String::from_utf8_lossy(&left.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|pid| pid_alive(*pid))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/environ"))
+                .map(|env| env.contains(&id))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(left.is_empty(), "nothing of the task runs: {left:?}");
+    assert_eq!(report["task"]["phase"], "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_failure_restarts_with_backoff_and_stops_at_the_maximum() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(
+        &sandbox,
+        "",
+        &["sh", "-c", "echo attempt; exit 3"],
+        "restart = \"on-failure\"\nmax_attempts = 3",
+    );
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let id = create(&sandbox, "flaky")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_client, mut sub) = subscribe(&d, None).await;
+    let started = Instant::now();
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    let seen = until(&mut sub, &id, "failed", phase_to(TaskPhase::Failed)).await;
+    let elapsed = started.elapsed();
+    let delays: Vec<Option<u64>> = seen
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskExited {
+                restart_in_ms,
+                exit,
+                ..
+            } => {
+                assert_eq!(exit.as_ref().and_then(|x| x.code), Some(3));
+                Some(*restart_in_ms)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [Some(1000), Some(2000), None], "{seen:#?}");
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "backoff was waited: {elapsed:?}"
+    );
+    let shown = show(&sandbox, &id);
+    assert_eq!(shown["attempts"], 3);
+    assert!(
+        shown["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("attempt 3 of 3"),
+        "{shown}"
+    );
+    // Each attempt had its own session.
+    let sessions = sandbox
+        .ctl(&["sessions", "list", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(sessions.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn the_end_to_end_fixture_runs_a_task_through_aifactoryctl() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all("/tmp/aifactory-e2e-fixture").unwrap();
+    // No config at all: the built-in `claude` profile, whose command the fixture replaces.
+    let d = sandbox
+        .daemon()
+        .env("AIFACTORY_TEST_AGENT_CMD", "sleep 300")
+        .start();
+    assert!(
+        d.wait_log("AIFACTORY_TEST_AGENT_CMD", Duration::from_secs(5)),
+        "the override is logged"
+    );
+    project(&sandbox, "demo");
+    let agents = sandbox
+        .ctl(&["agents", "check", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        agents[0]["effective_command"],
+        serde_json::json!(["sh", "-c", "sleep 300"])
+    );
+    let t = create(&sandbox, "e2e");
+    let id = t["id"].as_str().unwrap().to_string();
+    let watch = sandbox
+        .ctl_command(&["tasks", "watch", &id, "--until", "stopped"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = sandbox
+        .ctl(&["tasks", "start", &id, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(started["phase"], "planning");
+    let sid = started["session_id"].as_str().unwrap();
+    let session = sandbox
+        .ctl(&["sessions", "show", sid, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(
+        session["command"],
+        serde_json::json!(["sh", "-c", "sleep 300"])
+    );
+    assert_eq!(session["cwd"], t["worktree"]);
+    let board = sandbox.ctl(&["tasks", "board"]).assert_ok().stdout.clone();
+    assert!(
+        board.contains("PLANNING (1)") && board.contains("e2e"),
+        "{board}"
+    );
+    sandbox
+        .ctl(&["tasks", "stop", &id, "--grace", "1"])
+        .assert_ok();
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("backlog -> planning"), "{text}");
+    assert!(text.contains("planning -> stopped"), "{text}");
+    let logs = sandbox.ctl(&["tasks", "logs", &id]);
+    assert_eq!(logs.code, Some(0), "{logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_survives_a_daemon_crash_and_events_resume_without_a_gap() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox, "", &["sleep", "300"], "");
+    let mut d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let t = create(&sandbox, "durable");
+    let id = t["id"].as_str().unwrap().to_string();
+    let file = PathBuf::from(t["progress_file"].as_str().unwrap());
+    let (client, mut sub) = subscribe(&d, None).await;
+    let started = sandbox
+        .ctl(&["tasks", "start", &id, "--json"])
+        .assert_ok()
+        .json();
+    append(&file, "progress: 20\n");
+    let seen = until(&mut sub, &id, "progress 20", progress_is(20)).await;
+    let last_seq = seen.last().unwrap().seq;
+    drop(sub);
+    drop(client);
+
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10)).expect("daemon died");
+    // Written while no daemon runs: seen once it is back.
+    append(&file, "progress: 30\n");
+    let d = sandbox.daemon().start();
+    let shown = show(&sandbox, &id);
+    assert_eq!(shown["phase"], "planning");
+    assert_eq!(shown["session_id"], started["session_id"]);
+    let session = sandbox
+        .ctl(&[
+            "sessions",
+            "show",
+            started["session_id"].as_str().unwrap(),
+            "--json",
+        ])
+        .assert_ok()
+        .json();
+    assert_eq!(session["state"], "running");
+
+    // Resume from the last number seen: every later event, in order, none twice.
+    let (_client, mut sub) = subscribe(&d, Some(last_seq)).await;
+    until(&mut sub, &id, "progress 30", progress_is(30)).await;
+    append(&file, "progress: 40\n");
+    let seen = until(&mut sub, &id, "progress 40", progress_is(40)).await;
+    let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(seqs[0] > last_seq);
+    assert_eq!(show(&sandbox, &id)["progress"]["percent"], 40);
+
+    // A reconnect from before everything replays it all, gapless.
+    let client = d.client().await;
+    let mut all = client
+        .subscribe(Request::SubscribeEvents { after: Some(0) })
+        .await
+        .unwrap();
+    let mut expected = 1;
+    let newest = seen.last().unwrap().seq;
+    while expected <= newest {
+        match tokio::time::timeout(EVENT_TIMEOUT, all.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            StreamItem::Event(e) => {
+                assert_eq!(e.seq, expected, "replay is gapless");
+                expected += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let stopped = client
+        .request(Request::TaskStop {
+            key: id.clone(),
+            grace_ms: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(stopped, Reply::TaskStopped(ref r) if r.task.phase == TaskPhase::Stopped),
+        "{stopped:?}"
+    );
+}
