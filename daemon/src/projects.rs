@@ -274,6 +274,20 @@ pub async fn remove(store: &Store, key: String) -> Result<ProjectInfo, ErrorRepl
             let Some(project) = by_key(tx, &key)? else {
                 return Ok(Err(not_found(&key)));
             };
+            let tasks: i64 = tx.query_row(
+                "SELECT count(*) FROM tasks WHERE project_id = ?1",
+                params![project.id],
+                |r| r.get(0),
+            )?;
+            if tasks > 0 {
+                return Ok(Err(ErrorReply::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "project {} still has {tasks} task(s): remove them first (`aifactoryctl tasks list --project {}`, then `aifactoryctl tasks remove ID`)",
+                        project.name, project.id
+                    ),
+                )));
+            }
             tx.execute("DELETE FROM projects WHERE id = ?1", params![project.id])?;
             Ok(Ok(project))
         })

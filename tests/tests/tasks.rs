@@ -880,3 +880,42 @@ async fn a_task_survives_a_daemon_crash_and_events_resume_without_a_gap() {
         "{stopped:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_inotify_progress_is_polled_and_still_arrives() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox, "", &["sleep", "300"], "");
+    let d = sandbox
+        .daemon()
+        .env("AIFACTORY_TEST_PROGRESS_POLLING", "1")
+        .start();
+    assert!(d.wait_log("progress files are polled", Duration::from_secs(5)));
+    project(&sandbox, "demo");
+    let t = create(&sandbox, "polled");
+    let id = t["id"].as_str().unwrap().to_string();
+    let (_client, mut sub) = subscribe(&d, None).await;
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    append(
+        &PathBuf::from(t["progress_file"].as_str().unwrap()),
+        "phase: coding\nprogress: 70\n",
+    );
+    until(&mut sub, &id, "progress 70", progress_is(70)).await;
+    assert_eq!(show(&sandbox, &id)["phase"], "coding");
+    sandbox
+        .ctl(&["tasks", "stop", &id, "--grace", "1"])
+        .assert_ok();
+}
+
+#[test]
+fn a_project_with_tasks_cannot_be_removed() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox, "", &["sleep", "300"], "");
+    let _d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    create(&sandbox, "keep");
+    let out = sandbox.ctl(&["projects", "remove", "demo"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("still has 1 task(s)"), "{out:?}");
+    sandbox.ctl(&["tasks", "remove", "keep"]).assert_ok();
+    sandbox.ctl(&["projects", "remove", "demo"]).assert_ok();
+}
