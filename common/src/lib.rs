@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod diagnose;
 pub mod error;
 pub mod frame;
 pub mod handshake;

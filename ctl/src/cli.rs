@@ -45,6 +45,20 @@ pub enum Command {
     /// Agent profiles from the daemon's config, and what is wrong with each.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Diagnose every failure of the troubleshooting guide: each check prints OK, WARN or FAIL,
+    /// what it found, and the fix. Works with or without a running daemon; exits 1 on a FAIL.
+    Doctor {
+        /// Where aifactory-http listens.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+        http: String,
+        /// The daemon's state directory, for the checks made without it (default: what the
+        /// running daemon says, else the daemon's own default).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// The daemon's config file, likewise.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print a shell completion script, e.g. `aifactoryctl completions bash > /etc/bash_completion.d/aifactoryctl`.
     Completions {
         #[arg(value_enum)]

@@ -5,6 +5,7 @@ mod agents;
 mod cli;
 mod completions;
 mod connect;
+mod doctor;
 mod exit;
 mod projects;
 mod sessions;
@@ -36,6 +37,11 @@ fn main() -> ExitCode {
             Command::Sessions(command) => sessions::run(&cli, command).await,
             Command::Tasks(command) => tasks::run(&cli, command).await,
             Command::Agents(command) => agents::run(&cli, command).await,
+            Command::Doctor {
+                http,
+                state_dir,
+                config,
+            } => doctor::run(&cli, http, state_dir.as_deref(), config.as_deref()).await,
             Command::Completions { shell } => completions::run(*shell),
         }
     });

@@ -156,7 +156,7 @@ fn print_import(json: bool, report: &ImportReport) {
     );
 }
 
-fn default_legacy_file() -> Result<PathBuf, Failure> {
+pub(crate) fn default_legacy_file() -> Result<PathBuf, Failure> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(|home| PathBuf::from(home).join(".aifactory/projects.json"))
@@ -171,7 +171,7 @@ fn default_legacy_file() -> Result<PathBuf, Failure> {
 /// Reads the old product's project list. It was written in a few shapes over time: a list of
 /// entries, `{"projects": [...]}`, or a map from id to entry; an entry has a `path` (or `root`,
 /// `project_path`, `projectPath`, `dir`) and maybe a `name`.
-fn read_legacy(file: &Path) -> Result<Vec<LegacyProject>, Failure> {
+pub(crate) fn read_legacy(file: &Path) -> Result<Vec<LegacyProject>, Failure> {
     let fail = |message: String| Failure {
         code: FAILED,
         message,

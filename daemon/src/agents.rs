@@ -11,19 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use aifactory_common::diagnose::end_of_life;
 use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, RestartPolicy};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_AGENT: &str = "claude";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
-/// Providers past their end of life: kind, last day (ISO date), days since the Unix epoch of
-/// that day, and where to go instead.
-const END_OF_LIFE: &[(AgentKind, &str, u64, &str)] = &[(
-    AgentKind::GeminiCli,
-    "2026-06-18",
-    20_622,
-    "move the profile to an OpenAI-compatible endpoint (kind = \"openai-compatible\" with base_url and api_key_env) or to Claude Code (kind = \"claude-code\")",
-)];
 
 /// One `[agents.NAME]` table as written. Every key is optional so that a profile with a
 /// mistake still loads and can say what is wrong with it.
@@ -198,8 +191,8 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<String>) -> Prof
             "a headless claude-code agent must run with permission mode bypassPermissions: without it every tool call waits for an approval nobody can give and the stream closes (\"Stream closed\"); add \"--permission-mode\", \"bypassPermissions\" to `command`, or set headless = false for a session a person attends".into(),
         );
     }
-    if let Some((_, last_day, eol_day, advice)) = END_OF_LIFE.iter().find(|(k, ..)| *k == kind)
-        && today_since_epoch() > *eol_day
+    if let Some((last_day, eol_day, advice)) = end_of_life(kind)
+        && today_since_epoch() > eol_day
         && !file.allow_eol.unwrap_or(false)
     {
         problems.push(format!(
@@ -246,7 +239,7 @@ fn bypasses_permissions(command: &[String]) -> bool {
     })
 }
 
-fn today_since_epoch() -> u64 {
+pub fn today_since_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() / 86_400)

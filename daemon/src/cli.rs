@@ -49,7 +49,13 @@ pub enum DaemonCommand {
         /// Say what would be done; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --status: one JSON object (for `aifactoryctl doctor`).
+        #[arg(long, requires = "status")]
+        json: bool,
     },
+    /// Print, as JSON, what a daemon started this way would find: config, agent profiles,
+    /// state directory, migrations, panes root (used by `aifactoryctl doctor`).
+    Check,
     /// Internal: run one session's pane monitor (started by the daemon, outlives it).
     #[command(hide = true)]
     PaneMonitor(crate::monitor::MonitorArgs),

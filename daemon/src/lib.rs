@@ -5,6 +5,7 @@
 //! up logging.
 
 mod agents;
+pub mod check;
 pub mod cli;
 pub mod config;
 mod connection;

@@ -12,6 +12,15 @@ fn main() -> ExitCode {
     if let Some(DaemonCommand::PaneMonitor(args)) = cli.command {
         return aifactoryd::monitor::run(args);
     }
+    if let Some(DaemonCommand::Check) = cli.command {
+        let facts = aifactoryd::check::local_facts(&Overrides {
+            config: cli.config.clone(),
+            socket: cli.socket.clone(),
+            state_dir: cli.state_dir.clone(),
+        });
+        println!("{}", serde_json::to_string(&facts).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
     // Everything the daemon creates is private unless it says otherwise (e.g. the socket's mode).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let overrides = Overrides {
@@ -30,8 +39,14 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Some(DaemonCommand::Migrate { status, dry_run }) = cli.command {
+    if let Some(DaemonCommand::Migrate {
+        status,
+        dry_run,
+        json,
+    }) = cli.command
+    {
         let what = match (status, dry_run) {
+            (true, _) if json => migrate::Command::StatusJson,
             (true, _) => migrate::Command::Status,
             (_, true) => migrate::Command::DryRun,
             _ => migrate::Command::Apply,

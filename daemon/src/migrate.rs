@@ -16,6 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use aifactory_common::diagnose::{LockState, MigrationStatus};
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -815,6 +816,8 @@ pub enum Command {
     Apply,
     DryRun,
     Status,
+    /// `--status --json`, for `aifactoryctl doctor`.
+    StatusJson,
 }
 
 /// `aifactoryd migrate [--status | --dry-run]`: prints what it found or did.
@@ -854,6 +857,11 @@ pub fn command(
         for (version, name, ms) in &outcome.applied {
             println!("applied {version:04}_{name} in {ms} ms");
         }
+        return Ok(());
+    }
+    if what == Command::StatusJson {
+        let report = status(state_dir)?;
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
         return Ok(());
     }
     // Status and dry runs only read: never create the database or its directory.
@@ -906,15 +914,72 @@ fn print_would_apply<'a>(migrations: impl IntoIterator<Item = &'a Migration>) {
     }
 }
 
+/// What `migrate --status` reports, for people and (as JSON) for `aifactoryctl doctor`.
+pub fn status_report(state_dir: &Path, file: &Path, rows: &[Applied]) -> MigrationStatus {
+    let name = |version: u32, name: &str| format!("{version:04}_{name}");
+    let mut pending = Vec::new();
+    let mut checksum_mismatch = Vec::new();
+    for m in known() {
+        match rows.iter().find(|r| r.version == m.version) {
+            Some(r) if r.checksum != checksum(m.sql) => {
+                checksum_mismatch.push(name(m.version, m.name))
+            }
+            Some(_) => {}
+            None => pending.push(name(m.version, m.name)),
+        }
+    }
+    let holder = read_holder(state_dir);
+    let lock = LockState {
+        held: lock_is_held(state_dir),
+        holder_pid: holder.pid,
+        holder_host: holder.host.clone(),
+        since: holder.started.clone(),
+        holder_alive: holder.pid.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+        }),
+    };
+    MigrationStatus {
+        database: file.to_path_buf(),
+        exists: file.exists(),
+        schema_version: rows.iter().map(|r| r.version).max().unwrap_or(0),
+        known_version: latest_known(),
+        pending,
+        checksum_mismatch,
+        unknown_applied: rows
+            .iter()
+            .filter(|r| r.version > latest_known())
+            .map(|r| name(r.version, &r.name))
+            .collect(),
+        lock,
+        newest_backup: newest_backup(state_dir),
+    }
+}
+
+/// The migration state of `state_dir`'s database, read-only (nothing is created).
+pub fn status(state_dir: &Path) -> Result<MigrationStatus, MigrateError> {
+    let file = state_dir.join(crate::store::DB_FILE);
+    let rows = if file.exists() {
+        Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|conn| applied(&conn))
+            .map_err(|e| MigrateError::Read {
+                file: file.clone(),
+                message: e.to_string(),
+            })?
+    } else {
+        Vec::new()
+    };
+    Ok(status_report(state_dir, &file, &rows))
+}
+
 fn status_text(state_dir: &Path, file: &Path, rows: &[Applied]) -> String {
     use std::fmt::Write as _;
+    let report = status_report(state_dir, file, rows);
     let mut out = String::new();
-    let current = rows.iter().map(|r| r.version).max().unwrap_or(0);
     let _ = writeln!(
         out,
         "database       {}{}",
         file.display(),
-        if file.exists() {
+        if report.exists {
             ""
         } else {
             " (not created yet)"
@@ -922,8 +987,8 @@ fn status_text(state_dir: &Path, file: &Path, rows: &[Applied]) -> String {
     );
     let _ = writeln!(
         out,
-        "schema         version {current}; this aifactoryd knows {}",
-        latest_known()
+        "schema         version {}; this aifactoryd knows {}",
+        report.schema_version, report.known_version
     );
     for m in known() {
         let sum = checksum(m.sql);
@@ -944,27 +1009,22 @@ fn status_text(state_dir: &Path, file: &Path, rows: &[Applied]) -> String {
             m.version, m.name
         );
     }
-    for r in rows.iter().filter(|r| r.version > latest_known()) {
+    for unknown in &report.unknown_applied {
         let _ = writeln!(
             out,
-            "  {:04}_{:<20} applied by a newer aifactoryd (unknown here)",
-            r.version, r.name
+            "  {unknown:<25} applied by a newer aifactoryd (unknown here)"
         );
     }
-    let holder = read_holder(state_dir);
-    let lock_line = if lock_is_held(state_dir) {
-        let alive = holder.pid.is_some_and(|pid| {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-        });
+    let lock = &report.lock;
+    let lock_line = if lock.held {
         format!(
             "held by pid {} on {} since {} ({})",
-            holder
-                .pid
+            lock.holder_pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "?".into()),
-            holder.host.as_deref().unwrap_or("?"),
-            holder.started.as_deref().unwrap_or("?"),
-            if alive {
+            lock.holder_host.as_deref().unwrap_or("?"),
+            lock.since.as_deref().unwrap_or("?"),
+            if lock.holder_alive {
                 "alive"
             } else {
                 "not visible from here"
@@ -977,7 +1037,8 @@ fn status_text(state_dir: &Path, file: &Path, rows: &[Applied]) -> String {
     let _ = writeln!(
         out,
         "newest backup  {}",
-        newest_backup(state_dir)
+        report
+            .newest_backup
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "none".into())
     );

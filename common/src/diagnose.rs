@@ -1,0 +1,102 @@
+//! Shapes of `aifactoryctl doctor`: a check's result, and what `aifactoryd check --json` reports
+//! of the local machine (config, agent profiles, migrations, panes root) when the doctor cannot
+//! or need not ask the running daemon. Also the end-of-life table of agent providers, which the
+//! daemon enforces and the doctor explains.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{AgentInfo, AgentKind};
+
+/// Providers past (or reaching) their end of life: kind, last day (ISO date), that day in days
+/// since the Unix epoch, and where to go instead.
+pub const END_OF_LIFE: &[(AgentKind, &str, u64, &str)] = &[(
+    AgentKind::GeminiCli,
+    "2026-06-18",
+    20_622,
+    "move the profile to an OpenAI-compatible endpoint (kind = \"openai-compatible\", e.g. base_url = \"https://generativelanguage.googleapis.com/v1beta/openai\" with api_key_env) or to Claude Code (kind = \"claude-code\")",
+)];
+
+/// The end of life of `kind`, if it has one: (last day, day number, advice).
+pub fn end_of_life(kind: AgentKind) -> Option<(&'static str, u64, &'static str)> {
+    END_OF_LIFE
+        .iter()
+        .find(|(k, ..)| *k == kind)
+        .map(|(_, day, n, advice)| (*day, *n, *advice))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Ok => "OK",
+            CheckStatus::Warn => "WARN",
+            CheckStatus::Fail => "FAIL",
+        }
+    }
+}
+
+/// One line of the doctor's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub check: String,
+    pub status: CheckStatus,
+    pub message: String,
+    /// The exact command to run or config line to change; set for `warn` and `fail`.
+    pub fix: Option<String>,
+}
+
+/// The migration lock's holder as its lock file says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockState {
+    pub held: bool,
+    pub holder_pid: Option<u32>,
+    pub holder_host: Option<String>,
+    pub since: Option<String>,
+    /// Whether the holder's pid is alive as seen from here.
+    pub holder_alive: bool,
+}
+
+/// `aifactoryd migrate --status --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    pub database: PathBuf,
+    pub exists: bool,
+    pub schema_version: u32,
+    /// The newest migration this aifactoryd binary knows.
+    pub known_version: u32,
+    /// `0004_tasks`-style names.
+    pub pending: Vec<String>,
+    pub checksum_mismatch: Vec<String>,
+    /// Applied by a newer aifactoryd.
+    pub unknown_applied: Vec<String>,
+    pub lock: LockState,
+    pub newest_backup: Option<PathBuf>,
+}
+
+/// `aifactoryd check --json`: what the daemon's own code finds on this machine, with the same
+/// config a daemon started the same way would use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalFacts {
+    pub config_file: Option<PathBuf>,
+    /// Why the config cannot be used; everything below is then from the defaults.
+    pub config_error: Option<String>,
+    pub state_dir: PathBuf,
+    /// Why the state directory does not take a file, if it does not.
+    pub state_dir_error: Option<String>,
+    pub agents: Vec<AgentInfo>,
+    pub migrations: Result<MigrationStatus, String>,
+    /// The panes root a daemon would use now, or why none works.
+    pub panes_root: Result<PathBuf, String>,
+    /// Candidates passed over before it, with why.
+    pub panes_skipped: Vec<(PathBuf, String)>,
+    pub test_agent_cmd: Option<String>,
+}

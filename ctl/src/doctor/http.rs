@@ -1,0 +1,69 @@
+//! Just enough HTTP/1.1 to ask the shim two questions: does `/healthz` answer, and does the
+//! console's WebSocket handshake refuse a missing token and take a right one. Plain TCP to a
+//! loopback address, one request per connection, a short timeout.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_RESPONSE: usize = 64 * 1024;
+
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends `GET path` with `headers` to `addr` (host:port); the status and body.
+pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    tokio::time::timeout(TIMEOUT, exchange(addr, path, headers))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 3 s"))?
+}
+
+async fn exchange(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        // A 101 keeps the connection open: the head is all there is to read.
+        if raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if raw.len() > MAX_RESPONSE {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {:.80}", text)))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok(Response { status, body })
+}
+
+/// The headers of a WebSocket upgrade request.
+pub fn upgrade_headers() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "ZG9jdG9yLWNoZWNrLWtleQ=="),
+    ]
+}

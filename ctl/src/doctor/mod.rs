@@ -1,0 +1,205 @@
+//! `aifactoryctl doctor`: every failure of the troubleshooting guide looked for in one command,
+//! each reported OK, WARN or FAIL with what was found and, when it is not OK, the exact fix.
+//!
+//! It asks the running daemon what only the daemon knows (tasks, sessions, the panes root it
+//! uses, its agents' effective commands) and looks at the machine for the rest: the installed
+//! `aifactoryd check --json` (config, profiles, migrations, lock, state directory), the HTTP
+//! shim and its token, the old product's files, systemd. A daemon that does not answer is one
+//! failed check, not the end of the report.
+
+mod checks;
+mod http;
+
+use std::path::Path;
+
+use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
+use aifactory_common::protocol::{
+    AgentInfo, ProjectInfo, Reply, Request, SessionInfo, StatusInfo, TaskInfo,
+};
+use aifactory_common::{Client, ClientError, ClientOptions, paths};
+
+use crate::cli::Cli;
+use crate::exit::{FAILED, Failure};
+
+/// What the running daemon told us, when it answered.
+pub struct Online {
+    pub status: StatusInfo,
+    pub agents: Vec<AgentInfo>,
+    pub tasks: Vec<TaskInfo>,
+    pub sessions: Vec<SessionInfo>,
+    pub projects: Vec<ProjectInfo>,
+}
+
+/// Everything the checks look at.
+pub struct Facts {
+    pub online: Result<Online, ClientError>,
+    pub local: Result<LocalFacts, String>,
+    pub http: String,
+}
+
+impl Facts {
+    pub fn online(&self) -> Option<&Online> {
+        self.online.as_ref().ok()
+    }
+}
+
+pub fn check(name: &str, status: CheckStatus, message: String, fix: Option<String>) -> Check {
+    Check {
+        check: name.into(),
+        status,
+        message,
+        fix,
+    }
+}
+
+pub fn ok(name: &str, message: String) -> Check {
+    check(name, CheckStatus::Ok, message, None)
+}
+
+pub fn warn(name: &str, message: String, fix: String) -> Check {
+    check(name, CheckStatus::Warn, message, Some(fix))
+}
+
+pub fn fail(name: &str, message: String, fix: String) -> Check {
+    check(name, CheckStatus::Fail, message, Some(fix))
+}
+
+async fn ask(client: &Client) -> Result<Online, ClientError> {
+    let status = client.status().await?;
+    let agents = match client.request(Request::AgentList).await? {
+        Reply::Agents(a) => a,
+        _ => Vec::new(),
+    };
+    let tasks = match client.request(Request::TaskList { project: None }).await? {
+        Reply::Tasks(t) => t,
+        _ => Vec::new(),
+    };
+    let sessions = match client.request(Request::SessionList).await? {
+        Reply::Sessions(s) => s,
+        _ => Vec::new(),
+    };
+    let projects = match client.request(Request::ProjectList).await? {
+        Reply::Projects(p) => p,
+        _ => Vec::new(),
+    };
+    Ok(Online {
+        status,
+        agents,
+        tasks,
+        sessions,
+        projects,
+    })
+}
+
+/// Paths given on the doctor's command line.
+pub struct Paths<'a> {
+    pub state_dir: Option<&'a Path>,
+    pub config: Option<&'a Path>,
+}
+
+/// Runs the installed daemon's `check` with the paths given, else those the running daemon
+/// uses (if it answers).
+async fn local_facts(
+    cli: &Cli,
+    online: Option<&Online>,
+    given: &Paths<'_>,
+) -> Result<LocalFacts, String> {
+    let exe = checks::daemon_binary().ok_or_else(|| {
+        "aifactoryd is neither next to aifactoryctl nor on PATH: install it, or put it on PATH"
+            .to_string()
+    })?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    let state_dir = given
+        .state_dir
+        .map(Path::to_path_buf)
+        .or_else(|| online.map(|o| o.status.state_dir.clone()));
+    let config = given
+        .config
+        .map(Path::to_path_buf)
+        .or_else(|| online.and_then(|o| o.status.config_file.clone()));
+    if let Some(dir) = state_dir {
+        cmd.arg("--state-dir").arg(dir);
+    }
+    if let Some(file) = config {
+        cmd.arg("--config").arg(file);
+    }
+    if let Some(socket) = &cli.socket {
+        cmd.arg("--socket").arg(socket);
+    }
+    let out = cmd
+        .arg("check")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {} check: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} check failed ({}): {}",
+            exe.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{} check printed something else than its report ({e}): is it the same version as aifactoryctl?",
+            exe.display()
+        )
+    })
+}
+
+pub async fn run(
+    cli: &Cli,
+    http: &str,
+    state_dir: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<(), Failure> {
+    let socket =
+        paths::socket_path(cli.socket.as_deref(), &paths::process_env, paths::is_root()).ok();
+    let online = match &socket {
+        Some(socket) => {
+            match Client::connect(&ClientOptions::new(socket, "aifactoryctl doctor")).await {
+                Ok(client) => ask(&client).await,
+                Err(e) => Err(e),
+            }
+        }
+        None => Err(ClientError::Unreachable {
+            socket: Default::default(),
+            source: std::io::Error::other("no socket path: set XDG_RUNTIME_DIR or pass --socket"),
+        }),
+    };
+    let given = Paths { state_dir, config };
+    let local = local_facts(cli, online.as_ref().ok(), &given).await;
+    let facts = Facts {
+        online,
+        local,
+        http: http.to_string(),
+    };
+    let report = checks::all(&facts).await;
+    if cli.json {
+        println!("{}", serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        for c in &report {
+            println!("{:<5} {:<20} {}", c.status.as_str(), c.check, c.message);
+            if let Some(fix) = &c.fix {
+                println!("{:<26} fix: {fix}", "");
+            }
+        }
+    }
+    let failed: Vec<&str> = report
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .map(|c| c.check.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else if cli.json {
+        // The JSON is the report; the exit status says it failed.
+        std::process::exit(FAILED.into());
+    } else {
+        Err(Failure {
+            code: FAILED,
+            message: format!("{} check(s) failed: {}", failed.len(), failed.join(", ")),
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! `aifactoryctl doctor`: each failure of the troubleshooting guide reproduced for real, and
+//! the one check that must report it, with a fix.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use aifactory_common::diagnose::{Check, CheckStatus};
+use aifactory_tests::Sandbox;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::Signal;
+
+fn doctor(sandbox: &Sandbox, extra: &[&str]) -> (Option<i32>, Vec<Check>) {
+    // Nothing listens on port 9 (discard) on loopback here: the shim is "not running".
+    let mut args = vec!["doctor", "--json", "--http", "127.0.0.1:9"];
+    args.extend_from_slice(extra);
+    let out = sandbox.ctl(&args);
+    let checks: Vec<Check> = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not a list of checks ({e}): {out:?}"));
+    (out.code, checks)
+}
+
+fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+    checks
+        .iter()
+        .find(|c| c.check == name)
+        .unwrap_or_else(|| panic!("no check {name}: {checks:#?}"))
+}
+
+/// `name` is `status` with a fix; every other check that is not about the shim is OK.
+fn only(checks: &[Check], name: &str, status: CheckStatus) -> Check {
+    let found = find(checks, name).clone();
+    assert_eq!(found.status, status, "{found:#?}");
+    assert!(
+        found.fix.as_deref().is_some_and(|f| !f.is_empty()),
+        "a {status:?} comes with a fix: {found:#?}"
+    );
+    for c in checks {
+        if c.check != name && !c.check.starts_with("http-") {
+            assert_eq!(c.status, CheckStatus::Ok, "only {name} is not OK: {c:#?}");
+        }
+    }
+    found
+}
+
+fn git(args: &[&str], dir: &Path) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+fn repo(sandbox: &Sandbox, name: &str, origin: &str) -> std::path::PathBuf {
+    let path = sandbox.path().join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    git(&["init", "-q", "-b", "main"], &path);
+    git(&["remote", "add", "origin", origin], &path);
+    path
+}
+
+/// A config whose only agent can run here.
+const GOOD_AGENT: &str =
+    "default_agent = \"ok\"\n[agents.ok]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n";
+
+#[test]
+fn a_headless_claude_without_bypass_permissions_fails_agent_profiles() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "default_agent = \"claude\"\n[agents.claude]\nkind = \"claude-code\"\ncommand = [\"sleep\", \"-p\"]\n",
+    );
+    let _d = sandbox.daemon().start();
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(1), "a FAIL exits 1");
+    let c = only(&checks, "agent-profiles", CheckStatus::Fail);
+    assert!(
+        c.message.contains("bypassPermissions") && c.message.contains("Stream closed"),
+        "{c:#?}"
+    );
+    assert!(c.fix.unwrap().contains("[agents.claude]"));
+}
+
+#[test]
+fn an_unusable_panes_root_is_a_warning_naming_the_fallback() {
+    let sandbox = Sandbox::new();
+    // Nobody can create a directory in /proc, root included.
+    sandbox.write_config(&format!(
+        "panes_dir = \"/proc/aifactory-panes\"\n{GOOD_AGENT}"
+    ));
+    let _d = sandbox.daemon().start();
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(0), "a WARN is not a failure: {checks:#?}");
+    let c = only(&checks, "panes-root", CheckStatus::Warn);
+    assert!(c.message.contains("fell back to"), "{c:#?}");
+    assert!(c.message.contains("/proc/aifactory-panes"), "{c:#?}");
+}
+
+#[test]
+fn a_stale_session_from_a_previous_daemon_is_reported() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let mut d = sandbox.daemon().start();
+    let s = sandbox
+        .ctl(&["sessions", "new", "--json", "--", "sleep", "300"])
+        .assert_ok()
+        .json();
+    let monitor = s["monitor_pid"].as_u64().unwrap() as i32;
+    let program = s["pid"].as_u64().unwrap() as i32;
+    // The daemon dies, and so does everything of the session, with no record of how.
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10)).expect("killed");
+    for pid in [monitor, program] {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let _d = sandbox.daemon().start();
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = only(&checks, "stale-sessions", CheckStatus::Warn);
+    assert!(c.message.contains(s["id"].as_str().unwrap()), "{c:#?}");
+    assert!(c.fix.unwrap().contains("aifactoryctl sessions remove"));
+}
+
+#[test]
+fn the_old_project_list_read_only_or_not_imported_is_reported() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    let project = repo(&sandbox, "old", "https://github.com/o/old.git");
+    let dir = sandbox.path().join("home/.aifactory");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("projects.json");
+    std::fs::write(
+        &file,
+        format!(
+            "[{{\"path\": {:?}, \"name\": \"old\"}}]",
+            project.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = only(&checks, "legacy-projects", CheckStatus::Warn);
+    assert!(c.message.contains("not registered"), "{c:#?}");
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("aifactoryctl projects import-legacy")
+    );
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = only(&checks, "legacy-projects", CheckStatus::Warn);
+    assert!(
+        c.message.contains("mode 0444") && c.message.contains("Project not found"),
+        "{c:#?}"
+    );
+    assert!(c.fix.unwrap().contains("chmod u+w"));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    sandbox.ctl(&["projects", "import-legacy"]).assert_ok();
+    let (_, checks) = doctor(&sandbox, &[]);
+    assert_eq!(find(&checks, "legacy-projects").status, CheckStatus::Ok);
+}
+
+#[test]
+fn a_provider_set_by_hand_against_the_origin_is_reported() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    let path = repo(&sandbox, "lab", "https://github.com/org/lab.git");
+    sandbox
+        .ctl(&[
+            "projects",
+            "add",
+            path.to_str().unwrap(),
+            "--provider",
+            "gitlab",
+        ])
+        .assert_ok();
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = only(&checks, "pr-providers", CheckStatus::Warn);
+    assert!(
+        c.message.contains("set by hand to gitlab") && c.message.contains("says github"),
+        "{c:#?}"
+    );
+}
+
+#[test]
+fn a_gemini_profile_past_its_end_of_life_fails_deprecated_providers() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "default_agent = \"g\"\n[agents.g]\nkind = \"gemini-cli\"\ncommand = [\"sleep\", \"300\"]\n",
+    );
+    let _d = sandbox.daemon().start();
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(1));
+    let c = only(&checks, "deprecated-providers", CheckStatus::Fail);
+    assert!(c.message.contains("2026-06-18"), "{c:#?}");
+    assert!(c.fix.unwrap().contains("openai-compatible"));
+}
+
+#[test]
+fn a_leftover_test_agent_command_is_a_warning() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox
+        .daemon()
+        .env("AIFACTORY_TEST_AGENT_CMD", "sleep 300")
+        .start();
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = only(&checks, "test-fixtures", CheckStatus::Warn);
+    assert!(
+        c.message.contains("AIFACTORY_TEST_AGENT_CMD") && c.message.contains("sleep 300"),
+        "{c:#?}"
+    );
+}
+
+#[test]
+fn a_pending_migration_and_a_held_lock_are_reported_without_a_daemon() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    // A database one migration behind: what an upgrade that did not migrate leaves.
+    let known = aifactoryd::migrate::MIGRATIONS;
+    let last = &known[known.len() - 1];
+    let out = Command::new(aifactory_tests::bin("aifactoryd"))
+        .env(
+            "AIFACTORY_TEST_MIGRATION_LIMIT",
+            (known.len() - 1).to_string(),
+        )
+        .arg("--state-dir")
+        .arg(sandbox.state_dir())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(sandbox.state_dir().join("migrate.lock"))
+        .unwrap();
+    write!(
+        file,
+        "{{\"pid\":{},\"host\":\"test-host\",\"started\":\"2026-11-26T00:00:00Z\"}}",
+        std::process::id()
+    )
+    .unwrap();
+    let _lock: Flock<File> = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("lock");
+    let state = sandbox.state_dir();
+    let config = sandbox.config_file();
+    let (code, checks) = doctor(
+        &sandbox,
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "the daemon is down: {checks:#?}");
+    let c = find(&checks, "migrations");
+    assert_eq!(c.status, CheckStatus::Warn, "{c:#?}");
+    assert!(
+        c.message
+            .contains(&format!("pending: {:04}_{}", last.version, last.name)),
+        "{c:#?}"
+    );
+    assert!(
+        c.message
+            .contains(&format!("held by pid {} on test-host", std::process::id())),
+        "{c:#?}"
+    );
+    assert!(c.fix.as_deref().unwrap().contains("kill"), "{c:#?}");
+    assert_eq!(find(&checks, "daemon").status, CheckStatus::Fail);
+    // What could be checked without the daemon was.
+    assert_eq!(find(&checks, "agent-profiles").status, CheckStatus::Ok);
+    assert_eq!(find(&checks, "state-dir").status, CheckStatus::Ok);
+}
+
+#[test]
+fn a_task_stuck_without_output_or_progress_fails_tasks_stuck_with_its_evidence() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&format!("stall_after = 1\n{GOOD_AGENT}"));
+    let _d = sandbox.daemon().start();
+    let path = repo(&sandbox, "demo", "https://github.com/o/demo.git");
+    std::fs::write(path.join("f"), "x").unwrap();
+    git(&["add", "f"], &path);
+    git(&["commit", "-q", "-m", "init"], &path);
+    sandbox
+        .ctl(&["projects", "add", path.to_str().unwrap()])
+        .assert_ok();
+    sandbox
+        .ctl(&["tasks", "create", "--project", "demo", "--spec", "stuck"])
+        .assert_ok();
+    sandbox.ctl(&["tasks", "start", "stuck"]).assert_ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sandbox.ctl(&["tasks", "show", "stuck", "--json"]).json()["phase"] != "stalled" {
+        assert!(std::time::Instant::now() < deadline, "never stalled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(1));
+    let c = only(&checks, "tasks-stuck", CheckStatus::Fail);
+    assert!(
+        c.message.contains("is stalled since") && c.message.contains("S (sleeping)"),
+        "{c:#?}"
+    );
+    assert!(c.fix.unwrap().contains("aifactoryctl tasks logs"));
+    sandbox
+        .ctl(&["tasks", "stop", "stuck", "--grace", "1"])
+        .assert_ok();
+}
