@@ -94,9 +94,11 @@ pub async fn run(
                 let _ = tx.send(open_store(&config, state_writable));
             })
             .map_err(DaemonError::StoreThread)?;
-        rx.await.map_err(|_| {
-            DaemonError::StoreThread(std::io::Error::other("the migration thread panicked"))
-        })??
+        notify::extending_start("opening the state database (applying migrations)", rx)
+            .await
+            .map_err(|_| {
+                DaemonError::StoreThread(std::io::Error::other("the migration thread panicked"))
+            })??
     };
     let panes = panes::choose(&panes::candidates(
         config.panes_dir.as_deref(),
