@@ -22,6 +22,8 @@ mod server;
 mod sessions;
 mod state;
 pub mod store;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -132,6 +134,8 @@ pub async fn run(
         schema_version,
         sessions,
     ));
+    #[cfg(feature = "test-hooks")]
+    test_hooks::wedge_on_sigusr2().map_err(DaemonError::Signals)?;
     let _watchdog = notify::spawn_watchdog();
     // `serve` says READY=1 once its signal handlers are in place.
     server::serve(daemon, listener, &logging, &overrides)
