@@ -17,8 +17,9 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 3)");
 #[derive(Debug, Parser)]
 #[command(name = "aifactoryd", version = VERSION)]
 pub struct Cli {
-    /// Config file (default: /etc/aifactory/aifactoryd.toml as root, else
-    /// $XDG_CONFIG_HOME/aifactory/aifactoryd.toml; optional).
+    /// Config file (default: $CONFIGURATION_DIRECTORY/aifactoryd.toml under systemd,
+    /// /etc/aifactory/aifactoryd.toml as root, else $XDG_CONFIG_HOME/aifactory/aifactoryd.toml;
+    /// optional).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Control socket path (also $AIFACTORY_SOCKET).
