@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             Command::Projects(command) => projects::run(&cli, command).await,
             Command::Sessions(command) => sessions::run(&cli, command).await,
             Command::Completions { shell } => completions::run(*shell),
+            Command::Manpage => completions::manpage(),
         }
     });
     // A blocking stdin read (attach) must not keep the process alive after the command ended.

@@ -54,6 +54,18 @@ pub enum DaemonCommand {
     /// Internal: run one session's pane monitor (started by the daemon, outlives it).
     #[command(hide = true)]
     PaneMonitor(crate::monitor::MonitorArgs),
+    /// Print the aifactoryd(8) man page (roff) and exit; the package build uses it.
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// Writes the aifactoryd(8) man page, generated from this command line.
+pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .section("8")
+        .manual("aifactory")
+        .render(out)
 }
 
 #[cfg(test)]
