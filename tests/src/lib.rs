@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod notify;
 pub mod raw;
+pub mod systemd;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
