@@ -13,8 +13,9 @@
 //! systemd-sysusers and journald write there); `/dev`
 //! is a fresh tmpfs with the basic nodes and a private devpts; `/proc/sys` and `/sys` are
 //! read-only; the units the host enabled are hidden (an empty `/etc/systemd/system`), and the
-//! units that would reach the kernel or the console (modules, sysctl, binfmt, gettys, logind)
-//! are masked. The namespace gets a cgroup of its own below the caller's, removed at the end.
+//! units that would reach the kernel or the console (modules, sysctl, binfmt, gettys) are
+//! masked. D-Bus and logind run (user managers need them); with a private `/dev` logind finds
+//! no seat or VT to manage. The namespace gets a cgroup of its own below the caller's, removed at the end.
 //! [`Systemd::shutdown`] checks that nothing of the package reached the host.
 
 use std::os::unix::process::CommandExt;
@@ -75,7 +76,7 @@ mkdir -p /run/systemd/system
 for unit in systemd-modules-load.service systemd-sysctl.service systemd-binfmt.service \
         proc-sys-fs-binfmt_misc.automount systemd-firstboot.service systemd-repart.service \
         systemd-pcrphase.service systemd-pcrphase-sysinit.service systemd-tmpfiles-setup-dev.service \
-        getty.target console-getty.service systemd-logind.service dbus.service dbus.socket; do
+        getty.target console-getty.service; do
     ln -s /dev/null "/run/systemd/system/$unit"
 done
 # dpkg's man-db trigger would rebuild the whole man database at every install.

@@ -6,6 +6,7 @@
 //!   daemon serves (with its `STATUS=`), reload without dropping sessions, the journal's
 //!   structured fields, who may use the socket, `systemctl restart` and the watchdog keeping a
 //!   session and its output, what `systemctl stop` leaves running and how to stop everything.
+//! - `user_units_under_systemctl_user`: the user units under a user manager.
 //! - `package_install_upgrade_remove_purge`: the package's life and what each step leaves.
 //! - `units_verify_clean_and_exposure_stays_low`: `systemd-analyze verify` and `security`.
 //! - `package_passes_lintian`.
@@ -353,6 +354,61 @@ fn daemon_under_systemd() {
     let took = started.elapsed();
     sd.shutdown();
     eprintln!("{test}: passed in {took:?} after the boot");
+}
+
+/// The user units, as a person runs them with `systemctl --user` (the package ships them).
+#[test]
+fn user_units_under_systemctl_user() {
+    let test = "user_units_under_systemctl_user";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    if !sd.sh("test -x /usr/bin/dbus-daemon").status.success() {
+        skip(
+            test,
+            "dbus is not installed: a user manager needs it (apt-get install dbus)",
+        );
+        return;
+    }
+    sd.ok("useradd --create-home alice");
+    let uid = sd.ok("id -u alice").trim().to_string();
+    sd.ok(&format!("systemctl start user@{uid}.service"));
+    let alice = |script: &str| {
+        sd.ok(&format!(
+            "cd / && runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/{uid} sh -c '{script}'"
+        ))
+    };
+    alice("systemctl --user enable --now aifactoryd.socket");
+    let socket = format!("/run/user/{uid}/aifactory/aifactoryd.sock");
+    assert_eq!(
+        sd.ok(&format!("stat -c '%U %a' {socket}")).trim(),
+        "alice 600"
+    );
+    assert_eq!(
+        alice("systemctl --user is-active aifactoryd.service || true").trim(),
+        "inactive"
+    );
+    // aifactoryctl finds the user socket by itself, and the first client starts the daemon.
+    let status = json(&alice("aifactoryctl --json status"));
+    assert_eq!(status["mode"], "user");
+    assert_eq!(status["socket"], socket.as_str());
+    assert_eq!(status["state_dir"], "/home/alice/.local/state/aifactory");
+    assert_eq!(
+        status["panes_dir"],
+        format!("/run/user/{uid}/aifactory/panes").as_str()
+    );
+    let status_text = alice("systemctl --user show -P StatusText aifactoryd.service");
+    assert!(status_text.starts_with("serving "), "{status_text:?}");
+    // A restart keeps a session, as in the system unit.
+    let session = json(&alice(
+        "aifactoryctl --json sessions new --cwd /home/alice -- sleep 1000",
+    ));
+    let id = session["id"].as_str().expect("id").to_string();
+    let pid = session["pid"].as_u64().expect("pid");
+    alice("systemctl --user restart aifactoryd.service");
+    let after = json(&alice(&format!("aifactoryctl --json sessions show {id}")));
+    assert_eq!(after["state"], "running", "{after}");
+    assert_eq!(after["pid"].as_u64(), Some(pid));
+    sd.shutdown();
 }
 
 #[test]
