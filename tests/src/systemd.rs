@@ -202,7 +202,10 @@ impl Systemd {
             .stdout(console.try_clone().expect("dup console"))
             .stderr(console)
             .process_group(0);
-        let unshare = cmd.spawn().expect("run unshare");
+        let unshare = cmd.spawn().unwrap_or_else(|e| {
+            remove_cgroup(&cgroup);
+            panic!("cannot run sh and unshare: {e}")
+        });
         let mut systemd = Systemd {
             pid: 0,
             unshare,
