@@ -13,6 +13,7 @@ pub const SOCKET_NAME: &str = "aifactoryd.sock";
 pub const SYSTEM_RUNTIME_DIR: &str = "/run/aifactory";
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/aifactory";
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/aifactory/aifactoryd.toml";
+pub const CONFIG_FILE_NAME: &str = "aifactoryd.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
@@ -114,17 +115,22 @@ pub fn state_dir(
     })
 }
 
-/// Default config file: `/etc/aifactory/aifactoryd.toml` as root, else
-/// `$XDG_CONFIG_HOME/aifactory/aifactoryd.toml` (default `~/.config/...`). `None` when neither
-/// can be named; a missing file simply means defaults.
+/// Default config file: `$CONFIGURATION_DIRECTORY/aifactoryd.toml` (set by systemd's
+/// `ConfigurationDirectory=`, so the packaged service, which runs as user `aifactory`, reads
+/// `/etc/aifactory/aifactoryd.toml`), `/etc/aifactory/aifactoryd.toml` as root, else
+/// `$XDG_CONFIG_HOME/aifactory/aifactoryd.toml` (default `~/.config/...`). `None` when none can
+/// be named; a missing file simply means defaults.
 pub fn default_config_file(env: &dyn Fn(&str) -> Option<OsString>, root: bool) -> Option<PathBuf> {
+    if let Some(dir) = env("CONFIGURATION_DIRECTORY").and_then(first_systemd_dir) {
+        return Some(dir.join(CONFIG_FILE_NAME));
+    }
     if root {
         return Some(PathBuf::from(SYSTEM_CONFIG_FILE));
     }
     let base = env("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("aifactory/aifactoryd.toml"))
+    Some(base.join("aifactory").join(CONFIG_FILE_NAME))
 }
 
 #[cfg(test)]
@@ -206,5 +212,32 @@ mod tests {
             PathBuf::from("/var/lib/aifactory2")
         );
         assert!(state_dir(None, &env_of(&[]), false).is_err());
+    }
+
+    #[test]
+    fn config_order() {
+        let systemd = env_of(&[
+            ("CONFIGURATION_DIRECTORY", "/etc/aifactory:/etc/other"),
+            ("XDG_CONFIG_HOME", "/xc"),
+        ]);
+        assert_eq!(
+            default_config_file(&systemd, false),
+            Some(PathBuf::from("/etc/aifactory/aifactoryd.toml"))
+        );
+        let user = env_of(&[("XDG_CONFIG_HOME", "/xc"), ("HOME", "/home/u")]);
+        assert_eq!(
+            default_config_file(&user, true),
+            Some(PathBuf::from(SYSTEM_CONFIG_FILE))
+        );
+        assert_eq!(
+            default_config_file(&user, false),
+            Some(PathBuf::from("/xc/aifactory/aifactoryd.toml"))
+        );
+        let home = env_of(&[("HOME", "/home/u")]);
+        assert_eq!(
+            default_config_file(&home, false),
+            Some(PathBuf::from("/home/u/.config/aifactory/aifactoryd.toml"))
+        );
+        assert_eq!(default_config_file(&env_of(&[]), false), None);
     }
 }

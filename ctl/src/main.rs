@@ -43,6 +43,7 @@ fn main() -> ExitCode {
                 config,
             } => doctor::run(&cli, http, state_dir.as_deref(), config.as_deref()).await,
             Command::Completions { shell } => completions::run(*shell),
+            Command::Manpage => completions::manpage(),
         }
     });
     // A blocking stdin read (attach) must not keep the process alive after the command ended.

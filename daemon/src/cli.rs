@@ -17,8 +17,9 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 4)");
 #[derive(Debug, Parser)]
 #[command(name = "aifactoryd", version = VERSION)]
 pub struct Cli {
-    /// Config file (default: /etc/aifactory/aifactoryd.toml as root, else
-    /// $XDG_CONFIG_HOME/aifactory/aifactoryd.toml; optional).
+    /// Config file (default: $CONFIGURATION_DIRECTORY/aifactoryd.toml under systemd,
+    /// /etc/aifactory/aifactoryd.toml as root, else $XDG_CONFIG_HOME/aifactory/aifactoryd.toml;
+    /// optional).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Control socket path (also $AIFACTORY_SOCKET).
@@ -59,6 +60,18 @@ pub enum DaemonCommand {
     /// Internal: run one session's pane monitor (started by the daemon, outlives it).
     #[command(hide = true)]
     PaneMonitor(crate::monitor::MonitorArgs),
+    /// Print the aifactoryd(8) man page (roff) and exit; the package build uses it.
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// Writes the aifactoryd(8) man page, generated from this command line.
+pub fn manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .section("8")
+        .manual("aifactory")
+        .render(out)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ mod state;
 pub mod store;
 mod supervisor;
 mod tasks;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -100,9 +102,11 @@ pub async fn run(
                 let _ = tx.send(open_store(&config, state_writable));
             })
             .map_err(DaemonError::StoreThread)?;
-        rx.await.map_err(|_| {
-            DaemonError::StoreThread(std::io::Error::other("the migration thread panicked"))
-        })??
+        notify::extending_start("opening the state database (applying migrations)", rx)
+            .await
+            .map_err(|_| {
+                DaemonError::StoreThread(std::io::Error::other("the migration thread panicked"))
+            })??
     };
     let panes = panes::choose(&panes::candidates(
         config.panes_dir.as_deref(),
@@ -153,6 +157,8 @@ pub async fn run(
             tasks,
         },
     ));
+    #[cfg(feature = "test-hooks")]
+    test_hooks::wedge_on_sigusr2().map_err(DaemonError::Signals)?;
     let _watchdog = notify::spawn_watchdog();
     // `serve` says READY=1 once its signal handlers are in place.
     server::serve(daemon, listener, &logging, &overrides)

@@ -62,7 +62,13 @@ pub fn init(target: LogTarget, config_level: &str) -> Result<Logging, LoggingErr
         LogTarget::Auto => stderr_is_journal(),
     };
     let journald_layer = if journald {
-        Some(tracing_journald::layer().map_err(LoggingError::Journald)?)
+        // No prefix: `session_id` is stored as `SESSION_ID` (not `F_SESSION_ID`), so operators
+        // can ask `journalctl SESSION_ID=...`. Our field names never collide with journald's own.
+        Some(
+            tracing_journald::layer()
+                .map_err(LoggingError::Journald)?
+                .with_field_prefix(None),
+        )
     } else {
         None
     };

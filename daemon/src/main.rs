@@ -9,8 +9,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A pane monitor must not depend on the daemon's config or logging, and keeps the umask
     // it was started with: its program inherits it.
-    if let Some(DaemonCommand::PaneMonitor(args)) = cli.command {
-        return aifactoryd::monitor::run(args);
+    match cli.command {
+        Some(DaemonCommand::PaneMonitor(args)) => return aifactoryd::monitor::run(args),
+        Some(DaemonCommand::Manpage) => {
+            return match aifactoryd::cli::manpage(&mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("aifactoryd: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     if let Some(DaemonCommand::Check) = cli.command {
         let facts = aifactoryd::check::local_facts(&Overrides {

@@ -1,6 +1,8 @@
-//! What systemd hears from us through `NOTIFY_SOCKET`: READY, STATUS, RELOADING, STOPPING and
-//! the watchdog keep-alive. Without `NOTIFY_SOCKET` every call is a no-op.
+//! What systemd hears from us through `NOTIFY_SOCKET`: READY, STATUS, RELOADING, STOPPING,
+//! the watchdog keep-alive and requests for more start-up time. Without `NOTIFY_SOCKET` every
+//! call is a no-op.
 
+use std::future::Future;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -47,6 +49,27 @@ pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
             send(&[NotifyState::Watchdog]);
         }
     }))
+}
+
+/// How often a long start-up step asks for more time; each request covers three periods, so
+/// one late tick on a loaded machine does not let `TimeoutStartSec=` expire.
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs a start-up step that may take long (opening the store, which applies migrations):
+/// says what it is in `STATUS=` and asks systemd for more start-up time at once and then every
+/// [`EXTEND_EVERY`] until it is done. A large migration must not be killed by
+/// `TimeoutStartSec=`: it would only start over, and over again.
+pub async fn extending_start<F: Future>(status: &str, work: F) -> F::Output {
+    send(&[NotifyState::Status(status)]);
+    let mut ticks = tokio::time::interval(EXTEND_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => extend_timeout(EXTEND_EVERY * 3),
+        }
+    }
 }
 
 /// Asks systemd for more start-up time (e.g. while waiting for the migration lock).

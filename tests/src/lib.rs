@@ -4,11 +4,13 @@
 //! `aifactory-common` client and the real `aifactoryctl` binary.
 //!
 //! Tests that need more than the toolchain call [`skip`], which prints why and returns, or
-//! fails the test when `AIFACTORY_REQUIRE_ALL=1`.
+//! fails the test when `AIFACTORY_REQUIRE_ALL=1`. [`systemd`] boots a real systemd in private
+//! namespaces and builds the Debian package, for the systemd suite.
 
 pub mod bench;
 pub mod notify;
 pub mod raw;
+pub mod systemd;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

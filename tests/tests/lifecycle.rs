@@ -549,6 +549,50 @@ async fn watchdog_is_pinged_at_half_its_interval() {
     );
 }
 
+/// The `test-hooks` switch the systemd suite uses to wedge the daemon: after SIGUSR2 no
+/// worker runs any more, so the watchdog pings stop and nobody is served.
+#[tokio::test]
+async fn the_wedge_hook_stops_the_watchdog_pings() {
+    const INTERVAL: Duration = Duration::from_millis(200);
+    let sandbox = Sandbox::new();
+    let mut daemon = sandbox
+        .daemon()
+        .env("WATCHDOG_USEC", &INTERVAL.as_micros().to_string())
+        .start();
+    assert!(
+        daemon
+            .notify
+            .wait_for("WATCHDOG=1", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        daemon.logs()
+    );
+    daemon.signal(Signal::SIGUSR2);
+    assert!(
+        daemon.wait_log("wedging every runtime worker", Duration::from_secs(5)),
+        "the daemon under test lacks the test hooks: build it with `cargo build --workspace`\n{}",
+        daemon.logs()
+    );
+    // A ping already on its way may still arrive just after the log line.
+    let wedged = Instant::now() + INTERVAL;
+    let notes = daemon.notify.collect_for(INTERVAL * 10);
+    let late: Vec<&Notification> = notes
+        .iter()
+        .filter(|n| has_line(n, "WATCHDOG=1") && n.at > wedged)
+        .collect();
+    assert!(late.is_empty(), "pings after the wedge: {late:?}");
+    let mut opts = daemon.client_options();
+    opts.handshake_timeout = Duration::from_secs(1);
+    assert!(
+        Client::connect(&opts).await.is_err(),
+        "a wedged daemon completed a handshake"
+    );
+    assert!(
+        daemon.try_exit().is_none(),
+        "the wedge must not end the daemon"
+    );
+}
+
 #[tokio::test]
 async fn sighup_applies_a_valid_config_and_rejects_an_invalid_one() {
     let sandbox = Sandbox::new();

@@ -124,6 +124,48 @@ fn sigkill_inside_a_migration_twenty_times_then_every_start_recovers() {
 }
 
 #[test]
+fn a_long_migration_keeps_asking_systemd_for_more_start_up_time() {
+    let sandbox = Sandbox::new();
+    let mut paused = sandbox
+        .daemon()
+        .env("AIFACTORY_TEST_PAUSE_IN_MIGRATION", "1")
+        .spawn();
+    assert!(
+        paused.wait_log(
+            "test hook: paused inside migration 1",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        paused.logs()
+    );
+    let status = paused
+        .notify
+        .wait_for("STATUS=", Duration::from_secs(5))
+        .expect("a STATUS= while migrating");
+    assert!(status.text.contains("applying migrations"), "{status:?}");
+    // One request at once, then one every 10 s, each for 30 s: TimeoutStartSec= never expires
+    // while the migration still runs.
+    let extensions = |notes: &[aifactory_tests::notify::Notification]| -> Vec<u64> {
+        notes
+            .iter()
+            .flat_map(|n| n.text.lines())
+            .filter_map(|l| l.strip_prefix("EXTEND_TIMEOUT_USEC="))
+            .map(|v| v.parse().expect("a number of microseconds"))
+            .collect()
+    };
+    let notes = paused.notify.collect_for(Duration::from_secs(12));
+    let asked = extensions(&notes);
+    assert!(asked.len() >= 2, "{notes:?}");
+    assert!(asked.iter().all(|&usec| usec >= 30_000_000), "{asked:?}");
+    assert!(
+        !notes.iter().any(|n| n.text.lines().any(|l| l == "READY=1")),
+        "READY=1 before the migration finished: {notes:?}"
+    );
+    paused.signal(Signal::SIGKILL);
+    paused.wait_exit(Duration::from_secs(10)).expect("killed");
+}
+
+#[test]
 fn two_daemons_started_together_one_migrates_one_refuses() {
     let sandbox = Sandbox::new();
     let mut a = sandbox.daemon().log_name("a").spawn();

@@ -1,0 +1,635 @@
+//! aifactoryd under a real systemd, as an operator runs it: the Debian package installed into
+//! a systemd booted as PID 1 in private namespaces (see `aifactory_tests::systemd`), then
+//! `systemctl`, `journalctl` and `aifactoryctl` against it.
+//!
+//! - `daemon_under_systemd`: socket activation, `systemctl start` returning only once the
+//!   daemon serves (with its `STATUS=`), reload without dropping sessions, the journal's
+//!   structured fields, who may use the socket, `systemctl restart` and the watchdog keeping a
+//!   session and its output, what `systemctl stop` leaves running and how to stop everything.
+//! - `user_units_under_systemctl_user`: the user units under a user manager.
+//! - `package_install_upgrade_remove_purge`: the package's life and what each step leaves.
+//! - `units_verify_clean_and_exposure_stays_low`: `systemd-analyze verify` and `security`.
+//! - `package_passes_lintian`.
+//!
+//! Not covered yet: `aifactory-http.service` beyond `verify` (its binary comes with the HTTP
+//! shim, issue 7), and the `TASK_ID` journal field (tasks come with issue 6; `SESSION_ID` is
+//! checked). Without root, unshare, systemd, cargo-deb or lintian each test says it skipped and
+//! why; under `AIFACTORY_REQUIRE_ALL=1` it fails instead.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aifactory_tests::skip;
+use aifactory_tests::systemd::{self, Systemd};
+
+const SOCKET: &str = "/run/aifactory/aifactoryd.sock";
+/// `WatchdogSec=` in systemd/aifactoryd.service.
+const WATCHDOG: Duration = Duration::from_secs(30);
+/// Prints a numbered line every 20 ms, so a gap or a repeat in the output shows.
+const COUNTER: &str = "sh -c 'i=0; while :; do i=$((i+1)); echo line$i; sleep 0.02; done'";
+
+/// Boots systemd and copies the package in, or says why this machine cannot.
+fn setup(test: &str) -> Option<Systemd> {
+    if let Some(reason) = systemd::unavailable() {
+        skip(test, &reason);
+        return None;
+    }
+    let deb = match systemd::deb() {
+        Ok(deb) => deb,
+        Err(reason) => {
+            skip(test, &reason);
+            return None;
+        }
+    };
+    let started = Instant::now();
+    let sd = Systemd::boot();
+    eprintln!("{test}: systemd booted in {:?}", started.elapsed());
+    copy_in(&sd, &deb, "/root/aifactory.deb", "644");
+    Some(sd)
+}
+
+/// Copies a host file into the namespace (the host path may be hidden there, e.g. in /tmp).
+fn copy_in(sd: &Systemd, from: &PathBuf, to: &str, mode: &str) {
+    let out = sd
+        .command(&format!("cat > {to} && chmod {mode} {to}"))
+        .stdin(File::open(from).unwrap_or_else(|e| panic!("open {}: {e}", from.display())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run nsenter");
+    assert!(out.status.success(), "copy {} in: {out:?}", from.display());
+}
+
+fn install(sd: &Systemd) -> String {
+    sd.ok("DEBIAN_FRONTEND=noninteractive dpkg -i /root/aifactory.deb 2>&1")
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+fn status(sd: &Systemd) -> serde_json::Value {
+    json(&sd.ok("aifactoryctl status --json"))
+}
+
+fn main_pid(sd: &Systemd) -> u32 {
+    sd.property("aifactoryd.service", "MainPID")
+        .parse()
+        .expect("MainPID is a number")
+}
+
+fn active_state(sd: &Systemd, unit: &str) -> String {
+    sd.property(unit, "ActiveState")
+}
+
+/// Starts the counter session; returns its id.
+fn start_counter(sd: &Systemd, name: &str) -> String {
+    let session = json(&sd.ok(&format!(
+        "aifactoryctl --json sessions new --name {name} --cwd /var/lib/aifactory -- {COUNTER}"
+    )));
+    session["id"].as_str().expect("session id").to_string()
+}
+
+fn session(sd: &Systemd, id: &str) -> serde_json::Value {
+    json(&sd.ok(&format!("aifactoryctl --json sessions show {id}")))
+}
+
+/// The counter's output so far: the last complete number, after checking that every number
+/// from 1 appears once and in order.
+fn counted(sd: &Systemd, id: &str) -> u64 {
+    let pane_dir = session(sd, id)["pane_dir"]
+        .as_str()
+        .expect("pane_dir")
+        .to_string();
+    let log = sd.ok(&format!("cat {pane_dir}/output.log"));
+    let complete = match log.rfind('\n') {
+        Some(end) => &log[..end],
+        None => "",
+    };
+    let mut expected = 1;
+    for line in complete.lines() {
+        let line = line.trim_end_matches('\r');
+        assert_eq!(
+            line,
+            format!("line{expected}"),
+            "session {id}: output has a gap or a repeat before line {expected}"
+        );
+        expected += 1;
+    }
+    expected - 1
+}
+
+/// Waits until the counter has printed past `count`: its output goes on.
+fn wait_output_grows(sd: &Systemd, id: &str, count: u64) {
+    sd.wait_for(
+        &format!("session {id} prints past line {count}"),
+        Duration::from_secs(10),
+        || counted(sd, id) > count + 10,
+    );
+}
+
+fn assert_running(sd: &Systemd, id: &str, pid: u64) {
+    let now = session(sd, id);
+    assert_eq!(now["state"], "running", "{now}");
+    assert_eq!(
+        now["pid"].as_u64(),
+        Some(pid),
+        "the same program runs: {now}"
+    );
+}
+
+/// Journal entries of the daemon (`journalctl -o json`), as JSON objects.
+fn journal(sd: &Systemd) -> Vec<serde_json::Value> {
+    sd.ok("journalctl -u aifactoryd -o json --no-pager")
+        .lines()
+        .map(json)
+        .collect()
+}
+
+fn message(entry: &serde_json::Value) -> &str {
+    entry["MESSAGE"].as_str().unwrap_or("")
+}
+
+#[test]
+fn daemon_under_systemd() {
+    let test = "daemon_under_systemd";
+    let Some(sd) = setup(test) else { return };
+    let started = Instant::now();
+    install(&sd);
+    eprintln!("{test}: package installed in {:?}", started.elapsed());
+
+    // Socket activation: the package starts only the socket; the first client starts the
+    // daemon, which serves the socket systemd passed.
+    assert_eq!(active_state(&sd, "aifactoryd.socket"), "active");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "inactive");
+    let first = status(&sd);
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "active");
+    assert_eq!(first["socket"], SOCKET);
+    assert_eq!(first["mode"], "system");
+    assert_eq!(first["state_dir"], "/var/lib/aifactory");
+    assert_eq!(first["config_file"], "/etc/aifactory/aifactoryd.toml");
+    assert_eq!(first["panes_dir"], "/run/aifactory/panes");
+    assert_eq!(first["pid"].as_u64(), Some(main_pid(&sd) as u64));
+    let log = sd.ok("journalctl -u aifactoryd --no-pager");
+    assert!(
+        log.contains("serving the socket passed by systemd"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("test-hooks"),
+        "the packaged daemon was built with the test hooks:\n{log}"
+    );
+
+    // `systemctl start` returns once the daemon said READY=1, with its STATUS= text.
+    sd.ok("systemctl stop aifactoryd.service");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "inactive");
+    sd.ok("systemctl start aifactoryd.service");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "active");
+    let status_text = sd.property("aifactoryd.service", "StatusText");
+    assert!(
+        status_text.starts_with(&format!("serving {SOCKET} (protocol ")),
+        "{status_text:?}"
+    );
+    let shown = sd.text("systemctl status aifactoryd.service --no-pager");
+    assert!(
+        shown.contains(&format!("Status: \"{status_text}\"")),
+        "{shown}"
+    );
+    assert_eq!(status(&sd)["pid"].as_u64(), Some(main_pid(&sd) as u64));
+
+    // A session, whose output must stay continuous through everything below.
+    let id = start_counter(&sd, "counter");
+    let pid = session(&sd, &id)["pid"].as_u64().expect("session pid");
+    wait_output_grows(&sd, &id, 0);
+
+    // The journal holds the structured fields. (TASK_ID comes with tasks, issue 6.)
+    let entries = journal(&sd);
+    let started_entry = entries
+        .iter()
+        .find(|e| e["SESSION_ID"] == id.as_str() && message(e).contains("session started"))
+        .unwrap_or_else(|| panic!("no `session started` entry with SESSION_ID={id}: {entries:?}"));
+    assert_eq!(started_entry["_SYSTEMD_UNIT"], "aifactoryd.service");
+    assert_eq!(started_entry["PID"], pid.to_string().as_str());
+
+    // Reload: the new config applies, the daemon and the session stay.
+    let daemon_pid = main_pid(&sd);
+    sd.ok("printf 'max_connections = 77\\n' >> /etc/aifactory/aifactoryd.toml");
+    sd.ok("systemctl reload aifactoryd");
+    sd.wait_for(
+        "the reloaded max_connections",
+        Duration::from_secs(10),
+        || status(&sd)["max_connections"] == 77,
+    );
+    assert_eq!(main_pid(&sd), daemon_pid, "reload restarted the daemon");
+    assert_running(&sd, &id, pid);
+    assert!(
+        journal(&sd)
+            .iter()
+            .any(|e| message(e).contains("config reloaded"))
+    );
+
+    // Who may connect: the socket is 0660 root:aifactory.
+    sd.ok("useradd --no-create-home outsider && useradd --no-create-home -G aifactory member");
+    let refused = sd.sh(&format!(
+        "runuser -u outsider -- aifactoryctl --socket {SOCKET} status"
+    ));
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("ermission"),
+        "{refused:?}"
+    );
+    let member = json(&sd.ok(&format!(
+        "runuser -u member -- aifactoryctl --socket {SOCKET} --json status"
+    )));
+    assert_eq!(member["pid"].as_u64(), Some(daemon_pid as u64));
+
+    // `systemctl restart`: a new daemon, the same session, no byte lost.
+    let before = counted(&sd, &id);
+    sd.ok("systemctl restart aifactoryd");
+    let restarted = main_pid(&sd);
+    assert_ne!(restarted, daemon_pid);
+    assert_running(&sd, &id, pid);
+    wait_output_grows(&sd, &id, before);
+
+    // The watchdog: a daemon with the test hooks (never in the package) wedges its runtime on
+    // SIGUSR2; systemd must kill and restart it within WatchdogSec=, and the new daemon
+    // re-adopts the session.
+    copy_in(
+        &sd,
+        &aifactory_tests::bin("aifactoryd"),
+        "/usr/local/bin/aifactoryd-test-hooks",
+        "755",
+    );
+    sd.ok(
+        "mkdir -p /run/systemd/system/aifactoryd.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/local/bin/aifactoryd-test-hooks\\n' > /run/systemd/system/aifactoryd.service.d/test-hooks.conf && systemctl daemon-reload && systemctl restart aifactoryd",
+    );
+    let hooked = main_pid(&sd);
+    assert!(
+        sd.ok(&format!("journalctl _PID={hooked} --no-pager"))
+            .contains("test-hooks"),
+        "the drop-in did not start the daemon with the test hooks"
+    );
+    assert_running(&sd, &id, pid);
+    let before = counted(&sd, &id);
+    let wedged = Instant::now();
+    let wedged_at = std::time::SystemTime::now();
+    sd.ok("systemctl kill --kill-who=main --signal=SIGUSR2 aifactoryd");
+    sd.wait_for(
+        "systemd restarts the wedged daemon",
+        WATCHDOG + Duration::from_secs(20),
+        || {
+            let pid = main_pid(&sd);
+            pid != 0 && pid != hooked && active_state(&sd, "aifactoryd.service") == "active"
+        },
+    );
+    let replaced = wedged.elapsed();
+    // When systemd noticed, by the journal's clock (the kernel's, as ours).
+    let timeout = journal(&sd)
+        .into_iter()
+        .find(|e| message(e).contains("Watchdog timeout"))
+        .unwrap_or_else(|| panic!("no `Watchdog timeout` in the journal"));
+    let noticed_us: u64 = timeout["__REALTIME_TIMESTAMP"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("__REALTIME_TIMESTAMP");
+    let wedged_us = wedged_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as u64;
+    let noticed = Duration::from_micros(noticed_us.saturating_sub(wedged_us));
+    eprintln!(
+        "{test}: watchdog fired {noticed:?} after the wedge, new daemon active after {replaced:?} (WatchdogSec=30s, RestartSec=1s)"
+    );
+    // The last ping came at most half an interval before the wedge.
+    assert!(
+        noticed >= WATCHDOG / 2 - Duration::from_secs(1)
+            && noticed <= WATCHDOG + Duration::from_secs(1),
+        "the watchdog fired {noticed:?} after the wedge"
+    );
+    assert!(
+        replaced <= noticed + Duration::from_secs(5),
+        "the restart took {:?} after the watchdog fired",
+        replaced - noticed
+    );
+    assert_running(&sd, &id, pid);
+    assert!(
+        journal(&sd).iter().any(|e| e["SESSION_ID"] == id.as_str()
+            && message(e).contains("re-adopted")
+            && e["_PID"] == main_pid(&sd).to_string().as_str()),
+        "the new daemon did not log re-adopting {id}"
+    );
+    wait_output_grows(&sd, &id, before);
+    sd.ok(
+        "rm -r /run/systemd/system/aifactoryd.service.d && systemctl daemon-reload && systemctl restart aifactoryd",
+    );
+
+    // `systemctl stop` stops the daemon only: the session runs on, and the next client
+    // starts a daemon through the socket, which re-adopts it.
+    let before = counted(&sd, &id);
+    sd.ok("systemctl stop aifactoryd.service");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "inactive");
+    assert_eq!(active_state(&sd, "aifactoryd.socket"), "active");
+    sd.ok(&format!("kill -0 {pid}"));
+    assert_eq!(status(&sd)["sessions_running"], 1);
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "active");
+    assert_running(&sd, &id, pid);
+    wait_output_grows(&sd, &id, before);
+
+    // Stopping everything, as README says: the socket and the daemon, then SIGTERM to what
+    // is left in the unit (the sessions' programs end; their monitors record it and exit).
+    sd.ok("systemctl stop aifactoryd.socket aifactoryd.service");
+    sd.ok("systemctl kill --kill-who=all --signal=SIGTERM aifactoryd.service");
+    sd.wait_for(
+        "everything in aifactoryd.service ends",
+        Duration::from_secs(15),
+        || sd.property("aifactoryd.service", "ControlGroup").is_empty(),
+    );
+    sd.ok("systemctl start aifactoryd.socket");
+    let ended = session(&sd, &id);
+    assert_eq!(ended["state"], "exited", "{ended}");
+    assert_eq!(ended["exit"]["signal"], 15, "{ended}");
+
+    let took = started.elapsed();
+    sd.shutdown();
+    eprintln!("{test}: passed in {took:?} after the boot");
+}
+
+/// The user units, as a person runs them with `systemctl --user` (the package ships them).
+#[test]
+fn user_units_under_systemctl_user() {
+    let test = "user_units_under_systemctl_user";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    if !sd.sh("test -x /usr/bin/dbus-daemon").status.success() {
+        skip(
+            test,
+            "dbus is not installed: a user manager needs it (apt-get install dbus)",
+        );
+        return;
+    }
+    sd.ok("useradd --create-home alice");
+    let uid = sd.ok("id -u alice").trim().to_string();
+    sd.ok(&format!("systemctl start user@{uid}.service"));
+    let alice = |script: &str| {
+        sd.ok(&format!(
+            "cd / && runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/{uid} sh -c '{script}'"
+        ))
+    };
+    alice("systemctl --user enable --now aifactoryd.socket");
+    let socket = format!("/run/user/{uid}/aifactory/aifactoryd.sock");
+    assert_eq!(
+        sd.ok(&format!("stat -c '%U %a' {socket}")).trim(),
+        "alice 600"
+    );
+    assert_eq!(
+        alice("systemctl --user is-active aifactoryd.service || true").trim(),
+        "inactive"
+    );
+    // aifactoryctl finds the user socket by itself, and the first client starts the daemon.
+    let status = json(&alice("aifactoryctl --json status"));
+    assert_eq!(status["mode"], "user");
+    assert_eq!(status["socket"], socket.as_str());
+    assert_eq!(status["state_dir"], "/home/alice/.local/state/aifactory");
+    assert_eq!(
+        status["panes_dir"],
+        format!("/run/user/{uid}/aifactory/panes").as_str()
+    );
+    let status_text = alice("systemctl --user show -P StatusText aifactoryd.service");
+    assert!(status_text.starts_with("serving "), "{status_text:?}");
+    // A restart keeps a session, as in the system unit.
+    let session = json(&alice(
+        "aifactoryctl --json sessions new --cwd /home/alice -- sleep 1000",
+    ));
+    let id = session["id"].as_str().expect("id").to_string();
+    let pid = session["pid"].as_u64().expect("pid");
+    alice("systemctl --user restart aifactoryd.service");
+    let after = json(&alice(&format!("aifactoryctl --json sessions show {id}")));
+    assert_eq!(after["state"], "running", "{after}");
+    assert_eq!(after["pid"].as_u64(), Some(pid));
+    sd.shutdown();
+}
+
+#[test]
+fn package_install_upgrade_remove_purge() {
+    let test = "package_install_upgrade_remove_purge";
+    let Some(sd) = setup(test) else { return };
+    let started = Instant::now();
+
+    // Install: user, group, directories, units, config, docs.
+    let out = install(&sd);
+    eprintln!("{test}: dpkg -i:\n{out}");
+    let user = sd.ok("getent passwd aifactory");
+    let fields: Vec<&str> = user.trim().split(':').collect();
+    assert_eq!(fields[5], "/var/lib/aifactory", "{user}");
+    assert!(fields[6].ends_with("nologin"), "{user}");
+    assert!(
+        fields[2].parse::<u32>().expect("uid") < 1000,
+        "a system user: {user}"
+    );
+    sd.ok("getent group aifactory");
+    assert_eq!(
+        sd.ok("stat -c '%U:%G %a' /run/aifactory/panes").trim(),
+        "aifactory:aifactory 700"
+    );
+    assert_eq!(sd.property("aifactoryd.socket", "UnitFileState"), "enabled");
+    assert_eq!(active_state(&sd, "aifactoryd.socket"), "active");
+    assert_eq!(
+        sd.ok(&format!("stat -c '%U:%G %a' {SOCKET}")).trim(),
+        "root:aifactory 660"
+    );
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "inactive");
+    let conffiles = sd.ok("dpkg-query -W -f '${Conffiles}' aifactory");
+    assert!(
+        conffiles.contains("/etc/aifactory/aifactoryd.toml"),
+        "{conffiles}"
+    );
+    for file in [
+        "/usr/bin/aifactoryd",
+        "/usr/bin/aifactoryctl",
+        "/usr/share/man/man8/aifactoryd.8.gz",
+        "/usr/share/man/man1/aifactoryctl.1.gz",
+        "/usr/share/bash-completion/completions/aifactoryctl",
+        "/usr/share/zsh/vendor-completions/_aifactoryctl",
+        "/usr/share/fish/vendor_completions.d/aifactoryctl.fish",
+        "/usr/lib/systemd/user/aifactoryd.socket",
+        "/usr/share/doc/aifactory/examples/projects.conf",
+    ] {
+        sd.ok(&format!("test -s {file}"));
+    }
+    let man = sd.ok("zcat /usr/share/man/man8/aifactoryd.8.gz");
+    assert!(man.contains(".TH aifactoryd 8"), "{man}");
+    // Every key of the shipped config is commented out: it configures nothing.
+    assert_eq!(
+        status(&sd)["config_file"],
+        "/etc/aifactory/aifactoryd.toml",
+        "the daemon reads the packaged config"
+    );
+    let defaults = sd.ok("aifactoryd --print-config --config /dev/null | tail -n +2");
+    let packaged =
+        sd.ok("aifactoryd --print-config --config /etc/aifactory/aifactoryd.toml | tail -n +2");
+    assert_eq!(defaults, packaged);
+
+    // Upgrade (the same package again): the running daemon moves to the new binary, the
+    // session runs on, the administrator's change to the config stays.
+    let id = start_counter(&sd, "survivor");
+    let pid = session(&sd, &id)["pid"].as_u64().expect("session pid");
+    let monitor = session(&sd, &id)["monitor_pid"]
+        .as_u64()
+        .expect("monitor pid");
+    sd.ok("printf 'max_connections = 55\\n' >> /etc/aifactory/aifactoryd.toml && systemctl reload aifactoryd");
+    let old_daemon = main_pid(&sd);
+    let out = install(&sd);
+    eprintln!("{test}: dpkg -i again:\n{out}");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "active");
+    assert_ne!(
+        main_pid(&sd),
+        old_daemon,
+        "the upgrade restarts a running daemon"
+    );
+    assert_running(&sd, &id, pid);
+    assert_eq!(
+        status(&sd)["max_connections"],
+        55,
+        "the local config change stays"
+    );
+    assert_eq!(sd.property("aifactoryd.socket", "UnitFileState"), "enabled");
+
+    // Remove: units stopped and disabled, sessions ended, state and config kept.
+    let out = sd.ok("DEBIAN_FRONTEND=noninteractive dpkg -r aifactory 2>&1");
+    eprintln!("{test}: dpkg -r:\n{out}");
+    assert_eq!(active_state(&sd, "aifactoryd.socket"), "inactive");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "inactive");
+    for process in [pid, monitor] {
+        assert!(
+            !sd.sh(&format!("kill -0 {process}")).status.success(),
+            "process {process} of the session survived the removal"
+        );
+    }
+    assert!(!sd.sh("test -e /usr/bin/aifactoryd").status.success());
+    assert!(
+        !sd.sh("test -e /etc/systemd/system/sockets.target.wants/aifactoryd.socket")
+            .status
+            .success(),
+        "the socket is still enabled"
+    );
+    sd.ok("test -s /var/lib/aifactory/aifactory.db");
+    sd.ok("test -s /etc/aifactory/aifactoryd.toml");
+    assert!(!sd.sh(&format!("test -e {SOCKET}")).status.success());
+
+    // Purge: state and config go; the system user stays (Debian keeps system users).
+    let out = sd.ok("DEBIAN_FRONTEND=noninteractive dpkg -P aifactory 2>&1");
+    eprintln!("{test}: dpkg -P:\n{out}");
+    for gone in [
+        "/var/lib/aifactory",
+        "/etc/aifactory",
+        "/run/aifactory",
+        "/lib/systemd/system/aifactoryd.service",
+        "/var/lib/systemd/deb-systemd-helper-enabled/aifactoryd.socket.dsh-also",
+    ] {
+        assert!(
+            !sd.sh(&format!("test -e {gone}")).status.success(),
+            "{gone} is left after purge"
+        );
+    }
+    assert!(!sd.sh("dpkg -s aifactory").status.success());
+    sd.ok("getent passwd aifactory");
+    assert_eq!(sd.property("aifactoryd.socket", "LoadState"), "not-found");
+
+    // And a fresh install after the purge works again.
+    install(&sd);
+    assert_eq!(status(&sd)["sessions_running"], 0);
+
+    let took = started.elapsed();
+    sd.shutdown();
+    eprintln!("{test}: passed in {took:?} after the boot");
+}
+
+#[test]
+fn units_verify_clean_and_exposure_stays_low() {
+    let test = "units_verify_clean_and_exposure_stays_low";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    // The units as installed, with their binaries and man pages in place.
+    let out = sd.text(
+        "systemd-analyze verify /lib/systemd/system/aifactoryd.service /lib/systemd/system/aifactoryd.socket 2>&1; echo rc=$?",
+    );
+    assert_eq!(out, "rc=0", "systemd-analyze verify complains");
+    // The user units, for a user manager.
+    let out = sd.text(
+        "mkdir -p -m 700 /run/user/0 && XDG_RUNTIME_DIR=/run/user/0 systemd-analyze --user verify /usr/lib/systemd/user/aifactoryd.service /usr/lib/systemd/user/aifactoryd.socket 2>&1; echo rc=$?",
+    );
+    assert_eq!(out, "rc=0", "systemd-analyze --user verify complains");
+    // The HTTP shim's unit before its binary exists (issue 7): a stand-in executable and no
+    // man page check, so only the unit itself is verified.
+    copy_in(
+        &sd,
+        &systemd::workspace_root().join("systemd/aifactory-http.service"),
+        "/etc/systemd/system/aifactory-http.service",
+        "644",
+    );
+    let out = sd.text(
+        "install -m 755 /bin/true /usr/bin/aifactory-http && systemd-analyze verify --man=no /etc/systemd/system/aifactory-http.service 2>&1; echo rc=$?",
+    );
+    assert_eq!(
+        out, "rc=0",
+        "systemd-analyze verify complains about aifactory-http"
+    );
+    sd.shutdown();
+
+    // Exposure as systemd-analyze rates the unit files (recorded in systemd/README.md).
+    for unit in ["aifactoryd.service", "aifactory-http.service"] {
+        let path = systemd::workspace_root().join("systemd").join(unit);
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(&path)
+            .output()
+            .expect("run systemd-analyze");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("Overall exposure level for ")?
+                    .1
+                    .split_once(": ")?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no exposure level for {unit}: {text}"));
+        eprintln!("{test}: {unit} exposure {score}");
+        assert!(score < 4.0, "{unit} is exposed ({score}):\n{text}");
+    }
+}
+
+#[test]
+fn package_passes_lintian() {
+    let test = "package_passes_lintian";
+    if aifactory_tests::bench::find_in_path("lintian").is_none() {
+        skip(test, "lintian is not installed (`apt-get install lintian`)");
+        return;
+    }
+    let deb = match systemd::deb() {
+        Ok(deb) => deb,
+        Err(reason) => {
+            skip(test, &reason);
+            return;
+        }
+    };
+    let out = std::process::Command::new("lintian")
+        .arg(&deb)
+        .output()
+        .expect("run lintian");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{test}: lintian says:\n{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(errors.is_empty(), "lintian errors:\n{}", errors.join("\n"));
+    assert!(
+        out.status.success(),
+        "lintian failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
