@@ -12,8 +12,7 @@
 //! - `package_passes_lintian`.
 //!
 //! Not covered yet: `aifactory-http.service` beyond `verify` (its binary comes with the HTTP
-//! shim, issue 7), and the `TASK_ID` journal field (tasks come with issue 6; `SESSION_ID` is
-//! checked). Without root, unshare, systemd, cargo-deb or lintian each test says it skipped and
+//! shim, issue 7). Without root, unshare, systemd, cargo-deb or lintian each test says it skipped and
 //! why; under `AIFACTORY_REQUIRE_ALL=1` it fails instead.
 
 use std::fs::File;
@@ -204,7 +203,7 @@ fn daemon_under_systemd() {
     let pid = session(&sd, &id)["pid"].as_u64().expect("session pid");
     wait_output_grows(&sd, &id, 0);
 
-    // The journal holds the structured fields. (TASK_ID comes with tasks, issue 6.)
+    // The journal holds the structured fields (TASK_ID: see the task below).
     let entries = journal(&sd);
     let started_entry = entries
         .iter()
@@ -244,6 +243,33 @@ fn daemon_under_systemd() {
         "runuser -u member -- aifactoryctl --socket {SOCKET} --json status"
     )));
     assert_eq!(member["pid"].as_u64(), Some(daemon_pid as u64));
+
+    // A task, run as the package's user in a project root a drop-in opened for writing
+    // (ProtectSystem=strict): its events reach the journal with TASK_ID.
+    sd.ok(
+        "install -d -o aifactory -g aifactory /srv/projects/demo && cd /srv/projects/demo && runuser -u aifactory -- sh -c 'git init -q -b main && echo hi > README && git add README && git -c user.name=t -c user.email=t@example.org commit -q -m init'",
+    );
+    sd.ok(
+        "mkdir -p /etc/systemd/system/aifactoryd.service.d && cat > /etc/systemd/system/aifactoryd.service.d/projects.conf <<'EOF'\n[Service]\nReadWritePaths=-/srv/projects\nEnvironment=\"AIFACTORY_TEST_AGENT_CMD=sleep 300\"\nEOF\nsystemctl daemon-reload && systemctl restart aifactoryd",
+    );
+    assert_running(&sd, &id, pid);
+    sd.ok("aifactoryctl projects add /srv/projects/demo");
+    let task = json(&sd.ok("aifactoryctl tasks create --project demo --spec journal --json"));
+    let task_id = task["id"].as_str().expect("task id").to_string();
+    sd.ok(&format!("aifactoryctl tasks start {task_id}"));
+    sd.ok(&format!("aifactoryctl tasks stop {task_id} --grace 1"));
+    let entries = journal(&sd);
+    for what in ["task created", "agent started", "task stopped"] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["TASK_ID"] == task_id.as_str() && message(e).contains(what)),
+            "no `{what}` entry with TASK_ID={task_id}"
+        );
+    }
+    sd.ok(&format!(
+        "journalctl TASK_ID={task_id} --no-pager | grep -q 'agent started'"
+    ));
 
     // `systemctl restart`: a new daemon, the same session, no byte lost.
     let before = counted(&sd, &id);
