@@ -71,11 +71,17 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
 /// Warns when one of `binaries` is older than a source file it is built from.
 pub fn warn_if_stale(binaries: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let newest_source = ["common", "daemon", "ctl"]
-        .iter()
-        .filter_map(|krate| newest_mtime(&root.join(krate)))
-        .max();
     for name in binaries {
+        // Cargo relinks a binary only when its own crates changed.
+        let crates: &[&str] = match *name {
+            "aifactoryd" => &["common", "daemon"],
+            "aifactoryctl" => &["common", "ctl"],
+            _ => &["common", "daemon", "ctl"],
+        };
+        let newest_source = crates
+            .iter()
+            .filter_map(|krate| newest_mtime(&root.join(krate)))
+            .max();
         let path = bin(name);
         let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
         if let (Some(built), Some(source)) = (built, newest_source)
