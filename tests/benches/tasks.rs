@@ -15,6 +15,10 @@
 //!      for each file a thread that appends at random moments, timed until the read that sees
 //!      the new value. It runs in the background for the whole bench (at least 8 appends per
 //!      file), since each append costs up to 3 s.
+//!
+//!    The daemon's CPU time per event is taken too. After part 2, the same is measured 200
+//!    times for another task whose progress file is 1 MiB long, the most of it the daemon reads
+//!    at each change.
 //! 2. **50 tasks at once.** 50 tasks whose agent is a shell loop that prints a line and appends
 //!    a progress line every second. Once all 50 have reported, two 10 s windows: the daemon's
 //!    CPU time (utime+stime from `/proc/<pid>/stat`, schedstat on-CPU time beside it), context
@@ -54,6 +58,10 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 const WRITES: usize = 1000;
 /// Untimed appends first, for each.
 const WARMUP: usize = 20;
+/// The most of a progress file the daemon reads (its last MiB), and the timed appends made
+/// once the file is that long.
+const LONG_FILE: u64 = 1 << 20;
+const LONG_WRITES: usize = 200;
 /// The daemon's appends and the floor's alternate in blocks of this many.
 const BLOCK: usize = 100;
 /// The pause before each append is drawn from this range (ms): no lockstep with any timer.
@@ -120,6 +128,11 @@ fn main() {
     ));
     let load_mid = loadavg();
     let load = runtime.block_on(load(&daemon, tmux_exe.as_deref(), &mut rss));
+    let long = runtime.block_on(long_file(&daemon));
+    rss.push((
+        "after the appends to a 1 MiB progress file (that task stopped)".to_string(),
+        vm_rss(daemon.pid()),
+    ));
     let polled = poll.finish();
 
     if let Some(status) = daemon.try_exit() {
@@ -148,7 +161,7 @@ fn main() {
         warnings.len(),
     );
     println!();
-    print!("{}", latency_table(&latency, &polled));
+    print!("{}", latency_table(&latency, &long, &polled));
     println!();
     print!("{}", load_table(&load));
     println!();
@@ -299,6 +312,8 @@ fn now_ms() -> u64 {
 
 struct LatencyReport {
     ours: Latency,
+    /// The daemon's CPU time (utime+stime) over the part with the timed appends, in ms.
+    ours_cpu_ms: f64,
     floor: Latency,
     /// Of the floor's timed appends, how many first woke the watcher with IN_MODIFY.
     floor_woken_by_modify: usize,
@@ -324,6 +339,8 @@ async fn latency(daemon: &Daemon) -> LatencyReport {
     let mut ours = Vec::with_capacity(WRITES);
     let mut floor_samples = Vec::with_capacity(WRITES);
     let mut floor_woken_by_modify = 0;
+    // An idle daemon uses no CPU (status bench), so this is the appends' cost.
+    let cpu_before = Usage::read(daemon.pid());
     for block in 0..WRITES / BLOCK {
         eprintln!(
             "progress latency: block {} of {}",
@@ -347,6 +364,8 @@ async fn latency(daemon: &Daemon) -> LatencyReport {
             }
         }
     }
+    let ours_cpu_ms = Usage::read(daemon.pid()).cpu_ms_since(&cpu_before);
+
     let shown = match request(
         daemon,
         &client,
@@ -367,6 +386,7 @@ async fn latency(daemon: &Daemon) -> LatencyReport {
     stop_task(daemon, &client, &task.id).await;
     LatencyReport {
         ours: Latency::new(ours),
+        ours_cpu_ms,
         floor: Latency::new(floor_samples),
         floor_woken_by_modify,
     }
@@ -382,6 +402,11 @@ impl Cycle {
         self.0 = (v + 1) % 101;
         v
     }
+
+    /// The value [`Cycle::next`] returned last.
+    fn previous(&self) -> u8 {
+        (self.0 + 100) % 101
+    }
 }
 
 /// One append to the task's progress file, timed until the subscribed client has its event.
@@ -393,6 +418,12 @@ async fn ours_once(
 ) -> Duration {
     let start = Instant::now();
     append(&task.progress_file, &format!("progress: {value}\n"));
+    wait_progress(daemon, sub, task, value).await;
+    start.elapsed()
+}
+
+/// Until the subscribed client has the task's `TaskProgress` event with `value`.
+async fn wait_progress(daemon: &Daemon, sub: &mut Subscription, task: &TaskInfo, value: u8) {
     loop {
         if let StreamItem::Event(event) = next_item(daemon, sub, "TaskProgress event").await
             && let EventKind::TaskProgress {
@@ -401,9 +432,44 @@ async fn ours_once(
             && *task_id == task.id
             && progress.percent == Some(value)
         {
-            return start.elapsed();
+            return;
         }
     }
+}
+
+/// The daemon reads the whole progress file (its last MiB) at each change: the same appends,
+/// with the file at that size, as an agent that appends a line a second for a day leaves it.
+/// Returns the samples and the daemon's CPU time over them (ms).
+async fn long_file(daemon: &Daemon) -> (Latency, f64) {
+    let client = daemon.client().await;
+    let task = create_task(daemon, &client, "latency-long", "idle").await;
+    let mut sub = client
+        .subscribe(Request::SubscribeEvents { after: None })
+        .await
+        .unwrap_or_else(|e| panic!("subscribe: {e}"));
+    let mut value = Cycle::default();
+    let mut text = String::new();
+    while (text.len() as u64) < LONG_FILE {
+        let _ = writeln!(text, "progress: {}", value.next());
+    }
+    fs::write(&task.progress_file, &text).expect("write the long progress file");
+    drop(text);
+    start_task(daemon, &client, &task.id).await;
+    // The runner's first read publishes the file's last value.
+    wait_progress(daemon, &mut sub, &task, value.previous()).await;
+    eprintln!("progress latency with a 1 MiB file: {WARMUP} untimed, {LONG_WRITES} timed appends");
+    for _ in 0..WARMUP {
+        ours_once(daemon, &mut sub, &task, value.next()).await;
+    }
+    let cpu_before = Usage::read(daemon.pid());
+    let mut samples = Vec::with_capacity(LONG_WRITES);
+    for _ in 0..LONG_WRITES {
+        tokio::time::sleep(random_gap()).await;
+        samples.push(ours_once(daemon, &mut sub, &task, value.next()).await);
+    }
+    let cpu_ms = Usage::read(daemon.pid()).cpu_ms_since(&cpu_before);
+    stop_task(daemon, &client, &task.id).await;
+    (Latency::new(samples), cpu_ms)
 }
 
 /// The floor: a minimal inotify watcher, one thread blocked in `read` as the daemon's watcher
@@ -941,7 +1007,7 @@ fn median_u64(samples: &[u64]) -> u64 {
     s.get(s.len() / 2).copied().unwrap_or(0)
 }
 
-fn latency_table(l: &LatencyReport, polled: &Latency) -> String {
+fn latency_table(l: &LatencyReport, long: &(Latency, f64), polled: &Latency) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -982,6 +1048,16 @@ fn latency_table(l: &LatencyReport, polled: &Latency) -> String {
     row(
         &mut out,
         &format!(
+            "aifactoryd, the same with the progress file at {} MiB (the most the daemon reads)",
+            LONG_FILE >> 20
+        ),
+        &long.0,
+        true,
+        "–",
+    );
+    row(
+        &mut out,
+        &format!(
             "floor: minimal inotify watcher in the bench process, append → its thread woke (by IN_MODIFY {} of {} times)",
             l.floor_woken_by_modify,
             l.floor.len()
@@ -996,6 +1072,23 @@ fn latency_table(l: &LatencyReport, polled: &Latency) -> String {
         polled,
         false,
         "–",
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| aifactoryd CPU (utime+stime) per progress event | small file (≤ 13 KB) | {} MiB file |",
+        LONG_FILE >> 20
+    );
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| over the timed appends | {:.3} ms ({:.0} ms / {}) | {:.3} ms ({:.0} ms / {}) |",
+        l.ours_cpu_ms / l.ours.len() as f64,
+        l.ours_cpu_ms,
+        l.ours.len(),
+        long.1 / long.0.len() as f64,
+        long.1,
+        long.0.len()
     );
     out
 }
