@@ -50,7 +50,7 @@ pub struct Supervisor {
     store: Store,
     events: Arc<EventBus>,
     sessions: Arc<Sessions>,
-    config: RwLock<Arc<Config>>,
+    config: RwLock<Current>,
     watcher: ProgressWatcher,
     /// The runner of every task whose agent this daemon watches.
     runners: Mutex<HashMap<String, Runner>>,
@@ -73,11 +73,32 @@ enum Ended {
     StallAction(OnStall),
 }
 
+/// The config in force, with its `waiting_input_patterns` compiled once and shared by every
+/// runner: one compiled pattern can take most of a megabyte (the default `\W` is a Unicode
+/// class), too much to repeat for each running task.
+#[derive(Clone)]
+struct Current {
+    config: Arc<Config>,
+    prompts: Arc<[Regex]>,
+}
+
+impl Current {
+    fn new(config: Arc<Config>) -> Current {
+        // The config was refused at load if a pattern does not compile.
+        let prompts = config
+            .waiting_input_patterns
+            .iter()
+            .filter_map(|p| Regex::new(p).ok())
+            .collect();
+        Current { config, prompts }
+    }
+}
+
 /// What a runner needs from the config; read again at each attempt.
 struct RunSettings {
     profile: Profile,
     stall_after: Duration,
-    prompts: Vec<Regex>,
+    prompts: Arc<[Regex]>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -164,21 +185,26 @@ impl Supervisor {
             store,
             events,
             sessions,
-            config: RwLock::new(config),
+            config: RwLock::new(Current::new(config)),
             watcher: ProgressWatcher::new(),
             runners: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn set_config(&self, config: Arc<Config>) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        let current = Current::new(config);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = current;
     }
 
-    fn config(&self) -> Arc<Config> {
+    fn current(&self) -> Current {
         self.config
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.current().config
     }
 
     /// Every profile and what is wrong with it now.
@@ -219,7 +245,7 @@ impl Supervisor {
 
     /// The profile `name` when it is usable, or why not.
     fn usable_profile(&self, name: &str) -> Result<RunSettings, String> {
-        let config = self.config();
+        let Current { config, prompts } = self.current();
         let Some(profile) = config.agents.iter().find(|p| p.name == name) else {
             return Err(format!(
                 "no agent profile is named `{name}`: define [agents.{name}] in the config or pick one of {} (`aifactoryctl agents list`)",
@@ -246,11 +272,7 @@ impl Supervisor {
         Ok(RunSettings {
             profile: profile.clone(),
             stall_after: Duration::from_secs(info.stall_after_s),
-            prompts: config
-                .waiting_input_patterns
-                .iter()
-                .filter_map(|p| Regex::new(p).ok())
-                .collect(),
+            prompts,
         })
     }
 

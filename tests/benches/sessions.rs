@@ -36,7 +36,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::bench::{find_in_path, loadavg, warn_if_stale};
+use aifactory_tests::bench::{
+    Smaps, Usage, clock_ticks, find_in_path, loadavg, read_status, status_field, warn_if_stale,
+};
 use aifactory_tests::{Daemon, Sandbox, bin, skip};
 
 /// Sessions created and killed per repetition.
@@ -513,79 +515,6 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
                 switches: a.switches.saturating_sub(b.switches),
             }
         }),
-    }
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
-}
-
-fn read_status(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"))
-}
-
-/// The first number of a `Key:  value ...` line of a /proc status file.
-fn status_field(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
-struct Smaps {
-    rss_kb: u64,
-    pss_kb: u64,
-    /// Private_Clean + Private_Dirty: what the process alone holds (USS).
-    private_kb: u64,
-}
-
-impl Smaps {
-    fn read(pid: u32) -> Smaps {
-        let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            .unwrap_or_else(|e| panic!("read /proc/{pid}/smaps_rollup: {e}"));
-        let field = |key| status_field(&text, key).unwrap_or(0);
-        Smaps {
-            rss_kb: field("Rss"),
-            pss_kb: field("Pss"),
-            private_kb: field("Private_Clean") + field("Private_Dirty"),
-        }
-    }
-}
-
-/// CPU ticks (utime+stime) and context switches summed over the live threads.
-struct Usage {
-    ticks: u64,
-    switches: u64,
-    threads: usize,
-}
-
-impl Usage {
-    fn read(pid: u32) -> Usage {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let field =
-            |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
-        let mut switches = 0;
-        let mut threads = 0;
-        if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                let Ok(status) = fs::read_to_string(task.path().join("status")) else {
-                    continue;
-                };
-                threads += 1;
-                switches += status_field(&status, "voluntary_ctxt_switches").unwrap_or(0)
-                    + status_field(&status, "nonvoluntary_ctxt_switches").unwrap_or(0);
-            }
-        }
-        Usage {
-            ticks: field(14) + field(15),
-            switches,
-            threads,
-        }
     }
 }
 

@@ -71,11 +71,17 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
 /// Warns when one of `binaries` is older than a source file it is built from.
 pub fn warn_if_stale(binaries: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let newest_source = ["common", "daemon", "ctl"]
-        .iter()
-        .filter_map(|krate| newest_mtime(&root.join(krate)))
-        .max();
     for name in binaries {
+        // Cargo relinks a binary only when its own crates changed.
+        let crates: &[&str] = match *name {
+            "aifactoryd" => &["common", "daemon"],
+            "aifactoryctl" => &["common", "ctl"],
+            _ => &["common", "daemon", "ctl"],
+        };
+        let newest_source = crates
+            .iter()
+            .filter_map(|krate| newest_mtime(&root.join(krate)))
+            .max();
         let path = bin(name);
         let built = fs::metadata(&path).and_then(|m| m.modified()).ok();
         if let (Some(built), Some(source)) = (built, newest_source)
@@ -109,4 +115,102 @@ fn newest_mtime(dir: &Path) -> Option<SystemTime> {
             }
         })
         .max()
+}
+
+// ---------------------------------------------------------------------------------------------
+// What /proc says of a process: CPU time, context switches, memory.
+
+/// Clock ticks per second, the unit of utime and stime in `/proc/<pid>/stat`.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
+
+pub fn read_status(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"))
+}
+
+/// The first number of a `Key:  value ...` line of a /proc status file.
+pub fn status_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Memory of one process from `/proc/<pid>/smaps_rollup`, in KiB.
+pub struct Smaps {
+    pub rss_kb: u64,
+    pub pss_kb: u64,
+    /// Private_Clean + Private_Dirty: what the process alone holds (USS).
+    pub private_kb: u64,
+}
+
+impl Smaps {
+    pub fn read(pid: u32) -> Smaps {
+        let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/smaps_rollup: {e}"));
+        let field = |key| status_field(&text, key).unwrap_or(0);
+        Smaps {
+            rss_kb: field("Rss"),
+            pss_kb: field("Pss"),
+            private_kb: field("Private_Clean") + field("Private_Dirty"),
+        }
+    }
+}
+
+/// CPU ticks (utime+stime, the whole process) and, summed over the live threads, context
+/// switches and on-CPU time.
+pub struct Usage {
+    pub ticks: u64,
+    pub switches: u64,
+    pub threads: usize,
+    /// On-CPU time from each live thread's schedstat, in ns (0 when the kernel has none):
+    /// finer than the ticks, but blind to threads that exited.
+    pub on_cpu_ns: u64,
+}
+
+impl Usage {
+    pub fn read(pid: u32) -> Usage {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let field =
+            |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        let mut switches = 0;
+        let mut threads = 0;
+        let mut on_cpu_ns = 0;
+        if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+                    continue;
+                };
+                threads += 1;
+                switches += status_field(&status, "voluntary_ctxt_switches").unwrap_or(0)
+                    + status_field(&status, "nonvoluntary_ctxt_switches").unwrap_or(0);
+                on_cpu_ns += fs::read_to_string(task.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Usage {
+            ticks: field(14) + field(15),
+            switches,
+            threads,
+            on_cpu_ns,
+        }
+    }
+
+    /// utime+stime spent since `before`, in ms.
+    pub fn cpu_ms_since(&self, before: &Usage) -> f64 {
+        self.ticks.saturating_sub(before.ticks) as f64 * 1000.0 / clock_ticks()
+    }
+
+    /// On-CPU time (schedstat) since `before`, in ms.
+    pub fn on_cpu_ms_since(&self, before: &Usage) -> f64 {
+        self.on_cpu_ns.saturating_sub(before.on_cpu_ns) as f64 / 1e6
+    }
 }

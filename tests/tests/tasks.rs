@@ -600,6 +600,83 @@ async fn waiting_for_input_is_noticed() {
         .assert_ok();
 }
 
+/// The prompt patterns are compiled once per config and shared by every runner: a reload must
+/// still reach the tasks started after it, and leave a running one with the patterns it
+/// started with (settings are read at each attempt).
+#[tokio::test(flavor = "multi_thread")]
+async fn reloaded_prompt_patterns_apply_to_tasks_started_after_the_reload() {
+    let sandbox = Sandbox::new();
+    let agent = script(
+        &sandbox,
+        "custom-prompt",
+        "echo 'progress: 1' >> \"$AIFACTORY_PROGRESS_FILE\"; printf 'ready> '; read answer; sleep 300",
+    );
+    let command = [agent.to_str().unwrap()];
+    fake_agent_config(&sandbox, "", &command, "");
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let (_client, mut sub) = subscribe(&d, None).await;
+    let before = create(&sandbox, "before")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sandbox.ctl(&["tasks", "start", &before]).assert_ok();
+    // Its runner read its settings before it read the progress file.
+    until(&mut sub, &before, "progress 1", progress_is(1)).await;
+
+    fake_agent_config(
+        &sandbox,
+        r#"waiting_input_patterns = ['^ready>\s*$']"#,
+        &command,
+        "",
+    );
+    d.signal(Signal::SIGHUP);
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let item = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("no ConfigReloaded event after SIGHUP")
+            .expect("event stream ended");
+        match item {
+            StreamItem::Event(Event {
+                kind: EventKind::ConfigReloaded,
+                ..
+            }) => break,
+            StreamItem::Event(Event {
+                kind: EventKind::ConfigRejected { reason },
+                ..
+            }) => panic!("the new config was rejected: {reason}"),
+            _ => {}
+        }
+    }
+
+    let after = create(&sandbox, "after")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sandbox.ctl(&["tasks", "start", &after]).assert_ok();
+    let seen = until(&mut sub, &after, "waiting input", |k| {
+        matches!(k, EventKind::TaskWaitingInput { .. })
+    })
+    .await;
+    let EventKind::TaskWaitingInput { prompt, .. } = &seen.last().unwrap().kind else {
+        unreachable!()
+    };
+    assert_eq!(prompt, "ready>");
+    // The first task printed the same prompt earlier, and its quiet check ran with the default
+    // patterns, which do not match it.
+    assert!(
+        show(&sandbox, &before)["waiting_input"].is_null(),
+        "{}",
+        show(&sandbox, &before)
+    );
+    for id in [&before, &after] {
+        sandbox
+            .ctl(&["tasks", "stop", id, "--grace", "1"])
+            .assert_ok();
+    }
+}
+
 #[test]
 fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
     let sandbox = Sandbox::new();
