@@ -176,6 +176,14 @@ mod tests {
         )
         .unwrap();
         let sleep: u32 = line.trim().parse().unwrap();
+        // The fork may not have exec'd sleep yet.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read(format!("/proc/{sleep}/cmdline")).unwrap_or_default()
+            != b"sleep\x0030\x00"
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let me = std::process::id();
         let found = descendants(me, &[]);
         assert!(
