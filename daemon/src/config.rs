@@ -21,12 +21,14 @@ const MIN_FRAME_BYTES: usize = 1024;
 const MIN_PANE_LOG_MAX: u64 = 4096;
 pub const DEFAULT_STALL_AFTER_S: u64 = 600;
 /// Prompts that wait for a person, matched against the last line of an agent's output.
+/// ASCII-only (`-u`): the prompts are English, and a Unicode class such as `\W` would cost the
+/// daemon most of a megabyte per compiled pattern.
 pub const DEFAULT_WAITING_INPUT_PATTERNS: &[&str] = &[
-    r"(?i)\((y/n|yes/no)\)\s*[:?]?\s*$",
-    r"(?i)\[(y/n)\]\s*[:?]?\s*$",
-    r"(?i)press (enter|return|any key) to continue\W*$",
-    r"(?i)do you want to (proceed|continue)\?\s*$",
-    r"(?i)password( for [^:]+)?:\s*$",
+    r"(?i-u)\((y/n|yes/no)\)\s*[:?]?\s*$",
+    r"(?i-u)\[(y/n)\]\s*[:?]?\s*$",
+    r"(?i-u)press (enter|return|any key) to continue[.!:\s]*$",
+    r"(?i-u)do you want to (proceed|continue)\?\s*$",
+    r"(?i-u)password( for [ -9;-~]+)?:\s*$",
 ];
 
 /// The file as written: every key optional, unknown keys refused.
