@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cli::Cli;
 use crate::config::Config;
@@ -74,12 +75,14 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
         );
     }
     let shutdown = CancellationToken::new();
+    let consoles = TaskTracker::new();
     let state = AppState {
         daemon: daemon::Daemon::new(&config.socket),
         token,
         allowed_origins: Arc::new(config.allowed_origins.clone()),
         listen,
         shutdown: shutdown.clone(),
+        consoles: consoles.clone(),
     };
     let app = api::router(state);
     tracing::info!(
@@ -97,7 +100,13 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
     wait_for_signal().await?;
     tracing::info!("stopping: consoles close with 1001, event streams end");
     shutdown.cancel();
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    consoles.close();
+    let drained = async {
+        let served = server.await;
+        consoles.wait().await;
+        served
+    };
+    match tokio::time::timeout(SHUTDOWN_GRACE, drained).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => return Err(e).context("the HTTP server failed"),
         Ok(Err(e)) => return Err(e).context("the HTTP server task failed"),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::daemon::Daemon;
 use crate::token::Token;
@@ -17,4 +18,7 @@ pub struct AppState {
     pub listen: SocketAddr,
     /// Cancelled on SIGTERM/SIGINT: streams end and consoles close with 1001.
     pub shutdown: CancellationToken,
+    /// Open consoles, which the server does not track once upgraded: waited for at shutdown so
+    /// each can send its close frame.
+    pub consoles: TaskTracker,
 }

@@ -126,9 +126,10 @@ pub async fn console(
     }
     let key = session.id;
     tracing::info!(session_id = %key, from = ?query.from, "console opened");
+    let consoles = state.consoles.clone();
     Ok(ws
         .max_message_size(MAX_INPUT_MESSAGE)
-        .on_upgrade(move |socket| run(state, key, query.from, socket))
+        .on_upgrade(move |socket| consoles.track_future(run(state, key, query.from, socket)))
         .into_response())
 }
 
@@ -378,7 +379,10 @@ async fn stream_output(
                 }
                 Some(_) => {}
                 // The daemon went away (restart, crash): re-open from `next`.
-                None => break,
+                None => {
+                    tracing::info!(session_id = %key, from = ?next, "console stream from aifactoryd ended; re-opening it");
+                    break;
+                }
             }
         }
     }
