@@ -1,0 +1,418 @@
+//! Issue 7's figures for the HTTP shim, measured against the release binaries in one run, each
+//! beside a peer on the same (shared, noisy) machine:
+//!
+//! 1. 100 MB of a finished session's output (`head -c 75000000 /dev/urandom | base64 -w 0`,
+//!    exactly 100,000,000 bytes, no rotation) replayed to one client through the console
+//!    WebSocket (`?from=0`, until the close frame), beside the same bytes through `aifactoryctl
+//!    sessions tail ID` (a process, stdout read by the bench) and through the `aifactory-common`
+//!    client's `SessionTail` in this process (the floor the shim itself stands on). 3
+//!    repetitions, methods rotating.
+//! 2. 200 console clients on one session, all connected before it prints 10,000,000 bytes
+//!    (`read x` gates it; then `head -c 7500000 /dev/urandom | base64 -w 0`): each reads to the
+//!    close; the time from the input that starts it until each client has everything. Once with
+//!    the 200 alone, once with a 201st client that connected and never reads; every client's
+//!    bytes are checked against `output.log`, the stalled one's too once it is finally read.
+//! 3. `GET /api/v1/status` latency over one keep-alive connection (2000 sequential requests
+//!    after 100 warm-ups), beside what the shim does for each (a new daemon connection and a
+//!    `Status` request through the common client) and a `Status` on one open connection.
+//!
+//! Run with `cargo build --release -p aifactoryd -p aifactoryctl -p aifactory-http && cargo
+//! bench -p aifactory-tests --bench http`: `cargo bench` builds none of the binaries. The
+//! markdown tables printed at the end are ready for BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aifactory_common::pane::OUTPUT_LOG;
+use aifactory_common::protocol::{Reply, Request, SessionInfo, SessionSpec, StreamItem};
+use aifactory_common::{Client, ClientOptions};
+use aifactory_tests::bench::{Latency, loadavg, warn_if_stale};
+use aifactory_tests::{Http, Sandbox};
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const PAYLOAD: u64 = 100_000_000;
+const THROUGHPUT_REPS: usize = 3;
+const CLIENTS: usize = 200;
+const FANOUT_BYTES: u64 = 10_000_000;
+const STATUS_WARMUP: usize = 100;
+const STATUS_SAMPLES: usize = 2000;
+/// A liveness bound, not a target.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn main() {
+    let began = Instant::now();
+    warn_if_stale(&["aifactoryd", "aifactoryctl", "aifactory-http"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build the bench's tokio runtime");
+    let load_before = loadavg();
+    let report = runtime.block_on(run());
+    println!();
+    println!(
+        "Run took {:.0} s; load average before: {load_before}, after: {}",
+        began.elapsed().as_secs_f64(),
+        loadavg()
+    );
+    println!();
+    print!("{report}");
+}
+
+async fn new_session(client: &Client, sandbox: &Sandbox, script: &str) -> SessionInfo {
+    let spec = SessionSpec {
+        name: None,
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        cwd: sandbox.path().to_path_buf(),
+        env: Vec::new(),
+        cols: None,
+        rows: None,
+    };
+    match client.request(Request::SessionNew(spec)).await {
+        Ok(Reply::Session(s)) => s,
+        other => panic!("sessions new failed: {other:?}"),
+    }
+}
+
+async fn wait_session(client: &Client, id: &str) {
+    match client
+        .request(Request::SessionWait { key: id.into() })
+        .await
+    {
+        Ok(Reply::Session(_)) => {}
+        other => panic!("sessions wait failed: {other:?}"),
+    }
+}
+
+/// FNV-1a: enough to tell two copies of the same bytes from different ones.
+fn fingerprint(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+async fn connect_console(shim: &Http, id: &str) -> Ws {
+    let mut request = shim
+        .ws_url(&format!("/api/v1/sessions/{id}/console?from=0"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&format!("aifactory.token.{}", shim.token)).unwrap(),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("console handshake");
+    ws
+}
+
+/// Reads a console to its close: (bytes, the bytes when `keep`, close reason).
+async fn drain(ws: &mut Ws, keep: bool) -> (u64, Vec<u8>, String) {
+    let mut bytes = 0u64;
+    let mut kept = Vec::new();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(data))) => {
+                bytes += data.len() as u64;
+                if keep {
+                    kept.extend_from_slice(&data);
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                return (bytes, kept, reason);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("console failed after {bytes} bytes: {e}"),
+            None => panic!("console ended without a close after {bytes} bytes"),
+        }
+    }
+}
+
+async fn run() -> String {
+    let sandbox = Sandbox::new();
+    sandbox.write_config("pane_log_max = 1073741824\n");
+    let daemon = sandbox.daemon().start();
+    assert!(
+        !daemon.logs().contains("test-hooks"),
+        "aifactoryd was built with the `test-hooks` feature: rebuild it with `cargo build --release -p aifactoryd`"
+    );
+    let shim = sandbox.http().start();
+    let client = daemon.client().await;
+    let mut out = String::new();
+
+    // 1. Throughput.
+    let big = new_session(
+        &client,
+        &sandbox,
+        "head -c 75000000 /dev/urandom | base64 -w 0",
+    )
+    .await;
+    wait_session(&client, &big.id).await;
+    let log_len = std::fs::metadata(big.pane_dir.join(OUTPUT_LOG))
+        .unwrap()
+        .len();
+    assert_eq!(log_len, PAYLOAD, "the session printed exactly 100 MB");
+    let methods = [
+        "console WebSocket `?from=0`, to the close frame",
+        "`aifactoryctl sessions tail ID` (process, stdout read to EOF)",
+        "common client `SessionTail` in this process (the shim's own source)",
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); methods.len()];
+    for rep in 0..THROUGHPUT_REPS {
+        for k in 0..methods.len() {
+            let method = (rep + k) % methods.len();
+            let started = Instant::now();
+            let bytes = match method {
+                0 => {
+                    let mut ws = connect_console(&shim, &big.id).await;
+                    let (bytes, _, reason) =
+                        tokio::time::timeout(RUN_TIMEOUT, drain(&mut ws, false))
+                            .await
+                            .expect("console replay in time");
+                    assert_eq!(reason, "exited 0");
+                    bytes
+                }
+                1 => {
+                    let mut child = sandbox
+                        .ctl_command(&["sessions", "tail", &big.id])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .expect("spawn aifactoryctl");
+                    let mut stdout = child.stdout.take().unwrap();
+                    tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0u8; 1 << 16];
+                        let mut n = 0u64;
+                        loop {
+                            match stdout.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(k) => n += k as u64,
+                                Err(e) => panic!("reading aifactoryctl: {e}"),
+                            }
+                        }
+                        let status = child.wait().expect("wait aifactoryctl");
+                        assert!(status.success(), "aifactoryctl tail: {status}");
+                        n
+                    })
+                    .await
+                    .unwrap()
+                }
+                _ => {
+                    let tail_client = Client::connect(&daemon.client_options()).await.unwrap();
+                    let mut sub = tail_client
+                        .subscribe(Request::SessionTail {
+                            key: big.id.clone(),
+                            from: Some(0),
+                            follow: false,
+                        })
+                        .await
+                        .unwrap();
+                    let mut n = 0u64;
+                    loop {
+                        match sub.next().await {
+                            Some(StreamItem::Output { data, .. }) => n += data.len() as u64,
+                            Some(StreamItem::OutputEnd { .. }) | None => break,
+                            Some(_) => {}
+                        }
+                    }
+                    n
+                }
+            };
+            let took = started.elapsed();
+            assert_eq!(bytes, PAYLOAD, "{}: every byte", methods[method]);
+            eprintln!(
+                "throughput rep {rep}: {} {:.3} s",
+                methods[method],
+                took.as_secs_f64()
+            );
+            samples[method].push(took);
+        }
+    }
+    let ctl_median = Latency::new(samples[1].clone()).median();
+    writeln!(out, "| 100,000,000 bytes of a finished session, replayed | reps | median | min | max | MB/s (median) | ÷ `aifactoryctl sessions tail` |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    for (i, name) in methods.iter().enumerate() {
+        let l = Latency::new(samples[i].clone());
+        writeln!(
+            out,
+            "| {name} | {} | {:.3} s | {:.3} s | {:.3} s | {:.0} | {:.2}× |",
+            l.len(),
+            l.median().as_secs_f64(),
+            l.min().as_secs_f64(),
+            l.max().as_secs_f64(),
+            PAYLOAD as f64 / 1e6 / l.median().as_secs_f64(),
+            l.median().as_secs_f64() / ctl_median.as_secs_f64()
+        )
+        .unwrap();
+    }
+    out.push('\n');
+
+    // 2. Fan-out.
+    writeln!(out, "| {CLIENTS} console clients, 10,000,000 bytes live | clients done | median | p99 | max | every client got every byte |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|---|").unwrap();
+    for stalled in [false, true] {
+        let s = new_session(
+            &client,
+            &sandbox,
+            "stty -echo; read x; head -c 7500000 /dev/urandom | base64 -w 0",
+        )
+        .await;
+        let mut sockets = Vec::new();
+        for _ in 0..CLIENTS {
+            sockets.push(connect_console(&shim, &s.id).await);
+        }
+        let mut idle = if stalled {
+            Some(connect_console(&shim, &s.id).await)
+        } else {
+            None
+        };
+        let mut readers = Vec::new();
+        let t0 = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
+        for mut ws in sockets {
+            let t0 = t0.clone();
+            readers.push(tokio::spawn(async move {
+                let (bytes, data, reason) = drain(&mut ws, true).await;
+                let done = Instant::now();
+                (
+                    bytes,
+                    fingerprint(&data),
+                    reason,
+                    done.duration_since(*t0.get().unwrap()),
+                )
+            }));
+        }
+        t0.set(Instant::now()).unwrap();
+        match client
+            .request(Request::SessionInput {
+                key: s.id.clone(),
+                data: b"\n".to_vec(),
+            })
+            .await
+        {
+            Ok(Reply::Done) => {}
+            other => panic!("input failed: {other:?}"),
+        }
+        let mut times = Vec::new();
+        let mut prints = Vec::new();
+        for reader in readers {
+            let (bytes, print, reason, took) = tokio::time::timeout(RUN_TIMEOUT, reader)
+                .await
+                .expect("fan-out in time")
+                .unwrap();
+            assert_eq!(bytes, FANOUT_BYTES, "every client gets every byte");
+            assert_eq!(reason, "exited 0");
+            prints.push(print);
+            times.push(took);
+        }
+        let on_disk = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
+        let want = fingerprint(&on_disk);
+        assert!(
+            prints.iter().all(|p| *p == want),
+            "a client got other bytes"
+        );
+        let stalled_note = match idle.as_mut() {
+            Some(ws) => {
+                let (bytes, data, _) = tokio::time::timeout(RUN_TIMEOUT, drain(ws, true))
+                    .await
+                    .expect("the stalled client, read at last");
+                assert_eq!(bytes, FANOUT_BYTES);
+                assert_eq!(fingerprint(&data), want, "the stalled client lost nothing");
+                format!(
+                    "yes, {CLIENTS} readers; the stalled one too once read, after the others finished"
+                )
+            }
+            None => format!("yes, {CLIENTS} readers"),
+        };
+        let l = Latency::new(times);
+        let label = if stalled {
+            format!("{CLIENTS} readers + 1 client that never reads")
+        } else {
+            format!("{CLIENTS} readers alone")
+        };
+        writeln!(
+            out,
+            "| {label} | {} | {:.3} s | {:.3} s | {:.3} s | {stalled_note} |",
+            l.len(),
+            l.median().as_secs_f64(),
+            l.p99().as_secs_f64(),
+            l.max().as_secs_f64()
+        )
+        .unwrap();
+    }
+    out.push('\n');
+
+    // 3. REST latency.
+    let http = reqwest::Client::new();
+    let url = shim.url("/api/v1/status");
+    let mut rest = Vec::new();
+    for i in 0..STATUS_WARMUP + STATUS_SAMPLES {
+        let started = Instant::now();
+        let response = http
+            .get(&url)
+            .bearer_auth(&shim.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+        if i >= STATUS_WARMUP {
+            rest.push(started.elapsed());
+        }
+    }
+    let opts = ClientOptions::new(&daemon.socket, "aifactory-bench");
+    let mut fresh = Vec::new();
+    for i in 0..STATUS_WARMUP + STATUS_SAMPLES {
+        let started = Instant::now();
+        let c = Client::connect(&opts).await.unwrap();
+        c.status().await.unwrap();
+        if i >= STATUS_WARMUP {
+            fresh.push(started.elapsed());
+        }
+    }
+    let open = Client::connect(&opts).await.unwrap();
+    let mut kept = Vec::new();
+    for i in 0..STATUS_WARMUP + STATUS_SAMPLES {
+        let started = Instant::now();
+        open.status().await.unwrap();
+        if i >= STATUS_WARMUP {
+            kept.push(started.elapsed());
+        }
+    }
+    let rest = Latency::new(rest);
+    let fresh = Latency::new(fresh);
+    writeln!(out, "| status round trip ({STATUS_SAMPLES} sequential, after {STATUS_WARMUP} warm-ups) | median | p99 | max | ÷ new connection + Status (median) |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
+    for (name, l) in [
+        (
+            "`GET /api/v1/status` through aifactory-http (keep-alive HTTP/1.1)",
+            &rest,
+        ),
+        (
+            "common client: new daemon connection + `Status` (what the shim does per request)",
+            &fresh,
+        ),
+        (
+            "common client: `Status` on one open connection",
+            &Latency::new(kept),
+        ),
+    ] {
+        writeln!(
+            out,
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} µs | {:.2}× |",
+            l.median().as_secs_f64() * 1e6,
+            l.p99().as_secs_f64() * 1e6,
+            l.max().as_secs_f64() * 1e6,
+            l.median().as_secs_f64() / fresh.median().as_secs_f64()
+        )
+        .unwrap();
+    }
+    out
+}
