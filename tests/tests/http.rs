@@ -867,7 +867,15 @@ async fn console_bytes_round_trip_exactly_resize_reaches_stty_and_the_end_closes
     assert_eq!(got.data.len(), ready + sent.len(), "no byte more");
     assert!(got.data[ready..] == sent[..], "the bytes come back exactly");
     assert!(got.notices.is_empty(), "{:?}", got.notices);
-    drop(ws);
+    // A client that closes gets the close answered.
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(TIMEOUT, ws.next())
+        .await
+        .expect("a close reply in time");
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_)))),
+        "the server answers the client's close: {reply:?}"
+    );
 
     // Resize, then ask the program: it sees the new size.
     let sized = new_session(

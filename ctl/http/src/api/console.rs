@@ -261,9 +261,16 @@ async fn output_side(
     done: CancellationToken,
 ) {
     let close = stream_output(&state, &key, from, &mut sink, notices, &done).await;
-    if let Some(frame) = close {
-        tracing::info!(session_id = %key, code = frame.code, reason = %frame.reason.as_str(), "closing a console");
-        let _ = sink.send(Message::Close(Some(frame))).await;
+    match close {
+        Some(frame) => {
+            tracing::info!(session_id = %key, code = frame.code, reason = %frame.reason.as_str(), "closing a console");
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
+        // The client closed (or vanished): flush the close reply the WebSocket layer queued,
+        // so a browser sees a clean close instead of 1006.
+        None => {
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, sink.close()).await;
+        }
     }
     done.cancel();
 }
