@@ -321,10 +321,10 @@ async fn run() -> String {
                 assert_eq!(bytes, FANOUT_BYTES);
                 assert_eq!(print, want, "the stalled client lost nothing");
                 format!(
-                    "yes, {CLIENTS} readers; the stalled one too once read, after the others finished"
+                    "yes, {readers_n} readers; the stalled one too once read, after the others finished"
                 )
             }
-            None => format!("yes, {CLIENTS} readers"),
+            None => format!("yes, {readers_n} reader(s)"),
         };
         let l = Latency::new(times);
         let label = if stalled {

@@ -24,7 +24,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,8 @@ pub const CLOSE_NOT_FOUND: u16 = 4004;
 
 /// The largest frame a client may send (input or a resize).
 const MAX_INPUT_MESSAGE: usize = 1 << 20;
+/// Output batched into one binary frame, at most (plus one item).
+const MAX_OUTPUT_FRAME: usize = 256 << 10;
 /// How long the client gets to answer our close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// A WebSocket close reason must fit in a control frame.
@@ -341,22 +343,45 @@ async fn stream_output(
                 return None;
             }
         }
+        // An item taken while batching output, handled next.
+        let mut pending: Option<Option<StreamItem>> = None;
         loop {
-            let item = tokio::select! {
-                biased;
-                _ = done.cancelled() => return None,
-                _ = state.shutdown.cancelled() => return Some(going_away(next)),
-                Some(notice) = notices.recv() => {
-                    if sink.send(notice).await.is_err() {
-                        return None;
+            let item = match pending.take() {
+                Some(item) => item,
+                None => tokio::select! {
+                    biased;
+                    _ = done.cancelled() => return None,
+                    _ = state.shutdown.cancelled() => return Some(going_away(next)),
+                    Some(notice) = notices.recv() => {
+                        if sink.send(notice).await.is_err() {
+                            return None;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                item = subscription.next() => item,
+                    item = subscription.next() => item,
+                },
             };
             match item {
-                Some(StreamItem::Output { offset, data }) => {
-                    next = Some(offset + data.len() as u64);
+                Some(StreamItem::Output { offset, mut data }) => {
+                    let mut end = offset + data.len() as u64;
+                    // Output that is already queued goes out in one frame: far fewer frames
+                    // and writes when a console is behind (a replay, a burst, many clients).
+                    while data.len() < MAX_OUTPUT_FRAME {
+                        match subscription.next().now_or_never() {
+                            Some(Some(StreamItem::Output { offset, data: more }))
+                                if offset == end =>
+                            {
+                                end += more.len() as u64;
+                                data.extend_from_slice(&more);
+                            }
+                            Some(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    next = Some(end);
                     if sink.send(Message::Binary(data.into())).await.is_err() {
                         return None;
                     }
