@@ -159,8 +159,11 @@ async fn run(state: AppState, key: String, from: Option<u64>, socket: WebSocket)
             Some(Ok(Message::Text(text))) => control(&state, &key, text.as_str(), &done).await,
             Some(Ok(_)) => Ok(()),
         };
-        if let Err(e) = outcome {
-            let _ = notices.send(notice_error(&e)).await;
+        // Never waits: a client that does not read must not stop its own typing.
+        if let Err(e) = outcome
+            && notices.try_send(notice_error(&e)).is_err()
+        {
+            tracing::warn!(session_id = %key, "console notice dropped (the client does not read): {}", e.message);
         }
     }
     let client_left = !done.is_cancelled();
