@@ -9,9 +9,10 @@
 //!    repetitions, methods rotating.
 //! 2. 200 console clients on one session, all connected before it prints 10,000,000 bytes
 //!    (`read x` gates it; then `head -c 7500000 /dev/urandom | base64 -w 0`): each reads to the
-//!    close; the time from the input that starts it until each client has everything. Once with
-//!    the 200 alone, once with a 201st client that connected and never reads; every client's
-//!    bytes are checked against `output.log`, the stalled one's too once it is finally read.
+//!    close; the time from the input that starts it until each client has everything. With the
+//!    200 alone, with a 201st client that connected and never reads, and with 1 reader alone
+//!    (the baseline); 3 runs each, configurations rotating. Every client's bytes are checked
+//!    against `output.log`, the stalled one's too once it is finally read.
 //! 3. `GET /api/v1/status` latency over one keep-alive connection (2000 sequential requests
 //!    after 100 warm-ups), beside what the shim does for each (a new daemon connection and a
 //!    `Status` request through the common client) and a `Status` on one open connection.
@@ -39,6 +40,8 @@ const PAYLOAD: u64 = 100_000_000;
 const THROUGHPUT_REPS: usize = 3;
 const CLIENTS: usize = 200;
 const FANOUT_BYTES: u64 = 10_000_000;
+/// Repetitions of each fan-out configuration, alternating.
+const FANOUT_REPS: usize = 3;
 const STATUS_WARMUP: usize = 100;
 const STATUS_SAMPLES: usize = 2000;
 /// A liveness bound, not a target.
@@ -134,6 +137,81 @@ async fn drain(ws: &mut Ws) -> (u64, u64, String) {
             None => panic!("console ended without a close after {bytes} bytes"),
         }
     }
+}
+
+/// One fan-out run: `readers` clients (and one that never reads, when `stalled`) on a session
+/// that prints once they are all connected; each reader's time until it has every byte.
+async fn fanout(
+    client: &Client,
+    sandbox: &Sandbox,
+    shim: &Http,
+    readers_n: usize,
+    stalled: bool,
+) -> Vec<Duration> {
+    let s = new_session(
+        client,
+        sandbox,
+        "stty -echo; read x; head -c 7500000 /dev/urandom | base64 -w 0",
+    )
+    .await;
+    let mut sockets = Vec::new();
+    for _ in 0..readers_n {
+        sockets.push(connect_console(shim, &s.id).await);
+    }
+    let mut idle = if stalled {
+        Some(connect_console(shim, &s.id).await)
+    } else {
+        None
+    };
+    let mut readers = Vec::new();
+    let t0 = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
+    for mut ws in sockets {
+        let t0 = t0.clone();
+        readers.push(tokio::spawn(async move {
+            let (bytes, print, reason) = drain(&mut ws).await;
+            let done = Instant::now();
+            // Set before the input that makes the session print anything.
+            let t0 = t0.get().copied().unwrap_or(done);
+            (bytes, print, reason, done.duration_since(t0))
+        }));
+    }
+    t0.set(Instant::now()).unwrap();
+    match client
+        .request(Request::SessionInput {
+            key: s.id.clone(),
+            data: b"\n".to_vec(),
+        })
+        .await
+    {
+        Ok(Reply::Done) => {}
+        other => panic!("input failed: {other:?}"),
+    }
+    let mut times = Vec::new();
+    let mut prints = Vec::new();
+    for reader in readers {
+        let (bytes, print, reason, took) = tokio::time::timeout(RUN_TIMEOUT, reader)
+            .await
+            .expect("fan-out in time")
+            .unwrap();
+        assert_eq!(bytes, FANOUT_BYTES, "every client gets every byte");
+        assert_eq!(reason, "exited 0");
+        prints.push(print);
+        times.push(took);
+    }
+    let on_disk = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
+    let want = fnv(FNV_START, &on_disk);
+    assert!(
+        prints.iter().all(|p| *p == want),
+        "a client got other bytes"
+    );
+    if let Some(ws) = idle.as_mut() {
+        let (bytes, print, _) = tokio::time::timeout(RUN_TIMEOUT, drain(ws))
+            .await
+            .expect("the stalled client, read at last");
+        assert_eq!(bytes, FANOUT_BYTES);
+        assert_eq!(print, want, "the stalled client lost nothing");
+    }
+    times
 }
 
 async fn run() -> String {
@@ -253,92 +331,47 @@ async fn run() -> String {
     }
     out.push('\n');
 
-    // 2. Fan-out.
-    writeln!(out, "| console clients on one session, 10,000,000 bytes live | clients done | median | p99 | max | every client got every byte |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|---:|---|").unwrap();
-    for (readers_n, stalled) in [(1, false), (CLIENTS, false), (CLIENTS, true)] {
-        let s = new_session(
-            &client,
-            &sandbox,
-            "stty -echo; read x; head -c 7500000 /dev/urandom | base64 -w 0",
-        )
-        .await;
-        let mut sockets = Vec::new();
-        for _ in 0..readers_n {
-            sockets.push(connect_console(&shim, &s.id).await);
+    // 2. Fan-out, configurations rotating run by run.
+    let configs = [(1, false), (CLIENTS, false), (CLIENTS, true)];
+    let mut per_client: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
+    let mut last_client: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
+    for rep in 0..FANOUT_REPS {
+        for k in 0..configs.len() {
+            let c = (rep + k) % configs.len();
+            let (readers_n, stalled) = configs[c];
+            let times = fanout(&client, &sandbox, &shim, readers_n, stalled).await;
+            let slowest = times.iter().max().copied().unwrap_or_default();
+            eprintln!(
+                "fan-out rep {rep}: {readers_n} readers, stalled client: {stalled}: last done after {:.3} s",
+                slowest.as_secs_f64()
+            );
+            last_client[c].push(slowest);
+            per_client[c].extend(times);
         }
-        let mut idle = if stalled {
-            Some(connect_console(&shim, &s.id).await)
-        } else {
-            None
-        };
-        let mut readers = Vec::new();
-        let t0 = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
-        for mut ws in sockets {
-            let t0 = t0.clone();
-            readers.push(tokio::spawn(async move {
-                let (bytes, print, reason) = drain(&mut ws).await;
-                let done = Instant::now();
-                // Set before the input that makes the session print anything.
-                let t0 = t0.get().copied().unwrap_or(done);
-                (bytes, print, reason, done.duration_since(t0))
-            }));
-        }
-        t0.set(Instant::now()).unwrap();
-        match client
-            .request(Request::SessionInput {
-                key: s.id.clone(),
-                data: b"\n".to_vec(),
-            })
-            .await
-        {
-            Ok(Reply::Done) => {}
-            other => panic!("input failed: {other:?}"),
-        }
-        let mut times = Vec::new();
-        let mut prints = Vec::new();
-        for reader in readers {
-            let (bytes, print, reason, took) = tokio::time::timeout(RUN_TIMEOUT, reader)
-                .await
-                .expect("fan-out in time")
-                .unwrap();
-            assert_eq!(bytes, FANOUT_BYTES, "every client gets every byte");
-            assert_eq!(reason, "exited 0");
-            prints.push(print);
-            times.push(took);
-        }
-        let on_disk = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
-        let want = fnv(FNV_START, &on_disk);
-        assert!(
-            prints.iter().all(|p| *p == want),
-            "a client got other bytes"
-        );
-        let stalled_note = match idle.as_mut() {
-            Some(ws) => {
-                let (bytes, print, _) = tokio::time::timeout(RUN_TIMEOUT, drain(ws))
-                    .await
-                    .expect("the stalled client, read at last");
-                assert_eq!(bytes, FANOUT_BYTES);
-                assert_eq!(print, want, "the stalled client lost nothing");
-                format!(
-                    "yes, {readers_n} readers; the stalled one too once read, after the others finished"
-                )
-            }
-            None => format!("yes, {readers_n} reader(s)"),
-        };
-        let l = Latency::new(times);
-        let label = if stalled {
-            format!("{readers_n} readers + 1 client that never reads")
+    }
+    let base = Latency::new(last_client[1].clone()).median();
+    writeln!(out, "| console clients on one session, 10,000,000 bytes live, every client checked against `output.log` | runs | until the last client has everything: median (min–max) | per client: median | p99 | ÷ {CLIENTS} readers alone |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|").unwrap();
+    for (c, (readers_n, stalled)) in configs.iter().enumerate() {
+        let last = Latency::new(last_client[c].clone());
+        let each = Latency::new(per_client[c].clone());
+        let label = if *stalled {
+            format!(
+                "{readers_n} readers + 1 client that never reads (it too gets every byte once read)"
+            )
         } else {
             format!("{readers_n} reader(s) alone")
         };
         writeln!(
             out,
-            "| {label} | {} | {:.3} s | {:.3} s | {:.3} s | {stalled_note} |",
-            l.len(),
-            l.median().as_secs_f64(),
-            l.p99().as_secs_f64(),
-            l.max().as_secs_f64()
+            "| {label} | {} | {:.3} s ({:.3}–{:.3}) | {:.3} s | {:.3} s | {:.2}× |",
+            last.len(),
+            last.median().as_secs_f64(),
+            last.min().as_secs_f64(),
+            last.max().as_secs_f64(),
+            each.median().as_secs_f64(),
+            each.p99().as_secs_f64(),
+            last.median().as_secs_f64() / base.as_secs_f64()
         )
         .unwrap();
     }

@@ -47,8 +47,9 @@ pub const CLOSE_NOT_FOUND: u16 = 4004;
 
 /// The largest frame a client may send (input or a resize).
 const MAX_INPUT_MESSAGE: usize = 1 << 20;
-/// Output batched into one binary frame, at most (plus one item).
-const MAX_OUTPUT_FRAME: usize = 256 << 10;
+/// Queued output is batched into one binary frame until it reaches this size: live PTY output
+/// arrives in pieces of about 4 KiB, a replay from disk already in chunks of this size.
+const MAX_OUTPUT_FRAME: usize = 64 << 10;
 /// How long the client gets to answer our close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// A WebSocket close reason must fit in a control frame.
