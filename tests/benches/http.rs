@@ -139,15 +139,43 @@ async fn drain(ws: &mut Ws) -> (u64, u64, String) {
     }
 }
 
+/// CPU time (user + system) a process has used so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = match stat.rfind(')') {
+        Some(i) => stat[i + 2..].split_whitespace().collect(),
+        None => Vec::new(),
+    };
+    // utime and stime are fields 14 and 15 of stat(5); the list starts at field 3.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// CPU used during a fan-out run by: the daemon, the session's monitor, the shim, the clients
+/// (this process).
+#[derive(Default, Clone, Copy)]
+struct FanoutCpu {
+    daemon: Duration,
+    monitor: Duration,
+    shim: Duration,
+    clients: Duration,
+}
+
 /// One fan-out run: `readers` clients (and one that never reads, when `stalled`) on a session
 /// that prints once they are all connected; each reader's time until it has every byte.
 async fn fanout(
     client: &Client,
+    daemon_pid: u32,
     sandbox: &Sandbox,
     shim: &Http,
     readers_n: usize,
     stalled: bool,
-) -> Vec<Duration> {
+) -> (Vec<Duration>, FanoutCpu) {
     let s = new_session(
         client,
         sandbox,
@@ -175,6 +203,9 @@ async fn fanout(
             (bytes, print, reason, done.duration_since(t0))
         }));
     }
+    let monitor_pid = s.monitor_pid.unwrap_or(0);
+    let me = std::process::id();
+    let before = [cpu(daemon_pid), cpu(monitor_pid), cpu(shim.pid()), cpu(me)];
     t0.set(Instant::now()).unwrap();
     match client
         .request(Request::SessionInput {
@@ -198,6 +229,13 @@ async fn fanout(
         prints.push(print);
         times.push(took);
     }
+    let after = [cpu(daemon_pid), cpu(monitor_pid), cpu(shim.pid()), cpu(me)];
+    let used = FanoutCpu {
+        daemon: after[0].saturating_sub(before[0]),
+        monitor: after[1].saturating_sub(before[1]),
+        shim: after[2].saturating_sub(before[2]),
+        clients: after[3].saturating_sub(before[3]),
+    };
     let on_disk = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
     let want = fnv(FNV_START, &on_disk);
     assert!(
@@ -211,7 +249,7 @@ async fn fanout(
         assert_eq!(bytes, FANOUT_BYTES);
         assert_eq!(print, want, "the stalled client lost nothing");
     }
-    times
+    (times, used)
 }
 
 async fn run() -> String {
@@ -335,11 +373,14 @@ async fn run() -> String {
     let configs = [(1, false), (CLIENTS, false), (CLIENTS, true)];
     let mut per_client: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
     let mut last_client: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
+    let mut cpus: Vec<Vec<FanoutCpu>> = vec![Vec::new(); configs.len()];
     for rep in 0..FANOUT_REPS {
         for k in 0..configs.len() {
             let c = (rep + k) % configs.len();
             let (readers_n, stalled) = configs[c];
-            let times = fanout(&client, &sandbox, &shim, readers_n, stalled).await;
+            let (times, used) =
+                fanout(&client, daemon.pid(), &sandbox, &shim, readers_n, stalled).await;
+            cpus[c].push(used);
             let slowest = times.iter().max().copied().unwrap_or_default();
             eprintln!(
                 "fan-out rep {rep}: {readers_n} readers, stalled client: {stalled}: last done after {:.3} s",
@@ -350,8 +391,8 @@ async fn run() -> String {
         }
     }
     let base = Latency::new(last_client[1].clone()).median();
-    writeln!(out, "| console clients on one session, 10,000,000 bytes live, every client checked against `output.log` | runs | until the last client has everything: median (min–max) | per client: median | p99 | ÷ {CLIENTS} readers alone |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(out, "| console clients on one session, 10,000,000 bytes live, every client checked against `output.log` | runs | until the last client has everything: median (min–max) | per client: median | p99 | ÷ {CLIENTS} readers alone | CPU per run (median): daemon / monitor / shim / clients |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---|").unwrap();
     for (c, (readers_n, stalled)) in configs.iter().enumerate() {
         let last = Latency::new(last_client[c].clone());
         let each = Latency::new(per_client[c].clone());
@@ -362,16 +403,25 @@ async fn run() -> String {
         } else {
             format!("{readers_n} reader(s) alone")
         };
+        let median_of = |pick: fn(&FanoutCpu) -> Duration| {
+            Latency::new(cpus[c].iter().map(pick).collect())
+                .median()
+                .as_secs_f64()
+        };
         writeln!(
             out,
-            "| {label} | {} | {:.3} s ({:.3}–{:.3}) | {:.3} s | {:.3} s | {:.2}× |",
+            "| {label} | {} | {:.3} s ({:.3}–{:.3}) | {:.3} s | {:.3} s | {:.2}× | {:.2} / {:.2} / {:.2} / {:.2} s |",
             last.len(),
             last.median().as_secs_f64(),
             last.min().as_secs_f64(),
             last.max().as_secs_f64(),
             each.median().as_secs_f64(),
             each.p99().as_secs_f64(),
-            last.median().as_secs_f64() / base.as_secs_f64()
+            last.median().as_secs_f64() / base.as_secs_f64(),
+            median_of(|c| c.daemon),
+            median_of(|c| c.monitor),
+            median_of(|c| c.shim),
+            median_of(|c| c.clients),
         )
         .unwrap();
     }
