@@ -218,15 +218,14 @@ async fn fanout(
         other => panic!("input failed: {other:?}"),
     }
     let mut times = Vec::new();
-    let mut prints = Vec::new();
+    let mut got = Vec::new();
     for reader in readers {
         let (bytes, print, reason, took) = tokio::time::timeout(RUN_TIMEOUT, reader)
             .await
             .expect("fan-out in time")
             .unwrap();
-        assert_eq!(bytes, FANOUT_BYTES, "every client gets every byte");
         assert_eq!(reason, "exited 0");
-        prints.push(print);
+        got.push((bytes, print));
         times.push(took);
     }
     let after = [cpu(daemon_pid), cpu(monitor_pid), cpu(shim.pid()), cpu(me)];
@@ -236,18 +235,16 @@ async fn fanout(
         shim: after[2].saturating_sub(before[2]),
         clients: after[3].saturating_sub(before[3]),
     };
+    // 10,000,000 bytes, plus the echo of the newline when it beat `stty -echo`.
     let on_disk = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
-    let want = fnv(FNV_START, &on_disk);
-    assert!(
-        prints.iter().all(|p| *p == want),
-        "a client got other bytes"
-    );
+    assert!(on_disk.len() as u64 >= FANOUT_BYTES);
+    let want = (on_disk.len() as u64, fnv(FNV_START, &on_disk));
+    assert!(got.iter().all(|g| *g == want), "a client got other bytes");
     if let Some(ws) = idle.as_mut() {
         let (bytes, print, _) = tokio::time::timeout(RUN_TIMEOUT, drain(ws))
             .await
             .expect("the stalled client, read at last");
-        assert_eq!(bytes, FANOUT_BYTES);
-        assert_eq!(print, want, "the stalled client lost nothing");
+        assert_eq!((bytes, print), want, "the stalled client lost nothing");
     }
     (times, used)
 }
