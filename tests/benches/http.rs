@@ -203,7 +203,14 @@ async fn fanout(
             (bytes, print, reason, done.duration_since(t0))
         }));
     }
-    let monitor_pid = s.monitor_pid.unwrap_or(0);
+    // The reply to `SessionNew` may come before the monitor's pid is recorded.
+    let monitor_pid = match client
+        .request(Request::SessionShow { key: s.id.clone() })
+        .await
+    {
+        Ok(Reply::Session(shown)) => shown.monitor_pid.expect("a running session's monitor"),
+        other => panic!("sessions show failed: {other:?}"),
+    };
     let me = std::process::id();
     let before = [cpu(daemon_pid), cpu(monitor_pid), cpu(shim.pid()), cpu(me)];
     t0.set(Instant::now()).unwrap();
