@@ -1,0 +1,226 @@
+//! The HTTP surface: the routes, each documented where it is written (utoipa), so the OpenAPI
+//! document is generated from the same registrations that serve requests.
+
+mod console;
+mod events;
+mod extract;
+mod projects;
+mod reconnect;
+mod sessions;
+mod status;
+mod tasks;
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "aifactory-http",
+        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes that need the token.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(status::status))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::delete))
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::start))
+        .routes(routes!(tasks::stop))
+        .routes(routes!(tasks::restart))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::get, sessions::delete))
+        .routes(routes!(console::console))
+        .routes(routes!(events::events))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document, generated once from the routes.
+fn openapi() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let (_, mut doc) = api_routes().split_for_parts();
+        let (_, open) = OpenApiRouter::<AppState>::new()
+            .routes(routes!(status::healthz))
+            .split_for_parts();
+        doc.merge(open);
+        doc.to_pretty_json().unwrap_or_else(|e| {
+            format!("{{\"error\":\"cannot render the OpenAPI document: {e}\"}}")
+        })
+    })
+}
+
+/// This document: every route the shim serves.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "daemon",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OpenAPI 3 document", body = Object),
+        (status = 401, body = ErrorBody),
+    )
+)]
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        openapi(),
+    )
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    let api = api.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    let (open, _) = OpenApiRouter::new()
+        .routes(routes!(status::healthz))
+        .split_for_parts();
+    let origins: Vec<HeaderValue> = state
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::LOCATION]);
+    api.merge(open)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::check_origin,
+        ))
+        .layer(cors)
+        .with_state(state)
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!(
+            "no route {} {}: the API is under /api/v1 (see /api/v1/openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not served on {}: see /api/v1/openapi.json for the methods each route takes",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// A protocol value as JSON (serde's rendering of the aifactory-common type).
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::internal(format!("cannot render the daemon's answer as JSON: {e}")))
+}
+
+/// 201 with `Location`.
+fn created(
+    location: &str,
+    body: serde_json::Value,
+) -> (StatusCode, HeaderMap, Json<serde_json::Value>) {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    (StatusCode::CREATED, headers, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_route_with_its_methods() {
+        let doc: serde_json::Value = serde_json::from_str(openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut listed: Vec<String> = Vec::new();
+        for (path, item) in paths {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "delete", "put", "patch"].contains(&method.as_str()) {
+                    listed.push(format!("{} {path}", method.to_uppercase()));
+                }
+            }
+        }
+        listed.sort();
+        let mut want = vec![
+            "GET /healthz",
+            "GET /api/v1/status",
+            "GET /api/v1/openapi.json",
+            "GET /api/v1/events",
+            "GET /api/v1/projects",
+            "POST /api/v1/projects",
+            "GET /api/v1/projects/{id}",
+            "DELETE /api/v1/projects/{id}",
+            "GET /api/v1/tasks",
+            "POST /api/v1/tasks",
+            "GET /api/v1/tasks/{id}",
+            "POST /api/v1/tasks/{id}/start",
+            "POST /api/v1/tasks/{id}/stop",
+            "POST /api/v1/tasks/{id}/restart",
+            "GET /api/v1/sessions",
+            "GET /api/v1/sessions/{id}",
+            "DELETE /api/v1/sessions/{id}",
+            "GET /api/v1/sessions/{id}/console",
+        ];
+        want.sort();
+        assert_eq!(listed, want);
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+}

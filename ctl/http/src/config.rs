@@ -1,0 +1,196 @@
+//! The shim's settings: the optional TOML file, then the command line on top.
+//!
+//! ```toml
+//! listen = "127.0.0.1:7878"
+//! allow_remote = false
+//! allowed_origins = ["http://localhost:3000"]
+//! socket = "/run/aifactory/aifactoryd.sock"
+//! state_dir = "/var/lib/aifactory"
+//! log_level = "info"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use aifactory_common::paths;
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/aifactory/http.toml";
+pub const TOKEN_FILE: &str = "http-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "refusing to listen on {addr}: it is not a loopback address, so anyone who can reach it could try the API; pass --allow-remote (or set allow_remote = true) if you mean it, and put TLS in front"
+    )]
+    Remote { addr: SocketAddr },
+    #[error(
+        "invalid origin `{origin}`: write it as the browser sends it, scheme://host[:port] with no path (e.g. http://localhost:3000)"
+    )]
+    Origin { origin: String },
+    #[error(transparent)]
+    Path(#[from] paths::PathError),
+}
+
+/// The file, as written. Every key is optional; an unknown key is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<String>,
+    allow_remote: Option<bool>,
+    allowed_origins: Option<Vec<String>>,
+    socket: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    log_level: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Exact `scheme://host[:port]` strings, compared as the browser sends them.
+    pub allowed_origins: Vec<String>,
+    pub socket: PathBuf,
+    pub token_file: PathBuf,
+    pub log_level: String,
+    pub config_file: Option<PathBuf>,
+}
+
+fn default_config_file() -> Option<PathBuf> {
+    if paths::is_root() {
+        return Some(PathBuf::from(SYSTEM_CONFIG_FILE));
+    }
+    let base = paths::process_env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| paths::process_env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("aifactory/http.toml"))
+}
+
+fn read_file(path: &Path, explicit: bool) -> Result<Option<File>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // Only a file named on the command line must exist.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+fn check_origin(origin: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::Origin {
+        origin: origin.to_string(),
+    };
+    let trimmed = origin.trim_end_matches('/');
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(bad)?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+        return Err(bad());
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
+impl Config {
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let (file, config_file) = match &cli.config {
+            Some(path) => (read_file(path, true)?, Some(path.clone())),
+            None => match default_config_file() {
+                Some(path) => match read_file(&path, false)? {
+                    Some(file) => (Some(file), Some(path)),
+                    None => (None, None),
+                },
+                None => (None, None),
+            },
+        };
+        let file = file.unwrap_or_default();
+        let parse_error = |message: String| ConfigError::Parse {
+            path: config_file.clone().unwrap_or_default(),
+            message,
+        };
+        let listen = match (cli.listen, &file.listen) {
+            (Some(addr), _) => addr,
+            (None, Some(text)) => text.parse().map_err(|e| {
+                parse_error(format!(
+                    "listen = {text:?} is not ADDR:PORT ({e}), e.g. \"127.0.0.1:7878\""
+                ))
+            })?,
+            (None, None) => DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| parse_error(format!("{e}")))?,
+        };
+        let allow_remote = cli.allow_remote || file.allow_remote.unwrap_or(false);
+        if !listen.ip().is_loopback() && !allow_remote {
+            return Err(ConfigError::Remote { addr: listen });
+        }
+        let mut allowed_origins = Vec::new();
+        for origin in file
+            .allowed_origins
+            .unwrap_or_default()
+            .iter()
+            .chain(&cli.allow_origins)
+        {
+            allowed_origins.push(check_origin(origin)?);
+        }
+        let socket = paths::socket_path(
+            cli.socket.as_deref().or(file.socket.as_deref()),
+            &paths::process_env,
+            paths::is_root(),
+        )?;
+        let state_dir = paths::state_dir(
+            cli.state_dir.as_deref().or(file.state_dir.as_deref()),
+            &paths::process_env,
+            paths::is_root(),
+        )?;
+        Ok(Config {
+            listen,
+            allowed_origins,
+            socket,
+            token_file: state_dir.join(TOKEN_FILE),
+            log_level: file.log_level.unwrap_or_else(|| "info".into()),
+            config_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        assert_eq!(
+            check_origin("http://LocalHost:3000/").unwrap(),
+            "http://localhost:3000"
+        );
+        assert!(check_origin("localhost:3000").is_err());
+        assert!(check_origin("http://x/path").is_err());
+        assert!(check_origin("ftp://x").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("http.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
+        let err = read_file(&path, true).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+}

@@ -1,0 +1,1341 @@
+//! The HTTP shim end to end: real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients, and
+//! a real headless Chromium, against the real `aifactory-http` and `aifactoryd`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aifactory_common::Client;
+use aifactory_common::protocol::{Reply, Request, SessionInfo, SessionSpec};
+use aifactory_tests::{Daemon, Http, Sandbox, skip};
+use futures::{SinkExt, StreamExt};
+use nix::sys::signal::Signal;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A liveness bound for a loaded 2-core machine, not a speed target.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn git(args: &[&str], dir: &Path) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// A git repository with one commit on `main`.
+fn repo(sandbox: &Sandbox, name: &str) -> PathBuf {
+    let path = sandbox.path().join("repos").join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    git(&["init", "-q", "-b", "main"], &path);
+    std::fs::write(path.join("README"), "hello\n").unwrap();
+    git(&["add", "README"], &path);
+    git(&["commit", "-q", "-m", "init"], &path);
+    path
+}
+
+/// A config whose default agent `fake` runs `sleep 300`.
+fn fake_agent_config(sandbox: &Sandbox) {
+    sandbox.write_config(
+        "default_agent = \"fake\"\n[agents.fake]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n",
+    );
+}
+
+struct Api<'a> {
+    shim: &'a Http,
+    http: reqwest::Client,
+}
+
+/// What a request got back.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    fn expect_error(&self, status: u16, code: &str) -> &Self {
+        self.expect(status);
+        assert_eq!(self.code(), code, "{self:#?}");
+        assert!(!self.message().is_empty(), "{self:#?}");
+        self
+    }
+}
+
+impl<'a> Api<'a> {
+    fn new(shim: &'a Http) -> Api<'a> {
+        Api {
+            shim,
+            http: reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .build()
+                .expect("reqwest client"),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.shim.url(path))
+            .bearer_auth(&self.shim.token)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let stream = headers
+            .get("content-type")
+            .is_some_and(|t| t.to_str().unwrap_or("").starts_with("text/event-stream"));
+        if stream {
+            // An open event stream: its head is the answer.
+            return Answer {
+                status,
+                headers,
+                body: Value::Null,
+            };
+        }
+        let bytes = response.bytes().await.expect("HTTP body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{status}: body is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(self.request(Method::POST, path).json(&body))
+            .await
+    }
+
+    async fn post_empty(&self, path: &str) -> Answer {
+        self.send(self.request(Method::POST, path)).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+}
+
+async fn new_session(client: &Client, sandbox: &Sandbox, script: &str) -> SessionInfo {
+    let spec = SessionSpec {
+        name: None,
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        cwd: sandbox.path().to_path_buf(),
+        env: Vec::new(),
+        cols: None,
+        rows: None,
+    };
+    match client.request(Request::SessionNew(spec)).await {
+        Ok(Reply::Session(s)) => s,
+        other => panic!("sessions new failed: {other:?}"),
+    }
+}
+
+/// Every route of the OpenAPI document with its placeholders filled, as (METHOD, path).
+fn documented_routes(doc: &Value) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "post", "delete", "put", "patch"].contains(&method.as_str()) {
+                routes.push((method.to_uppercase(), path.replace("{id}", "no-such-thing")));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
+    let sandbox = Sandbox::new();
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+
+    let health = api.get("/healthz").await;
+    health.expect(200);
+    assert_eq!(health.body["status"], "ok", "{health:#?}");
+    assert_eq!(health.body["daemon"]["answers"], true);
+
+    let doc = api.get("/api/v1/openapi.json").await;
+    doc.expect(200);
+    assert!(
+        doc.body["openapi"].as_str().unwrap_or("").starts_with("3."),
+        "{:#}",
+        doc.body
+    );
+    let routes = documented_routes(&doc.body);
+    let names: Vec<String> = routes.iter().map(|(m, p)| format!("{m} {p}")).collect();
+    for want in [
+        "GET /healthz",
+        "GET /api/v1/status",
+        "GET /api/v1/openapi.json",
+        "GET /api/v1/events",
+        "GET /api/v1/projects",
+        "POST /api/v1/projects",
+        "GET /api/v1/projects/no-such-thing",
+        "DELETE /api/v1/projects/no-such-thing",
+        "GET /api/v1/tasks",
+        "POST /api/v1/tasks",
+        "GET /api/v1/tasks/no-such-thing",
+        "POST /api/v1/tasks/no-such-thing/start",
+        "POST /api/v1/tasks/no-such-thing/stop",
+        "POST /api/v1/tasks/no-such-thing/restart",
+        "GET /api/v1/sessions",
+        "GET /api/v1/sessions/no-such-thing",
+        "DELETE /api/v1/sessions/no-such-thing",
+        "GET /api/v1/sessions/no-such-thing/console",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} is not documented: {names:#?}"
+        );
+    }
+    assert_eq!(
+        names.len(),
+        18,
+        "an undocumented route crept in: {names:#?}"
+    );
+
+    let plain = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap();
+    for (method, path) in &routes {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let url = shim.url(path);
+        // Every documented route exists: with the token, none answers "no route" or 405.
+        let with_token = api.send(api.request(method.clone(), path)).await;
+        assert_ne!(
+            with_token.code(),
+            "no_route",
+            "{method} {path}: {with_token:#?}"
+        );
+        assert_ne!(
+            with_token.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_ne!(
+            with_token.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        if path == "/healthz" {
+            continue;
+        }
+        // Every /api route refuses a missing, a wrong and a malformed token, saying which.
+        let missing = api.send(plain.request(method.clone(), &url)).await;
+        missing.expect_error(401, "missing_token");
+        assert!(
+            missing.message().contains("Authorization: Bearer"),
+            "{missing:#?}"
+        );
+        assert!(missing.headers.contains_key("www-authenticate"));
+        let wrong = api
+            .send(
+                plain
+                    .request(method.clone(), &url)
+                    .bearer_auth("0".repeat(64)),
+            )
+            .await;
+        wrong.expect_error(401, "invalid_token");
+        assert!(wrong.message().contains("--print-token"), "{wrong:#?}");
+        let basic = api
+            .send(
+                plain
+                    .request(method.clone(), &url)
+                    .basic_auth("me", Some(&shim.token)),
+            )
+            .await;
+        basic.expect_error(401, "invalid_token");
+        // A token in the query counts only where browsers cannot set headers.
+        let query = api
+            .send(plain.request(method.clone(), format!("{url}?token={}", shim.token)))
+            .await;
+        if path.ends_with("/events") {
+            assert_eq!(query.status, StatusCode::OK, "{method} {path}");
+        } else {
+            query.expect_error(401, "missing_token");
+        }
+    }
+
+    api.get("/api/v1/nothing-here")
+        .await
+        .expect_error(404, "no_route");
+    api.send(api.request(Method::PUT, "/api/v1/projects"))
+        .await
+        .expect_error(405, "method_not_allowed");
+    api.get("/api/v1/sessions/no-such-thing/console")
+        .await
+        .expect_error(426, "websocket_required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_tasks_and_sessions_over_rest() {
+    let sandbox = Sandbox::new();
+    fake_agent_config(&sandbox);
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+    let client = daemon.client().await;
+
+    let status = api.get("/api/v1/status").await;
+    status.expect(200);
+    assert_eq!(status.body["pid"], daemon.pid());
+    assert_eq!(status.body["protocol"], aifactory_common::PROTOCOL_VERSION);
+
+    // Projects.
+    let path = repo(&sandbox, "demo");
+    let created = api
+        .post("/api/v1/projects", json!({"path": path, "name": "demo"}))
+        .await;
+    created.expect(201);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["name"], "demo");
+    let location = created.headers["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/projects/{id}"));
+    let fetched = api.get(&location).await;
+    fetched.expect(200);
+    assert_eq!(fetched.body, created.body);
+    api.get("/api/v1/projects/demo").await.expect(200);
+    let list = api.get("/api/v1/projects").await;
+    list.expect(200);
+    assert_eq!(list.body.as_array().map(Vec::len), Some(1), "{list:#?}");
+    api.post("/api/v1/projects", json!({"path": path, "name": "demo"}))
+        .await
+        .expect_error(409, "conflict");
+    let relative = api
+        .post("/api/v1/projects", json!({"path": "repos/demo"}))
+        .await;
+    relative.expect_error(400, "invalid");
+    assert!(relative.message().contains("not absolute"), "{relative:#?}");
+    api.post("/api/v1/projects", json!({"path": path, "nmae": "typo"}))
+        .await
+        .expect_error(400, "invalid");
+    api.post(
+        "/api/v1/projects",
+        json!({"path": path, "provider": "sourceforge"}),
+    )
+    .await
+    .expect_error(400, "invalid");
+    let not_json = api
+        .send(
+            api.request(Method::POST, "/api/v1/projects")
+                .header("content-type", "application/json")
+                .body("{\"path\": "),
+        )
+        .await;
+    not_json.expect_error(400, "invalid");
+    let no_type = api
+        .send(api.request(Method::POST, "/api/v1/projects").body("{}"))
+        .await;
+    no_type.expect_error(400, "invalid");
+    assert!(no_type.message().contains("Content-Type"), "{no_type:#?}");
+    api.post(
+        "/api/v1/projects",
+        json!({"path": sandbox.path().join("nowhere")}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    api.get("/api/v1/projects/nope")
+        .await
+        .expect_error(404, "not_found");
+
+    // Tasks.
+    let task = api
+        .post(
+            "/api/v1/tasks",
+            json!({"project": "demo", "spec_id": "001-login"}),
+        )
+        .await;
+    task.expect(201);
+    let task_id = task.body["id"].as_str().unwrap().to_string();
+    assert_eq!(task.body["phase"], "backlog");
+    assert_eq!(
+        task.headers["location"].to_str().unwrap(),
+        format!("/api/v1/tasks/{task_id}")
+    );
+    api.get(&format!("/api/v1/tasks/{task_id}"))
+        .await
+        .expect(200);
+    let listed = api.get("/api/v1/tasks?project=demo").await;
+    listed.expect(200);
+    assert_eq!(listed.body[0]["id"], task_id.as_str());
+    api.get("/api/v1/tasks?project=nope")
+        .await
+        .expect_error(404, "not_found");
+    api.get("/api/v1/tasks?projet=demo")
+        .await
+        .expect_error(400, "invalid");
+    api.post(
+        "/api/v1/tasks",
+        json!({"project": "demo", "spec_id": "001-login"}),
+    )
+    .await
+    .expect_error(409, "conflict");
+    api.post(
+        "/api/v1/tasks",
+        json!({"project": "demo", "spec_id": "Bad Spec"}),
+    )
+    .await
+    .expect_error(400, "invalid");
+    api.post("/api/v1/tasks", json!({"project": "nope", "spec_id": "x"}))
+        .await
+        .expect_error(404, "not_found");
+    // A project with tasks is not removed.
+    api.delete(&format!("/api/v1/projects/{id}"))
+        .await
+        .expect_error(409, "conflict");
+
+    let started = api
+        .post_empty(&format!("/api/v1/tasks/{task_id}/start"))
+        .await;
+    started.expect(200);
+    assert_eq!(started.body["phase"], "planning");
+    let session_id = started.body["session_id"].as_str().unwrap().to_string();
+    api.post_empty(&format!("/api/v1/tasks/{task_id}/start"))
+        .await
+        .expect_error(409, "conflict");
+    let session = api.get(&format!("/api/v1/sessions/{session_id}")).await;
+    session.expect(200);
+    assert_eq!(session.body["state"], "running");
+    assert_eq!(session.body["cwd"], started.body["worktree"]);
+    let restarted = api
+        .post_empty(&format!("/api/v1/tasks/{task_id}/restart?grace=1"))
+        .await;
+    restarted.expect(200);
+    assert_ne!(restarted.body["session_id"], session_id.as_str());
+    api.post_empty(&format!("/api/v1/tasks/{task_id}/stop?grace=99999"))
+        .await
+        .expect_error(400, "invalid");
+    api.post_empty(&format!("/api/v1/tasks/{task_id}/stop?gracee=1"))
+        .await
+        .expect_error(400, "invalid");
+    let stopped = api
+        .post_empty(&format!("/api/v1/tasks/{task_id}/stop?grace=1"))
+        .await;
+    stopped.expect(200);
+    assert_eq!(stopped.body["task"]["phase"], "stopped");
+    assert_eq!(stopped.body["survivors"], json!([]));
+    // The daemon calls stopping a task that does not run an invalid request.
+    let again = api
+        .post_empty(&format!("/api/v1/tasks/{task_id}/stop"))
+        .await;
+    again.expect_error(400, "invalid");
+    assert!(again.message().contains("nothing to stop"), "{again:#?}");
+    api.post_empty("/api/v1/tasks/nope/start")
+        .await
+        .expect_error(404, "not_found");
+
+    // Sessions.
+    let s = new_session(&client, &sandbox, "sleep 300").await;
+    let sessions = api.get("/api/v1/sessions").await;
+    sessions.expect(200);
+    assert!(
+        sessions
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == s.id.as_str()),
+        "{sessions:#?}"
+    );
+    let shown = api.get(&format!("/api/v1/sessions/{}", s.id)).await;
+    shown.expect(200);
+    assert_eq!(shown.body["state"], "running");
+    let killed = api
+        .delete(&format!("/api/v1/sessions/{}?grace=1", s.id))
+        .await;
+    killed.expect(200);
+    assert_eq!(killed.body["state"], "exited");
+    assert!(killed.body["exit"].is_object(), "{killed:#?}");
+    api.delete("/api/v1/sessions/nope")
+        .await
+        .expect_error(404, "not_found");
+    api.get("/api/v1/sessions/nope")
+        .await
+        .expect_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_project_is_found_right_after_one_hundred_times_in_a_row() {
+    let sandbox = Sandbox::new();
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+    for i in 0..100 {
+        let path = sandbox.path().join("many").join(format!("p{i}"));
+        std::fs::create_dir_all(&path).unwrap();
+        git(&["init", "-q", "-b", "main"], &path);
+        let created = api
+            .post(
+                "/api/v1/projects",
+                json!({"path": path, "name": format!("p{i}")}),
+            )
+            .await;
+        created.expect(201);
+        let location = created.headers["location"].to_str().unwrap().to_string();
+        let fetched = api.get(&location).await;
+        assert_eq!(
+            fetched.status,
+            StatusCode::OK,
+            "round {i}: GET {location} right after 201: {fetched:#?}"
+        );
+        assert_eq!(fetched.body["id"], created.body["id"], "round {i}");
+    }
+    let list = api.get("/api/v1/projects").await;
+    assert_eq!(list.body.as_array().map(Vec::len), Some(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absent_daemon_is_503_naming_the_socket_and_how_to_start_it() {
+    let sandbox = Sandbox::new();
+    let mut daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+    api.get("/api/v1/status").await.expect(200);
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(TIMEOUT).expect("daemon stops");
+    let socket = sandbox.socket().display().to_string();
+    for path in [
+        "/api/v1/status",
+        "/api/v1/projects",
+        "/api/v1/sessions/x",
+        "/api/v1/events",
+    ] {
+        let down = api.get(path).await;
+        down.expect_error(503, "daemon_unavailable");
+        assert!(down.message().contains(&socket), "{path}: {down:#?}");
+        assert!(down.message().contains("aifactoryd"), "{path}: {down:#?}");
+        assert!(
+            down.message().contains("systemctl start"),
+            "{path}: {down:#?}"
+        );
+    }
+    let health = api.get("/healthz").await;
+    health.expect(200);
+    assert_eq!(health.body["status"], "degraded");
+    assert_eq!(health.body["daemon"]["answers"], false);
+    assert!(
+        health.body["daemon"]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&socket),
+        "{health:#?}"
+    );
+    // The daemon comes back: the shim needs no restart.
+    let _daemon = sandbox.daemon().start();
+    api.get("/api/v1/status").await.expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_outside_the_allow_list_are_refused() {
+    let sandbox = Sandbox::new();
+    let _daemon = sandbox.daemon().start();
+    let config = sandbox.path().join("http.toml");
+    std::fs::write(&config, "allowed_origins = [\"http://app.example:3000\"]\n").unwrap();
+    let shim = sandbox
+        .http()
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .arg("--allow-origin")
+        .arg("http://other.example")
+        .start();
+    let api = Api::new(&shim);
+    let refused = api
+        .send(
+            api.request(Method::GET, "/api/v1/status")
+                .header("origin", "http://evil.example"),
+        )
+        .await;
+    refused.expect_error(403, "origin_not_allowed");
+    assert!(refused.message().contains("--allow-origin"), "{refused:#?}");
+    for origin in ["http://app.example:3000", "http://other.example"] {
+        let allowed = api
+            .send(
+                api.request(Method::GET, "/api/v1/status")
+                    .header("origin", origin),
+            )
+            .await;
+        allowed.expect(200);
+        assert_eq!(allowed.headers["access-control-allow-origin"], origin);
+    }
+    // The browser's preflight for an authorized POST.
+    let preflight = api
+        .send(
+            api.http
+                .request(Method::OPTIONS, shim.url("/api/v1/projects"))
+                .header("origin", "http://app.example:3000")
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                ),
+        )
+        .await;
+    assert!(preflight.status.is_success(), "{preflight:#?}");
+    let allowed_headers = preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed_headers.contains("authorization"), "{preflight:#?}");
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: Option<u64>,
+    event: String,
+    data: Value,
+}
+
+struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> SseReader {
+        SseReader {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments and keep-alives skipped).
+    async fn next(&mut self) -> Sse {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().parse().expect("numeric id"));
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                event.data = serde_json::from_str(&data).expect("JSON data");
+                return event;
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
+                .await
+                .expect("no server-sent event within the timeout")
+                .expect("the event stream ended")
+                .expect("reading the event stream");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until one named `kind` about `session`; all of them, in order.
+    async fn until_session(&mut self, kind: &str, session: &str) -> Vec<Sse> {
+        let mut seen = Vec::new();
+        loop {
+            let event = self.next().await;
+            let hit = event.event == kind && event.data["kind"][kind]["session_id"] == session;
+            seen.push(event);
+            if hit {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn open_events(api: &Api<'_>, last_event_id: Option<u64>) -> SseReader {
+    let http = reqwest::Client::builder().build().unwrap();
+    let mut request = http
+        .get(api.shim.url("/api/v1/events"))
+        .bearer_auth(&api.shim.token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().await.expect("GET /events");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    SseReader::new(response)
+}
+
+fn assert_consecutive(events: &[Sse], after: u64) {
+    let ids: Vec<u64> = events.iter().filter_map(|e| e.id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            *id,
+            after + 1 + i as u64,
+            "a gap or a duplicate: {ids:?} after {after}"
+        );
+    }
+    for event in events.iter().filter(|e| e.id.is_some()) {
+        assert_eq!(event.data["seq"].as_u64(), event.id, "{event:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_with_ids_resumes_with_last_event_id_and_survives_a_daemon_restart() {
+    let sandbox = Sandbox::new();
+    let mut daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+    let client = daemon.client().await;
+
+    let mut live = open_events(&api, None).await;
+    let first = new_session(&client, &sandbox, "sleep 300").await;
+    let seen = live.until_session("SessionCreated", &first.id).await;
+    let base = seen.last().unwrap().id.unwrap();
+    let mut all = seen.clone();
+
+    // Resume after a number: everything after it, nothing twice.
+    let second = new_session(&client, &sandbox, "sleep 300").await;
+    let mut resumed = open_events(&api, Some(base - 1)).await;
+    let replay = resumed.until_session("SessionCreated", &second.id).await;
+    assert_eq!(replay[0].id, Some(base), "{replay:?}");
+    assert_consecutive(&replay, base - 1);
+    drop(resumed);
+    all.extend(live.until_session("SessionCreated", &second.id).await);
+
+    api.send(
+        api.request(Method::GET, "/api/v1/events")
+            .header("last-event-id", "yesterday"),
+    )
+    .await
+    .expect_error(400, "invalid");
+
+    // A daemon crash under an open stream: the shim reconnects from the last number it sent.
+    drop(client);
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(TIMEOUT).expect("daemon killed");
+    let daemon = sandbox.daemon().start();
+    let client = daemon.client().await;
+    let third = new_session(&client, &sandbox, "sleep 300").await;
+    all.extend(live.until_session("SessionCreated", &third.id).await);
+    assert_consecutive(&all, base - 1);
+    let kinds: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
+    assert!(kinds.contains(&"SessionCreated"), "{kinds:?}");
+}
+
+/// Opens a console with the token offered as a subprotocol.
+async fn console(shim: &Http, session: &str, from: Option<u64>) -> Ws {
+    let mut path = format!("/api/v1/sessions/{session}/console");
+    if let Some(from) = from {
+        path.push_str(&format!("?from={from}"));
+    }
+    let mut request = shim.ws_url(&path).into_client_request().unwrap();
+    let protocol = format!("aifactory.token.{}", shim.token);
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&protocol).unwrap(),
+    );
+    let (ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("console handshake in time")
+        .expect("console handshake");
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        protocol.as_str(),
+        "the chosen subprotocol is echoed"
+    );
+    ws
+}
+
+/// What a console delivered.
+#[derive(Debug, Default)]
+struct Console {
+    data: Vec<u8>,
+    notices: Vec<Value>,
+    close: Option<(u16, String)>,
+}
+
+impl Console {
+    /// Reads until `done` holds for the output, or the server closes.
+    async fn read_until(&mut self, ws: &mut Ws, what: &str, done: impl Fn(&[u8]) -> bool) {
+        while !done(&self.data) {
+            let message = tokio::time::timeout(TIMEOUT, ws.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no {what} within {TIMEOUT:?}; got {} bytes: {:?}; notices {:?}",
+                        self.data.len(),
+                        String::from_utf8_lossy(&self.data[self.data.len().saturating_sub(200)..]),
+                        self.notices
+                    )
+                });
+            match message {
+                Some(Ok(Message::Binary(bytes))) => self.data.extend_from_slice(&bytes),
+                Some(Ok(Message::Text(text))) => self
+                    .notices
+                    .push(serde_json::from_str(text.as_str()).expect("JSON notice")),
+                Some(Ok(Message::Close(frame))) => {
+                    self.close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("console read failed: {e}; {self:?}"),
+                None => return,
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_bytes_round_trip_exactly_resize_reaches_stty_and_the_end_closes_with_the_status() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let client = daemon.client().await;
+
+    // Raw mode, no echo: every byte typed comes back as it is.
+    let echo = new_session(
+        &client,
+        &sandbox,
+        "stty raw -echo -iexten; printf READY; exec cat",
+    )
+    .await;
+    let mut ws = console(&shim, &echo.id, None).await;
+    let mut got = Console::default();
+    got.read_until(&mut ws, "READY", |d| d.ends_with(b"READY"))
+        .await;
+    let ready = got.data.len();
+    let mut sent = Vec::new();
+    for round in 0..64u32 {
+        // Every byte value, in a different order each time, in frames of varied size.
+        let chunk: Vec<u8> = (0..=255u8)
+            .cycle()
+            .skip(round as usize * 7)
+            .take(256 + round as usize * 13)
+            .collect();
+        sent.extend_from_slice(&chunk);
+        ws.send(Message::Binary(chunk.into())).await.unwrap();
+    }
+    got.read_until(&mut ws, "the echo", |d| d.len() >= ready + sent.len())
+        .await;
+    assert_eq!(got.data.len(), ready + sent.len(), "no byte more");
+    assert!(got.data[ready..] == sent[..], "the bytes come back exactly");
+    assert!(got.notices.is_empty(), "{:?}", got.notices);
+    // A client that closes gets the close answered.
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(TIMEOUT, ws.next())
+        .await
+        .expect("a close reply in time");
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_)))),
+        "the server answers the client's close: {reply:?}"
+    );
+
+    // Resize, then ask the program: it sees the new size.
+    let sized = new_session(
+        &client,
+        &sandbox,
+        "stty -echo; echo READY; while read x; do [ \"$x\" = q ] && exit 3; stty size; done",
+    )
+    .await;
+    let mut ws = console(&shim, &sized.id, None).await;
+    let mut got = Console::default();
+    got.read_until(&mut ws, "READY", |d| contains(d, b"READY"))
+        .await;
+    ws.send(Message::Text(
+        r#"{"resize": {"cols": 91, "rows": 37}}"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(b"\n"[..].into())).await.unwrap();
+    got.read_until(&mut ws, "stty size", |d| contains(d, b"37 91"))
+        .await;
+    // A text frame that is not a resize gets an error notice; the console goes on.
+    ws.send(Message::Text(r#"{"resize": {"cols": "wide"}}"#.into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        r#"{"resize": {"cols": 100, "rows": 20}}"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(b"\n"[..].into())).await.unwrap();
+    got.read_until(&mut ws, "the second size", |d| contains(d, b"20 100"))
+        .await;
+    assert_eq!(got.notices.len(), 1, "{:?}", got.notices);
+    assert_eq!(got.notices[0]["error"]["code"], "invalid");
+    // The program ends: the console closes with its exit status.
+    ws.send(Message::Binary(b"q\n"[..].into())).await.unwrap();
+    got.read_until(&mut ws, "the close", |_| false).await;
+    assert_eq!(got.close, Some((1000, "exited 3".to_string())), "{got:?}");
+
+    // An ended session's console replays its output and closes the same way.
+    let mut ws = console(&shim, &sized.id, Some(0)).await;
+    let mut again = Console::default();
+    again.read_until(&mut ws, "the close", |_| false).await;
+    assert_eq!(again.close, Some((1000, "exited 3".to_string())));
+    assert_eq!(again.data, got.data, "the replay is the same bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_token_missing_wrong_or_right_on_the_websocket() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox
+        .http()
+        .arg("--allow-origin")
+        .arg("http://app.example")
+        .start();
+    let client = daemon.client().await;
+    let s = new_session(&client, &sandbox, "echo MARK; sleep 300").await;
+    let path = format!("/api/v1/sessions/{}/console", s.id);
+
+    async fn refused(request: tungstenite::handshake::client::Request) -> (u16, Value) {
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                (
+                    response.status().as_u16(),
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                )
+            }
+            Err(e) => panic!("expected an HTTP refusal, got {e}"),
+            Ok(_) => panic!("the handshake succeeded without the right token"),
+        }
+    }
+
+    let (status, body) = refused(shim.ws_url(&path).into_client_request().unwrap()).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "missing_token", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aifactory.token."),
+        "{body}"
+    );
+
+    let mut wrong = shim.ws_url(&path).into_client_request().unwrap();
+    wrong.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("aifactory.token.0000000000000000000000000000000000000000"),
+    );
+    let (status, body) = refused(wrong).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "invalid_token", "{body}");
+
+    let wrong_query = shim
+        .ws_url(&format!("{path}?token=nope"))
+        .into_client_request()
+        .unwrap();
+    let (status, body) = refused(wrong_query).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
+
+    let mut evil = shim
+        .ws_url(&format!("{path}?token={}", shim.token))
+        .into_client_request()
+        .unwrap();
+    evil.headers_mut()
+        .insert("origin", HeaderValue::from_static("http://evil.example"));
+    let (status, body) = refused(evil).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
+
+    let gone = shim
+        .ws_url(&format!(
+            "/api/v1/sessions/nope/console?token={}",
+            shim.token
+        ))
+        .into_client_request()
+        .unwrap();
+    let (status, body) = refused(gone).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // Right as a subprotocol (echoed; checked in `console`), and right as a query parameter
+    // from an allowed origin.
+    let mut ws = console(&shim, &s.id, None).await;
+    let mut got = Console::default();
+    got.read_until(&mut ws, "MARK", |d| contains(d, b"MARK"))
+        .await;
+    let mut by_query = shim
+        .ws_url(&format!("{path}?token={}", shim.token))
+        .into_client_request()
+        .unwrap();
+    by_query
+        .headers_mut()
+        .insert("origin", HeaderValue::from_static("http://app.example"));
+    let (mut ws, response) = tokio_tungstenite::connect_async(by_query).await.unwrap();
+    assert!(!response.headers().contains_key("sec-websocket-protocol"));
+    let mut got = Console::default();
+    got.read_until(&mut ws, "MARK", |d| contains(d, b"MARK"))
+        .await;
+
+    // The shim stops: open consoles are closed with 1001 and where to resume.
+    shim.signal(Signal::SIGTERM);
+    got.read_until(&mut ws, "the close", |_| false).await;
+    let (code, reason) = got.close.clone().expect("a close frame");
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("from="), "{reason}");
+    let mut shim = shim;
+    let status = shim
+        .wait_exit(TIMEOUT)
+        .expect("the shim exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+/// `0\r\n1\r\n2\r\n...` as a terminal shows `echo $i`: checks that the complete lines count up
+/// by one from `first`, and returns how many there are.
+#[track_caller]
+fn assert_counting(bytes: &[u8], first: u64) -> u64 {
+    let text = String::from_utf8_lossy(bytes);
+    let mut expect = first;
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    for line in complete.split('\n') {
+        let line = line.trim_end_matches('\r');
+        assert_eq!(
+            line,
+            expect.to_string(),
+            "a gap or a duplicate after {} lines",
+            expect - first
+        );
+        expect += 1;
+    }
+    expect - first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_replay_from_any_offset_has_no_gap_or_duplicate() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let client = daemon.client().await;
+    let s = new_session(
+        &client,
+        &sandbox,
+        "i=0; while [ $i -lt 20000 ]; do echo $i; i=$((i+1)); done; echo END; sleep 300",
+    )
+    .await;
+    let mut ws = console(&shim, &s.id, Some(0)).await;
+    let mut full = Console::default();
+    full.read_until(&mut ws, "END", |d| contains(d, b"END\r\n"))
+        .await;
+    drop(ws);
+    let all = full.data;
+    assert_eq!(assert_counting(&all[..all.len() - 5], 0), 20000);
+    for from in [
+        0,
+        1,
+        2,
+        4095,
+        4096,
+        65_536,
+        65_537,
+        all.len() as u64 - 7,
+        all.len() as u64,
+    ] {
+        let mut ws = console(&shim, &s.id, Some(from)).await;
+        let mut part = Console::default();
+        let want = all.len() - from as usize;
+        part.read_until(&mut ws, "the rest", |d| d.len() >= want)
+            .await;
+        assert_eq!(
+            part.data.len(),
+            want,
+            "from {from}: no byte more, none less"
+        );
+        assert!(
+            part.data == all[from as usize..],
+            "from {from}: the same bytes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_loses_no_byte_across_a_daemon_sigkill_and_restart() {
+    let sandbox = Sandbox::new();
+    let mut daemon: Daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let client = daemon.client().await;
+    let s = new_session(
+        &client,
+        &sandbox,
+        "i=0; while :; do echo $i; i=$((i+1)); if [ $((i % 20)) = 0 ]; then sleep 0.01; fi; done",
+    )
+    .await;
+    drop(client);
+    // A: stays connected through the crash; the shim reconnects by itself.
+    let mut a_ws = console(&shim, &s.id, Some(0)).await;
+    let mut a = Console::default();
+    a.read_until(&mut a_ws, "5000 bytes", |d| d.len() >= 5000)
+        .await;
+    // B: leaves before the crash and comes back with its offset.
+    let mut b_ws = console(&shim, &s.id, Some(0)).await;
+    let mut b = Console::default();
+    b.read_until(&mut b_ws, "3000 bytes", |d| d.len() >= 3000)
+        .await;
+    drop(b_ws);
+    let b_offset = b.data.len() as u64;
+
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(TIMEOUT).expect("daemon killed");
+    let _daemon = sandbox.daemon().start();
+    // A gets everything written so far, which includes output made after the restart: that
+    // can only come through a new daemon connection the shim opened by itself.
+    let written = std::fs::metadata(s.pane_dir.join(aifactory_common::pane::OUTPUT_LOG))
+        .unwrap()
+        .len() as usize;
+    a.read_until(&mut a_ws, "the output written after the restart", |d| {
+        d.len() >= written + 10_000
+    })
+    .await;
+    assert!(a.close.is_none(), "{:?}", a.close);
+    assert!(
+        shim.logs()
+            .contains("console stream from aifactoryd ended; re-opening it"),
+        "the bytes after the crash came through a new daemon connection:\n{}",
+        shim.logs()
+    );
+    let lines = assert_counting(&a.data, 0);
+    assert!(lines > 1000, "{lines}");
+
+    let mut b_ws = console(&shim, &s.id, Some(b_offset)).await;
+    b.read_until(&mut b_ws, "100000 more bytes after reconnecting", |d| {
+        d.len() as u64 >= b_offset + 100_000
+    })
+    .await;
+    assert_counting(&b.data, 0);
+    let common = a.data.len().min(b.data.len());
+    assert!(
+        a.data[..common] == b.data[..common],
+        "both saw the same bytes"
+    );
+    Api::new(&shim)
+        .delete(&format!("/api/v1/sessions/{}?grace=1", s.id))
+        .await
+        .expect(200);
+    a.read_until(&mut a_ws, "the close after the kill", |_| false)
+        .await;
+    let (code, reason) = a.close.expect("closed when the session ended");
+    assert_eq!(code, 1000);
+    assert!(
+        reason.starts_with("killed by signal") || reason.starts_with("exited"),
+        "{reason}"
+    );
+}
+
+/// The first of Debian's Chromium binaries found on PATH.
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Serves `page` at `/` and hands the body of the first `POST /result` to the channel.
+fn serve_page(
+    listener: std::net::TcpListener,
+    page: String,
+    result: std::sync::mpsc::Sender<String>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            if request_line.starts_with("POST /result") {
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                let _ = result.send(String::from_utf8_lossy(&body).into_owned());
+            } else if request_line.starts_with("GET / ") {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+            } else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_browser_opens_the_console_with_the_token_and_shows_the_output() {
+    const TEST: &str = "a_real_browser_opens_the_console_with_the_token_and_shows_the_output";
+    let Some(browser) = chromium() else {
+        skip(TEST, "no chromium on PATH: `apt-get install chromium`");
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let page_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_origin = format!("http://{}", page_listener.local_addr().unwrap());
+    let shim = sandbox
+        .http()
+        .arg("--allow-origin")
+        .arg(&page_origin)
+        .start();
+    let client = daemon.client().await;
+    // Built by the shell, so the marker is only in the output, never in the page.
+    let s = new_session(
+        &client,
+        &sandbox,
+        "printf 'hello from the session: %s-%s\\n' browser-marker 4711; sleep 300",
+    )
+    .await;
+    let marker = "browser-marker-4711";
+    let page = format!(
+        r#"<!doctype html><html><body><pre id="out"></pre><script>
+const out = document.getElementById('out');
+const report = (value) => fetch('/result', {{method: 'POST', body: JSON.stringify(value)}});
+const ws = new WebSocket({url:?}, ['aifactory.token.' + {token:?}]);
+ws.binaryType = 'arraybuffer';
+const decoder = new TextDecoder();
+let reported = false;
+ws.onmessage = (event) => {{
+  if (typeof event.data === 'string') return;
+  out.textContent += decoder.decode(new Uint8Array(event.data), {{stream: true}});
+  if (!reported && out.textContent.includes('browser-marker-' + (4700 + 11))) {{
+    reported = true;
+    report({{text: out.textContent, protocol: ws.protocol}});
+  }}
+}};
+ws.onclose = (event) => {{
+  if (!reported) {{ reported = true; report({{error: 'closed ' + event.code + ' ' + event.reason}}); }}
+}};
+</script></body></html>"#,
+        url = shim.ws_url(&format!("/api/v1/sessions/{}/console?from=0", s.id)),
+        token = shim.token,
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    serve_page(page_listener, page, tx);
+
+    let profile = sandbox.path().join("chromium-profile");
+    let mut cmd = std::process::Command::new(&browser);
+    cmd.args([
+        "--headless",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(format!("{page_origin}/"))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(sandbox.path().join("chromium.log")).unwrap());
+    if aifactory_tests::is_root() {
+        // Chromium refuses to run as root with its sandbox on.
+        cmd.arg("--no-sandbox");
+    }
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let mut chromium = cmd.spawn().expect("start chromium");
+    let result = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(90)))
+        .await
+        .unwrap();
+    // The whole browser: it starts helper processes in its group.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(chromium.id() as i32),
+        Signal::SIGKILL,
+    );
+    let _ = chromium.wait();
+    let result = result.unwrap_or_else(|_| {
+        panic!(
+            "the page reported nothing within 90 s; chromium said:\n{}\nshim log:\n{}",
+            std::fs::read_to_string(sandbox.path().join("chromium.log")).unwrap_or_default(),
+            shim.logs()
+        )
+    });
+    let result: Value = serde_json::from_str(&result).expect("the page's JSON");
+    assert!(
+        result["error"].is_null(),
+        "the page's console failed: {result}"
+    );
+    assert!(
+        result["text"].as_str().unwrap().contains(marker),
+        "the page shows what the session printed: {result}"
+    );
+    assert_eq!(
+        result["protocol"],
+        format!("aifactory.token.{}", shim.token),
+        "the browser accepted the echoed subprotocol"
+    );
+}
