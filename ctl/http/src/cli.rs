@@ -43,4 +43,7 @@ pub struct Cli {
     /// Where logs go.
     #[arg(long, value_enum, default_value = "auto")]
     pub log: crate::logging::LogTarget,
+    /// Print the man page (roff) and exit; the package ships it.
+    #[arg(long, hide = true)]
+    pub manpage: bool,
 }

@@ -39,6 +39,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.manpage {
+        use clap::CommandFactory;
+        return clap_mangen::Man::new(Cli::command())
+            .section("1")
+            .manual("aifactory")
+            .render(&mut std::io::stdout().lock())
+            .context("cannot write the man page");
+    }
     let config = Config::load(&cli)?;
     if cli.print_token {
         let token = token::load_or_create(&config.token_file)?;
