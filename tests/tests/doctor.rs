@@ -15,7 +15,10 @@ use nix::sys::signal::Signal;
 
 fn doctor(sandbox: &Sandbox, extra: &[&str]) -> (Option<i32>, Vec<Check>) {
     // Nothing listens on port 9 (discard) on loopback here: the shim is "not running".
-    let mut args = vec!["doctor", "--json", "--http", "127.0.0.1:9"];
+    let mut args = vec!["doctor", "--json"];
+    if !extra.contains(&"--http") {
+        args.extend_from_slice(&["--http", "127.0.0.1:9"]);
+    }
     args.extend_from_slice(extra);
     let out = sandbox.ctl(&args);
     let checks: Vec<Check> = serde_json::from_str(&out.stdout)
@@ -317,4 +320,60 @@ fn a_task_stuck_without_output_or_progress_fails_tasks_stuck_with_its_evidence()
     sandbox
         .ctl(&["tasks", "stop", "stuck", "--grace", "1"])
         .assert_ok();
+}
+
+#[test]
+fn a_healthy_setup_with_the_shim_reports_every_check_ok() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    let http = sandbox.http().start();
+    let addr = http.base.trim_start_matches("http://").to_string();
+    let path = repo(&sandbox, "app", "https://gitlab.com/org/app.git");
+    sandbox
+        .ctl(&["projects", "add", path.to_str().unwrap()])
+        .assert_ok();
+    let out = sandbox.ctl(&["doctor", "--json", "--http", &addr]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let checks: Vec<Check> = serde_json::from_str(&out.stdout).unwrap();
+    assert!(checks.len() >= 17, "{checks:#?}");
+    for c in &checks {
+        assert_eq!(c.status, CheckStatus::Ok, "{c:#?}");
+        assert!(c.fix.is_none(), "{c:#?}");
+    }
+    let auth = find(&checks, "console-auth");
+    assert!(
+        auth.message.contains("refused (401)") && auth.message.contains("let through"),
+        "{auth:#?}"
+    );
+    let text = sandbox
+        .ctl(&["doctor", "--http", &addr])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(text.lines().all(|l| l.starts_with("OK ")), "{text}");
+}
+
+#[test]
+fn a_shim_that_is_down_or_a_token_file_others_can_read_is_reported() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    let http = sandbox.http().start();
+    let addr = http.base.trim_start_matches("http://").to_string();
+    drop(http);
+    let (_, checks) = doctor(&sandbox, &["--http", &addr]);
+    let shim = find(&checks, "http-shim");
+    assert_eq!(shim.status, CheckStatus::Warn, "{shim:#?}");
+    assert!(shim.fix.as_deref().unwrap().contains("aifactory-http"));
+    let token = sandbox.state_dir().join("http-token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, checks) = doctor(&sandbox, &["--http", &addr]);
+    assert_eq!(code, Some(1));
+    let c = find(&checks, "http-token");
+    assert_eq!(c.status, CheckStatus::Fail, "{c:#?}");
+    assert_eq!(
+        c.fix.as_deref(),
+        Some(format!("chmod 0600 {}", token.display()).as_str())
+    );
 }
