@@ -420,10 +420,14 @@ fn stale_sessions(f: &Facts) -> Check {
     // Only this daemon's panes root: another user's daemon has monitors of its own.
     let root = &online.status.panes_dir;
     for (pid, id) in running_monitors() {
-        let known = online
-            .sessions
-            .iter()
-            .any(|s| s.id == id && s.state == SessionState::Running);
+        // A monitor lingers a moment after its session ended (exited): that is by design.
+        let known = online.sessions.iter().any(|s| {
+            s.id == id
+                && matches!(
+                    s.state,
+                    SessionState::Running | SessionState::Starting | SessionState::Exited
+                )
+        });
         let ours = root.join(&id).exists();
         if !known && ours {
             fails.push(format!(
@@ -700,10 +704,17 @@ async fn project_paths(f: &Facts) -> Check {
             ));
             continue;
         }
+        // The project belongs to the daemon's user, not necessarily to whoever runs the
+        // doctor: git's ownership check would refuse this read-only question.
         let out = tokio::process::Command::new("git")
             .arg("-C")
             .arg(&p.path)
-            .args(["rev-parse", "--is-inside-work-tree"])
+            .args([
+                "-c",
+                "safe.directory=*",
+                "rev-parse",
+                "--is-inside-work-tree",
+            ])
             .output()
             .await;
         match out {
