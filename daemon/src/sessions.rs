@@ -20,7 +20,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::monitor::client::MonitorClient;
+use crate::monitor::{self, client::MonitorClient, client::MonitorError};
 use crate::panes::{self, PanesRoot};
 use crate::store::Store;
 
@@ -31,8 +31,9 @@ const MONITOR_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a kill waits for the end after SIGKILL before it reports failure.
 const AFTER_SIGKILL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_NAME_LEN: usize = 100;
-/// How long input may wait for the program to read it.
-const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the monitor may take beyond its own input deadline
+/// ([`monitor::INPUT_TIMEOUT`]) to answer.
+const INPUT_ANSWER_MARGIN: Duration = Duration::from_secs(5);
 const COLUMNS: &str = "id, name, command, cwd, pane_dir, cols, rows, state, pid, monitor_pid, \
      exit_code, exit_signal, ended_at, lost_reason, created_at";
 
@@ -629,19 +630,29 @@ impl Sessions {
     pub async fn input(&self, key: String, data: Vec<u8>) -> Result<(), ErrorReply> {
         let session = self.running(key).await?;
         let mut monitor = self.monitor(&session).await?;
-        // A program that never reads its terminal would hold this request forever.
-        match tokio::time::timeout(INPUT_TIMEOUT, monitor.input(&data)).await {
-            Ok(done) => done.map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string())),
-            Err(_) => Err(ErrorReply::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "session {} did not take its input within {} s: its program is not reading the terminal (busy or stopped); see `aifactoryctl sessions tail {}`",
-                    session.id,
-                    INPUT_TIMEOUT.as_secs(),
-                    session.id
-                ),
-            )),
-        }
+        let answer_within = monitor::INPUT_TIMEOUT + INPUT_ANSWER_MARGIN;
+        // Giving up drops the connection, which tells the monitor to write nothing more.
+        let (sent, e) = match monitor.input(&data, answer_within).await {
+            Ok(()) => return Ok(()),
+            Err(failed) => failed,
+        };
+        let id = &session.id;
+        let earlier = if sent > 0 {
+            format!(" ({sent} bytes before that piece were delivered)")
+        } else {
+            String::new()
+        };
+        let message = match e {
+            MonitorError::Refused { message, .. } => format!(
+                "session {id} did not take its input: {message}{earlier}; see `aifactoryctl sessions tail {id}`"
+            ),
+            MonitorError::NoAnswer { .. } => format!(
+                "session {id} did not take its input within {} s: its program is not reading the terminal (busy or stopped), or its monitor is wedged{earlier}; see `aifactoryctl sessions tail {id}`",
+                answer_within.as_secs()
+            ),
+            other => other.to_string(),
+        };
+        Err(ErrorReply::new(ErrorCode::Unavailable, message))
     }
 
     pub async fn resize(&self, key: String, cols: u16, rows: u16) -> Result<(), ErrorReply> {

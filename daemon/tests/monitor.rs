@@ -287,7 +287,7 @@ async fn records_exact_bytes_and_serves_them() {
     // unchanged.
     let expected = b"\r\na\r\nb\tc\x01\xff".to_vec();
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let (start, bytes, lags, exit) = collect(&mut stream).await;
     assert_eq!((start, lags), (0, vec![]));
     assert_eq!(bytes, expected);
@@ -307,9 +307,92 @@ async fn records_exact_bytes_and_serves_them() {
 async fn input_reaches_the_program() {
     let m = start(&["sh", "-c", "read x; echo got:$x"]).await;
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"hello\n").await.unwrap();
+    m.client().await.input(b"hello\n", WAIT).await.unwrap();
     let mut seen = Vec::new();
     read_until(&mut stream, &mut seen, "got:hello\r\n").await;
+}
+
+#[tokio::test]
+async fn input_pending_when_the_terminal_closes_is_refused_and_the_end_still_recorded() {
+    // Raw mode, and nothing reads: the input queue fills up. Then the program ends while the
+    // rest of the input still waits to be written.
+    let mut m = start(&[
+        "sh",
+        "-c",
+        "stty raw -echo; echo ready; while [ ! -e end ]; do sleep 0.05; done",
+    ])
+    .await;
+    let mut stream = m.subscribe(0).await;
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "ready").await;
+    let mut writer = m.client().await;
+    let pending = tokio::spawn(async move {
+        writer
+            .input(&vec![b'x'; 100_000], Duration::from_secs(60))
+            .await
+    });
+    // Other requests are served while that input waits.
+    let mut client = m.client().await;
+    client.resize(81, 25).await.unwrap();
+    assert!(client.info().await.unwrap().exit.is_none());
+    assert!(!pending.is_finished(), "the input did not wait");
+    std::fs::write(m._tmp.path().join("end"), "").unwrap();
+    let (sent, refused) = tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("the pending input was never answered")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(sent, 0);
+    assert!(
+        matches!(refused, MonitorError::Refused { ref message, .. } if message.contains("terminal is closed")),
+        "{refused}"
+    );
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!(exit.code, Some(0));
+    drop((client, stream));
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn input_whose_requester_hung_up_is_not_written_further_and_frees_the_turn() {
+    // Nothing reads until `go` exists; then `cat` keeps exactly what the terminal took.
+    let m = start(&[
+        "sh",
+        "-c",
+        "stty raw -echo; echo ready; while [ ! -e go ]; do sleep 0.05; done; exec cat > got",
+    ])
+    .await;
+    let mut stream = m.subscribe(0).await;
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "ready").await;
+    const SENT: usize = 100_000;
+    let mut writer = m.client().await;
+    let pending = tokio::spawn(async move { writer.input(&vec![b'x'; SENT], WAIT).await });
+    // Give it time to fill the queue, then hang up, as a daemon that stops waiting does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "the input did not wait");
+    pending.abort();
+    let _ = pending.await;
+    // The monitor runs on one thread and saw the hang-up before it answers this.
+    let mut client = m.client().await;
+    assert!(client.info().await.unwrap().exit.is_none());
+    let tmp = m._tmp.path();
+    std::fs::write(tmp.join("go"), "").unwrap();
+    // The turn is free at once: this is not queued behind the abandoned rest.
+    tokio::time::timeout(Duration::from_secs(5), client.input(b"MARKER", WAIT))
+        .await
+        .expect("the abandoned input still held the turn")
+        .unwrap();
+    let got = tmp.join("got");
+    eventually("cat got the marker", || {
+        std::fs::read(&got).is_ok_and(|b| b.ends_with(b"MARKER"))
+    })
+    .await;
+    let bytes = std::fs::read(&got).unwrap();
+    let taken = bytes.len() - "MARKER".len();
+    assert!(taken > 0 && taken < SENT, "{taken} bytes of x arrived");
+    assert!(bytes[..taken].iter().all(|&b| b == b'x'));
+    client.signal(libc::SIGKILL).await.unwrap();
 }
 
 #[tokio::test]
@@ -372,7 +455,7 @@ async fn rotation_keeps_offsets_absolute() {
     // A subscriber from the start, live during the rotations: it may lag, but every byte it
     // gets sits at its absolute offset and nothing is skipped without a Lagged.
     let mut live = m.subscribe(0).await;
-    m.client().await.input(b"go\n").await.unwrap();
+    m.client().await.input(b"go\n", WAIT).await.unwrap();
     let (live_start, live_bytes, live_lags, exit) = collect(&mut live).await;
     assert_eq!(exit.code, Some(3));
     assert_eq!(live_start, 0);
@@ -467,7 +550,7 @@ async fn stalled_subscriber_slows_nobody() {
 async fn exit_code_is_recorded_and_the_monitor_goes_away() {
     let mut m = start(&["sh", "-c", "read x; exit 7"]).await;
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let (_, _, _, exit) = collect(&mut stream).await;
     assert_eq!((exit.code, exit.signal), (Some(7), None));
     assert_eq!(exit.describe(), "exited 7");
@@ -491,7 +574,7 @@ async fn exit_code_is_recorded_and_the_monitor_goes_away() {
 async fn death_by_signal_is_recorded() {
     let mut m = start(&["sh", "-c", "read x; kill -9 $$"]).await;
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let (_, _, _, exit) = collect(&mut stream).await;
     assert_eq!((exit.code, exit.signal), (None, Some(9)));
     let on_disk: ExitInfo =
@@ -533,7 +616,7 @@ async fn escaped_orphans_are_adopted_and_reaped() {
     let mut output = m.subscribe(0).await;
     let mut seen = Vec::new();
     read_until(&mut output, &mut seen, "escaped").await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let monitor = m.info.monitor_pid;
     let mut orphans = Vec::new();
     eventually("the orphan is re-parented to the monitor", || {
@@ -578,7 +661,7 @@ async fn survives_sigterm_and_sighup() {
     let info = client.info().await.unwrap();
     assert!(info.exit.is_none(), "the program died");
     let mut stream = m.subscribe(0).await;
-    client.input(b"still\n").await.unwrap();
+    client.input(b"still\n", WAIT).await.unwrap();
     let (_, bytes, _, exit) = collect(&mut stream).await;
     assert!(String::from_utf8_lossy(&bytes).contains("got:still"));
     assert_eq!(exit.code, Some(0));
@@ -636,7 +719,7 @@ async fn a_subscribed_connection_refuses_other_requests_and_bad_frames_close_onl
         matches!(frame, MonitorFrame::Error(ref m) if m.contains("subscription")),
         "{frame:?}"
     );
-    client.input(b"\n").await.unwrap();
+    client.input(b"\n", WAIT).await.unwrap();
 }
 
 #[tokio::test]

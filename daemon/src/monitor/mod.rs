@@ -48,6 +48,7 @@ use aifactory_common::pane::{
 };
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use self::log::{LogState, OutputLog};
 use self::pty::Master;
@@ -56,6 +57,8 @@ use self::pty::Master;
 pub const SUBSCRIBER_FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Once the last subscriber is served, how long the socket still answers (late `Info`s).
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long input may wait for the program to take a byte of it before it is refused.
+pub const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The monitor's own diagnostics, written once it reported readiness.
 pub const MONITOR_LOG: &str = "monitor.log";
 
@@ -153,6 +156,9 @@ pub(crate) struct Session {
     master: Master,
     /// One `Input` at a time, so two writers never interleave their bytes.
     input_turn: tokio::sync::Mutex<()>,
+    /// Input bytes the terminal took so far: a request waiting for its turn sees the program
+    /// read.
+    input_taken: watch::Sender<u64>,
     /// Open subscriptions, so the monitor can wait for them before it exits.
     subscribers: watch::Sender<usize>,
 }
@@ -178,16 +184,68 @@ impl Session {
         files::write_json_atomic(&self.dir, META_FILE, &self.info())
     }
 
-    /// Input from a person: written whole, in arrival order.
+    /// Input from a person: written whole, in arrival order, unless the program stops taking
+    /// it. Refused once the terminal took no byte for [`INPUT_TIMEOUT`] (a queue full because
+    /// nothing reads it), saying how much of `bytes` it did take; the rest is never written.
+    /// Waiting for an earlier request's turn counts as stalled only while that one stalls too.
+    ///
+    /// Cancel-safe: dropping the future (the requester hung up) writes nothing more and frees
+    /// the turn for the next request.
     pub(crate) async fn input(&self, bytes: &[u8]) -> Result<(), String> {
-        let _turn = self.input_turn.lock().await;
-        self.master.write_all(bytes).await.map_err(|e| {
-            if e.raw_os_error() == Some(libc::EIO) {
-                "the program's terminal is closed (the program and everything it started ended): the input was not delivered".to_string()
-            } else {
-                format!("cannot write to the program's terminal: {e}")
+        let stalled = |taken: usize| {
+            format!(
+                "the program took {taken} of {} bytes of input, then read nothing for {} s: it is not reading the terminal (busy or stopped), so the rest was not sent",
+                bytes.len(),
+                INPUT_TIMEOUT.as_secs()
+            )
+        };
+        let mut progress = self.input_taken.subscribe();
+        let mut deadline = Instant::now() + INPUT_TIMEOUT;
+        let turn = self.input_turn.lock();
+        // Pinned once, so the place in the (fair) queue is kept across wake-ups.
+        tokio::pin!(turn);
+        let _turn = loop {
+            tokio::select! {
+                turn = &mut turn => break turn,
+                changed = progress.changed() => {
+                    if changed.is_ok() {
+                        deadline = Instant::now() + INPUT_TIMEOUT;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return Err(stalled(0)),
             }
-        })
+        };
+        let mut rest = bytes;
+        let mut deadline = Instant::now() + INPUT_TIMEOUT;
+        while !rest.is_empty() {
+            tokio::select! {
+                written = self.master.write(rest) => match written {
+                    Ok(n) => {
+                        rest = &rest[n..];
+                        deadline = Instant::now() + INPUT_TIMEOUT;
+                        self.input_taken.send_modify(|taken| *taken += n as u64);
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        return Err(format!(
+                            "the program's terminal is closed (the program and everything it started ended): {} of {} bytes of input were not delivered",
+                            rest.len(),
+                            bytes.len()
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot write to the program's terminal after {} of {} bytes of input: {e}",
+                            bytes.len() - rest.len(),
+                            bytes.len()
+                        ));
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(stalled(bytes.len() - rest.len()));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
@@ -400,6 +458,7 @@ fn start(args: &MonitorArgs) -> Result<Started, StartError> {
         log: watch::Sender::new(LogState::default()),
         master,
         input_turn: tokio::sync::Mutex::new(()),
+        input_taken: watch::Sender::new(0),
         subscribers: watch::Sender::new(0),
     });
     session
