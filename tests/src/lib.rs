@@ -119,9 +119,43 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// How long one [`Sandbox::ctl`] call may take. A wedged daemon then fails the test, whose
+/// sandbox cleans up as it unwinds, instead of hanging it until someone kills it.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a sandbox's guardian does (`$1` is the sandbox): it waits on a pipe from the test
+/// process. `done` means the sandbox cleaned up itself; end of file without it means the test
+/// process died without unwinding (SIGKILL, or a SIGTERM/SIGINT such as `timeout` or Ctrl-C
+/// send to its whole process group), and the guardian kills what it left: the daemons first,
+/// so they start nothing new, then every session's process group and monitor. Monitors are
+/// built to outlive their daemon (own session, SIGTERM and SIGHUP ignored), so without this
+/// they would run on forever. A monitor pid is trusted only while its start time matches.
+const GUARDIAN: &str = r#"
+trap '' HUP INT TERM PIPE
+read -r word
+[ "$word" = done ] && exit 0
+cd "$1" || exit 0
+started() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+for f in pids/daemon.*; do
+    [ -e "$f" ] && kill -KILL "${f##*.}" 2>/dev/null
+done
+for meta in panes/*/meta.json run/aifactory-rmux/panes/*/meta.json; do
+    [ -e "$meta" ] || continue
+    json=$(cat "$meta")
+    pgid=$(printf %s "$json" | sed -n 's/.*"pgid":\([0-9]*\).*/\1/p')
+    mon=$(printf %s "$json" | sed -n 's/.*"monitor_pid":\([0-9]*\).*/\1/p')
+    mon_start=$(printf %s "$json" | sed -n 's/.*"monitor_start_time":\([0-9]*\).*/\1/p')
+    [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null
+    [ -n "$mon" ] && [ "$(started "$mon")" = "$mon_start" ] && kill -KILL "$mon" 2>/dev/null
+done
+exit 0
+"#;
+
 /// A private directory tree for one daemon (or several sharing it).
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// The guardian process and the pipe it waits on (see [`GUARDIAN`]).
+    guardian: Option<(Child, std::process::ChildStdin)>,
 }
 
 impl Sandbox {
@@ -135,7 +169,24 @@ impl Sandbox {
         }
         fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o700))
             .expect("chmod run dir");
-        Sandbox { dir }
+        // Its own process group: a signal to the test's group must not end it too.
+        let mut guardian = Command::new("sh")
+            .arg("-c")
+            .arg(GUARDIAN)
+            .arg("aifactory-sandbox-guardian")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the sandbox's guardian (sh)");
+        // std made our end of the pipe close-on-exec: no daemon or CLI inherits it.
+        let pipe = guardian.stdin.take().expect("the guardian's stdin");
+        Sandbox {
+            dir,
+            guardian: Some((guardian, pipe)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -208,11 +259,16 @@ impl Sandbox {
         self.ctl_with(args, |_| {})
     }
 
-    /// Runs `aifactoryctl` with a chance to adjust the command (uid, env).
+    /// Runs `aifactoryctl` with a chance to adjust the command (uid, env). Fails the test if
+    /// it takes longer than [`CTL_TIMEOUT`].
     pub fn ctl_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> CtlOutput {
         let mut cmd = self.ctl_command(args);
         adjust(&mut cmd);
-        CtlOutput::from(cmd.output().expect("run aifactoryctl"))
+        output_within(cmd, CTL_TIMEOUT)
+            .unwrap_or_else(|partial| {
+                panic!("aifactoryctl {args:?} did not finish within {CTL_TIMEOUT:?}: {partial:?}")
+            })
+            .into()
     }
 
     /// The `aifactoryctl` command run as another user (from a copy every user can run).
@@ -240,7 +296,8 @@ impl Sandbox {
 }
 
 /// Sessions outlive their daemon by design, so a sandbox ends every session it still holds:
-/// no test leaves programs running, whatever it asserted.
+/// no test leaves programs running, whatever it asserted. (A test process that dies without
+/// unwinding leaves that to the guardian.)
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for root in [
@@ -257,13 +314,55 @@ impl Drop for Sandbox {
                 let Ok(meta) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };
+                // A group id is not reused while any member lives.
                 if let Some(pgid) = meta["pgid"].as_i64() {
                     let _ = kill(Pid::from_raw(-(pgid as i32)), Signal::SIGKILL);
                 }
-                if let Some(monitor) = meta["monitor_pid"].as_i64() {
+                // A monitor that ended long ago may have had its pid reused.
+                if let (Some(monitor), Some(started)) = (
+                    meta["monitor_pid"].as_u64(),
+                    meta["monitor_start_time"].as_u64(),
+                ) && process_start_time(monitor as u32) == Some(started)
+                {
                     let _ = kill(Pid::from_raw(monitor as i32), Signal::SIGKILL);
                 }
             }
+        }
+        if let Some((mut guardian, mut pipe)) = self.guardian.take() {
+            use std::io::Write;
+            let _ = pipe.write_all(b"done\n");
+            drop(pipe);
+            let _ = guardian.wait();
+        }
+    }
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Runs `cmd` to completion, capturing its output, or kills it after `timeout` and returns
+/// what it printed until then as the error.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output, Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn a command");
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(output) => Ok(output.expect("wait for a command")),
+        Err(_) => {
+            // The waiter has not returned, so the command is running or at most just reaped.
+            let _ = kill(pid, Signal::SIGKILL);
+            Err(rx
+                .recv()
+                .expect("the waiter thread")
+                .expect("wait for a killed command"))
         }
     }
 }
@@ -415,8 +514,14 @@ impl DaemonBuilder<'_> {
         cmd.env("NOTIFY_SOCKET", notify.path());
         adjust(&mut cmd);
         let child = cmd.spawn().expect("spawn aifactoryd");
+        // For the sandbox's guardian, until the daemon is reaped.
+        let pids = self.sandbox.path().join("pids");
+        fs::create_dir_all(&pids).expect("create the sandbox's pid directory");
+        let pid_file = pids.join(format!("daemon.{}", child.id()));
+        fs::write(&pid_file, "").expect("record the daemon's pid");
         Daemon {
             child,
+            pid_file,
             socket: self.socket,
             log,
             notify,
@@ -435,6 +540,7 @@ impl DaemonBuilder<'_> {
 /// A running `aifactoryd`; killed (SIGKILL) when dropped if still running.
 pub struct Daemon {
     child: Child,
+    pid_file: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
     pub notify: NotifyListener,
@@ -495,6 +601,9 @@ impl Daemon {
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait().expect("try_wait aifactoryd");
+            if self.exit.is_some() {
+                let _ = fs::remove_file(&self.pid_file);
+            }
         }
         self.exit
     }
@@ -529,6 +638,7 @@ impl Drop for Daemon {
         if self.try_exit().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            let _ = fs::remove_file(&self.pid_file);
         }
     }
 }
