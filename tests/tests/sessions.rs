@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::{Sandbox, chown_tree, is_root};
+use aifactory_tests::{CtlOutput, Sandbox, chown_tree, is_root};
 use nix::sys::signal::Signal;
 
 fn new_session(sandbox: &Sandbox, args: &[&str]) -> serde_json::Value {
@@ -419,4 +419,84 @@ fn a_start_interrupted_before_it_was_recorded_is_adopted_not_orphaned() {
     sandbox
         .ctl(&["sessions", "kill", &id, "--grace", "1"])
         .assert_ok();
+}
+
+#[test]
+fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    // Raw mode without echo, so input is neither echoed nor edited. Until the test creates
+    // `go`, nothing reads the terminal and its input queue fills up; then `cat` takes
+    // everything, so what got through is exactly what the terminal took.
+    let s = new_session(
+        &sandbox,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "stty raw -echo; trap 'stty size' WINCH; echo ready; while [ ! -e go ]; do sleep 0.05; done; exec cat > got",
+        ],
+    );
+    let id = s["id"].as_str().unwrap().to_string();
+    let log = output_log(&s);
+    wait_file(&log, Duration::from_secs(10), |b| contains(b, b"ready"));
+
+    const SENT: usize = 100_000;
+    let started = Instant::now();
+    let send = {
+        let mut cmd = sandbox.ctl_command(&["sessions", "send", &id, &"x".repeat(SENT)]);
+        std::thread::spawn(move || CtlOutput::from(cmd.output().expect("run aifactoryctl")))
+    };
+    // While that input waits, the session keeps serving: a resize reaches the program and its
+    // output reaches the log.
+    std::thread::sleep(Duration::from_millis(500));
+    sandbox
+        .ctl(&["sessions", "resize", &id, "77x22"])
+        .assert_ok();
+    wait_file(&log, Duration::from_secs(5), |b| contains(b, b"22 77"));
+    assert!(!send.is_finished(), "the send returned before the resize");
+
+    let refused = send.join().unwrap();
+    let took = started.elapsed();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("not reading") && refused.stderr.contains("10 s"),
+        "{refused:?}"
+    );
+    // Roughly the timeout: a generous bound, not a timing target.
+    assert!(
+        took < Duration::from_secs(30),
+        "refused only after {took:?}"
+    );
+    // The reason says how much the terminal took before it filled up.
+    let taken: usize = refused
+        .stderr
+        .split("took ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {refused:?}"));
+    assert!(taken > 0 && taken < SENT, "{refused:?}");
+    let shown = sandbox
+        .ctl(&["sessions", "show", &id, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(shown["state"], "running", "{shown}");
+
+    // Once the program reads, it gets exactly what was taken, nothing of the refused rest,
+    // and later input arrives.
+    std::fs::write(sandbox.path().join("go"), "").unwrap();
+    sandbox
+        .ctl(&["sessions", "send", &id, "MARKER"])
+        .assert_ok();
+    let got = sandbox.path().join("got");
+    let bytes = wait_file(&got, Duration::from_secs(10), |b| b.ends_with(b"MARKER"));
+    assert_eq!(bytes.len(), taken + "MARKER".len());
+    assert!(bytes[..taken].iter().all(|&b| b == b'x'));
+
+    let killed = sandbox
+        .ctl(&["sessions", "kill", &id, "--grace", "1", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(killed["state"], "exited", "{killed}");
 }
