@@ -50,9 +50,6 @@ pub enum DaemonCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Internal: run one session's pane monitor (started by the daemon, outlives it).
-    #[command(hide = true)]
-    PaneMonitor(crate::monitor::MonitorArgs),
 }
 
 #[cfg(test)]

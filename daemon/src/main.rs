@@ -7,11 +7,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A pane monitor must not depend on the daemon's config or logging, and keeps the umask
-    // it was started with: its program inherits it.
-    if let Some(DaemonCommand::PaneMonitor(args)) = cli.command {
-        return aifactoryd::monitor::run(args);
-    }
     // Everything the daemon creates is private unless it says otherwise (e.g. the socket's mode).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let overrides = Overrides {

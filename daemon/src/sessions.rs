@@ -1,7 +1,7 @@
 //! The session registry: every terminal session the daemon started, in the store, and the
 //! live view of those whose program runs.
 //!
-//! A session's program runs under its own pane monitor (`aifactoryd pane-monitor`), which
+//! A session's program runs under its own pane monitor (`aifactory-pane`), which
 //! holds the PTY and writes the output, and which outlives the daemon. The registry starts
 //! monitors, talks to them over their sockets, notices when they end, and at startup re-adopts
 //! every one still recorded as running, checking pid and process start time so a reused pid is
@@ -10,24 +10,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aifactory_common::pane::{EXIT_FILE, ExitInfo, MonitorInfo};
 use aifactory_common::protocol::{ErrorCode, ErrorReply, SessionInfo, SessionSpec, SessionState};
 use rusqlite::{OptionalExtension, Row, params};
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::monitor::{self, client::MonitorClient, client::MonitorError};
+use crate::monitor::client::{MonitorClient, MonitorError};
+use crate::monitor::launch::Launcher;
+use crate::monitor::{self, MonitorArgs};
 use crate::panes::{self, PanesRoot};
 use crate::store::Store;
 
 pub const DEFAULT_COLS: u16 = 120;
 pub const DEFAULT_ROWS: u16 = 40;
-/// How long a new monitor may take to report that the program runs.
-const MONITOR_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a kill waits for the end after SIGKILL before it reports failure.
 const AFTER_SIGKILL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_NAME_LEN: usize = 100;
@@ -40,6 +38,7 @@ const COLUMNS: &str = "id, name, command, cwd, pane_dir, cols, rows, state, pid,
 pub struct Sessions {
     store: Store,
     panes: PanesRoot,
+    launcher: Launcher,
     pane_log_max: u64,
     /// One state channel per session this daemon lifetime watches: waiters and kills wake on it.
     watched: Mutex<HashMap<String, watch::Sender<SessionState>>>,
@@ -152,10 +151,11 @@ fn base_env() -> Vec<(String, String)> {
 }
 
 impl Sessions {
-    pub fn new(store: Store, panes: PanesRoot, pane_log_max: u64) -> Sessions {
+    pub fn new(store: Store, panes: PanesRoot, launcher: Launcher, pane_log_max: u64) -> Sessions {
         Sessions {
             store,
             panes,
+            launcher,
             pane_log_max,
             watched: Mutex::new(HashMap::new()),
         }
@@ -309,76 +309,22 @@ impl Sessions {
         rows: u16,
     ) -> Result<MonitorInfo, String> {
         let dir = panes::create_session_dir(&self.panes.path, id).map_err(|e| e.to_string())?;
-        // /proc/self/exe still runs this binary after a package upgrade replaced the file.
-        let mut cmd = tokio::process::Command::new("/proc/self/exe");
-        cmd.arg0("aifactoryd")
-            .arg("pane-monitor")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--session")
-            .arg(id)
-            .arg("--cwd")
-            .arg(&spec.cwd)
-            .arg("--cols")
-            .arg(cols.to_string())
-            .arg("--rows")
-            .arg(rows.to_string())
-            .arg("--log-max")
-            .arg(self.pane_log_max.to_string());
-        if let Some(name) = &spec.name {
-            cmd.arg("--name").arg(name);
-        }
-        cmd.arg("--")
-            .args(&spec.command)
-            .env_clear()
-            .envs(base_env())
-            .envs(spec.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the pane monitor: {e}"))?;
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let report = async {
-            let mut out = String::new();
-            if let Some(pipe) = stdout.as_mut() {
-                let _ = pipe.read_to_string(&mut out).await;
-            }
-            out
+        let args = MonitorArgs {
+            dir,
+            session: id.to_string(),
+            name: spec.name.clone(),
+            cwd: spec.cwd.clone(),
+            cols,
+            rows,
+            log_max: self.pane_log_max,
+            command: spec.command.clone(),
         };
-        let out = tokio::time::timeout(MONITOR_START_TIMEOUT, report)
+        self.launcher
+            .start(
+                &args,
+                base_env().into_iter().chain(spec.env.iter().cloned()),
+            )
             .await
-            .unwrap_or_default();
-        let info = serde_json::from_str::<MonitorInfo>(out.trim());
-        // The monitor is our child until we exit; reap it whenever it ends.
-        let reap = async move {
-            let mut err = String::new();
-            if let Some(pipe) = stderr.as_mut() {
-                let _ = pipe.read_to_string(&mut err).await;
-            }
-            let status = child.wait().await;
-            (err, status)
-        };
-        match info {
-            Ok(info) => {
-                tokio::spawn(reap);
-                Ok(info)
-            }
-            Err(_) => {
-                let (err, status) = tokio::time::timeout(Duration::from_secs(5), reap)
-                    .await
-                    .unwrap_or_else(|_| (String::new(), Err(std::io::Error::other("timed out"))));
-                let status = status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
-                Err(format!(
-                    "the session's program did not start ({status}): {}",
-                    err.trim()
-                ))
-            }
-        }
     }
 
     async fn record_running(&self, id: &str, info: &MonitorInfo) -> Result<(), ErrorReply> {

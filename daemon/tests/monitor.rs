@@ -41,9 +41,8 @@ fn monitor_command(
     log_max: u64,
     program: &[&str],
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aifactoryd"));
-    cmd.arg("pane-monitor")
-        .arg("--dir")
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aifactory-pane"));
+    cmd.arg("--dir")
         .arg(dir)
         .args(["--session", "s-test", "--name", "test pane"])
         .arg("--cwd")
@@ -748,4 +747,85 @@ async fn a_failed_start_says_why_on_stderr_only() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_by_name_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pane");
+    std::fs::create_dir(&dir).unwrap();
+    let run = |args: Vec<&str>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aifactory-pane"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let dir_arg = dir.to_str().unwrap();
+    let cwd = tmp.path().to_str().unwrap();
+    for (args, needle) in [
+        (vec![], "--dir is required"),
+        (
+            vec![
+                "--dir",
+                dir_arg,
+                "--session",
+                "s",
+                "--cwd",
+                cwd,
+                "--cols",
+                "80",
+            ],
+            "--rows is required",
+        ),
+        (
+            vec![
+                "--dir",
+                dir_arg,
+                "--session",
+                "s",
+                "--cwd",
+                cwd,
+                "--cols",
+                "80",
+                "--rows",
+                "24",
+                "--log-max",
+                "9",
+            ],
+            "no program given",
+        ),
+        (
+            vec![
+                "--dir",
+                dir_arg,
+                "--session",
+                "s",
+                "--cwd",
+                cwd,
+                "--cols",
+                "wide",
+                "--rows",
+                "24",
+                "--log-max",
+                "9",
+                "--",
+                "true",
+            ],
+            "--cols `wide` is not a width",
+        ),
+        (
+            vec!["pane-monitor", "--dir", dir_arg],
+            "unknown argument `pane-monitor`",
+        ),
+    ] {
+        let out = run(args.clone());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("aifactory-pane: "), "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.contains("started by aifactoryd"), "{err}");
+    }
+    // Nothing was created.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }

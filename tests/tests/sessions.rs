@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use aifactory_tests::bench::find_in_path;
 use aifactory_tests::{CtlOutput, Sandbox, chown_tree, is_root};
 use nix::sys::signal::Signal;
 
@@ -499,4 +500,117 @@ fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
         .assert_ok()
         .json();
     assert_eq!(killed["state"], "exited", "{killed}");
+}
+
+/// Copies the daemon (and, with `with_monitor`, its monitor) into a directory of its own in
+/// the sandbox; returns the daemon's path.
+fn private_binaries(sandbox: &Sandbox, with_monitor: bool) -> PathBuf {
+    let dir = sandbox.path().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let names: &[&str] = if with_monitor {
+        &["aifactoryd", "aifactory-pane"]
+    } else {
+        &["aifactoryd"]
+    };
+    for name in names {
+        // `cp`, so no write descriptor of ours can leak into a concurrent fork (ETXTBSY).
+        let copied = std::process::Command::new("cp")
+            .arg(aifactory_tests::bin_dir().join(name))
+            .arg(dir.join(name))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    dir.join("aifactoryd")
+}
+
+#[test]
+fn a_missing_or_unusable_monitor_binary_is_a_clear_startup_error() {
+    let sandbox = Sandbox::new();
+    let daemon = private_binaries(&sandbox, false);
+    let monitor = daemon.with_file_name("aifactory-pane");
+    let mut d = sandbox.daemon().program(&daemon).spawn();
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("refuses to start");
+    assert_eq!(status.code(), Some(1));
+    let logs = d.logs();
+    assert!(logs.contains(&monitor.display().to_string()), "{logs}");
+    assert!(logs.contains("install it beside aifactoryd"), "{logs}");
+
+    std::fs::write(&monitor, "not a program").unwrap();
+    let mut d = sandbox.daemon().log_name("again").program(&daemon).spawn();
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("refuses to start");
+    assert_eq!(status.code(), Some(1));
+    let logs = d.logs();
+    assert!(logs.contains("is not an executable file"), "{logs}");
+    assert!(logs.contains("chmod 755"), "{logs}");
+}
+
+#[test]
+fn a_replaced_monitor_binary_is_used_only_after_a_restart() {
+    let sandbox = Sandbox::new();
+    let daemon_bin = private_binaries(&sandbox, true);
+    let monitor_bin = daemon_bin.with_file_name("aifactory-pane");
+    let mut daemon = sandbox.daemon().program(&daemon_bin).start();
+    let before = new_session(&sandbox, &["--", "sleep", "1000"]);
+
+    // As a package upgrade does: a new file renamed over the old one. This one (`false`, an
+    // ELF binary as every monitor is) only fails.
+    let replacement = sandbox.path().join("bin/.aifactory-pane.new");
+    let copied = std::process::Command::new("cp")
+        .arg(find_in_path("false").expect("false is on PATH"))
+        .arg(&replacement)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::rename(&replacement, &monitor_bin).unwrap();
+
+    // The running daemon still starts the monitor it opened at startup: the replaced file.
+    let during = new_session(&sandbox, &["--", "sh", "-c", "echo started; sleep 1000"]);
+    assert_eq!(during["state"], "running", "{during}");
+    wait_file(&output_log(&during), Duration::from_secs(10), |b| {
+        contains(b, b"started")
+    });
+    let exe = std::fs::read_link(format!("/proc/{}/exe", during["monitor_pid"])).unwrap();
+    assert_eq!(
+        exe.to_string_lossy(),
+        format!("{} (deleted)", monitor_bin.display()),
+        "the monitor runs the file the daemon opened at startup"
+    );
+
+    // A restarted daemon takes the new file, keeps the sessions, and says why one fails.
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(20)).is_some());
+    let _again = sandbox
+        .daemon()
+        .log_name("again")
+        .program(&daemon_bin)
+        .start();
+    for s in [&before, &during] {
+        let shown = sandbox
+            .ctl(&["sessions", "show", s["id"].as_str().unwrap(), "--json"])
+            .assert_ok()
+            .json();
+        assert_eq!(shown["state"], "running", "{shown}");
+    }
+    let failed = sandbox.ctl(&["sessions", "new", "--", "sleep", "1000"]);
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    assert!(
+        failed.stderr.contains("did not start (exit status: 1)"),
+        "{failed:?}"
+    );
+    for s in [&before, &during] {
+        sandbox
+            .ctl(&[
+                "sessions",
+                "kill",
+                s["id"].as_str().unwrap(),
+                "--grace",
+                "1",
+            ])
+            .assert_ok();
+    }
 }

@@ -1,8 +1,8 @@
-//! The pane monitor (`aifactoryd pane-monitor`): one small process per session that holds the
-//! PTY, records every output byte and outlives the daemon.
+//! The pane monitor (the `aifactory-pane` binary, [`main`]): one small process per session that
+//! holds the PTY, records every output byte and outlives the daemon.
 //!
-//! The daemon creates a fresh pane directory (0700) and starts the monitor with the program's
-//! exact environment. The monitor leaves the daemon's session, becomes a child subreaper, opens
+//! The daemon creates a fresh pane directory (0700) and starts the monitor ([`launch`]) with the
+//! program's exact environment and the arguments of [`MonitorArgs`]. The monitor leaves the daemon's session, becomes a child subreaper, opens
 //! a PTY, starts the program on it and then owns it until the end:
 //!
 //! - every byte the PTY produces is appended to `output.log` before anyone hears about it
@@ -29,8 +29,10 @@
 //! synchronous page-cache I/O on it: that keeps the process small and makes a log rotation
 //! atomic with respect to every reader.
 
+mod args;
 pub mod client;
 mod files;
+pub mod launch;
 mod log;
 mod process;
 mod pty;
@@ -50,6 +52,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use self::args::{ArgsError, MonitorArgs};
 use self::log::{LogState, OutputLog};
 use self::pty::Master;
 
@@ -61,35 +64,6 @@ pub const LINGER: Duration = Duration::from_secs(2);
 pub const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The monitor's own diagnostics, written once it reported readiness.
 pub const MONITOR_LOG: &str = "monitor.log";
-
-/// `aifactoryd pane-monitor`'s arguments. The program's environment is the monitor's own.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MonitorArgs {
-    /// The pane directory, created (0700) by the daemon; must not hold an output.log yet.
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
-    /// The session's id.
-    #[arg(long, value_name = "ID")]
-    pub session: String,
-    /// The session's display name.
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// The program's working directory.
-    #[arg(long, value_name = "DIR")]
-    pub cwd: PathBuf,
-    /// Terminal width.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub cols: u16,
-    /// Terminal height.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub rows: u16,
-    /// Size at which output.log is rotated (one older segment is kept).
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
-    pub log_max: u64,
-    /// The program and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
 
 /// Why a monitor could not start. Each message names what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -331,10 +305,23 @@ impl Drop for SubscriberGuard<'_> {
 pub(crate) fn diag(message: &str) {
     let _ = writeln!(
         std::io::stderr(),
-        "{} pane-monitor[{}]: {message}",
+        "{} aifactory-pane[{}]: {message}",
         files::now_rfc3339(),
         std::process::id()
     );
+}
+
+/// The `aifactory-pane` binary: parses its arguments and runs the monitor. Exits 2 for bad
+/// arguments, 1 for a failed start (the reason on stderr, which the daemon reports), 0 once
+/// the session finished.
+pub fn main() -> ExitCode {
+    match MonitorArgs::parse(std::env::args_os().skip(1)) {
+        Ok(args) => run(args),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "aifactory-pane: {}", e.explain());
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// The whole monitor: returns its exit status (1 only for a failed start).
@@ -360,7 +347,7 @@ pub fn run(args: MonitorArgs) -> ExitCode {
 }
 
 fn failed(e: &StartError) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "aifactoryd pane-monitor: {e}");
+    let _ = writeln!(std::io::stderr(), "aifactory-pane: {e}");
     ExitCode::FAILURE
 }
 
