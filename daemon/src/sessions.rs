@@ -230,12 +230,22 @@ impl Sessions {
                 spec.cwd.display()
             )));
         }
-        for (key, _) in &spec.env {
+        for (key, value) in &spec.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(invalid(format!(
                     "`{key}` is not an environment variable name"
                 )));
             }
+            if value.contains('\0') {
+                return Err(invalid(format!(
+                    "the value of {key} contains a NUL byte, which no environment variable can hold"
+                )));
+            }
+        }
+        if let Some(arg) = spec.command.iter().find(|a| a.contains('\0')) {
+            return Err(invalid(format!(
+                "the command argument {arg:?} contains a NUL byte, which no program argument can hold"
+            )));
         }
         let cols = spec.cols.unwrap_or(DEFAULT_COLS).max(1);
         let rows = spec.rows.unwrap_or(DEFAULT_ROWS).max(1);

@@ -829,3 +829,164 @@ async fn bad_arguments_are_refused_by_name_before_anything_starts() {
     // Nothing was created.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+mod zygote {
+    //! `aifactory-pane --zygote`: forks monitors on request.
+
+    use std::ffi::OsString;
+    use std::io::{IoSlice, Read};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+
+    use aifactoryd::monitor::MonitorArgs;
+    use aifactoryd::monitor::zygote::encode;
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recv, sendmsg, socketpair,
+    };
+
+    use super::*;
+
+    struct Zygote {
+        socket: OwnedFd,
+        process: std::process::Child,
+    }
+
+    fn start_zygote() -> Zygote {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let process = Command::new(env!("CARGO_BIN_EXE_aifactory-pane"))
+            .arg("--zygote")
+            .env_clear()
+            .env("ZYGOTE_OWN", "not for the program")
+            .stdin(Stdio::from(theirs))
+            .spawn()
+            .unwrap();
+        Zygote {
+            socket: ours,
+            process,
+        }
+    }
+
+    /// Sends one request with fresh report and stderr pipes; returns the answer and the read
+    /// ends.
+    fn request(z: &Zygote, bytes: &[u8], fds: usize) -> (Vec<u8>, std::fs::File, std::fs::File) {
+        let (report_r, report_w) = nix::unistd::pipe().unwrap();
+        let (err_r, err_w) = nix::unistd::pipe().unwrap();
+        let raw = [report_w.as_raw_fd(), err_w.as_raw_fd()];
+        sendmsg::<()>(
+            z.socket.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &[ControlMessage::ScmRights(&raw[..fds])],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop((report_w, err_w));
+        let mut answer = [0u8; 4096];
+        let n = recv(z.socket.as_raw_fd(), &mut answer, MsgFlags::empty()).unwrap();
+        (
+            answer[..n].to_vec(),
+            std::fs::File::from(report_r),
+            std::fs::File::from(err_r),
+        )
+    }
+
+    #[tokio::test]
+    async fn forks_monitors_that_run_their_program_with_exactly_the_given_environment() {
+        let mut z = start_zygote();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pane");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let args = MonitorArgs {
+            dir: dir.clone(),
+            session: "s-zygote".into(),
+            name: None,
+            cwd: tmp.path().to_path_buf(),
+            cols: 80,
+            rows: 24,
+            log_max: 1 << 20,
+            command: vec!["sh".into(), "-c".into(), "read x; env | sort".into()],
+        };
+        let env = vec![
+            (OsString::from("PATH"), OsString::from("/usr/bin:/bin")),
+            (OsString::from("ODD"), OsString::from("a=b c")),
+        ];
+        let (answer, mut report, _err) = request(&z, &encode(&args.to_args(), &env), 2);
+        assert_eq!(answer[0], b'P', "{}", String::from_utf8_lossy(&answer));
+        let pid = u32::from_le_bytes(answer[1..5].try_into().unwrap());
+        let mut line = String::new();
+        report.read_to_string(&mut line).unwrap();
+        let info: MonitorInfo = serde_json::from_str(&line).unwrap();
+        assert_eq!(info.monitor_pid, pid);
+        assert_eq!(info.session_id, "s-zygote");
+        // Forked by the zygote, in a session of its own.
+        let (_, ppid, _, sid) = proc_stat(pid).unwrap();
+        assert_eq!(ppid, z.process.id());
+        assert_eq!(sid, pid);
+
+        let mut client = tokio::time::timeout(WAIT, MonitorClient::connect(&dir))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut stream = MonitorClient::connect(&dir)
+            .await
+            .unwrap()
+            .subscribe(0)
+            .await
+            .unwrap();
+        client.input(b"\n", WAIT).await.unwrap();
+        let (_, bytes, _, exit) = collect(&mut stream).await;
+        assert_eq!(exit.code, Some(0));
+        let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+        let vars: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains('='))
+            .filter(|l| !l.starts_with("PWD=") && !l.starts_with("SHLVL=") && !l.starts_with("_="))
+            .collect();
+        assert_eq!(vars, ["ODD=a=b c", "PATH=/usr/bin:/bin"], "{text}");
+        drop((client, stream));
+
+        // The monitor ends on its own, and the zygote leaves no zombie of it.
+        eventually("the monitor is gone and reaped", || {
+            proc_stat(pid).is_none()
+        })
+        .await;
+
+        // A bad request is refused with the reason, and the zygote serves on.
+        let (answer, _, _) = request(&z, b"2\0--dir\0", 2);
+        assert_eq!(answer[0], b'E');
+        let (answer, _, _) = request(&z, &encode(&args.to_args(), &env), 1);
+        assert!(
+            String::from_utf8_lossy(&answer).contains("descriptors"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let mut bad = args.to_args();
+        bad.retain(|a| a != "--cwd");
+        let (answer, _, _) = request(&z, &encode(&bad, &env), 2);
+        assert!(
+            String::from_utf8_lossy(&answer).contains("--cwd"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(z.process.try_wait().unwrap().is_none());
+
+        // Only the daemon's end closing ends the zygote: not a stop signal meant for both.
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            unsafe {
+                libc::kill(z.process.id() as i32, signal);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(z.process.try_wait().unwrap().is_none(), "a signal ended it");
+        drop(z.socket);
+        let status = z.process.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}

@@ -614,3 +614,68 @@ fn a_replaced_monitor_binary_is_used_only_after_a_restart() {
             .assert_ok();
     }
 }
+
+#[test]
+fn the_program_gets_exactly_its_environment() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let s = new_session(
+        &sandbox,
+        &[
+            "--env",
+            "FOO=bar",
+            "--env",
+            "SPACED=a b=c",
+            "--",
+            "sh",
+            "-c",
+            "env | sort",
+        ],
+    );
+    let id = s["id"].as_str().unwrap();
+    sandbox.ctl(&["sessions", "wait", id]).assert_ok();
+    let log =
+        String::from_utf8_lossy(&std::fs::read(output_log(&s)).unwrap()).replace("\r\n", "\n");
+    let names: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .filter(|k| !["PWD", "SHLVL", "_"].contains(k))
+        .collect();
+    // The daemon's own variables (XDG_RUNTIME_DIR, NOTIFY_SOCKET, ...) stay out; the base set
+    // the harness gives the daemon (PATH, HOME) and TERM come in, then the session's own.
+    assert_eq!(names, ["FOO", "HOME", "PATH", "SPACED", "TERM"], "{log}");
+    assert!(log.contains("\nSPACED=a b=c\n"), "{log}");
+    assert!(log.contains("\nTERM=xterm-256color\n"), "{log}");
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_the_command_or_environment_is_refused() {
+    use aifactory_common::protocol::{Request, SessionSpec};
+    let sandbox = Sandbox::new();
+    let d = sandbox.daemon().start();
+    let client = d.client().await;
+    let spec = |command: &str, value: &str| SessionSpec {
+        name: None,
+        command: vec!["sh".into(), "-c".into(), command.into()],
+        cwd: sandbox.path().to_path_buf(),
+        env: vec![("X".into(), value.into())],
+        cols: None,
+        rows: None,
+    };
+    for (command, value, needle) in [
+        ("true\0x", "1", "command argument"),
+        ("true", "a\0b", "value of X"),
+    ] {
+        let refused = client
+            .request(Request::SessionNew(spec(command, value)))
+            .await
+            .expect_err("a NUL byte was accepted");
+        let text = refused.to_string();
+        assert!(text.contains("NUL byte") && text.contains(needle), "{text}");
+    }
+    let list = sandbox
+        .ctl(&["sessions", "list", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}

@@ -2,7 +2,8 @@
 //! holds the PTY, records every output byte and outlives the daemon.
 //!
 //! The daemon creates a fresh pane directory (0700) and starts the monitor ([`launch`]) with the
-//! program's exact environment and the arguments of [`MonitorArgs`]. The monitor leaves the daemon's session, becomes a child subreaper, opens
+//! program's exact environment and the arguments of [`MonitorArgs`]: usually forked by the
+//! daemon's [`zygote`], otherwise exec'd; the monitor cannot tell the difference. The monitor leaves the daemon's session, becomes a child subreaper, opens
 //! a PTY, starts the program on it and then owns it until the end:
 //!
 //! - every byte the PTY produces is appended to `output.log` before anyone hears about it
@@ -37,7 +38,9 @@ mod log;
 mod process;
 mod pty;
 mod server;
+pub mod zygote;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -311,11 +314,19 @@ pub(crate) fn diag(message: &str) {
     );
 }
 
-/// The `aifactory-pane` binary: parses its arguments and runs the monitor. Exits 2 for bad
-/// arguments, 1 for a failed start (the reason on stderr, which the daemon reports), 0 once
-/// the session finished.
+/// The `aifactory-pane` binary: parses its arguments and runs the monitor (or, with
+/// `--zygote`, the [`zygote`] that forks monitors for the daemon). Exits 2 for bad arguments,
+/// 1 for a failed start (the reason on stderr, which the daemon reports), 0 once the session
+/// finished.
 pub fn main() -> ExitCode {
-    match MonitorArgs::parse(std::env::args_os().skip(1)) {
+    // Started through /proc/self/fd/N, the kernel named the process `N`: `ps`, `top` and the
+    // journal should say what it is.
+    let _ = nix::sys::prctl::set_name(c"aifactory-pane");
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == zygote::FLAG) {
+        return zygote::serve(args.skip(1));
+    }
+    match MonitorArgs::parse(args) {
         Ok(args) => run(args),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "aifactory-pane: {}", e.explain());
@@ -324,8 +335,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The whole monitor: returns its exit status (1 only for a failed start).
+/// The whole monitor: returns its exit status (1 only for a failed start). The program gets
+/// the monitor's own environment.
 pub fn run(args: MonitorArgs) -> ExitCode {
+    ExitCode::from(run_with_env(args, None))
+}
+
+/// [`run`], with the program's environment given (`None`: the monitor's own); returns the
+/// exit status.
+fn run_with_env(args: MonitorArgs, env: Option<Vec<(OsString, OsString)>>) -> u8 {
     if let Err(e) = process::detach() {
         return failed(&StartError::from(e));
     }
@@ -338,7 +356,7 @@ pub fn run(args: MonitorArgs) -> ExitCode {
         Err(e) => return failed(&StartError::Runtime(e)),
     };
     runtime.block_on(async move {
-        let started = match start(&args) {
+        let started = match start(&args, env.as_deref()) {
             Ok(started) => started,
             Err(e) => return failed(&e),
         };
@@ -346,9 +364,9 @@ pub fn run(args: MonitorArgs) -> ExitCode {
     })
 }
 
-fn failed(e: &StartError) -> ExitCode {
+fn failed(e: &StartError) -> u8 {
     let _ = writeln!(std::io::stderr(), "aifactory-pane: {e}");
-    ExitCode::FAILURE
+    1
 }
 
 struct Started {
@@ -359,8 +377,8 @@ struct Started {
     reaper: process::Reaper,
 }
 
-/// Everything up to a running program, a written meta.json and a listening socket.
-fn start(args: &MonitorArgs) -> Result<Started, StartError> {
+/// Everything up to a running program and a listening socket.
+fn start(args: &MonitorArgs, env: Option<&[(OsString, OsString)]>) -> Result<Started, StartError> {
     let dir = args.dir.clone();
     match std::fs::metadata(&dir) {
         Ok(meta) if meta.is_dir() => {}
@@ -402,7 +420,7 @@ fn start(args: &MonitorArgs) -> Result<Started, StartError> {
     // Before the program exists, so even an instant exit is seen.
     let reaper = process::Reaper::new().map_err(|e| unbind(StartError::Signals(e)))?;
     let (master, slave) = pty::open(args.cols, args.rows).map_err(|e| unbind(e.into()))?;
-    let pid = process::spawn(&args.command, &args.cwd, slave).map_err(|e| unbind(e.into()))?;
+    let pid = process::spawn(&args.command, &args.cwd, env, slave).map_err(|e| unbind(e.into()))?;
     // From here a failure must take the program down with it: nobody would own it.
     let abort = |e: StartError| {
         process::kill_and_reap(pid);
@@ -448,9 +466,6 @@ fn start(args: &MonitorArgs) -> Result<Started, StartError> {
         input_taken: watch::Sender::new(0),
         subscribers: watch::Sender::new(0),
     });
-    session
-        .write_meta()
-        .map_err(|e| abort(StartError::io("write", &dir.join(META_FILE))(e)))?;
     Ok(Started {
         session,
         listener,
@@ -483,7 +498,7 @@ fn bind(socket: &Path) -> Result<UnixListener, StartError> {
 }
 
 /// Readiness, then the session until it is finished and everyone was served.
-async fn serve(started: Started) -> ExitCode {
+async fn serve(started: Started) -> u8 {
     let Started {
         session,
         listener,
@@ -498,6 +513,13 @@ async fn serve(started: Started) -> ExitCode {
         return failed(&StartError::Ready(e));
     }
     redirect_stderr(&session.dir);
+    // After readiness, off the path of the daemon's `sessions new`: nothing reads it before.
+    if let Err(e) = session.write_meta() {
+        diag(&format!(
+            "cannot write {}: {e}; the session runs without it",
+            session.dir.join(META_FILE).display()
+        ));
+    }
     let info = session.info();
     diag(&format!(
         "session {} started: pid {pid}, command {:?}",
@@ -536,7 +558,7 @@ async fn serve(started: Started) -> ExitCode {
         diag(&format!("cannot remove {}: {e}", socket.display()));
     }
     diag("exiting");
-    ExitCode::SUCCESS
+    0
 }
 
 /// Prints the one readiness line and closes stdout, so the daemon reading the pipe sees EOF.

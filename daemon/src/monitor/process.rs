@@ -5,6 +5,7 @@
 //! `waitpid(-1, WNOHANG)` woken by SIGCHLD; nothing else waits (tokio's `Child::wait` would race
 //! with it for the program's status).
 
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -56,7 +57,7 @@ pub enum ProcessError {
 /// request; SIGKILL still ends a monitor for whoever really means it.
 pub fn detach() -> Result<(), ProcessError> {
     // Nothing of ours is open yet: std opens no descriptor of its own before main.
-    mark_or_close_from_3(false);
+    close_or_mark_from(3, false);
     if let Err(e) = nix::unistd::setsid() {
         // EPERM: we already lead a process group. Fine only if it is our own session.
         let pid = nix::unistd::getpid();
@@ -78,9 +79,9 @@ pub fn detach() -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Closes (or, with `cloexec`, marks close-on-exec) every descriptor from 3 up. Only
+/// Closes (or, with `cloexec`, marks close-on-exec) every descriptor from `first` up. Only
 /// async-signal-safe calls: it also runs between fork and exec.
-fn mark_or_close_from_3(cloexec: bool) {
+pub(super) fn close_or_mark_from(first: libc::c_uint, cloexec: bool) {
     let flags = if cloexec {
         libc::CLOSE_RANGE_CLOEXEC as libc::c_long
     } else {
@@ -88,14 +89,7 @@ fn mark_or_close_from_3(cloexec: bool) {
     };
     // SAFETY: close_range only closes or flags descriptors; the caller owns none from 3 up
     // that it still needs (or, with CLOEXEC, needs them only until exec).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            flags,
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, flags) };
     if rc == 0 {
         return;
     }
@@ -110,7 +104,7 @@ fn mark_or_close_from_3(cloexec: bool) {
     } else {
         1024
     };
-    for fd in 3..max {
+    for fd in first as libc::c_int..max {
         // SAFETY: as above; an fd that is not open just fails with EBADF.
         unsafe {
             if cloexec {
@@ -148,14 +142,19 @@ fn child_setup() -> std::io::Result<()> {
         // so what an agent creates in a work tree is readable as it would be from a shell.
         libc::umask(0o022);
     }
-    mark_or_close_from_3(true);
+    close_or_mark_from(3, true);
     Ok(())
 }
 
-/// Starts the program on the PTY slave; returns its pid (also its process group and session).
-/// The monitor's own copy of the slave is closed on return, so the master sees EIO once the
-/// program's side is gone.
-pub fn spawn(command: &[String], cwd: &Path, slave: OwnedFd) -> Result<u32, ProcessError> {
+/// Starts the program on the PTY slave with `env` (`None`: the monitor's own environment);
+/// returns its pid (also its process group and session). The monitor's own copy of the slave
+/// is closed on return, so the master sees EIO once the program's side is gone.
+pub fn spawn(
+    command: &[String],
+    cwd: &Path,
+    env: Option<&[(OsString, OsString)]>,
+    slave: OwnedFd,
+) -> Result<u32, ProcessError> {
     let (program, args) = command.split_first().ok_or_else(|| ProcessError::Spawn {
         command: String::new(),
         cwd: cwd.to_path_buf(),
@@ -167,6 +166,10 @@ pub fn spawn(command: &[String], cwd: &Path, slave: OwnedFd) -> Result<u32, Proc
     let stdout = slave.try_clone().map_err(ProcessError::Dup)?;
     let stderr = slave.try_clone().map_err(ProcessError::Dup)?;
     let mut cmd = Command::new(program);
+    if let Some(env) = env {
+        // A PATH in `env` is also where the program is looked up.
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
     cmd.args(args)
         .current_dir(cwd)
         .stdin(Stdio::from(slave))
