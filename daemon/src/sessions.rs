@@ -87,15 +87,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
 
 /// By id, else the newest session of that name (a running one first).
 fn by_key(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<Option<SessionInfo>> {
-    conn.query_row(
-        &format!(
-            "SELECT {COLUMNS} FROM sessions WHERE id = ?1 OR name = ?1
-             ORDER BY id = ?1 DESC, state IN ('starting', 'running') DESC, created_at DESC, rowid DESC
-             LIMIT 1"
-        ),
-        params![key],
-        from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE id = ?1 OR name = ?1
+         ORDER BY id = ?1 DESC, state IN ('starting', 'running') DESC, created_at DESC, rowid DESC
+         LIMIT 1"
+    ))?
+    .query_row(params![key], from_row)
     .optional()
 }
 
@@ -256,13 +253,14 @@ impl Sessions {
         let inserted = self
             .store
             .write_process_state(move |tx| {
+                // Statements on a `sessions new`'s path are prepared once: parsing them again
+                // for every session was a measurable part of its cost.
                 if let Some(name) = &name {
                     let running: Option<String> = tx
-                        .query_row(
+                        .prepare_cached(
                             "SELECT id FROM sessions WHERE name = ?1 AND state IN ('starting', 'running')",
-                            params![name],
-                            |r| r.get(0),
-                        )
+                        )?
+                        .query_row(params![name], |r| r.get(0))
                         .optional()?;
                     if let Some(id) = running {
                         return Ok(Err(ErrorReply::new(
@@ -273,26 +271,27 @@ impl Sessions {
                         )));
                     }
                 }
-                let id: String = tx.query_row(
-                    "INSERT INTO sessions (id, name, command, cwd, pane_dir, cols, rows, state, created_at)
-                     VALUES ('s-' || lower(hex(randomblob(4))), ?1, ?2, ?3, '', ?4, ?5, 'starting',
-                             strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-                     RETURNING id",
-                    params![name, command_json, cwd, cols, rows],
-                    |r| r.get(0),
-                )?;
-                let pane_dir = format!("{root}/{id}");
-                tx.execute("UPDATE sessions SET pane_dir = ?2 WHERE id = ?1", params![id, pane_dir])?;
+                let id: String = tx
+                    .prepare_cached(
+                        "INSERT INTO sessions (id, name, command, cwd, pane_dir, cols, rows, state, created_at)
+                         SELECT id, ?1, ?2, ?3, ?6 || '/' || id, ?4, ?5, 'starting',
+                                strftime('%Y-%m-%dT%H:%M:%fZ','now')
+                         FROM (SELECT 's-' || lower(hex(randomblob(4))) AS id)
+                         RETURNING id",
+                    )?
+                    .query_row(params![name, command_json, cwd, cols, rows, root], |r| {
+                        r.get(0)
+                    })?;
                 Ok(Ok(id))
             })
             .await??;
         match self.spawn_monitor(&inserted, &spec, cols, rows).await {
             Ok(info) => {
-                self.record_running(&inserted, &info).await?;
+                let session = self.record_running(&inserted, &info).await?;
                 let _ = self.state_channel(&inserted);
                 self.clone().watch(inserted.clone());
                 tracing::info!(session_id = %inserted, pid = info.pid, command = ?spec.command, "session started");
-                self.show(inserted).await
+                session.ok_or_else(|| not_found(&inserted))
             }
             Err(reason) => {
                 let id = inserted.clone();
@@ -337,15 +336,25 @@ impl Sessions {
             .await
     }
 
-    async fn record_running(&self, id: &str, info: &MonitorInfo) -> Result<(), ErrorReply> {
+    /// Records that the session's program runs; returns the session as recorded (`None` if its
+    /// row is gone).
+    async fn record_running(
+        &self,
+        id: &str,
+        info: &MonitorInfo,
+    ) -> Result<Option<SessionInfo>, ErrorReply> {
         let id = id.to_string();
         let info = info.clone();
-        self.store
+        Ok(self
+            .store
             .write_process_state(move |tx| {
-                tx.execute(
+                tx.prepare_cached(&format!(
                     "UPDATE sessions SET state = 'running', pid = ?2, start_time = ?3,
                         monitor_pid = ?4, monitor_start_time = ?5, cols = ?6, rows = ?7
-                     WHERE id = ?1",
+                     WHERE id = ?1
+                     RETURNING {COLUMNS}"
+                ))?
+                .query_row(
                     params![
                         id,
                         info.pid,
@@ -355,10 +364,11 @@ impl Sessions {
                         info.cols,
                         info.rows
                     ],
+                    from_row,
                 )
+                .optional()
             })
-            .await?;
-        Ok(())
+            .await?)
     }
 
     /// Records how a session ended (from its `exit.json`) or that it is lost.
