@@ -303,6 +303,47 @@ async fn records_exact_bytes_and_serves_them() {
 }
 
 #[tokio::test]
+async fn the_program_gets_a_session_a_terminal_and_nothing_else() {
+    let mut m = start(&["sleep", "1000"]).await;
+    let pid = m.info.pid;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // Fields 5 (session), 7 (controlling terminal), 8 (its foreground process group).
+    let (session, tty, foreground) = (fields[3], fields[4], fields[5]);
+    assert_eq!(session, pid.to_string(), "its own session");
+    assert_ne!(tty, "0", "a controlling terminal");
+    assert_eq!(foreground, pid.to_string(), "in the terminal's foreground");
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"], "no descriptor beyond 0-2");
+    let terminal = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+    assert!(terminal.starts_with("/dev/pts/"), "{}", terminal.display());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for (key, want) in [
+        ("SigIgn", "0000000000000000"),
+        ("SigBlk", "0000000000000000"),
+        ("Umask", "0022"),
+    ] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}:")))
+            .unwrap();
+        assert!(line.ends_with(want), "{line}");
+    }
+    m.client().await.signal(libc::SIGKILL).await.unwrap();
+    let mut stream = m.subscribe(0).await;
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!(exit.signal, Some(libc::SIGKILL));
+    drop(stream);
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
 async fn input_reaches_the_program() {
     let m = start(&["sh", "-c", "read x; echo got:$x"]).await;
     let mut stream = m.subscribe(0).await;

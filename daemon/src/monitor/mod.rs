@@ -344,6 +344,17 @@ pub fn run(args: MonitorArgs) -> ExitCode {
 /// [`run`], with the program's environment given (`None`: the monitor's own); returns the
 /// exit status.
 fn run_with_env(args: MonitorArgs, env: Option<Vec<(OsString, OsString)>>) -> u8 {
+    if let Some(env) = env {
+        // SAFETY: nothing else runs: this is the only thread, and no runtime exists yet.
+        unsafe {
+            for (key, _) in std::env::vars_os() {
+                std::env::remove_var(key);
+            }
+            for (key, value) in env {
+                std::env::set_var(key, value);
+            }
+        }
+    }
     if let Err(e) = process::detach() {
         return failed(&StartError::from(e));
     }
@@ -356,7 +367,7 @@ fn run_with_env(args: MonitorArgs, env: Option<Vec<(OsString, OsString)>>) -> u8
         Err(e) => return failed(&StartError::Runtime(e)),
     };
     runtime.block_on(async move {
-        let started = match start(&args, env.as_deref()) {
+        let started = match start(&args) {
             Ok(started) => started,
             Err(e) => return failed(&e),
         };
@@ -378,7 +389,7 @@ struct Started {
 }
 
 /// Everything up to a running program and a listening socket.
-fn start(args: &MonitorArgs, env: Option<&[(OsString, OsString)]>) -> Result<Started, StartError> {
+fn start(args: &MonitorArgs) -> Result<Started, StartError> {
     let dir = args.dir.clone();
     match std::fs::metadata(&dir) {
         Ok(meta) if meta.is_dir() => {}
@@ -420,7 +431,7 @@ fn start(args: &MonitorArgs, env: Option<&[(OsString, OsString)]>) -> Result<Sta
     // Before the program exists, so even an instant exit is seen.
     let reaper = process::Reaper::new().map_err(|e| unbind(StartError::Signals(e)))?;
     let (master, slave) = pty::open(args.cols, args.rows).map_err(|e| unbind(e.into()))?;
-    let pid = process::spawn(&args.command, &args.cwd, env, slave).map_err(|e| unbind(e.into()))?;
+    let pid = process::spawn(&args.command, &args.cwd, slave).map_err(|e| unbind(e.into()))?;
     // From here a failure must take the program down with it: nobody would own it.
     let abort = |e: StartError| {
         process::kill_and_reap(pid);

@@ -5,7 +5,6 @@
 //! `waitpid(-1, WNOHANG)` woken by SIGCHLD; nothing else waits (tokio's `Child::wait` would race
 //! with it for the program's status).
 
-use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -131,9 +130,19 @@ fn child_setup() -> std::io::Result<()> {
         if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // Signals 1..=64 on Linux; SIGKILL, SIGSTOP and glibc's internal ones just fail.
+        // Signals 1..=64 on Linux (SIGKILL and SIGSTOP just fail). The raw system call,
+        // because glibc refuses to touch its two internal signals (32 and 33), and its
+        // posix_spawn, which started this monitor (or its zygote), leaves them ignored: the
+        // program must not inherit that.
         for sig in 1..65 {
-            libc::signal(sig, libc::SIG_DFL);
+            let default = KernelSigaction::default();
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            );
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
@@ -146,15 +155,25 @@ fn child_setup() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts the program on the PTY slave with `env` (`None`: the monitor's own environment);
-/// returns its pid (also its process group and session). The monitor's own copy of the slave
-/// is closed on return, so the master sees EIO once the program's side is gone.
-pub fn spawn(
-    command: &[String],
-    cwd: &Path,
-    env: Option<&[(OsString, OsString)]>,
-    slave: OwnedFd,
-) -> Result<u32, ProcessError> {
+/// The kernel's `struct sigaction` for `rt_sigaction` on x86_64 and aarch64 (not glibc's):
+/// all zero is SIG_DFL, no flags, an empty mask.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Starts the program on the PTY slave, with the monitor's own environment; returns its pid
+/// (also its process group and session). The monitor's own copy of the slave is closed on
+/// return, so the master sees EIO once the program's side is gone.
+///
+/// (Not `posix_spawn`, although its shared-memory child would be cheaper than this fork:
+/// glibc's leaves its two internal signals, 32 and 33, ignored in the program, which must
+/// start with every disposition at its default.)
+pub fn spawn(command: &[String], cwd: &Path, slave: OwnedFd) -> Result<u32, ProcessError> {
     let (program, args) = command.split_first().ok_or_else(|| ProcessError::Spawn {
         command: String::new(),
         cwd: cwd.to_path_buf(),
@@ -166,10 +185,6 @@ pub fn spawn(
     let stdout = slave.try_clone().map_err(ProcessError::Dup)?;
     let stderr = slave.try_clone().map_err(ProcessError::Dup)?;
     let mut cmd = Command::new(program);
-    if let Some(env) = env {
-        // A PATH in `env` is also where the program is looked up.
-        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-    }
     cmd.args(args)
         .current_dir(cwd)
         .stdin(Stdio::from(slave))
