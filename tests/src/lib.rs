@@ -188,6 +188,8 @@ exit 0
 /// A private directory tree for one daemon (or several sharing it).
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// Directories of this sandbox outside it (see [`Sandbox::panes_under`]).
+    elsewhere: Vec<tempfile::TempDir>,
     /// The guardian process and the pipe it waits on (see [`GUARDIAN`]).
     guardian: Option<(Child, std::process::ChildStdin)>,
 }
@@ -219,6 +221,7 @@ impl Sandbox {
         let pipe = guardian.stdin.take().expect("the guardian's stdin");
         Sandbox {
             dir,
+            elsewhere: Vec::new(),
             guardian: Some((guardian, pipe)),
         }
     }
@@ -256,6 +259,25 @@ impl Sandbox {
     /// Where this sandbox's pane directories live by default.
     pub fn panes_dir(&self) -> PathBuf {
         self.path().join("panes")
+    }
+
+    /// Puts this sandbox's pane directories in a new private directory under `parent` (e.g. a
+    /// tmpfs, as `/run` is in production) instead, and writes the config that says so. The
+    /// directory is linked as [`Sandbox::panes_dir`], so the sandbox's cleanup finds its
+    /// sessions there too, and is removed with the sandbox.
+    pub fn panes_under(&mut self, parent: &Path, config: &str) -> PathBuf {
+        let dir = tempfile::Builder::new()
+            .prefix("aifactory-panes-")
+            .tempdir_in(parent)
+            .unwrap_or_else(|e| panic!("create a pane root under {}: {e}", parent.display()));
+        let root = dir.path().join("panes");
+        std::os::unix::fs::symlink(&root, self.panes_dir()).expect("link the pane root");
+        self.write_config(&format!(
+            "panes_dir = {:?}\n{config}",
+            root.display().to_string()
+        ));
+        self.elsewhere.push(dir);
+        root
     }
 
     /// Lets other users traverse the sandbox (for tests that connect as another uid).
