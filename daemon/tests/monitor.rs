@@ -275,6 +275,8 @@ async fn records_exact_bytes_and_serves_them() {
     let (_, _, _, sid) = proc_stat(info.monitor_pid).unwrap();
     assert_eq!(sid, info.monitor_pid);
 
+    // meta.json is written right after the readiness report, off the path of `sessions new`.
+    eventually("meta.json is written", || m.file(META_FILE).exists()).await;
     let meta: MonitorInfo =
         serde_json::from_str(&std::fs::read_to_string(m.file(META_FILE)).unwrap()).unwrap();
     assert_eq!(meta.pid, info.pid);
