@@ -10,7 +10,10 @@
 //!    pane directories on a tmpfs, as in production (`/run/aifactory/panes`, or
 //!    `$XDG_RUNTIME_DIR`), one with them in the sandbox on `$TMPDIR`'s file system (the test
 //!    harness's default). Beside them, 100 `aifactoryctl status` calls: the cost of 100 CLI
-//!    processes and round trips. Repetitions rotate which goes first.
+//!    processes and round trips. Repetitions rotate which goes first. Each create series also
+//!    sums the on-CPU time (`schedstat`) of every process involved: clients, daemon and
+//!    zygote or tmux server, monitors, programs; unlike elapsed time, it does not count
+//!    waiting for a CPU on a loaded machine.
 //! 2. 100 MB through one session until all of it is in `output.log`, for `head -c 100000000
 //!    /dev/urandom | base64` and `yes | head -c 100000000`, timed from `sessions new` until the
 //!    session is recorded as ended and `output.log` holds every byte; beside it the same command
@@ -196,8 +199,52 @@ struct Series {
     label: String,
     create: Vec<Duration>,
     create_calls: Vec<Duration>,
+    /// CPU per create, one per repetition.
+    create_cpu: Vec<CreateCpu>,
     kill: Vec<Duration>,
     kill_calls: Vec<Duration>,
+}
+
+/// On-CPU time per session start, split by process: less sensitive than elapsed time to a
+/// shared machine's load, since waiting for a CPU is not counted.
+#[derive(Clone, Copy, Default)]
+struct CreateCpu {
+    /// The client processes (`aifactoryctl`, `tmux`), from this process's reaped children.
+    client: Duration,
+    /// The daemon (all threads) and its zygote, or the tmux server.
+    server: Duration,
+    /// The pane monitors, over their whole life so far.
+    monitors: Duration,
+    /// The programs (`sleep`), including the start of their process before the exec.
+    programs: Duration,
+}
+
+impl CreateCpu {
+    fn total(&self) -> Duration {
+        self.client + self.server + self.monitors + self.programs
+    }
+}
+
+/// On-CPU time of a process, all threads, from `/proc/<pid>/task/*/schedstat` (ns).
+fn on_cpu(pid: u32) -> Duration {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// CPU time of this process's reaped children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes one struct rusage to a valid pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 struct Lifecycle {
@@ -205,6 +252,7 @@ struct Lifecycle {
     ctl_status: Vec<Duration>,
     tmux_create: Vec<Duration>,
     tmux_create_calls: Vec<Duration>,
+    tmux_create_cpu: Vec<CreateCpu>,
     /// The kill-session calls alone, and until every pane's process was reaped.
     tmux_kill: Vec<Duration>,
     tmux_kill_calls: Vec<Duration>,
@@ -234,6 +282,7 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
         ctl_status: Vec::new(),
         tmux_create: Vec::new(),
         tmux_create_calls: Vec::new(),
+        tmux_create_cpu: Vec::new(),
         tmux_kill: Vec::new(),
         tmux_kill_calls: Vec::new(),
         tmux_kill_reaped: Vec::new(),
@@ -269,13 +318,37 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
         for turn in &order {
             match (*turn, &tmux) {
                 (Turn::Ours(i), _) => {
+                    let daemon = places[i].daemon.pid();
+                    let server =
+                        || on_cpu(daemon) + zygote_of(daemon).map_or(Duration::ZERO, on_cpu);
+                    let (server_before, client_before) = (server(), children_cpu());
                     let (took, calls, created) = create_ours(places[i].sandbox);
+                    let (server_after, client_after) = (server(), children_cpu());
+                    let sessions = running_sessions(places[i].sandbox);
+                    report.ours[i].create_cpu.push(CreateCpu {
+                        client: (client_after - client_before) / SESSIONS as u32,
+                        server: server_after.saturating_sub(server_before) / SESSIONS as u32,
+                        monitors: sessions.iter().map(|s| on_cpu(s.1)).sum::<Duration>()
+                            / SESSIONS as u32,
+                        programs: sessions.iter().map(|s| on_cpu(s.0)).sum::<Duration>()
+                            / SESSIONS as u32,
+                    });
                     report.ours[i].create.push(took);
                     report.ours[i].create_calls.extend(calls);
                     ids[i] = created;
                 }
                 (Turn::Tmux, Some(tmux)) => {
+                    let (server_before, client_before) = (on_cpu(tmux.pid), children_cpu());
                     let (took, calls) = tmux.create(SESSIONS);
+                    let (server_after, client_after) = (on_cpu(tmux.pid), children_cpu());
+                    let panes = tmux.pane_pids();
+                    report.tmux_create_cpu.push(CreateCpu {
+                        client: (client_after - client_before) / SESSIONS as u32,
+                        server: server_after.saturating_sub(server_before) / SESSIONS as u32,
+                        monitors: Duration::ZERO,
+                        programs: panes.iter().map(|&p| on_cpu(p)).sum::<Duration>()
+                            / SESSIONS as u32,
+                    });
                     report.tmux_create.push(took);
                     report.tmux_create_calls.extend(calls);
                 }
@@ -367,6 +440,22 @@ fn kill_ours(sandbox: &Sandbox, ids: &[String]) -> (Duration, Vec<Duration>) {
         );
     }
     (start.elapsed(), calls)
+}
+
+/// (program pid, monitor pid) of the sessions the daemon lists as running.
+fn running_sessions(sandbox: &Sandbox) -> Vec<(u32, u32)> {
+    let out = ctl_ok(sandbox, &["--json", "sessions", "list"]);
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("`sessions list --json` prints JSON");
+    let pid = |s: &serde_json::Value, key: &str| {
+        s[key].as_u64().expect("a running session's pids") as u32
+    };
+    list.as_array()
+        .expect("a JSON array of sessions")
+        .iter()
+        .filter(|s| s["state"] == "running")
+        .map(|s| (pid(s, "pid"), pid(s, "monitor_pid")))
+        .collect()
 }
 
 /// Monitor pids of the sessions the daemon lists as running.
@@ -1126,6 +1215,45 @@ fn lifecycle_table(l: &Lifecycle) -> String {
         &[],
         &[],
     );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| on-CPU time per session start (median of the repetitions' means) | client | daemon + zygote / tmux server | monitor | program | total | ÷ tmux |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let tmux_total = (!l.tmux_create_cpu.is_empty()).then(|| {
+        median(
+            &l.tmux_create_cpu
+                .iter()
+                .map(CreateCpu::total)
+                .collect::<Vec<_>>(),
+        )
+    });
+    let mut cpu_row = |what: &str, cpu: &[CreateCpu]| {
+        if cpu.is_empty() {
+            return;
+        }
+        let part =
+            |f: fn(&CreateCpu) -> Duration| ms(median(&cpu.iter().map(f).collect::<Vec<_>>()));
+        let total = median(&cpu.iter().map(CreateCpu::total).collect::<Vec<_>>());
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {} | {} | {} |",
+            part(|c| c.client),
+            part(|c| c.server),
+            part(|c| c.monitors),
+            part(|c| c.programs),
+            ms(total),
+            tmux_total.map_or("–".into(), |t| ratio(total, t)),
+        );
+    };
+    for series in &l.ours {
+        cpu_row(
+            &format!("aifactoryd, panes on {}", series.label),
+            &series.create_cpu,
+        );
+    }
+    cpu_row("tmux", &l.tmux_create_cpu);
     out
 }
 
