@@ -1028,8 +1028,29 @@ mod zygote {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(z.process.try_wait().unwrap().is_none(), "a signal ended it");
+
+        // Monitors wait, prepared for the next sessions, each with its program's process.
+        let waiting: Vec<u32> = children_of(z.process.id())
+            .iter()
+            .map(|(pid, _)| *pid)
+            .collect();
+        assert_eq!(waiting.len(), 4, "{waiting:?}");
+        let stubs: Vec<u32> = waiting
+            .iter()
+            .flat_map(|&m| children_of(m))
+            .map(|(pid, _)| pid)
+            .collect();
+        assert_eq!(stubs.len(), 4, "{stubs:?}");
+
+        // The daemon's end closing ends the zygote, and the monitors that waited in vain.
         drop(z.socket);
         let status = z.process.wait().unwrap();
         assert!(status.success(), "{status}");
+        for pid in waiting.iter().chain(&stubs) {
+            eventually("a waiting monitor or its program's process ends", || {
+                proc_stat(*pid).is_none_or(|(state, ..)| state == 'Z')
+            })
+            .await;
+        }
     }
 }

@@ -638,13 +638,15 @@ struct IdleReport {
     monitors_threads: usize,
     /// Monitors that switched at all in the window.
     monitors_woken: usize,
-    /// The daemon's monitor zygote (`aifactory-pane --zygote`), if it has one.
+    /// The daemon's monitor zygote and its waiting monitors, if it has one.
     zygote: Option<HelperIdle>,
     tmux: Option<TmuxIdle>,
 }
 
+/// The zygote and the monitors it keeps waiting (with their program processes), summed.
 struct HelperIdle {
-    pid: u32,
+    zygote: u32,
+    processes: usize,
     pss_kb: u64,
     private_kb: u64,
     cpu_ms: f64,
@@ -659,26 +661,64 @@ struct TmuxIdle {
     switches: u64,
 }
 
-/// The daemon's child processes other than monitors (which are not its children): the zygote.
+/// (pid, parent pid, command name) of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (comm, rest) = stat.rsplit_once(')')?;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            let comm = comm.split_once('(')?.1.to_string();
+            Some((pid, ppid, comm))
+        })
+        .collect()
+}
+
+/// The daemon's monitor zygote: its child `aifactory-pane` (the monitors are not the daemon's
+/// children).
 fn zygote_of(daemon: u32) -> Option<u32> {
-    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
-        let (comm, rest) = stat.rsplit_once(')')?;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == daemon && comm.ends_with("(aifactory-pane")).then_some(pid)
-    })
+    processes()
+        .into_iter()
+        .find(|(_, ppid, comm)| *ppid == daemon && comm == "aifactory-pane")
+        .map(|(pid, ..)| pid)
+}
+
+/// The zygote, then the monitors it keeps waiting for sessions (its children that run no
+/// session) and their program processes.
+fn zygote_family(daemon: u32, session_monitors: &[u32]) -> Vec<u32> {
+    let Some(zygote) = zygote_of(daemon) else {
+        return Vec::new();
+    };
+    let all = processes();
+    let waiting: Vec<u32> = all
+        .iter()
+        .filter(|(pid, ppid, _)| *ppid == zygote && !session_monitors.contains(pid))
+        .map(|(pid, ..)| *pid)
+        .collect();
+    let stubs = all
+        .iter()
+        .filter(|(_, ppid, _)| waiting.contains(ppid))
+        .map(|(pid, ..)| *pid);
+    std::iter::once(zygote)
+        .chain(waiting.iter().copied())
+        .chain(stubs)
+        .collect()
 }
 
 fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
-    let zygote = zygote_of(daemon);
+    let family = zygote_family(daemon, monitors);
     let before_daemon = Usage::read(daemon);
-    let before_zygote = zygote.map(Usage::read);
+    let before_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let before_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
     let before_tmux = tmux.map(|t| Usage::read(t.pid));
     std::thread::sleep(IDLE_WINDOW);
     let after_daemon = Usage::read(daemon);
-    let after_zygote = zygote.map(Usage::read);
+    let after_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let after_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
     let after_tmux = tmux.map(|t| Usage::read(t.pid));
 
@@ -709,18 +749,25 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
         monitors_switches: switched.iter().sum(),
         monitors_threads: after_monitors.iter().map(|u| u.threads).sum(),
         monitors_woken: switched.iter().filter(|&&n| n > 0).count(),
-        zygote: zygote
-            .zip(before_zygote.zip(after_zygote))
-            .map(|(pid, (b, a))| {
-                let mem = Smaps::read(pid);
-                HelperIdle {
-                    pid,
-                    pss_kb: mem.pss_kb,
-                    private_kb: mem.private_kb,
-                    cpu_ms: cpu(&b, &a),
-                    switches: a.switches.saturating_sub(b.switches),
-                }
-            }),
+        zygote: family.first().map(|&zygote| {
+            let mem: Vec<Smaps> = family.iter().map(|&p| Smaps::read(p)).collect();
+            HelperIdle {
+                zygote,
+                processes: family.len(),
+                pss_kb: mem.iter().map(|m| m.pss_kb).sum(),
+                private_kb: mem.iter().map(|m| m.private_kb).sum(),
+                cpu_ms: before_family
+                    .iter()
+                    .zip(&after_family)
+                    .map(|(b, a)| cpu(b, a))
+                    .sum(),
+                switches: before_family
+                    .iter()
+                    .zip(&after_family)
+                    .map(|(b, a)| a.switches.saturating_sub(b.switches))
+                    .sum(),
+            }
+        }),
         tmux: tmux.zip(before_tmux.zip(after_tmux)).map(|(t, (b, a))| {
             let mem = Smaps::read(t.pid);
             TmuxIdle {
@@ -1371,8 +1418,9 @@ fn idle_table(i: &IdleReport, place: &str) -> String {
         Some(z) => {
             let _ = writeln!(
                 out,
-                "| monitor zygote (`aifactory-pane --zygote`, pid {}) PSS (private) | {} ({}) | – | – |",
-                z.pid,
+                "| monitor zygote (`aifactory-pane --zygote`, pid {}) and the monitors waiting for sessions, with their program processes ({} processes): PSS (private) | {} ({}) | – | – |",
+                z.zygote,
+                z.processes,
                 mb(z.pss_kb),
                 mb(z.private_kb)
             );
@@ -1383,13 +1431,13 @@ fn idle_table(i: &IdleReport, place: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "| PSS of the daemon + zygote + all {n} monitors | {} | {} | – |",
+        "| PSS of the daemon + zygote and waiting monitors + all {n} session monitors | {} | {} | – |",
         mb(i.daemon_pss_kb + zygote_pss + monitors_pss),
         t(&|t| mb(t.pss_kb))
     );
     let _ = writeln!(
         out,
-        "| idle {} s: CPU (utime+stime), daemon / zygote / all monitors | {:.0} ms / {} / {:.0} ms | {} | 0 |",
+        "| idle {} s: CPU (utime+stime), daemon / zygote and waiting monitors / all session monitors | {:.0} ms / {} / {:.0} ms | {} | 0 |",
         IDLE_WINDOW.as_secs(),
         i.daemon_cpu_ms,
         i.zygote
@@ -1400,7 +1448,7 @@ fn idle_table(i: &IdleReport, place: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "| idle {} s: wakeups (context switches), daemon ({} threads) / zygote / all monitors ({} threads; monitors that woke) | {} / {} / {} ({}) | {} | 0 |",
+        "| idle {} s: wakeups (context switches), daemon ({} threads) / zygote and waiting monitors / all session monitors ({} threads; monitors that woke) | {} / {} / {} ({}) | {} | 0 |",
         IDLE_WINDOW.as_secs(),
         i.daemon_threads,
         i.monitors_threads,

@@ -2,9 +2,9 @@
 //! own, opened once at startup, and a start that returns once the program runs.
 //!
 //! **How a monitor starts.** Through the [`zygote`](super::zygote): one `aifactory-pane
-//! --zygote` per daemon, started with the first session, forks each new monitor, which is
-//! much cheaper than exec'ing one (no program load, dynamic linking or runtime start on the
-//! path of `sessions new`). A zygote that died is started again; when that fails too, or a
+//! --zygote` per daemon, started with the first session, hands each new session to a monitor
+//! it forked and prepared ahead of time, which is much cheaper than exec'ing one (no program
+//! load, dynamic linking, runtime start or new process on the path of `sessions new`). A zygote that died is started again; when that fails too, or a
 //! request is too large for it, the monitor is exec'd directly, as the zygote is only a
 //! shortcut. Either way the daemon reads the monitor's one-line readiness report from a pipe.
 //!

@@ -1,10 +1,13 @@
 //! The pane monitor (the `aifactory-pane` binary, [`main`]): one small process per session that
 //! holds the PTY, records every output byte and outlives the daemon.
 //!
-//! The daemon creates a fresh pane directory (0700) and starts the monitor ([`launch`]) with the
-//! program's exact environment and the arguments of [`MonitorArgs`]: usually forked by the
-//! daemon's [`zygote`], otherwise exec'd; the monitor cannot tell the difference. The monitor leaves the daemon's session, becomes a child subreaper, opens
-//! a PTY, starts the program on it and then owns it until the end:
+//! The daemon creates a fresh pane directory (0700) and has a monitor started ([`launch`])
+//! with the program's exact environment and the arguments of [`MonitorArgs`]: usually one the
+//! daemon's [`zygote`] forked and prepared ahead of time, otherwise one exec'd for it; the same
+//! code runs either way. Preparing ([`prepare`]), the monitor leaves the daemon's session,
+//! becomes a child subreaper, opens a PTY and forks the program's process, which waits on it
+//! for its command ([`stub`]); given its session ([`run_prepared`]), it sizes the terminal,
+//! has the program exec'd and then owns it until the end:
 //!
 //! - every byte the PTY produces is appended to `output.log` before anyone hears about it
 //!   ([`log`]), with one older segment kept at rotation and offsets that stay absolute;
@@ -38,10 +41,12 @@ mod log;
 mod process;
 mod pty;
 mod server;
+mod stub;
 pub mod zygote;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -338,26 +343,37 @@ pub fn main() -> ExitCode {
 /// The whole monitor: returns its exit status (1 only for a failed start). The program gets
 /// the monitor's own environment.
 pub fn run(args: MonitorArgs) -> ExitCode {
-    ExitCode::from(run_with_env(args, None))
+    let env = std::env::vars_os().collect();
+    match prepare(3) {
+        Ok(prepared) => ExitCode::from(run_prepared(args, env, prepared)),
+        Err(e) => ExitCode::from(failed(&e)),
+    }
 }
 
-/// [`run`], with the program's environment given (`None`: the monitor's own); returns the
-/// exit status.
-fn run_with_env(args: MonitorArgs, env: Option<Vec<(OsString, OsString)>>) -> u8 {
-    if let Some(env) = env {
-        // SAFETY: nothing else runs: this is the only thread, and no runtime exists yet.
-        unsafe {
-            for (key, _) in std::env::vars_os() {
-                std::env::remove_var(key);
-            }
-            for (key, value) in env {
-                std::env::set_var(key, value);
-            }
-        }
-    }
-    if let Err(e) = process::detach() {
-        return failed(&StartError::from(e));
-    }
+/// A monitor made before its session is known: detached from the daemon, with a PTY and the
+/// program's process waiting on it ([`stub`]).
+pub(crate) struct Prepared {
+    master: OwnedFd,
+    stub: stub::Stub,
+}
+
+/// Detaches (closing every descriptor from `first_to_close` up), opens the PTY and forks the
+/// program's process. Only in a process with one thread, before any runtime exists.
+pub(crate) fn prepare(first_to_close: libc::c_uint) -> Result<Prepared, StartError> {
+    process::detach(first_to_close)?;
+    // The session's own size is set once it is known, before the program runs.
+    let (master, slave) = pty::open(80, 24)?;
+    let stub = stub::Stub::fork(slave)?;
+    Ok(Prepared { master, stub })
+}
+
+/// The session `args` on a prepared monitor, its program with exactly `env`; returns the exit
+/// status.
+pub(crate) fn run_prepared(
+    args: MonitorArgs,
+    env: Vec<(OsString, OsString)>,
+    prepared: Prepared,
+) -> u8 {
     // Current-thread: one thread, no worker or blocking pool (nothing here uses it).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -367,7 +383,7 @@ fn run_with_env(args: MonitorArgs, env: Option<Vec<(OsString, OsString)>>) -> u8
         Err(e) => return failed(&StartError::Runtime(e)),
     };
     runtime.block_on(async move {
-        let started = match start(&args) {
+        let started = match start(&args, &env, prepared) {
             Ok(started) => started,
             Err(e) => return failed(&e),
         };
@@ -388,8 +404,14 @@ struct Started {
     reaper: process::Reaper,
 }
 
-/// Everything up to a running program and a listening socket.
-fn start(args: &MonitorArgs) -> Result<Started, StartError> {
+/// Everything up to a running program and a listening socket. Dropping `prepared` on a
+/// failure ends the waiting program process too (it sees end of file and exits).
+fn start(
+    args: &MonitorArgs,
+    env: &[(OsString, OsString)],
+    prepared: Prepared,
+) -> Result<Started, StartError> {
+    let Prepared { master, stub } = prepared;
     let dir = args.dir.clone();
     match std::fs::metadata(&dir) {
         Ok(meta) if meta.is_dir() => {}
@@ -430,14 +452,19 @@ fn start(args: &MonitorArgs) -> Result<Started, StartError> {
 
     // Before the program exists, so even an instant exit is seen.
     let reaper = process::Reaper::new().map_err(|e| unbind(StartError::Signals(e)))?;
-    let (master, slave) = pty::open(args.cols, args.rows).map_err(|e| unbind(e.into()))?;
-    let pid = process::spawn(&args.command, &args.cwd, slave).map_err(|e| unbind(e.into()))?;
+    let master = Master::new(master).map_err(|e| unbind(e.into()))?;
+    // The program starts at the session's size, so it never sees another one.
+    master
+        .resize(args.cols, args.rows)
+        .map_err(|e| unbind(StartError::io("size the terminal of", &dir)(e)))?;
+    let pid = stub
+        .exec(&args.command, &args.cwd, env)
+        .map_err(|e| unbind(e.into()))?;
     // From here a failure must take the program down with it: nobody would own it.
     let abort = |e: StartError| {
         process::kill_and_reap(pid);
         unbind(e)
     };
-    let master = Master::new(master).map_err(|e| abort(e.into()))?;
     // The program's stat exists until it is reaped, and nothing reaps before `serve` runs.
     let start_time = process::start_time(pid).map_err(|e| {
         abort(StartError::io(
