@@ -1,6 +1,6 @@
 //! The protocol between aifactoryd and a session's pane monitor.
 //!
-//! Every session runs under its own monitor process (`aifactoryd pane-monitor`), which holds
+//! Every session runs under its own monitor process (the `aifactory-pane` binary), which holds
 //! the PTY master, appends every byte of output to `output.log` in the pane directory, writes
 //! `meta.json` and `exit.json`, and serves a Unix socket (`monitor.sock` in the pane directory)
 //! that speaks this protocol: the same handshake and frames as the control socket, with

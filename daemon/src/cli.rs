@@ -57,9 +57,6 @@ pub enum DaemonCommand {
     /// Print, as JSON, what a daemon started this way would find: config, agent profiles,
     /// state directory, migrations, panes root (used by `aifactoryctl doctor`).
     Check,
-    /// Internal: run one session's pane monitor (started by the daemon, outlives it).
-    #[command(hide = true)]
-    PaneMonitor(crate::monitor::MonitorArgs),
     /// Print the aifactoryd(8) man page (roff) and exit; the package build uses it.
     #[command(hide = true)]
     Manpage,

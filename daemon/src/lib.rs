@@ -71,6 +71,8 @@ pub enum DaemonError {
     Adopt(String),
     #[error("cannot start the store thread: {0}")]
     StoreThread(std::io::Error),
+    #[error(transparent)]
+    Monitor(#[from] monitor::launch::LaunchError),
 }
 
 impl From<migrate::MigrateError> for DaemonError {
@@ -90,6 +92,10 @@ pub async fn run(
             "this aifactoryd was built with the `test-hooks` feature (for the test suite): build release packages with `cargo build --release -p aifactoryd`"
         );
     }
+    // Before anything else: without it no session can start (and see launch.rs for why it is
+    // held open rather than found again at each start).
+    let launcher = monitor::launch::Launcher::beside_current_exe()?;
+    tracing::debug!(path = %launcher.path().display(), "pane monitor binary");
     let state_writable = prepare_state_dir(&config)?;
     // Migrations block; they run on a thread of their own that ends with them, rather than on
     // the runtime's blocking pool, whose idle thread would wake the daemon 10 s later.
@@ -117,6 +123,7 @@ pub async fn run(
         store.clone(),
         events.clone(),
         panes,
+        launcher,
         config.pane_log_max,
     ));
     let tasks = Arc::new(supervisor::Supervisor::new(

@@ -7,10 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A pane monitor must not depend on the daemon's config or logging, and keeps the umask
-    // it was started with: its program inherits it.
     match cli.command {
-        Some(DaemonCommand::PaneMonitor(args)) => return aifactoryd::monitor::run(args),
         Some(DaemonCommand::Manpage) => {
             return match aifactoryd::cli::manpage(&mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,

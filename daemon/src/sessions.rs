@@ -1,7 +1,7 @@
 //! The session registry: every terminal session the daemon started, in the store, and the
 //! live view of those whose program runs.
 //!
-//! A session's program runs under its own pane monitor (`aifactoryd pane-monitor`), which
+//! A session's program runs under its own pane monitor (`aifactory-pane`), which
 //! holds the PTY and writes the output, and which outlives the daemon. The registry starts
 //! monitors, talks to them over their sockets, notices when they end, and at startup re-adopts
 //! every one still recorded as running, checking pid and process start time so a reused pid is
@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,23 +18,23 @@ use aifactory_common::protocol::{
     ErrorCode, ErrorReply, EventKind, SessionInfo, SessionSpec, SessionState,
 };
 use rusqlite::{OptionalExtension, Row, params};
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::events::EventBus;
-use crate::monitor::client::MonitorClient;
+use crate::monitor::client::{MonitorClient, MonitorError};
+use crate::monitor::launch::Launcher;
+use crate::monitor::{self, MonitorArgs};
 use crate::panes::{self, PanesRoot};
 use crate::store::Store;
 
 pub const DEFAULT_COLS: u16 = 120;
 pub const DEFAULT_ROWS: u16 = 40;
-/// How long a new monitor may take to report that the program runs.
-const MONITOR_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a kill waits for the end after SIGKILL before it reports failure.
 const AFTER_SIGKILL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_NAME_LEN: usize = 100;
-/// How long input may wait for the program to read it.
-const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the monitor may take beyond its own input deadline
+/// ([`monitor::INPUT_TIMEOUT`]) to answer.
+const INPUT_ANSWER_MARGIN: Duration = Duration::from_secs(5);
 const COLUMNS: &str = "id, name, command, cwd, pane_dir, cols, rows, state, pid, monitor_pid, \
      exit_code, exit_signal, ended_at, lost_reason, created_at";
 
@@ -43,6 +42,7 @@ pub struct Sessions {
     store: Store,
     events: Arc<EventBus>,
     panes: PanesRoot,
+    launcher: Launcher,
     pane_log_max: u64,
     /// One state channel per session this daemon lifetime watches: waiters and kills wake on it.
     watched: Mutex<HashMap<String, watch::Sender<SessionState>>>,
@@ -91,15 +91,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
 
 /// By id, else the newest session of that name (a running one first).
 fn by_key(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<Option<SessionInfo>> {
-    conn.query_row(
-        &format!(
-            "SELECT {COLUMNS} FROM sessions WHERE id = ?1 OR name = ?1
-             ORDER BY id = ?1 DESC, state IN ('starting', 'running') DESC, created_at DESC, rowid DESC
-             LIMIT 1"
-        ),
-        params![key],
-        from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE id = ?1 OR name = ?1
+         ORDER BY id = ?1 DESC, state IN ('starting', 'running') DESC, created_at DESC, rowid DESC
+         LIMIT 1"
+    ))?
+    .query_row(params![key], from_row)
     .optional()
 }
 
@@ -159,12 +156,14 @@ impl Sessions {
         store: Store,
         events: Arc<EventBus>,
         panes: PanesRoot,
+        launcher: Launcher,
         pane_log_max: u64,
     ) -> Sessions {
         Sessions {
             store,
             events,
             panes,
+            launcher,
             pane_log_max,
             watched: Mutex::new(HashMap::new()),
         }
@@ -239,12 +238,22 @@ impl Sessions {
                 spec.cwd.display()
             )));
         }
-        for (key, _) in &spec.env {
+        for (key, value) in &spec.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(invalid(format!(
                     "`{key}` is not an environment variable name"
                 )));
             }
+            if value.contains('\0') {
+                return Err(invalid(format!(
+                    "the value of {key} contains a NUL byte, which no environment variable can hold"
+                )));
+            }
+        }
+        if let Some(arg) = spec.command.iter().find(|a| a.contains('\0')) {
+            return Err(invalid(format!(
+                "the command argument {arg:?} contains a NUL byte, which no program argument can hold"
+            )));
         }
         let cols = spec.cols.unwrap_or(DEFAULT_COLS).max(1);
         let rows = spec.rows.unwrap_or(DEFAULT_ROWS).max(1);
@@ -255,13 +264,14 @@ impl Sessions {
         let inserted = self
             .store
             .write_process_state(move |tx| {
+                // Statements on a `sessions new`'s path are prepared once: parsing them again
+                // for every session was a measurable part of its cost.
                 if let Some(name) = &name {
                     let running: Option<String> = tx
-                        .query_row(
+                        .prepare_cached(
                             "SELECT id FROM sessions WHERE name = ?1 AND state IN ('starting', 'running')",
-                            params![name],
-                            |r| r.get(0),
-                        )
+                        )?
+                        .query_row(params![name], |r| r.get(0))
                         .optional()?;
                     if let Some(id) = running {
                         return Ok(Err(ErrorReply::new(
@@ -272,22 +282,23 @@ impl Sessions {
                         )));
                     }
                 }
-                let id: String = tx.query_row(
-                    "INSERT INTO sessions (id, name, command, cwd, pane_dir, cols, rows, state, created_at)
-                     VALUES ('s-' || lower(hex(randomblob(4))), ?1, ?2, ?3, '', ?4, ?5, 'starting',
-                             strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-                     RETURNING id",
-                    params![name, command_json, cwd, cols, rows],
-                    |r| r.get(0),
-                )?;
-                let pane_dir = format!("{root}/{id}");
-                tx.execute("UPDATE sessions SET pane_dir = ?2 WHERE id = ?1", params![id, pane_dir])?;
+                let id: String = tx
+                    .prepare_cached(
+                        "INSERT INTO sessions (id, name, command, cwd, pane_dir, cols, rows, state, created_at)
+                         SELECT id, ?1, ?2, ?3, ?6 || '/' || id, ?4, ?5, 'starting',
+                                strftime('%Y-%m-%dT%H:%M:%fZ','now')
+                         FROM (SELECT 's-' || lower(hex(randomblob(4))) AS id)
+                         RETURNING id",
+                    )?
+                    .query_row(params![name, command_json, cwd, cols, rows, root], |r| {
+                        r.get(0)
+                    })?;
                 Ok(Ok(id))
             })
             .await??;
         match self.spawn_monitor(&inserted, &spec, cols, rows).await {
             Ok(info) => {
-                self.record_running(&inserted, &info).await?;
+                let session = self.record_running(&inserted, &info).await?;
                 let _ = self.state_channel(&inserted);
                 self.clone().watch(inserted.clone());
                 tracing::info!(session_id = %inserted, pid = info.pid, command = ?spec.command, "session started");
@@ -297,7 +308,7 @@ impl Sessions {
                         name: spec.name.clone(),
                     })
                     .await;
-                self.show(inserted).await
+                session.ok_or_else(|| not_found(&inserted))
             }
             Err(reason) => {
                 let id = inserted.clone();
@@ -324,87 +335,43 @@ impl Sessions {
         rows: u16,
     ) -> Result<MonitorInfo, String> {
         let dir = panes::create_session_dir(&self.panes.path, id).map_err(|e| e.to_string())?;
-        // /proc/self/exe still runs this binary after a package upgrade replaced the file.
-        let mut cmd = tokio::process::Command::new("/proc/self/exe");
-        cmd.arg0("aifactoryd")
-            .arg("pane-monitor")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--session")
-            .arg(id)
-            .arg("--cwd")
-            .arg(&spec.cwd)
-            .arg("--cols")
-            .arg(cols.to_string())
-            .arg("--rows")
-            .arg(rows.to_string())
-            .arg("--log-max")
-            .arg(self.pane_log_max.to_string());
-        if let Some(name) = &spec.name {
-            cmd.arg("--name").arg(name);
-        }
-        cmd.arg("--")
-            .args(&spec.command)
-            .env_clear()
-            .envs(base_env())
-            .envs(spec.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the pane monitor: {e}"))?;
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let report = async {
-            let mut out = String::new();
-            if let Some(pipe) = stdout.as_mut() {
-                let _ = pipe.read_to_string(&mut out).await;
-            }
-            out
+        let args = MonitorArgs {
+            dir,
+            session: id.to_string(),
+            name: spec.name.clone(),
+            cwd: spec.cwd.clone(),
+            cols,
+            rows,
+            log_max: self.pane_log_max,
+            command: spec.command.clone(),
         };
-        let out = tokio::time::timeout(MONITOR_START_TIMEOUT, report)
+        self.launcher
+            .start(
+                &args,
+                base_env().into_iter().chain(spec.env.iter().cloned()),
+            )
             .await
-            .unwrap_or_default();
-        let info = serde_json::from_str::<MonitorInfo>(out.trim());
-        // The monitor is our child until we exit; reap it whenever it ends.
-        let reap = async move {
-            let mut err = String::new();
-            if let Some(pipe) = stderr.as_mut() {
-                let _ = pipe.read_to_string(&mut err).await;
-            }
-            let status = child.wait().await;
-            (err, status)
-        };
-        match info {
-            Ok(info) => {
-                tokio::spawn(reap);
-                Ok(info)
-            }
-            Err(_) => {
-                let (err, status) = tokio::time::timeout(Duration::from_secs(5), reap)
-                    .await
-                    .unwrap_or_else(|_| (String::new(), Err(std::io::Error::other("timed out"))));
-                let status = status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
-                Err(format!(
-                    "the session's program did not start ({status}): {}",
-                    err.trim()
-                ))
-            }
-        }
     }
 
-    async fn record_running(&self, id: &str, info: &MonitorInfo) -> Result<(), ErrorReply> {
+    /// Records that the session's program runs; returns the session as recorded (`None` if its
+    /// row is gone).
+    async fn record_running(
+        &self,
+        id: &str,
+        info: &MonitorInfo,
+    ) -> Result<Option<SessionInfo>, ErrorReply> {
         let id = id.to_string();
         let info = info.clone();
-        self.store
+        Ok(self
+            .store
             .write_process_state(move |tx| {
-                tx.execute(
+                tx.prepare_cached(&format!(
                     "UPDATE sessions SET state = 'running', pid = ?2, start_time = ?3,
                         monitor_pid = ?4, monitor_start_time = ?5, cols = ?6, rows = ?7
-                     WHERE id = ?1",
+                     WHERE id = ?1
+                     RETURNING {COLUMNS}"
+                ))?
+                .query_row(
                     params![
                         id,
                         info.pid,
@@ -414,10 +381,11 @@ impl Sessions {
                         info.cols,
                         info.rows
                     ],
+                    from_row,
                 )
+                .optional()
             })
-            .await?;
-        Ok(())
+            .await?)
     }
 
     /// Records how a session ended (from its `exit.json`) or that it is lost.
@@ -656,19 +624,29 @@ impl Sessions {
     pub async fn input(&self, key: String, data: Vec<u8>) -> Result<(), ErrorReply> {
         let session = self.running(key).await?;
         let mut monitor = self.monitor(&session).await?;
-        // A program that never reads its terminal would hold this request forever.
-        match tokio::time::timeout(INPUT_TIMEOUT, monitor.input(&data)).await {
-            Ok(done) => done.map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string())),
-            Err(_) => Err(ErrorReply::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "session {} did not take its input within {} s: its program is not reading the terminal (busy or stopped); see `aifactoryctl sessions tail {}`",
-                    session.id,
-                    INPUT_TIMEOUT.as_secs(),
-                    session.id
-                ),
-            )),
-        }
+        let answer_within = monitor::INPUT_TIMEOUT + INPUT_ANSWER_MARGIN;
+        // Giving up drops the connection, which tells the monitor to write nothing more.
+        let (sent, e) = match monitor.input(&data, answer_within).await {
+            Ok(()) => return Ok(()),
+            Err(failed) => failed,
+        };
+        let id = &session.id;
+        let earlier = if sent > 0 {
+            format!(" ({sent} bytes before that piece were delivered)")
+        } else {
+            String::new()
+        };
+        let message = match e {
+            MonitorError::Refused { message, .. } => format!(
+                "session {id} did not take its input: {message}{earlier}; see `aifactoryctl sessions tail {id}`"
+            ),
+            MonitorError::NoAnswer { .. } => format!(
+                "session {id} did not take its input within {} s: its program is not reading the terminal (busy or stopped), or its monitor is wedged{earlier}; see `aifactoryctl sessions tail {id}`",
+                answer_within.as_secs()
+            ),
+            other => other.to_string(),
+        };
+        Err(ErrorReply::new(ErrorCode::Unavailable, message))
     }
 
     pub async fn resize(&self, key: String, cols: u16, rows: u16) -> Result<(), ErrorReply> {

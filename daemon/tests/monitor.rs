@@ -41,9 +41,8 @@ fn monitor_command(
     log_max: u64,
     program: &[&str],
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aifactoryd"));
-    cmd.arg("pane-monitor")
-        .arg("--dir")
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aifactory-pane"));
+    cmd.arg("--dir")
         .arg(dir)
         .args(["--session", "s-test", "--name", "test pane"])
         .arg("--cwd")
@@ -276,6 +275,8 @@ async fn records_exact_bytes_and_serves_them() {
     let (_, _, _, sid) = proc_stat(info.monitor_pid).unwrap();
     assert_eq!(sid, info.monitor_pid);
 
+    // meta.json is written right after the readiness report, off the path of `sessions new`.
+    eventually("meta.json is written", || m.file(META_FILE).exists()).await;
     let meta: MonitorInfo =
         serde_json::from_str(&std::fs::read_to_string(m.file(META_FILE)).unwrap()).unwrap();
     assert_eq!(meta.pid, info.pid);
@@ -287,7 +288,7 @@ async fn records_exact_bytes_and_serves_them() {
     // unchanged.
     let expected = b"\r\na\r\nb\tc\x01\xff".to_vec();
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let (start, bytes, lags, exit) = collect(&mut stream).await;
     assert_eq!((start, lags), (0, vec![]));
     assert_eq!(bytes, expected);
@@ -304,12 +305,136 @@ async fn records_exact_bytes_and_serves_them() {
 }
 
 #[tokio::test]
+async fn the_program_gets_a_session_a_terminal_and_nothing_else() {
+    let mut m = start(&["sleep", "1000"]).await;
+    let pid = m.info.pid;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // Fields 5 (session), 7 (controlling terminal), 8 (its foreground process group).
+    let (session, tty, foreground) = (fields[3], fields[4], fields[5]);
+    assert_eq!(session, pid.to_string(), "its own session");
+    assert_ne!(tty, "0", "a controlling terminal");
+    assert_eq!(foreground, pid.to_string(), "in the terminal's foreground");
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"], "no descriptor beyond 0-2");
+    let terminal = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+    assert!(terminal.starts_with("/dev/pts/"), "{}", terminal.display());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for (key, want) in [
+        ("SigIgn", "0000000000000000"),
+        ("SigBlk", "0000000000000000"),
+        ("Umask", "0022"),
+    ] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}:")))
+            .unwrap();
+        assert!(line.ends_with(want), "{line}");
+    }
+    m.client().await.signal(libc::SIGKILL).await.unwrap();
+    let mut stream = m.subscribe(0).await;
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!(exit.signal, Some(libc::SIGKILL));
+    drop(stream);
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
 async fn input_reaches_the_program() {
     let m = start(&["sh", "-c", "read x; echo got:$x"]).await;
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"hello\n").await.unwrap();
+    m.client().await.input(b"hello\n", WAIT).await.unwrap();
     let mut seen = Vec::new();
     read_until(&mut stream, &mut seen, "got:hello\r\n").await;
+}
+
+#[tokio::test]
+async fn input_pending_when_the_terminal_closes_is_refused_and_the_end_still_recorded() {
+    // Raw mode, and nothing reads: the input queue fills up. Then the program ends while the
+    // rest of the input still waits to be written.
+    let mut m = start(&[
+        "sh",
+        "-c",
+        "stty raw -echo; echo ready; while [ ! -e end ]; do sleep 0.05; done",
+    ])
+    .await;
+    let mut stream = m.subscribe(0).await;
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "ready").await;
+    let mut writer = m.client().await;
+    let pending = tokio::spawn(async move {
+        writer
+            .input(&vec![b'x'; 100_000], Duration::from_secs(60))
+            .await
+    });
+    // Other requests are served while that input waits.
+    let mut client = m.client().await;
+    client.resize(81, 25).await.unwrap();
+    assert!(client.info().await.unwrap().exit.is_none());
+    assert!(!pending.is_finished(), "the input did not wait");
+    std::fs::write(m._tmp.path().join("end"), "").unwrap();
+    let (sent, refused) = tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("the pending input was never answered")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(sent, 0);
+    assert!(
+        matches!(refused, MonitorError::Refused { ref message, .. } if message.contains("terminal is closed")),
+        "{refused}"
+    );
+    let (_, _, _, exit) = collect(&mut stream).await;
+    assert_eq!(exit.code, Some(0));
+    drop((client, stream));
+    assert_eq!(m.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn input_whose_requester_hung_up_is_not_written_further_and_frees_the_turn() {
+    // Nothing reads until `go` exists; then `cat` keeps exactly what the terminal took.
+    let m = start(&[
+        "sh",
+        "-c",
+        "stty raw -echo; echo ready; while [ ! -e go ]; do sleep 0.05; done; exec cat > got",
+    ])
+    .await;
+    let mut stream = m.subscribe(0).await;
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, "ready").await;
+    const SENT: usize = 100_000;
+    let mut writer = m.client().await;
+    let pending = tokio::spawn(async move { writer.input(&vec![b'x'; SENT], WAIT).await });
+    // Give it time to fill the queue, then hang up, as a daemon that stops waiting does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "the input did not wait");
+    pending.abort();
+    let _ = pending.await;
+    // The monitor runs on one thread and saw the hang-up before it answers this.
+    let mut client = m.client().await;
+    assert!(client.info().await.unwrap().exit.is_none());
+    let tmp = m._tmp.path();
+    std::fs::write(tmp.join("go"), "").unwrap();
+    // The turn is free at once: this is not queued behind the abandoned rest.
+    tokio::time::timeout(Duration::from_secs(5), client.input(b"MARKER", WAIT))
+        .await
+        .expect("the abandoned input still held the turn")
+        .unwrap();
+    let got = tmp.join("got");
+    eventually("cat got the marker", || {
+        std::fs::read(&got).is_ok_and(|b| b.ends_with(b"MARKER"))
+    })
+    .await;
+    let bytes = std::fs::read(&got).unwrap();
+    let taken = bytes.len() - "MARKER".len();
+    assert!(taken > 0 && taken < SENT, "{taken} bytes of x arrived");
+    assert!(bytes[..taken].iter().all(|&b| b == b'x'));
+    client.signal(libc::SIGKILL).await.unwrap();
 }
 
 #[tokio::test]
@@ -372,7 +497,7 @@ async fn rotation_keeps_offsets_absolute() {
     // A subscriber from the start, live during the rotations: it may lag, but every byte it
     // gets sits at its absolute offset and nothing is skipped without a Lagged.
     let mut live = m.subscribe(0).await;
-    m.client().await.input(b"go\n").await.unwrap();
+    m.client().await.input(b"go\n", WAIT).await.unwrap();
     let (live_start, live_bytes, live_lags, exit) = collect(&mut live).await;
     assert_eq!(exit.code, Some(3));
     assert_eq!(live_start, 0);
@@ -467,7 +592,7 @@ async fn stalled_subscriber_slows_nobody() {
 async fn exit_code_is_recorded_and_the_monitor_goes_away() {
     let mut m = start(&["sh", "-c", "read x; exit 7"]).await;
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let (_, _, _, exit) = collect(&mut stream).await;
     assert_eq!((exit.code, exit.signal), (Some(7), None));
     assert_eq!(exit.describe(), "exited 7");
@@ -491,7 +616,7 @@ async fn exit_code_is_recorded_and_the_monitor_goes_away() {
 async fn death_by_signal_is_recorded() {
     let mut m = start(&["sh", "-c", "read x; kill -9 $$"]).await;
     let mut stream = m.subscribe(0).await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let (_, _, _, exit) = collect(&mut stream).await;
     assert_eq!((exit.code, exit.signal), (None, Some(9)));
     let on_disk: ExitInfo =
@@ -533,7 +658,7 @@ async fn escaped_orphans_are_adopted_and_reaped() {
     let mut output = m.subscribe(0).await;
     let mut seen = Vec::new();
     read_until(&mut output, &mut seen, "escaped").await;
-    m.client().await.input(b"\n").await.unwrap();
+    m.client().await.input(b"\n", WAIT).await.unwrap();
     let monitor = m.info.monitor_pid;
     let mut orphans = Vec::new();
     eventually("the orphan is re-parented to the monitor", || {
@@ -578,7 +703,7 @@ async fn survives_sigterm_and_sighup() {
     let info = client.info().await.unwrap();
     assert!(info.exit.is_none(), "the program died");
     let mut stream = m.subscribe(0).await;
-    client.input(b"still\n").await.unwrap();
+    client.input(b"still\n", WAIT).await.unwrap();
     let (_, bytes, _, exit) = collect(&mut stream).await;
     assert!(String::from_utf8_lossy(&bytes).contains("got:still"));
     assert_eq!(exit.code, Some(0));
@@ -636,7 +761,7 @@ async fn a_subscribed_connection_refuses_other_requests_and_bad_frames_close_onl
         matches!(frame, MonitorFrame::Error(ref m) if m.contains("subscription")),
         "{frame:?}"
     );
-    client.input(b"\n").await.unwrap();
+    client.input(b"\n", WAIT).await.unwrap();
 }
 
 #[tokio::test]
@@ -665,4 +790,267 @@ async fn a_failed_start_says_why_on_stderr_only() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_by_name_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pane");
+    std::fs::create_dir(&dir).unwrap();
+    let run = |args: Vec<&str>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aifactory-pane"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let dir_arg = dir.to_str().unwrap();
+    let cwd = tmp.path().to_str().unwrap();
+    for (args, needle) in [
+        (vec![], "--dir is required"),
+        (
+            vec![
+                "--dir",
+                dir_arg,
+                "--session",
+                "s",
+                "--cwd",
+                cwd,
+                "--cols",
+                "80",
+            ],
+            "--rows is required",
+        ),
+        (
+            vec![
+                "--dir",
+                dir_arg,
+                "--session",
+                "s",
+                "--cwd",
+                cwd,
+                "--cols",
+                "80",
+                "--rows",
+                "24",
+                "--log-max",
+                "9",
+            ],
+            "no program given",
+        ),
+        (
+            vec![
+                "--dir",
+                dir_arg,
+                "--session",
+                "s",
+                "--cwd",
+                cwd,
+                "--cols",
+                "wide",
+                "--rows",
+                "24",
+                "--log-max",
+                "9",
+                "--",
+                "true",
+            ],
+            "--cols `wide` is not a width",
+        ),
+        (
+            vec!["pane-monitor", "--dir", dir_arg],
+            "unknown argument `pane-monitor`",
+        ),
+    ] {
+        let out = run(args.clone());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("aifactory-pane: "), "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.contains("started by aifactoryd"), "{err}");
+    }
+    // Nothing was created.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+mod zygote {
+    //! `aifactory-pane --zygote`: forks monitors on request.
+
+    use std::ffi::OsString;
+    use std::io::{IoSlice, Read};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+
+    use aifactoryd::monitor::MonitorArgs;
+    use aifactoryd::monitor::zygote::encode;
+    use nix::sys::socket::{
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recv, sendmsg, socketpair,
+    };
+
+    use super::*;
+
+    struct Zygote {
+        socket: OwnedFd,
+        process: std::process::Child,
+    }
+
+    fn start_zygote() -> Zygote {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let process = Command::new(env!("CARGO_BIN_EXE_aifactory-pane"))
+            .arg("--zygote")
+            .env_clear()
+            .env("ZYGOTE_OWN", "not for the program")
+            .stdin(Stdio::from(theirs))
+            .spawn()
+            .unwrap();
+        Zygote {
+            socket: ours,
+            process,
+        }
+    }
+
+    /// Sends one request with fresh report and stderr pipes; returns the answer and the read
+    /// ends.
+    fn request(z: &Zygote, bytes: &[u8], fds: usize) -> (Vec<u8>, std::fs::File, std::fs::File) {
+        let (report_r, report_w) = nix::unistd::pipe().unwrap();
+        let (err_r, err_w) = nix::unistd::pipe().unwrap();
+        let raw = [report_w.as_raw_fd(), err_w.as_raw_fd()];
+        sendmsg::<()>(
+            z.socket.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &[ControlMessage::ScmRights(&raw[..fds])],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop((report_w, err_w));
+        let mut answer = [0u8; 4096];
+        let n = recv(z.socket.as_raw_fd(), &mut answer, MsgFlags::empty()).unwrap();
+        (
+            answer[..n].to_vec(),
+            std::fs::File::from(report_r),
+            std::fs::File::from(err_r),
+        )
+    }
+
+    #[tokio::test]
+    async fn forks_monitors_that_run_their_program_with_exactly_the_given_environment() {
+        let mut z = start_zygote();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pane");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let args = MonitorArgs {
+            dir: dir.clone(),
+            session: "s-zygote".into(),
+            name: None,
+            cwd: tmp.path().to_path_buf(),
+            cols: 80,
+            rows: 24,
+            log_max: 1 << 20,
+            command: vec!["sh".into(), "-c".into(), "read x; env | sort".into()],
+        };
+        let env = vec![
+            (OsString::from("PATH"), OsString::from("/usr/bin:/bin")),
+            (OsString::from("ODD"), OsString::from("a=b c")),
+        ];
+        let (answer, mut report, _err) = request(&z, &encode(&args.to_args(), &env), 2);
+        assert_eq!(answer[0], b'P', "{}", String::from_utf8_lossy(&answer));
+        let pid = u32::from_le_bytes(answer[1..5].try_into().unwrap());
+        let mut line = String::new();
+        report.read_to_string(&mut line).unwrap();
+        let info: MonitorInfo = serde_json::from_str(&line).unwrap();
+        assert_eq!(info.monitor_pid, pid);
+        assert_eq!(info.session_id, "s-zygote");
+        // Forked by the zygote, in a session of its own.
+        let (_, ppid, _, sid) = proc_stat(pid).unwrap();
+        assert_eq!(ppid, z.process.id());
+        assert_eq!(sid, pid);
+
+        let mut client = tokio::time::timeout(WAIT, MonitorClient::connect(&dir))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut stream = MonitorClient::connect(&dir)
+            .await
+            .unwrap()
+            .subscribe(0)
+            .await
+            .unwrap();
+        client.input(b"\n", WAIT).await.unwrap();
+        let (_, bytes, _, exit) = collect(&mut stream).await;
+        assert_eq!(exit.code, Some(0));
+        let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+        let vars: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains('='))
+            .filter(|l| !l.starts_with("PWD=") && !l.starts_with("SHLVL=") && !l.starts_with("_="))
+            .collect();
+        assert_eq!(vars, ["ODD=a=b c", "PATH=/usr/bin:/bin"], "{text}");
+        drop((client, stream));
+
+        // The monitor ends on its own, and the zygote leaves no zombie of it.
+        eventually("the monitor is gone and reaped", || {
+            proc_stat(pid).is_none()
+        })
+        .await;
+
+        // A bad request is refused with the reason, and the zygote serves on.
+        let (answer, _, _) = request(&z, b"2\0--dir\0", 2);
+        assert_eq!(answer[0], b'E');
+        let (answer, _, _) = request(&z, &encode(&args.to_args(), &env), 1);
+        assert!(
+            String::from_utf8_lossy(&answer).contains("descriptors"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let mut bad = args.to_args();
+        bad.retain(|a| a != "--cwd");
+        let (answer, _, _) = request(&z, &encode(&bad, &env), 2);
+        assert!(
+            String::from_utf8_lossy(&answer).contains("--cwd"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(z.process.try_wait().unwrap().is_none());
+
+        // Only the daemon's end closing ends the zygote: not a stop signal meant for both.
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            unsafe {
+                libc::kill(z.process.id() as i32, signal);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(z.process.try_wait().unwrap().is_none(), "a signal ended it");
+
+        // Monitors wait, prepared for the next sessions, each with its program's process.
+        let waiting: Vec<u32> = children_of(z.process.id())
+            .iter()
+            .map(|(pid, _)| *pid)
+            .collect();
+        assert_eq!(waiting.len(), 4, "{waiting:?}");
+        let stubs: Vec<u32> = waiting
+            .iter()
+            .flat_map(|&m| children_of(m))
+            .map(|(pid, _)| pid)
+            .collect();
+        assert_eq!(stubs.len(), 4, "{stubs:?}");
+
+        // The daemon's end closing ends the zygote, and the monitors that waited in vain.
+        drop(z.socket);
+        let status = z.process.wait().unwrap();
+        assert!(status.success(), "{status}");
+        for pid in waiting.iter().chain(&stubs) {
+            eventually("a waiting monitor or its program's process ends", || {
+                proc_stat(*pid).is_none_or(|(state, ..)| state == 'Z')
+            })
+            .await;
+        }
+    }
 }

@@ -6,18 +6,24 @@
 //!    sequentially (each returns once its program runs), against `tmux new-session -d -s sN
 //!    sleep 1000`, one client call each; then killing all 100 (`aifactoryctl sessions kill ID
 //!    --grace 5`, which returns once the end is recorded) against `tmux kill-session -t sN`
-//!    (timed until every pane's process is also reaped). Beside them, 100 `aifactoryctl status`
-//!    calls: the cost of 100 CLI processes and round trips. Repetitions alternate which goes
-//!    first.
+//!    (timed until every pane's process is also reaped). Two daemons take part: one with its
+//!    pane directories on a tmpfs, as in production (`/run/aifactory/panes`, or
+//!    `$XDG_RUNTIME_DIR`), one with them in the sandbox on `$TMPDIR`'s file system (the test
+//!    harness's default). Beside them, 100 `aifactoryctl status` calls: the cost of 100 CLI
+//!    processes and round trips. Repetitions rotate which goes first. Each create series also
+//!    sums the on-CPU time (`schedstat`) of every process involved: clients, daemon and
+//!    zygote or tmux server, monitors, programs; unlike elapsed time, it does not count
+//!    waiting for a CPU on a loaded machine.
 //! 2. 100 MB through one session until all of it is in `output.log`, for `head -c 100000000
 //!    /dev/urandom | base64` and `yes | head -c 100000000`, timed from `sessions new` until the
 //!    session is recorded as ended and `output.log` holds every byte; beside it the same command
 //!    redirected to a plain file, tmux with `pipe-pane -o 'cat > FILE'`, and the kernel's own
 //!    limit: a minimal reader in this process that copies a fresh PTY's master to a file until
 //!    EIO. Methods rotate run by run, each after a `syncfs`.
-//! 3. with 100 idle sessions: the daemon's RSS, the PSS of the daemon and of every monitor
-//!    (`/proc/<pid>/smaps_rollup`), and the CPU time and context switches of all of them over a
-//!    10 s window; the tmux server's, with its 100 sessions, over the same window.
+//! 3. with 100 idle sessions (on the tmpfs daemon): the daemon's RSS, the PSS of the daemon,
+//!    its monitor zygote and every monitor (`/proc/<pid>/smaps_rollup`), and the CPU time and
+//!    context switches of all of them over a 10 s window; the tmux server's, with its 100
+//!    sessions, over the same window.
 //!
 //! Run with `cargo build --release -p aifactoryd -p aifactoryctl && cargo bench -p
 //! aifactory-tests --bench sessions`: `cargo bench` does not build the daemon or the CLI, and a
@@ -82,30 +88,49 @@ fn main() {
         }
     };
 
+    let config = format!("pane_log_max = {PANE_LOG_MAX}\n");
+    // The sandbox's own pane directory (on $TMPDIR's disk), and one on a tmpfs.
     let sandbox = Sandbox::new();
-    sandbox.write_config(&format!("pane_log_max = {PANE_LOG_MAX}\n"));
-    let mut daemon = sandbox.daemon().start();
-    assert!(
-        !daemon.logs().contains("test-hooks"),
-        "{} was built with the `test-hooks` feature: rebuild it with `cargo build --release -p aifactoryd -p aifactoryctl`",
-        bin("aifactoryd").display()
-    );
+    sandbox.write_config(&config);
+    let mut on_tmpfs = Sandbox::new();
+    let tmpfs = find_tmpfs();
+    let mut places = vec![Place::start(&sandbox, &std::env::temp_dir())];
+    match &tmpfs {
+        Some(parent) => {
+            on_tmpfs.panes_under(parent, &config);
+            places.insert(0, Place::start(&on_tmpfs, parent));
+        }
+        None => eprintln!(
+            "no tmpfs found ($XDG_RUNTIME_DIR, /dev/shm, /run): only the disk placement is measured"
+        ),
+    }
+    for place in &places {
+        assert!(
+            !place.daemon.logs().contains("test-hooks"),
+            "{} was built with the `test-hooks` feature: rebuild it with `cargo build --release -p aifactoryd -p aifactoryctl`",
+            bin("aifactoryd").display()
+        );
+    }
     let work = tempfile::Builder::new()
         .prefix("aifactory-bench-sessions-")
         .tempdir()
         .expect("create a work directory");
 
-    let lifecycle = lifecycle(&sandbox, &daemon, tmux_exe.as_deref());
+    let lifecycle = lifecycle(&places, tmux_exe.as_deref());
     let throughput = throughput(&sandbox, tmux_exe.as_deref(), work.path());
 
-    if let Some(status) = daemon.try_exit() {
-        panic!(
-            "aifactoryd exited ({status}) during the bench:\n{}",
-            daemon.logs()
-        );
+    let mut log_lines = 0;
+    for place in &mut places {
+        if let Some(status) = place.daemon.try_exit() {
+            panic!(
+                "aifactoryd exited ({status}) during the bench:\n{}",
+                place.daemon.logs()
+            );
+        }
+        log_lines += place.daemon.logs().lines().count();
     }
-    let log_lines = daemon.logs().lines().count();
-    drop(daemon);
+    drop(places);
+    drop(on_tmpfs);
     drop(sandbox);
 
     println!();
@@ -119,129 +144,270 @@ fn main() {
     println!();
     print!("{}", throughput_table(&throughput));
     println!();
-    print!("{}", idle_table(&lifecycle.idle));
+    print!("{}", idle_table(&lifecycle.idle, &lifecycle.idle_place));
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1 and 3: create, idle, kill.
 
+/// One daemon and where its pane directories are.
+struct Place<'a> {
+    sandbox: &'a Sandbox,
+    daemon: Daemon,
+    /// E.g. `tmpfs: /dev/shm` or `ext4: /tmp`.
+    label: String,
+}
+
+impl<'a> Place<'a> {
+    /// Starts the sandbox's daemon, whose pane directories are under `parent`.
+    fn start(sandbox: &'a Sandbox, parent: &Path) -> Place<'a> {
+        Place {
+            sandbox,
+            daemon: sandbox.daemon().start(),
+            label: format!("{} ({})", fs_type(parent), parent.display()),
+        }
+    }
+}
+
+/// A directory on a tmpfs to put pane directories under, as `/run` is in production.
+fn find_tmpfs() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(PathBuf::from("/dev/shm")),
+        Some(PathBuf::from("/run")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| fs_type(dir) == "tmpfs" && tempfile::tempdir_in(dir).is_ok())
+}
+
+/// The name of the file system `path` is on.
+fn fs_type(path: &Path) -> String {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC};
+    match nix::sys::statfs::statfs(path) {
+        Ok(s) if s.filesystem_type() == TMPFS_MAGIC => "tmpfs".into(),
+        Ok(s) if s.filesystem_type() == EXT4_SUPER_MAGIC => "ext4".into(),
+        Ok(s) if s.filesystem_type() == XFS_SUPER_MAGIC => "xfs".into(),
+        Ok(s) if s.filesystem_type() == BTRFS_SUPER_MAGIC => "btrfs".into(),
+        Ok(s) => format!("fs {:#x}", s.filesystem_type().0),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// One daemon's create and kill series.
+#[derive(Default)]
+struct Series {
+    label: String,
+    create: Vec<Duration>,
+    create_calls: Vec<Duration>,
+    /// CPU per create, one per repetition.
+    create_cpu: Vec<CreateCpu>,
+    kill: Vec<Duration>,
+    kill_calls: Vec<Duration>,
+}
+
+/// On-CPU time per session start, split by process: less sensitive than elapsed time to a
+/// shared machine's load, since waiting for a CPU is not counted.
+#[derive(Clone, Copy, Default)]
+struct CreateCpu {
+    /// The client processes (`aifactoryctl`, `tmux`), from this process's reaped children.
+    client: Duration,
+    /// The daemon (all threads) and its zygote, or the tmux server.
+    server: Duration,
+    /// The pane monitors, over their whole life so far.
+    monitors: Duration,
+    /// The programs (`sleep`), including the start of their process before the exec.
+    programs: Duration,
+}
+
+impl CreateCpu {
+    fn total(&self) -> Duration {
+        self.client + self.server + self.monitors + self.programs
+    }
+}
+
+/// On-CPU time of a process, all threads, from `/proc/<pid>/task/*/schedstat` (ns).
+fn on_cpu(pid: u32) -> Duration {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// CPU time of this process's reaped children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes one struct rusage to a valid pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 struct Lifecycle {
-    ours_create: Vec<Duration>,
-    ours_create_calls: Vec<Duration>,
-    ours_kill: Vec<Duration>,
-    ours_kill_calls: Vec<Duration>,
+    ours: Vec<Series>,
     ctl_status: Vec<Duration>,
     tmux_create: Vec<Duration>,
     tmux_create_calls: Vec<Duration>,
+    tmux_create_cpu: Vec<CreateCpu>,
     /// The kill-session calls alone, and until every pane's process was reaped.
     tmux_kill: Vec<Duration>,
     tmux_kill_calls: Vec<Duration>,
     tmux_kill_reaped: Vec<Duration>,
+    /// Where the idle daemon keeps its panes.
+    idle_place: String,
     idle: IdleReport,
 }
 
-fn lifecycle(sandbox: &Sandbox, daemon: &Daemon, tmux_exe: Option<&Path>) -> Lifecycle {
+/// Who creates (or kills) next in a repetition: a daemon (by index) or tmux.
+#[derive(Clone, Copy)]
+enum Turn {
+    Ours(usize),
+    Tmux,
+}
+
+fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
     let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
     let mut report = Lifecycle {
-        ours_create: Vec::new(),
-        ours_create_calls: Vec::new(),
-        ours_kill: Vec::new(),
-        ours_kill_calls: Vec::new(),
+        ours: places
+            .iter()
+            .map(|p| Series {
+                label: p.label.clone(),
+                ..Series::default()
+            })
+            .collect(),
         ctl_status: Vec::new(),
         tmux_create: Vec::new(),
         tmux_create_calls: Vec::new(),
+        tmux_create_cpu: Vec::new(),
         tmux_kill: Vec::new(),
         tmux_kill_calls: Vec::new(),
         tmux_kill_reaped: Vec::new(),
+        idle_place: places[0].label.clone(),
         idle: IdleReport::default(),
     };
-    // Untimed: the first session ever starts the runtime's paths, the first kill too.
-    let warm = ctl_ok(sandbox, &["sessions", "new", "--", "sleep", "1000"]);
-    ctl_ok(
-        sandbox,
-        &[
-            "sessions",
-            "kill",
-            warm.stdout_text().trim(),
-            "--grace",
-            "5",
-        ],
-    );
+    // Untimed: the first session ever starts the runtime's paths (and the monitor zygote),
+    // the first kill too.
+    for place in places {
+        let warm = ctl_ok(place.sandbox, &["sessions", "new", "--", "sleep", "1000"]);
+        ctl_ok(
+            place.sandbox,
+            &[
+                "sessions",
+                "kill",
+                warm.stdout_text().trim(),
+                "--grace",
+                "5",
+            ],
+        );
+    }
+    let mut turns: Vec<Turn> = (0..places.len()).map(Turn::Ours).collect();
+    if tmux.is_some() {
+        turns.push(Turn::Tmux);
+    }
 
     for rep in 0..CREATE_REPS {
         eprintln!("create/kill {SESSIONS} sessions: repetition {}", rep + 1);
-        let ours_first = rep % 2 == 0;
-        let mut ids = Vec::new();
-        let mut create_ours = |report: &mut Lifecycle| {
-            let (took, calls, created) = create_ours(sandbox);
-            report.ours_create.push(took);
-            report.ours_create_calls.extend(calls);
-            ids = created;
-        };
-        let create_tmux = |report: &mut Lifecycle| {
-            if let Some(tmux) = &tmux {
-                let (took, calls) = tmux.create(SESSIONS);
-                report.tmux_create.push(took);
-                report.tmux_create_calls.extend(calls);
+        // Each takes each place in the order once over as many repetitions.
+        let mut order = turns.clone();
+        order.rotate_left(rep % turns.len());
+        let mut ids: Vec<Vec<String>> = vec![Vec::new(); places.len()];
+        for turn in &order {
+            match (*turn, &tmux) {
+                (Turn::Ours(i), _) => {
+                    let daemon = places[i].daemon.pid();
+                    let server =
+                        || on_cpu(daemon) + zygote_of(daemon).map_or(Duration::ZERO, on_cpu);
+                    let (server_before, client_before) = (server(), children_cpu());
+                    let (took, calls, created) = create_ours(places[i].sandbox);
+                    let (server_after, client_after) = (server(), children_cpu());
+                    let sessions = running_sessions(places[i].sandbox);
+                    report.ours[i].create_cpu.push(CreateCpu {
+                        client: (client_after - client_before) / SESSIONS as u32,
+                        server: server_after.saturating_sub(server_before) / SESSIONS as u32,
+                        monitors: sessions.iter().map(|s| on_cpu(s.1)).sum::<Duration>()
+                            / SESSIONS as u32,
+                        programs: sessions.iter().map(|s| on_cpu(s.0)).sum::<Duration>()
+                            / SESSIONS as u32,
+                    });
+                    report.ours[i].create.push(took);
+                    report.ours[i].create_calls.extend(calls);
+                    ids[i] = created;
+                }
+                (Turn::Tmux, Some(tmux)) => {
+                    let (server_before, client_before) = (on_cpu(tmux.pid), children_cpu());
+                    let (took, calls) = tmux.create(SESSIONS);
+                    let (server_after, client_after) = (on_cpu(tmux.pid), children_cpu());
+                    let panes = tmux.pane_pids();
+                    report.tmux_create_cpu.push(CreateCpu {
+                        client: (client_after - client_before) / SESSIONS as u32,
+                        server: server_after.saturating_sub(server_before) / SESSIONS as u32,
+                        monitors: Duration::ZERO,
+                        programs: panes.iter().map(|&p| on_cpu(p)).sum::<Duration>()
+                            / SESSIONS as u32,
+                    });
+                    report.tmux_create.push(took);
+                    report.tmux_create_calls.extend(calls);
+                }
+                (Turn::Tmux, None) => {}
             }
-        };
-        if ours_first {
-            create_ours(&mut report);
-            create_tmux(&mut report);
-        } else {
-            create_tmux(&mut report);
-            create_ours(&mut report);
         }
-        let monitors = running_monitors(sandbox);
-        assert_eq!(
-            monitors.len(),
-            SESSIONS,
-            "aifactoryd counts {} running sessions, wanted {SESSIONS}:\n{}",
-            monitors.len(),
-            daemon.logs()
-        );
+        for place in places {
+            let monitors = running_monitors(place.sandbox);
+            assert_eq!(
+                monitors.len(),
+                SESSIONS,
+                "aifactoryd counts {} running sessions, wanted {SESSIONS}:\n{}",
+                monitors.len(),
+                place.daemon.logs()
+            );
+        }
         if rep == 0 {
-            // The warm-up session's monitor lingers 2 s (`LINGER`) after its end, then exits
-            // and the daemon reaps it: let that pass before the window.
+            // The warm-up sessions' monitors linger 2 s (`LINGER`) after their end: let that
+            // pass before the window.
             std::thread::sleep(IDLE_SETTLE);
             eprintln!(
                 "idle window: {SESSIONS} sessions, {} s",
                 IDLE_WINDOW.as_secs()
             );
-            report.idle = idle(daemon.pid(), &monitors, tmux.as_ref());
+            let monitors = running_monitors(places[0].sandbox);
+            report.idle = idle(places[0].daemon.pid(), &monitors, tmux.as_ref());
         }
         // The floor: 100 CLI processes and round trips, no session work.
         let start = Instant::now();
         for _ in 0..SESSIONS {
-            ctl_ok(sandbox, &["status"]);
+            ctl_ok(places[0].sandbox, &["status"]);
         }
         report.ctl_status.push(start.elapsed());
 
-        let kill_ours = |report: &mut Lifecycle| {
-            let (took, calls) = kill_ours(sandbox, &ids);
-            report.ours_kill.push(took);
-            report.ours_kill_calls.extend(calls);
-        };
-        let kill_tmux = |report: &mut Lifecycle| {
-            if let Some(tmux) = &tmux {
-                let (calls_took, reaped, calls) = tmux.kill(SESSIONS);
-                report.tmux_kill.push(calls_took);
-                report.tmux_kill_reaped.push(reaped);
-                report.tmux_kill_calls.extend(calls);
+        for turn in &order {
+            match (*turn, &tmux) {
+                (Turn::Ours(i), _) => {
+                    let (took, calls) = kill_ours(places[i].sandbox, &ids[i]);
+                    report.ours[i].kill.push(took);
+                    report.ours[i].kill_calls.extend(calls);
+                }
+                (Turn::Tmux, Some(tmux)) => {
+                    let (calls_took, reaped, calls) = tmux.kill(SESSIONS);
+                    report.tmux_kill.push(calls_took);
+                    report.tmux_kill_reaped.push(reaped);
+                    report.tmux_kill_calls.extend(calls);
+                }
+                (Turn::Tmux, None) => {}
             }
-        };
-        if ours_first {
-            kill_ours(&mut report);
-            kill_tmux(&mut report);
-        } else {
-            kill_tmux(&mut report);
-            kill_ours(&mut report);
         }
-        assert!(
-            running_monitors(sandbox).is_empty(),
-            "sessions still running after the kills:\n{}",
-            daemon.logs()
-        );
+        for place in places {
+            assert!(
+                running_monitors(place.sandbox).is_empty(),
+                "sessions still running after the kills:\n{}",
+                place.daemon.logs()
+            );
+        }
     }
     report
 }
@@ -276,6 +442,22 @@ fn kill_ours(sandbox: &Sandbox, ids: &[String]) -> (Duration, Vec<Duration>) {
         );
     }
     (start.elapsed(), calls)
+}
+
+/// (program pid, monitor pid) of the sessions the daemon lists as running.
+fn running_sessions(sandbox: &Sandbox) -> Vec<(u32, u32)> {
+    let out = ctl_ok(sandbox, &["--json", "sessions", "list"]);
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("`sessions list --json` prints JSON");
+    let pid = |s: &serde_json::Value, key: &str| {
+        s[key].as_u64().expect("a running session's pids") as u32
+    };
+    list.as_array()
+        .expect("a JSON array of sessions")
+        .iter()
+        .filter(|s| s["state"] == "running")
+        .map(|s| (pid(s, "pid"), pid(s, "monitor_pid")))
+        .collect()
 }
 
 /// Monitor pids of the sessions the daemon lists as running.
@@ -458,7 +640,19 @@ struct IdleReport {
     monitors_threads: usize,
     /// Monitors that switched at all in the window.
     monitors_woken: usize,
+    /// The daemon's monitor zygote and its waiting monitors, if it has one.
+    zygote: Option<HelperIdle>,
     tmux: Option<TmuxIdle>,
+}
+
+/// The zygote and the monitors it keeps waiting (with their program processes), summed.
+struct HelperIdle {
+    zygote: u32,
+    processes: usize,
+    pss_kb: u64,
+    private_kb: u64,
+    cpu_ms: f64,
+    switches: u64,
 }
 
 struct TmuxIdle {
@@ -469,12 +663,64 @@ struct TmuxIdle {
     switches: u64,
 }
 
+/// (pid, parent pid, command name) of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (comm, rest) = stat.rsplit_once(')')?;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            let comm = comm.split_once('(')?.1.to_string();
+            Some((pid, ppid, comm))
+        })
+        .collect()
+}
+
+/// The daemon's monitor zygote: its child `aifactory-pane` (the monitors are not the daemon's
+/// children).
+fn zygote_of(daemon: u32) -> Option<u32> {
+    processes()
+        .into_iter()
+        .find(|(_, ppid, comm)| *ppid == daemon && comm == "aifactory-pane")
+        .map(|(pid, ..)| pid)
+}
+
+/// The zygote, then the monitors it keeps waiting for sessions (its children that run no
+/// session) and their program processes.
+fn zygote_family(daemon: u32, session_monitors: &[u32]) -> Vec<u32> {
+    let Some(zygote) = zygote_of(daemon) else {
+        return Vec::new();
+    };
+    let all = processes();
+    let waiting: Vec<u32> = all
+        .iter()
+        .filter(|(pid, ppid, _)| *ppid == zygote && !session_monitors.contains(pid))
+        .map(|(pid, ..)| *pid)
+        .collect();
+    let stubs = all
+        .iter()
+        .filter(|(_, ppid, _)| waiting.contains(ppid))
+        .map(|(pid, ..)| *pid);
+    std::iter::once(zygote)
+        .chain(waiting.iter().copied())
+        .chain(stubs)
+        .collect()
+}
+
 fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
+    let family = zygote_family(daemon, monitors);
     let before_daemon = Usage::read(daemon);
+    let before_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let before_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
     let before_tmux = tmux.map(|t| Usage::read(t.pid));
     std::thread::sleep(IDLE_WINDOW);
     let after_daemon = Usage::read(daemon);
+    let after_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let after_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
     let after_tmux = tmux.map(|t| Usage::read(t.pid));
 
@@ -505,6 +751,25 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
         monitors_switches: switched.iter().sum(),
         monitors_threads: after_monitors.iter().map(|u| u.threads).sum(),
         monitors_woken: switched.iter().filter(|&&n| n > 0).count(),
+        zygote: family.first().map(|&zygote| {
+            let mem: Vec<Smaps> = family.iter().map(|&p| Smaps::read(p)).collect();
+            HelperIdle {
+                zygote,
+                processes: family.len(),
+                pss_kb: mem.iter().map(|m| m.pss_kb).sum(),
+                private_kb: mem.iter().map(|m| m.private_kb).sum(),
+                cpu_ms: before_family
+                    .iter()
+                    .zip(&after_family)
+                    .map(|(b, a)| cpu(b, a))
+                    .sum(),
+                switches: before_family
+                    .iter()
+                    .zip(&after_family)
+                    .map(|(b, a)| a.switches.saturating_sub(b.switches))
+                    .sum(),
+            }
+        }),
         tmux: tmux.zip(before_tmux.zip(after_tmux)).map(|(t, (b, a))| {
             let mem = Smaps::read(t.pid);
             TmuxIdle {
@@ -880,24 +1145,34 @@ fn lifecycle_table(l: &Lifecycle) -> String {
             secs(max),
         );
     };
-    row(
-        "create: `aifactoryctl sessions new -- sleep 1000` × 100",
-        &l.ours_create,
-        &l.ours_create_calls,
-        &l.tmux_create,
-    );
+    for series in &l.ours {
+        row(
+            &format!(
+                "create: `aifactoryctl sessions new -- sleep 1000` × 100, panes on {}",
+                series.label
+            ),
+            &series.create,
+            &series.create_calls,
+            &l.tmux_create,
+        );
+    }
     row(
         "create: `tmux new-session -d -s sN sleep 1000` × 100",
         &l.tmux_create,
         &l.tmux_create_calls,
         &[],
     );
-    row(
-        "kill: `aifactoryctl sessions kill ID --grace 5` × 100 (returns once the end is recorded)",
-        &l.ours_kill,
-        &l.ours_kill_calls,
-        &l.tmux_kill_reaped,
-    );
+    for series in &l.ours {
+        row(
+            &format!(
+                "kill: `aifactoryctl sessions kill ID --grace 5` × 100 (returns once the end is recorded), panes on {}",
+                series.label
+            ),
+            &series.kill,
+            &series.kill_calls,
+            &l.tmux_kill_reaped,
+        );
+    }
     row(
         "kill: `tmux kill-session -t sN` × 100, until every pane process is reaped",
         &l.tmux_kill_reaped,
@@ -916,6 +1191,45 @@ fn lifecycle_table(l: &Lifecycle) -> String {
         &[],
         &[],
     );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| on-CPU time per session start (median of the repetitions' means) | client | daemon + zygote / tmux server | monitor | program | total | ÷ tmux |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let tmux_total = (!l.tmux_create_cpu.is_empty()).then(|| {
+        median(
+            &l.tmux_create_cpu
+                .iter()
+                .map(CreateCpu::total)
+                .collect::<Vec<_>>(),
+        )
+    });
+    let mut cpu_row = |what: &str, cpu: &[CreateCpu]| {
+        if cpu.is_empty() {
+            return;
+        }
+        let part =
+            |f: fn(&CreateCpu) -> Duration| ms(median(&cpu.iter().map(f).collect::<Vec<_>>()));
+        let total = median(&cpu.iter().map(CreateCpu::total).collect::<Vec<_>>());
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {} | {} | {} |",
+            part(|c| c.client),
+            part(|c| c.server),
+            part(|c| c.monitors),
+            part(|c| c.programs),
+            ms(total),
+            tmux_total.map_or("–".into(), |t| ratio(total, t)),
+        );
+    };
+    for series in &l.ours {
+        cpu_row(
+            &format!("aifactoryd, panes on {}", series.label),
+            &series.create_cpu,
+        );
+    }
+    cpu_row("tmux", &l.tmux_create_cpu);
     out
 }
 
@@ -993,13 +1307,13 @@ fn throughput_table(results: &[Throughput]) -> String {
     out
 }
 
-fn idle_table(i: &IdleReport) -> String {
+fn idle_table(i: &IdleReport, place: &str) -> String {
     let mut out = String::new();
     let n = i.monitor_pss_kb.len();
     let tmux = i.tmux.as_ref();
     let _ = writeln!(
         out,
-        "| With {n} idle sessions (`sleep 1000`) | aifactoryd | tmux server (peer) | target |"
+        "| With {n} idle sessions (`sleep 1000`) | aifactoryd, panes on {place} | tmux server (peer) | target |"
     );
     let _ = writeln!(out, "|---|---:|---:|---|");
     let t = |f: &dyn Fn(&TmuxIdle) -> String| {
@@ -1007,6 +1321,7 @@ fn idle_table(i: &IdleReport) -> String {
             .unwrap_or_else(|| "–".into())
     };
     let monitors_pss: u64 = i.monitor_pss_kb.iter().sum();
+    let zygote_pss = i.zygote.as_ref().map_or(0, |z| z.pss_kb);
     let _ = writeln!(
         out,
         "| daemon VmRSS | {} | {} | < 10 MB |",
@@ -1028,27 +1343,48 @@ fn idle_table(i: &IdleReport) -> String {
         mb(median_u64(&i.monitor_private_kb)),
         mb(median_u64(&i.monitor_rss_kb)),
     );
+    match &i.zygote {
+        Some(z) => {
+            let _ = writeln!(
+                out,
+                "| monitor zygote (`aifactory-pane --zygote`, pid {}) and the monitors waiting for sessions, with their program processes ({} processes): PSS (private) | {} ({}) | – | – |",
+                z.zygote,
+                z.processes,
+                mb(z.pss_kb),
+                mb(z.private_kb)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "| monitor zygote | none found | – | – |");
+        }
+    }
     let _ = writeln!(
         out,
-        "| PSS of the daemon + all {n} monitors | {} | {} | – |",
-        mb(i.daemon_pss_kb + monitors_pss),
+        "| PSS of the daemon + zygote and waiting monitors + all {n} session monitors | {} | {} | – |",
+        mb(i.daemon_pss_kb + zygote_pss + monitors_pss),
         t(&|t| mb(t.pss_kb))
     );
     let _ = writeln!(
         out,
-        "| idle {} s: CPU (utime+stime), daemon / all monitors | {:.0} ms / {:.0} ms | {} | 0 |",
+        "| idle {} s: CPU (utime+stime), daemon / zygote and waiting monitors / all session monitors | {:.0} ms / {} / {:.0} ms | {} | 0 |",
         IDLE_WINDOW.as_secs(),
         i.daemon_cpu_ms,
+        i.zygote
+            .as_ref()
+            .map_or("–".into(), |z| format!("{:.0} ms", z.cpu_ms)),
         i.monitors_cpu_ms,
         t(&|t| format!("{:.0} ms", t.cpu_ms))
     );
     let _ = writeln!(
         out,
-        "| idle {} s: wakeups (context switches), daemon ({} threads) / all monitors ({} threads; monitors that woke) | {} / {} ({}) | {} | 0 |",
+        "| idle {} s: wakeups (context switches), daemon ({} threads) / zygote and waiting monitors / all session monitors ({} threads; monitors that woke) | {} / {} / {} ({}) | {} | 0 |",
         IDLE_WINDOW.as_secs(),
         i.daemon_threads,
         i.monitors_threads,
         i.daemon_switches,
+        i.zygote
+            .as_ref()
+            .map_or("–".into(), |z| z.switches.to_string()),
         i.monitors_switches,
         i.monitors_woken,
         t(&|t| t.switches.to_string())

@@ -61,54 +61,88 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// A workspace binary; fails with the command that builds it when it is missing.
-pub fn bin(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`), or set AIFACTORY_BIN_DIR",
-        path.display()
-    );
-    path
+/// The binaries that must sit beside `name`: the daemon starts its pane monitor from its own
+/// directory.
+pub fn companions(name: &str) -> Vec<&str> {
+    match name {
+        "aifactoryd" => vec!["aifactoryd", "aifactory-pane"],
+        other => vec![other],
+    }
 }
 
-/// A copy of a workspace binary that every user can run, for tests that run a process as
-/// another uid: the build directory (and the checkout above it) may not be searchable by
-/// others. Copies are keyed by size and mtime, so test processes share them.
+/// A workspace binary; fails with the command that builds it when it (or a binary it needs
+/// beside it) is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = bin_dir();
+    for needed in companions(name) {
+        let path = dir.join(needed);
+        assert!(
+            path.exists(),
+            "{} is missing: build the workspace first (`cargo build --workspace`), or set AIFACTORY_BIN_DIR to a directory holding {}",
+            path.display(),
+            companions(name).join(" and ")
+        );
+    }
+    dir.join(name)
+}
+
+/// A copy of a workspace binary (with its [`companions`] beside it) that every user can run,
+/// for tests that run a process as another uid: the build directory (and the checkout above
+/// it) may not be searchable by others. Copies are keyed by the binaries' sizes and mtimes,
+/// so test processes share them.
 pub fn shared_bin(name: &str) -> PathBuf {
     use std::os::unix::fs::MetadataExt;
-    let original = bin(name);
-    let meta = fs::metadata(&original).expect("stat binary");
-    let dir = std::env::temp_dir().join("aifactory-shared-bin");
-    fs::create_dir_all(&dir).expect("create the shared binary directory");
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod shared bin dir");
-    let copy = dir.join(format!(
-        "{name}-{}-{}",
-        meta.size(),
-        meta.mtime_nsec() + meta.mtime() * 1_000_000_000
-    ));
-    if !copy.exists() {
-        // Copy under a unique name, then rename: concurrent tests never see half a binary.
-        // `cp` writes it, not this process: a write fd held here could be inherited by a
-        // concurrent fork and make exec of the copy fail with ETXTBSY.
+    let originals: Vec<(&str, PathBuf)> = companions(name)
+        .into_iter()
+        .map(|n| (n, bin_dir().join(n)))
+        .collect();
+    bin(name);
+    let key: Vec<String> = originals
+        .iter()
+        .map(|(_, path)| {
+            let meta = fs::metadata(path).expect("stat binary");
+            format!(
+                "{}-{}",
+                meta.size(),
+                meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+            )
+        })
+        .collect();
+    let root = std::env::temp_dir().join("aifactory-shared-bin");
+    fs::create_dir_all(&root).expect("create the shared binary directory");
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod shared bin dir");
+    let dir = root.join(format!("{name}-{}", key.join("-")));
+    if !dir.exists() {
+        // Filled under a unique name, then renamed: concurrent tests never see half a set.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}-{}-{n}", std::process::id()));
-        let copied = Command::new("cp")
-            .arg(&original)
-            .arg(&tmp)
-            .status()
-            .expect("run cp");
-        assert!(
-            copied.success(),
-            "cp {} {} failed",
-            original.display(),
-            tmp.display()
-        );
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod binary");
-        fs::rename(&tmp, &copy).expect("publish binary copy");
+        let tmp = root.join(format!(".{name}-{}-{n}", std::process::id()));
+        fs::create_dir_all(&tmp).expect("create a shared binary directory");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod binary dir");
+        for (n, original) in &originals {
+            // `cp` writes it, not this process: a write fd held here could be inherited by a
+            // concurrent fork and make exec of the copy fail with ETXTBSY.
+            let copy = tmp.join(n);
+            let copied = Command::new("cp")
+                .arg(original)
+                .arg(&copy)
+                .status()
+                .expect("run cp");
+            assert!(
+                copied.success(),
+                "cp {} {} failed",
+                original.display(),
+                copy.display()
+            );
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+        }
+        if fs::rename(&tmp, &dir).is_err() {
+            // Another test published the same set first.
+            assert!(dir.exists(), "cannot publish {}", dir.display());
+            let _ = fs::remove_dir_all(&tmp);
+        }
     }
-    copy
+    dir.join(name)
 }
 
 /// Gives a tree to another user (tests that run the daemon as someone else).
@@ -121,9 +155,45 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+/// How long one [`Sandbox::ctl`] call may take. A wedged daemon then fails the test, whose
+/// sandbox cleans up as it unwinds, instead of hanging it until someone kills it.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a sandbox's guardian does (`$1` is the sandbox): it waits on a pipe from the test
+/// process. `done` means the sandbox cleaned up itself; end of file without it means the test
+/// process died without unwinding (SIGKILL, or a SIGTERM/SIGINT such as `timeout` or Ctrl-C
+/// send to its whole process group), and the guardian kills what it left: the daemons first,
+/// so they start nothing new, then every session's process group and monitor. Monitors are
+/// built to outlive their daemon (own session, SIGTERM and SIGHUP ignored), so without this
+/// they would run on forever. A monitor pid is trusted only while its start time matches.
+const GUARDIAN: &str = r#"
+trap '' HUP INT TERM PIPE
+read -r word
+[ "$word" = done ] && exit 0
+cd "$1" || exit 0
+started() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+for f in pids/daemon.*; do
+    [ -e "$f" ] && kill -KILL "${f##*.}" 2>/dev/null
+done
+for meta in panes/*/meta.json run/aifactory-rmux/panes/*/meta.json; do
+    [ -e "$meta" ] || continue
+    json=$(cat "$meta")
+    pgid=$(printf %s "$json" | sed -n 's/.*"pgid":\([0-9]*\).*/\1/p')
+    mon=$(printf %s "$json" | sed -n 's/.*"monitor_pid":\([0-9]*\).*/\1/p')
+    mon_start=$(printf %s "$json" | sed -n 's/.*"monitor_start_time":\([0-9]*\).*/\1/p')
+    [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null
+    [ -n "$mon" ] && [ "$(started "$mon")" = "$mon_start" ] && kill -KILL "$mon" 2>/dev/null
+done
+exit 0
+"#;
+
 /// A private directory tree for one daemon (or several sharing it).
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// Directories of this sandbox outside it (see [`Sandbox::panes_under`]).
+    elsewhere: Vec<tempfile::TempDir>,
+    /// The guardian process and the pipe it waits on (see [`GUARDIAN`]).
+    guardian: Option<(Child, std::process::ChildStdin)>,
 }
 
 impl Sandbox {
@@ -137,7 +207,25 @@ impl Sandbox {
         }
         fs::set_permissions(dir.path().join("run"), fs::Permissions::from_mode(0o700))
             .expect("chmod run dir");
-        Sandbox { dir }
+        // Its own process group: a signal to the test's group must not end it too.
+        let mut guardian = Command::new("sh")
+            .arg("-c")
+            .arg(GUARDIAN)
+            .arg("aifactory-sandbox-guardian")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the sandbox's guardian (sh)");
+        // std made our end of the pipe close-on-exec: no daemon or CLI inherits it.
+        let pipe = guardian.stdin.take().expect("the guardian's stdin");
+        Sandbox {
+            dir,
+            elsewhere: Vec::new(),
+            guardian: Some((guardian, pipe)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -175,6 +263,25 @@ impl Sandbox {
         self.path().join("panes")
     }
 
+    /// Puts this sandbox's pane directories in a new private directory under `parent` (e.g. a
+    /// tmpfs, as `/run` is in production) instead, and writes the config that says so. The
+    /// directory is linked as [`Sandbox::panes_dir`], so the sandbox's cleanup finds its
+    /// sessions there too, and is removed with the sandbox.
+    pub fn panes_under(&mut self, parent: &Path, config: &str) -> PathBuf {
+        let dir = tempfile::Builder::new()
+            .prefix("aifactory-panes-")
+            .tempdir_in(parent)
+            .unwrap_or_else(|e| panic!("create a pane root under {}: {e}", parent.display()));
+        let root = dir.path().join("panes");
+        std::os::unix::fs::symlink(&root, self.panes_dir()).expect("link the pane root");
+        self.write_config(&format!(
+            "panes_dir = {:?}\n{config}",
+            root.display().to_string()
+        ));
+        self.elsewhere.push(dir);
+        root
+    }
+
     /// Lets other users traverse the sandbox (for tests that connect as another uid).
     pub fn open_to_others(&self) {
         for dir in [self.path().to_path_buf(), self.path().join("run")] {
@@ -202,6 +309,7 @@ impl Sandbox {
             wrapper: Vec::new(),
             log_name: "daemon",
             user: None,
+            program: None,
         }
     }
 
@@ -210,11 +318,16 @@ impl Sandbox {
         self.ctl_with(args, |_| {})
     }
 
-    /// Runs `aifactoryctl` with a chance to adjust the command (uid, env).
+    /// Runs `aifactoryctl` with a chance to adjust the command (uid, env). Fails the test if
+    /// it takes longer than [`CTL_TIMEOUT`].
     pub fn ctl_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> CtlOutput {
         let mut cmd = self.ctl_command(args);
         adjust(&mut cmd);
-        CtlOutput::from(cmd.output().expect("run aifactoryctl"))
+        output_within(cmd, CTL_TIMEOUT)
+            .unwrap_or_else(|partial| {
+                panic!("aifactoryctl {args:?} did not finish within {CTL_TIMEOUT:?}: {partial:?}")
+            })
+            .into()
     }
 
     /// The `aifactoryctl` command run as another user (from a copy every user can run).
@@ -242,7 +355,8 @@ impl Sandbox {
 }
 
 /// Sessions outlive their daemon by design, so a sandbox ends every session it still holds:
-/// no test leaves programs running, whatever it asserted.
+/// no test leaves programs running, whatever it asserted. (A test process that dies without
+/// unwinding leaves that to the guardian.)
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for root in [
@@ -259,13 +373,55 @@ impl Drop for Sandbox {
                 let Ok(meta) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };
+                // A group id is not reused while any member lives.
                 if let Some(pgid) = meta["pgid"].as_i64() {
                     let _ = kill(Pid::from_raw(-(pgid as i32)), Signal::SIGKILL);
                 }
-                if let Some(monitor) = meta["monitor_pid"].as_i64() {
+                // A monitor that ended long ago may have had its pid reused.
+                if let (Some(monitor), Some(started)) = (
+                    meta["monitor_pid"].as_u64(),
+                    meta["monitor_start_time"].as_u64(),
+                ) && process_start_time(monitor as u32) == Some(started)
+                {
                     let _ = kill(Pid::from_raw(monitor as i32), Signal::SIGKILL);
                 }
             }
+        }
+        if let Some((mut guardian, mut pipe)) = self.guardian.take() {
+            use std::io::Write;
+            let _ = pipe.write_all(b"done\n");
+            drop(pipe);
+            let _ = guardian.wait();
+        }
+    }
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Runs `cmd` to completion, capturing its output, or kills it after `timeout` and returns
+/// what it printed until then as the error.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output, Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn a command");
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(output) => Ok(output.expect("wait for a command")),
+        Err(_) => {
+            // The waiter has not returned, so the command is running or at most just reaped.
+            let _ = kill(pid, Signal::SIGKILL);
+            Err(rx
+                .recv()
+                .expect("the waiter thread")
+                .expect("wait for a killed command"))
         }
     }
 }
@@ -315,9 +471,17 @@ pub struct DaemonBuilder<'a> {
     wrapper: Vec<String>,
     log_name: &'static str,
     user: Option<(u32, u32)>,
+    program: Option<PathBuf>,
 }
 
 impl DaemonBuilder<'_> {
+    /// Runs this daemon binary instead of the workspace's (e.g. a copy in a directory of its
+    /// own).
+    pub fn program(mut self, path: &Path) -> Self {
+        self.program = Some(path.to_path_buf());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -344,9 +508,10 @@ impl DaemonBuilder<'_> {
     }
 
     fn daemon_bin(&self) -> PathBuf {
-        match self.user {
-            Some(_) => shared_bin("aifactoryd"),
-            None => bin("aifactoryd"),
+        match (&self.program, self.user) {
+            (Some(program), _) => program.clone(),
+            (None, Some(_)) => shared_bin("aifactoryd"),
+            (None, None) => bin("aifactoryd"),
         }
     }
 
@@ -417,8 +582,14 @@ impl DaemonBuilder<'_> {
         cmd.env("NOTIFY_SOCKET", notify.path());
         adjust(&mut cmd);
         let child = cmd.spawn().expect("spawn aifactoryd");
+        // For the sandbox's guardian, until the daemon is reaped.
+        let pids = self.sandbox.path().join("pids");
+        fs::create_dir_all(&pids).expect("create the sandbox's pid directory");
+        let pid_file = pids.join(format!("daemon.{}", child.id()));
+        fs::write(&pid_file, "").expect("record the daemon's pid");
         Daemon {
             child,
+            pid_file,
             socket: self.socket,
             log,
             notify,
@@ -437,6 +608,7 @@ impl DaemonBuilder<'_> {
 /// A running `aifactoryd`; killed (SIGKILL) when dropped if still running.
 pub struct Daemon {
     child: Child,
+    pid_file: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
     pub notify: NotifyListener,
@@ -497,6 +669,9 @@ impl Daemon {
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait().expect("try_wait aifactoryd");
+            if self.exit.is_some() {
+                let _ = fs::remove_file(&self.pid_file);
+            }
         }
         self.exit
     }
@@ -531,6 +706,7 @@ impl Drop for Daemon {
         if self.try_exit().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            let _ = fs::remove_file(&self.pid_file);
         }
     }
 }

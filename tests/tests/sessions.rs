@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::{Sandbox, chown_tree, is_root};
+use aifactory_tests::bench::find_in_path;
+use aifactory_tests::{CtlOutput, Sandbox, chown_tree, is_root};
 use nix::sys::signal::Signal;
 
 fn new_session(sandbox: &Sandbox, args: &[&str]) -> serde_json::Value {
@@ -419,4 +420,262 @@ fn a_start_interrupted_before_it_was_recorded_is_adopted_not_orphaned() {
     sandbox
         .ctl(&["sessions", "kill", &id, "--grace", "1"])
         .assert_ok();
+}
+
+#[test]
+fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    // Raw mode without echo, so input is neither echoed nor edited. Until the test creates
+    // `go`, nothing reads the terminal and its input queue fills up; then `cat` takes
+    // everything, so what got through is exactly what the terminal took.
+    let s = new_session(
+        &sandbox,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "stty raw -echo; trap 'stty size' WINCH; echo ready; while [ ! -e go ]; do sleep 0.05; done; exec cat > got",
+        ],
+    );
+    let id = s["id"].as_str().unwrap().to_string();
+    let log = output_log(&s);
+    wait_file(&log, Duration::from_secs(10), |b| contains(b, b"ready"));
+
+    const SENT: usize = 100_000;
+    let started = Instant::now();
+    let send = {
+        let mut cmd = sandbox.ctl_command(&["sessions", "send", &id, &"x".repeat(SENT)]);
+        std::thread::spawn(move || CtlOutput::from(cmd.output().expect("run aifactoryctl")))
+    };
+    // While that input waits, the session keeps serving: a resize reaches the program and its
+    // output reaches the log.
+    std::thread::sleep(Duration::from_millis(500));
+    sandbox
+        .ctl(&["sessions", "resize", &id, "77x22"])
+        .assert_ok();
+    wait_file(&log, Duration::from_secs(5), |b| contains(b, b"22 77"));
+    assert!(!send.is_finished(), "the send returned before the resize");
+
+    let refused = send.join().unwrap();
+    let took = started.elapsed();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("not reading") && refused.stderr.contains("10 s"),
+        "{refused:?}"
+    );
+    // Roughly the timeout: a generous bound, not a timing target.
+    assert!(
+        took < Duration::from_secs(30),
+        "refused only after {took:?}"
+    );
+    // The reason says how much the terminal took before it filled up.
+    let taken: usize = refused
+        .stderr
+        .split("took ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {refused:?}"));
+    assert!(taken > 0 && taken < SENT, "{refused:?}");
+    let shown = sandbox
+        .ctl(&["sessions", "show", &id, "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(shown["state"], "running", "{shown}");
+
+    // Once the program reads, it gets exactly what was taken, nothing of the refused rest,
+    // and later input arrives.
+    std::fs::write(sandbox.path().join("go"), "").unwrap();
+    sandbox
+        .ctl(&["sessions", "send", &id, "MARKER"])
+        .assert_ok();
+    let got = sandbox.path().join("got");
+    let bytes = wait_file(&got, Duration::from_secs(10), |b| b.ends_with(b"MARKER"));
+    assert_eq!(bytes.len(), taken + "MARKER".len());
+    assert!(bytes[..taken].iter().all(|&b| b == b'x'));
+
+    let killed = sandbox
+        .ctl(&["sessions", "kill", &id, "--grace", "1", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(killed["state"], "exited", "{killed}");
+}
+
+/// Copies the daemon (and, with `with_monitor`, its monitor) into a directory of its own in
+/// the sandbox; returns the daemon's path.
+fn private_binaries(sandbox: &Sandbox, with_monitor: bool) -> PathBuf {
+    let dir = sandbox.path().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let names: &[&str] = if with_monitor {
+        &["aifactoryd", "aifactory-pane"]
+    } else {
+        &["aifactoryd"]
+    };
+    for name in names {
+        // `cp`, so no write descriptor of ours can leak into a concurrent fork (ETXTBSY).
+        let copied = std::process::Command::new("cp")
+            .arg(aifactory_tests::bin_dir().join(name))
+            .arg(dir.join(name))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    dir.join("aifactoryd")
+}
+
+#[test]
+fn a_missing_or_unusable_monitor_binary_is_a_clear_startup_error() {
+    let sandbox = Sandbox::new();
+    let daemon = private_binaries(&sandbox, false);
+    let monitor = daemon.with_file_name("aifactory-pane");
+    let mut d = sandbox.daemon().program(&daemon).spawn();
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("refuses to start");
+    assert_eq!(status.code(), Some(1));
+    let logs = d.logs();
+    assert!(logs.contains(&monitor.display().to_string()), "{logs}");
+    assert!(logs.contains("install it beside aifactoryd"), "{logs}");
+
+    std::fs::write(&monitor, "not a program").unwrap();
+    let mut d = sandbox.daemon().log_name("again").program(&daemon).spawn();
+    let status = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("refuses to start");
+    assert_eq!(status.code(), Some(1));
+    let logs = d.logs();
+    assert!(logs.contains("is not an executable file"), "{logs}");
+    assert!(logs.contains("chmod 755"), "{logs}");
+}
+
+#[test]
+fn a_replaced_monitor_binary_is_used_only_after_a_restart() {
+    let sandbox = Sandbox::new();
+    let daemon_bin = private_binaries(&sandbox, true);
+    let monitor_bin = daemon_bin.with_file_name("aifactory-pane");
+    let mut daemon = sandbox.daemon().program(&daemon_bin).start();
+    let before = new_session(&sandbox, &["--", "sleep", "1000"]);
+
+    // As a package upgrade does: a new file renamed over the old one. This one (`false`, an
+    // ELF binary as every monitor is) only fails.
+    let replacement = sandbox.path().join("bin/.aifactory-pane.new");
+    let copied = std::process::Command::new("cp")
+        .arg(find_in_path("false").expect("false is on PATH"))
+        .arg(&replacement)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::rename(&replacement, &monitor_bin).unwrap();
+
+    // The running daemon still starts the monitor it opened at startup: the replaced file.
+    let during = new_session(&sandbox, &["--", "sh", "-c", "echo started; sleep 1000"]);
+    assert_eq!(during["state"], "running", "{during}");
+    wait_file(&output_log(&during), Duration::from_secs(10), |b| {
+        contains(b, b"started")
+    });
+    let exe = std::fs::read_link(format!("/proc/{}/exe", during["monitor_pid"])).unwrap();
+    assert_eq!(
+        exe.to_string_lossy(),
+        format!("{} (deleted)", monitor_bin.display()),
+        "the monitor runs the file the daemon opened at startup"
+    );
+
+    // A restarted daemon takes the new file, keeps the sessions, and says why one fails.
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(20)).is_some());
+    let _again = sandbox
+        .daemon()
+        .log_name("again")
+        .program(&daemon_bin)
+        .start();
+    for s in [&before, &during] {
+        let shown = sandbox
+            .ctl(&["sessions", "show", s["id"].as_str().unwrap(), "--json"])
+            .assert_ok()
+            .json();
+        assert_eq!(shown["state"], "running", "{shown}");
+    }
+    let failed = sandbox.ctl(&["sessions", "new", "--", "sleep", "1000"]);
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    assert!(
+        failed.stderr.contains("did not start (exit status: 1)"),
+        "{failed:?}"
+    );
+    for s in [&before, &during] {
+        sandbox
+            .ctl(&[
+                "sessions",
+                "kill",
+                s["id"].as_str().unwrap(),
+                "--grace",
+                "1",
+            ])
+            .assert_ok();
+    }
+}
+
+#[test]
+fn the_program_gets_exactly_its_environment() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let s = new_session(
+        &sandbox,
+        &[
+            "--env",
+            "FOO=bar",
+            "--env",
+            "SPACED=a b=c",
+            "--",
+            "sh",
+            "-c",
+            "env | sort",
+        ],
+    );
+    let id = s["id"].as_str().unwrap();
+    sandbox.ctl(&["sessions", "wait", id]).assert_ok();
+    let log =
+        String::from_utf8_lossy(&std::fs::read(output_log(&s)).unwrap()).replace("\r\n", "\n");
+    let names: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .filter(|k| !["PWD", "SHLVL", "_"].contains(k))
+        .collect();
+    // The daemon's own variables (XDG_RUNTIME_DIR, NOTIFY_SOCKET, ...) stay out; the base set
+    // the harness gives the daemon (PATH, HOME) and TERM come in, then the session's own.
+    assert_eq!(names, ["FOO", "HOME", "PATH", "SPACED", "TERM"], "{log}");
+    assert!(log.contains("\nSPACED=a b=c\n"), "{log}");
+    assert!(log.contains("\nTERM=xterm-256color\n"), "{log}");
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_the_command_or_environment_is_refused() {
+    use aifactory_common::protocol::{Request, SessionSpec};
+    let sandbox = Sandbox::new();
+    let d = sandbox.daemon().start();
+    let client = d.client().await;
+    let spec = |command: &str, value: &str| SessionSpec {
+        name: None,
+        command: vec!["sh".into(), "-c".into(), command.into()],
+        cwd: sandbox.path().to_path_buf(),
+        env: vec![("X".into(), value.into())],
+        cols: None,
+        rows: None,
+    };
+    for (command, value, needle) in [
+        ("true\0x", "1", "command argument"),
+        ("true", "a\0b", "value of X"),
+    ] {
+        let refused = client
+            .request(Request::SessionNew(spec(command, value)))
+            .await
+            .expect_err("a NUL byte was accepted");
+        let text = refused.to_string();
+        assert!(text.contains("NUL byte") && text.contains(needle), "{text}");
+    }
+    let list = sandbox
+        .ctl(&["sessions", "list", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 0);
 }

@@ -305,6 +305,13 @@ fn daemon_under_systemd() {
         "/usr/local/bin/aifactoryd-test-hooks",
         "755",
     );
+    // Its pane monitor binary lives beside it.
+    copy_in(
+        &sd,
+        &aifactory_tests::bin("aifactory-pane"),
+        "/usr/local/bin/aifactory-pane",
+        "755",
+    );
     sd.ok(
         "mkdir -p /run/systemd/system/aifactoryd.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/local/bin/aifactoryd-test-hooks\\n' > /run/systemd/system/aifactoryd.service.d/test-hooks.conf && systemctl daemon-reload && systemctl restart aifactoryd",
     );

@@ -21,6 +21,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request the monitor carries out at once (info, resize, signal) may take to be
+/// answered: a monitor that cannot answer it is wedged, and the daemon must not wait forever.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Input larger than this goes out as several `Input` requests, well below the frame limit.
 const INPUT_PIECE: usize = 1 << 20;
 
@@ -63,6 +66,11 @@ pub enum MonitorError {
         socket.display()
     )]
     Closed { socket: PathBuf },
+    #[error(
+        "the pane monitor at {} did not answer within {seconds} s: it may be stopped or wedged; see monitor.log beside the socket",
+        socket.display()
+    )]
+    NoAnswer { socket: PathBuf, seconds: u64 },
     #[error("pane monitor at {}: {source}", socket.display())]
     Codec { socket: PathBuf, source: CodecError },
     #[error("the pane monitor at {} refused the request: {message}", socket.display())]
@@ -189,8 +197,12 @@ impl MonitorClient {
         }
     }
 
-    async fn call_done(&mut self, request: &MonitorRequest) -> Result<(), MonitorError> {
-        match self.call(request).await? {
+    async fn call_done(
+        &mut self,
+        request: &MonitorRequest,
+        within: Duration,
+    ) -> Result<(), MonitorError> {
+        match self.call_within(request, within).await? {
             MonitorFrame::Done => Ok(()),
             other => Err(self.unexpected("Done", &other)),
         }
@@ -204,31 +216,62 @@ impl MonitorClient {
         }
     }
 
+    /// [`call`](Self::call) bounded by `within`.
+    async fn call_within(
+        &mut self,
+        request: &MonitorRequest,
+        within: Duration,
+    ) -> Result<MonitorFrame, MonitorError> {
+        tokio::time::timeout(within, self.call(request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(MonitorError::NoAnswer {
+                    socket: self.socket.clone(),
+                    seconds: within.as_secs(),
+                })
+            })
+    }
+
     /// The session as the monitor sees it now (output end, exit).
     pub async fn info(&mut self) -> Result<MonitorInfo, MonitorError> {
-        match self.call(&MonitorRequest::Info).await? {
+        match self
+            .call_within(&MonitorRequest::Info, REPLY_TIMEOUT)
+            .await?
+        {
             MonitorFrame::Info(info) => Ok(info),
             other => Err(self.unexpected("Info", &other)),
         }
     }
 
-    /// Types `bytes` into the terminal. Waits while the program does not read its input; bound
-    /// it with a timeout if that matters.
-    pub async fn input(&mut self, bytes: &[u8]) -> Result<(), MonitorError> {
+    /// Types `bytes` into the terminal. The monitor refuses input the program takes no byte
+    /// of for [`INPUT_TIMEOUT`](super::INPUT_TIMEOUT); `answer_within` bounds each piece's
+    /// wait for that answer, for a monitor that cannot give it (wedged, or older than that
+    /// rule). Returns how many bytes went through when it fails.
+    pub async fn input(
+        &mut self,
+        bytes: &[u8],
+        answer_within: Duration,
+    ) -> Result<(), (usize, MonitorError)> {
+        let mut sent = 0;
         for piece in bytes.chunks(INPUT_PIECE) {
-            self.call_done(&MonitorRequest::Input(piece.to_vec()))
-                .await?;
+            let request = MonitorRequest::Input(piece.to_vec());
+            self.call_done(&request, answer_within)
+                .await
+                .map_err(|e| (sent, e))?;
+            sent += piece.len();
         }
         Ok(())
     }
 
     pub async fn resize(&mut self, cols: u16, rows: u16) -> Result<(), MonitorError> {
-        self.call_done(&MonitorRequest::Resize { cols, rows }).await
+        self.call_done(&MonitorRequest::Resize { cols, rows }, REPLY_TIMEOUT)
+            .await
     }
 
     /// Sends `signal` to the program's process group (a group that is gone is not an error).
     pub async fn signal(&mut self, signal: i32) -> Result<(), MonitorError> {
-        self.call_done(&MonitorRequest::Signal { signal }).await
+        self.call_done(&MonitorRequest::Signal { signal }, REPLY_TIMEOUT)
+            .await
     }
 
     /// Waits until the program ended and returns how.

@@ -1,9 +1,13 @@
-//! The pane monitor (`aifactoryd pane-monitor`): one small process per session that holds the
-//! PTY, records every output byte and outlives the daemon.
+//! The pane monitor (the `aifactory-pane` binary, [`main`]): one small process per session that
+//! holds the PTY, records every output byte and outlives the daemon.
 //!
-//! The daemon creates a fresh pane directory (0700) and starts the monitor with the program's
-//! exact environment. The monitor leaves the daemon's session, becomes a child subreaper, opens
-//! a PTY, starts the program on it and then owns it until the end:
+//! The daemon creates a fresh pane directory (0700) and has a monitor started ([`launch`])
+//! with the program's exact environment and the arguments of [`MonitorArgs`]: usually one the
+//! daemon's [`zygote`] forked and prepared ahead of time, otherwise one exec'd for it; the same
+//! code runs either way. Preparing ([`prepare`]), the monitor leaves the daemon's session,
+//! becomes a child subreaper, opens a PTY and forks the program's process, which waits on it
+//! for its command ([`stub`]); given its session ([`run_prepared`]), it sizes the terminal,
+//! has the program exec'd and then owns it until the end:
 //!
 //! - every byte the PTY produces is appended to `output.log` before anyone hears about it
 //!   ([`log`]), with one older segment kept at rotation and offsets that stay absolute;
@@ -29,14 +33,20 @@
 //! synchronous page-cache I/O on it: that keeps the process small and makes a log rotation
 //! atomic with respect to every reader.
 
+mod args;
 pub mod client;
 mod files;
+pub mod launch;
 mod log;
 mod process;
 mod pty;
 mod server;
+mod stub;
+pub mod zygote;
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,7 +58,9 @@ use aifactory_common::pane::{
 };
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+pub use self::args::{ArgsError, MonitorArgs};
 use self::log::{LogState, OutputLog};
 use self::pty::Master;
 
@@ -56,37 +68,10 @@ use self::pty::Master;
 pub const SUBSCRIBER_FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Once the last subscriber is served, how long the socket still answers (late `Info`s).
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long input may wait for the program to take a byte of it before it is refused.
+pub const INPUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The monitor's own diagnostics, written once it reported readiness.
 pub const MONITOR_LOG: &str = "monitor.log";
-
-/// `aifactoryd pane-monitor`'s arguments. The program's environment is the monitor's own.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MonitorArgs {
-    /// The pane directory, created (0700) by the daemon; must not hold an output.log yet.
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
-    /// The session's id.
-    #[arg(long, value_name = "ID")]
-    pub session: String,
-    /// The session's display name.
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// The program's working directory.
-    #[arg(long, value_name = "DIR")]
-    pub cwd: PathBuf,
-    /// Terminal width.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub cols: u16,
-    /// Terminal height.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    pub rows: u16,
-    /// Size at which output.log is rotated (one older segment is kept).
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
-    pub log_max: u64,
-    /// The program and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
 
 /// Why a monitor could not start. Each message names what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +138,9 @@ pub(crate) struct Session {
     master: Master,
     /// One `Input` at a time, so two writers never interleave their bytes.
     input_turn: tokio::sync::Mutex<()>,
+    /// Input bytes the terminal took so far: a request waiting for its turn sees the program
+    /// read.
+    input_taken: watch::Sender<u64>,
     /// Open subscriptions, so the monitor can wait for them before it exits.
     subscribers: watch::Sender<usize>,
 }
@@ -178,16 +166,68 @@ impl Session {
         files::write_json_atomic(&self.dir, META_FILE, &self.info())
     }
 
-    /// Input from a person: written whole, in arrival order.
+    /// Input from a person: written whole, in arrival order, unless the program stops taking
+    /// it. Refused once the terminal took no byte for [`INPUT_TIMEOUT`] (a queue full because
+    /// nothing reads it), saying how much of `bytes` it did take; the rest is never written.
+    /// Waiting for an earlier request's turn counts as stalled only while that one stalls too.
+    ///
+    /// Cancel-safe: dropping the future (the requester hung up) writes nothing more and frees
+    /// the turn for the next request.
     pub(crate) async fn input(&self, bytes: &[u8]) -> Result<(), String> {
-        let _turn = self.input_turn.lock().await;
-        self.master.write_all(bytes).await.map_err(|e| {
-            if e.raw_os_error() == Some(libc::EIO) {
-                "the program's terminal is closed (the program and everything it started ended): the input was not delivered".to_string()
-            } else {
-                format!("cannot write to the program's terminal: {e}")
+        let stalled = |taken: usize| {
+            format!(
+                "the program took {taken} of {} bytes of input, then read nothing for {} s: it is not reading the terminal (busy or stopped), so the rest was not sent",
+                bytes.len(),
+                INPUT_TIMEOUT.as_secs()
+            )
+        };
+        let mut progress = self.input_taken.subscribe();
+        let mut deadline = Instant::now() + INPUT_TIMEOUT;
+        let turn = self.input_turn.lock();
+        // Pinned once, so the place in the (fair) queue is kept across wake-ups.
+        tokio::pin!(turn);
+        let _turn = loop {
+            tokio::select! {
+                turn = &mut turn => break turn,
+                changed = progress.changed() => {
+                    if changed.is_ok() {
+                        deadline = Instant::now() + INPUT_TIMEOUT;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return Err(stalled(0)),
             }
-        })
+        };
+        let mut rest = bytes;
+        let mut deadline = Instant::now() + INPUT_TIMEOUT;
+        while !rest.is_empty() {
+            tokio::select! {
+                written = self.master.write(rest) => match written {
+                    Ok(n) => {
+                        rest = &rest[n..];
+                        deadline = Instant::now() + INPUT_TIMEOUT;
+                        self.input_taken.send_modify(|taken| *taken += n as u64);
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        return Err(format!(
+                            "the program's terminal is closed (the program and everything it started ended): {} of {} bytes of input were not delivered",
+                            rest.len(),
+                            bytes.len()
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot write to the program's terminal after {} of {} bytes of input: {e}",
+                            bytes.len() - rest.len(),
+                            bytes.len()
+                        ));
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(stalled(bytes.len() - rest.len()));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
@@ -273,17 +313,67 @@ impl Drop for SubscriberGuard<'_> {
 pub(crate) fn diag(message: &str) {
     let _ = writeln!(
         std::io::stderr(),
-        "{} pane-monitor[{}]: {message}",
+        "{} aifactory-pane[{}]: {message}",
         files::now_rfc3339(),
         std::process::id()
     );
 }
 
-/// The whole monitor: returns its exit status (1 only for a failed start).
-pub fn run(args: MonitorArgs) -> ExitCode {
-    if let Err(e) = process::detach() {
-        return failed(&StartError::from(e));
+/// The `aifactory-pane` binary: parses its arguments and runs the monitor (or, with
+/// `--zygote`, the [`zygote`] that forks monitors for the daemon). Exits 2 for bad arguments,
+/// 1 for a failed start (the reason on stderr, which the daemon reports), 0 once the session
+/// finished.
+pub fn main() -> ExitCode {
+    // Started through /proc/self/fd/N, the kernel named the process `N`: `ps`, `top` and the
+    // journal should say what it is.
+    let _ = nix::sys::prctl::set_name(c"aifactory-pane");
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == zygote::FLAG) {
+        return zygote::serve(args.skip(1));
     }
+    match MonitorArgs::parse(args) {
+        Ok(args) => run(args),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "aifactory-pane: {}", e.explain());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The whole monitor: returns its exit status (1 only for a failed start). The program gets
+/// the monitor's own environment.
+pub fn run(args: MonitorArgs) -> ExitCode {
+    let env = std::env::vars_os().collect();
+    match prepare(3) {
+        Ok(prepared) => ExitCode::from(run_prepared(args, env, prepared)),
+        Err(e) => ExitCode::from(failed(&e)),
+    }
+}
+
+/// A monitor made before its session is known: detached from the daemon, with a PTY and the
+/// program's process waiting on it ([`stub`]).
+pub(crate) struct Prepared {
+    master: OwnedFd,
+    stub: stub::Stub,
+}
+
+/// Detaches (closing every descriptor from `first_to_close` up), opens the PTY and forks the
+/// program's process. Only in a process with one thread, before any runtime exists.
+pub(crate) fn prepare(first_to_close: libc::c_uint) -> Result<Prepared, StartError> {
+    process::detach(first_to_close)?;
+    // The session's own size is set once it is known, before the program runs.
+    let (master, slave) = pty::open(80, 24)?;
+    let stub = stub::Stub::fork(slave)?;
+    Ok(Prepared { master, stub })
+}
+
+/// The session `args` on a prepared monitor, its program with exactly `env`; returns the exit
+/// status.
+pub(crate) fn run_prepared(
+    args: MonitorArgs,
+    env: Vec<(OsString, OsString)>,
+    prepared: Prepared,
+) -> u8 {
     // Current-thread: one thread, no worker or blocking pool (nothing here uses it).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -293,7 +383,7 @@ pub fn run(args: MonitorArgs) -> ExitCode {
         Err(e) => return failed(&StartError::Runtime(e)),
     };
     runtime.block_on(async move {
-        let started = match start(&args) {
+        let started = match start(&args, &env, prepared) {
             Ok(started) => started,
             Err(e) => return failed(&e),
         };
@@ -301,9 +391,9 @@ pub fn run(args: MonitorArgs) -> ExitCode {
     })
 }
 
-fn failed(e: &StartError) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "aifactoryd pane-monitor: {e}");
-    ExitCode::FAILURE
+fn failed(e: &StartError) -> u8 {
+    let _ = writeln!(std::io::stderr(), "aifactory-pane: {e}");
+    1
 }
 
 struct Started {
@@ -314,8 +404,14 @@ struct Started {
     reaper: process::Reaper,
 }
 
-/// Everything up to a running program, a written meta.json and a listening socket.
-fn start(args: &MonitorArgs) -> Result<Started, StartError> {
+/// Everything up to a running program and a listening socket. Dropping `prepared` on a
+/// failure ends the waiting program process too (it sees end of file and exits).
+fn start(
+    args: &MonitorArgs,
+    env: &[(OsString, OsString)],
+    prepared: Prepared,
+) -> Result<Started, StartError> {
+    let Prepared { master, stub } = prepared;
     let dir = args.dir.clone();
     match std::fs::metadata(&dir) {
         Ok(meta) if meta.is_dir() => {}
@@ -356,14 +452,19 @@ fn start(args: &MonitorArgs) -> Result<Started, StartError> {
 
     // Before the program exists, so even an instant exit is seen.
     let reaper = process::Reaper::new().map_err(|e| unbind(StartError::Signals(e)))?;
-    let (master, slave) = pty::open(args.cols, args.rows).map_err(|e| unbind(e.into()))?;
-    let pid = process::spawn(&args.command, &args.cwd, slave).map_err(|e| unbind(e.into()))?;
+    let master = Master::new(master).map_err(|e| unbind(e.into()))?;
+    // The program starts at the session's size, so it never sees another one.
+    master
+        .resize(args.cols, args.rows)
+        .map_err(|e| unbind(StartError::io("size the terminal of", &dir)(e)))?;
+    let pid = stub
+        .exec(&args.command, &args.cwd, env)
+        .map_err(|e| unbind(e.into()))?;
     // From here a failure must take the program down with it: nobody would own it.
     let abort = |e: StartError| {
         process::kill_and_reap(pid);
         unbind(e)
     };
-    let master = Master::new(master).map_err(|e| abort(e.into()))?;
     // The program's stat exists until it is reaped, and nothing reaps before `serve` runs.
     let start_time = process::start_time(pid).map_err(|e| {
         abort(StartError::io(
@@ -400,11 +501,9 @@ fn start(args: &MonitorArgs) -> Result<Started, StartError> {
         log: watch::Sender::new(LogState::default()),
         master,
         input_turn: tokio::sync::Mutex::new(()),
+        input_taken: watch::Sender::new(0),
         subscribers: watch::Sender::new(0),
     });
-    session
-        .write_meta()
-        .map_err(|e| abort(StartError::io("write", &dir.join(META_FILE))(e)))?;
     Ok(Started {
         session,
         listener,
@@ -437,7 +536,7 @@ fn bind(socket: &Path) -> Result<UnixListener, StartError> {
 }
 
 /// Readiness, then the session until it is finished and everyone was served.
-async fn serve(started: Started) -> ExitCode {
+async fn serve(started: Started) -> u8 {
     let Started {
         session,
         listener,
@@ -452,6 +551,13 @@ async fn serve(started: Started) -> ExitCode {
         return failed(&StartError::Ready(e));
     }
     redirect_stderr(&session.dir);
+    // After readiness, off the path of the daemon's `sessions new`: nothing reads it before.
+    if let Err(e) = session.write_meta() {
+        diag(&format!(
+            "cannot write {}: {e}; the session runs without it",
+            session.dir.join(META_FILE).display()
+        ));
+    }
     let info = session.info();
     diag(&format!(
         "session {} started: pid {pid}, command {:?}",
@@ -490,7 +596,7 @@ async fn serve(started: Started) -> ExitCode {
         diag(&format!("cannot remove {}: {e}", socket.display()));
     }
     diag("exiting");
-    ExitCode::SUCCESS
+    0
 }
 
 /// Prints the one readiness line and closes stdout, so the daemon reading the pipe sees EOF.

@@ -1,13 +1,11 @@
-//! The processes: the monitor detaching itself, the program it starts, and reaping.
+//! The processes: the monitor detaching itself and reaping. (The program's own process is
+//! [`super::stub`].)
 //!
 //! The monitor is a child subreaper, so a descendant that escapes the session (setsid, double
 //! fork) is re-parented to it rather than to init. Every child is reaped by one loop of
 //! `waitpid(-1, WNOHANG)` woken by SIGCHLD; nothing else waits (tokio's `Child::wait` would race
 //! with it for the program's status).
 
-use std::os::fd::OwnedFd;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -32,8 +30,16 @@ pub enum ProcessError {
     },
     #[error(transparent)]
     Pty(#[from] PtyError),
-    #[error("cannot give the program its own copy of the terminal: {0}")]
-    Dup(std::io::Error),
+    #[error("cannot prepare the program's process: {0}")]
+    Stub(std::io::Error),
+    #[error(
+        "cannot use {} as the program's working directory: {source}: give an existing directory the daemon's user can enter",
+        cwd.display()
+    )]
+    Cwd {
+        cwd: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "cannot start {command:?} in {}: {source}: check that the command exists and is executable (it is looked up in the PATH the monitor was given)",
         cwd.display()
@@ -54,9 +60,11 @@ pub enum ProcessError {
 /// restarts, and `systemctl stop/restart` of the daemon may signal every process of the unit's
 /// cgroup. A session ends when its program ends, which the daemon brings about with a `Signal`
 /// request; SIGKILL still ends a monitor for whoever really means it.
-pub fn detach() -> Result<(), ProcessError> {
-    // Nothing of ours is open yet: std opens no descriptor of its own before main.
-    mark_or_close_from_3(false);
+///
+/// Every descriptor from `first_to_close` up is closed; the caller keeps the ones below.
+pub fn detach(first_to_close: libc::c_uint) -> Result<(), ProcessError> {
+    // Nothing of ours is open there: std opens no descriptor of its own before main.
+    close_from(first_to_close);
     if let Err(e) = nix::unistd::setsid() {
         // EPERM: we already lead a process group. Fine only if it is our own session.
         let pid = nix::unistd::getpid();
@@ -78,28 +86,15 @@ pub fn detach() -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Closes (or, with `cloexec`, marks close-on-exec) every descriptor from 3 up. Only
-/// async-signal-safe calls: it also runs between fork and exec.
-fn mark_or_close_from_3(cloexec: bool) {
-    let flags = if cloexec {
-        libc::CLOSE_RANGE_CLOEXEC as libc::c_long
-    } else {
-        0
-    };
-    // SAFETY: close_range only closes or flags descriptors; the caller owns none from 3 up
-    // that it still needs (or, with CLOEXEC, needs them only until exec).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            flags,
-        )
-    };
+/// Closes every descriptor from `first` up. Only async-signal-safe calls.
+pub(super) fn close_from(first: libc::c_uint) {
+    // SAFETY: close_range only closes descriptors; the caller owns none from `first` up that
+    // it still needs.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
     if rc == 0 {
         return;
     }
-    // Kernels before 5.9 (5.11 for the CLOEXEC flag): one descriptor at a time.
+    // Kernels before 5.9: one descriptor at a time.
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -110,79 +105,10 @@ fn mark_or_close_from_3(cloexec: bool) {
     } else {
         1024
     };
-    for fd in 3..max {
+    for fd in first as libc::c_int..max {
         // SAFETY: as above; an fd that is not open just fails with EBADF.
-        unsafe {
-            if cloexec {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            } else {
-                libc::close(fd);
-            }
-        }
+        unsafe { libc::close(fd) };
     }
-}
-
-/// What the program gets between fork and exec: its own session with the PTY as controlling
-/// terminal, default signal dispositions, an empty signal mask, and no descriptor but 0-2.
-///
-/// Descriptors from 3 up are marked close-on-exec rather than closed, so std's own
-/// close-on-exec pipe that reports a failed exec survives until the exec: a missing command is
-/// then a spawn error, not a program that "exited 1".
-fn child_setup() -> std::io::Result<()> {
-    // SAFETY: only async-signal-safe calls, on the child's own state.
-    unsafe {
-        if libc::setsid() < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // Signals 1..=64 on Linux; SIGKILL, SIGSTOP and glibc's internal ones just fail.
-        for sig in 1..65 {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // The daemon runs with umask 077 for its own files; the program gets the usual 022,
-        // so what an agent creates in a work tree is readable as it would be from a shell.
-        libc::umask(0o022);
-    }
-    mark_or_close_from_3(true);
-    Ok(())
-}
-
-/// Starts the program on the PTY slave; returns its pid (also its process group and session).
-/// The monitor's own copy of the slave is closed on return, so the master sees EIO once the
-/// program's side is gone.
-pub fn spawn(command: &[String], cwd: &Path, slave: OwnedFd) -> Result<u32, ProcessError> {
-    let (program, args) = command.split_first().ok_or_else(|| ProcessError::Spawn {
-        command: String::new(),
-        cwd: cwd.to_path_buf(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no command given: pass it after `--`",
-        ),
-    })?;
-    let stdout = slave.try_clone().map_err(ProcessError::Dup)?;
-    let stderr = slave.try_clone().map_err(ProcessError::Dup)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::from(slave))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr));
-    // SAFETY: child_setup only makes async-signal-safe calls.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, child_setup);
-    }
-    let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-        command: command.join(" "),
-        cwd: cwd.to_path_buf(),
-        source,
-    })?;
-    // Dropping std's Child neither waits nor kills; the Reaper owns the program's status.
-    Ok(child.id())
 }
 
 /// Ends a program whose monitor failed to start, and its group, and reaps it.

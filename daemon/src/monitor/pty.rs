@@ -71,19 +71,25 @@ impl Master {
         }
     }
 
-    /// Writes all of `data` to the program's input, waiting while the terminal's input buffer
-    /// is full (the program is not reading).
-    pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
-        while !data.is_empty() {
+    /// Writes some of `data` to the program's input, waiting while the terminal's input queue
+    /// is full (the program is not reading); returns how many bytes it took. EIO once nothing
+    /// holds the terminal any more: that input can never be read.
+    pub async fn write(&self, data: &[u8]) -> std::io::Result<usize> {
+        loop {
             let mut ready = self.fd.writable().await?;
+            // A hang-up stays reported (tokio never clears it), so a full queue on a terminal
+            // nobody holds would wake this loop at once, forever, and starve the monitor's one
+            // thread: no reaping, no output, no requests.
+            let hung_up = ready.ready().is_write_closed();
             match ready.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), data)?)) {
-                Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(result) => return result,
+                Err(_would_block) if hung_up => {
+                    return Err(std::io::Error::from_raw_os_error(libc::EIO));
+                }
                 Err(_would_block) => {}
             }
         }
-        Ok(())
     }
 
     /// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.

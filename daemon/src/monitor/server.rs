@@ -97,7 +97,21 @@ async fn serve(session: Arc<Session>, stream: UnixStream) {
         };
         let reply = match request {
             MonitorRequest::Info => MonitorFrame::Info(session.info()),
-            MonitorRequest::Input(bytes) => done_or_error(session.input(&bytes).await),
+            MonitorRequest::Input(bytes) => {
+                // A requester that gives up (the daemon's own deadline) hangs up: stop writing
+                // then, so nothing it was told was refused still reaches the program later.
+                tokio::select! {
+                    written = session.input(&bytes) => done_or_error(written),
+                    next = next_request(&mut frames) => {
+                        if let Next::Request(_) | Next::Bad(_) = next {
+                            let _ = send(&mut wr, &MonitorFrame::Error(
+                                "another request arrived while input was still being written, so the rest of the input was not sent: send one request at a time per connection".into(),
+                            )).await;
+                        }
+                        return;
+                    }
+                }
+            }
             MonitorRequest::Resize { cols, rows } => done_or_error(session.resize(cols, rows)),
             MonitorRequest::Signal { signal } => done_or_error(session.signal(signal)),
             MonitorRequest::Subscribe { from } => {
