@@ -7,17 +7,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(DaemonCommand::Manpage) => {
-            return match aifactoryd::cli::manpage(&mut std::io::stdout().lock()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("aifactoryd: cannot write the man page: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        _ => {}
+    if let Some(DaemonCommand::Manpage) = cli.command {
+        return match aifactoryd::cli::manpage(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("aifactoryd: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(DaemonCommand::Check) = cli.command {
         let facts = aifactoryd::check::local_facts(&Overrides {
