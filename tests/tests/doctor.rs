@@ -377,3 +377,32 @@ fn a_shim_that_is_down_or_a_token_file_others_can_read_is_reported() {
         Some(format!("chmod 0600 {}", token.display()).as_str())
     );
 }
+
+#[test]
+fn a_monitor_without_a_record_is_a_failure() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let mut d = sandbox.daemon().start();
+    let s = sandbox
+        .ctl(&["sessions", "new", "--json", "--", "sleep", "300"])
+        .assert_ok()
+        .json();
+    let id = s["id"].as_str().unwrap().to_string();
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10)).expect("killed");
+    // The record is gone (a database restored from a backup, say); the monitor runs on.
+    rusqlite::Connection::open(sandbox.state_dir().join("aifactory.db"))
+        .unwrap()
+        .execute("DELETE FROM sessions WHERE id = ?1", [&id])
+        .unwrap();
+    let _d = sandbox.daemon().start();
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(1));
+    let c = only(&checks, "stale-sessions", CheckStatus::Fail);
+    assert!(
+        c.message.contains(&id) && c.message.contains("does not have"),
+        "{c:#?}"
+    );
+    let program = s["pid"].as_u64().unwrap() as i32;
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(program), Signal::SIGKILL);
+}

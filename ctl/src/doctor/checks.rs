@@ -355,39 +355,19 @@ fn panes_root(f: &Facts) -> Check {
     )
 }
 
-/// Pane monitors running on this machine: (pid, session id).
-fn running_monitors() -> Vec<(u32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+/// Sessions whose pane monitor answers on its socket under `root` (monitors are forked by
+/// a zygote, so their command lines do not name their session: their sockets do).
+fn answering_monitors(root: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root) else {
         return Vec::new();
     };
-    let mut found = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let is_monitor = args.iter().any(|a| a == "pane-monitor")
-            || args.first().is_some_and(|a| a.ends_with("aifactory-pane"));
-        if !is_monitor {
-            continue;
-        }
-        if let Some(i) = args.iter().position(|a| a == "--session")
-            && let Some(id) = args.get(i + 1)
-        {
-            found.push((pid, id.clone()));
-        }
-    }
-    found
+    dir.flatten()
+        .filter(|e| {
+            let socket = e.path().join(aifactory_common::pane::MONITOR_SOCKET);
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        })
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect()
 }
 
 fn stale_sessions(f: &Facts) -> Check {
@@ -419,7 +399,7 @@ fn stale_sessions(f: &Facts) -> Check {
     }
     // Only this daemon's panes root: another user's daemon has monitors of its own.
     let root = &online.status.panes_dir;
-    for (pid, id) in running_monitors() {
+    for id in answering_monitors(root) {
         // A monitor lingers a moment after its session ended (exited): that is by design.
         let known = online.sessions.iter().any(|s| {
             s.id == id
@@ -428,10 +408,10 @@ fn stale_sessions(f: &Facts) -> Check {
                     SessionState::Running | SessionState::Starting | SessionState::Exited
                 )
         });
-        let ours = root.join(&id).exists();
-        if !known && ours {
+        if !known {
             fails.push(format!(
-                "a pane monitor (pid {pid}) runs session {id}, which the daemon does not have as running"
+                "a pane monitor answers for session {id} in {}, which the daemon does not have as running",
+                root.display()
             ));
         }
     }
@@ -439,7 +419,7 @@ fn stale_sessions(f: &Facts) -> Check {
         return fail(
             name,
             fails.iter().chain(&warns).cloned().collect::<Vec<_>>().join("; "),
-            "end them: `aifactoryctl sessions kill ID --ignore-missing` (or `kill PID` for a monitor without a record), then `aifactoryctl sessions remove ID`".into(),
+            "end them: `aifactoryctl sessions kill ID --ignore-missing` (for a monitor without a record, `fuser -k PANES/ID/monitor.sock`), then `aifactoryctl sessions remove ID`".into(),
         );
     }
     if !warns.is_empty() {
