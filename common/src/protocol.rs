@@ -275,6 +275,22 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The task an event is about, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        match self {
+            EventKind::TaskCreated { task_id, .. }
+            | EventKind::TaskPhase { task_id, .. }
+            | EventKind::TaskProgress { task_id, .. }
+            | EventKind::TaskStalled { task_id, .. }
+            | EventKind::TaskWaitingInput { task_id, .. }
+            | EventKind::TaskExited { task_id, .. }
+            | EventKind::TaskRemoved { task_id } => Some(task_id),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunMode {
     /// Per-user daemon: socket 0600, state under the user's XDG directories.

@@ -322,20 +322,6 @@ fn print_stop(json: bool, report: &StopReport) -> Result<(), Failure> {
     })
 }
 
-/// The task an event is about, if any.
-fn event_task(kind: &EventKind) -> Option<&str> {
-    match kind {
-        EventKind::TaskCreated { task_id, .. }
-        | EventKind::TaskPhase { task_id, .. }
-        | EventKind::TaskProgress { task_id, .. }
-        | EventKind::TaskStalled { task_id, .. }
-        | EventKind::TaskWaitingInput { task_id, .. }
-        | EventKind::TaskExited { task_id, .. }
-        | EventKind::TaskRemoved { task_id } => Some(task_id),
-        _ => None,
-    }
-}
-
 fn event_text(e: &Event) -> String {
     let what = match &e.kind {
         EventKind::TaskCreated {
@@ -418,7 +404,7 @@ async fn watch(
             }
             _ => continue,
         };
-        if task.is_some() && event_task(&event.kind) != task {
+        if task.is_some() && event.kind.task_id() != task {
             continue;
         }
         if cli.json {

@@ -117,7 +117,7 @@ async fn until(
             .unwrap_or_else(|_| panic!("no {what} event within {EVENT_TIMEOUT:?}; saw {seen:#?}"))
             .expect("event stream ended");
         if let StreamItem::Event(event) = item {
-            let about_task = task_of(&event.kind) == Some(task);
+            let about_task = event.kind.task_id() == Some(task);
             let hit = about_task && pred(&event.kind);
             if about_task {
                 seen.push(event);
@@ -126,19 +126,6 @@ async fn until(
                 return seen;
             }
         }
-    }
-}
-
-fn task_of(kind: &EventKind) -> Option<&str> {
-    match kind {
-        EventKind::TaskCreated { task_id, .. }
-        | EventKind::TaskPhase { task_id, .. }
-        | EventKind::TaskProgress { task_id, .. }
-        | EventKind::TaskStalled { task_id, .. }
-        | EventKind::TaskWaitingInput { task_id, .. }
-        | EventKind::TaskExited { task_id, .. }
-        | EventKind::TaskRemoved { task_id } => Some(task_id),
-        _ => None,
     }
 }
 
