@@ -4,6 +4,10 @@
 //! together with the payload [`codec`], the raw [`handshake`], the [`frame`] layer, the
 //! socket/state path resolution ([`paths`]) and the async [`client`]. Clients and the daemon
 //! never re-declare a shape.
+//!
+//! It is also the one home of the small OS facts every program of the workspace needs:
+//! [`time`] (RFC 3339 timestamps), [`procfs`] (`/proc/<pid>/stat`) and [`sync`] (locking a
+//! mutex whose holder panicked).
 
 pub mod client;
 pub mod codec;
@@ -13,8 +17,11 @@ pub mod frame;
 pub mod handshake;
 pub mod pane;
 pub mod paths;
+pub mod procfs;
 pub mod protocol;
 pub mod provider;
+pub mod sync;
+pub mod time;
 
 pub use client::{Client, ClientOptions, Subscription};
 pub use error::ClientError;
