@@ -6,16 +6,20 @@
 //! waited for (the client is dropped instead), and at most [`MAX_IN_FLIGHT`] requests per
 //! connection wait for queue space, after which the connection simply stops reading. Nothing a
 //! client does can stall the daemon or another client.
+//!
+//! [`serve`] runs the steps in order: [`handshake()`], [`admission`] (connection limit, peer
+//! policy), [`read_requests`] and [`drain`]. Each request goes to [`handlers::handle`], the
+//! handlers' one entry point; what they see of the connection is [`ConnContext`], which lives
+//! in `context` so that the handlers never depend on this module.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aifactory_common::codec;
 use aifactory_common::frame::{INITIAL_READ_BUFFER, is_frame_too_large, length_codec, write_frame};
 use aifactory_common::handshake::{self, PeerHello};
 use aifactory_common::protocol::{
-    ClientFrame, ErrorCode, ErrorReply, PROTOCOL_VERSION, ServerFrame, SubscriptionId,
+    ClientFrame, ErrorCode, ErrorReply, PROTOCOL_VERSION, ServerFrame,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,132 +27,35 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::AbortHandle;
-use tokio_util::codec::FramedRead;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handlers::{self, Answer};
+use crate::config::Config;
+use crate::context::{Answer, ConnContext};
+use crate::handlers;
 use crate::peer::PeerCred;
 use crate::state::DaemonState;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Frames queued for one client before it counts as slow.
-pub const OUTBOUND_QUEUE: usize = 256;
 /// Requests of one connection being handled at once; past this the connection stops reading.
 pub const MAX_IN_FLIGHT: usize = 64;
 /// How long in-flight requests may take to finish once the connection or the daemon stops.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What a handler may use of its connection. Cheap to clone.
-#[derive(Clone)]
-pub struct ConnContext {
-    pub daemon: Arc<DaemonState>,
-    pub peer: PeerCred,
-    out: mpsc::Sender<Bytes>,
-    subscriptions: Arc<Mutex<HashMap<SubscriptionId, AbortHandle>>>,
-    /// Cancelled when this connection must end (slow client).
-    closing: CancellationToken,
-    /// Cancelled when the daemon stops: streams pass on what they already hold, then end.
-    pub shutdown: CancellationToken,
+type Frames = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
+
+/// How the read loop ended.
+enum Ended {
+    /// The client left, the daemon stops, or the connection must close: nothing more to say.
+    Quietly,
+    /// The client was sent a goodbye saying why; it should get to read it.
+    SaidGoodbye,
 }
 
-impl ConnContext {
-    /// Queues a reply, waiting for room: only this connection's request waits.
-    pub async fn send(&self, frame: ServerFrame) {
-        // A closed queue means the client left; there is no one to tell.
-        let _ = self.out.send(encode(frame)).await;
-    }
-
-    /// Queues a stream item without waiting. A full queue means the client stopped reading:
-    /// it is dropped (and told nothing more), so the producer is never slowed. Returns whether
-    /// the stream may go on.
-    pub fn push(&self, frame: ServerFrame) -> bool {
-        match self.out.try_send(encode(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    peer_uid = self.peer.uid,
-                    peer_pid = self.peer.pid.unwrap_or(0),
-                    queue = OUTBOUND_QUEUE,
-                    "dropping a slow client: its outbound queue is full; it can reconnect and resubscribe"
-                );
-                self.closing.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    fn subscriptions(&self) -> std::sync::MutexGuard<'_, HashMap<SubscriptionId, AbortHandle>> {
-        self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn has_subscription(&self, id: SubscriptionId) -> bool {
-        self.subscriptions().contains_key(&id)
-    }
-
-    pub fn add_subscription(&self, id: SubscriptionId, task: AbortHandle) {
-        if let Some(old) = self.subscriptions().insert(id, task) {
-            old.abort();
-        }
-    }
-
-    pub fn remove_subscription(&self, id: SubscriptionId) -> bool {
-        match self.subscriptions().remove(&id) {
-            Some(task) => {
-                task.abort();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Ends this connection's streams. When the daemon is stopping they end by themselves
-    /// once they passed on what was already published (e.g. the `Stopping` event), so only a
-    /// connection that ends for another reason aborts them.
-    fn close_subscriptions(&self) {
-        let stopping = self.shutdown.is_cancelled();
-        for (_, task) in self.subscriptions().drain() {
-            if !stopping {
-                task.abort();
-            }
-        }
-    }
-}
-
-/// Encodes a frame; a reply that cannot be encoded becomes an error reply with the same id, so
-/// the client is never left waiting.
-fn encode(frame: ServerFrame) -> Bytes {
-    match codec::encode(&frame) {
-        Ok(bytes) => Bytes::from(bytes),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode a frame for a client");
-            let fallback = match frame {
-                ServerFrame::Reply { id, .. } => ServerFrame::Reply {
-                    id,
-                    result: Err(ErrorReply::new(
-                        ErrorCode::Internal,
-                        format!(
-                            "the daemon could not encode its reply ({e}); please report this bug"
-                        ),
-                    )),
-                },
-                _ => ServerFrame::Goodbye(ErrorReply::new(
-                    ErrorCode::Internal,
-                    format!(
-                        "the daemon could not encode a stream item ({e}); please report this bug"
-                    ),
-                )),
-            };
-            codec::encode(&fallback)
-                .map(Bytes::from)
-                .unwrap_or_default()
-        }
-    }
-}
-
+/// Serves one accepted connection from handshake to close.
 pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: CancellationToken) {
     let (_guard, open) = daemon.open_connection();
     let peer = match stream.peer_cred() {
@@ -164,32 +71,70 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
     };
     let config = daemon.config();
     let (mut rd, mut wr) = stream.into_split();
-    let exchange = async {
-        handshake::send(&mut wr, PROTOCOL_VERSION).await?;
-        handshake::receive(&mut rd).await
-    };
-    let peer_pid = peer.pid.unwrap_or(0);
-    let exchange = async {
-        tokio::select! {
-            result = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange) => Some(result),
-            _ = shutdown.cancelled() => None,
-        }
-    };
-    let Some(handshake) = exchange.await else {
+    if !handshake(&mut rd, &mut wr, &peer, &shutdown).await {
         return;
+    }
+
+    let (ctx, queue) = ConnContext::new(daemon.clone(), peer, shutdown);
+    let writer = tokio::spawn(write_loop(wr, queue));
+    if let Some(reply) = admission(&daemon, &config, open, &peer) {
+        refuse(ctx, reply, writer, rd).await;
+        return;
+    }
+    tracing::debug!(
+        peer_uid = peer.uid,
+        peer_pid = pid(&peer),
+        "client connected"
+    );
+
+    let mut frames = FramedRead::with_capacity(
+        rd,
+        length_codec(config.max_frame_bytes),
+        INITIAL_READ_BUFFER,
+    );
+    let requests = TaskTracker::new();
+    let ended = read_requests(&mut frames, &ctx, &config, &requests).await;
+    drain(ctx, requests, writer).await;
+    if let Ended::SaidGoodbye = ended {
+        linger(frames.into_inner()).await;
+    }
+}
+
+/// The peer's pid for log fields (0 when the kernel did not say).
+fn pid(peer: &PeerCred) -> i32 {
+    peer.pid.unwrap_or(0)
+}
+
+/// Exchanges the protocol hello (at most [`HANDSHAKE_TIMEOUT`]); returns whether the peer is an
+/// aifactory client of our protocol version. Every other outcome is logged, and the connection
+/// is closed without a word: a peer that does not speak the protocol could not read one.
+async fn handshake(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    peer: &PeerCred,
+    shutdown: &CancellationToken,
+) -> bool {
+    let exchange = async {
+        handshake::send(wr, PROTOCOL_VERSION).await?;
+        handshake::receive(rd).await
     };
-    match handshake {
+    let peer_pid = pid(peer);
+    let outcome = tokio::select! {
+        result = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange) => result,
+        _ = shutdown.cancelled() => return false,
+    };
+    match outcome {
         Err(_) => {
             tracing::info!(
                 peer_uid = peer.uid,
                 peer_pid,
                 "closing a connection that sent no handshake within 5 s"
             );
-            return;
+            false
         }
         Ok(Err(e)) => {
             tracing::debug!(peer_uid = peer.uid, peer_pid, error = %e, "peer left during the handshake");
-            return;
+            false
         }
         Ok(Ok(PeerHello::NotAifactory)) => {
             tracing::warn!(
@@ -197,7 +142,7 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
                 peer_pid,
                 "closing a connection whose first bytes are not the aifactory handshake: only aifactory clients (aifactoryctl, aifactory-http) speak on this socket"
             );
-            return;
+            false
         }
         Ok(Ok(PeerHello::Version(theirs))) if theirs != PROTOCOL_VERSION => {
             let advice = if theirs > PROTOCOL_VERSION {
@@ -212,61 +157,68 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
                 peer_pid,
                 "refused a client: it speaks protocol {theirs}, aifactoryd speaks {PROTOCOL_VERSION}: {advice}"
             );
-            return;
+            false
         }
-        Ok(Ok(PeerHello::Version(_))) => {}
+        Ok(Ok(PeerHello::Version(_))) => true,
     }
+}
 
-    let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
-    let mut writer = tokio::spawn(write_loop(wr, queue));
-    let ctx = ConnContext {
-        daemon: daemon.clone(),
-        peer,
-        out,
-        subscriptions: Arc::default(),
-        closing: CancellationToken::new(),
-        shutdown: shutdown.clone(),
-    };
-
-    let refusal = if open > config.max_connections {
-        Some(ErrorReply::new(
+/// Why this connection may not be served, if it may not: the daemon already serves
+/// `max_connections` (`open` counts this one), or the peer policy refuses the peer.
+fn admission(
+    daemon: &DaemonState,
+    config: &Config,
+    open: u32,
+    peer: &PeerCred,
+) -> Option<ErrorReply> {
+    if open > config.max_connections {
+        return Some(ErrorReply::new(
             ErrorCode::TooManyConnections,
             format!(
                 "aifactoryd already serves its limit of {} connections: close idle clients, or raise max_connections in {}",
                 config.max_connections,
-                config_name(&config)
+                config_name(config)
             ),
-        ))
-    } else {
-        daemon.policy().check(&peer).err()
-    };
-    if let Some(reply) = refusal {
-        tracing::warn!(peer_uid = peer.uid, peer_pid, reason = %reply.message, "refused a connection");
-        goodbye(&ctx, reply).await;
-        drop(ctx);
-        finish_writer(&mut writer).await;
-        linger(rd).await;
-        return;
+        ));
     }
-    tracing::debug!(peer_uid = peer.uid, peer_pid, "client connected");
+    daemon.policy().check(peer).err()
+}
 
-    let mut frames = FramedRead::with_capacity(
-        rd,
-        length_codec(config.max_frame_bytes),
-        INITIAL_READ_BUFFER,
-    );
+/// Tells a refused peer why, then closes.
+async fn refuse(
+    ctx: ConnContext,
+    reply: ErrorReply,
+    mut writer: JoinHandle<()>,
+    rd: OwnedReadHalf,
+) {
+    tracing::warn!(peer_uid = ctx.peer.uid, peer_pid = pid(&ctx.peer), reason = %reply.message, "refused a connection");
+    goodbye(&ctx, reply).await;
+    drop(ctx);
+    finish_writer(&mut writer).await;
+    linger(rd).await;
+}
+
+/// Reads requests and runs each in a task of its own (tracked by `requests`, at most
+/// [`MAX_IN_FLIGHT`] at once) until the client leaves, the daemon stops, the connection must
+/// close, or the client sends a frame it is told off for.
+async fn read_requests(
+    frames: &mut Frames,
+    ctx: &ConnContext,
+    config: &Config,
+    requests: &TaskTracker,
+) -> Ended {
+    let peer_uid = ctx.peer.uid;
+    let peer_pid = pid(&ctx.peer);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let requests = TaskTracker::new();
-    let mut said_goodbye = false;
     loop {
         let next = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            _ = ctx.closing.cancelled() => break,
+            _ = ctx.shutdown.cancelled() => return Ended::Quietly,
+            _ = ctx.closing() => return Ended::Quietly,
             next = frames.next() => next,
         };
         let bytes = match next {
-            None => break,
+            None => return Ended::Quietly,
             Some(Ok(bytes)) => bytes,
             Some(Err(e)) if is_frame_too_large(&e) => {
                 let reply = ErrorReply::new(
@@ -274,21 +226,20 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
                     format!(
                         "frame larger than the daemon's limit of {} bytes: send smaller requests, or raise max_frame_bytes in {}",
                         config.max_frame_bytes,
-                        config_name(&config)
+                        config_name(config)
                     ),
                 );
                 tracing::warn!(
-                    peer_uid = peer.uid,
+                    peer_uid,
                     peer_pid,
                     "closing a connection that sent a frame over max_frame_bytes"
                 );
-                goodbye(&ctx, reply).await;
-                said_goodbye = true;
-                break;
+                goodbye(ctx, reply).await;
+                return Ended::SaidGoodbye;
             }
             Some(Err(e)) => {
-                tracing::debug!(peer_uid = peer.uid, peer_pid, error = %e, "read error; closing");
-                break;
+                tracing::debug!(peer_uid, peer_pid, error = %e, "read error; closing");
+                return Ended::Quietly;
             }
         };
         let ClientFrame { id, request } = match codec::decode::<ClientFrame>(&bytes) {
@@ -300,14 +251,13 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
                         "malformed frame ({e}): this socket speaks aifactory protocol {PROTOCOL_VERSION}; use a matching aifactoryctl or the aifactory-common client"
                     ),
                 );
-                tracing::warn!(peer_uid = peer.uid, peer_pid, error = %e, "closing a connection that sent a malformed frame");
-                goodbye(&ctx, reply).await;
-                said_goodbye = true;
-                break;
+                tracing::warn!(peer_uid, peer_pid, error = %e, "closing a connection that sent a malformed frame");
+                goodbye(ctx, reply).await;
+                return Ended::SaidGoodbye;
             }
         };
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
+            return Ended::Quietly;
         };
         let ctx = ctx.clone();
         requests.spawn(async move {
@@ -317,32 +267,33 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
             drop(permit);
         });
     }
+}
+
+/// Lets the requests in flight finish (at most [`DRAIN_TIMEOUT`]), ends the connection's
+/// streams and gives the writer its last frames.
+async fn drain(ctx: ConnContext, requests: TaskTracker, mut writer: JoinHandle<()>) {
+    let peer_uid = ctx.peer.uid;
+    let peer_pid = pid(&ctx.peer);
     requests.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, requests.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            peer_uid = peer.uid,
+            peer_uid,
             peer_pid,
             "in-flight requests did not finish within 5 s; closing anyway"
         );
     }
     ctx.close_subscriptions();
+    // The writer ends once every sender of its queue is gone; this one goes now.
     drop(ctx);
     if !finish_writer(&mut writer).await {
-        tracing::debug!(
-            peer_uid = peer.uid,
-            peer_pid,
-            "client did not take its last frames"
-        );
-    }
-    if said_goodbye {
-        linger(frames.into_inner()).await;
+        tracing::debug!(peer_uid, peer_pid, "client did not take its last frames");
     }
 }
 
-fn config_name(config: &crate::config::Config) -> String {
+fn config_name(config: &Config) -> String {
     match &config.config_file {
         Some(path) => path.display().to_string(),
         None => "the config file".into(),
@@ -351,7 +302,7 @@ fn config_name(config: &crate::config::Config) -> String {
 
 /// Gives the writer [`GOODBYE_TIMEOUT`] to flush, then stops it: a client that never reads
 /// must not keep a task and its socket alive. Returns whether everything was written.
-async fn finish_writer(writer: &mut tokio::task::JoinHandle<()>) -> bool {
+async fn finish_writer(writer: &mut JoinHandle<()>) -> bool {
     let flushed = tokio::time::timeout(GOODBYE_TIMEOUT, &mut *writer)
         .await
         .is_ok();

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 mod connection;
+mod context;
 mod events;
 mod git;
 mod handlers;

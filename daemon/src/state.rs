@@ -1,11 +1,13 @@
 //! The state every connection and handler can reach: identity, the config in force, the peer
-//! policy, live counters and the event bus. Config and policy are swapped whole on reload; the
-//! std locks around them are only ever held to clone an `Arc`, never across an await.
+//! policy, live counters and the event bus. Config and policy are swapped together on reload; the
+//! std lock around them is only ever held to clone or replace an `Arc`, never across an await.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use aifactory_common::sync::lock;
 
 use crate::config::Config;
 use crate::events::EventBus;
@@ -19,8 +21,7 @@ pub struct DaemonState {
     pub pid: u32,
     /// The socket actually served (activation may differ from the config).
     pub socket: PathBuf,
-    config: RwLock<Arc<Config>>,
-    policy: RwLock<Arc<PeerPolicy>>,
+    in_force: Mutex<InForce>,
     connections: AtomicU32,
     pub events: Arc<EventBus>,
     pub store: Store,
@@ -28,6 +29,13 @@ pub struct DaemonState {
     pub schema_version: u32,
     pub sessions: Arc<Sessions>,
     pub tasks: Arc<Supervisor>,
+}
+
+/// The config and the peer policy derived from it, replaced as one so that no connection sees
+/// one without the other.
+struct InForce {
+    config: Arc<Config>,
+    policy: Arc<PeerPolicy>,
 }
 
 /// The parts that own the daemon's records, built before anyone can connect.
@@ -53,8 +61,10 @@ impl DaemonState {
             started: Instant::now(),
             pid: std::process::id(),
             socket,
-            config: RwLock::new(Arc::new(config)),
-            policy: RwLock::new(Arc::new(policy)),
+            in_force: Mutex::new(InForce {
+                config: Arc::new(config),
+                policy: Arc::new(policy),
+            }),
             connections: AtomicU32::new(0),
             events,
             store,
@@ -65,25 +75,21 @@ impl DaemonState {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.in_force).config.clone()
     }
 
     pub fn policy(&self) -> Arc<PeerPolicy> {
-        self.policy
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.in_force).policy.clone()
     }
 
     pub fn replace_config(&self, config: Config, policy: PeerPolicy) {
         let config = Arc::new(config);
         self.tasks.set_config(config.clone());
         self.tasks.log_problems();
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        *lock(&self.in_force) = InForce {
+            config,
+            policy: Arc::new(policy),
+        };
     }
 
     pub fn connections(&self) -> u32 {

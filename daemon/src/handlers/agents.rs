@@ -2,7 +2,7 @@
 
 use aifactory_common::protocol::Reply;
 
-use crate::connection::ConnContext;
+use crate::context::ConnContext;
 
 pub fn list(ctx: &ConnContext) -> Reply {
     Reply::Agents(ctx.daemon.tasks.agents())

@@ -5,8 +5,7 @@ use aifactory_common::protocol::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
-use super::Answer;
-use crate::connection::ConnContext;
+use crate::context::{Answer, ConnContext};
 
 pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext, after: Option<u64>) -> Answer {
     if ctx.has_subscription(id) {

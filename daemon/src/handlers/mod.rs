@@ -1,4 +1,5 @@
-//! One handler per request. Each takes the request and the connection's context and answers.
+//! One handler per request. Each takes the request and the connection's context and answers;
+//! [`handle`] is the one entry point the connection calls.
 
 mod agents;
 mod events;
@@ -7,20 +8,9 @@ mod sessions;
 mod status;
 mod tasks;
 
-use aifactory_common::protocol::{ErrorReply, Reply, Request};
+use aifactory_common::protocol::{ErrorReply, Request};
 
-use crate::connection::ConnContext;
-
-/// What a handler did with its request.
-// Returned once per request and moved straight into a frame: boxing would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-pub enum Answer {
-    /// The connection sends this reply.
-    Reply(Result<Reply, ErrorReply>),
-    /// The handler already queued its reply itself (streams do, so their reply precedes their
-    /// first item).
-    Sent,
-}
+use crate::context::{Answer, ConnContext};
 
 pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
     match request {

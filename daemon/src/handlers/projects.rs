@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use aifactory_common::protocol::{ErrorReply, LegacyProject, ProjectAdd, Reply};
 
-use crate::connection::ConnContext;
+use crate::context::ConnContext;
 use crate::projects;
 
 pub async fn add(ctx: &ConnContext, add: ProjectAdd) -> Result<Reply, ErrorReply> {

@@ -8,8 +8,7 @@ use aifactory_common::protocol::{
     SubscriptionId,
 };
 
-use super::Answer;
-use crate::connection::ConnContext;
+use crate::context::{Answer, ConnContext};
 use crate::monitor::client::MonitorClient;
 use crate::panes::DiskOutput;
 

@@ -2,7 +2,7 @@
 
 use aifactory_common::protocol::{PROTOCOL_VERSION, Reply, StatusInfo};
 
-use crate::connection::ConnContext;
+use crate::context::ConnContext;
 
 pub async fn handle(ctx: &ConnContext) -> Reply {
     let daemon = &ctx.daemon;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aifactory_common::protocol::{ErrorReply, Reply, TaskCreate};
 
-use crate::connection::ConnContext;
+use crate::context::ConnContext;
 
 pub async fn create(ctx: &ConnContext, create: TaskCreate) -> Result<Reply, ErrorReply> {
     ctx.daemon
