@@ -834,3 +834,39 @@ pub struct AgentInfo {
     /// Empty when the profile is usable; otherwise each problem with its fix.
     pub problems: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_reasons_keep_their_sentences_and_fixes() {
+        let owned = SkipReason::OwnedByOther {
+            dir: "/srv/panes".into(),
+            owner: 0,
+            daemon_uid: 1000,
+        };
+        assert_eq!(
+            owned.to_string(),
+            "it is owned by uid 0, not by aifactoryd's uid 1000; refusing it: remove it or `chown 1000 /srv/panes`"
+        );
+        let open = SkipReason::OpenToOthers {
+            dir: "/srv/panes".into(),
+            mode: 0o1777,
+        };
+        assert_eq!(
+            open.to_string(),
+            "it is writable by group or others (mode 1777); refusing it: `chmod 0700 /srv/panes`"
+        );
+        assert!(owned.is_unsafe() && open.is_unsafe());
+        let create = SkipReason::CannotCreate {
+            error: "Permission denied (os error 13)".into(),
+        };
+        assert_eq!(
+            create.to_string(),
+            "cannot create it: Permission denied (os error 13)"
+        );
+        assert!(!create.is_unsafe() && !SkipReason::Symlink.is_unsafe());
+        assert!(SkipReason::Symlink.to_string().contains("symlink"));
+    }
+}

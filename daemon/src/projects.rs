@@ -426,4 +426,21 @@ mod tests {
         assert!(check_name("p-0123abcd").is_err());
         assert!(check_name(&"x".repeat(101)).is_err());
     }
+
+    #[test]
+    fn git_init_is_advised_only_outside_every_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        assert!(outside_any_repository(&plain));
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(work.join(".git")).unwrap();
+        std::fs::create_dir_all(work.join("src")).unwrap();
+        assert!(!outside_any_repository(&work));
+        assert!(!outside_any_repository(&work.join("src")));
+        let bare = tmp.path().join("bare.git");
+        std::fs::create_dir_all(bare.join("objects")).unwrap();
+        std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert!(!outside_any_repository(&bare));
+    }
 }
