@@ -1,5 +1,8 @@
 //! Every message that crosses the control socket, defined once.
 //!
+//! One file on purpose: the compatibility rules below bind all of it together, and a version
+//! bump is reviewed by reading this one file against its golden bytes.
+//!
 //! Rules that keep old and new peers compatible:
 //! - enums are append-only: a new variant goes at the end, an old one is never removed or
 //!   reordered (its position is its tag on the wire);

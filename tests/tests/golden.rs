@@ -3,6 +3,9 @@
 //! bytes without bumping `PROTOCOL_VERSION` fails here. After a deliberate bump, write the new
 //! version's files with `AIFACTORY_BLESS=1 cargo test -p aifactory-tests --test golden`; the old
 //! versions' files stay as history.
+//!
+//! One file on purpose: the samples sit next to the exhaustive matches that make every new
+//! variant fail to compile until it has a sample.
 
 use std::path::PathBuf;
 
