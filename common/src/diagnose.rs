@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{AgentInfo, AgentKind};
+use crate::protocol::{AgentInfo, AgentKind, SkipReason};
 
 /// Providers past (or reaching) their end of life: kind, last day (ISO date), that day in days
 /// since the Unix epoch, and where to go instead.
@@ -97,6 +97,6 @@ pub struct LocalFacts {
     /// The panes root a daemon would use now, or why none works.
     pub panes_root: Result<PathBuf, String>,
     /// Candidates passed over before it, with why.
-    pub panes_skipped: Vec<(PathBuf, String)>,
+    pub panes_skipped: Vec<(PathBuf, SkipReason)>,
     pub test_agent_cmd: Option<String>,
 }

@@ -1,5 +1,8 @@
 //! Every message that crosses the control socket, defined once.
 //!
+//! One file on purpose: the compatibility rules below bind all of it together, and a version
+//! bump is reviewed by reading this one file against its golden bytes.
+//!
 //! Rules that keep old and new peers compatible:
 //! - enums are append-only: a new variant goes at the end, an old one is never removed or
 //!   reordered (its position is its tag on the wire);
@@ -17,7 +20,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -329,9 +332,97 @@ pub struct StatusInfo {
     /// The pane directories' root in use.
     pub panes_dir: PathBuf,
     /// Candidates passed over before it, with why.
-    pub panes_skipped: Vec<(PathBuf, String)>,
+    pub panes_skipped: Vec<(PathBuf, SkipReason)>,
     /// Sessions whose program runs.
     pub sessions_running: u32,
+}
+
+/// Why a pane directory (a candidate root, or the root in use) is refused. Typed so that clients
+/// act on the cause (the doctor tells an unsafe directory from a merely unwritable one); its
+/// `Display` is the sentence for people, with what to do.
+// The rename only shapes JSON; bincode encodes variants by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// It does not exist (it was removed after it was created).
+    Missing,
+    /// Creating it (and its parents) failed; `error` is the OS's reason.
+    CannotCreate {
+        error: String,
+    },
+    /// Its metadata cannot be read.
+    CannotInspect {
+        error: String,
+    },
+    /// It is a symlink: it could redirect session output.
+    Symlink,
+    NotADirectory,
+    /// It belongs to another uid than the daemon's.
+    OwnedByOther {
+        dir: PathBuf,
+        owner: u32,
+        daemon_uid: u32,
+    },
+    /// Group or others may write it; `mode` is its permission bits.
+    OpenToOthers {
+        dir: PathBuf,
+        mode: u32,
+    },
+    /// A probe file cannot be created or written in it.
+    NotWritable {
+        error: String,
+    },
+    /// The probe file was written but cannot be removed again.
+    CannotRemove {
+        error: String,
+    },
+}
+
+impl SkipReason {
+    /// Whether the directory is refused because someone else could swap or fill it (as opposed
+    /// to merely being unusable).
+    pub fn is_unsafe(&self) -> bool {
+        matches!(
+            self,
+            SkipReason::OwnedByOther { .. } | SkipReason::OpenToOthers { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Missing => f.write_str(
+                "it does not exist (removed after aifactoryd created it?): restart aifactoryd, which creates it again",
+            ),
+            SkipReason::CannotCreate { error } => write!(f, "cannot create it: {error}"),
+            SkipReason::CannotInspect { error } => write!(f, "cannot inspect it: {error}"),
+            SkipReason::Symlink => f.write_str(
+                "it is a symlink; refusing it (a symlink could redirect session output): make it a real directory",
+            ),
+            SkipReason::NotADirectory => {
+                f.write_str("it is not a directory: remove the file or point panes_dir elsewhere")
+            }
+            SkipReason::OwnedByOther {
+                dir,
+                owner,
+                daemon_uid,
+            } => write!(
+                f,
+                "it is owned by uid {owner}, not by aifactoryd's uid {daemon_uid}; refusing it: remove it or `chown {daemon_uid} {}`",
+                dir.display()
+            ),
+            SkipReason::OpenToOthers { dir, mode } => write!(
+                f,
+                "it is writable by group or others (mode {mode:04o}); refusing it: `chmod 0700 {}`",
+                dir.display()
+            ),
+            SkipReason::NotWritable { error } => write!(f, "not writable: {error}"),
+            SkipReason::CannotRemove { error } => {
+                write!(f, "cannot remove a file in it: {error}")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -745,4 +836,40 @@ pub struct AgentInfo {
     pub default: bool,
     /// Empty when the profile is usable; otherwise each problem with its fix.
     pub problems: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_reasons_keep_their_sentences_and_fixes() {
+        let owned = SkipReason::OwnedByOther {
+            dir: "/srv/panes".into(),
+            owner: 0,
+            daemon_uid: 1000,
+        };
+        assert_eq!(
+            owned.to_string(),
+            "it is owned by uid 0, not by aifactoryd's uid 1000; refusing it: remove it or `chown 1000 /srv/panes`"
+        );
+        let open = SkipReason::OpenToOthers {
+            dir: "/srv/panes".into(),
+            mode: 0o1777,
+        };
+        assert_eq!(
+            open.to_string(),
+            "it is writable by group or others (mode 1777); refusing it: `chmod 0700 /srv/panes`"
+        );
+        assert!(owned.is_unsafe() && open.is_unsafe());
+        let create = SkipReason::CannotCreate {
+            error: "Permission denied (os error 13)".into(),
+        };
+        assert_eq!(
+            create.to_string(),
+            "cannot create it: Permission denied (os error 13)"
+        );
+        assert!(!create.is_unsafe() && !SkipReason::Symlink.is_unsafe());
+        assert!(SkipReason::Symlink.to_string().contains("symlink"));
+    }
 }

@@ -34,7 +34,17 @@ fn to_json(s: &StatusInfo) -> serde_json::Value {
         "store": store_text(&s.store),
         "store_writable": s.store == StoreHealth::Writable,
         "panes_dir": s.panes_dir,
-        "panes_skipped": s.panes_skipped,
+        // `[path, sentence]` pairs as before; `panes_skip_reasons` has the same, typed.
+        "panes_skipped": s
+            .panes_skipped
+            .iter()
+            .map(|(path, why)| serde_json::json!([path, why.to_string()]))
+            .collect::<Vec<_>>(),
+        "panes_skip_reasons": s
+            .panes_skipped
+            .iter()
+            .map(|(path, why)| serde_json::json!({ "path": path, "reason": why }))
+            .collect::<Vec<_>>(),
         "sessions_running": s.sessions_running,
     })
 }

@@ -13,13 +13,14 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aifactory_common::pane::{OUTPUT_LOG, OUTPUT_LOG_OLD, ROTATION_FILE};
+use aifactory_common::protocol::SkipReason;
 
 /// The chosen root and why the earlier candidates were passed over.
 #[derive(Debug, Clone)]
 pub struct PanesRoot {
     pub path: PathBuf,
     /// `(candidate, why it was not used)`, in order.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub skipped: Vec<(PathBuf, SkipReason)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +30,11 @@ pub enum PanesError {
         tried.iter().map(|(p, why)| format!("{} ({why})", p.display())).collect::<Vec<_>>().join("; ")
     )]
     NoRoot {
-        tried: Vec<(PathBuf, String)>,
+        tried: Vec<(PathBuf, SkipReason)>,
         uid: u32,
     },
     #[error("pane directory {}: {reason}", path.display())]
-    Unsafe { path: PathBuf, reason: String },
+    Unsafe { path: PathBuf, reason: SkipReason },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -95,9 +96,11 @@ pub fn choose(candidates: &[PathBuf]) -> Result<PanesRoot, PanesError> {
 }
 
 /// Creates (0700) and checks one candidate, then proves it writable.
-fn prepare(dir: &Path) -> Result<(), String> {
+fn prepare(dir: &Path) -> Result<(), SkipReason> {
     if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        return Err(format!("cannot create it: {e}"));
+        return Err(SkipReason::CannotCreate {
+            error: e.to_string(),
+        });
     }
     check_private(dir)?;
     let probe = dir.join(format!(".probe-{}", std::process::id()));
@@ -110,36 +113,42 @@ fn prepare(dir: &Path) -> Result<(), String> {
     let removed = std::fs::remove_file(&probe);
     match (written, removed) {
         (Ok(()), Ok(())) => Ok(()),
-        (Err(e), _) => Err(format!("not writable: {e}")),
-        (_, Err(e)) => Err(format!("cannot remove a file in it: {e}")),
+        (Err(e), _) => Err(SkipReason::NotWritable {
+            error: e.to_string(),
+        }),
+        (_, Err(e)) => Err(SkipReason::CannotRemove {
+            error: e.to_string(),
+        }),
     }
 }
 
 /// Refuses a symlink, a directory of another uid, or one others can write.
-pub fn check_private(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot inspect it: {e}"))?;
+pub fn check_private(dir: &Path) -> Result<(), SkipReason> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SkipReason::Missing,
+        _ => SkipReason::CannotInspect {
+            error: e.to_string(),
+        },
+    })?;
     if meta.file_type().is_symlink() {
-        return Err(
-            "it is a symlink; refusing it (a symlink could redirect session output)".into(),
-        );
+        return Err(SkipReason::Symlink);
     }
     if !meta.is_dir() {
-        return Err("it is not a directory".into());
+        return Err(SkipReason::NotADirectory);
     }
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(format!(
-            "it is owned by uid {}, not by aifactoryd's uid {me}; refusing it: remove it or `chown {me} {}`",
-            meta.uid(),
-            dir.display()
-        ));
+        return Err(SkipReason::OwnedByOther {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+            daemon_uid: me,
+        });
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by group or others (mode {:04o}); refusing it: `chmod 0700 {}`",
-            meta.mode() & 0o7777,
-            dir.display()
-        ));
+        return Err(SkipReason::OpenToOthers {
+            dir: dir.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     Ok(())
 }
@@ -238,12 +247,27 @@ mod tests {
         assert_eq!(root.path, good);
         assert_eq!(root.skipped.len(), 2);
         assert!(
-            root.skipped[0].1.contains("cannot create"),
+            matches!(root.skipped[0].1, SkipReason::CannotCreate { .. }),
             "{:?}",
             root.skipped
         );
         assert!(
-            root.skipped[1].1.contains("writable by group or others"),
+            root.skipped[0].1.to_string().contains("cannot create"),
+            "{:?}",
+            root.skipped
+        );
+        assert_eq!(
+            root.skipped[1].1,
+            SkipReason::OpenToOthers {
+                dir: open.clone(),
+                mode: 0o777
+            }
+        );
+        assert!(
+            root.skipped[1]
+                .1
+                .to_string()
+                .contains("writable by group or others"),
             "{:?}",
             root.skipped
         );
@@ -259,7 +283,8 @@ mod tests {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let err = check_private(&link).unwrap_err();
-        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(err, SkipReason::Symlink);
+        assert!(err.to_string().contains("symlink"), "{err}");
     }
 
     #[test]

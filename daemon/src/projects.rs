@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use aifactory_common::protocol::{
-    ErrorCode, ErrorReply, ImportReport, LegacyProject, ProjectAdd, ProjectInfo, Provider,
-    SkippedImport,
+    ImportReport, LegacyProject, ProjectAdd, ProjectInfo, Provider, SkippedImport,
 };
 use aifactory_common::provider;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -17,18 +16,74 @@ use crate::store::{Store, StoreError};
 const MAX_NAME_LEN: usize = 100;
 const COLUMNS: &str = "id, name, path, origin_url, provider, detected_provider, provider_manual, default_branch, created_at";
 
-impl From<StoreError> for ErrorReply {
-    fn from(e: StoreError) -> Self {
-        let code = match e {
-            StoreError::WriteFailed(_) | StoreError::Gone => ErrorCode::Unavailable,
-            StoreError::Sqlite { .. } => ErrorCode::Internal,
-        };
-        ErrorReply::new(code, e.to_string())
-    }
-}
-
-fn invalid(message: String) -> ErrorReply {
-    ErrorReply::new(ErrorCode::Invalid, message)
+/// Why a project request was refused or failed; each message says what to do. The wire form
+/// (with its error code) is made in `handlers::projects`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("no project with id or name `{0}`: see `aifactoryctl projects list`")]
+    NotFound(String),
+    #[error("{} is not an absolute path: clients resolve relative paths before sending them", .0.display())]
+    RelativePath(PathBuf),
+    #[error("{} does not exist: check the path", .0.display())]
+    PathMissing(PathBuf),
+    #[error("cannot inspect {} ({source}): make it and its parents accessible to aifactoryd (uid {uid})", path.display())]
+    CannotInspect {
+        path: PathBuf,
+        uid: u32,
+        source: std::io::Error,
+    },
+    #[error("{} is not a directory: give the project's work tree", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} is not readable by aifactoryd (uid {uid}): {source}: grant it read access (e.g. `chmod o+rx` or add uid {uid} to the owning group)", path.display())]
+    Unreadable {
+        path: PathBuf,
+        uid: u32,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve {} ({source}): check the path and its symlinks", path.display())]
+    CannotResolve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// git refused the directory; `reason` is git's own text (its advice, e.g. for "dubious
+    /// ownership", is the fix when it gives one).
+    #[error(
+        "{} is not a git work tree aifactoryd (uid {uid}) can use: git says: {reason}{}",
+        path.display(),
+        if *no_repository { ": run `git init` there, or give the repository's directory" } else { "" }
+    )]
+    NotAWorkTree {
+        path: PathBuf,
+        uid: u32,
+        reason: String,
+        /// No repository in the directory or above it, so `git init` is the fix.
+        no_repository: bool,
+    },
+    #[error("{} is not valid UTF-8: rename the directory", .0.display())]
+    NotUtf8(PathBuf),
+    #[error(
+        "project name `{0}` is not usable: give 1 to {MAX_NAME_LEN} printable characters with --name"
+    )]
+    UnusableName(String),
+    #[error("project name `{0}` looks like a project id: choose another with --name")]
+    IdShapedName(String),
+    #[error("{path} is already registered as project `{}` ({}): use it, or remove it first with `aifactoryctl projects remove {}`", existing.name, existing.id, existing.id)]
+    PathTaken {
+        path: String,
+        existing: Box<ProjectInfo>,
+    },
+    #[error("a project named `{name}` already exists ({}, at {}): choose another name with --name", existing.id, existing.path.display())]
+    NameTaken {
+        name: String,
+        existing: Box<ProjectInfo>,
+    },
+    #[error("project {} still has {tasks} task(s): remove them first (`aifactoryctl tasks list --project {}`, then `aifactoryctl tasks remove ID`)", project.name, project.id)]
+    HasTasks {
+        project: Box<ProjectInfo>,
+        tasks: i64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<ProjectInfo> {
@@ -74,27 +129,16 @@ fn by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<ProjectInfo
     .optional()
 }
 
-fn not_found(key: &str) -> ErrorReply {
-    ErrorReply::new(
-        ErrorCode::NotFound,
-        format!("no project with id or name `{key}`: see `aifactoryctl projects list`"),
-    )
-}
-
 fn is_id_shaped(name: &str) -> bool {
     name.len() == 10 && name.starts_with("p-") && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn check_name(name: &str) -> Result<(), ErrorReply> {
+fn check_name(name: &str) -> Result<(), ProjectError> {
     if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "project name `{name}` is not usable: give 1 to {MAX_NAME_LEN} printable characters with --name"
-        )));
+        return Err(ProjectError::UnusableName(name.to_string()));
     }
     if is_id_shaped(name) {
-        return Err(invalid(format!(
-            "project name `{name}` looks like a project id: choose another with --name"
-        )));
+        return Err(ProjectError::IdShapedName(name.to_string()));
     }
     Ok(())
 }
@@ -107,56 +151,56 @@ struct Inspected {
     default_branch: String,
 }
 
+/// Whether no git repository holds `dir`: no `.git` in it or above it, and it is not inside a
+/// bare repository (a directory with `HEAD` and `objects/`). Decides whether `git init` is the
+/// advice, from the file system rather than from git's wording.
+fn outside_any_repository(dir: &Path) -> bool {
+    !dir.ancestors().any(|d| {
+        d.join(".git").exists() || (d.join("HEAD").is_file() && d.join("objects").is_dir())
+    })
+}
+
 /// Checks that `path` exists, is a directory the daemon can read, and is a git work tree.
-async fn inspect(path: &Path) -> Result<Inspected, ErrorReply> {
-    let uid = nix::unistd::geteuid();
+async fn inspect(path: &Path) -> Result<Inspected, ProjectError> {
+    let uid = nix::unistd::geteuid().as_raw();
     if !path.is_absolute() {
-        return Err(invalid(format!(
-            "{} is not an absolute path: clients resolve relative paths before sending them",
-            path.display()
-        )));
+        return Err(ProjectError::RelativePath(path.to_path_buf()));
     }
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ErrorReply::new(
-                ErrorCode::NotFound,
-                format!("{} does not exist: check the path", path.display()),
-            ));
+            return Err(ProjectError::PathMissing(path.to_path_buf()));
         }
-        Err(e) => {
-            return Err(invalid(format!(
-                "cannot inspect {} ({e}): make it and its parents accessible to aifactoryd (uid {uid})",
-                path.display()
-            )));
+        Err(source) => {
+            return Err(ProjectError::CannotInspect {
+                path: path.to_path_buf(),
+                uid,
+                source,
+            });
         }
     };
     if !meta.is_dir() {
-        return Err(invalid(format!(
-            "{} is not a directory: give the project's work tree",
-            path.display()
-        )));
+        return Err(ProjectError::NotADirectory(path.to_path_buf()));
     }
-    if let Err(e) = std::fs::read_dir(path) {
-        return Err(invalid(format!(
-            "{} is not readable by aifactoryd (uid {uid}): {e}: grant it read access (e.g. `chmod o+rx` or add uid {uid} to the owning group)",
-            path.display()
-        )));
+    if let Err(source) = std::fs::read_dir(path) {
+        return Err(ProjectError::Unreadable {
+            path: path.to_path_buf(),
+            uid,
+            source,
+        });
     }
-    let canonical = std::fs::canonicalize(path)
-        .map_err(|e| invalid(format!("cannot resolve {} ({e})", path.display())))?;
-    git::check_work_tree(&canonical).await.map_err(|reason| {
-        // git's own advice (e.g. for "dubious ownership") is the fix when it gives one.
-        let fix = if reason.contains("not a git repository") {
-            ": run `git init` there, or give the repository's directory"
-        } else {
-            ""
-        };
-        invalid(format!(
-            "{} is not a git work tree aifactoryd (uid {uid}) can use: git says: {reason}{fix}",
-            canonical.display()
-        ))
+    let canonical = std::fs::canonicalize(path).map_err(|source| ProjectError::CannotResolve {
+        path: path.to_path_buf(),
+        source,
     })?;
+    if let Err(reason) = git::check_work_tree(&canonical).await {
+        return Err(ProjectError::NotAWorkTree {
+            no_repository: outside_any_repository(&canonical),
+            path: canonical,
+            uid,
+            reason: reason.to_string(),
+        });
+    }
     let origin_url = git::origin_url(&canonical).await;
     let detected = origin_url
         .as_deref()
@@ -169,13 +213,17 @@ async fn inspect(path: &Path) -> Result<Inspected, ErrorReply> {
     })
 }
 
-fn path_text(path: &Path) -> Result<String, ErrorReply> {
-    path.to_str().map(str::to_string).ok_or_else(|| {
-        invalid(format!(
-            "{} is not valid UTF-8: rename the directory",
-            path.display()
-        ))
-    })
+fn path_text(path: &Path) -> Result<String, ProjectError> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| ProjectError::NotUtf8(path.to_path_buf()))
+}
+
+/// What an insert transaction found; it is committed whichever it is.
+enum Insert {
+    Added(ProjectInfo),
+    PathTaken(ProjectInfo),
+    NameTaken(ProjectInfo),
 }
 
 /// Inserts a project unless its path or name is taken; the outcome is committed before it is
@@ -185,54 +233,53 @@ async fn insert(
     found: Inspected,
     name: String,
     manual: Option<Provider>,
-) -> Result<ProjectInfo, ErrorReply> {
+) -> Result<ProjectInfo, ProjectError> {
     let path = path_text(&found.path)?;
     let provider = manual.unwrap_or(found.detected);
-    store
+    let (path_in, name_in) = (path.clone(), name.clone());
+    let outcome = store
         .write(move |tx| {
-            if let Some(existing) = by_path(tx, &path)? {
-                return Ok(Err(ErrorReply::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "{path} is already registered as project `{}` ({}): use it, or remove it first with `aifactoryctl projects remove {}`",
-                        existing.name, existing.id, existing.id
-                    ),
-                )));
+            if let Some(existing) = by_path(tx, &path_in)? {
+                return Ok(Insert::PathTaken(existing));
             }
-            if let Some(existing) = by_name(tx, &name)? {
-                return Ok(Err(ErrorReply::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "a project named `{name}` already exists ({}, at {}): choose another name with --name",
-                        existing.id,
-                        existing.path.display()
-                    ),
-                )));
+            if let Some(existing) = by_name(tx, &name_in)? {
+                return Ok(Insert::NameTaken(existing));
             }
-            let id: String = tx.query_row(
+            tx.query_row(
                 &format!(
                     "INSERT INTO projects ({COLUMNS})
                      VALUES ('p-' || lower(hex(randomblob(4))), ?1, ?2, ?3, ?4, ?5, ?6, ?7,
                              strftime('%Y-%m-%dT%H:%M:%SZ','now'))
-                     RETURNING id"
+                     RETURNING {COLUMNS}"
                 ),
                 params![
-                    name,
-                    path,
+                    name_in,
+                    path_in,
                     found.origin_url,
                     provider.as_str(),
                     found.detected.as_str(),
                     manual.is_some(),
                     found.default_branch,
                 ],
-                |r| r.get(0),
-            )?;
-            Ok(by_key(tx, &id)?.ok_or_else(|| not_found(&id)))
+                from_row,
+            )
+            .map(Insert::Added)
         })
-        .await?
+        .await?;
+    match outcome {
+        Insert::Added(project) => Ok(project),
+        Insert::PathTaken(existing) => Err(ProjectError::PathTaken {
+            path,
+            existing: Box::new(existing),
+        }),
+        Insert::NameTaken(existing) => Err(ProjectError::NameTaken {
+            name,
+            existing: Box::new(existing),
+        }),
+    }
 }
 
-pub async fn add(store: &Store, request: ProjectAdd) -> Result<ProjectInfo, ErrorReply> {
+pub async fn add(store: &Store, request: ProjectAdd) -> Result<ProjectInfo, ProjectError> {
     let found = inspect(&request.path).await?;
     let name = match request.name {
         Some(name) => name,
@@ -248,7 +295,7 @@ pub async fn add(store: &Store, request: ProjectAdd) -> Result<ProjectInfo, Erro
     Ok(project)
 }
 
-pub async fn list(store: &Store) -> Result<Vec<ProjectInfo>, ErrorReply> {
+pub async fn list(store: &Store) -> Result<Vec<ProjectInfo>, ProjectError> {
     Ok(store
         .read(|conn| {
             conn.prepare(&format!(
@@ -260,19 +307,27 @@ pub async fn list(store: &Store) -> Result<Vec<ProjectInfo>, ErrorReply> {
         .await?)
 }
 
-pub async fn show(store: &Store, key: String) -> Result<ProjectInfo, ErrorReply> {
+pub async fn show(store: &Store, key: String) -> Result<ProjectInfo, ProjectError> {
     let lookup = key.clone();
     store
         .read(move |conn| by_key(conn, &lookup))
         .await?
-        .ok_or_else(|| not_found(&key))
+        .ok_or(ProjectError::NotFound(key))
 }
 
-pub async fn remove(store: &Store, key: String) -> Result<ProjectInfo, ErrorReply> {
-    let removed = store
+/// What a remove transaction found; it is committed whichever it is.
+enum Removal {
+    Removed(ProjectInfo),
+    Missing,
+    HasTasks(ProjectInfo, i64),
+}
+
+pub async fn remove(store: &Store, key: String) -> Result<ProjectInfo, ProjectError> {
+    let lookup = key.clone();
+    let outcome = store
         .write(move |tx| {
-            let Some(project) = by_key(tx, &key)? else {
-                return Ok(Err(not_found(&key)));
+            let Some(project) = by_key(tx, &lookup)? else {
+                return Ok(Removal::Missing);
             };
             let tasks: i64 = tx.query_row(
                 "SELECT count(*) FROM tasks WHERE project_id = ?1",
@@ -280,18 +335,22 @@ pub async fn remove(store: &Store, key: String) -> Result<ProjectInfo, ErrorRepl
                 |r| r.get(0),
             )?;
             if tasks > 0 {
-                return Ok(Err(ErrorReply::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "project {} still has {tasks} task(s): remove them first (`aifactoryctl tasks list --project {}`, then `aifactoryctl tasks remove ID`)",
-                        project.name, project.id
-                    ),
-                )));
+                return Ok(Removal::HasTasks(project, tasks));
             }
             tx.execute("DELETE FROM projects WHERE id = ?1", params![project.id])?;
-            Ok(Ok(project))
+            Ok(Removal::Removed(project))
         })
-        .await??;
+        .await?;
+    let removed = match outcome {
+        Removal::Removed(project) => project,
+        Removal::Missing => return Err(ProjectError::NotFound(key)),
+        Removal::HasTasks(project, tasks) => {
+            return Err(ProjectError::HasTasks {
+                project: Box::new(project),
+                tasks,
+            });
+        }
+    };
     tracing::info!(project_id = %removed.id, name = %removed.name, "project removed (files untouched)");
     Ok(removed)
 }
@@ -302,21 +361,21 @@ pub async fn import_legacy(
     store: &Store,
     source: PathBuf,
     entries: Vec<LegacyProject>,
-) -> Result<ImportReport, ErrorReply> {
+) -> Result<ImportReport, ProjectError> {
     let mut report = ImportReport {
         imported: Vec::new(),
         skipped: Vec::new(),
     };
     for entry in entries {
-        let skip = |reason: String| SkippedImport {
+        let skip = |reason: ProjectError| SkippedImport {
             path: entry.path.clone(),
             name: entry.name.clone(),
-            reason,
+            reason: reason.to_string(),
         };
         let found = match inspect(&entry.path).await {
             Ok(found) => found,
             Err(e) => {
-                report.skipped.push(skip(e.message));
+                report.skipped.push(skip(e));
                 continue;
             }
         };
@@ -328,12 +387,14 @@ pub async fn import_legacy(
                 .unwrap_or_else(|| "root".into())
         });
         if let Err(e) = check_name(&name) {
-            report.skipped.push(skip(e.message));
+            report.skipped.push(skip(e));
             continue;
         }
         match insert(store, found, name, None).await {
             Ok(project) => report.imported.push(project),
-            Err(e) if e.code == ErrorCode::Conflict => report.skipped.push(skip(e.message)),
+            Err(e @ (ProjectError::PathTaken { .. } | ProjectError::NameTaken { .. })) => {
+                report.skipped.push(skip(e))
+            }
             // A failed write stops the import: nothing after it would be saved either.
             Err(e) => return Err(e),
         }
@@ -364,5 +425,22 @@ mod tests {
         assert!(check_name("a\nb").is_err());
         assert!(check_name("p-0123abcd").is_err());
         assert!(check_name(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn git_init_is_advised_only_outside_every_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        assert!(outside_any_repository(&plain));
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(work.join(".git")).unwrap();
+        std::fs::create_dir_all(work.join("src")).unwrap();
+        assert!(!outside_any_repository(&work));
+        assert!(!outside_any_repository(&work.join("src")));
+        let bare = tmp.path().join("bare.git");
+        std::fs::create_dir_all(bare.join("objects")).unwrap();
+        std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert!(!outside_any_repository(&bare));
     }
 }

@@ -3,6 +3,9 @@
 //! bytes without bumping `PROTOCOL_VERSION` fails here. After a deliberate bump, write the new
 //! version's files with `AIFACTORY_BLESS=1 cargo test -p aifactory-tests --test golden`; the old
 //! versions' files stay as history.
+//!
+//! One file on purpose: the samples sit next to the exhaustive matches that make every new
+//! variant fail to compile until it has a sample.
 
 use std::path::PathBuf;
 
@@ -223,7 +226,12 @@ fn status() -> StatusInfo {
         schema_version: 3,
         store: StoreHealth::Writable,
         panes_dir: "/run/aifactory/panes".into(),
-        panes_skipped: vec![("/etc/panes".into(), "not writable".into())],
+        panes_skipped: vec![(
+            "/etc/panes".into(),
+            SkipReason::NotWritable {
+                error: "Permission denied (os error 13)".into(),
+            },
+        )],
         sessions_running: 2,
     }
 }
@@ -786,7 +794,74 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
             ServerFrame::Goodbye(_) => {}
         }
     }
+    for (name, why) in skip_reasons() {
+        frames.push((
+            name,
+            reply(Ok(Reply::Status(StatusInfo {
+                panes_skipped: vec![("/run/aifactory/panes".into(), why)],
+                ..status()
+            }))),
+        ));
+    }
     frames
+}
+
+/// One status sample per reason a pane directory is passed over.
+fn skip_reasons() -> Samples<SkipReason> {
+    let error = || "Permission denied (os error 13)".to_string();
+    let reasons = vec![
+        ("reply-status-panes-missing", SkipReason::Missing),
+        (
+            "reply-status-panes-cannot-create",
+            SkipReason::CannotCreate { error: error() },
+        ),
+        (
+            "reply-status-panes-cannot-inspect",
+            SkipReason::CannotInspect { error: error() },
+        ),
+        ("reply-status-panes-symlink", SkipReason::Symlink),
+        (
+            "reply-status-panes-not-a-directory",
+            SkipReason::NotADirectory,
+        ),
+        (
+            "reply-status-panes-owned-by-other",
+            SkipReason::OwnedByOther {
+                dir: "/run/aifactory/panes".into(),
+                owner: 0,
+                daemon_uid: 1000,
+            },
+        ),
+        (
+            "reply-status-panes-open-to-others",
+            SkipReason::OpenToOthers {
+                dir: "/run/aifactory/panes".into(),
+                mode: 0o777,
+            },
+        ),
+        (
+            "reply-status-panes-not-writable",
+            SkipReason::NotWritable { error: error() },
+        ),
+        (
+            "reply-status-panes-cannot-remove",
+            SkipReason::CannotRemove { error: error() },
+        ),
+    ];
+    for (_, why) in &reasons {
+        match why {
+            SkipReason::Missing
+            | SkipReason::CannotCreate { .. }
+            | SkipReason::CannotInspect { .. }
+            | SkipReason::Symlink
+            | SkipReason::NotADirectory
+            | SkipReason::OwnedByOther { .. }
+            | SkipReason::OpenToOthers { .. }
+            | SkipReason::NotWritable { .. }
+            | SkipReason::CannotRemove { .. } => {}
+        }
+    }
+    reasons
 }
 
 /// One versioned family of messages and the directory of its golden bytes.

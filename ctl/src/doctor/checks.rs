@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::diagnose::{Check, CheckStatus, end_of_life};
-use aifactory_common::protocol::{AgentInfo, SessionState, StoreHealth, TaskPhase};
+use aifactory_common::protocol::{AgentInfo, SessionState, SkipReason, StoreHealth, TaskPhase};
 
 use super::{Facts, fail, http, ok, warn};
 
@@ -304,14 +304,13 @@ fn panes_root(f: &Facts) -> Check {
         }
     };
     // In user mode the system's /run/aifactory/panes is not ours to use: passing it over is the
-    // design, not a fault. Anything else passed over is.
-    let unexpected: Vec<&(PathBuf, String)> = skipped
+    // design, not a fault, unless it is unsafe. Anything else passed over is a fault.
+    let unexpected: Vec<&(PathBuf, SkipReason)> = skipped
         .iter()
         .filter(|(path, why)| {
             !(path == Path::new("/run/aifactory/panes")
                 && !nix::unistd::geteuid().is_root()
-                && !why.contains("owned by")
-                && !why.contains("writable by"))
+                && !why.is_unsafe())
         })
         .collect();
     let passed = skipped
@@ -338,19 +337,24 @@ fn panes_root(f: &Facts) -> Check {
             root.display(),
             first.display()
         ),
-        if why.contains("owned by") || why.contains("writable by") {
-            format!(
+        match why {
+            SkipReason::OwnedByOther { .. } | SkipReason::OpenToOthers { .. } => format!(
                 "make {} owned by the daemon's user and mode 0700 (`chown USER {} && chmod 0700 {}`), or remove it",
                 first.display(),
                 first.display(),
                 first.display()
-            )
-        } else {
-            format!(
+            ),
+            SkipReason::Missing
+            | SkipReason::CannotCreate { .. }
+            | SkipReason::CannotInspect { .. }
+            | SkipReason::Symlink
+            | SkipReason::NotADirectory
+            | SkipReason::NotWritable { .. }
+            | SkipReason::CannotRemove { .. } => format!(
                 "make {} writable by the daemon's user (`install -d -m 0700 -o USER {}`), or point panes_dir elsewhere",
                 first.display(),
                 first.display()
-            )
+            ),
         },
     )
 }

@@ -6,6 +6,7 @@ mod events;
 mod projects;
 mod sessions;
 mod status;
+mod store;
 mod tasks;
 
 use aifactory_common::protocol::{ErrorReply, Request};
