@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aifactory_common::protocol::{Progress, TaskPhase};
+use aifactory_common::sync::lock;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -171,10 +172,6 @@ struct Inner {
     routes: std::sync::Arc<Mutex<HashMap<PathBuf, mpsc::Sender<()>>>>,
     /// Spec directory → whether the polling watcher has it.
     dirs: HashMap<PathBuf, bool>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether a file event can have changed the file's content.
