@@ -147,7 +147,7 @@ async fn inspect(path: &Path) -> Result<Inspected, ErrorReply> {
         .map_err(|e| invalid(format!("cannot resolve {} ({e})", path.display())))?;
     git::check_work_tree(&canonical).await.map_err(|reason| {
         // git's own advice (e.g. for "dubious ownership") is the fix when it gives one.
-        let fix = if reason.contains("not a git repository") {
+        let fix = if reason.is_not_a_repository() {
             ": run `git init` there, or give the repository's directory"
         } else {
             ""
