@@ -819,6 +819,39 @@ pub enum OnStall {
     Restart,
 }
 
+impl RestartPolicy {
+    /// As the config and the wire spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+        }
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl OnStall {
+    /// As the config and the wire spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStall::None => "none",
+            OnStall::Stop => "stop",
+            OnStall::Restart => "restart",
+        }
+    }
+}
+
+impl std::fmt::Display for OnStall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An agent profile from the config, with what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentInfo {

@@ -51,7 +51,7 @@ fn print_agent(a: &AgentInfo) {
         );
     }
     println!(
-        "  restart   {:?}, at most {} attempts; on stall: {:?} after {} s{}",
+        "  restart   {}, at most {} attempts; on stall: {} after {} s{}",
         a.restart,
         a.max_attempts,
         a.on_stall,

@@ -269,6 +269,73 @@ pub fn find_program(program: &str, path_var: Option<&std::ffi::OsStr>) -> Option
         .find(|p| executable(p))
 }
 
+/// Why a task cannot run with the agent profile it names.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "no agent profile is named `{name}`: define [agents.{name}] in the config or pick one of {known} (`aifactoryctl agents list`)"
+    )]
+    Unknown { name: String, known: String },
+    #[error("agent profile `{name}` cannot run: {}", problems.join("; "))]
+    CannotRun { name: String, problems: Vec<String> },
+}
+
+/// The settings every profile check reads besides the profile (from the config).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext<'a> {
+    pub test_agent_cmd: Option<&'a str>,
+    pub default_agent: &'a str,
+    /// The config's `stall_after`, for profiles without their own.
+    pub stall_after_s: u64,
+}
+
+/// Every profile and what is wrong with it now: what `aifactoryctl agents check` shows, from
+/// the running daemon and from `aifactoryd check` alike.
+pub fn check_all(profiles: &[Profile], context: CheckContext<'_>) -> Vec<AgentInfo> {
+    profiles
+        .iter()
+        .map(|p| {
+            check(
+                p,
+                context.test_agent_cmd,
+                context.default_agent,
+                context.stall_after_s,
+            )
+        })
+        .collect()
+}
+
+/// The profile `name` and its check, when a task can run with it now.
+pub fn usable<'p>(
+    profiles: &'p [Profile],
+    name: &str,
+    context: CheckContext<'_>,
+) -> Result<(&'p Profile, AgentInfo), ProfileError> {
+    let Some(profile) = profiles.iter().find(|p| p.name == name) else {
+        return Err(ProfileError::Unknown {
+            name: name.to_string(),
+            known: profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let info = check(
+        profile,
+        context.test_agent_cmd,
+        context.default_agent,
+        context.stall_after_s,
+    );
+    if !info.problems.is_empty() {
+        return Err(ProfileError::CannotRun {
+            name: name.to_string(),
+            problems: info.problems,
+        });
+    }
+    Ok((profile, info))
+}
+
 /// Everything wrong with a profile on this machine now, as [`AgentInfo`].
 pub fn check(
     profile: &Profile,
@@ -386,6 +453,38 @@ mod tests {
         assert!(info.problems.is_empty(), "{:?}", info.problems);
         assert_eq!(info.effective_command, ["sh", "-c", "sleep 300"]);
         assert!(info.default);
+    }
+
+    #[test]
+    fn usable_names_the_known_profiles_or_the_problems() {
+        let ok = profile("kind = \"custom\"\ncommand = [\"sh\"]");
+        let bad = from_file(
+            "bad",
+            AgentFile {
+                kind: Some("custom".into()),
+                command: Some(vec!["surely-not-a-program-aifactory".into()]),
+                ..AgentFile::default()
+            },
+            Vec::new(),
+        );
+        let profiles = [ok, bad];
+        let context = CheckContext {
+            test_agent_cmd: None,
+            default_agent: "p",
+            stall_after_s: 600,
+        };
+        assert_eq!(usable(&profiles, "p", context).unwrap().0.name, "p");
+        let unknown = usable(&profiles, "x", context).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "no agent profile is named `x`: define [agents.x] in the config or pick one of p, bad (`aifactoryctl agents list`)"
+        );
+        let cannot = usable(&profiles, "bad", context).unwrap_err().to_string();
+        assert!(
+            cannot.starts_with("agent profile `bad` cannot run: `surely-not-a-program-aifactory`"),
+            "{cannot}"
+        );
+        assert_eq!(check_all(&profiles, context).len(), 2);
     }
 
     #[test]

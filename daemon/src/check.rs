@@ -47,18 +47,14 @@ pub fn local_facts(overrides: &Overrides) -> LocalFacts {
             }
         }
     };
-    let agents = config
-        .agents
-        .iter()
-        .map(|p| {
-            agents::check(
-                p,
-                config.test_agent_cmd.as_deref(),
-                &config.default_agent,
-                config.stall_after.as_secs(),
-            )
-        })
-        .collect();
+    let agents = agents::check_all(
+        &config.agents,
+        agents::CheckContext {
+            test_agent_cmd: config.test_agent_cmd.as_deref(),
+            default_agent: &config.default_agent,
+            stall_after_s: config.stall_after.as_secs(),
+        },
+    );
     let (panes_root, panes_skipped) = match panes::choose(&panes::candidates(
         config.panes_dir.as_deref(),
         &aifactory_common::paths::process_env,

@@ -4,9 +4,8 @@
 //! live ones, with no gap and no duplicate; one that falls behind live catches up from the
 //! store the same way instead of slowing anyone down.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aifactory_common::protocol::{Event, EventKind};
+use aifactory_common::time::now_ms;
 use rusqlite::params;
 use tokio::sync::broadcast;
 
@@ -33,13 +32,6 @@ pub struct Replay {
     pub events: Vec<Event>,
     /// Events that were pruned before this subscriber asked for them.
     pub missed: u64,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl EventBus {

@@ -1,11 +1,46 @@
 //! What the daemon asks git about a work tree. git's own error text reaches the user.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-/// git's answer: trimmed stdout on success, trimmed stderr on failure.
-async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+/// Why git did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git ({0}): install git and make sure it is on aifactoryd's PATH")]
+    Spawn(#[source] std::io::Error),
+    /// git refused; its own words (trimmed stderr) are the message.
+    #[error("{stderr}")]
+    Refused { stderr: String },
+    #[error("git says --is-inside-work-tree is `{0}` (a bare repository or a .git directory?)")]
+    NotWorkTree(String),
+    #[error(
+        "{} already holds a worktree on branch `{on}`, not `{branch}`: remove it with `git worktree remove {}` or choose another spec id",
+        path.display(),
+        path.display()
+    )]
+    OtherBranch {
+        path: PathBuf,
+        on: String,
+        branch: String,
+    },
+    #[error("cannot update {}: {source}", path.display())]
+    Exclude {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl GitError {
+    /// git found no repository at (or above) the directory: `git init` is the fix.
+    pub fn is_not_a_repository(&self) -> bool {
+        // git says so only in its text (exit code 128 covers every fatal error).
+        matches!(self, GitError::Refused { stderr } if stderr.contains("not a git repository"))
+    }
+}
+
+/// git's answer: trimmed stdout on success, its trimmed stderr as the error on failure.
+async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -14,23 +49,21 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| {
-            format!("cannot run git ({e}): install git and make sure it is on aifactoryd's PATH")
-        })?;
+        .map_err(GitError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(GitError::Refused {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
 /// Ok when `dir` is inside a git work tree; otherwise git's reason.
-pub async fn check_work_tree(dir: &Path) -> Result<(), String> {
+pub async fn check_work_tree(dir: &Path) -> Result<(), GitError> {
     match git(dir, &["rev-parse", "--is-inside-work-tree"]).await {
         Ok(answer) if answer == "true" => Ok(()),
-        Ok(answer) => Err(format!(
-            "git says --is-inside-work-tree is `{answer}` (a bare repository or a .git directory?)"
-        )),
+        Ok(answer) => Err(GitError::NotWorkTree(answer)),
         Err(reason) => Err(reason),
     }
 }
@@ -67,7 +100,7 @@ pub async fn add_worktree(
     path: &Path,
     branch: &str,
     base: &str,
-) -> Result<(), String> {
+) -> Result<(), GitError> {
     exclude_aifactory_dir(project).await?;
     if path.join(".git").exists() {
         // Left by a task that was removed without --prune: its work is still there.
@@ -75,11 +108,11 @@ pub async fn add_worktree(
         if on == branch {
             return Ok(());
         }
-        return Err(format!(
-            "{} already holds a worktree on branch `{on}`, not `{branch}`: remove it with `git worktree remove {}` or choose another spec id",
-            path.display(),
-            path.display()
-        ));
+        return Err(GitError::OtherBranch {
+            path: path.to_path_buf(),
+            on,
+            branch: branch.to_string(),
+        });
     }
     let path_text = path.to_string_lossy();
     let branch_ref = format!("refs/heads/{branch}");
@@ -100,7 +133,7 @@ pub async fn add_worktree(
 }
 
 /// Removes a task's worktree; without `force`, git refuses one with changes.
-pub async fn remove_worktree(project: &Path, path: &Path, force: bool) -> Result<(), String> {
+pub async fn remove_worktree(project: &Path, path: &Path, force: bool) -> Result<(), GitError> {
     let path_text = path.to_string_lossy();
     let mut args = vec!["worktree", "remove"];
     if force {
@@ -111,7 +144,7 @@ pub async fn remove_worktree(project: &Path, path: &Path, force: bool) -> Result
 }
 
 /// Adds `/.aifactory/` to the repository's `info/exclude` (shared by all its worktrees) once.
-async fn exclude_aifactory_dir(project: &Path) -> Result<(), String> {
+async fn exclude_aifactory_dir(project: &Path) -> Result<(), GitError> {
     let common = git(
         project,
         &["rev-parse", "--path-format=absolute", "--git-common-dir"],
@@ -130,5 +163,8 @@ async fn exclude_aifactory_dir(project: &Path) -> Result<(), String> {
     text.push_str("# aifactory: task worktrees and specs\n/.aifactory/\n");
     std::fs::create_dir_all(&info)
         .and_then(|()| std::fs::write(&exclude, text))
-        .map_err(|e| format!("cannot update {}: {e}", exclude.display()))
+        .map_err(|source| GitError::Exclude {
+            path: exclude.clone(),
+            source,
+        })
 }

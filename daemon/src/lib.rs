@@ -144,7 +144,7 @@ pub async fn run(
     tasks
         .adopt_all()
         .await
-        .map_err(|e| DaemonError::Adopt(e.message))?;
+        .map_err(|e| DaemonError::Adopt(e.to_string()))?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         mode = config.mode.as_str(),

@@ -1,62 +1,15 @@
 //! Process trees from /proc: every descendant of a process (a session's pane monitor is a
 //! child subreaper, so whatever escaped its group with `setsid` or a double fork is still
-//! below it), a process's state and CPU time, and waiting for a process's end through a pidfd
-//! instead of polling.
+//! below it), and waiting for a process's end through a pidfd instead of polling. Reading
+//! `/proc/<pid>/stat` itself is [`aifactory_common::procfs`]'s.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use aifactory_common::procfs::{self, Stat};
 use aifactory_common::protocol::ProcessEntry;
 use tokio::io::unix::AsyncFd;
-
-/// One line of `/proc/<pid>/stat`, the fields we use.
-#[derive(Debug, Clone)]
-pub struct Stat {
-    pub pid: u32,
-    pub state: char,
-    pub ppid: u32,
-    pub pgid: u32,
-    /// User plus system CPU time, in clock ticks.
-    pub cpu_ticks: u64,
-}
-
-pub fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        pid,
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgid: fields.get(2)?.parse().ok()?,
-        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
-    })
-}
-
-/// The state letter spelled out, as `ps` would: "S (sleeping)".
-pub fn describe_state(state: char) -> String {
-    let word = match state {
-        'R' => "running",
-        'S' => "sleeping",
-        'D' => "disk sleep",
-        'T' => "stopped",
-        't' => "tracing stop",
-        'Z' => "zombie",
-        'X' => "dead",
-        'I' => "idle",
-        _ => "unknown",
-    };
-    format!("{state} ({word})")
-}
-
-pub fn cpu_time_ms(ticks: u64) -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
-    ticks * 1000 / hz
-}
 
 /// The command line of `pid`, space-separated, or its name in brackets when it has none.
 pub fn command(pid: u32) -> String {
@@ -78,7 +31,7 @@ fn all() -> Vec<Stat> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(stat)
+        .filter_map(|pid| procfs::stat(pid).ok())
         .collect()
 }
 
@@ -118,7 +71,7 @@ pub fn descendants(root: u32, groups: &[u32]) -> Vec<ProcessEntry> {
 
 /// Whether `pid` runs (a zombie has ended: only its parent's reaping is left).
 pub fn is_alive(pid: u32) -> bool {
-    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+    procfs::stat(pid).is_ok_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
 /// Waits until every process in `pids` ended, or `timeout`; returns those still alive.
@@ -193,7 +146,7 @@ mod tests {
             "{found:?}"
         );
         assert!(is_alive(sleep));
-        let s = stat(sleep).unwrap();
+        let s = procfs::stat(sleep).unwrap();
         assert_eq!(s.ppid, child.id());
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(sleep as i32),
@@ -203,6 +156,5 @@ mod tests {
         let left = wait_all(&[sleep], Duration::from_secs(10)).await;
         assert!(left.is_empty());
         child.wait().unwrap();
-        assert_eq!(describe_state('S'), "S (sleeping)");
     }
 }

@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aifactory_common::protocol::{Progress, TaskPhase};
+use aifactory_common::sync::lock;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -159,6 +160,22 @@ pub fn read(file: &Path) -> std::io::Result<Report> {
     Ok(parse(&text))
 }
 
+/// Why a spec directory cannot be watched at all (neither inotify nor polling takes it).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {}: {reason}", dir.display())]
+pub struct WatchError {
+    dir: PathBuf,
+    reason: WatchFailure,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WatchFailure {
+    #[error("inotify is not available")]
+    NoInotify,
+    #[error(transparent)]
+    Notify(#[from] notify::Error),
+}
+
 /// Watches spec directories and tells each task's channel when its progress file changed.
 pub struct ProgressWatcher {
     inner: Mutex<Inner>,
@@ -171,10 +188,6 @@ struct Inner {
     routes: std::sync::Arc<Mutex<HashMap<PathBuf, mpsc::Sender<()>>>>,
     /// Spec directory → whether the polling watcher has it.
     dirs: HashMap<PathBuf, bool>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether a file event can have changed the file's content.
@@ -244,15 +257,15 @@ impl ProgressWatcher {
 
     /// Starts watching `spec_dir` for changes of its progress file; returns the receiver that
     /// wakes on each. Watching stops when [`ProgressWatcher::unwatch`] is called.
-    pub fn watch(&self, spec_dir: &Path) -> Result<mpsc::Receiver<()>, String> {
+    pub fn watch(&self, spec_dir: &Path) -> Result<mpsc::Receiver<()>, WatchError> {
         let (tx, rx) = mpsc::channel(1);
         let mut inner = lock(&self.inner);
         lock(&inner.routes).insert(spec_dir.join(PROGRESS_FILE), tx);
         let inotify_result = match inner.inotify.as_mut() {
             Some(w) => w
                 .watch(spec_dir, RecursiveMode::NonRecursive)
-                .map_err(|e| e.to_string()),
-            None => Err("inotify is not available".into()),
+                .map_err(WatchFailure::from),
+            None => Err(WatchFailure::NoInotify),
         };
         let polled = match inotify_result {
             Ok(()) => false,
@@ -274,13 +287,18 @@ impl ProgressWatcher {
                     )
                     .ok();
                 }
-                let polling = inner
-                    .polling
-                    .as_mut()
-                    .ok_or_else(|| format!("cannot watch {}: {reason}", spec_dir.display()))?;
+                let Some(polling) = inner.polling.as_mut() else {
+                    return Err(WatchError {
+                        dir: spec_dir.to_path_buf(),
+                        reason,
+                    });
+                };
                 polling
                     .watch(spec_dir, RecursiveMode::NonRecursive)
-                    .map_err(|e| format!("cannot watch {}: {e}", spec_dir.display()))?;
+                    .map_err(|e| WatchError {
+                        dir: spec_dir.to_path_buf(),
+                        reason: e.into(),
+                    })?;
                 tracing::warn!(
                     dir = %spec_dir.display(),
                     "cannot watch with inotify ({reason}): polling every {} ms; raise fs.inotify.max_user_watches for instant updates",

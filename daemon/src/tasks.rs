@@ -2,26 +2,53 @@
 //! the board: which phase may follow which, and who may move a task. Every change is committed
 //! before its event is published, so a client that hears of it can always read it back.
 //!
-//! Running the agents is [`crate::supervisor`]'s job; this module only keeps the record.
+//! Every SQL statement about a task is a named function here. Running the agents is the
+//! supervisor's job; this module only keeps the record, and knows nothing of the supervisor.
 
 use std::path::{Path, PathBuf};
 
-use aifactory_common::protocol::{
-    ErrorCode, ErrorReply, EventKind, Progress, StallEvidence, TaskInfo, TaskPhase,
-};
+use aifactory_common::protocol::{EventKind, Progress, StallEvidence, TaskInfo, TaskPhase};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::events::EventBus;
 use crate::progress::PROGRESS_FILE;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.agent, t.phase, \
      t.progress_percent, t.subtasks_done, t.subtasks_total, t.session_id, t.attempts, t.worktree, \
      t.branch, t.notes, t.stall, t.waiting_input, t.last_output_at, t.last_progress_at, \
      t.last_error, t.created_at, t.updated_at";
 const FROM: &str = "tasks t JOIN projects p ON p.id = t.project_id";
-pub const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 const MAX_TITLE_LEN: usize = 200;
+
+/// What is wrong with a request about a task record. The handlers turn it into the wire's
+/// `ErrorReply` (with its code) in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("no task with id or spec id `{0}`: see `aifactoryctl tasks list`")]
+    NotFound(String),
+    #[error("spec id `{key}` is used in several projects: name the task by id ({candidates})")]
+    Ambiguous { key: String, candidates: String },
+    #[error(
+        "spec id `{0}` is not usable: use 1 to 64 of a-z, 0-9 and `-`, starting with a letter or digit (e.g. `001-login-page`)"
+    )]
+    BadSpecId(String),
+    #[error("title is not usable: give 1 to {MAX_TITLE_LEN} printable characters")]
+    BadTitle,
+    #[error(
+        "this project already has a task for spec `{spec_id}` ({existing}): use it, or remove it first (`aifactoryctl tasks remove {existing}`)"
+    )]
+    SpecTaken { spec_id: String, existing: String },
+    #[error("task {id} cannot move from {} to {}", from.as_str(), to.as_str())]
+    Transition {
+        id: String,
+        from: TaskPhase,
+        to: TaskPhase,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Where a task's worktree lives inside its project.
 pub fn worktree_path(project: &Path, spec_id: &str) -> PathBuf {
@@ -41,7 +68,7 @@ pub fn branch(spec_id: &str) -> String {
 }
 
 /// `[a-z0-9][a-z0-9-]{0,63}`: it names a directory and a branch, so nothing else.
-pub fn check_spec_id(spec_id: &str) -> Result<(), ErrorReply> {
+pub fn check_spec_id(spec_id: &str) -> Result<(), TaskError> {
     let bytes = spec_id.as_bytes();
     let ok = !bytes.is_empty()
         && bytes.len() <= 64
@@ -52,18 +79,14 @@ pub fn check_spec_id(spec_id: &str) -> Result<(), ErrorReply> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "spec id `{spec_id}` is not usable: use 1 to 64 of a-z, 0-9 and `-`, starting with a letter or digit (e.g. `001-login-page`)"
-        )))
+        Err(TaskError::BadSpecId(spec_id.to_string()))
     }
 }
 
-pub fn check_title(title: &str) -> Result<(), ErrorReply> {
+pub fn check_title(title: &str) -> Result<(), TaskError> {
     if title.trim().is_empty() || title.len() > MAX_TITLE_LEN || title.chars().any(char::is_control)
     {
-        return Err(invalid(format!(
-            "title is not usable: give 1 to {MAX_TITLE_LEN} printable characters"
-        )));
+        return Err(TaskError::BadTitle);
     }
     Ok(())
 }
@@ -80,17 +103,6 @@ pub fn transition_allowed(from: TaskPhase, to: TaskPhase) -> bool {
         // While an agent works, it reports phases; the daemon ends, stops or stalls it.
         Planning | Coding | Qa | Stalled => to != Backlog,
     }
-}
-
-pub fn invalid(message: String) -> ErrorReply {
-    ErrorReply::new(ErrorCode::Invalid, message)
-}
-
-fn not_found(key: &str) -> ErrorReply {
-    ErrorReply::new(
-        ErrorCode::NotFound,
-        format!("no task with id or spec id `{key}`: see `aifactoryctl tasks list`"),
-    )
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
@@ -140,7 +152,7 @@ pub fn by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskInfo>> 
 }
 
 /// By id, else by spec id when exactly one task has it.
-pub fn by_key(conn: &Connection, key: &str) -> rusqlite::Result<Result<TaskInfo, ErrorReply>> {
+pub fn by_key(conn: &Connection, key: &str) -> rusqlite::Result<Result<TaskInfo, TaskError>> {
     if let Some(task) = by_id(conn, key)? {
         return Ok(Ok(task));
     }
@@ -152,19 +164,16 @@ pub fn by_key(conn: &Connection, key: &str) -> rusqlite::Result<Result<TaskInfo,
         .collect::<rusqlite::Result<_>>()?;
     let mut matches = matches.into_iter();
     Ok(match (matches.next(), matches.len()) {
-        (None, _) => Err(not_found(key)),
+        (None, _) => Err(TaskError::NotFound(key.to_string())),
         (Some(task), 0) => Ok(task),
-        (Some(first), _) => Err(ErrorReply::new(
-            ErrorCode::Conflict,
-            format!(
-                "spec id `{key}` is used in several projects: name the task by id ({})",
-                std::iter::once(first)
-                    .chain(matches)
-                    .map(|t| format!("{} in {}", t.id, t.project_name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
+        (Some(first), _) => Err(TaskError::Ambiguous {
+            key: key.to_string(),
+            candidates: std::iter::once(first)
+                .chain(matches)
+                .map(|t| format!("{} in {}", t.id, t.project_name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     })
 }
 
@@ -186,16 +195,26 @@ pub struct NewTask {
     pub worktree: PathBuf,
 }
 
-pub fn insert(tx: &Transaction, new: &NewTask) -> rusqlite::Result<Result<TaskInfo, ErrorReply>> {
-    let taken: Option<String> = tx
-        .query_row(
-            "SELECT id FROM tasks WHERE project_id = ?1 AND spec_id = ?2",
-            params![new.project_id, new.spec_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = taken {
-        return Ok(Err(conflict_spec(&new.spec_id, &id)));
+/// The task of `project_id` that works on `spec_id`, if any.
+pub fn id_for_spec(
+    conn: &Connection,
+    project_id: &str,
+    spec_id: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT id FROM tasks WHERE project_id = ?1 AND spec_id = ?2",
+        params![project_id, spec_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub fn insert(tx: &Transaction, new: &NewTask) -> rusqlite::Result<Result<TaskInfo, TaskError>> {
+    if let Some(existing) = id_for_spec(tx, &new.project_id, &new.spec_id)? {
+        return Ok(Err(TaskError::SpecTaken {
+            spec_id: new.spec_id.clone(),
+            existing,
+        }));
     }
     let id: String = tx.query_row(
         &format!(
@@ -214,16 +233,7 @@ pub fn insert(tx: &Transaction, new: &NewTask) -> rusqlite::Result<Result<TaskIn
         ],
         |r| r.get(0),
     )?;
-    Ok(by_id(tx, &id)?.ok_or_else(|| not_found(&id)))
-}
-
-pub fn conflict_spec(spec_id: &str, existing: &str) -> ErrorReply {
-    ErrorReply::new(
-        ErrorCode::Conflict,
-        format!(
-            "this project already has a task for spec `{spec_id}` ({existing}): use it, or remove it first (`aifactoryctl tasks remove {existing}`)"
-        ),
-    )
+    Ok(by_id(tx, &id)?.ok_or(TaskError::NotFound(id)))
 }
 
 /// Moves a task to `to` when the rules allow it, running `also` in the same transaction;
@@ -233,16 +243,16 @@ pub fn set_phase(
     id: &str,
     to: TaskPhase,
     also: impl FnOnce(&Transaction) -> rusqlite::Result<()>,
-) -> rusqlite::Result<Result<TaskPhase, ErrorReply>> {
+) -> rusqlite::Result<Result<TaskPhase, TaskError>> {
     let Some(task) = by_id(tx, id)? else {
-        return Ok(Err(not_found(id)));
+        return Ok(Err(TaskError::NotFound(id.to_string())));
     };
     if !transition_allowed(task.phase, to) {
-        return Ok(Err(invalid(format!(
-            "task {id} cannot move from {} to {}",
-            task.phase.as_str(),
-            to.as_str()
-        ))));
+        return Ok(Err(TaskError::Transition {
+            id: id.to_string(),
+            from: task.phase,
+            to,
+        }));
     }
     let before_stall = (to == TaskPhase::Stalled).then(|| task.phase.as_str());
     tx.execute(
@@ -278,6 +288,112 @@ pub fn set_stall(tx: &Transaction, id: &str, evidence: &StallEvidence) -> rusqli
     Ok(())
 }
 
+/// A new run begins: its session, attempt 1, and nothing left from the last run.
+pub fn begin_run(tx: &Transaction, id: &str, session_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET session_id = ?2, attempts = 1, last_error = NULL,
+                 waiting_input = NULL, progress_percent = NULL,
+                 subtasks_done = NULL, subtasks_total = NULL,
+                 last_output_at = NULL, last_progress_at = NULL,
+                 updated_at = {NOW}
+             WHERE id = ?1"
+        ),
+        params![id, session_id],
+    )?;
+    Ok(())
+}
+
+/// Another attempt of the same run, in a new session.
+pub fn set_attempt(
+    tx: &Transaction,
+    id: &str,
+    session_id: &str,
+    attempt: u32,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET session_id = ?2, attempts = ?3, updated_at = {NOW} WHERE id = ?1"
+        ),
+        params![id, session_id, attempt],
+    )?;
+    Ok(())
+}
+
+pub fn set_last_error(tx: &Transaction, id: &str, reason: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!("UPDATE tasks SET last_error = ?2, updated_at = {NOW} WHERE id = ?1"),
+        params![id, reason],
+    )?;
+    Ok(())
+}
+
+/// A run ended: why (when it failed; a success keeps the last error), and nobody waits for
+/// input any more.
+pub fn record_end(tx: &Transaction, id: &str, error: Option<&str>) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET last_error = coalesce(?2, last_error), waiting_input = NULL WHERE id = ?1",
+        params![id, error],
+    )?;
+    Ok(())
+}
+
+/// The agent's reported progress; `notes` (a JSON list) only when they changed.
+pub fn set_progress(
+    tx: &Transaction,
+    id: &str,
+    progress: &Progress,
+    notes: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET progress_percent = ?2, subtasks_done = ?3, subtasks_total = ?4,
+                 notes = coalesce(?5, notes), last_progress_at = {NOW}, updated_at = {NOW}
+             WHERE id = ?1"
+        ),
+        params![
+            id,
+            progress.percent,
+            progress.subtasks_done,
+            progress.subtasks_total,
+            notes
+        ],
+    )?;
+    Ok(())
+}
+
+/// The agent printed something (the time is kept in memory and written now and then).
+pub fn touch_output(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!("UPDATE tasks SET last_output_at = {NOW} WHERE id = ?1"),
+        params![id],
+    )?;
+    Ok(())
+}
+
+/// The agent wrote its progress file, saying nothing new.
+pub fn touch_progress(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!("UPDATE tasks SET last_progress_at = {NOW} WHERE id = ?1"),
+        params![id],
+    )?;
+    Ok(())
+}
+
+/// The prompt the agent waits at, or `None` once it goes on.
+pub fn set_waiting(tx: &Transaction, id: &str, prompt: Option<&str>) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET waiting_input = ?2 WHERE id = ?1",
+        params![id, prompt],
+    )?;
+    Ok(())
+}
+
+pub fn delete(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM tasks WHERE id = ?1", params![id])?;
+    Ok(())
+}
+
 /// Publishes a phase change that was committed.
 pub async fn announce_phase(
     events: &EventBus,
@@ -298,7 +414,7 @@ pub async fn announce_phase(
 }
 
 /// Looks a task up by key in the store.
-pub async fn show(store: &Store, key: String) -> Result<TaskInfo, ErrorReply> {
+pub async fn show(store: &Store, key: String) -> Result<TaskInfo, TaskError> {
     store.read(move |conn| by_key(conn, &key)).await?
 }
 
@@ -324,7 +440,7 @@ mod tests {
             "é",
         ] {
             let err = check_spec_id(bad).unwrap_err();
-            assert_eq!(err.code, ErrorCode::Invalid, "{bad}");
+            assert!(matches!(err, TaskError::BadSpecId(_)), "{bad}");
         }
     }
 

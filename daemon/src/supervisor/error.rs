@@ -1,0 +1,75 @@
+//! What can keep the supervisor from creating, starting, stopping or removing a task. The
+//! handlers turn it into the wire's `ErrorReply`, with its code, in one place.
+
+use std::path::PathBuf;
+
+use aifactory_common::protocol::{ErrorReply, TaskPhase};
+
+use crate::agents::ProfileError;
+use crate::git::GitError;
+use crate::tasks::TaskError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The task's project could not be looked up (that module answers in the wire's terms).
+    #[error("{}", .0.message)]
+    Project(ErrorReply),
+    #[error("no agent profile is named `{0}`: see `aifactoryctl agents list`")]
+    UnknownAgent(String),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("cannot create the worktree {}: git says: {source}", path.display())]
+    AddWorktree { path: PathBuf, source: GitError },
+    /// At creation: the project's directory does not take the spec directory.
+    #[error(
+        "cannot create the spec directory {}: {source}: check that aifactoryd may write to the project",
+        path.display()
+    )]
+    CreateSpecDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// At a start: the spec directory (removed since creation?) cannot be made again.
+    #[error("cannot create the spec directory {}: {source}", path.display())]
+    SpecDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "task {id} is already running (phase {}): stop it first, or use `aifactoryctl tasks restart {id}`",
+        phase.as_str()
+    )]
+    AlreadyRunning { id: String, phase: TaskPhase },
+    #[error("task {id} is not running (phase {}): nothing to stop", phase.as_str())]
+    NotRunning { id: String, phase: TaskPhase },
+    #[error(
+        "task {id} is running (phase {}): stop it first (`aifactoryctl tasks stop {id}`)",
+        phase.as_str()
+    )]
+    Running { id: String, phase: TaskPhase },
+    #[error(
+        "cannot remove the worktree {}: git says: {source}; commit or discard its changes, or pass --force to delete them",
+        path.display()
+    )]
+    RemoveWorktree { path: PathBuf, source: GitError },
+    /// The session registry refused the agent's session; its code is kept.
+    #[error("cannot start the agent of task {id}: {}", session.message)]
+    StartAgent { id: String, session: ErrorReply },
+}
+
+impl SupervisorError {
+    /// A failed project lookup, whatever error type the projects module uses.
+    pub fn project(e: impl Into<ErrorReply>) -> SupervisorError {
+        SupervisorError::Project(e.into())
+    }
+
+    /// The session registry refused the agent's session, whatever error type it uses.
+    pub fn start_agent(id: &str, e: impl Into<ErrorReply>) -> SupervisorError {
+        SupervisorError::StartAgent {
+            id: id.to_string(),
+            session: e.into(),
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! Agent supervision: creating a task's worktree, starting its agent in an rmux session,
+//! watching it (progress file, pane output, hangs, prompts that wait for a person), applying
+//! its restart policy when it ends, and stopping every process it made.
+//!
+//! One runner (a tokio task) per working task owns everything about that run, so the task's
+//! record changes in one place and in order. It survives nothing on its own: after a daemon
+//! restart, [`Supervisor::adopt_all`] starts a runner again for every task whose agent is
+//! still working, from the re-adopted session.
+//!
+//! This file is the supervisor's API (create, start, stop, restart, remove, adopt). The parts:
+//! [`runner`] watches one task's attempts, [`activity`] is its state, [`output`] reads the
+//! agent's terminal output, [`record`] writes what the runner saw to the task's record,
+//! [`kill`] ends a session's processes, [`worktree`] makes and removes a task's worktree.
+
+mod activity;
+mod error;
+mod kill;
+mod output;
+mod record;
+mod runner;
+mod worktree;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use aifactory_common::protocol::{
+    AgentInfo, EventKind, SessionInfo, SessionSpec, SessionState, StopReport, TaskCreate, TaskInfo,
+    TaskPhase,
+};
+use aifactory_common::sync::lock;
+use regex::Regex;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use self::error::SupervisorError;
+use self::kill::{KillReport, kill_tree};
+use self::runner::Runner;
+use crate::agents::{self, CheckContext, Placeholders, Profile, ProfileError};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::progress::ProgressWatcher;
+use crate::sessions::Sessions;
+use crate::store::Store;
+use crate::tasks::{self, NewTask, TaskError};
+
+pub struct Supervisor {
+    store: Store,
+    events: Arc<EventBus>,
+    sessions: Arc<Sessions>,
+    config: RwLock<Current>,
+    watcher: ProgressWatcher,
+    /// The runner of every task whose agent this daemon watches.
+    runners: Mutex<HashMap<String, RunnerHandle>>,
+}
+
+/// How the supervisor reaches a task's runner.
+struct RunnerHandle {
+    /// Cancelled by a stop: the runner ends without touching the task.
+    stop: CancellationToken,
+    /// Becomes true when the runner ended.
+    ended: watch::Receiver<bool>,
+}
+
+/// The config in force, with its `waiting_input_patterns` compiled once and shared by every
+/// runner: one compiled pattern can take most of a megabyte (the default `\W` is a Unicode
+/// class), too much to repeat for each running task.
+#[derive(Clone)]
+struct Current {
+    config: Arc<Config>,
+    prompts: Arc<[Regex]>,
+}
+
+impl Current {
+    fn new(config: Arc<Config>) -> Current {
+        // The config was refused at load if a pattern does not compile.
+        let prompts = config
+            .waiting_input_patterns
+            .iter()
+            .filter_map(|p| Regex::new(p).ok())
+            .collect();
+        Current { config, prompts }
+    }
+}
+
+/// What a runner needs from the config; read again at each attempt.
+struct RunSettings {
+    profile: Profile,
+    stall_after: Duration,
+    prompts: Arc<[Regex]>,
+}
+
+fn check_context(config: &Config) -> CheckContext<'_> {
+    CheckContext {
+        test_agent_cmd: config.test_agent_cmd.as_deref(),
+        default_agent: &config.default_agent,
+        stall_after_s: config.stall_after.as_secs(),
+    }
+}
+
+impl Supervisor {
+    pub fn new(
+        store: Store,
+        events: Arc<EventBus>,
+        sessions: Arc<Sessions>,
+        config: Arc<Config>,
+    ) -> Supervisor {
+        Supervisor {
+            store,
+            events,
+            sessions,
+            config: RwLock::new(Current::new(config)),
+            watcher: ProgressWatcher::new(),
+            runners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn set_config(&self, config: Arc<Config>) {
+        let current = Current::new(config);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = current;
+    }
+
+    fn current(&self) -> Current {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.current().config
+    }
+
+    /// Every profile and what is wrong with it now.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        let config = self.config();
+        agents::check_all(&config.agents, check_context(&config))
+    }
+
+    /// Logs every profile that cannot run, with why (at startup and after a reload).
+    pub fn log_problems(&self) {
+        for agent in self.agents() {
+            if !agent.problems.is_empty() {
+                tracing::warn!(
+                    agent = %agent.name,
+                    "agent profile `{}` is invalid; tasks that use it are refused: {}",
+                    agent.name,
+                    agent.problems.join("; ")
+                );
+            }
+        }
+        if self.config().test_agent_cmd.is_some() {
+            tracing::warn!(
+                "AIFACTORY_TEST_AGENT_CMD / test_agent_cmd is set: every agent runs that test command instead of its own"
+            );
+        }
+    }
+
+    /// The profile `name` when it is usable, or why not.
+    fn usable_profile(&self, name: &str) -> Result<RunSettings, ProfileError> {
+        let Current { config, prompts } = self.current();
+        let (profile, info) = agents::usable(&config.agents, name, check_context(&config))?;
+        Ok(RunSettings {
+            profile: profile.clone(),
+            stall_after: Duration::from_secs(info.stall_after_s),
+            prompts,
+        })
+    }
+
+    pub async fn list(&self, project: Option<String>) -> Result<Vec<TaskInfo>, SupervisorError> {
+        let project_id = match project {
+            Some(key) => Some(
+                crate::projects::show(&self.store, key)
+                    .await
+                    .map_err(SupervisorError::project)?
+                    .id,
+            ),
+            None => None,
+        };
+        Ok(self
+            .store
+            .read(move |conn| tasks::list(conn, project_id.as_deref()))
+            .await
+            .map_err(TaskError::from)?)
+    }
+
+    pub async fn show(&self, key: String) -> Result<TaskInfo, SupervisorError> {
+        Ok(tasks::show(&self.store, key).await?)
+    }
+
+    /// Creates the task, its worktree (from the project's default branch) and spec directory.
+    pub async fn create(&self, request: TaskCreate) -> Result<TaskInfo, SupervisorError> {
+        tasks::check_spec_id(&request.spec_id)?;
+        let title = request.title.unwrap_or_else(|| request.spec_id.clone());
+        tasks::check_title(&title)?;
+        let agent = request
+            .agent
+            .unwrap_or_else(|| self.config().default_agent.clone());
+        if !self.config().agents.iter().any(|p| p.name == agent) {
+            return Err(SupervisorError::UnknownAgent(agent));
+        }
+        let project = crate::projects::show(&self.store, request.project)
+            .await
+            .map_err(SupervisorError::project)?;
+        let (pid, spec) = (project.id.clone(), request.spec_id.clone());
+        let taken = self
+            .store
+            .read(move |conn| tasks::id_for_spec(conn, &pid, &spec))
+            .await
+            .map_err(TaskError::from)?;
+        if let Some(existing) = taken {
+            return Err(TaskError::SpecTaken {
+                spec_id: request.spec_id,
+                existing,
+            }
+            .into());
+        }
+        let worktree = worktree::create(&project, &request.spec_id).await?;
+        let new = NewTask {
+            project_id: project.id.clone(),
+            spec_id: request.spec_id,
+            title,
+            agent,
+            worktree,
+        };
+        let task = self
+            .store
+            .write(move |tx| tasks::insert(tx, &new))
+            .await
+            .map_err(TaskError::from)??;
+        tracing::info!(task_id = %task.id, project_id = %task.project_id, spec_id = %task.spec_id, worktree = %task.worktree.display(), "task created");
+        self.events
+            .publish(EventKind::TaskCreated {
+                task_id: task.id.clone(),
+                project_id: task.project_id.clone(),
+                spec_id: task.spec_id.clone(),
+            })
+            .await;
+        Ok(task)
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        lock(&self.runners).contains_key(id)
+    }
+
+    /// Starts the task's agent (a user's start: the attempt count begins again).
+    pub async fn start(self: &Arc<Self>, key: String) -> Result<TaskInfo, SupervisorError> {
+        let task = self.show(key).await?;
+        if self.is_running(&task.id) {
+            return Err(SupervisorError::AlreadyRunning {
+                id: task.id,
+                phase: task.phase,
+            });
+        }
+        if task.phase.is_active() {
+            // Recorded as working, but no runner: its agent ended while nobody watched.
+            self.settle_orphan(&task).await?;
+        }
+        let settings = match self.usable_profile(&task.agent) {
+            Ok(settings) => settings,
+            Err(reason) => {
+                tracing::warn!(task_id = %task.id, agent = %task.agent, "task start refused: {reason}");
+                self.record_error(&task.id, &reason.to_string()).await;
+                return Err(reason.into());
+            }
+        };
+        let session = self.spawn_attempt(&task, &settings, 1).await?;
+        let id = task.id.clone();
+        let sid = session.id.clone();
+        let from = self
+            .store
+            .write(move |tx| {
+                tasks::set_phase(tx, &id, TaskPhase::Planning, |tx| {
+                    tasks::begin_run(tx, &id, &sid)
+                })
+            })
+            .await
+            .map_err(TaskError::from)??;
+        tasks::announce_phase(&self.events, &task.id, from, TaskPhase::Planning, "started").await;
+        self.spawn_runner(task.id.clone(), session, Some(0));
+        self.show(task.id).await
+    }
+
+    /// A task recorded as working whose agent nobody watches (a start interrupted by a crash):
+    /// record it as failed so it can start again.
+    async fn settle_orphan(&self, task: &TaskInfo) -> Result<(), TaskError> {
+        let id = task.id.clone();
+        let from = self
+            .store
+            .write(move |tx| {
+                tasks::set_phase(tx, &id, TaskPhase::Failed, |tx| {
+                    tasks::set_last_error(
+                        tx,
+                        &id,
+                        "its agent ended while the daemon was not watching",
+                    )
+                })
+            })
+            .await??;
+        tasks::announce_phase(
+            &self.events,
+            &task.id,
+            from,
+            TaskPhase::Failed,
+            "found without its agent",
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Starts one run of the agent in a new session.
+    async fn spawn_attempt(
+        &self,
+        task: &TaskInfo,
+        settings: &RunSettings,
+        attempt: u32,
+    ) -> Result<SessionInfo, SupervisorError> {
+        std::fs::create_dir_all(&task.spec_dir).map_err(|source| SupervisorError::SpecDir {
+            path: task.spec_dir.clone(),
+            source,
+        })?;
+        let test_cmd = self.config().test_agent_cmd.clone();
+        if test_cmd.is_some() {
+            tracing::warn!(task_id = %task.id, "AIFACTORY_TEST_AGENT_CMD / test_agent_cmd replaces the agent's command: this daemon runs test fixtures, not agents");
+        }
+        let places = Placeholders {
+            task_id: &task.id,
+            spec_id: &task.spec_id,
+            title: &task.title,
+            worktree: &task.worktree,
+            spec_dir: &task.spec_dir,
+            progress_file: &task.progress_file,
+        };
+        let command = agents::effective_command(&settings.profile, test_cmd.as_deref())
+            .iter()
+            .map(|a| places.apply(a))
+            .collect();
+        let mut env: Vec<(String, String)> = settings
+            .profile
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), places.apply(v)))
+            .collect();
+        env.push(("AIFACTORY_TASK_ID".into(), task.id.clone()));
+        env.push((
+            "AIFACTORY_SPEC_DIR".into(),
+            task.spec_dir.to_string_lossy().into_owned(),
+        ));
+        env.push((
+            "AIFACTORY_PROGRESS_FILE".into(),
+            task.progress_file.to_string_lossy().into_owned(),
+        ));
+        let spec = SessionSpec {
+            name: Some(format!("task-{}", task.id)),
+            command,
+            cwd: task.worktree.clone(),
+            env,
+            cols: None,
+            rows: None,
+        };
+        let session = self
+            .sessions
+            .create(spec)
+            .await
+            .map_err(|e| SupervisorError::start_agent(&task.id, e))?;
+        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, "agent started");
+        Ok(session)
+    }
+
+    fn spawn_runner(self: &Arc<Self>, id: String, session: SessionInfo, from: Option<u64>) {
+        let stop = CancellationToken::new();
+        let (ended_tx, ended) = watch::channel(false);
+        lock(&self.runners).insert(
+            id.clone(),
+            RunnerHandle {
+                stop: stop.clone(),
+                ended,
+            },
+        );
+        let me = self.clone();
+        tokio::spawn(async move {
+            Runner::new(me.clone(), id.clone(), stop)
+                .run(session, from)
+                .await;
+            lock(&me.runners).remove(&id);
+            let _ = ended_tx.send(true);
+        });
+    }
+
+    /// Stops a working task: every process of its agent gets SIGTERM (and SIGHUP), then
+    /// SIGKILL after `grace`.
+    pub async fn stop(&self, key: String, grace: Duration) -> Result<StopReport, SupervisorError> {
+        let task = self.show(key).await?;
+        let runner = lock(&self.runners)
+            .get(&task.id)
+            .map(|r| (r.stop.clone(), r.ended.clone()));
+        if runner.is_none() && !task.phase.is_active() {
+            return Err(SupervisorError::NotRunning {
+                id: task.id,
+                phase: task.phase,
+            });
+        }
+        if let Some((stop, mut ended)) = runner {
+            stop.cancel();
+            let _ = ended.wait_for(|e| *e).await;
+        }
+        // The runner may have started another attempt before it saw the stop.
+        let task = self.show(task.id).await?;
+        let mut report = KillReport::default();
+        if let Some(sid) = &task.session_id
+            && let Ok(session) = self.sessions.show(sid.clone()).await
+            && session.state == SessionState::Running
+        {
+            report = kill_tree(&self.sessions, &session, grace).await;
+        }
+        let id = task.id.clone();
+        let moved = self
+            .store
+            .write(move |tx| tasks::set_phase(tx, &id, TaskPhase::Stopped, |_| Ok(())))
+            .await
+            .map_err(TaskError::from)?;
+        if let Ok(from) = moved {
+            tasks::announce_phase(&self.events, &task.id, from, TaskPhase::Stopped, "stopped")
+                .await;
+        }
+        if let Some(sid) = &task.session_id {
+            self.events
+                .publish(EventKind::TaskExited {
+                    task_id: task.id.clone(),
+                    session_id: sid.clone(),
+                    exit: self
+                        .sessions
+                        .show(sid.clone())
+                        .await
+                        .ok()
+                        .and_then(|s| s.exit),
+                    restart_in_ms: None,
+                })
+                .await;
+        }
+        tracing::info!(task_id = %task.id, signalled = report.stopped.len(), survivors = report.survivors.len(), "task stopped");
+        Ok(StopReport {
+            task: self.show(task.id).await?,
+            signalled: report.stopped,
+            survivors: report.survivors,
+        })
+    }
+
+    pub async fn restart(
+        self: &Arc<Self>,
+        key: String,
+        grace: Duration,
+    ) -> Result<TaskInfo, SupervisorError> {
+        let task = self.show(key).await?;
+        if self.is_running(&task.id) || task.phase.is_active() {
+            self.stop(task.id.clone(), grace).await?;
+        }
+        self.start(task.id).await
+    }
+
+    /// Forgets a task that does not run; with `prune`, removes its worktree too (the branch
+    /// stays: it holds the agent's commits).
+    pub async fn remove(
+        &self,
+        key: String,
+        prune: bool,
+        force: bool,
+    ) -> Result<TaskInfo, SupervisorError> {
+        let task = self.show(key).await?;
+        if self.is_running(&task.id) || task.phase.is_active() {
+            return Err(SupervisorError::Running {
+                id: task.id,
+                phase: task.phase,
+            });
+        }
+        if prune && task.worktree.exists() {
+            let project = crate::projects::show(&self.store, task.project_id.clone())
+                .await
+                .map_err(SupervisorError::project)?;
+            worktree::remove(&project.path, &task.worktree, force).await?;
+        }
+        let id = task.id.clone();
+        self.store
+            .write(move |tx| tasks::delete(tx, &id))
+            .await
+            .map_err(TaskError::from)?;
+        tracing::info!(task_id = %task.id, pruned = prune, "task removed");
+        self.events
+            .publish(EventKind::TaskRemoved {
+                task_id: task.id.clone(),
+            })
+            .await;
+        Ok(task)
+    }
+
+    /// At startup, after the sessions were re-adopted: a runner for every working task.
+    pub async fn adopt_all(self: &Arc<Self>) -> Result<(), TaskError> {
+        let working: Vec<TaskInfo> = self
+            .store
+            .read(|conn| tasks::list(conn, None))
+            .await?
+            .into_iter()
+            .filter(|t| t.phase.is_active())
+            .collect();
+        for task in working {
+            let session = match &task.session_id {
+                Some(sid) => self.sessions.show(sid.clone()).await.ok(),
+                None => None,
+            };
+            match session {
+                Some(session) => {
+                    tracing::info!(task_id = %task.id, session_id = %session.id, state = session.state.as_str(), "task re-adopted");
+                    // Output from now on: what it printed before was seen by the last daemon.
+                    self.spawn_runner(task.id.clone(), session, None);
+                }
+                None => {
+                    if let Err(e) = self.settle_orphan(&task).await {
+                        tracing::error!(task_id = %task.id, "cannot settle a task without its session: {e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! One task's runner: a tokio task that watches its agent attempt after attempt — output,
+//! progress, prompts and stalls through [`Activity`] — and applies the profile's restart and
+//! stall policies, until the task ends or is stopped.
+//!
+//! What to do on output, progress or a deadline is [`Activity`]'s; the runner waits for the
+//! next of them and carries it out. An adapter per agent kind would sit beside it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aifactory_common::pane::MonitorFrame;
+use aifactory_common::protocol::{
+    ErrorReply, EventKind, OnStall, RestartPolicy, SessionInfo, SessionState, TaskPhase,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::activity::Activity;
+use super::kill::{KillReport, kill_tree};
+use super::{RunSettings, Supervisor};
+use crate::monitor::client::{MonitorClient, MonitorStream};
+use crate::tasks;
+
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Grace a stalled agent gets between SIGTERM and SIGKILL when a stall policy stops it.
+const STALL_GRACE: Duration = Duration::from_secs(5);
+
+/// The pause before attempt `failed_attempt + 1`: 1 s, doubling, at most [`MAX_BACKOFF`].
+pub fn backoff(failed_attempt: u32) -> Duration {
+    let secs = 1u64 << failed_attempt.saturating_sub(1).min(6);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+/// How a session's watch ended.
+enum Ended {
+    /// Stop was asked for.
+    Stopped,
+    /// The session ended by itself (or was lost: then it has no exit).
+    Exited(Box<SessionInfo>),
+    /// The stall policy asks for a stop or a new attempt.
+    StallAction(OnStall),
+}
+
+pub(super) struct Runner {
+    supervisor: Arc<Supervisor>,
+    id: String,
+    /// Cancelled by a stop: the runner ends without touching the task.
+    stop: CancellationToken,
+    /// Wakes when the task's progress file changed (`None`: it cannot be watched).
+    progress: Option<mpsc::Receiver<()>>,
+}
+
+impl Runner {
+    pub fn new(supervisor: Arc<Supervisor>, id: String, stop: CancellationToken) -> Runner {
+        Runner {
+            supervisor,
+            id,
+            stop,
+            progress: None,
+        }
+    }
+
+    /// Watches attempt after attempt, from `session`'s output at `from` (`None`: from its
+    /// current end), until the task ends or is stopped.
+    pub async fn run(mut self, mut session: SessionInfo, mut from: Option<u64>) {
+        let sup = self.supervisor.clone();
+        let id = self.id.clone();
+        let Ok(task) = tasks::show(&sup.store, id.clone()).await else {
+            return;
+        };
+        self.progress = match sup.watcher.watch(&task.spec_dir) {
+            Ok(rx) => Some(rx),
+            Err(reason) => {
+                tracing::error!(task_id = %id, "progress of this task cannot be followed: {reason}");
+                None
+            }
+        };
+        loop {
+            let settings = sup.usable_profile(&task.agent);
+            let watched = self
+                .watch_session(&session, from, settings.as_ref().ok())
+                .await;
+            let next_attempt = match watched {
+                Ended::Stopped => break,
+                Ended::StallAction(OnStall::Stop) => {
+                    let report = kill_tree(&sup.sessions, &session, STALL_GRACE).await;
+                    sup.finish(
+                        &id,
+                        &session.id,
+                        TaskPhase::Failed,
+                        "stalled; stopped by on_stall = \"stop\"",
+                        None,
+                        &report,
+                    )
+                    .await;
+                    break;
+                }
+                Ended::StallAction(_) => {
+                    let report = kill_tree(&sup.sessions, &session, STALL_GRACE).await;
+                    tracing::info!(task_id = %id, survivors = report.survivors.len(), "stalled agent stopped for a new attempt");
+                    self.next_attempt(&session, "stalled").await
+                }
+                Ended::Exited(ended) => {
+                    session = *ended;
+                    let clean = session.exit.as_ref().is_some_and(|e| e.code == Some(0));
+                    if clean {
+                        sup.finish(
+                            &id,
+                            &session.id,
+                            TaskPhase::Done,
+                            "agent exited 0",
+                            session.exit.clone(),
+                            &KillReport::default(),
+                        )
+                        .await;
+                        break;
+                    }
+                    let how = match (&session.exit, &session.lost_reason) {
+                        (Some(exit), _) => exit.describe(),
+                        (None, Some(reason)) => format!("lost: {reason}"),
+                        (None, None) => "ended".into(),
+                    };
+                    self.next_attempt(&session, &how).await
+                }
+            };
+            match next_attempt {
+                Some(next) => {
+                    session = next;
+                    from = Some(0);
+                }
+                None => break,
+            }
+        }
+        sup.watcher.unwatch(&task.spec_dir);
+    }
+
+    /// After a failed run: the next run's session when the policy allows one (after its
+    /// backoff), else the task is marked failed and `None`.
+    async fn next_attempt(&self, session: &SessionInfo, how: &str) -> Option<SessionInfo> {
+        let (sup, id) = (&self.supervisor, self.id.as_str());
+        let task = tasks::show(&sup.store, id.to_string()).await.ok()?;
+        let settings = sup.usable_profile(&task.agent);
+        let retry = match &settings {
+            Ok(s) => {
+                s.profile.restart == RestartPolicy::OnFailure
+                    && task.attempts < s.profile.max_attempts
+            }
+            Err(_) => false,
+        };
+        let max = settings
+            .as_ref()
+            .map(|s| s.profile.max_attempts)
+            .unwrap_or(task.attempts);
+        if !retry {
+            let reason = match &settings {
+                Err(reason) => format!("agent {how}; not restarted: {reason}"),
+                Ok(s) if s.profile.restart == RestartPolicy::Never => {
+                    format!("agent {how} (restart = \"never\")")
+                }
+                Ok(_) => format!(
+                    "agent {how} on attempt {} of {max}: no attempts left",
+                    task.attempts
+                ),
+            };
+            sup.finish(
+                id,
+                &session.id,
+                TaskPhase::Failed,
+                &reason,
+                session.exit.clone(),
+                &KillReport::default(),
+            )
+            .await;
+            return None;
+        }
+        let delay = backoff(task.attempts);
+        tracing::warn!(task_id = %id, attempt = task.attempts, max_attempts = max, delay_ms = delay.as_millis() as u64, "agent {how}: restarting after backoff");
+        sup.record_error(id, &format!("attempt {} {how}", task.attempts))
+            .await;
+        sup.events
+            .publish(EventKind::TaskExited {
+                task_id: id.to_string(),
+                session_id: session.id.clone(),
+                exit: session.exit.clone(),
+                restart_in_ms: Some(delay.as_millis() as u64),
+            })
+            .await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.stop.cancelled() => return None,
+        }
+        let settings = match sup.usable_profile(&task.agent) {
+            Ok(s) => s,
+            Err(reason) => {
+                sup.finish(
+                    id,
+                    &session.id,
+                    TaskPhase::Failed,
+                    &reason.to_string(),
+                    None,
+                    &KillReport::default(),
+                )
+                .await;
+                return None;
+            }
+        };
+        let attempt = task.attempts + 1;
+        match sup.spawn_attempt(&task, &settings, attempt).await {
+            Ok(next) => {
+                let (tid, sid) = (id.to_string(), next.id.clone());
+                let stored = sup
+                    .store
+                    .write(move |tx| tasks::set_attempt(tx, &tid, &sid, attempt))
+                    .await;
+                if let Err(e) = stored {
+                    tracing::error!(task_id = %id, "cannot record the new attempt: {e}");
+                }
+                // A new attempt of a stalled task starts where the old one was.
+                sup.unstall(id, "new attempt").await;
+                Some(next)
+            }
+            Err(e) => {
+                sup.finish(
+                    id,
+                    &session.id,
+                    TaskPhase::Failed,
+                    &e.to_string(),
+                    None,
+                    &KillReport::default(),
+                )
+                .await;
+                None
+            }
+        }
+    }
+
+    /// Watches one session until it ends, a stop, or a stall policy acts.
+    async fn watch_session(
+        &mut self,
+        session: &SessionInfo,
+        from: Option<u64>,
+        settings: Option<&RunSettings>,
+    ) -> Ended {
+        let sup = self.supervisor.clone();
+        let id = self.id.as_str();
+        let stall_after = settings
+            .map(|s| s.stall_after)
+            .unwrap_or(sup.config().stall_after);
+        let on_stall = settings
+            .map(|s| s.profile.on_stall)
+            .unwrap_or(OnStall::None);
+        let prompts = settings.map(|s| &*s.prompts);
+        let Some(mut output) = follow_output(session, from).await else {
+            // The monitor is gone: the session ended (or is ending); its record says how.
+            return self.session_end(session).await;
+        };
+        // Any progress written before we watched counts.
+        sup.read_progress(id).await;
+        let mut activity = Activity::new(Instant::now(), stall_after);
+        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let progress_wake = async {
+                match self.progress.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let quiet = activity.quiet_deadline();
+            let stall = activity.stall_deadline();
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ended::Stopped,
+                frame = output.next_frame() => match frame {
+                    Some(Ok(MonitorFrame::Output { data, .. })) => {
+                        let todo = activity.output(Instant::now(), &data);
+                        if todo.unstall {
+                            sup.unstall(id, "output").await;
+                        }
+                        if todo.stop_waiting {
+                            sup.set_waiting(id, None).await;
+                        }
+                        for phase in todo.phases {
+                            sup.agent_phase(id, phase, "output marker").await;
+                        }
+                        if todo.write_output_time {
+                            sup.touch_output(id).await;
+                        }
+                    }
+                    Some(Ok(MonitorFrame::Exited(_))) | None | Some(Err(_)) => {
+                        if activity.had_output() {
+                            sup.touch_output(id).await;
+                        }
+                        return self.session_end(session).await;
+                    }
+                    Some(Ok(_)) => {}
+                },
+                Some(()) = progress_wake => {
+                    if sup.read_progress(id).await && activity.progress(Instant::now()) {
+                        sup.unstall(id, "progress").await;
+                    }
+                }
+                _ = tokio::time::sleep_until(quiet.unwrap_or_else(far)), if quiet.is_some() => {
+                    if let Some(prompt) = activity.quiet(prompts) {
+                        sup.set_waiting(id, Some(prompt)).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(stall.unwrap_or_else(far)), if stall.is_some() => {
+                    activity.stalled();
+                    sup.touch_output(id).await;
+                    sup.stall(id, session, stall_after).await;
+                    if on_stall != OnStall::None {
+                        return Ended::StallAction(on_stall);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session as it ended (waiting for the registry to record it), unless a stop comes.
+    async fn session_end(&self, session: &SessionInfo) -> Ended {
+        tokio::select! {
+            _ = self.stop.cancelled() => Ended::Stopped,
+            ended = self.supervisor.sessions.wait(session.id.clone()) => match ended {
+                Ok(ended) => Ended::Exited(Box::new(ended)),
+                Err(e) => Ended::Exited(Box::new(SessionInfo {
+                    state: SessionState::Lost,
+                    lost_reason: Some(message(e)),
+                    ..session.clone()
+                })),
+            },
+        }
+    }
+}
+
+/// The text of the registry's error, whichever error type it uses.
+fn message(e: impl Into<ErrorReply>) -> String {
+    e.into().message
+}
+
+/// Output from `from` (`None`: from its current end) of a running session.
+async fn follow_output(session: &SessionInfo, from: Option<u64>) -> Option<MonitorStream> {
+    if session.state != SessionState::Running {
+        return None;
+    }
+    let from = match from {
+        Some(from) => from,
+        None => {
+            MonitorClient::connect(&session.pane_dir)
+                .await
+                .ok()?
+                .info()
+                .await
+                .ok()?
+                .output_end
+        }
+    };
+    MonitorClient::connect(&session.pane_dir)
+        .await
+        .ok()?
+        .subscribe(from)
+        .await
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}
