@@ -9,32 +9,17 @@ use std::time::{Duration, Instant};
 use aifactory_common::Client;
 use aifactory_common::Subscription;
 use aifactory_common::protocol::{Event, EventKind, Reply, Request, StreamItem, TaskPhase};
+use aifactory_tests::git::{committed_repo, git};
+use aifactory_tests::process::has_ended;
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
 
 /// How long an event may take on a loaded machine (a liveness bound, not a speed target).
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn git(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// A git repository with one commit on `main`, registered as project `name`.
 fn project(sandbox: &Sandbox, name: &str) -> PathBuf {
-    let path = sandbox.path().join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    git(&["init", "-q", "-b", "main"], &path);
-    std::fs::write(path.join("README"), "hello\n").unwrap();
-    git(&["add", "README"], &path);
-    git(&["commit", "-q", "-m", "init"], &path);
+    let path = committed_repo(&sandbox.path().join(name));
     sandbox
         .ctl(&["projects", "add", path.to_str().unwrap(), "--name", name])
         .assert_ok();
@@ -135,17 +120,6 @@ fn phase_to(to: TaskPhase) -> impl Fn(&EventKind) -> bool {
 
 fn progress_is(percent: u8) -> impl Fn(&EventKind) -> bool {
     move |k| matches!(k, EventKind::TaskProgress { progress, .. } if progress.percent == Some(percent))
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // A zombie has ended; only its reaping is left.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -705,7 +679,7 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(pid_alive(escaped));
+    assert!(!has_ended(escaped));
 
     let report = sandbox
         .ctl(&["tasks", "stop", &id, "--grace", "1", "--json"])
@@ -726,7 +700,7 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
         report["survivors"].as_array().unwrap().is_empty(),
         "{report}"
     );
-    assert!(!pid_alive(escaped), "the escaped process is gone");
+    assert!(!!has_ended(escaped), "the escaped process is gone");
     let left = Command::new("pgrep")
         .args(["-f", "sleep 100[01]"])
         .output()
@@ -734,7 +708,7 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
     let left: Vec<u32> = String::from_utf8_lossy(&left.stdout)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .filter(|pid| pid_alive(*pid))
+        .filter(|pid| !has_ended(*pid))
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/environ"))
                 .map(|env| env.contains(&id))
