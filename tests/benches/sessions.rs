@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 use aifactory_tests::bench::{
     Smaps, Usage, clock_ticks, find_in_path, loadavg, read_status, status_field, warn_if_stale,
 };
+use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox, bin, skip};
 
 /// Sessions created and killed per repetition.
@@ -272,7 +273,7 @@ enum Turn {
 }
 
 fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
-    let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
+    let tmux = tmux_exe.map(|exe| start_tmux(exe));
     let mut report = Lifecycle {
         ours: places
             .iter()
@@ -340,9 +341,9 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
                     ids[i] = created;
                 }
                 (Turn::Tmux, Some(tmux)) => {
-                    let (server_before, client_before) = (on_cpu(tmux.pid), children_cpu());
+                    let (server_before, client_before) = (on_cpu(tmux.pid()), children_cpu());
                     let (took, calls) = tmux.create(SESSIONS);
-                    let (server_after, client_after) = (on_cpu(tmux.pid), children_cpu());
+                    let (server_after, client_after) = (on_cpu(tmux.pid()), children_cpu());
                     let panes = tmux.pane_pids();
                     report.tmux_create_cpu.push(CreateCpu {
                         client: (client_after - client_before) / SESSIONS as u32,
@@ -502,64 +503,20 @@ fn ctl_ok(sandbox: &Sandbox, args: &[&str]) -> Output {
     out
 }
 
-/// A private tmux server: its own socket, no config file. One `keep` session holds the server
-/// up between repetitions, as the daemon is up before the first `sessions new`.
-struct Tmux {
-    exe: PathBuf,
-    dir: tempfile::TempDir,
-    pid: u32,
+/// Starts a private tmux server. One `keep` session holds the server up between repetitions,
+/// as the daemon is up before the first `sessions new`.
+fn start_tmux(exe: &Path) -> Tmux {
+    Tmux::start(exe, &["-s", "keep", "sleep", "1000"]).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Tmux {
-    fn start(exe: PathBuf) -> Tmux {
-        let dir = tempfile::Builder::new()
-            .prefix("aifactory-bench-tmux-")
-            .tempdir()
-            .expect("create a temporary directory");
-        let mut tmux = Tmux { exe, dir, pid: 0 };
-        tmux.ok(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "keep",
-            "sleep",
-            "1000",
-        ]);
-        let out = tmux.ok(&["display-message", "-p", "#{pid}"]);
-        tmux.pid = out
-            .stdout_text()
-            .trim()
-            .parse()
-            .expect("the tmux server's pid");
-        tmux
-    }
+/// What the lifecycle measures of tmux: creating and killing sessions `s0`, `s1`, ...
+trait TmuxLifecycle {
+    fn create(&self, n: usize) -> (Duration, Vec<Duration>);
+    fn pane_pids(&self) -> Vec<u32>;
+    fn kill(&self, n: usize) -> (Duration, Duration, Vec<Duration>);
+}
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("SHELL", "/bin/sh")
-            .arg("-S")
-            .arg(self.dir.path().join("tmux.sock"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
+impl TmuxLifecycle for Tmux {
     fn create(&self, n: usize) -> (Duration, Vec<Duration>) {
         let mut calls = Vec::with_capacity(n);
         let start = Instant::now();
@@ -608,16 +565,6 @@ impl Tmux {
             std::thread::sleep(Duration::from_micros(500));
         }
         (calls_took, start.elapsed(), calls)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self
-            .command(&["kill-server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -717,12 +664,12 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
     let before_daemon = Usage::read(daemon);
     let before_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let before_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
-    let before_tmux = tmux.map(|t| Usage::read(t.pid));
+    let before_tmux = tmux.map(|t| Usage::read(t.pid()));
     std::thread::sleep(IDLE_WINDOW);
     let after_daemon = Usage::read(daemon);
     let after_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let after_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
-    let after_tmux = tmux.map(|t| Usage::read(t.pid));
+    let after_tmux = tmux.map(|t| Usage::read(t.pid()));
 
     let hz = clock_ticks();
     let cpu = |b: &Usage, a: &Usage| a.ticks.saturating_sub(b.ticks) as f64 * 1000.0 / hz;
@@ -771,10 +718,10 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
             }
         }),
         tmux: tmux.zip(before_tmux.zip(after_tmux)).map(|(t, (b, a))| {
-            let mem = Smaps::read(t.pid);
+            let mem = Smaps::read(t.pid());
             TmuxIdle {
                 sessions: t.ok(&["list-sessions"]).stdout_text().lines().count(),
-                rss_kb: status_field(&read_status(t.pid), "VmRSS").unwrap_or(0),
+                rss_kb: status_field(&read_status(t.pid()), "VmRSS").unwrap_or(0),
                 pss_kb: mem.pss_kb,
                 cpu_ms: cpu(&b, &a),
                 switches: a.switches.saturating_sub(b.switches),
@@ -829,7 +776,7 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
     if tmux_exe.is_some() {
         methods.push(Method::Tmux);
     }
-    let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
+    let tmux = tmux_exe.map(|exe| start_tmux(exe));
     let mut results = Vec::new();
     for (name, command) in COMMANDS {
         // Untimed: the expected sizes (and warm caches).

@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use aifactory_common::procfs;
+
 use crate::{bin, bin_dir};
 
 /// Sorted samples.
@@ -173,12 +175,9 @@ pub struct Usage {
 
 impl Usage {
     pub fn read(pid: u32) -> Usage {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let field =
-            |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        let ticks = procfs::stat(pid)
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"))
+            .cpu_ticks;
         let mut switches = 0;
         let mut threads = 0;
         let mut on_cpu_ns = 0;
@@ -197,7 +196,7 @@ impl Usage {
             }
         }
         Usage {
-            ticks: field(14) + field(15),
+            ticks,
             switches,
             threads,
             on_cpu_ns,
