@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Reply, Request, StreamItem};
 use aifactory_common::{Client, ClientOptions};
-use aifactory_tests::bench::{Latency, loadavg, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, warn_if_stale};
 use aifactory_tests::process::cpu_time;
 use aifactory_tests::session::new_session;
 use aifactory_tests::{Http, Sandbox};
@@ -53,21 +53,16 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl", "aifactory-http"]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("build the bench's tokio runtime");
-    let load_before = loadavg();
     let report = runtime.block_on(run());
     println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
-    );
+    println!("{}", clock.summary(None));
     println!();
     print!("{report}");
 }

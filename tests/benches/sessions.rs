@@ -43,10 +43,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bench::{
-    Smaps, Usage, clock_ticks, find_in_path, loadavg, read_status, status_field, warn_if_stale,
+    RunClock, Smaps, Usage, clock_ticks, read_status, status_field, tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::tmux::Tmux;
-use aifactory_tests::{Daemon, Sandbox, bin, skip};
+use aifactory_tests::{Daemon, Sandbox, bin};
 
 /// Sessions created and killed per repetition.
 const SESSIONS: usize = 100;
@@ -75,19 +75,9 @@ const COMMANDS: [(&str, &str); 2] = [
 ];
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
-    let load_before = loadavg();
-    let tmux_exe = match find_in_path("tmux") {
-        Some(exe) => Some(exe),
-        None => {
-            skip(
-                "sessions bench: tmux comparison",
-                "tmux is not installed (not found on PATH)",
-            );
-            None
-        }
-    };
+    let tmux_exe = tmux_or_skip("sessions");
 
     let config = format!("pane_log_max = {PANE_LOG_MAX}\n");
     // The sandbox's own pane directory (on $TMPDIR's disk), and one on a tmpfs.
@@ -135,11 +125,7 @@ fn main() {
     drop(sandbox);
 
     println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}; daemon log lines: {log_lines}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
-    );
+    println!("{}; daemon log lines: {log_lines}", clock.summary(None));
     println!();
     print!("{}", lifecycle_table(&lifecycle));
     println!();

@@ -25,10 +25,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aifactory_common::procfs;
 use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
 use aifactory_common::{Client, handshake};
-use aifactory_common::procfs;
-use aifactory_tests::bench::{Latency, find_in_path, loadavg, status_field, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, find_in_path, status_field, warn_if_stale};
 use aifactory_tests::raw::{RawConn, send_client_frame};
 use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox, bin, skip};
@@ -51,13 +51,12 @@ const HANGUP_BATCH: usize = 50;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("build the bench's tokio runtime");
-    let load_before = loadavg();
     let mut tmux = match start_tmux() {
         Ok(tmux) => Some(tmux),
         Err(reason) => {
@@ -70,11 +69,7 @@ fn main() {
     drop(tmux);
 
     println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
-    );
+    println!("{}", clock.summary(None));
     println!();
     print!("{}", latency_table(&report));
     println!();

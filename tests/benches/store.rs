@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::bench::{Latency, find_in_path, loadavg, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, find_in_path, warn_if_stale};
 use aifactory_tests::{Sandbox, bin, skip};
 use aifactoryd::migrate::{BACKUP_DIR, MIGRATIONS, Migration};
 use aifactoryd::store::DB_FILE;
@@ -49,17 +49,12 @@ const BIG_STARTS: usize = 10;
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd"]);
-    let load_before = loadavg();
     let startup = startup_series();
     let big = big_database();
     println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
-    );
+    println!("{}", clock.summary(None));
     println!();
     print!("{}", startup_table(&startup));
     println!();

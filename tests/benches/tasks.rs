@@ -47,11 +47,12 @@ use aifactory_common::protocol::{
 };
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, Smaps, Usage, find_in_path, loadavg, read_status, status_field, warn_if_stale,
+    Latency, RunClock, Smaps, Usage, loadavg, read_status, status_field, tmux_or_skip,
+    warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::tmux::Tmux;
-use aifactory_tests::{Daemon, Sandbox, bin, skip};
+use aifactory_tests::{Daemon, Sandbox, bin};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
@@ -88,19 +89,9 @@ const PROGRESS_FILE: &str = "build-progress.txt";
 const AGENT_LOOP: &str = r#"i=0; while :; do i=$((i+1)); echo "step $i"; echo "progress: $((i%100))" >> "$AIFACTORY_PROGRESS_FILE"; sleep 1; done"#;
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
-    let load_before = loadavg();
-    let tmux_exe = match find_in_path("tmux") {
-        Some(exe) => Some(exe),
-        None => {
-            skip(
-                "tasks bench: tmux comparison",
-                "tmux is not installed (not found on PATH)",
-            );
-            None
-        }
-    };
+    let tmux_exe = tmux_or_skip("tasks");
 
     let sandbox = Sandbox::new();
     sandbox.write_config(&format!(
@@ -156,9 +147,8 @@ fn main() {
 
     println!();
     println!(
-        "Run took {:.0} s; load average before: {load_before}, between the parts: {load_mid}, after: {}; daemon log lines: {log_lines} ({} WARN/ERROR)",
-        began.elapsed().as_secs_f64(),
-        loadavg(),
+        "{}; daemon log lines: {log_lines} ({} WARN/ERROR)",
+        clock.summary(Some(&load_mid)),
         warnings.len(),
     );
     println!();

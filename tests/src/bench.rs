@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aifactory_common::procfs;
 
@@ -212,4 +212,49 @@ impl Usage {
     pub fn on_cpu_ms_since(&self, before: &Usage) -> f64 {
         self.on_cpu_ns.saturating_sub(before.on_cpu_ns) as f64 / 1e6
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run as a whole.
+
+/// When a benchmark began and the machine's load then, for the line that opens its report.
+pub struct RunClock {
+    began: Instant,
+    load_before: String,
+}
+
+impl RunClock {
+    pub fn start() -> RunClock {
+        RunClock {
+            began: Instant::now(),
+            load_before: loadavg(),
+        }
+    }
+
+    /// "Run took N s; load average before: …, after: …", with the load `between` the run's
+    /// parts if given.
+    pub fn summary(&self, between: Option<&str>) -> String {
+        let between = between
+            .map(|load| format!(", between the parts: {load}"))
+            .unwrap_or_default();
+        format!(
+            "Run took {:.0} s; load average before: {}{between}, after: {}",
+            self.began.elapsed().as_secs_f64(),
+            self.load_before,
+            loadavg()
+        )
+    }
+}
+
+/// The tmux binary a benchmark compares with, or `None` (reported as a skip of `bench`'s
+/// tmux comparison) when it is not installed.
+pub fn tmux_or_skip(bench: &str) -> Option<PathBuf> {
+    let found = find_in_path("tmux");
+    if found.is_none() {
+        crate::skip(
+            &format!("{bench} bench: tmux comparison"),
+            "tmux is not installed (not found on PATH)",
+        );
+    }
+    found
 }

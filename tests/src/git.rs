@@ -21,8 +21,7 @@ pub fn git(args: &[&str], dir: &Path) -> String {
 /// An empty repository at `path` (created if missing) on `branch`, with `origin` as its
 /// remote if given.
 pub fn init_repo(path: &Path, branch: &str, origin: Option<&str>) -> PathBuf {
-    std::fs::create_dir_all(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    std::fs::create_dir_all(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     git(&["init", "-q", "-b", branch], path);
     if let Some(url) = origin {
         git(&["remote", "add", "origin", url], path);

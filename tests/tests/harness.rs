@@ -69,9 +69,7 @@ fn a_killed_test_process_leaves_no_session_behind() {
         let alive: Vec<u32> = pids
             .iter()
             .zip(&starts)
-            .filter(|(pid, start)| {
-                procfs::start_time(**pid).ok() == **start && !has_ended(**pid)
-            })
+            .filter(|(pid, start)| procfs::start_time(**pid).ok() == **start && !has_ended(**pid))
             .map(|(pid, _)| *pid)
             .collect();
         if alive.is_empty() {

@@ -470,7 +470,11 @@ async fn a_created_project_is_found_right_after_one_hundred_times_in_a_row() {
     let shim = sandbox.http().start();
     let api = Api::new(&shim);
     for i in 0..100 {
-        let path = init_repo(&sandbox.path().join("many").join(format!("p{i}")), "main", None);
+        let path = init_repo(
+            &sandbox.path().join("many").join(format!("p{i}")),
+            "main",
+            None,
+        );
         let created = api
             .post(
                 "/api/v1/projects",

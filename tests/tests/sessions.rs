@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aifactory_tests::bench::find_in_path;
 use aifactory_common::pane::EXIT_FILE;
+use aifactory_tests::bench::find_in_path;
 use aifactory_tests::process::has_ended;
 use aifactory_tests::wait::{wait_file, wait_until};
 use aifactory_tests::{CtlOutput, Sandbox, chown_tree, is_root};
@@ -227,7 +227,8 @@ fn sessions_survive_a_daemon_sigkill_with_no_output_lost() {
     daemon.signal(Signal::SIGKILL);
     drop(daemon);
     // The quitter ends while the daemon is down.
-    let quitter_exit = PathBuf::from(quitter["pane_dir"].as_str().expect("pane_dir")).join(EXIT_FILE);
+    let quitter_exit =
+        PathBuf::from(quitter["pane_dir"].as_str().expect("pane_dir")).join(EXIT_FILE);
     wait_until(
         "the quitter's exit to be recorded",
         Duration::from_secs(30),

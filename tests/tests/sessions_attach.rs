@@ -23,7 +23,11 @@ fn screen(tmux: &Tmux) -> String {
 fn wait_screen(tmux: &Tmux, what: &str, pred: impl Fn(&str) -> bool) -> String {
     wait_for(what, TIMEOUT, || {
         let screen = screen(tmux);
-        if pred(&screen) { Ok(screen) } else { Err(screen) }
+        if pred(&screen) {
+            Ok(screen)
+        } else {
+            Err(screen)
+        }
     })
 }
 
@@ -92,9 +96,11 @@ fn attach_types_resizes_detaches_and_exits_with_the_sessions_status() {
     // Attach: it takes the pane's size at once.
     type_line(&tmux, &attach);
     let size = pane_size(&tmux);
-    wait_until("attach sets the session to the pane's size", TIMEOUT, || {
-        session_size(&sandbox, &id) == size
-    });
+    wait_until(
+        "attach sets the session to the pane's size",
+        TIMEOUT,
+        || session_size(&sandbox, &id) == size,
+    );
 
     // Keys reach the program; its answer reaches the screen.
     type_line(&tmux, "hello from tmux");
@@ -121,7 +127,9 @@ fn attach_types_resizes_detaches_and_exits_with_the_sessions_status() {
 
     // Ctrl-\ detaches: the message, status 0, the session still running.
     tmux.ok(&["send-keys", "-t", "t", "-H", "1c"]);
-    let screen = wait_screen(&tmux, "the detach", |s| s.lines().any(|l| l.starts_with("rc=")));
+    let screen = wait_screen(&tmux, "the detach", |s| {
+        s.lines().any(|l| l.starts_with("rc="))
+    });
     assert!(
         screen.contains(&format!("[detached from session {id}; it keeps running]")),
         "{screen}"
@@ -141,7 +149,10 @@ fn attach_types_resizes_detaches_and_exits_with_the_sessions_status() {
 
     // The terminal is back in cooked mode, echo included: the shell's line is seen as typed
     // and its answer says canonical mode.
-    type_line(&tmux, "echo \"mode:$(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}icanon') $(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}echo')\"");
+    type_line(
+        &tmux,
+        "echo \"mode:$(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}icanon') $(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}echo')\"",
+    );
     let screen = wait_screen(&tmux, "the terminal mode", |s| {
         s.lines().any(|l| l.starts_with("mode:"))
     });

@@ -13,9 +13,9 @@ use aifactory_common::protocol::{
 use aifactory_common::{Subscription, pane::OUTPUT_LOG};
 use aifactory_tests::Sandbox;
 use aifactory_tests::process::has_ended;
+use aifactory_tests::raw::{RawConn, send_client_frame};
 use aifactory_tests::session::new_session;
 use aifactory_tests::wait::wait_until_async;
-use aifactory_tests::raw::{RawConn, send_client_frame};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -52,7 +52,9 @@ fn version_one_with_a_project(sandbox: &Sandbox, project: &str) {
         "the aifactoryd binary under test lacks the test hooks: build it with `cargo build --workspace` (a package-only build such as `cargo test -p aifactoryd` leaves them out)"
     );
     // The row an aifactoryd of schema version 1 wrote for a registered project.
-    let repo = init_repo(&sandbox.path().join(project), "main", None).canonicalize().unwrap();
+    let repo = init_repo(&sandbox.path().join(project), "main", None)
+        .canonicalize()
+        .unwrap();
     db(sandbox)
         .execute(
             "INSERT INTO projects (id, name, path, origin_url, provider, detected_provider,
