@@ -6,6 +6,14 @@
 //! Tests that need more than the toolchain call [`skip`], which prints why and returns, or
 //! fails the test when `AIFACTORY_REQUIRE_ALL=1`. [`systemd`] boots a real systemd in private
 //! namespaces and builds the Debian package, for the systemd suite.
+//!
+//! One module per thing a test needs, so a helper is written once and found by its name:
+//! [`sandbox`] (the private tree and `aifactoryctl` runs), [`daemon`] and [`http`] (the
+//! programs under test), [`bins`] (where they are built), [`session`] (sessions through the
+//! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
+//! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
+//! [`tmux`] (a private tmux server), [`notify`] and [`raw`] (the sd_notify socket and raw
+//! protocol frames), [`bench`] (what only the benchmarks share).
 
 pub mod bench;
 pub mod bins;

@@ -277,11 +277,9 @@ fn a_task_stuck_without_output_or_progress_fails_tasks_stuck_with_its_evidence()
         .ctl(&["tasks", "create", "--project", "demo", "--spec", "stuck"])
         .assert_ok();
     sandbox.ctl(&["tasks", "start", "stuck"]).assert_ok();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sandbox.ctl(&["tasks", "show", "stuck", "--json"]).json()["phase"] != "stalled" {
-        assert!(std::time::Instant::now() < deadline, "never stalled");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the task to stall", Duration::from_secs(20), || {
+        sandbox.ctl(&["tasks", "show", "stuck", "--json"]).json()["phase"] == "stalled"
+    });
     let (code, checks) = doctor(&sandbox, &[]);
     assert_eq!(code, Some(1));
     let c = only(&checks, "tasks-stuck", CheckStatus::Fail);

@@ -11,6 +11,7 @@ use aifactory_common::Subscription;
 use aifactory_common::protocol::{Event, EventKind, Reply, Request, StreamItem, TaskPhase};
 use aifactory_tests::git::{committed_repo, git};
 use aifactory_tests::process::has_ended;
+use aifactory_tests::wait::{wait_for, wait_until};
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
 
@@ -551,11 +552,9 @@ async fn waiting_for_input_is_noticed() {
     sandbox
         .ctl(&["sessions", "send", &sid, "y", "--enter"])
         .assert_ok();
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    while !show(&sandbox, &id)["waiting_input"].is_null() {
-        assert!(Instant::now() < deadline, "waiting_input never cleared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("waiting_input to clear", EVENT_TIMEOUT, || {
+        show(&sandbox, &id)["waiting_input"].is_null()
+    });
     sandbox
         .ctl(&["tasks", "stop", &id, "--grace", "1"])
         .assert_ok();
@@ -658,27 +657,16 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
         .unwrap()
         .to_string();
     sandbox.ctl(&["tasks", "start", &id]).assert_ok();
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    let escaped: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pidfile)
+    let escaped: u32 = wait_for("the agent to fork", EVENT_TIMEOUT, || {
+        std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|t| t.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the agent never forked");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            .ok_or("no pid in the pid file yet")
+    });
     // Once it runs sleep (the fork may not have exec'd yet when its pid is written).
-    while std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default()
-        != b"sleep\x001000\x00"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the escaped process never ran sleep"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the escaped process to run sleep", EVENT_TIMEOUT, || {
+        std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
+    });
     assert!(!has_ended(escaped));
 
     let report = sandbox
