@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Reply, Request, StreamItem};
 use aifactory_common::{Client, ClientOptions};
-use aifactory_tests::bench::{Latency, RunClock, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, print_report, warn_if_stale};
 use aifactory_tests::process::cpu_time;
 use aifactory_tests::session::new_session;
 use aifactory_tests::{Http, Sandbox};
@@ -61,10 +61,7 @@ fn main() {
         .build()
         .expect("build the bench's tokio runtime");
     let report = runtime.block_on(run());
-    println!();
-    println!("{}", clock.summary(None));
-    println!();
-    print!("{report}");
+    print_report(&clock.summary(None), &[report]);
 }
 
 async fn wait_session(client: &Client, id: &str) {

@@ -43,7 +43,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bench::{
-    RunClock, Smaps, Usage, clock_ticks, read_status, status_field, tmux_or_skip, warn_if_stale,
+    RunClock, Smaps, Usage, clock_ticks, print_report, read_status, status_field, tmux_or_skip,
+    warn_if_stale,
 };
 use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox, bin};
@@ -124,14 +125,14 @@ fn main() {
     drop(on_tmpfs);
     drop(sandbox);
 
-    println!();
-    println!("{}; daemon log lines: {log_lines}", clock.summary(None));
-    println!();
-    print!("{}", lifecycle_table(&lifecycle));
-    println!();
-    print!("{}", throughput_table(&throughput));
-    println!();
-    print!("{}", idle_table(&lifecycle.idle, &lifecycle.idle_place));
+    print_report(
+        &format!("{}; daemon log lines: {log_lines}", clock.summary(None)),
+        &[
+            lifecycle_table(&lifecycle),
+            throughput_table(&throughput),
+            idle_table(&lifecycle.idle, &lifecycle.idle_place),
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use aifactory_common::procfs;
 use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
 use aifactory_common::{Client, handshake};
-use aifactory_tests::bench::{Latency, RunClock, find_in_path, status_field, warn_if_stale};
+use aifactory_tests::bench::{
+    Latency, RunClock, find_in_path, print_report, status_field, warn_if_stale,
+};
 use aifactory_tests::raw::{RawConn, send_client_frame};
 use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox, bin, skip};
@@ -68,12 +70,10 @@ fn main() {
     let report = run(&runtime, tmux.as_mut());
     drop(tmux);
 
-    println!();
-    println!("{}", clock.summary(None));
-    println!();
-    print!("{}", latency_table(&report));
-    println!();
-    print!("{}", resource_table(&report));
+    print_report(
+        &clock.summary(None),
+        &[latency_table(&report), resource_table(&report)],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

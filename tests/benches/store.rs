@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::bench::{Latency, RunClock, find_in_path, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, find_in_path, print_report, warn_if_stale};
 use aifactory_tests::{Sandbox, bin, skip};
 use aifactoryd::migrate::{BACKUP_DIR, MIGRATIONS, Migration};
 use aifactoryd::store::DB_FILE;
@@ -53,12 +53,10 @@ fn main() {
     warn_if_stale(&["aifactoryd"]);
     let startup = startup_series();
     let big = big_database();
-    println!();
-    println!("{}", clock.summary(None));
-    println!();
-    print!("{}", startup_table(&startup));
-    println!();
-    print!("{}", big_table(&big));
+    print_report(
+        &clock.summary(None),
+        &[startup_table(&startup), big_table(&big)],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ use aifactory_common::protocol::{
 };
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, RunClock, Smaps, Usage, loadavg, read_status, status_field, tmux_or_skip,
-    warn_if_stale,
+    Latency, RunClock, Smaps, Usage, loadavg, print_report, read_status, status_field,
+    tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::tmux::Tmux;
@@ -145,18 +145,18 @@ fn main() {
     drop(daemon);
     drop(sandbox);
 
-    println!();
-    println!(
-        "{}; daemon log lines: {log_lines} ({} WARN/ERROR)",
-        clock.summary(Some(&load_mid)),
-        warnings.len(),
+    print_report(
+        &format!(
+            "{}; daemon log lines: {log_lines} ({} WARN/ERROR)",
+            clock.summary(Some(&load_mid)),
+            warnings.len(),
+        ),
+        &[
+            latency_table(&latency, &long, &polled),
+            load_table(&load),
+            rss_table(&rss),
+        ],
     );
-    println!();
-    print!("{}", latency_table(&latency, &long, &polled));
-    println!();
-    print!("{}", load_table(&load));
-    println!();
-    print!("{}", rss_table(&rss));
 }
 
 fn vm_rss(pid: u32) -> u64 {

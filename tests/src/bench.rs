@@ -246,6 +246,16 @@ impl RunClock {
     }
 }
 
+/// Prints a benchmark's report: its summary line, then each table, a blank line before each.
+pub fn print_report(summary: &str, tables: &[String]) {
+    println!();
+    println!("{summary}");
+    for table in tables {
+        println!();
+        print!("{table}");
+    }
+}
+
 /// The tmux binary a benchmark compares with, or `None` (reported as a skip of `bench`'s
 /// tmux comparison) when it is not installed.
 pub fn tmux_or_skip(bench: &str) -> Option<PathBuf> {

@@ -665,7 +665,8 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
     });
     // Once it runs sleep (the fork may not have exec'd yet when its pid is written).
     wait_until("the escaped process to run sleep", EVENT_TIMEOUT, || {
-        std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
+        std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default()
+            == b"sleep\x001000\x00"
     });
     assert!(!has_ended(escaped));
 
