@@ -260,7 +260,7 @@ enum Turn {
 }
 
 fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
-    let tmux = tmux_exe.map(|exe| start_tmux(exe));
+    let tmux = tmux_exe.map(start_tmux);
     let mut report = Lifecycle {
         ours: places
             .iter()
@@ -763,7 +763,7 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
     if tmux_exe.is_some() {
         methods.push(Method::Tmux);
     }
-    let tmux = tmux_exe.map(|exe| start_tmux(exe));
+    let tmux = tmux_exe.map(start_tmux);
     let mut results = Vec::new();
     for (name, command) in COMMANDS {
         // Untimed: the expected sizes (and warm caches).

@@ -689,7 +689,7 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
         report["survivors"].as_array().unwrap().is_empty(),
         "{report}"
     );
-    assert!(!!has_ended(escaped), "the escaped process is gone");
+    assert!(has_ended(escaped), "the escaped process is gone");
     let left = Command::new("pgrep")
         .args(["-f", "sleep 100[01]"])
         .output()
