@@ -19,11 +19,15 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
-/// [`wait_until`] for async tests: sleeps on the runtime, so the tasks the condition waits on
-/// keep running.
-pub async fn wait_until_async(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+/// [`wait_until`] for async tests: the condition may await (e.g. a request), and the wait
+/// sleeps on the runtime, so the tasks the condition waits on keep running.
+pub async fn wait_until_async(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl AsyncFnMut() -> bool,
+) {
     let deadline = Instant::now() + timeout;
-    while !condition() {
+    while !condition().await {
         assert!(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"

@@ -197,9 +197,11 @@ async fn tail_started_mid_flow_replays_then_follows_without_gap_or_duplicate() {
     )
     .await;
     let log = output_log(&s);
-    wait_until_async("20000 bytes of output", Duration::from_secs(30), || {
-        file_len(&log) >= 20_000
-    })
+    wait_until_async(
+        "20000 bytes of output",
+        Duration::from_secs(30),
+        async || file_len(&log) >= 20_000,
+    )
     .await;
     // Mid-flow and not on a line boundary on purpose: half of what is there now is replayed
     // from the disk, the rest arrives live.
@@ -221,7 +223,7 @@ async fn tail_started_mid_flow_replays_then_follows_without_gap_or_duplicate() {
     wait_until_async(
         "50000 more bytes after subscribing",
         Duration::from_secs(60),
-        || file_len(&log) >= at_subscribe + 50_000,
+        async || file_len(&log) >= at_subscribe + 50_000,
     )
     .await;
     assert_eq!(
@@ -304,7 +306,7 @@ async fn rotation_keeps_absolute_offsets_for_live_and_disk_tails() {
     wait_until_async(
         "DONE at the end of output.log",
         Duration::from_secs(60),
-        || {
+        async || {
             std::fs::read(&log)
                 .unwrap_or_default()
                 .ends_with(b"\r\nDONE\r\n")
@@ -516,7 +518,7 @@ async fn a_monitor_killed_while_the_daemon_is_down_makes_the_session_lost_and_it
     let monitor = s.monitor_pid.expect("monitor pid");
     assert_ne!(pid, monitor);
     let log = output_log(&s);
-    wait_until_async("ready", Duration::from_secs(20), || {
+    wait_until_async("ready", Duration::from_secs(20), async || {
         std::fs::read(&log)
             .unwrap_or_default()
             .ends_with(b"ready\r\n")
@@ -527,7 +529,7 @@ async fn a_monitor_killed_while_the_daemon_is_down_makes_the_session_lost_and_it
     daemon.signal(Signal::SIGKILL);
     drop(daemon);
     kill(Pid::from_raw(monitor as i32), Signal::SIGKILL).expect("SIGKILL the monitor");
-    wait_until_async("the monitor is gone", Duration::from_secs(10), || {
+    wait_until_async("the monitor is gone", Duration::from_secs(10), async || {
         has_ended(monitor)
     })
     .await;
@@ -563,7 +565,7 @@ async fn a_monitor_killed_while_the_daemon_is_down_makes_the_session_lost_and_it
     wait_until_async(
         &format!("the program {pid} of the lost session is killed"),
         Duration::from_secs(10),
-        || has_ended(pid),
+        async || has_ended(pid),
     )
     .await;
     let logs = daemon.logs();
@@ -581,7 +583,7 @@ async fn a_monitor_killed_while_the_daemon_runs_ends_the_session_and_wakes_waite
     let pid = s.pid.expect("pid");
     let monitor = s.monitor_pid.expect("monitor pid");
     let log = output_log(&s);
-    wait_until_async("ready", Duration::from_secs(20), || {
+    wait_until_async("ready", Duration::from_secs(20), async || {
         std::fs::read(&log)
             .unwrap_or_default()
             .ends_with(b"ready\r\n")
@@ -602,8 +604,13 @@ async fn a_monitor_killed_while_the_daemon_runs_ends_the_session_and_wakes_waite
         }
     }
     let rest = tokio::spawn(collect(follower, got.len() as u64));
-    // The waiter is connected and waiting before the monitor dies.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The waiter is connected (this client's connection and its own) before the monitor dies.
+    wait_until_async(
+        "the waiter to connect",
+        Duration::from_secs(20),
+        async || client.status().await.expect("status").connections >= 2,
+    )
+    .await;
 
     kill(Pid::from_raw(monitor as i32), Signal::SIGKILL).expect("SIGKILL the monitor");
     let out = ctl_output(waiter, Duration::from_secs(30)).await;
@@ -633,7 +640,7 @@ async fn a_monitor_killed_while_the_daemon_runs_ends_the_session_and_wakes_waite
     wait_until_async(
         &format!("the program {pid} of the lost session is killed"),
         Duration::from_secs(10),
-        || has_ended(pid),
+        async || has_ended(pid),
     )
     .await;
     let rest = tokio::time::timeout(Duration::from_secs(30), rest)
@@ -665,7 +672,7 @@ async fn remove_refuses_a_running_session_and_forgets_an_ended_one() {
     let s = new_session(&client, &sandbox, "echo hello; exec sleep 1000").await;
     let keep = new_session(&client, &sandbox, "echo other; exit 0").await;
     let log = output_log(&s);
-    wait_until_async("hello", Duration::from_secs(20), || {
+    wait_until_async("hello", Duration::from_secs(20), async || {
         std::fs::read(&log)
             .unwrap_or_default()
             .starts_with(b"hello")
