@@ -434,8 +434,13 @@ fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
         std::thread::spawn(move || CtlOutput::from(cmd.output().expect("run aifactoryctl")))
     };
     // While that input waits, the session keeps serving: a resize reaches the program and its
-    // output reaches the log.
-    std::thread::sleep(Duration::from_millis(500));
+    // output reaches the log. The send is under way once its connection is open (beside the
+    // one asking).
+    wait_until("the send to connect", Duration::from_secs(10), || {
+        sandbox.ctl(&["status", "--json"]).assert_ok().json()["connections"]
+            .as_u64()
+            .is_some_and(|open| open >= 2)
+    });
     sandbox
         .ctl(&["sessions", "resize", &id, "77x22"])
         .assert_ok();
