@@ -22,14 +22,15 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aifactory_common::procfs;
 use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
 use aifactory_common::{Client, handshake};
 use aifactory_tests::bench::{
-    Latency, RunClock, find_in_path, print_report, status_field, warn_if_stale,
+    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, status_field, time_run,
+    warn_if_stale,
 };
 use aifactory_tests::raw::{RawConn, send_client_frame};
 use aifactory_tests::tmux::Tmux;
@@ -394,7 +395,7 @@ fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) ->
         for k in 0..peers.len() {
             let which = (run + k) % peers.len();
             let (peer, _, cmd) = &mut peers[which];
-            let took = time_process(cmd, peer.command());
+            let took = time_run(cmd, peer.command());
             if run >= SPAWN_WARMUP {
                 samples[which].push(took);
             }
@@ -434,32 +435,6 @@ struct Series {
     /// What surrounded it: the daemon's other connections, tmux's sessions.
     context: String,
     latency: Latency,
-}
-
-/// Runs `cmd` once with its output captured, checks that it worked and printed `expect`, and
-/// returns it ready for timing (output discarded, as fast as a terminal could take it).
-fn checked(mut cmd: Command, expect: &str) -> Command {
-    cmd.stdin(Stdio::null());
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(expect),
-        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    cmd
-}
-
-fn time_process(cmd: &mut Command, label: &str) -> Duration {
-    let start = Instant::now();
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("run {label} ({cmd:?}): {e}"));
-    let took = start.elapsed();
-    assert!(status.success(), "{label} failed ({status}): {cmd:?}");
-    took
 }
 
 fn plural(n: usize) -> &'static str {
@@ -633,15 +608,6 @@ fn idle_window(pids: &[u32], tmux: Option<&Tmux>) -> (Vec<Idle>, Option<(usize, 
 
 // ---------------------------------------------------------------------------------------------
 // Markdown.
-
-fn fmt_duration(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1000.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{:.2} ms", us / 1000.0)
-    }
-}
 
 fn fmt_mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use aifactory_common::procfs;
@@ -267,4 +268,53 @@ pub fn tmux_or_skip(bench: &str) -> Option<PathBuf> {
         );
     }
     found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing commands.
+
+/// Runs `cmd` to completion, checks that it worked and printed `expect`; returns how long it
+/// took and its stdout.
+pub fn run_ok(cmd: &mut Command, expect: &str) -> (Duration, String) {
+    cmd.stdin(Stdio::null());
+    let start = Instant::now();
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let took = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains(expect),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (took, stdout)
+}
+
+/// Checks `cmd` once, then returns it ready for timing with its output discarded (as fast as
+/// a terminal could take it).
+pub fn checked(mut cmd: Command, expect: &str) -> Command {
+    run_ok(&mut cmd, expect);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+/// How long one run of `cmd` takes; fails naming `label` unless it succeeds.
+pub fn time_run(cmd: &mut Command, label: &str) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run {label} ({cmd:?}): {e}"));
+    let took = start.elapsed();
+    assert!(status.success(), "{label} failed ({status}): {cmd:?}");
+    took
+}
+
+/// A latency for the report: µs below a millisecond, ms above.
+pub fn fmt_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
 }
