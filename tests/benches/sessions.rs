@@ -43,8 +43,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bench::{
-    RunClock, Smaps, Usage, clock_ticks, print_report, read_status, status_field, tmux_or_skip,
-    warn_if_stale,
+    RunClock, Smaps, Usage, clock_ticks, mb, median_u64, print_report, read_status, status_field,
+    tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox, bin};
@@ -1016,12 +1016,6 @@ fn median(samples: &[Duration]) -> Duration {
     }
 }
 
-fn median_u64(samples: &[u64]) -> u64 {
-    let mut s = samples.to_vec();
-    s.sort_unstable();
-    s.get(s.len() / 2).copied().unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Markdown.
 
@@ -1035,10 +1029,6 @@ fn ms(d: Duration) -> String {
 
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.2} MB", kb as f64 / 1024.0)
 }
 
 fn min_max(samples: &[Duration]) -> (Duration, Duration) {

@@ -47,8 +47,8 @@ use aifactory_common::protocol::{
 };
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, RunClock, Smaps, Usage, loadavg, print_report, read_status, status_field,
-    tmux_or_skip, warn_if_stale,
+    Latency, RunClock, Smaps, Usage, loadavg, mb, median_u64, print_report, read_status,
+    status_field, tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::tmux::Tmux;
@@ -917,16 +917,6 @@ fn ratio(a: Duration, b: Duration) -> String {
     } else {
         format!("{r:.2}×")
     }
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.2} MB", kb as f64 / 1024.0)
-}
-
-fn median_u64(samples: &[u64]) -> u64 {
-    let mut s = samples.to_vec();
-    s.sort_unstable();
-    s.get(s.len() / 2).copied().unwrap_or(0)
 }
 
 fn latency_table(l: &LatencyReport, long: &(Latency, f64), polled: &Latency) -> String {

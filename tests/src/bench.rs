@@ -318,3 +318,15 @@ pub fn fmt_duration(d: Duration) -> String {
         format!("{:.2} ms", us / 1000.0)
     }
 }
+
+/// KiB as MB with two decimals, for the report.
+pub fn mb(kb: u64) -> String {
+    format!("{:.2} MB", kb as f64 / 1024.0)
+}
+
+/// The upper median of counts (0 when there are none).
+pub fn median_u64(samples: &[u64]) -> u64 {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    s.get(s.len() / 2).copied().unwrap_or(0)
+}
