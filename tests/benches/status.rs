@@ -63,7 +63,7 @@ fn main() {
     let mut tmux = match start_tmux() {
         Ok(tmux) => Some(tmux),
         Err(reason) => {
-            skip("status bench: tmux comparison", &reason);
+            skip("status bench: tmux comparison", &reason.to_string());
             println!("tmux comparison skipped: {reason}");
             None
         }
@@ -442,9 +442,10 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// A private tmux server, for the comparison; why not, when it cannot be started.
-fn start_tmux() -> Result<Tmux, String> {
-    let exe = find_in_path("tmux").ok_or("tmux is not installed (not found on PATH)")?;
-    Tmux::start(&exe, &[]).map_err(|e| e.to_string())
+fn start_tmux() -> anyhow::Result<Tmux> {
+    let exe = find_in_path("tmux")
+        .ok_or_else(|| anyhow::anyhow!("tmux is not installed (not found on PATH)"))?;
+    Ok(Tmux::start(&exe, &[])?)
 }
 
 /// Grows the tmux server to `sessions` sessions.
