@@ -27,9 +27,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aifactory_common::pane::OUTPUT_LOG;
-use aifactory_common::protocol::{Reply, Request, SessionInfo, SessionSpec, StreamItem};
+use aifactory_common::protocol::{Reply, Request, StreamItem};
 use aifactory_common::{Client, ClientOptions};
-use aifactory_tests::bench::{Latency, loadavg, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, print_report, warn_if_stale};
+use aifactory_tests::process::cpu_time;
+use aifactory_tests::session::new_session;
 use aifactory_tests::{Http, Sandbox};
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,38 +53,15 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl", "aifactory-http"]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("build the bench's tokio runtime");
-    let load_before = loadavg();
     let report = runtime.block_on(run());
-    println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
-    );
-    println!();
-    print!("{report}");
-}
-
-async fn new_session(client: &Client, sandbox: &Sandbox, script: &str) -> SessionInfo {
-    let spec = SessionSpec {
-        name: None,
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        cwd: sandbox.path().to_path_buf(),
-        env: Vec::new(),
-        cols: None,
-        rows: None,
-    };
-    match client.request(Request::SessionNew(spec)).await {
-        Ok(Reply::Session(s)) => s,
-        other => panic!("sessions new failed: {other:?}"),
-    }
+    print_report(&clock.summary(None), &[report]);
 }
 
 async fn wait_session(client: &Client, id: &str) {
@@ -139,23 +118,6 @@ async fn drain(ws: &mut Ws) -> (u64, u64, String) {
     }
 }
 
-/// CPU time (user + system) a process has used so far.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = match stat.rfind(')') {
-        Some(i) => stat[i + 2..].split_whitespace().collect(),
-        None => Vec::new(),
-    };
-    // utime and stime are fields 14 and 15 of stat(5); the list starts at field 3.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
 /// CPU used during a fan-out run by the daemon, the shim and the clients (this process). The
 /// session's monitor is left out: it has exited by the end of a run, and its time then counts
 /// as the daemon's children's.
@@ -204,7 +166,7 @@ async fn fanout(
         }));
     }
     let me = std::process::id();
-    let before = [cpu(daemon_pid), cpu(shim.pid()), cpu(me)];
+    let before = [cpu_time(daemon_pid), cpu_time(shim.pid()), cpu_time(me)];
     t0.set(Instant::now()).unwrap();
     match client
         .request(Request::SessionInput {
@@ -227,7 +189,7 @@ async fn fanout(
         got.push((bytes, print));
         times.push(took);
     }
-    let after = [cpu(daemon_pid), cpu(shim.pid()), cpu(me)];
+    let after = [cpu_time(daemon_pid), cpu_time(shim.pid()), cpu_time(me)];
     let used = FanoutCpu {
         daemon: after[0].saturating_sub(before[0]),
         shim: after[1].saturating_sub(before[1]),

@@ -43,9 +43,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bench::{
-    Smaps, Usage, clock_ticks, find_in_path, loadavg, read_status, status_field, warn_if_stale,
+    RunClock, Smaps, Usage, clock_ticks, mb, median_u64, print_report, read_status, status_field,
+    tmux_or_skip, warn_if_stale,
 };
-use aifactory_tests::{Daemon, Sandbox, bin, skip};
+use aifactory_tests::tmux::Tmux;
+use aifactory_tests::{Daemon, Sandbox, bin};
 
 /// Sessions created and killed per repetition.
 const SESSIONS: usize = 100;
@@ -74,19 +76,9 @@ const COMMANDS: [(&str, &str); 2] = [
 ];
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
-    let load_before = loadavg();
-    let tmux_exe = match find_in_path("tmux") {
-        Some(exe) => Some(exe),
-        None => {
-            skip(
-                "sessions bench: tmux comparison",
-                "tmux is not installed (not found on PATH)",
-            );
-            None
-        }
-    };
+    let tmux_exe = tmux_or_skip("sessions");
 
     let config = format!("pane_log_max = {PANE_LOG_MAX}\n");
     // The sandbox's own pane directory (on $TMPDIR's disk), and one on a tmpfs.
@@ -133,18 +125,14 @@ fn main() {
     drop(on_tmpfs);
     drop(sandbox);
 
-    println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}; daemon log lines: {log_lines}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
+    print_report(
+        &format!("{}; daemon log lines: {log_lines}", clock.summary(None)),
+        &[
+            lifecycle_table(&lifecycle),
+            throughput_table(&throughput),
+            idle_table(&lifecycle.idle, &lifecycle.idle_place),
+        ],
     );
-    println!();
-    print!("{}", lifecycle_table(&lifecycle));
-    println!();
-    print!("{}", throughput_table(&throughput));
-    println!();
-    print!("{}", idle_table(&lifecycle.idle, &lifecycle.idle_place));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,7 +260,7 @@ enum Turn {
 }
 
 fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
-    let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
+    let tmux = tmux_exe.map(start_tmux);
     let mut report = Lifecycle {
         ours: places
             .iter()
@@ -340,9 +328,9 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
                     ids[i] = created;
                 }
                 (Turn::Tmux, Some(tmux)) => {
-                    let (server_before, client_before) = (on_cpu(tmux.pid), children_cpu());
+                    let (server_before, client_before) = (on_cpu(tmux.pid()), children_cpu());
                     let (took, calls) = tmux.create(SESSIONS);
-                    let (server_after, client_after) = (on_cpu(tmux.pid), children_cpu());
+                    let (server_after, client_after) = (on_cpu(tmux.pid()), children_cpu());
                     let panes = tmux.pane_pids();
                     report.tmux_create_cpu.push(CreateCpu {
                         client: (client_after - client_before) / SESSIONS as u32,
@@ -502,64 +490,20 @@ fn ctl_ok(sandbox: &Sandbox, args: &[&str]) -> Output {
     out
 }
 
-/// A private tmux server: its own socket, no config file. One `keep` session holds the server
-/// up between repetitions, as the daemon is up before the first `sessions new`.
-struct Tmux {
-    exe: PathBuf,
-    dir: tempfile::TempDir,
-    pid: u32,
+/// Starts a private tmux server. One `keep` session holds the server up between repetitions,
+/// as the daemon is up before the first `sessions new`.
+fn start_tmux(exe: &Path) -> Tmux {
+    Tmux::start(exe, &["-s", "keep", "sleep", "1000"]).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Tmux {
-    fn start(exe: PathBuf) -> Tmux {
-        let dir = tempfile::Builder::new()
-            .prefix("aifactory-bench-tmux-")
-            .tempdir()
-            .expect("create a temporary directory");
-        let mut tmux = Tmux { exe, dir, pid: 0 };
-        tmux.ok(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "keep",
-            "sleep",
-            "1000",
-        ]);
-        let out = tmux.ok(&["display-message", "-p", "#{pid}"]);
-        tmux.pid = out
-            .stdout_text()
-            .trim()
-            .parse()
-            .expect("the tmux server's pid");
-        tmux
-    }
+/// What the lifecycle measures of tmux: creating and killing sessions `s0`, `s1`, ...
+trait TmuxLifecycle {
+    fn create(&self, n: usize) -> (Duration, Vec<Duration>);
+    fn pane_pids(&self) -> Vec<u32>;
+    fn kill(&self, n: usize) -> (Duration, Duration, Vec<Duration>);
+}
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("SHELL", "/bin/sh")
-            .arg("-S")
-            .arg(self.dir.path().join("tmux.sock"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
+impl TmuxLifecycle for Tmux {
     fn create(&self, n: usize) -> (Duration, Vec<Duration>) {
         let mut calls = Vec::with_capacity(n);
         let start = Instant::now();
@@ -608,16 +552,6 @@ impl Tmux {
             std::thread::sleep(Duration::from_micros(500));
         }
         (calls_took, start.elapsed(), calls)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self
-            .command(&["kill-server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -717,12 +651,12 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
     let before_daemon = Usage::read(daemon);
     let before_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let before_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
-    let before_tmux = tmux.map(|t| Usage::read(t.pid));
+    let before_tmux = tmux.map(|t| Usage::read(t.pid()));
     std::thread::sleep(IDLE_WINDOW);
     let after_daemon = Usage::read(daemon);
     let after_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let after_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
-    let after_tmux = tmux.map(|t| Usage::read(t.pid));
+    let after_tmux = tmux.map(|t| Usage::read(t.pid()));
 
     let hz = clock_ticks();
     let cpu = |b: &Usage, a: &Usage| a.ticks.saturating_sub(b.ticks) as f64 * 1000.0 / hz;
@@ -771,10 +705,10 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
             }
         }),
         tmux: tmux.zip(before_tmux.zip(after_tmux)).map(|(t, (b, a))| {
-            let mem = Smaps::read(t.pid);
+            let mem = Smaps::read(t.pid());
             TmuxIdle {
                 sessions: t.ok(&["list-sessions"]).stdout_text().lines().count(),
-                rss_kb: status_field(&read_status(t.pid), "VmRSS").unwrap_or(0),
+                rss_kb: status_field(&read_status(t.pid()), "VmRSS").unwrap_or(0),
                 pss_kb: mem.pss_kb,
                 cpu_ms: cpu(&b, &a),
                 switches: a.switches.saturating_sub(b.switches),
@@ -829,7 +763,7 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
     if tmux_exe.is_some() {
         methods.push(Method::Tmux);
     }
-    let tmux = tmux_exe.map(|exe| Tmux::start(exe.to_path_buf()));
+    let tmux = tmux_exe.map(start_tmux);
     let mut results = Vec::new();
     for (name, command) in COMMANDS {
         // Untimed: the expected sizes (and warm caches).
@@ -1082,12 +1016,6 @@ fn median(samples: &[Duration]) -> Duration {
     }
 }
 
-fn median_u64(samples: &[u64]) -> u64 {
-    let mut s = samples.to_vec();
-    s.sort_unstable();
-    s.get(s.len() / 2).copied().unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Markdown.
 
@@ -1101,10 +1029,6 @@ fn ms(d: Duration) -> String {
 
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.2} MB", kb as f64 / 1024.0)
 }
 
 fn min_max(samples: &[Duration]) -> (Duration, Duration) {

@@ -21,14 +21,19 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aifactory_common::procfs;
 use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
 use aifactory_common::{Client, handshake};
-use aifactory_tests::bench::{Latency, find_in_path, loadavg, warn_if_stale};
+use aifactory_tests::bench::{
+    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, status_field, time_run,
+    warn_if_stale,
+};
 use aifactory_tests::raw::{RawConn, send_client_frame};
+use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox, bin, skip};
 use tokio::runtime::Runtime;
 
@@ -49,17 +54,16 @@ const HANGUP_BATCH: usize = 50;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("build the bench's tokio runtime");
-    let load_before = loadavg();
-    let mut tmux = match Tmux::start() {
+    let mut tmux = match start_tmux() {
         Ok(tmux) => Some(tmux),
         Err(reason) => {
-            skip("status bench: tmux comparison", &reason);
+            skip("status bench: tmux comparison", &reason.to_string());
             println!("tmux comparison skipped: {reason}");
             None
         }
@@ -67,16 +71,10 @@ fn main() {
     let report = run(&runtime, tmux.as_mut());
     drop(tmux);
 
-    println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
+    print_report(
+        &clock.summary(None),
+        &[latency_table(&report), resource_table(&report)],
     );
-    println!();
-    print!("{}", latency_table(&report));
-    println!();
-    print!("{}", resource_table(&report));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +144,7 @@ fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
     let pids: Vec<u32> = subjects.iter().map(Subject::pid).collect();
     std::thread::sleep(Duration::from_millis(300));
     let mem_start = read_mems(&pids);
-    let tmux_mem_start = tmux.as_deref().map(Tmux::mem);
+    let tmux_mem_start = tmux.as_deref().map(tmux_mem);
 
     eprintln!("idle window: fresh daemons, no client ever connected");
     let (idle_fresh, tmux_idle_fresh) = idle_window(&pids, tmux.as_deref());
@@ -174,14 +172,14 @@ fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
     eprintln!("in-process round trips, {IDLE_CONNECTIONS} idle connections");
     let round_trip_with_idle = runtime.block_on(round_trips(&probes));
     if let Some(tmux) = tmux.as_deref_mut() {
-        tmux.grow_to(TMUX_SESSIONS);
+        grow_to(tmux, TMUX_SESSIONS);
     }
     eprintln!(
         "process round trips: aifactoryctl, {IDLE_CONNECTIONS} idle connections; tmux, {TMUX_SESSIONS} sessions"
     );
     let process_with_idle = process_series(&subjects[0].sandbox, tmux.as_deref(), IDLE_CONNECTIONS);
     let mem_with_idle = read_mems(&pids);
-    let tmux_mem_with_idle = tmux.as_deref().map(Tmux::mem);
+    let tmux_mem_with_idle = tmux.as_deref().map(tmux_mem);
     drop(idle_clients);
     // Client::drop aborts its reader task, which owns the read half: the socket closes only
     // once the runtime runs again, which wait_all does.
@@ -201,7 +199,7 @@ fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
     eprintln!("idle window: after the work, no client connected");
     let (idle_after_work, tmux_idle_after_work) = idle_window(&pids, tmux.as_deref());
     let mem_end = read_mems(&pids);
-    let tmux_mem_end = tmux.as_deref().map(Tmux::mem);
+    let tmux_mem_end = tmux.as_deref().map(tmux_mem);
 
     let mut daemons = Vec::new();
     for (i, mut subject) in subjects.into_iter().enumerate() {
@@ -397,7 +395,7 @@ fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) ->
         for k in 0..peers.len() {
             let which = (run + k) % peers.len();
             let (peer, _, cmd) = &mut peers[which];
-            let took = time_process(cmd, peer.command());
+            let took = time_run(cmd, peer.command());
             if run >= SPAWN_WARMUP {
                 samples[which].push(took);
             }
@@ -439,127 +437,32 @@ struct Series {
     latency: Latency,
 }
 
-/// Runs `cmd` once with its output captured, checks that it worked and printed `expect`, and
-/// returns it ready for timing (output discarded, as fast as a terminal could take it).
-fn checked(mut cmd: Command, expect: &str) -> Command {
-    cmd.stdin(Stdio::null());
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(expect),
-        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    cmd
-}
-
-fn time_process(cmd: &mut Command, label: &str) -> Duration {
-    let start = Instant::now();
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("run {label} ({cmd:?}): {e}"));
-    let took = start.elapsed();
-    assert!(status.success(), "{label} failed ({status}): {cmd:?}");
-    took
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// A private tmux server: its own socket, no config file, `sh` as the shell of its sessions.
-struct Tmux {
-    exe: PathBuf,
-    dir: tempfile::TempDir,
-    pid: u32,
+/// A private tmux server, for the comparison; why not, when it cannot be started.
+fn start_tmux() -> anyhow::Result<Tmux> {
+    let exe = find_in_path("tmux")
+        .ok_or_else(|| anyhow::anyhow!("tmux is not installed (not found on PATH)"))?;
+    Ok(Tmux::start(&exe, &[])?)
 }
 
-impl Tmux {
-    fn start() -> Result<Tmux, String> {
-        let exe = find_in_path("tmux").ok_or("tmux is not installed (not found on PATH)")?;
-        let dir = tempfile::Builder::new()
-            .prefix("aifactory-bench-tmux-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-        let mut tmux = Tmux { exe, dir, pid: 0 };
-        let out = tmux
-            .command(&["-f", "/dev/null", "new-session", "-d"])
-            .output()
-            .map_err(|e| format!("cannot run tmux: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`tmux new-session -d` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let out = tmux
-            .command(&["display-message", "-p", "#{pid}"])
-            .output()
-            .map_err(|e| format!("cannot run tmux: {e}"))?;
-        tmux.pid = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .map_err(|e| format!("cannot read the tmux server's pid ({e})"))?;
-        Ok(tmux)
+/// Grows the tmux server to `sessions` sessions.
+fn grow_to(tmux: &Tmux, sessions: usize) {
+    for _ in tmux.session_count()..sessions {
+        tmux.ok(&["new-session", "-d"]);
     }
-
-    /// `tmux -S <private socket> args...` with nothing of the caller's environment but PATH.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("SHELL", "/bin/sh")
-            .arg("-S")
-            .arg(self.dir.path().join("tmux.sock"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn session_count(&self) -> usize {
-        let out = self
-            .command(&["list-sessions"])
-            .output()
-            .expect("run tmux list-sessions");
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
-
-    fn grow_to(&mut self, sessions: usize) {
-        for _ in self.session_count()..sessions {
-            let status = self
-                .command(&["new-session", "-d"])
-                .stdout(Stdio::null())
-                .status()
-                .expect("run tmux new-session");
-            assert!(status.success(), "tmux new-session -d failed ({status})");
-        }
-        let now = self.session_count();
-        assert_eq!(
-            now, sessions,
-            "tmux holds {now} sessions, wanted {sessions}"
-        );
-    }
+    let now = tmux.session_count();
+    assert_eq!(
+        now, sessions,
+        "tmux holds {now} sessions, wanted {sessions}"
+    );
 }
 
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self
-            .command(&["kill-server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Tmux {
-    /// The server's session count and memory.
-    fn mem(&self) -> (usize, Mem) {
-        (self.session_count(), Mem::read(self.pid))
-    }
+/// The tmux server's session count and memory.
+fn tmux_mem(tmux: &Tmux) -> (usize, Mem) {
+    (tmux.session_count(), Mem::read(tmux.pid()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,14 +485,6 @@ impl Mem {
     }
 }
 
-/// The first number of a `Key:  value ...` line of a /proc status file.
-fn status_field(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
 /// One live thread: its name and its voluntary + nonvoluntary context switches so far.
 struct ThreadUsage {
     name: String,
@@ -608,18 +503,9 @@ struct Usage {
 
 impl Usage {
     fn read(pid: u32) -> Usage {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let field = |n: usize| -> u64 {
-            fields
-                .get(n - 3)
-                .and_then(|f| f.parse().ok())
-                .unwrap_or_else(|| panic!("field {n} of /proc/{pid}/stat: {stat}"))
-        };
-        let ticks = field(14) + field(15);
+        let ticks = procfs::stat(pid)
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"))
+            .cpu_ticks;
 
         let mut threads = HashMap::new();
         let mut sched_ns = Some(0u64);
@@ -706,10 +592,10 @@ impl Idle {
 fn idle_window(pids: &[u32], tmux: Option<&Tmux>) -> (Vec<Idle>, Option<(usize, Idle)>) {
     let sessions = tmux.map(Tmux::session_count);
     let before: Vec<Usage> = pids.iter().map(|&pid| Usage::read(pid)).collect();
-    let tmux_before = tmux.map(|t| Usage::read(t.pid));
+    let tmux_before = tmux.map(|t| Usage::read(t.pid()));
     std::thread::sleep(IDLE_WINDOW);
     let after: Vec<Usage> = pids.iter().map(|&pid| Usage::read(pid)).collect();
-    let tmux_after = tmux.map(|t| Usage::read(t.pid));
+    let tmux_after = tmux.map(|t| Usage::read(t.pid()));
     let idle = before
         .iter()
         .zip(&after)
@@ -723,15 +609,6 @@ fn idle_window(pids: &[u32], tmux: Option<&Tmux>) -> (Vec<Idle>, Option<(usize, 
 
 // ---------------------------------------------------------------------------------------------
 // Markdown.
-
-fn fmt_duration(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1000.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{:.2} ms", us / 1000.0)
-    }
-}
 
 fn fmt_mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)

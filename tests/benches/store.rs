@@ -24,10 +24,13 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aifactory_tests::bench::{Latency, find_in_path, loadavg, warn_if_stale};
+use aifactory_tests::bench::{
+    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, run_ok, time_run,
+    warn_if_stale,
+};
 use aifactory_tests::{Sandbox, bin, skip};
 use aifactoryd::migrate::{BACKUP_DIR, MIGRATIONS, Migration};
 use aifactoryd::store::DB_FILE;
@@ -49,21 +52,14 @@ const BIG_STARTS: usize = 10;
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd"]);
-    let load_before = loadavg();
     let startup = startup_series();
     let big = big_database();
-    println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, after: {}",
-        began.elapsed().as_secs_f64(),
-        loadavg()
+    print_report(
+        &clock.summary(None),
+        &[startup_table(&startup), big_table(&big)],
     );
-    println!();
-    print!("{}", startup_table(&startup));
-    println!();
-    print!("{}", big_table(&big));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -117,8 +113,8 @@ fn startup_series() -> Vec<Series> {
                 1 => start_to_ready(&Sandbox::new(), false),
                 2 => run_ok(&mut migrate_command(&Sandbox::new()), "applied").0,
                 3 => run_ok(&mut migrate_command(&current), "up to date").0,
-                4 => time_status(&mut version, "aifactoryd --version"),
-                _ => time_status(&mut floor_true, "true"),
+                4 => time_run(&mut version, "aifactoryd --version"),
+                _ => time_run(&mut floor_true, "true"),
             };
             if run >= WARMUP {
                 samples[which].push(took);
@@ -482,54 +478,11 @@ fn migrate_command(sandbox: &Sandbox) -> Command {
     cmd
 }
 
-/// Runs `cmd` to completion, checks that it worked and printed `expect`; returns how long it
-/// took and its stdout.
-fn run_ok(cmd: &mut Command, expect: &str) -> (Duration, String) {
-    cmd.stdin(Stdio::null());
-    let start = Instant::now();
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    let took = start.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains(expect),
-        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (took, stdout)
-}
-
-/// Checks `cmd` once, then returns it ready for timing with its output discarded.
-fn checked(mut cmd: Command, expect: &str) -> Command {
-    run_ok(&mut cmd, expect);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    cmd
-}
-
-fn time_status(cmd: &mut Command, label: &str) -> Duration {
-    let start = Instant::now();
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("run {label} ({cmd:?}): {e}"));
-    let took = start.elapsed();
-    assert!(status.success(), "{label} failed ({status}): {cmd:?}");
-    took
-}
-
 // ---------------------------------------------------------------------------------------------
 // Measurements.
 
 // ---------------------------------------------------------------------------------------------
 // Markdown.
-
-fn fmt_duration(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1000.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{:.2} ms", us / 1000.0)
-    }
-}
 
 fn startup_table(series: &[Series]) -> String {
     let mut out = String::new();

@@ -39,7 +39,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,9 +47,12 @@ use aifactory_common::protocol::{
 };
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, Smaps, Usage, find_in_path, loadavg, read_status, status_field, warn_if_stale,
+    Latency, RunClock, Smaps, Usage, loadavg, mb, median_u64, print_report, read_status,
+    status_field, tmux_or_skip, warn_if_stale,
 };
-use aifactory_tests::{Daemon, Sandbox, bin, skip};
+use aifactory_tests::git::committed_repo;
+use aifactory_tests::tmux::Tmux;
+use aifactory_tests::{Daemon, Sandbox, bin};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
@@ -87,19 +89,9 @@ const PROGRESS_FILE: &str = "build-progress.txt";
 const AGENT_LOOP: &str = r#"i=0; while :; do i=$((i+1)); echo "step $i"; echo "progress: $((i%100))" >> "$AIFACTORY_PROGRESS_FILE"; sleep 1; done"#;
 
 fn main() {
-    let began = Instant::now();
+    let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
-    let load_before = loadavg();
-    let tmux_exe = match find_in_path("tmux") {
-        Some(exe) => Some(exe),
-        None => {
-            skip(
-                "tasks bench: tmux comparison",
-                "tmux is not installed (not found on PATH)",
-            );
-            None
-        }
-    };
+    let tmux_exe = tmux_or_skip("tasks");
 
     let sandbox = Sandbox::new();
     sandbox.write_config(&format!(
@@ -153,19 +145,18 @@ fn main() {
     drop(daemon);
     drop(sandbox);
 
-    println!();
-    println!(
-        "Run took {:.0} s; load average before: {load_before}, between the parts: {load_mid}, after: {}; daemon log lines: {log_lines} ({} WARN/ERROR)",
-        began.elapsed().as_secs_f64(),
-        loadavg(),
-        warnings.len(),
+    print_report(
+        &format!(
+            "{}; daemon log lines: {log_lines} ({} WARN/ERROR)",
+            clock.summary(Some(&load_mid)),
+            warnings.len(),
+        ),
+        &[
+            latency_table(&latency, &long, &polled),
+            load_table(&load),
+            rss_table(&rss),
+        ],
     );
-    println!();
-    print!("{}", latency_table(&latency, &long, &polled));
-    println!();
-    print!("{}", load_table(&load));
-    println!();
-    print!("{}", rss_table(&rss));
 }
 
 fn vm_rss(pid: u32) -> u64 {
@@ -175,34 +166,9 @@ fn vm_rss(pid: u32) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Setup.
 
-fn git(args: &[&str], dir: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.org",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A git repository with one commit on `main`, registered as project `name`.
 fn project(sandbox: &Sandbox, name: &str) {
-    let path = sandbox.path().join(name);
-    fs::create_dir_all(&path).expect("create the project directory");
-    git(&["init", "-q", "-b", "main"], &path);
-    fs::write(path.join("README"), "bench\n").expect("write README");
-    git(&["add", "README"], &path);
-    git(&["commit", "-q", "-m", "init"], &path);
+    let path = committed_repo(&sandbox.path().join(name));
     let path_text = path.to_str().expect("a UTF-8 sandbox path");
     sandbox
         .ctl(&["projects", "add", path_text, "--name", name])
@@ -727,7 +693,7 @@ async fn load(
     ));
     let tmux = tmux_exe.map(|exe| {
         eprintln!("load: {TASKS} tmux sessions");
-        Tmux::start(exe, TASKS)
+        TmuxLoops::start(exe, TASKS)
     });
     eprintln!("load: starting {TASKS} tasks");
     let mut monitors = Vec::with_capacity(TASKS);
@@ -816,13 +782,13 @@ async fn window(
     ids: &[&str],
     monitors: &[u32],
     files: &[PathBuf],
-    tmux: Option<&Tmux>,
+    tmux: Option<&TmuxLoops>,
 ) -> Window {
     let lines = |files: &[PathBuf]| -> usize { files.iter().map(|f| line_count(f)).sum() };
     let start_ms = now_ms();
     let daemon_before = Usage::read(daemon.pid());
     let monitors_before: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
-    let tmux_before = tmux.map(|t| Usage::read(t.pid));
+    let tmux_before = tmux.map(|t| Usage::read(t.server.pid()));
     let lines_before = lines(files);
     let tmux_lines_before = tmux.map(|t| lines(&t.files));
 
@@ -842,7 +808,7 @@ async fn window(
 
     let daemon_after = Usage::read(daemon.pid());
     let monitors_after: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
-    let tmux_after = tmux.map(|t| Usage::read(t.pid));
+    let tmux_after = tmux.map(|t| Usage::read(t.server.pid()));
     let lines_after = lines(files);
     let tmux_lines_after = tmux.map(|t| lines(&t.files));
     let end_ms = now_ms();
@@ -882,95 +848,51 @@ async fn window(
                 cpu_ms: a.cpu_ms_since(&b),
                 on_cpu_ms: a.on_cpu_ms_since(&b),
                 switches: a.switches.saturating_sub(b.switches),
-                rss_kb: status_field(&read_status(t.pid), "VmRSS").unwrap_or(0),
-                mem: Smaps::read(t.pid),
+                rss_kb: status_field(&read_status(t.server.pid()), "VmRSS").unwrap_or(0),
+                mem: Smaps::read(t.server.pid()),
                 lines_written: tmux_lines_after.unwrap_or(0) - tmux_lines_before.unwrap_or(0),
             }),
     }
 }
 
-/// A private tmux server (its own socket, no config file) running [`AGENT_LOOP`] in `n`
-/// sessions, each with a progress file of its own.
-struct Tmux {
-    exe: PathBuf,
-    dir: tempfile::TempDir,
-    pid: u32,
+/// A private tmux server running [`AGENT_LOOP`] in `n` sessions, each with a progress file of
+/// its own.
+struct TmuxLoops {
+    server: Tmux,
     sessions: usize,
     files: Vec<PathBuf>,
+    /// Where the progress files live.
+    _dir: tempfile::TempDir,
 }
 
-impl Tmux {
-    fn start(exe: &Path, n: usize) -> Tmux {
+impl TmuxLoops {
+    fn start(exe: &Path, n: usize) -> TmuxLoops {
         let dir = tempfile::Builder::new()
-            .prefix("aifactory-bench-tmux-")
+            .prefix("aifactory-bench-progress-")
             .tempdir()
             .expect("create a temporary directory");
-        let mut tmux = Tmux {
-            exe: exe.to_path_buf(),
-            dir,
-            pid: 0,
-            sessions: 0,
-            files: Vec::with_capacity(n),
-        };
-        for i in 0..n {
-            let file = tmux.dir.path().join(format!("progress-{i:02}.txt"));
-            let command = format!(
+        let files: Vec<PathBuf> = (0..n)
+            .map(|i| dir.path().join(format!("progress-{i:02}.txt")))
+            .collect();
+        let command = |i: usize| {
+            format!(
                 "export AIFACTORY_PROGRESS_FILE='{}'; {AGENT_LOOP}",
-                file.display()
-            );
-            let name = format!("t{i:02}");
-            let mut args = Vec::new();
-            if i == 0 {
-                // The first session starts the server: without a config file.
-                args.extend(["-f", "/dev/null"]);
-            }
-            args.extend(["new-session", "-d", "-s", &name, &command]);
-            tmux.ok(&args);
-            tmux.files.push(file);
+                files[i].display()
+            )
+        };
+        let server = Tmux::start(exe, &["-s", "t00", &command(0)])
+            .unwrap_or_else(|e| panic!("start tmux: {e}"));
+        for i in 1..n {
+            server.ok(&["new-session", "-d", "-s", &format!("t{i:02}"), &command(i)]);
         }
-        tmux.pid = String::from_utf8_lossy(&tmux.ok(&["display-message", "-p", "#{pid}"]).stdout)
-            .trim()
-            .parse()
-            .expect("the tmux server's pid");
-        tmux.sessions = String::from_utf8_lossy(&tmux.ok(&["list-sessions"]).stdout)
-            .lines()
-            .count();
-        assert_eq!(tmux.sessions, n, "tmux sessions running the loop");
-        tmux
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("SHELL", "/bin/sh")
-            .arg("-S")
-            .arg(self.dir.path().join("tmux.sock"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self
-            .command(&["kill-server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let sessions = server.session_count();
+        assert_eq!(sessions, n, "tmux sessions running the loop");
+        TmuxLoops {
+            server,
+            sessions,
+            files,
+            _dir: dir,
+        }
     }
 }
 
@@ -995,16 +917,6 @@ fn ratio(a: Duration, b: Duration) -> String {
     } else {
         format!("{r:.2}×")
     }
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.2} MB", kb as f64 / 1024.0)
-}
-
-fn median_u64(samples: &[u64]) -> u64 {
-    let mut s = samples.to_vec();
-    s.sort_unstable();
-    s.get(s.len() / 2).copied().unwrap_or(0)
 }
 
 fn latency_table(l: &LatencyReport, long: &(Latency, f64), polled: &Latency) -> String {

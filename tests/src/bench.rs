@@ -3,7 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use aifactory_common::procfs;
 
 use crate::{bin, bin_dir};
 
@@ -173,12 +176,9 @@ pub struct Usage {
 
 impl Usage {
     pub fn read(pid: u32) -> Usage {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-        let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let field =
-            |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+        let ticks = procfs::stat(pid)
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"))
+            .cpu_ticks;
         let mut switches = 0;
         let mut threads = 0;
         let mut on_cpu_ns = 0;
@@ -197,7 +197,7 @@ impl Usage {
             }
         }
         Usage {
-            ticks: field(14) + field(15),
+            ticks,
             switches,
             threads,
             on_cpu_ns,
@@ -213,4 +213,120 @@ impl Usage {
     pub fn on_cpu_ms_since(&self, before: &Usage) -> f64 {
         self.on_cpu_ns.saturating_sub(before.on_cpu_ns) as f64 / 1e6
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run as a whole.
+
+/// When a benchmark began and the machine's load then, for the line that opens its report.
+pub struct RunClock {
+    began: Instant,
+    load_before: String,
+}
+
+impl RunClock {
+    pub fn start() -> RunClock {
+        RunClock {
+            began: Instant::now(),
+            load_before: loadavg(),
+        }
+    }
+
+    /// "Run took N s; load average before: …, after: …", with the load `between` the run's
+    /// parts if given.
+    pub fn summary(&self, between: Option<&str>) -> String {
+        let between = between
+            .map(|load| format!(", between the parts: {load}"))
+            .unwrap_or_default();
+        format!(
+            "Run took {:.0} s; load average before: {}{between}, after: {}",
+            self.began.elapsed().as_secs_f64(),
+            self.load_before,
+            loadavg()
+        )
+    }
+}
+
+/// Prints a benchmark's report: its summary line, then each table, a blank line before each.
+pub fn print_report(summary: &str, tables: &[String]) {
+    println!();
+    println!("{summary}");
+    for table in tables {
+        println!();
+        print!("{table}");
+    }
+}
+
+/// The tmux binary a benchmark compares with, or `None` (reported as a skip of `bench`'s
+/// tmux comparison) when it is not installed.
+pub fn tmux_or_skip(bench: &str) -> Option<PathBuf> {
+    let found = find_in_path("tmux");
+    if found.is_none() {
+        crate::skip(
+            &format!("{bench} bench: tmux comparison"),
+            "tmux is not installed (not found on PATH)",
+        );
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing commands.
+
+/// Runs `cmd` to completion, checks that it worked and printed `expect`; returns how long it
+/// took and its stdout.
+pub fn run_ok(cmd: &mut Command, expect: &str) -> (Duration, String) {
+    cmd.stdin(Stdio::null());
+    let start = Instant::now();
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let took = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains(expect),
+        "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (took, stdout)
+}
+
+/// Checks `cmd` once, then returns it ready for timing with its output discarded (as fast as
+/// a terminal could take it).
+pub fn checked(mut cmd: Command, expect: &str) -> Command {
+    run_ok(&mut cmd, expect);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+/// How long one run of `cmd` takes; fails naming `label` unless it succeeds.
+pub fn time_run(cmd: &mut Command, label: &str) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run {label} ({cmd:?}): {e}"));
+    let took = start.elapsed();
+    assert!(status.success(), "{label} failed ({status}): {cmd:?}");
+    took
+}
+
+/// A latency for the report: µs below a millisecond, ms above.
+pub fn fmt_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
+}
+
+/// KiB as MB with two decimals, for the report.
+pub fn mb(kb: u64) -> String {
+    format!("{:.2} MB", kb as f64 / 1024.0)
+}
+
+/// The upper median of counts (0 when there are none).
+pub fn median_u64(samples: &[u64]) -> u64 {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    s.get(s.len() / 2).copied().unwrap_or(0)
 }

@@ -1,16 +1,15 @@
 //! `aifactoryctl doctor`: each failure of the troubleshooting guide reproduced for real, and
 //! the one check that must report it, with a fix.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use aifactory_common::diagnose::{Check, CheckStatus};
-use aifactory_tests::Sandbox;
-use nix::fcntl::{Flock, FlockArg};
+use aifactory_tests::git::{git, init_repo};
+use aifactory_tests::process::has_ended;
+use aifactory_tests::wait::wait_until;
+use aifactory_tests::{Sandbox, migrate_lock};
 use nix::sys::signal::Signal;
 
 fn doctor(sandbox: &Sandbox, extra: &[&str]) -> (Option<i32>, Vec<Check>) {
@@ -49,23 +48,8 @@ fn only(checks: &[Check], name: &str, status: CheckStatus) -> Check {
     found
 }
 
-fn git(args: &[&str], dir: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
-
 fn repo(sandbox: &Sandbox, name: &str, origin: &str) -> std::path::PathBuf {
-    let path = sandbox.path().join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    git(&["init", "-q", "-b", "main"], &path);
-    git(&["remote", "add", "origin", origin], &path);
-    path
+    init_repo(&sandbox.path().join(name), "main", Some(origin))
 }
 
 /// A config whose only agent can run here.
@@ -121,7 +105,11 @@ fn a_stale_session_from_a_previous_daemon_is_reported() {
     for pid in [monitor, program] {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        "the session's monitor and program to end",
+        Duration::from_secs(10),
+        || [monitor, program].iter().all(|&pid| has_ended(pid as u32)),
+    );
     let _d = sandbox.daemon().start();
     let (_, checks) = doctor(&sandbox, &[]);
     let c = only(&checks, "stale-sessions", CheckStatus::Warn);
@@ -241,22 +229,7 @@ fn a_pending_migration_and_a_held_lock_are_reported_without_a_daemon() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(sandbox.state_dir().join("migrate.lock"))
-        .unwrap();
-    write!(
-        file,
-        "{{\"pid\":{},\"host\":\"test-host\",\"started\":\"2026-11-26T00:00:00Z\"}}",
-        std::process::id()
-    )
-    .unwrap();
-    let _lock: Flock<File> = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .expect("lock");
+    let _lock = migrate_lock::hold(&sandbox);
     let state = sandbox.state_dir();
     let config = sandbox.config_file();
     let (code, checks) = doctor(
@@ -304,11 +277,9 @@ fn a_task_stuck_without_output_or_progress_fails_tasks_stuck_with_its_evidence()
         .ctl(&["tasks", "create", "--project", "demo", "--spec", "stuck"])
         .assert_ok();
     sandbox.ctl(&["tasks", "start", "stuck"]).assert_ok();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sandbox.ctl(&["tasks", "show", "stuck", "--json"]).json()["phase"] != "stalled" {
-        assert!(std::time::Instant::now() < deadline, "never stalled");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the task to stall", Duration::from_secs(20), || {
+        sandbox.ctl(&["tasks", "show", "stuck", "--json"]).json()["phase"] == "stalled"
+    });
     let (code, checks) = doctor(&sandbox, &[]);
     assert_eq!(code, Some(1));
     let c = only(&checks, "tasks-stuck", CheckStatus::Fail);

@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::{Sandbox, process_start_time};
+use aifactory_common::procfs;
+use aifactory_tests::Sandbox;
+use aifactory_tests::process::has_ended;
 
 const HELPER: &str = "killed_test_process_helper";
 
@@ -57,7 +59,7 @@ fn a_killed_test_process_leaves_no_session_behind() {
     let line = line[line.find("READY ").unwrap()..].to_string();
     let fields: Vec<&str> = line.split_whitespace().collect();
     let pids: Vec<u32> = fields[1..4].iter().map(|f| f.parse().unwrap()).collect();
-    let starts: Vec<Option<u64>> = pids.iter().map(|p| process_start_time(*p)).collect();
+    let starts: Vec<Option<u64>> = pids.iter().map(|p| procfs::start_time(*p).ok()).collect();
     assert!(starts.iter().all(Option::is_some), "{line}");
     // As `timeout` or a hung test's Ctrl-C would, without unwinding.
     child.kill().unwrap();
@@ -67,12 +69,7 @@ fn a_killed_test_process_leaves_no_session_behind() {
         let alive: Vec<u32> = pids
             .iter()
             .zip(&starts)
-            .filter(|(pid, start)| {
-                process_start_time(**pid) == **start
-                    && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .unwrap_or_default()
-                        .contains(") Z")
-            })
+            .filter(|(pid, start)| procfs::start_time(**pid).ok() == **start && !has_ended(**pid))
             .map(|(pid, _)| *pid)
             .collect();
         if alive.is_empty() {

@@ -1,11 +1,11 @@
 //! The HTTP shim end to end: real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients, and
 //! a real headless Chromium, against the real `aifactory-http` and `aifactoryd`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use aifactory_common::Client;
-use aifactory_common::protocol::{Reply, Request, SessionInfo, SessionSpec};
+use aifactory_tests::git::{committed_repo, init_repo};
+use aifactory_tests::session::new_session;
 use aifactory_tests::{Daemon, Http, Sandbox, skip};
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
@@ -22,26 +22,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-fn git(args: &[&str], dir: &Path) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
-
 /// A git repository with one commit on `main`.
 fn repo(sandbox: &Sandbox, name: &str) -> PathBuf {
-    let path = sandbox.path().join("repos").join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    git(&["init", "-q", "-b", "main"], &path);
-    std::fs::write(path.join("README"), "hello\n").unwrap();
-    git(&["add", "README"], &path);
-    git(&["commit", "-q", "-m", "init"], &path);
-    path
+    committed_repo(&sandbox.path().join("repos").join(name))
 }
 
 /// A config whose default agent `fake` runs `sleep 300`.
@@ -153,21 +136,6 @@ impl<'a> Api<'a> {
 
     async fn delete(&self, path: &str) -> Answer {
         self.send(self.request(Method::DELETE, path)).await
-    }
-}
-
-async fn new_session(client: &Client, sandbox: &Sandbox, script: &str) -> SessionInfo {
-    let spec = SessionSpec {
-        name: None,
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        cwd: sandbox.path().to_path_buf(),
-        env: Vec::new(),
-        cols: None,
-        rows: None,
-    };
-    match client.request(Request::SessionNew(spec)).await {
-        Ok(Reply::Session(s)) => s,
-        other => panic!("sessions new failed: {other:?}"),
     }
 }
 
@@ -502,9 +470,11 @@ async fn a_created_project_is_found_right_after_one_hundred_times_in_a_row() {
     let shim = sandbox.http().start();
     let api = Api::new(&shim);
     for i in 0..100 {
-        let path = sandbox.path().join("many").join(format!("p{i}"));
-        std::fs::create_dir_all(&path).unwrap();
-        git(&["init", "-q", "-b", "main"], &path);
+        let path = init_repo(
+            &sandbox.path().join("many").join(format!("p{i}")),
+            "main",
+            None,
+        );
         let created = api
             .post(
                 "/api/v1/projects",

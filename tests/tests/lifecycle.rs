@@ -14,6 +14,7 @@ use aifactory_common::protocol::{
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::notify::Notification;
 use aifactory_tests::raw::{RawConn, next_server_frame, send_client_frame};
+use aifactory_tests::wait::wait_until_async;
 use aifactory_tests::{Daemon, NotifyListener, READY_TIMEOUT, Sandbox};
 use nix::sys::signal::Signal;
 
@@ -83,18 +84,12 @@ async fn next_event(events: &mut Subscription, daemon: &Daemon) -> EventKind {
 /// Waits until the daemon has accepted `n` connections (the connect of a raw peer returns
 /// before the daemon's accept).
 async fn wait_connections(client: &Client, n: u32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let open = client.status().await.unwrap().connections;
-        if open == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} connections open, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_async(
+        &format!("{n} open connections"),
+        Duration::from_secs(5),
+        async || client.status().await.unwrap().connections == n,
+    )
+    .await;
 }
 
 fn status_json(sandbox: &Sandbox) -> serde_json::Value {

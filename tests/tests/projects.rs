@@ -2,28 +2,12 @@
 //! import-legacy, provider detection and every refusal.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aifactory_tests::Sandbox;
-
-fn git(args: &[&str], dir: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+use aifactory_tests::git::init_repo;
 
 fn repo(parent: &Path, name: &str, origin: Option<&str>) -> PathBuf {
-    let path = parent.join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    git(&["init", "-q", "-b", "trunk"], &path);
-    if let Some(url) = origin {
-        git(&["remote", "add", "origin", url], &path);
-    }
-    path
+    init_repo(&parent.join(name), "trunk", origin)
 }
 
 fn s(p: &Path) -> &str {

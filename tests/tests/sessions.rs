@@ -1,9 +1,12 @@
 //! rmux sessions end to end: real PTYs under pane monitors, driven through aifactoryctl.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use aifactory_common::pane::EXIT_FILE;
 use aifactory_tests::bench::find_in_path;
+use aifactory_tests::process::has_ended;
+use aifactory_tests::wait::{wait_file, wait_until};
 use aifactory_tests::{CtlOutput, Sandbox, chown_tree, is_root};
 use nix::sys::signal::Signal;
 
@@ -15,24 +18,6 @@ fn new_session(sandbox: &Sandbox, args: &[&str]) -> serde_json::Value {
 
 fn output_log(session: &serde_json::Value) -> PathBuf {
     PathBuf::from(session["pane_dir"].as_str().expect("pane_dir")).join("output.log")
-}
-
-/// Waits until `pred` holds for the file's bytes (output arrives asynchronously).
-fn wait_file(path: &Path, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let bytes = std::fs::read(path).unwrap_or_default();
-        if pred(&bytes) {
-            return bytes;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never matched; it holds {:?}",
-            path.display(),
-            String::from_utf8_lossy(&bytes)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -168,18 +153,11 @@ fn kill_reaches_the_whole_group_and_ignore_missing_succeeds() {
         "{killed}"
     );
     // The background sleep was in the group too.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), None).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{child}/stat"))
-            .unwrap_or_default()
-            .contains(") Z")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the group's background child {child} survived the kill"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        &format!("the group's background child {child} to end after the kill"),
+        Duration::from_secs(5),
+        || has_ended(child as u32),
+    );
     let again = sandbox.ctl(&["sessions", "kill", "grp", "--ignore-missing"]);
     assert_eq!(again.code, Some(0), "{again:?}");
     let never = sandbox.ctl(&["sessions", "kill", "no-such-session", "--ignore-missing"]);
@@ -248,7 +226,14 @@ fn sessions_survive_a_daemon_sigkill_with_no_output_lost() {
 
     daemon.signal(Signal::SIGKILL);
     drop(daemon);
-    std::thread::sleep(Duration::from_secs(2));
+    // The quitter ends while the daemon is down.
+    let quitter_exit =
+        PathBuf::from(quitter["pane_dir"].as_str().expect("pane_dir")).join(EXIT_FILE);
+    wait_until(
+        "the quitter's exit to be recorded",
+        Duration::from_secs(30),
+        || quitter_exit.exists(),
+    );
     let _again = sandbox.daemon().log_name("again").start();
 
     let list = sandbox
@@ -449,8 +434,13 @@ fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
         std::thread::spawn(move || CtlOutput::from(cmd.output().expect("run aifactoryctl")))
     };
     // While that input waits, the session keeps serving: a resize reaches the program and its
-    // output reaches the log.
-    std::thread::sleep(Duration::from_millis(500));
+    // output reaches the log. The send is under way once its connection is open (beside the
+    // one asking).
+    wait_until("the send to connect", Duration::from_secs(10), || {
+        sandbox.ctl(&["status", "--json"]).assert_ok().json()["connections"]
+            .as_u64()
+            .is_some_and(|open| open >= 2)
+    });
     sandbox
         .ctl(&["sessions", "resize", &id, "77x22"])
         .assert_ok();

@@ -2,88 +2,49 @@
 //! which the test types, as a person would.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use aifactory_tests::tmux::Tmux;
+use aifactory_tests::wait::{wait_for, wait_until};
 use aifactory_tests::{Sandbox, bin, skip};
 
-/// A tmux server of its own (its own socket, no config), killed when dropped.
-struct Tmux<'a> {
-    sandbox: &'a Sandbox,
-    socket: PathBuf,
+/// Types `text` and Enter into the pane.
+fn type_line(tmux: &Tmux, text: &str) {
+    tmux.ok(&["send-keys", "-t", "t", "-l", text]);
+    tmux.ok(&["send-keys", "-t", "t", "Enter"]);
 }
 
-impl Tmux<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("tmux");
-        self.sandbox.apply_env(&mut cmd);
-        cmd.arg("-S").arg(&self.socket).args(args);
-        cmd.output().expect("run tmux")
-    }
+/// The pane's whole history and screen, wrapped lines joined.
+fn screen(tmux: &Tmux) -> String {
+    tmux.ok_text(&["capture-pane", "-p", "-J", "-S", "-", "-t", "t"])
+}
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Types `text` and Enter into the pane.
-    fn type_line(&self, text: &str) {
-        self.ok(&["send-keys", "-t", "t", "-l", text]);
-        self.ok(&["send-keys", "-t", "t", "Enter"]);
-    }
-
-    /// The pane's whole history and screen, wrapped lines joined.
-    fn screen(&self) -> String {
-        self.ok(&["capture-pane", "-p", "-J", "-S", "-", "-t", "t"])
-    }
-
-    fn wait_screen(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the tmux pane never showed {what}; it shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+fn wait_screen(tmux: &Tmux, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    wait_for(what, TIMEOUT, || {
+        let screen = screen(tmux);
+        if pred(&screen) {
+            Ok(screen)
+        } else {
+            Err(screen)
         }
-    }
-
-    /// `(cols, rows)` of the pane.
-    fn pane_size(&self) -> (u64, u64) {
-        let text = self.ok(&[
-            "display-message",
-            "-p",
-            "-t",
-            "t",
-            "#{pane_width} #{pane_height}",
-        ]);
-        let mut it = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
-        (it.next().unwrap(), it.next().unwrap())
-    }
+    })
 }
 
-impl Drop for Tmux<'_> {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
+/// `(cols, rows)` of the pane.
+fn pane_size(tmux: &Tmux) -> (u64, u64) {
+    let text = tmux.ok_text(&[
+        "display-message",
+        "-p",
+        "-t",
+        "t",
+        "#{pane_width} #{pane_height}",
+    ]);
+    let mut it = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
 }
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn log_text(pane_dir: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(pane_dir.join("output.log")).unwrap_or_default())
@@ -117,67 +78,58 @@ fn attach_types_resizes_detaches_and_exits_with_the_sessions_status() {
         .json();
     let id = s["id"].as_str().unwrap().to_string();
     let pane_dir = PathBuf::from(s["pane_dir"].as_str().unwrap());
-    wait_until("the session is ready", || {
+    wait_until("the session is ready", TIMEOUT, || {
         log_text(&pane_dir).contains("ready")
     });
 
-    let tmux = Tmux {
-        sandbox: &sandbox,
-        socket: sandbox.path().join("tmux.sock"),
-    };
     let socket = format!("AIFACTORY_SOCKET={}", sandbox.socket().display());
-    tmux.ok(&[
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "env",
-        &socket,
-        "PS1=$ ",
-        "sh",
-    ]);
+    let tmux = Tmux::start(
+        Path::new("tmux"),
+        &[
+            "-s", "t", "-x", "100", "-y", "30", "env", &socket, "PS1=$ ", "sh",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let ctl = bin("aifactoryctl").display().to_string();
     let attach = format!("{ctl} sessions attach {id}; echo \"rc=$?\"");
 
     // Attach: it takes the pane's size at once.
-    tmux.type_line(&attach);
-    let size = tmux.pane_size();
-    wait_until("attach sets the session to the pane's size", || {
-        session_size(&sandbox, &id) == size
-    });
+    type_line(&tmux, &attach);
+    let size = pane_size(&tmux);
+    wait_until(
+        "attach sets the session to the pane's size",
+        TIMEOUT,
+        || session_size(&sandbox, &id) == size,
+    );
 
     // Keys reach the program; its answer reaches the screen.
-    tmux.type_line("hello from tmux");
-    wait_until("the typed line reaches the program", || {
+    type_line(&tmux, "hello from tmux");
+    wait_until("the typed line reaches the program", TIMEOUT, || {
         log_text(&pane_dir).contains("got:hello from tmux")
     });
-    tmux.wait_screen("the program's answer", |s| {
+    wait_screen(&tmux, "the program's answer", |s| {
         s.contains("got:hello from tmux")
     });
 
     // A window resize reaches the program.
     tmux.ok(&["resize-window", "-t", "t", "-x", "80", "-y", "20"]);
-    let resized = tmux.pane_size();
+    let resized = pane_size(&tmux);
     assert_ne!(resized, size, "tmux resized the pane");
-    wait_until("the resize reaches the session", || {
+    wait_until("the resize reaches the session", TIMEOUT, || {
         session_size(&sandbox, &id) == resized
     });
-    tmux.type_line("size");
+    type_line(&tmux, "size");
     let expected = format!("size:{} {}", resized.1, resized.0);
-    wait_until("the program sees the new size", || {
+    wait_until("the program sees the new size", TIMEOUT, || {
         log_text(&pane_dir).contains(&expected)
     });
-    tmux.wait_screen("the new size", |s| s.contains(&expected));
+    wait_screen(&tmux, "the new size", |s| s.contains(&expected));
 
     // Ctrl-\ detaches: the message, status 0, the session still running.
     tmux.ok(&["send-keys", "-t", "t", "-H", "1c"]);
-    let screen = tmux.wait_screen("the detach", |s| s.lines().any(|l| l.starts_with("rc=")));
+    let screen = wait_screen(&tmux, "the detach", |s| {
+        s.lines().any(|l| l.starts_with("rc="))
+    });
     assert!(
         screen.contains(&format!("[detached from session {id}; it keeps running]")),
         "{screen}"
@@ -191,14 +143,17 @@ fn attach_types_resizes_detaches_and_exits_with_the_sessions_status() {
     sandbox
         .ctl(&["sessions", "send", &id, "still there", "--enter"])
         .assert_ok();
-    wait_until("the detached session still answers", || {
+    wait_until("the detached session still answers", TIMEOUT, || {
         log_text(&pane_dir).contains("got:still there")
     });
 
     // The terminal is back in cooked mode, echo included: the shell's line is seen as typed
     // and its answer says canonical mode.
-    tmux.type_line("echo \"mode:$(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}icanon') $(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}echo')\"");
-    let screen = tmux.wait_screen("the terminal mode", |s| {
+    type_line(
+        &tmux,
+        "echo \"mode:$(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}icanon') $(stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\{0,1\\}echo')\"",
+    );
+    let screen = wait_screen(&tmux, "the terminal mode", |s| {
         s.lines().any(|l| l.starts_with("mode:"))
     });
     let line = screen
@@ -215,12 +170,12 @@ fn attach_types_resizes_detaches_and_exits_with_the_sessions_status() {
     sandbox
         .ctl(&["sessions", "resize", &id, "33x11"])
         .assert_ok();
-    tmux.type_line(&attach);
-    wait_until("the second attach sets the pane's size", || {
+    type_line(&tmux, &attach);
+    wait_until("the second attach sets the pane's size", TIMEOUT, || {
         session_size(&sandbox, &id) == resized
     });
-    tmux.type_line("quit");
-    let screen = tmux.wait_screen("attach's exit status", |s| {
+    type_line(&tmux, "quit");
+    let screen = wait_screen(&tmux, "attach's exit status", |s| {
         s.lines().filter(|l| l.starts_with("rc=")).count() == 2
     });
     assert_eq!(

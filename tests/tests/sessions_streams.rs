@@ -8,29 +8,16 @@ use std::time::{Duration, Instant};
 use aifactory_common::Client;
 use aifactory_common::pane::ExitInfo;
 use aifactory_common::protocol::{
-    ClientFrame, Reply, Request, SessionInfo, SessionSpec, SessionState, StreamItem,
+    ClientFrame, Reply, Request, SessionInfo, SessionState, StreamItem,
 };
 use aifactory_common::{Subscription, pane::OUTPUT_LOG};
 use aifactory_tests::Sandbox;
+use aifactory_tests::process::has_ended;
 use aifactory_tests::raw::{RawConn, send_client_frame};
+use aifactory_tests::session::new_session;
+use aifactory_tests::wait::wait_until_async;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// Starts `sh -c SCRIPT` in a new session through the client.
-async fn create(client: &Client, sandbox: &Sandbox, script: &str) -> SessionInfo {
-    let spec = SessionSpec {
-        name: None,
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        cwd: sandbox.path().to_path_buf(),
-        env: Vec::new(),
-        cols: None,
-        rows: None,
-    };
-    match client.request(Request::SessionNew(spec)).await {
-        Ok(Reply::Session(s)) => s,
-        other => panic!("sessions new failed: {other:?}"),
-    }
-}
 
 async fn show(client: &Client, id: &str) -> SessionInfo {
     match client
@@ -56,36 +43,12 @@ async fn kill_session(client: &Client, id: &str) -> SessionInfo {
     }
 }
 
-/// Polls `check` until it holds; fails naming `what` after `timeout`.
-async fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn output_log(s: &SessionInfo) -> PathBuf {
     s.pane_dir.join(OUTPUT_LOG)
-}
-
-/// Whether `pid` is gone (or only a zombie left for its parent to reap).
-fn process_gone(pid: u32) -> bool {
-    if kill(Pid::from_raw(pid as i32), None).is_err() {
-        return true;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rfind(')') {
-        Some(i) => stat[i + 1..].trim_start().starts_with('Z'),
-        None => true,
-    }
 }
 
 /// The CLI's exit status for a session that ended this way.
@@ -227,16 +190,18 @@ async fn tail_started_mid_flow_replays_then_follows_without_gap_or_duplicate() {
     let daemon = sandbox.daemon().start();
     let client = daemon.client().await;
     // Numbered lines without end, a little throttled so the log stays small.
-    let s = create(
+    let s = new_session(
         &client,
         &sandbox,
         "i=0; while :; do i=$((i+1)); echo line$i; if [ $((i % 50)) = 0 ]; then sleep 0.01; fi; done",
     )
     .await;
     let log = output_log(&s);
-    poll_until("20000 bytes of output", Duration::from_secs(30), || {
-        file_len(&log) >= 20_000
-    })
+    wait_until_async(
+        "20000 bytes of output",
+        Duration::from_secs(30),
+        async || file_len(&log) >= 20_000,
+    )
     .await;
     // Mid-flow and not on a line boundary on purpose: half of what is there now is replayed
     // from the disk, the rest arrives live.
@@ -255,10 +220,10 @@ async fn tail_started_mid_flow_replays_then_follows_without_gap_or_duplicate() {
         ],
     );
     let at_subscribe = file_len(&log);
-    poll_until(
+    wait_until_async(
         "50000 more bytes after subscribing",
         Duration::from_secs(60),
-        || file_len(&log) >= at_subscribe + 50_000,
+        async || file_len(&log) >= at_subscribe + 50_000,
     )
     .await;
     assert_eq!(
@@ -335,13 +300,13 @@ async fn rotation_keeps_absolute_offsets_for_live_and_disk_tails() {
         expected.len() > 5 * 65536,
         "enough output for several rotations"
     );
-    let s = create(&client, &sandbox, "seq 1 50000; echo DONE; exec sleep 1000").await;
+    let s = new_session(&client, &sandbox, "seq 1 50000; echo DONE; exec sleep 1000").await;
     let pane = s.pane_dir.clone();
     let log = output_log(&s);
-    poll_until(
+    wait_until_async(
         "DONE at the end of output.log",
         Duration::from_secs(60),
-        || {
+        async || {
             std::fs::read(&log)
                 .unwrap_or_default()
                 .ends_with(b"\r\nDONE\r\n")
@@ -450,7 +415,7 @@ async fn a_subscriber_that_never_reads_slows_no_one() {
     let daemon = sandbox.daemon().start();
     let client = daemon.client().await;
     // 20 MB of "y\n", 30 MB on the terminal; it starts once everyone subscribed.
-    let s = create(
+    let s = new_session(
         &client,
         &sandbox,
         "read go; yes | head -c 20000000; echo FINISHED",
@@ -548,12 +513,12 @@ async fn a_monitor_killed_while_the_daemon_is_down_makes_the_session_lost_and_it
     let sandbox = Sandbox::new();
     let daemon = sandbox.daemon().start();
     let client = daemon.client().await;
-    let s = create(&client, &sandbox, HUP_PROOF).await;
+    let s = new_session(&client, &sandbox, HUP_PROOF).await;
     let pid = s.pid.expect("pid");
     let monitor = s.monitor_pid.expect("monitor pid");
     assert_ne!(pid, monitor);
     let log = output_log(&s);
-    poll_until("ready", Duration::from_secs(20), || {
+    wait_until_async("ready", Duration::from_secs(20), async || {
         std::fs::read(&log)
             .unwrap_or_default()
             .ends_with(b"ready\r\n")
@@ -564,14 +529,14 @@ async fn a_monitor_killed_while_the_daemon_is_down_makes_the_session_lost_and_it
     daemon.signal(Signal::SIGKILL);
     drop(daemon);
     kill(Pid::from_raw(monitor as i32), Signal::SIGKILL).expect("SIGKILL the monitor");
-    poll_until("the monitor is gone", Duration::from_secs(10), || {
-        process_gone(monitor)
+    wait_until_async("the monitor is gone", Duration::from_secs(10), async || {
+        has_ended(monitor)
     })
     .await;
     // The program itself survived its monitor: whatever ends it below is the daemon.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        !process_gone(pid),
+        !has_ended(pid),
         "the program {pid} should outlive its monitor here"
     );
 
@@ -597,10 +562,10 @@ async fn a_monitor_killed_while_the_daemon_is_down_makes_the_session_lost_and_it
         .stdout
         .clone();
     assert!(shown.contains("lost: its pane monitor"), "{shown}");
-    poll_until(
+    wait_until_async(
         &format!("the program {pid} of the lost session is killed"),
         Duration::from_secs(10),
-        || process_gone(pid),
+        async || has_ended(pid),
     )
     .await;
     let logs = daemon.logs();
@@ -614,11 +579,11 @@ async fn a_monitor_killed_while_the_daemon_runs_ends_the_session_and_wakes_waite
     let sandbox = Sandbox::new();
     let daemon = sandbox.daemon().start();
     let client = daemon.client().await;
-    let s = create(&client, &sandbox, HUP_PROOF).await;
+    let s = new_session(&client, &sandbox, HUP_PROOF).await;
     let pid = s.pid.expect("pid");
     let monitor = s.monitor_pid.expect("monitor pid");
     let log = output_log(&s);
-    poll_until("ready", Duration::from_secs(20), || {
+    wait_until_async("ready", Duration::from_secs(20), async || {
         std::fs::read(&log)
             .unwrap_or_default()
             .ends_with(b"ready\r\n")
@@ -639,8 +604,13 @@ async fn a_monitor_killed_while_the_daemon_runs_ends_the_session_and_wakes_waite
         }
     }
     let rest = tokio::spawn(collect(follower, got.len() as u64));
-    // The waiter is connected and waiting before the monitor dies.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The waiter is connected (this client's connection and its own) before the monitor dies.
+    wait_until_async(
+        "the waiter to connect",
+        Duration::from_secs(20),
+        async || client.status().await.expect("status").connections >= 2,
+    )
+    .await;
 
     kill(Pid::from_raw(monitor as i32), Signal::SIGKILL).expect("SIGKILL the monitor");
     let out = ctl_output(waiter, Duration::from_secs(30)).await;
@@ -667,10 +637,10 @@ async fn a_monitor_killed_while_the_daemon_runs_ends_the_session_and_wakes_waite
     );
     let now = show(&client, &s.id).await;
     assert_eq!(now.state, SessionState::Lost, "{now:?}");
-    poll_until(
+    wait_until_async(
         &format!("the program {pid} of the lost session is killed"),
         Duration::from_secs(10),
-        || process_gone(pid),
+        async || has_ended(pid),
     )
     .await;
     let rest = tokio::time::timeout(Duration::from_secs(30), rest)
@@ -699,10 +669,10 @@ async fn remove_refuses_a_running_session_and_forgets_an_ended_one() {
     let sandbox = Sandbox::new();
     let daemon = sandbox.daemon().start();
     let client = daemon.client().await;
-    let s = create(&client, &sandbox, "echo hello; exec sleep 1000").await;
-    let keep = create(&client, &sandbox, "echo other; exit 0").await;
+    let s = new_session(&client, &sandbox, "echo hello; exec sleep 1000").await;
+    let keep = new_session(&client, &sandbox, "echo other; exit 0").await;
     let log = output_log(&s);
-    poll_until("hello", Duration::from_secs(20), || {
+    wait_until_async("hello", Duration::from_secs(20), async || {
         std::fs::read(&log)
             .unwrap_or_default()
             .starts_with(b"hello")

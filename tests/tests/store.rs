@@ -2,14 +2,11 @@
 //! two daemons at once, tampered and newer schemas, the migration lock, and `aifactoryd
 //! migrate`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use aifactory_tests::{Daemon, Sandbox, bin};
-use nix::fcntl::{Flock, FlockArg};
+use aifactory_tests::git::init_repo;
+use aifactory_tests::{Daemon, Sandbox, bin, migrate_lock};
 use nix::sys::signal::Signal;
 use rusqlite::Connection;
 
@@ -27,17 +24,6 @@ fn schema_version(conn: &Connection) -> u32 {
         |r| r.get(0),
     )
     .expect("read schema_migrations")
-}
-
-fn git_repo(parent: &Path, name: &str) -> std::path::PathBuf {
-    let path = parent.join(name);
-    let out = Command::new("git")
-        .args(["init", "-q"])
-        .arg(&path)
-        .output()
-        .expect("git init");
-    assert!(out.status.success(), "{out:?}");
-    path
 }
 
 fn stop(mut daemon: Daemon) {
@@ -66,7 +52,9 @@ fn version_one_with_a_project(sandbox: &Sandbox, project: &str) {
         "the aifactoryd binary under test lacks the test hooks: build it with `cargo build --workspace` (a package-only build such as `cargo test -p aifactoryd` leaves them out)"
     );
     // The row an aifactoryd of schema version 1 wrote for a registered project.
-    let repo = git_repo(sandbox.path(), project).canonicalize().unwrap();
+    let repo = init_repo(&sandbox.path().join(project), "main", None)
+        .canonicalize()
+        .unwrap();
     db(sandbox)
         .execute(
             "INSERT INTO projects (id, name, path, origin_url, provider, detected_provider,
@@ -287,31 +275,11 @@ fn newer_schema_is_refused_naming_both_versions_and_the_backup() {
     assert_eq!(names, 1);
 }
 
-fn hold_migration_lock(sandbox: &Sandbox) -> Flock<File> {
-    std::fs::create_dir_all(sandbox.state_dir()).unwrap();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(sandbox.state_dir().join("migrate.lock"))
-        .unwrap();
-    write!(
-        file,
-        "{{\"pid\":{},\"host\":\"test-host\",\"started\":\"2026-11-26T00:00:00Z\"}}",
-        std::process::id()
-    )
-    .unwrap();
-    Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .expect("lock")
-}
-
 #[test]
 fn a_held_migration_lock_is_waited_for_then_reported_with_its_holder() {
     let sandbox = Sandbox::new();
     sandbox.write_config("migrate_lock_timeout = 2\n");
-    let lock = hold_migration_lock(&sandbox);
+    let lock = migrate_lock::hold(&sandbox);
     let mut waiting = sandbox.daemon().spawn();
     let logs = exits_with_failure(&mut waiting);
     let me = std::process::id();
@@ -338,7 +306,7 @@ fn a_held_migration_lock_is_waited_for_then_reported_with_its_holder() {
 #[test]
 fn a_lock_released_while_waiting_lets_startup_continue() {
     let sandbox = Sandbox::new();
-    let lock = hold_migration_lock(&sandbox);
+    let lock = migrate_lock::hold(&sandbox);
     let mut daemon = sandbox.daemon().spawn();
     assert!(
         daemon.wait_log("waiting for the migration lock", Duration::from_secs(20)),
@@ -396,7 +364,7 @@ fn migrate_status_dry_run_and_apply() {
     assert!(String::from_utf8_lossy(&apply.stdout).contains("applied 0002_legacy_imports"));
     assert_eq!(schema_version(&db(&sandbox)), LATEST);
 
-    let lock = hold_migration_lock(&sandbox);
+    let lock = migrate_lock::hold(&sandbox);
     let status = migrate_cmd(&sandbox, &["--status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use aifactory_tests::git::init_repo;
 use aifactory_tests::{Daemon, DaemonBuilder, Sandbox, chown_tree, is_root, skip};
 use nix::sys::signal::Signal;
 
@@ -37,20 +38,9 @@ fn daemon<'a>(sandbox: &'a Sandbox, name: &'static str) -> DaemonBuilder<'a> {
 /// A sandbox, a git work tree in it, both owned by the daemon's user.
 fn sandbox_with_repo() -> (Sandbox, PathBuf) {
     let sandbox = Sandbox::new();
-    let repo = sandbox.path().join("repo");
-    let out = Command::new("git")
-        .args(["init", "-q"])
-        .arg(&repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let repo = init_repo(&sandbox.path().join("repo"), "main", None);
     std::fs::create_dir_all(sandbox.path().join("repo2/.keep")).unwrap();
-    let out = Command::new("git")
-        .args(["init", "-q"])
-        .arg(sandbox.path().join("repo2"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    init_repo(&sandbox.path().join("repo2"), "main", None);
     if let Some((uid, gid)) = owner() {
         sandbox.write_config("");
         chown_tree(sandbox.path(), uid, gid);

@@ -9,32 +9,18 @@ use std::time::{Duration, Instant};
 use aifactory_common::Client;
 use aifactory_common::Subscription;
 use aifactory_common::protocol::{Event, EventKind, Reply, Request, StreamItem, TaskPhase};
+use aifactory_tests::git::{committed_repo, git};
+use aifactory_tests::process::has_ended;
+use aifactory_tests::wait::{wait_for, wait_until};
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
 
 /// How long an event may take on a loaded machine (a liveness bound, not a speed target).
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn git(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// A git repository with one commit on `main`, registered as project `name`.
 fn project(sandbox: &Sandbox, name: &str) -> PathBuf {
-    let path = sandbox.path().join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    git(&["init", "-q", "-b", "main"], &path);
-    std::fs::write(path.join("README"), "hello\n").unwrap();
-    git(&["add", "README"], &path);
-    git(&["commit", "-q", "-m", "init"], &path);
+    let path = committed_repo(&sandbox.path().join(name));
     sandbox
         .ctl(&["projects", "add", path.to_str().unwrap(), "--name", name])
         .assert_ok();
@@ -135,17 +121,6 @@ fn phase_to(to: TaskPhase) -> impl Fn(&EventKind) -> bool {
 
 fn progress_is(percent: u8) -> impl Fn(&EventKind) -> bool {
     move |k| matches!(k, EventKind::TaskProgress { progress, .. } if progress.percent == Some(percent))
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // A zombie has ended; only its reaping is left.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -577,11 +552,9 @@ async fn waiting_for_input_is_noticed() {
     sandbox
         .ctl(&["sessions", "send", &sid, "y", "--enter"])
         .assert_ok();
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    while !show(&sandbox, &id)["waiting_input"].is_null() {
-        assert!(Instant::now() < deadline, "waiting_input never cleared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("waiting_input to clear", EVENT_TIMEOUT, || {
+        show(&sandbox, &id)["waiting_input"].is_null()
+    });
     sandbox
         .ctl(&["tasks", "stop", &id, "--grace", "1"])
         .assert_ok();
@@ -684,28 +657,18 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
         .unwrap()
         .to_string();
     sandbox.ctl(&["tasks", "start", &id]).assert_ok();
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    let escaped: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pidfile)
+    let escaped: u32 = wait_for("the agent to fork", EVENT_TIMEOUT, || {
+        std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|t| t.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the agent never forked");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            .ok_or("no pid in the pid file yet")
+    });
     // Once it runs sleep (the fork may not have exec'd yet when its pid is written).
-    while std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default()
-        != b"sleep\x001000\x00"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the escaped process never ran sleep"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(pid_alive(escaped));
+    wait_until("the escaped process to run sleep", EVENT_TIMEOUT, || {
+        std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default()
+            == b"sleep\x001000\x00"
+    });
+    assert!(!has_ended(escaped));
 
     let report = sandbox
         .ctl(&["tasks", "stop", &id, "--grace", "1", "--json"])
@@ -726,7 +689,7 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
         report["survivors"].as_array().unwrap().is_empty(),
         "{report}"
     );
-    assert!(!pid_alive(escaped), "the escaped process is gone");
+    assert!(has_ended(escaped), "the escaped process is gone");
     let left = Command::new("pgrep")
         .args(["-f", "sleep 100[01]"])
         .output()
@@ -734,7 +697,7 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
     let left: Vec<u32> = String::from_utf8_lossy(&left.stdout)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
-        .filter(|pid| pid_alive(*pid))
+        .filter(|pid| !has_ended(*pid))
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/environ"))
                 .map(|env| env.contains(&id))

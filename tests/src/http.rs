@@ -1,0 +1,152 @@
+//! [`Http`]: the real HTTP shim (`aifactory-http`) in front of a sandbox's daemon, on an
+//! ephemeral loopback port; killed when dropped.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::bins::bin;
+use crate::daemon::READY_TIMEOUT;
+use crate::sandbox::Sandbox;
+
+impl Sandbox {
+    /// The HTTP shim (`aifactory-http`) for this sandbox's daemon: its socket, its state
+    /// directory (so its token file), an ephemeral loopback port.
+    pub fn http(&self) -> HttpBuilder<'_> {
+        HttpBuilder {
+            sandbox: self,
+            args: Vec::new(),
+            log_name: "http",
+        }
+    }
+}
+
+pub struct HttpBuilder<'a> {
+    sandbox: &'a Sandbox,
+    args: Vec<String>,
+    log_name: &'static str,
+}
+
+impl HttpBuilder<'_> {
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Names the log file, for sandboxes that run several shims.
+    pub fn log_name(mut self, name: &'static str) -> Self {
+        self.log_name = name;
+        self
+    }
+
+    /// Starts the shim and waits until it listens.
+    pub fn start(self) -> Http {
+        let mut cmd = Command::new(bin("aifactory-http"));
+        self.sandbox.apply_env(&mut cmd);
+        cmd.arg("--socket")
+            .arg(self.sandbox.socket())
+            .arg("--state-dir")
+            .arg(self.sandbox.state_dir())
+            .arg("--log")
+            .arg("stderr");
+        if !self.args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(&self.args);
+        let log = self.sandbox.path().join(format!("{}.log", self.log_name));
+        let file = fs::File::create(&log).expect("create the shim's log");
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file);
+        let child = cmd.spawn().expect("spawn aifactory-http");
+        let mut http = Http {
+            child,
+            base: String::new(),
+            token: String::new(),
+            log,
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let logs = http.logs();
+            if let Some(at) = logs.find("listening on http://") {
+                let rest = &logs[at + "listening on ".len()..];
+                let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+                http.base = rest[..end].to_string();
+                break;
+            }
+            if let Ok(Some(status)) = http.child.try_wait() {
+                panic!("aifactory-http exited ({status}) before listening:\n{logs}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aifactory-http did not listen within {READY_TIMEOUT:?}:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        http.token = fs::read_to_string(self.sandbox.state_dir().join("http-token"))
+            .expect("read the shim's token file")
+            .trim()
+            .to_string();
+        http
+    }
+}
+
+/// A running `aifactory-http`; killed when dropped.
+pub struct Http {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub token: String,
+    pub log: PathBuf,
+}
+
+impl Http {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The same URL with the `ws` scheme.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws{}{path}", self.base.trim_start_matches("http"))
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal aifactory-http");
+    }
+
+    /// Waits for the shim to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait aifactory-http") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
