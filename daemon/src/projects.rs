@@ -86,7 +86,10 @@ fn is_id_shaped(name: &str) -> bool {
 }
 
 fn check_name(name: &str) -> Result<(), ErrorReply> {
-    if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
         return Err(invalid(format!(
             "project name `{name}` is not usable: give 1 to {MAX_NAME_LEN} printable characters with --name"
         )));

@@ -59,7 +59,9 @@ pub fn check_spec_id(spec_id: &str) -> Result<(), ErrorReply> {
 }
 
 pub fn check_title(title: &str) -> Result<(), ErrorReply> {
-    if title.trim().is_empty() || title.len() > MAX_TITLE_LEN || title.chars().any(char::is_control)
+    if title.trim().is_empty()
+        || title.chars().count() > MAX_TITLE_LEN
+        || title.chars().any(char::is_control)
     {
         return Err(invalid(format!(
             "title is not usable: give 1 to {MAX_TITLE_LEN} printable characters"

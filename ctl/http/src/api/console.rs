@@ -16,11 +16,11 @@
 use std::time::Duration;
 
 use aifactory_common::protocol::{Reply, Request, SessionState, StreamItem};
+use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
     rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
@@ -30,7 +30,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
-use super::extract::Query;
+use super::doc::{DaemonErrors, Position};
+use super::extract::{Key, Query};
 use super::reconnect::Backoff;
 use crate::auth::TOKEN_PROTOCOL_PREFIX;
 use crate::error::{ApiError, ErrorBody};
@@ -61,10 +62,11 @@ const MAX_REASON: usize = 120;
 pub struct ConsoleQuery {
     /// Absolute output offset to start from (default: the oldest byte kept). A client that
     /// reconnects passes `from` plus the bytes it received, and loses nothing.
+    #[param(value_type = Option<Position>)]
     pub from: Option<u64>,
     /// The token, for clients that cannot offer the `aifactory.token.<token>` subprotocol.
     // Checked by the auth layer from the raw query; named here so it is not an unknown field.
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "read by the auth layer")]
     pub token: Option<String>,
 }
 
@@ -73,7 +75,6 @@ pub struct ConsoleQuery {
     get,
     path = "/api/v1/sessions/{id}/console",
     tag = "sessions",
-    security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "Session id or name"),
         ConsoleQuery,
@@ -81,17 +82,15 @@ pub struct ConsoleQuery {
     ),
     responses(
         (status = 101, description = "WebSocket: binary frames out are output from `from`, binary frames in are input, text `{\"resize\":{\"cols\":C,\"rows\":R}}` resizes; closes with 1000 and `exited N` / `killed by signal N` when the session ends, 4001 when lost, 4004 when gone, 1001 when the shim stops"),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, description = "The page's origin is not in allowed_origins", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 400, description = "Bad query or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
         (status = 426, description = "Not a WebSocket request", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn console(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Key(id): Key,
     Query(query): Query<ConsoleQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
