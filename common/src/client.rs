@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -22,9 +22,11 @@ use crate::error::ClientError;
 use crate::frame::{DEFAULT_MAX_FRAME_BYTES, length_codec};
 use crate::handshake::{self, PeerHello};
 use crate::protocol::{
-    ClientFrame, ErrorReply, PROTOCOL_VERSION, Reply, Request, ServerFrame, StatusInfo, StreamItem,
-    SubscriptionId,
+    AgentInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject, PROTOCOL_VERSION, ProjectAdd,
+    ProjectInfo, Reply, Request, ServerFrame, SessionInfo, SessionSpec, StatusInfo, StopReport,
+    StreamItem, SubscriptionId, TaskCreate, TaskInfo,
 };
+use crate::sync::lock;
 use crate::{codec, frame};
 
 /// How long a failed send waits for the daemon's stated reason for closing.
@@ -93,14 +95,6 @@ struct Routes {
     closed: Option<Closed>,
 }
 
-fn lock(routes: &Mutex<Routes>) -> MutexGuard<'_, Routes> {
-    // A panic while holding this lock cannot leave the table inconsistent (each operation is a
-    // single insert or remove), so a poisoned lock is still usable.
-    routes
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// One connection to the daemon.
 pub struct Client {
     writer: tokio::sync::Mutex<FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>>,
@@ -130,6 +124,24 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<StreamItem> {
         self.items.recv().await
     }
+}
+
+/// Sends `$request` on `$client` and accepts only `Reply::$variant` (unwrapping its value with
+/// `=> expr`); any other reply is [`ClientError::UnexpectedReply`]. Each typed method names its
+/// reply once through this.
+macro_rules! expect {
+    ($client:ident, $request:expr, $variant:ident) => {
+        match $client.request($request).await? {
+            Reply::$variant => Ok(()),
+            other => Err(ClientError::unexpected(stringify!($variant), &other)),
+        }
+    };
+    ($client:ident, $request:expr, $variant:ident($value:ident) => $out:expr) => {
+        match $client.request($request).await? {
+            Reply::$variant($value) => Ok($out),
+            other => Err(ClientError::unexpected(stringify!($variant), &other)),
+        }
+    };
 }
 
 impl Client {
@@ -259,10 +271,7 @@ impl Client {
             Ok(Reply::Subscribed) => Ok(Subscription { id, items }),
             Ok(other) => {
                 lock(&self.routes).streams.remove(&id);
-                Err(ClientError::UnexpectedReply {
-                    expected: "Subscribed",
-                    got: format!("{other:?}"),
-                })
+                Err(ClientError::unexpected("Subscribed", &other))
             }
             Err(e) => {
                 lock(&self.routes).streams.remove(&id);
@@ -273,22 +282,12 @@ impl Client {
 
     /// Closes a stream opened with [`Client::subscribe`].
     pub async fn unsubscribe(&self, subscription: &Subscription) -> Result<(), ClientError> {
-        self.request(Request::Unsubscribe {
+        let request = Request::Unsubscribe {
             subscription: subscription.id,
-        })
-        .await?;
+        };
+        expect!(self, request, Unsubscribed)?;
         lock(&self.routes).streams.remove(&subscription.id);
         Ok(())
-    }
-
-    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
-        match self.request(Request::Status).await? {
-            Reply::Status(info) => Ok(info),
-            other => Err(ClientError::UnexpectedReply {
-                expected: "Status",
-                got: format!("{other:?}"),
-            }),
-        }
     }
 
     async fn send_frame(&self, frame: ClientFrame) -> Result<(), ClientError> {
@@ -310,6 +309,167 @@ impl Client {
             });
         }
         Ok(())
+    }
+}
+
+/// One typed method per request that has a single reply (streams go through
+/// [`Client::subscribe`]). A refusal is [`ClientError::Daemon`]; `key` is an id or a name, as
+/// the request's documentation in [`Request`] says.
+impl Client {
+    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
+        expect!(self, Request::Status, Status(info) => info)
+    }
+
+    pub async fn project_add(&self, add: ProjectAdd) -> Result<ProjectInfo, ClientError> {
+        expect!(self, Request::ProjectAdd(add), Project(p) => p)
+    }
+
+    pub async fn project_list(&self) -> Result<Vec<ProjectInfo>, ClientError> {
+        expect!(self, Request::ProjectList, Projects(list) => list)
+    }
+
+    pub async fn project_show(&self, key: impl Into<String>) -> Result<ProjectInfo, ClientError> {
+        expect!(self, Request::ProjectShow { key: key.into() }, Project(p) => p)
+    }
+
+    /// The project as it was before it was forgotten.
+    pub async fn project_remove(&self, key: impl Into<String>) -> Result<ProjectInfo, ClientError> {
+        expect!(self, Request::ProjectRemove { key: key.into() }, ProjectRemoved(p) => p)
+    }
+
+    pub async fn project_import_legacy(
+        &self,
+        source: impl Into<PathBuf>,
+        entries: Vec<LegacyProject>,
+    ) -> Result<ImportReport, ClientError> {
+        let request = Request::ProjectImportLegacy {
+            source: source.into(),
+            entries,
+        };
+        expect!(self, request, Imported(report) => report)
+    }
+
+    pub async fn session_new(&self, spec: SessionSpec) -> Result<SessionInfo, ClientError> {
+        expect!(self, Request::SessionNew(spec), Session(s) => s)
+    }
+
+    pub async fn session_list(&self) -> Result<Vec<SessionInfo>, ClientError> {
+        expect!(self, Request::SessionList, Sessions(list) => list)
+    }
+
+    pub async fn session_show(&self, key: impl Into<String>) -> Result<SessionInfo, ClientError> {
+        expect!(self, Request::SessionShow { key: key.into() }, Session(s) => s)
+    }
+
+    pub async fn session_input(
+        &self,
+        key: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let request = Request::SessionInput {
+            key: key.into(),
+            data: data.into(),
+        };
+        expect!(self, request, Done)
+    }
+
+    pub async fn session_resize(
+        &self,
+        key: impl Into<String>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<(), ClientError> {
+        let request = Request::SessionResize {
+            key: key.into(),
+            cols,
+            rows,
+        };
+        expect!(self, request, Done)
+    }
+
+    /// The session as it ended, or `None` when it was already gone and `ignore_missing` is set.
+    pub async fn session_kill(
+        &self,
+        key: impl Into<String>,
+        grace_ms: u64,
+        ignore_missing: bool,
+    ) -> Result<Option<SessionInfo>, ClientError> {
+        let request = Request::SessionKill {
+            key: key.into(),
+            grace_ms,
+            ignore_missing,
+        };
+        expect!(self, request, Killed(s) => s)
+    }
+
+    /// Waits until the session's program ends and returns the session as it ended.
+    pub async fn session_wait(&self, key: impl Into<String>) -> Result<SessionInfo, ClientError> {
+        expect!(self, Request::SessionWait { key: key.into() }, Session(s) => s)
+    }
+
+    /// The session as it was before it was forgotten.
+    pub async fn session_remove(&self, key: impl Into<String>) -> Result<SessionInfo, ClientError> {
+        expect!(self, Request::SessionRemove { key: key.into() }, Session(s) => s)
+    }
+
+    pub async fn task_create(&self, create: TaskCreate) -> Result<TaskInfo, ClientError> {
+        expect!(self, Request::TaskCreate(create), Task(t) => *t)
+    }
+
+    /// Every task, or those of `project` (an id or a name).
+    pub async fn task_list(&self, project: Option<String>) -> Result<Vec<TaskInfo>, ClientError> {
+        expect!(self, Request::TaskList { project }, Tasks(list) => list)
+    }
+
+    pub async fn task_show(&self, key: impl Into<String>) -> Result<TaskInfo, ClientError> {
+        expect!(self, Request::TaskShow { key: key.into() }, Task(t) => *t)
+    }
+
+    pub async fn task_start(&self, key: impl Into<String>) -> Result<TaskInfo, ClientError> {
+        expect!(self, Request::TaskStart { key: key.into() }, Task(t) => *t)
+    }
+
+    pub async fn task_stop(
+        &self,
+        key: impl Into<String>,
+        grace_ms: u64,
+    ) -> Result<StopReport, ClientError> {
+        let request = Request::TaskStop {
+            key: key.into(),
+            grace_ms,
+        };
+        expect!(self, request, TaskStopped(report) => *report)
+    }
+
+    pub async fn task_restart(
+        &self,
+        key: impl Into<String>,
+        grace_ms: u64,
+    ) -> Result<TaskInfo, ClientError> {
+        let request = Request::TaskRestart {
+            key: key.into(),
+            grace_ms,
+        };
+        expect!(self, request, Task(t) => *t)
+    }
+
+    /// The task as it was before it was forgotten.
+    pub async fn task_remove(
+        &self,
+        key: impl Into<String>,
+        prune: bool,
+        force: bool,
+    ) -> Result<TaskInfo, ClientError> {
+        let request = Request::TaskRemove {
+            key: key.into(),
+            prune,
+            force,
+        };
+        expect!(self, request, TaskRemoved(t) => *t)
+    }
+
+    pub async fn agent_list(&self) -> Result<Vec<AgentInfo>, ClientError> {
+        expect!(self, Request::AgentList, Agents(list) => list)
     }
 }
 
@@ -355,4 +515,67 @@ async fn read_loop(
     }
     routes.streams.clear();
     routes.closed = Some(closed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    /// A daemon on the other end of a socket pair that answers its requests, in order, with
+    /// `replies`.
+    async fn client_answered_with(replies: Vec<Result<Reply, ErrorReply>>) -> Client {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            let (mut rd, mut wr) = theirs.into_split();
+            handshake::receive(&mut rd).await.unwrap();
+            handshake::send(&mut wr, PROTOCOL_VERSION).await.unwrap();
+            let mut frames = FramedRead::new(rd, length_codec(DEFAULT_MAX_FRAME_BYTES));
+            let mut out = FramedWrite::new(wr, length_codec(DEFAULT_MAX_FRAME_BYTES));
+            for result in replies {
+                let Some(Ok(bytes)) = frames.next().await else {
+                    return;
+                };
+                let frame: ClientFrame = codec::decode(&bytes).unwrap();
+                let reply = ServerFrame::Reply {
+                    id: frame.id,
+                    result,
+                };
+                let bytes = codec::encode(&reply).unwrap();
+                out.send(bytes::Bytes::from(bytes)).await.unwrap();
+            }
+        });
+        Client::handshake(ours, &ClientOptions::new("/fake.sock", "test"))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_typed_method_returns_the_value_of_its_reply() {
+        let client = client_answered_with(vec![Ok(Reply::Agents(vec![])), Ok(Reply::Done)]).await;
+        assert_eq!(client.agent_list().await.unwrap(), vec![]);
+        client.session_input("s1", b"x".as_slice()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_typed_method_names_the_reply_it_expected() {
+        let client = client_answered_with(vec![Ok(Reply::Unsubscribed)]).await;
+        match client.session_resize("s1", 80, 24).await {
+            Err(ClientError::UnexpectedReply { expected, got }) => {
+                assert_eq!(expected, "Done");
+                assert_eq!(got, "Unsubscribed");
+            }
+            other => panic!("expected UnexpectedReply, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_the_daemons_error() {
+        let refusal = ErrorReply::new(ErrorCode::NotFound, "no task t9");
+        let client = client_answered_with(vec![Err(refusal.clone())]).await;
+        match client.task_show("t9").await {
+            Err(ClientError::Daemon(reply)) => assert_eq!(reply, refusal),
+            other => panic!("expected the daemon's refusal, got {other:?}"),
+        }
+    }
 }

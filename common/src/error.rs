@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::codec::CodecError;
-use crate::protocol::{ErrorCode, ErrorReply};
+use crate::protocol::{ErrorCode, ErrorReply, Reply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -61,6 +61,14 @@ fn mismatch_advice(client: &str, ours: u16, theirs: u16) -> String {
 }
 
 impl ClientError {
+    /// The daemon answered with `got` where the request calls for `Reply::<expected>`.
+    pub(crate) fn unexpected(expected: &'static str, got: &Reply) -> ClientError {
+        ClientError::UnexpectedReply {
+            expected,
+            got: format!("{got:?}"),
+        }
+    }
+
     /// The daemon's error code, when the daemon itself refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

@@ -1,18 +1,14 @@
 //! `aifactoryctl agents ...`: the daemon's agent profiles and what is wrong with them.
 
-use aifactory_common::protocol::{AgentInfo, Reply, Request};
+use aifactory_common::protocol::AgentInfo;
 
 use crate::cli::{AgentsCommand, Cli};
 use crate::connect::connect;
 use crate::exit::{FAILED, Failure};
-use crate::sessions::unexpected;
 
 pub async fn run(cli: &Cli, command: &AgentsCommand) -> Result<(), Failure> {
     let client = connect(cli).await?;
-    let agents = match client.request(Request::AgentList).await? {
-        Reply::Agents(agents) => agents,
-        other => return Err(unexpected(other)),
-    };
+    let agents = client.agent_list().await?;
     if cli.json {
         println!("{}", serde_json::to_value(&agents).unwrap_or_default());
     } else {

@@ -2,64 +2,56 @@
 
 use std::path::{Path, PathBuf};
 
-use aifactory_common::protocol::{
-    ImportReport, LegacyProject, ProjectAdd, ProjectInfo, Reply, Request,
-};
+use aifactory_common::protocol::{ImportReport, LegacyProject, ProjectAdd, ProjectInfo};
 
 use crate::cli::{Cli, ProjectsCommand};
 use crate::connect::connect;
 use crate::exit::{FAILED, Failure};
 
 pub async fn run(cli: &Cli, command: &ProjectsCommand) -> Result<(), Failure> {
-    let request = match command {
+    // Local inputs (paths, the legacy file) are checked before connecting, so their errors come
+    // first.
+    match command {
         ProjectsCommand::Add {
             path,
             name,
             provider,
-        } => Request::ProjectAdd(ProjectAdd {
-            path: absolute(path)?,
-            name: name.clone(),
-            provider: *provider,
-        }),
-        ProjectsCommand::List => Request::ProjectList,
-        ProjectsCommand::Show { project } => Request::ProjectShow {
-            key: project.clone(),
-        },
-        ProjectsCommand::Remove { project } => Request::ProjectRemove {
-            key: project.clone(),
-        },
+        } => {
+            let add = ProjectAdd {
+                path: absolute(path)?,
+                name: name.clone(),
+                provider: *provider,
+            };
+            let p = connect(cli).await?.project_add(add).await?;
+            print_project(cli.json, &p, None);
+        }
+        ProjectsCommand::List => print_list(cli.json, &connect(cli).await?.project_list().await?),
+        ProjectsCommand::Show { project } => {
+            let p = connect(cli).await?.project_show(project).await?;
+            print_project(cli.json, &p, None);
+        }
+        ProjectsCommand::Remove { project } => {
+            let p = connect(cli).await?.project_remove(project).await?;
+            let done = format!(
+                "removed project {} ({}); its files at {} were not touched",
+                p.name,
+                p.id,
+                p.path.display()
+            );
+            print_project(cli.json, &p, Some(done));
+        }
         ProjectsCommand::ImportLegacy { file } => {
             let file = match file {
                 Some(file) => file.clone(),
                 None => default_legacy_file()?,
             };
             let entries = read_legacy(&file)?;
-            Request::ProjectImportLegacy {
-                source: absolute(&file)?,
-                entries,
-            }
-        }
-    };
-    let client = connect(cli).await?;
-    match client.request(request).await? {
-        Reply::Project(p) => print_project(cli.json, &p, None),
-        Reply::ProjectRemoved(p) => print_project(
-            cli.json,
-            &p,
-            Some(format!(
-                "removed project {} ({}); its files at {} were not touched",
-                p.name,
-                p.id,
-                p.path.display()
-            )),
-        ),
-        Reply::Projects(list) => print_list(cli.json, &list),
-        Reply::Imported(report) => print_import(cli.json, &report),
-        other => {
-            return Err(Failure {
-                code: FAILED,
-                message: format!("unexpected reply from aifactoryd: {other:?}"),
-            });
+            let source = absolute(&file)?;
+            let client = connect(cli).await?;
+            print_import(
+                cli.json,
+                &client.project_import_legacy(source, entries).await?,
+            );
         }
     }
     Ok(())

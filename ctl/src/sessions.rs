@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aifactory_common::Client;
 use aifactory_common::pane::ExitInfo;
-use aifactory_common::protocol::{Reply, Request, SessionInfo, SessionSpec, StreamItem};
+use aifactory_common::protocol::{Request, SessionInfo, SessionSpec, StreamItem};
 use tokio::io::AsyncReadExt;
 
 use crate::cli::{Cli, SessionsCommand};
@@ -15,13 +15,6 @@ use crate::exit::{FAILED, Failure};
 
 /// Ctrl-\ detaches from `attach`, as it would quit in a plain terminal.
 const DETACH_KEY: u8 = 0x1c;
-
-pub(crate) fn unexpected(reply: Reply) -> Failure {
-    Failure {
-        code: FAILED,
-        message: format!("unexpected reply from aifactoryd: {reply:?}"),
-    }
-}
 
 pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
     let client = connect(cli).await?;
@@ -49,25 +42,16 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
                 cols: size.map(|s| s.0),
                 rows: size.map(|s| s.1),
             };
-            let session = expect_session(client.request(Request::SessionNew(spec)).await?)?;
+            let session = client.session_new(spec).await?;
             if cli.json {
                 println!("{}", session_json(&session));
             } else {
                 println!("{}", session.id);
             }
         }
-        SessionsCommand::List => match client.request(Request::SessionList).await? {
-            Reply::Sessions(list) => print_list(cli.json, &list),
-            other => return Err(unexpected(other)),
-        },
+        SessionsCommand::List => print_list(cli.json, &client.session_list().await?),
         SessionsCommand::Show { session } => {
-            let s = expect_session(
-                client
-                    .request(Request::SessionShow {
-                        key: session.clone(),
-                    })
-                    .await?,
-            )?;
+            let s = client.session_show(session).await?;
             print_session(cli.json, &s);
         }
         SessionsCommand::Send {
@@ -80,21 +64,10 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
                 // A terminal's Enter key sends a carriage return.
                 data.push(b'\r');
             }
-            client
-                .request(Request::SessionInput {
-                    key: session.clone(),
-                    data,
-                })
-                .await?;
+            client.session_input(session, data).await?;
         }
         SessionsCommand::Resize { session, size } => {
-            client
-                .request(Request::SessionResize {
-                    key: session.clone(),
-                    cols: size.0,
-                    rows: size.1,
-                })
-                .await?;
+            client.session_resize(session, size.0, size.1).await?;
         }
         SessionsCommand::Kill {
             session,
@@ -103,38 +76,27 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
         } => {
             let grace_ms = (grace.max(0.0) * 1000.0) as u64;
             match client
-                .request(Request::SessionKill {
-                    key: session.clone(),
-                    grace_ms,
-                    ignore_missing: *ignore_missing,
-                })
+                .session_kill(session, grace_ms, *ignore_missing)
                 .await?
             {
-                Reply::Killed(Some(s)) => {
+                Some(s) => {
                     if cli.json {
                         println!("{}", session_json(&s));
                     } else {
                         println!("{} {}", s.id, ended_text(&s));
                     }
                 }
-                Reply::Killed(None) => {
+                None => {
                     if cli.json {
                         println!("null");
                     } else {
                         println!("no session `{session}`: nothing to kill");
                     }
                 }
-                other => return Err(unexpected(other)),
             }
         }
         SessionsCommand::Wait { session } => {
-            let s = expect_session(
-                client
-                    .request(Request::SessionWait {
-                        key: session.clone(),
-                    })
-                    .await?,
-            )?;
+            let s = client.session_wait(session).await?;
             print_session(cli.json, &s);
             if s.exit.is_none() {
                 return Err(Failure {
@@ -145,13 +107,7 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
             return exit_with(s.exit.as_ref());
         }
         SessionsCommand::Remove { session } => {
-            let s = expect_session(
-                client
-                    .request(Request::SessionRemove {
-                        key: session.clone(),
-                    })
-                    .await?,
-            )?;
+            let s = client.session_remove(session).await?;
             if !cli.json {
                 println!("removed session {} and its output", s.id);
             }
@@ -176,13 +132,6 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-fn expect_session(reply: Reply) -> Result<SessionInfo, Failure> {
-    match reply {
-        Reply::Session(s) => Ok(s),
-        other => Err(unexpected(other)),
-    }
 }
 
 /// Copies a session's output to stdout until the stream ends; returns the exit, if it ended.
@@ -349,13 +298,7 @@ fn terminal_size() -> Option<(u16, u16)> {
 /// terminal, until the session ends (exit with its status) or Ctrl-\ detaches.
 pub async fn attach(client: &Client, key: &str) -> Result<(), Failure> {
     use tokio::signal::unix::{SignalKind, signal};
-    let session = expect_session(
-        client
-            .request(Request::SessionShow {
-                key: key.to_string(),
-            })
-            .await?,
-    )?;
+    let session = client.session_show(key).await?;
     let key = session.id.clone();
     let signal_failure = |e: std::io::Error| Failure {
         code: FAILED,
@@ -369,9 +312,7 @@ pub async fn attach(client: &Client, key: &str) -> Result<(), Failure> {
         let key = key.clone();
         async move {
             if let Some((cols, rows)) = size {
-                let _ = client
-                    .request(Request::SessionResize { key, cols, rows })
-                    .await;
+                let _ = client.session_resize(key, cols, rows).await;
             }
         }
     };
@@ -401,9 +342,7 @@ pub async fn attach(client: &Client, key: &str) -> Result<(), Failure> {
                         None => (keys, false),
                     };
                     if !keys.is_empty() {
-                        client
-                            .request(Request::SessionInput { key: key.clone(), data: keys.to_vec() })
-                            .await?;
+                        client.session_input(key.as_str(), keys).await?;
                     }
                     if detach {
                         break Ok(None);

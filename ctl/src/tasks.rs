@@ -3,13 +3,13 @@
 use std::fmt::Write as _;
 
 use aifactory_common::protocol::{
-    Event, EventKind, Reply, Request, StopReport, StreamItem, TaskCreate, TaskInfo, TaskPhase,
+    Event, EventKind, Request, StopReport, StreamItem, TaskCreate, TaskInfo, TaskPhase,
 };
 
 use crate::cli::{Cli, TasksCommand};
 use crate::connect::connect;
 use crate::exit::{FAILED, Failure};
-use crate::sessions::{exit_with, stream_output, unexpected};
+use crate::sessions::{exit_with, stream_output};
 
 fn grace_ms(grace: f64) -> u64 {
     (grace.max(0.0) * 1000.0) as u64
@@ -17,42 +17,59 @@ fn grace_ms(grace: f64) -> u64 {
 
 pub async fn run(cli: &Cli, command: &TasksCommand) -> Result<(), Failure> {
     let client = connect(cli).await?;
-    let request = match command {
+    match command {
         TasksCommand::Create {
             project,
             spec,
             title,
             agent,
-        } => Request::TaskCreate(TaskCreate {
-            project: project.clone(),
-            spec_id: spec.clone(),
-            title: title.clone(),
-            agent: agent.clone(),
-        }),
-        TasksCommand::List { project } | TasksCommand::Board { project } => Request::TaskList {
-            project: project.clone(),
-        },
-        TasksCommand::Show { task } => Request::TaskShow { key: task.clone() },
-        TasksCommand::Start { task } => Request::TaskStart { key: task.clone() },
-        TasksCommand::Stop { task, grace } => Request::TaskStop {
-            key: task.clone(),
-            grace_ms: grace_ms(*grace),
-        },
-        TasksCommand::Restart { task, grace } => Request::TaskRestart {
-            key: task.clone(),
-            grace_ms: grace_ms(*grace),
-        },
-        TasksCommand::Remove { task, prune, force } => Request::TaskRemove {
-            key: task.clone(),
-            prune: *prune,
-            force: *force,
-        },
+        } => {
+            let create = TaskCreate {
+                project: project.clone(),
+                spec_id: spec.clone(),
+                title: title.clone(),
+                agent: agent.clone(),
+            };
+            print_task(cli.json, &client.task_create(create).await?);
+        }
+        TasksCommand::List { project } => {
+            print_list(cli.json, &client.task_list(project.clone()).await?);
+        }
+        TasksCommand::Board { project } => {
+            print_board(cli.json, &client.task_list(project.clone()).await?);
+        }
+        TasksCommand::Show { task } => print_task(cli.json, &client.task_show(task).await?),
+        TasksCommand::Start { task } => print_task(cli.json, &client.task_start(task).await?),
+        TasksCommand::Stop { task, grace } => {
+            print_stop(cli.json, &client.task_stop(task, grace_ms(*grace)).await?)?;
+        }
+        TasksCommand::Restart { task, grace } => {
+            print_task(
+                cli.json,
+                &client.task_restart(task, grace_ms(*grace)).await?,
+            );
+        }
+        TasksCommand::Remove { task, prune, force } => {
+            let t = client.task_remove(task, *prune, *force).await?;
+            if cli.json {
+                println!("{}", task_json(&t));
+            } else if *prune {
+                println!(
+                    "removed task {} and its worktree {}; branch {} keeps its commits",
+                    t.id,
+                    t.worktree.display(),
+                    t.branch
+                );
+            } else {
+                println!(
+                    "removed task {}; its worktree {} stays (remove it with --prune)",
+                    t.id,
+                    t.worktree.display()
+                );
+            }
+        }
         TasksCommand::Logs { task, follow, from } => {
-            let t = expect_task(
-                client
-                    .request(Request::TaskShow { key: task.clone() })
-                    .await?,
-            )?;
+            let t = client.task_show(task).await?;
             let Some(session) = t.session_id else {
                 return Err(Failure {
                     code: FAILED,
@@ -72,61 +89,19 @@ pub async fn run(cli: &Cli, command: &TasksCommand) -> Result<(), Failure> {
                 |_| true,
             )
             .await?;
-            return if *follow {
-                exit_with(exit.as_ref())
-            } else {
-                Ok(())
-            };
+            if *follow {
+                return exit_with(exit.as_ref());
+            }
         }
         TasksCommand::Watch { task, after, until } => {
             let id = match task {
-                Some(key) => Some(
-                    expect_task(
-                        client
-                            .request(Request::TaskShow { key: key.clone() })
-                            .await?,
-                    )?
-                    .id,
-                ),
+                Some(key) => Some(client.task_show(key).await?.id),
                 None => None,
             };
             return watch(cli, &client, id.as_deref(), *after, *until).await;
         }
-    };
-    let reply = client.request(request).await?;
-    match (command, reply) {
-        (TasksCommand::Board { .. }, Reply::Tasks(list)) => print_board(cli.json, &list),
-        (_, Reply::Tasks(list)) => print_list(cli.json, &list),
-        (TasksCommand::Remove { prune, .. }, Reply::TaskRemoved(t)) => {
-            if cli.json {
-                println!("{}", task_json(&t));
-            } else if *prune {
-                println!(
-                    "removed task {} and its worktree {}; branch {} keeps its commits",
-                    t.id,
-                    t.worktree.display(),
-                    t.branch
-                );
-            } else {
-                println!(
-                    "removed task {}; its worktree {} stays (remove it with --prune)",
-                    t.id,
-                    t.worktree.display()
-                );
-            }
-        }
-        (_, Reply::Task(t)) => print_task(cli.json, &t),
-        (_, Reply::TaskStopped(report)) => print_stop(cli.json, &report)?,
-        (_, other) => return Err(unexpected(other)),
     }
     Ok(())
-}
-
-fn expect_task(reply: Reply) -> Result<TaskInfo, Failure> {
-    match reply {
-        Reply::Task(t) => Ok(*t),
-        other => Err(unexpected(other)),
-    }
 }
 
 pub fn task_json(t: &TaskInfo) -> serde_json::Value {
@@ -390,7 +365,7 @@ async fn watch(
     let mut stream = client.subscribe(Request::SubscribeEvents { after }).await?;
     if let (Some(id), Some(phase)) = (task, until) {
         // It may be there already.
-        let t = expect_task(client.request(Request::TaskShow { key: id.into() }).await?)?;
+        let t = client.task_show(id).await?;
         if t.phase == phase {
             return Ok(());
         }

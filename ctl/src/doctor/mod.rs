@@ -13,9 +13,7 @@ mod http;
 use std::path::Path;
 
 use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
-use aifactory_common::protocol::{
-    AgentInfo, ProjectInfo, Reply, Request, SessionInfo, StatusInfo, TaskInfo,
-};
+use aifactory_common::protocol::{AgentInfo, ProjectInfo, SessionInfo, StatusInfo, TaskInfo};
 use aifactory_common::{Client, ClientError, ClientOptions, paths};
 
 use crate::cli::Cli;
@@ -66,22 +64,10 @@ pub fn fail(name: &str, message: String, fix: String) -> Check {
 
 async fn ask(client: &Client) -> Result<Online, ClientError> {
     let status = client.status().await?;
-    let agents = match client.request(Request::AgentList).await? {
-        Reply::Agents(a) => a,
-        _ => Vec::new(),
-    };
-    let tasks = match client.request(Request::TaskList { project: None }).await? {
-        Reply::Tasks(t) => t,
-        _ => Vec::new(),
-    };
-    let sessions = match client.request(Request::SessionList).await? {
-        Reply::Sessions(s) => s,
-        _ => Vec::new(),
-    };
-    let projects = match client.request(Request::ProjectList).await? {
-        Reply::Projects(p) => p,
-        _ => Vec::new(),
-    };
+    let agents = client.agent_list().await?;
+    let tasks = client.task_list(None).await?;
+    let sessions = client.session_list().await?;
+    let projects = client.project_list().await?;
     Ok(Online {
         status,
         agents,
