@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use aifactory_common::protocol::{Reply, Request, SessionState, StreamItem};
+use aifactory_common::protocol::{Request, SessionState, StreamItem};
 use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
@@ -105,14 +105,10 @@ pub async fn console(
         )
     })?;
     // Refuse an unknown session with a status, before upgrading.
-    let session = match state
+    let session = state
         .daemon
-        .request(Request::SessionShow { key: id })
-        .await?
-    {
-        Reply::Session(session) => session,
-        other => return Err(ApiError::unexpected("SessionShow", other)),
-    };
+        .call(async |daemon| daemon.session_show(id).await)
+        .await?;
     // A browser fails the connection unless one of the protocols it offered is echoed.
     let chosen = ws
         .requested_protocols()
@@ -184,15 +180,8 @@ async fn input(
     data: Vec<u8>,
     done: &CancellationToken,
 ) -> Result<(), ApiError> {
-    let request = Request::SessionInput {
-        key: key.to_string(),
-        data,
-    };
     tokio::select! {
-        reply = state.daemon.request(request) => match reply? {
-            Reply::Done => Ok(()),
-            other => Err(ApiError::unexpected("SessionInput", other)),
-        },
+        typed = state.daemon.call(async |daemon| daemon.session_input(key, data).await) => typed,
         _ = done.cancelled() => Ok(()),
     }
 }
@@ -224,16 +213,8 @@ async fn control(
             "unknown text frame ({e}): text frames are {{\"resize\": {{\"cols\": C, \"rows\": R}}}}; send input as binary frames"
         ))
     })?;
-    let request = Request::SessionResize {
-        key: key.to_string(),
-        cols,
-        rows,
-    };
     tokio::select! {
-        reply = state.daemon.request(request) => match reply? {
-            Reply::Done => Ok(()),
-            other => Err(ApiError::unexpected("SessionResize", other)),
-        },
+        resized = state.daemon.call(async |daemon| daemon.session_resize(key, cols, rows).await) => resized,
         _ = done.cancelled() => Ok(()),
     }
 }
@@ -428,12 +409,10 @@ async fn stream_output(
 async fn ended(state: &AppState, key: &str) -> Option<CloseFrame> {
     let session = match state
         .daemon
-        .request(Request::SessionShow {
-            key: key.to_string(),
-        })
+        .call(async |daemon| daemon.session_show(key).await)
         .await
     {
-        Ok(Reply::Session(session)) => session,
+        Ok(session) => session,
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             return Some(close_frame(CLOSE_NOT_FOUND, "the session no longer exists"));
         }

@@ -33,7 +33,7 @@ use doc::{Guarded, Position};
 #[openapi(
     info(
         title = "aifactory-http",
-        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON. Every status a route can answer is listed with it, and every bound the shim or the daemon enforces on a request is in its schema."
+        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON. Every status a route can answer is listed with it, and every bound the shim or the daemon enforces on a request is in its schema. A route that takes query parameters refuses unknown ones (400); the others ignore the query."
     ),
     components(schemas(ErrorBody, Position))
 )]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use aifactory_common::protocol::{ProjectAdd, ProjectInfo, Provider, Reply, Request};
+use aifactory_common::protocol::{ProjectAdd, ProjectInfo, Provider};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -40,10 +40,11 @@ pub struct CreateProject {
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ProjectInfo>>, ApiError> {
-    match state.daemon.request(Request::ProjectList).await? {
-        Reply::Projects(list) => Ok(Json(list)),
-        other => Err(ApiError::unexpected("ProjectList", other)),
-    }
+    state
+        .daemon
+        .call(async |daemon| daemon.project_list().await)
+        .await
+        .map(Json)
 }
 
 /// Registers a project; it is committed before the answer, so a `GET` of its `Location`
@@ -72,18 +73,17 @@ pub async fn create(
             body.path.display()
         )));
     }
-    let request = Request::ProjectAdd(ProjectAdd {
+    let add = ProjectAdd {
         path: body.path,
         name: body.name,
         provider: body.provider,
-    });
-    match state.daemon.request(request).await? {
-        Reply::Project(project) => {
-            let location = format!("/api/v1/projects/{}", project.id);
-            Ok(super::created(&location, project))
-        }
-        other => Err(ApiError::unexpected("ProjectAdd", other)),
-    }
+    };
+    let project = state
+        .daemon
+        .call(async |daemon| daemon.project_add(add).await)
+        .await?;
+    let location = format!("/api/v1/projects/{}", project.id);
+    Ok(super::created(&location, project))
 }
 
 /// One project, by id or name.
@@ -103,14 +103,11 @@ pub async fn get(
     State(state): State<AppState>,
     Key(id): Key,
 ) -> Result<Json<ProjectInfo>, ApiError> {
-    match state
+    state
         .daemon
-        .request(Request::ProjectShow { key: id })
-        .await?
-    {
-        Reply::Project(project) => Ok(Json(project)),
-        other => Err(ApiError::unexpected("ProjectShow", other)),
-    }
+        .call(async |daemon| daemon.project_show(id).await)
+        .await
+        .map(Json)
 }
 
 /// Forgets a project (its files are never touched).
@@ -131,12 +128,9 @@ pub async fn delete(
     State(state): State<AppState>,
     Key(id): Key,
 ) -> Result<Json<ProjectInfo>, ApiError> {
-    match state
+    state
         .daemon
-        .request(Request::ProjectRemove { key: id })
-        .await?
-    {
-        Reply::ProjectRemoved(project) => Ok(Json(project)),
-        other => Err(ApiError::unexpected("ProjectRemove", other)),
-    }
+        .call(async |daemon| daemon.project_remove(id).await)
+        .await
+        .map(Json)
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/sessions`: terminal sessions (the console is in `console`).
 
-use aifactory_common::protocol::{Reply, Request, SessionInfo};
+use aifactory_common::protocol::SessionInfo;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,10 +21,11 @@ use crate::state::AppState;
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    match state.daemon.request(Request::SessionList).await? {
-        Reply::Sessions(list) => Ok(Json(list)),
-        other => Err(ApiError::unexpected("SessionList", other)),
-    }
+    state
+        .daemon
+        .call(async |daemon| daemon.session_list().await)
+        .await
+        .map(Json)
 }
 
 /// One session, by id or name.
@@ -44,14 +45,11 @@ pub async fn get(
     State(state): State<AppState>,
     Key(id): Key,
 ) -> Result<Json<SessionInfo>, ApiError> {
-    match state
+    state
         .daemon
-        .request(Request::SessionShow { key: id })
-        .await?
-    {
-        Reply::Session(session) => Ok(Json(session)),
-        other => Err(ApiError::unexpected("SessionShow", other)),
-    }
+        .call(async |daemon| daemon.session_show(id).await)
+        .await
+        .map(Json)
 }
 
 /// Kills a session: SIGHUP and SIGTERM to its process group, SIGKILL after `grace` seconds.
@@ -72,18 +70,19 @@ pub async fn delete(
     Key(id): Key,
     Query(grace): Query<Grace>,
 ) -> Result<Json<SessionInfo>, ApiError> {
-    let request = Request::SessionKill {
-        key: id.clone(),
-        grace_ms: grace.millis()?,
-        ignore_missing: false,
-    };
-    match state.daemon.request(request).await? {
-        Reply::Killed(Some(session)) => Ok(Json(session)),
-        Reply::Killed(None) => Err(ApiError::new(
+    let grace_ms = grace.millis()?;
+    let key = id.clone();
+    let killed = state
+        .daemon
+        .call(async |daemon| daemon.session_kill(key, grace_ms, false).await)
+        .await?;
+    // Without `ignore_missing` the daemon answers a missing session with NotFound; `None` is
+    // only its race with the session going away.
+    killed.map(Json).ok_or_else(|| {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no session {id}"),
-        )),
-        other => Err(ApiError::unexpected("SessionKill", other)),
-    }
+        )
+    })
 }

@@ -1,6 +1,6 @@
 //! `GET /api/v1/status` and `GET /healthz`.
 
-use aifactory_common::protocol::{Reply, Request, StatusInfo};
+use aifactory_common::protocol::StatusInfo;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -21,10 +21,11 @@ use crate::state::AppState;
     )
 )]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusInfo>, ApiError> {
-    match state.daemon.request(Request::Status).await? {
-        Reply::Status(info) => Ok(Json(info)),
-        other => Err(ApiError::unexpected("Status", other)),
-    }
+    state
+        .daemon
+        .call(async |daemon| daemon.status().await)
+        .await
+        .map(Json)
 }
 
 /// What `/healthz` says.
@@ -64,22 +65,18 @@ pub struct DaemonHealth {
 )]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let socket = state.daemon.socket().display().to_string();
-    let daemon = match state.daemon.request(Request::Status).await {
-        Ok(Reply::Status(info)) => DaemonHealth {
+    let daemon = match state
+        .daemon
+        .call(async |daemon| daemon.status().await)
+        .await
+    {
+        Ok(info) => DaemonHealth {
             socket,
             answers: true,
             version: Some(info.version),
             pid: Some(info.pid),
             protocol: Some(info.protocol),
             error: None,
-        },
-        Ok(other) => DaemonHealth {
-            socket,
-            answers: false,
-            version: None,
-            pid: None,
-            protocol: None,
-            error: Some(ApiError::unexpected("Status", other).message),
         },
         Err(e) => DaemonHealth {
             socket,

@@ -1,6 +1,6 @@
 //! `/api/v1/tasks`: tasks on the board and their agents.
 
-use aifactory_common::protocol::{Reply, Request, StopReport, TaskCreate, TaskInfo};
+use aifactory_common::protocol::{StopReport, TaskCreate, TaskInfo};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -38,14 +38,6 @@ pub struct ListTasks {
     pub project: Option<String>,
 }
 
-/// The task in a reply that carries one.
-fn task(reply: Reply, what: &str) -> Result<Json<TaskInfo>, ApiError> {
-    match reply {
-        Reply::Task(task) => Ok(Json(*task)),
-        other => Err(ApiError::unexpected(what, other)),
-    }
-}
-
 /// Every task, or one project's.
 #[utoipa::path(
     get,
@@ -63,16 +55,11 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListTasks>,
 ) -> Result<Json<Vec<TaskInfo>>, ApiError> {
-    match state
+    state
         .daemon
-        .request(Request::TaskList {
-            project: query.project,
-        })
-        .await?
-    {
-        Reply::Tasks(list) => Ok(Json(list)),
-        other => Err(ApiError::unexpected("TaskList", other)),
-    }
+        .call(async |daemon| daemon.task_list(query.project).await)
+        .await
+        .map(Json)
 }
 
 /// Creates a task and its worktree `<project>/.aifactory/worktrees/tasks/<spec>`.
@@ -94,13 +81,16 @@ pub async fn create(
     State(state): State<AppState>,
     Body(body): Body<CreateTask>,
 ) -> Result<(StatusCode, HeaderMap, Json<TaskInfo>), ApiError> {
-    let request = Request::TaskCreate(TaskCreate {
+    let create = TaskCreate {
         project: body.project,
         spec_id: body.spec_id,
         title: body.title,
         agent: body.agent,
-    });
-    let Json(task) = task(state.daemon.request(request).await?, "TaskCreate")?;
+    };
+    let task = state
+        .daemon
+        .call(async |daemon| daemon.task_create(create).await)
+        .await?;
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok(super::created(&location, task))
 }
@@ -120,10 +110,11 @@ pub async fn create(
     )
 )]
 pub async fn get(State(state): State<AppState>, Key(id): Key) -> Result<Json<TaskInfo>, ApiError> {
-    task(
-        state.daemon.request(Request::TaskShow { key: id }).await?,
-        "TaskShow",
-    )
+    state
+        .daemon
+        .call(async |daemon| daemon.task_show(id).await)
+        .await
+        .map(Json)
 }
 
 /// Runs the task's agent in a new session.
@@ -144,10 +135,11 @@ pub async fn start(
     State(state): State<AppState>,
     Key(id): Key,
 ) -> Result<Json<TaskInfo>, ApiError> {
-    task(
-        state.daemon.request(Request::TaskStart { key: id }).await?,
-        "TaskStart",
-    )
+    state
+        .daemon
+        .call(async |daemon| daemon.task_start(id).await)
+        .await
+        .map(Json)
 }
 
 /// Stops the agent: SIGTERM to every process of it, SIGKILL after `grace` seconds.
@@ -170,14 +162,11 @@ pub async fn stop(
     Query(grace): Query<Grace>,
 ) -> Result<Json<StopReport>, ApiError> {
     let grace_ms = grace.millis()?;
-    match state
+    state
         .daemon
-        .request(Request::TaskStop { key: id, grace_ms })
-        .await?
-    {
-        Reply::TaskStopped(report) => Ok(Json(*report)),
-        other => Err(ApiError::unexpected("TaskStop", other)),
-    }
+        .call(async |daemon| daemon.task_stop(id, grace_ms).await)
+        .await
+        .map(Json)
 }
 
 /// Stops the agent if it runs, then starts it again.
@@ -200,11 +189,9 @@ pub async fn restart(
     Query(grace): Query<Grace>,
 ) -> Result<Json<TaskInfo>, ApiError> {
     let grace_ms = grace.millis()?;
-    task(
-        state
-            .daemon
-            .request(Request::TaskRestart { key: id, grace_ms })
-            .await?,
-        "TaskRestart",
-    )
+    state
+        .daemon
+        .call(async |daemon| daemon.task_restart(id, grace_ms).await)
+        .await
+        .map(Json)
 }
