@@ -51,7 +51,7 @@ pub struct EventsQuery {
         ("Last-Event-ID" = Option<Position>, Header, description = "The last sequence number seen; the stream resumes after it (surrounding spaces are ignored)"),
     ),
     responses(
-        (status = 200, description = "text/event-stream of the daemon's events; each `data:` is an `Event`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream of the daemon's events; each `data:` is an `Event` (#/components/schemas/Event)", content_type = "text/event-stream", body = String),
         (status = 400, description = "Last-Event-ID or after is not a sequence number, or an unknown query parameter", body = ErrorBody),
         DaemonErrors,
     )

@@ -35,7 +35,8 @@ use doc::{Guarded, Position};
         title = "aifactory-http",
         description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON. Every status a route can answer is listed with it, and every bound the shim or the daemon enforces on a request is in its schema. A route that takes query parameters refuses unknown ones (400); the others ignore the query."
     ),
-    components(schemas(ErrorBody, Position))
+    // `Event` is what each server-sent event's `data:` holds (GET /api/v1/events).
+    components(schemas(ErrorBody, Position, aifactory_common::protocol::Event))
 )]
 struct ApiDoc;
 
@@ -198,5 +199,50 @@ mod tests {
         want.sort();
         assert_eq!(listed, want);
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+
+    #[test]
+    fn every_route_states_its_guards_and_typed_bodies() {
+        let doc: serde_json::Value = serde_json::from_str(openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("403"), "{method} {path}");
+                let guarded = path.starts_with("/api/");
+                assert_eq!(responses.contains_key("401"), guarded, "{method} {path}");
+                assert_eq!(
+                    op["security"] == serde_json::json!([{"bearer": []}]),
+                    guarded,
+                    "{method} {path}"
+                );
+                for (status, response) in responses {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    if status.starts_with('2') && path != "/api/v1/openapi.json" {
+                        // A typed body: a reference or an array of them, never a bare object.
+                        assert!(
+                            schema.get("$ref").is_some()
+                                || schema["items"].get("$ref").is_some()
+                                || response["content"]["text/event-stream"].is_object(),
+                            "{method} {path} {status}: {schema}"
+                        );
+                    }
+                }
+            }
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["Position"]["maximum"], serde_json::json!(u64::MAX));
+        assert_eq!(
+            schemas["CreateTask"]["properties"]["spec_id"]["pattern"],
+            "^[a-z0-9][a-z0-9-]{0,63}$"
+        );
+        assert_eq!(
+            schemas["Provider"]["enum"],
+            serde_json::json!(["github", "gitlab", "azure-devops", "bitbucket", "unknown"])
+        );
+        let stop = &doc["paths"]["/api/v1/tasks/{id}/stop"]["post"]["parameters"][1]["schema"];
+        assert_eq!(
+            (&stop["minimum"], &stop["maximum"]),
+            (&serde_json::json!(0), &serde_json::json!(3600))
+        );
     }
 }
