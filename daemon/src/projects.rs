@@ -367,5 +367,8 @@ mod tests {
         assert!(check_name("a\nb").is_err());
         assert!(check_name("p-0123abcd").is_err());
         assert!(check_name(&"x".repeat(101)).is_err());
+        // The bound is in characters, as the message and the OpenAPI schema say.
+        assert!(check_name(&"é".repeat(100)).is_ok());
+        assert!(check_name(&"é".repeat(101)).is_err());
     }
 }
