@@ -95,6 +95,7 @@ pub struct MonitorInfo {
 
 /// How the program ended (`exit.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExitInfo {
     /// Exit status when it exited.
     pub code: Option<i32>,

@@ -207,6 +207,7 @@ pub enum StreamItem {
 
 /// Something that happened in the daemon, numbered in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub seq: u64,
     /// Milliseconds since the Unix epoch.
@@ -215,6 +216,7 @@ pub struct Event {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// SIGHUP re-read the config and it is in force.
     ConfigReloaded,
@@ -295,6 +297,7 @@ impl EventKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunMode {
     /// Per-user daemon: socket 0600, state under the user's XDG directories.
     User,
@@ -312,6 +315,7 @@ impl RunMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusInfo {
     /// The daemon's package version.
     pub version: String,
@@ -319,9 +323,12 @@ pub struct StatusInfo {
     pub uptime_ms: u64,
     pub protocol: u16,
     pub mode: RunMode,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub socket: PathBuf,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub state_dir: PathBuf,
     /// The config file in force, if any.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub config_file: Option<PathBuf>,
     /// Open client connections, this one included.
     pub connections: u32,
@@ -330,8 +337,10 @@ pub struct StatusInfo {
     pub schema_version: u32,
     pub store: StoreHealth,
     /// The pane directories' root in use.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub panes_dir: PathBuf,
     /// Candidates passed over before it, with why.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<(String, SkipReason)>))]
     pub panes_skipped: Vec<(PathBuf, SkipReason)>,
     /// Sessions whose program runs.
     pub sessions_running: u32,
@@ -342,6 +351,7 @@ pub struct StatusInfo {
 /// `Display` is the sentence for people, with what to do.
 // The rename only shapes JSON; bincode encodes variants by position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SkipReason {
     /// It does not exist (it was removed after it was created).
@@ -359,12 +369,14 @@ pub enum SkipReason {
     NotADirectory,
     /// It belongs to another uid than the daemon's.
     OwnedByOther {
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         dir: PathBuf,
         owner: u32,
         daemon_uid: u32,
     },
     /// Group or others may write it; `mode` is its permission bits.
     OpenToOthers {
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         dir: PathBuf,
         mode: u32,
     },
@@ -441,6 +453,7 @@ pub struct SessionSpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SessionState {
     Starting,
@@ -473,16 +486,19 @@ impl SessionState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub id: String,
     pub name: Option<String>,
     pub command: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cwd: PathBuf,
     pub state: SessionState,
     pub pid: Option<u32>,
     pub monitor_pid: Option<u32>,
     pub cols: u16,
     pub rows: u16,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub pane_dir: PathBuf,
     pub exit: Option<crate::pane::ExitInfo>,
     /// Why the session is `lost`.
@@ -493,6 +509,7 @@ pub struct SessionInfo {
 
 /// Whether the state database takes writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StoreHealth {
     Writable,
     /// Opened read-only: reads are served, every write is refused with this reason and fix.
@@ -517,10 +534,12 @@ pub struct ProjectAdd {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectInfo {
     pub id: String,
     pub name: String,
     /// Canonical path of the work tree.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: PathBuf,
     pub origin_url: Option<String>,
     /// The provider in force: set by hand, or else detected.
@@ -536,6 +555,7 @@ pub struct ProjectInfo {
 /// Where a project's pull requests live, from its origin remote.
 // The rename only shapes JSON (e.g. "azure-devops"); bincode encodes variants by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Provider {
     Github,
@@ -648,6 +668,7 @@ pub struct TaskCreate {
 
 /// Where a task is on the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TaskPhase {
     Backlog,
@@ -700,6 +721,7 @@ impl TaskPhase {
 
 /// What the agent reported of its progress; `None` where it said nothing yet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     pub percent: Option<u8>,
     pub subtasks_done: Option<u32>,
@@ -708,6 +730,7 @@ pub struct Progress {
 
 /// Why a task was found stalled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StallEvidence {
     /// RFC 3339, UTC.
     pub detected_at: String,
@@ -722,6 +745,7 @@ pub struct StallEvidence {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskInfo {
     pub id: String,
     pub project_id: String,
@@ -735,9 +759,12 @@ pub struct TaskInfo {
     pub session_id: Option<String>,
     /// Agent runs started so far.
     pub attempts: u32,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub worktree: PathBuf,
     pub branch: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub spec_dir: PathBuf,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub progress_file: PathBuf,
     /// The latest free-text lines from the progress file (newest last).
     pub notes: Vec<String>,
@@ -756,12 +783,14 @@ pub struct TaskInfo {
 
 /// A process, for stop reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessEntry {
     pub pid: u32,
     pub command: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StopReport {
     pub task: TaskInfo,
     /// Processes of the agent that were signalled, including escaped ones.

@@ -134,7 +134,7 @@ fn is_id_shaped(name: &str) -> bool {
 }
 
 fn check_name(name: &str) -> Result<(), ProjectError> {
-    if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(ProjectError::UnusableName(name.to_string()));
     }
     if is_id_shaped(name) {
@@ -425,6 +425,9 @@ mod tests {
         assert!(check_name("a\nb").is_err());
         assert!(check_name("p-0123abcd").is_err());
         assert!(check_name(&"x".repeat(101)).is_err());
+        // The bound is in characters, as the message and the OpenAPI schema say.
+        assert!(check_name(&"é".repeat(100)).is_ok());
+        assert!(check_name(&"é".repeat(101)).is_err());
     }
 
     #[test]

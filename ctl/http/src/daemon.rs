@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aifactory_common::protocol::{Reply, Request};
-use aifactory_common::{Client, ClientOptions, Subscription};
+use aifactory_common::protocol::Request;
+use aifactory_common::{Client, ClientError, ClientOptions, Subscription};
 
 use crate::error::ApiError;
 
@@ -33,11 +33,14 @@ impl Daemon {
             .map_err(|e| ApiError::from_client(e, self.socket()))
     }
 
-    /// One request on a connection of its own.
-    pub async fn request(&self, request: Request) -> Result<Reply, ApiError> {
+    /// One request on a connection of its own: `ask` calls one typed method of the client,
+    /// and whatever fails becomes the API's error here, once.
+    pub async fn call<T>(
+        &self,
+        ask: impl AsyncFnOnce(&Client) -> Result<T, ClientError>,
+    ) -> Result<T, ApiError> {
         let client = self.connect().await?;
-        client
-            .request(request)
+        ask(&client)
             .await
             .map_err(|e| ApiError::from_client(e, self.socket()))
     }

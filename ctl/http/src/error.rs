@@ -72,12 +72,6 @@ impl ApiError {
         )
     }
 
-    pub fn unexpected(what: &str, reply: impl std::fmt::Debug) -> Self {
-        Self::internal(format!(
-            "unexpected reply from aifactoryd to {what}: {reply:?}; aifactory-http and aifactoryd may be from different releases"
-        ))
-    }
-
     /// A failure talking to the daemon at `socket`.
     pub fn from_client(err: ClientError, socket: &Path) -> Self {
         let unavailable = |message: String| {

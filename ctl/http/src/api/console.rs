@@ -15,12 +15,12 @@
 
 use std::time::Duration;
 
-use aifactory_common::protocol::{Reply, Request, SessionState, StreamItem};
+use aifactory_common::protocol::{Request, SessionState, StreamItem};
+use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
     rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
@@ -30,7 +30,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
-use super::extract::Query;
+use super::doc::{DaemonErrors, Position};
+use super::extract::{Key, Query};
 use super::reconnect::Backoff;
 use crate::auth::TOKEN_PROTOCOL_PREFIX;
 use crate::error::{ApiError, ErrorBody};
@@ -61,10 +62,11 @@ const MAX_REASON: usize = 120;
 pub struct ConsoleQuery {
     /// Absolute output offset to start from (default: the oldest byte kept). A client that
     /// reconnects passes `from` plus the bytes it received, and loses nothing.
+    #[param(value_type = Option<Position>)]
     pub from: Option<u64>,
     /// The token, for clients that cannot offer the `aifactory.token.<token>` subprotocol.
     // Checked by the auth layer from the raw query; named here so it is not an unknown field.
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "read by the auth layer")]
     pub token: Option<String>,
 }
 
@@ -73,7 +75,6 @@ pub struct ConsoleQuery {
     get,
     path = "/api/v1/sessions/{id}/console",
     tag = "sessions",
-    security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "Session id or name"),
         ConsoleQuery,
@@ -81,17 +82,15 @@ pub struct ConsoleQuery {
     ),
     responses(
         (status = 101, description = "WebSocket: binary frames out are output from `from`, binary frames in are input, text `{\"resize\":{\"cols\":C,\"rows\":R}}` resizes; closes with 1000 and `exited N` / `killed by signal N` when the session ends, 4001 when lost, 4004 when gone, 1001 when the shim stops"),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, description = "The page's origin is not in allowed_origins", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 400, description = "Bad query or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
         (status = 426, description = "Not a WebSocket request", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn console(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Key(id): Key,
     Query(query): Query<ConsoleQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -106,14 +105,10 @@ pub async fn console(
         )
     })?;
     // Refuse an unknown session with a status, before upgrading.
-    let session = match state
+    let session = state
         .daemon
-        .request(Request::SessionShow { key: id })
-        .await?
-    {
-        Reply::Session(session) => session,
-        other => return Err(ApiError::unexpected("SessionShow", other)),
-    };
+        .call(async |daemon| daemon.session_show(id).await)
+        .await?;
     // A browser fails the connection unless one of the protocols it offered is echoed.
     let chosen = ws
         .requested_protocols()
@@ -185,15 +180,8 @@ async fn input(
     data: Vec<u8>,
     done: &CancellationToken,
 ) -> Result<(), ApiError> {
-    let request = Request::SessionInput {
-        key: key.to_string(),
-        data,
-    };
     tokio::select! {
-        reply = state.daemon.request(request) => match reply? {
-            Reply::Done => Ok(()),
-            other => Err(ApiError::unexpected("SessionInput", other)),
-        },
+        typed = state.daemon.call(async |daemon| daemon.session_input(key, data).await) => typed,
         _ = done.cancelled() => Ok(()),
     }
 }
@@ -225,16 +213,8 @@ async fn control(
             "unknown text frame ({e}): text frames are {{\"resize\": {{\"cols\": C, \"rows\": R}}}}; send input as binary frames"
         ))
     })?;
-    let request = Request::SessionResize {
-        key: key.to_string(),
-        cols,
-        rows,
-    };
     tokio::select! {
-        reply = state.daemon.request(request) => match reply? {
-            Reply::Done => Ok(()),
-            other => Err(ApiError::unexpected("SessionResize", other)),
-        },
+        resized = state.daemon.call(async |daemon| daemon.session_resize(key, cols, rows).await) => resized,
         _ = done.cancelled() => Ok(()),
     }
 }
@@ -429,12 +409,10 @@ async fn stream_output(
 async fn ended(state: &AppState, key: &str) -> Option<CloseFrame> {
     let session = match state
         .daemon
-        .request(Request::SessionShow {
-            key: key.to_string(),
-        })
+        .call(async |daemon| daemon.session_show(key).await)
         .await
     {
-        Ok(Reply::Session(session)) => session,
+        Ok(session) => session,
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             return Some(close_frame(CLOSE_NOT_FOUND, "the session no longer exists"));
         }

@@ -15,6 +15,7 @@ use futures::Stream;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::doc::{DaemonErrors, Position};
 use super::extract::Query;
 use super::reconnect::Backoff;
 use crate::daemon::Daemon;
@@ -30,10 +31,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct EventsQuery {
     /// Replay every kept event numbered above this first (`Last-Event-ID` wins when both are
     /// given); without either, only events from now on.
+    #[param(value_type = Option<Position>)]
     pub after: Option<u64>,
     /// The token, for EventSource clients that cannot set headers.
     // Checked by the auth layer from the raw query; named here so it is not an unknown field.
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "read by the auth layer")]
     pub token: Option<String>,
 }
 
@@ -44,16 +46,14 @@ pub struct EventsQuery {
     get,
     path = "/api/v1/events",
     tag = "events",
-    security(("bearer" = [])),
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<u64>, Header, description = "The last sequence number seen; the stream resumes after it"),
+        ("Last-Event-ID" = Option<Position>, Header, description = "The last sequence number seen; the stream resumes after it (surrounding spaces are ignored)"),
     ),
     responses(
-        (status = 200, description = "text/event-stream of the daemon's events", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Last-Event-ID or after is not a number", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "text/event-stream of the daemon's events; each `data:` is an `Event` (#/components/schemas/Event)", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Last-Event-ID or after is not a sequence number, or an unknown query parameter", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn events(

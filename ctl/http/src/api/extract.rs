@@ -1,6 +1,6 @@
 //! Request extractors whose rejections are the API's JSON errors, not axum's plain text.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -52,12 +52,36 @@ where
     }
 }
 
+/// The `{id}` of a route: a resource's id or name, percent-decoded.
+pub struct Key(pub String);
+
+impl<S> FromRequestParts<S> for Key
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(key)) => Ok(Key(key)),
+            Err(e @ PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::invalid(format!(
+                    "invalid id in the path ({}): percent-encode it as UTF-8",
+                    e.body_text()
+                )))
+            }
+            Err(e) => Err(ApiError::internal(e.body_text())),
+        }
+    }
+}
+
 /// `?grace=SECONDS` for stop and kill (default 5).
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct Grace {
     /// Seconds between SIGTERM and SIGKILL (default 5, at most 3600).
+    #[param(minimum = 0, maximum = 3600)]
     pub grace: Option<u64>,
 }
 

@@ -2,6 +2,7 @@
 //! document is generated from the same registrations that serve requests.
 
 mod console;
+mod doc;
 mod events;
 mod extract;
 mod projects;
@@ -18,39 +19,26 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
-use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use doc::{Guarded, Position};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "aifactory-http",
-        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON."
+        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON. Every status a route can answer is listed with it, and every bound the shim or the daemon enforces on a request is in its schema. A route that takes query parameters refuses unknown ones (400); the others ignore the query."
     ),
-    modifiers(&BearerAuth),
-    components(schemas(ErrorBody))
+    // `Event` is what each server-sent event's `data:` holds (GET /api/v1/events).
+    components(schemas(ErrorBody, Position, aifactory_common::protocol::Event))
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
 
 /// The routes that need the token.
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -79,6 +67,8 @@ fn openapi() -> &'static str {
             .routes(routes!(status::healthz))
             .split_for_parts();
         doc.merge(open);
+        // After the merge, so /healthz gets its 403 too.
+        utoipa::Modify::modify(&Guarded, &mut doc);
         doc.to_pretty_json().unwrap_or_else(|e| {
             format!("{{\"error\":\"cannot render the OpenAPI document: {e}\"}}")
         })
@@ -90,11 +80,7 @@ fn openapi() -> &'static str {
     get,
     path = "/api/v1/openapi.json",
     tag = "daemon",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "OpenAPI 3 document", body = Object),
-        (status = 401, body = ErrorBody),
-    )
+    responses((status = 200, description = "This OpenAPI 3.1 document", body = Object))
 )]
 async fn openapi_json() -> impl IntoResponse {
     (
@@ -164,17 +150,8 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// A protocol value as JSON (serde's rendering of the aifactory-common type).
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value)
-        .map_err(|e| ApiError::internal(format!("cannot render the daemon's answer as JSON: {e}")))
-}
-
 /// 201 with `Location`.
-fn created(
-    location: &str,
-    body: serde_json::Value,
-) -> (StatusCode, HeaderMap, Json<serde_json::Value>) {
+fn created<T>(location: &str, body: T) -> (StatusCode, HeaderMap, Json<T>) {
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(location) {
         headers.insert(header::LOCATION, value);
@@ -222,5 +199,50 @@ mod tests {
         want.sort();
         assert_eq!(listed, want);
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    }
+
+    #[test]
+    fn every_route_states_its_guards_and_typed_bodies() {
+        let doc: serde_json::Value = serde_json::from_str(openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("403"), "{method} {path}");
+                let guarded = path.starts_with("/api/");
+                assert_eq!(responses.contains_key("401"), guarded, "{method} {path}");
+                assert_eq!(
+                    op["security"] == serde_json::json!([{"bearer": []}]),
+                    guarded,
+                    "{method} {path}"
+                );
+                for (status, response) in responses {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    if status.starts_with('2') && path != "/api/v1/openapi.json" {
+                        // A typed body: a reference or an array of them, never a bare object.
+                        assert!(
+                            schema.get("$ref").is_some()
+                                || schema["items"].get("$ref").is_some()
+                                || response["content"]["text/event-stream"].is_object(),
+                            "{method} {path} {status}: {schema}"
+                        );
+                    }
+                }
+            }
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["Position"]["maximum"], serde_json::json!(u64::MAX));
+        assert_eq!(
+            schemas["CreateTask"]["properties"]["spec_id"]["pattern"],
+            "^[a-z0-9][a-z0-9-]{0,63}$"
+        );
+        assert_eq!(
+            schemas["Provider"]["enum"],
+            serde_json::json!(["github", "gitlab", "azure-devops", "bitbucket", "unknown"])
+        );
+        let stop = &doc["paths"]["/api/v1/tasks/{id}/stop"]["post"]["parameters"][1]["schema"];
+        assert_eq!(
+            (&stop["minimum"], &stop["maximum"]),
+            (&serde_json::json!(0), &serde_json::json!(3600))
+        );
     }
 }

@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use aifactory_common::protocol::{ProjectAdd, Provider, Reply, Request};
+use aifactory_common::protocol::{ProjectAdd, ProjectInfo, Provider};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::Body;
+use super::doc::DaemonErrors;
+use super::extract::{Body, Key};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -17,34 +18,33 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
-    /// Absolute path of the work tree on the daemon's machine.
-    #[schema(value_type = String, example = "/home/me/src/my-app")]
+    /// Absolute path of the work tree on the daemon's machine (no NUL byte).
+    #[schema(value_type = String, pattern = r"^/[^\x00]*$", example = "/home/me/src/my-app")]
     pub path: PathBuf,
-    /// Default: the directory's name.
+    /// Default: the directory's name. 1 to 100 printable characters, not only spaces, and not
+    /// shaped like a project id (`p-` and 8 hex digits).
+    #[schema(schema_with = super::doc::project_name)]
     pub name: Option<String>,
-    /// `github`, `gitlab`, `azure-devops`, `bitbucket` or `unknown`; default: detected from the
-    /// origin remote.
-    #[schema(value_type = Option<String>)]
+    /// Default: detected from the origin remote.
     pub provider: Option<Provider>,
 }
 
-/// Every registered project (`ProjectInfo` of aifactory-common, as JSON).
+/// Every registered project.
 #[utoipa::path(
     get,
     path = "/api/v1/projects",
     tag = "projects",
-    security(("bearer" = [])),
     responses(
-        (status = 200, description = "Array of `ProjectInfo`: id, name, path, origin_url, provider, detected_provider, provider_manual, default_branch, created_at", body = [Object]),
-        (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "Every project", body = [ProjectInfo]),
+        DaemonErrors,
     )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.daemon.request(Request::ProjectList).await? {
-        Reply::Projects(list) => Ok(Json(super::to_json(&list)?)),
-        other => Err(ApiError::unexpected("ProjectList", other)),
-    }
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ProjectInfo>>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.project_list().await)
+        .await
+        .map(Json)
 }
 
 /// Registers a project; it is committed before the answer, so a `GET` of its `Location`
@@ -53,39 +53,37 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
     post,
     path = "/api/v1/projects",
     tag = "projects",
-    security(("bearer" = [])),
     request_body = CreateProject,
     responses(
-        (status = 201, description = "The new `ProjectInfo`; `Location` is its URL", body = Object,
+        (status = 201, description = "The new project; `Location` is its URL", body = ProjectInfo,
             headers(("Location" = String, description = "/api/v1/projects/{id}"))),
-        (status = 400, description = "Bad body, relative path, not a git work tree", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 400, description = "Bad body; or the path is not a directory aifactoryd can read, or not a git work tree", body = ErrorBody),
+        (status = 404, description = "The path does not exist", body = ErrorBody),
         (status = 409, description = "Already registered (same path or name)", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
     Body(body): Body<CreateProject>,
-) -> Result<(StatusCode, HeaderMap, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<ProjectInfo>), ApiError> {
     if !body.path.is_absolute() {
         return Err(ApiError::invalid(format!(
             "path `{}` is not absolute: the shim has no working directory of yours, so send the full path on the daemon's machine",
             body.path.display()
         )));
     }
-    let request = Request::ProjectAdd(ProjectAdd {
+    let add = ProjectAdd {
         path: body.path,
         name: body.name,
         provider: body.provider,
-    });
-    match state.daemon.request(request).await? {
-        Reply::Project(project) => {
-            let location = format!("/api/v1/projects/{}", project.id);
-            Ok(super::created(&location, super::to_json(&project)?))
-        }
-        other => Err(ApiError::unexpected("ProjectAdd", other)),
-    }
+    };
+    let project = state
+        .daemon
+        .call(async |daemon| daemon.project_add(add).await)
+        .await?;
+    let location = format!("/api/v1/projects/{}", project.id);
+    Ok(super::created(&location, project))
 }
 
 /// One project, by id or name.
@@ -93,27 +91,23 @@ pub async fn create(
     get,
     path = "/api/v1/projects/{id}",
     tag = "projects",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Project id or name")),
     responses(
-        (status = 200, description = "`ProjectInfo`", body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The project", body = ProjectInfo),
+        (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match state
+    Key(id): Key,
+) -> Result<Json<ProjectInfo>, ApiError> {
+    state
         .daemon
-        .request(Request::ProjectShow { key: id })
-        .await?
-    {
-        Reply::Project(project) => Ok(Json(super::to_json(&project)?)),
-        other => Err(ApiError::unexpected("ProjectShow", other)),
-    }
+        .call(async |daemon| daemon.project_show(id).await)
+        .await
+        .map(Json)
 }
 
 /// Forgets a project (its files are never touched).
@@ -121,26 +115,22 @@ pub async fn get(
     delete,
     path = "/api/v1/projects/{id}",
     tag = "projects",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Project id or name")),
     responses(
-        (status = 200, description = "The removed `ProjectInfo`", body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "The removed project", body = ProjectInfo),
+        (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
         (status = 409, description = "The project still has tasks", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match state
+    Key(id): Key,
+) -> Result<Json<ProjectInfo>, ApiError> {
+    state
         .daemon
-        .request(Request::ProjectRemove { key: id })
-        .await?
-    {
-        Reply::ProjectRemoved(project) => Ok(Json(super::to_json(&project)?)),
-        other => Err(ApiError::unexpected("ProjectRemove", other)),
-    }
+        .call(async |daemon| daemon.project_remove(id).await)
+        .await
+        .map(Json)
 }

@@ -1,30 +1,31 @@
 //! `/api/v1/sessions`: terminal sessions (the console is in `console`).
 
-use aifactory_common::protocol::{Reply, Request};
+use aifactory_common::protocol::SessionInfo;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 
-use super::extract::{Grace, Query};
+use super::doc::DaemonErrors;
+use super::extract::{Grace, Key, Query};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-/// Every session (`SessionInfo` of aifactory-common, as JSON).
+/// Every session.
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
     tag = "sessions",
-    security(("bearer" = [])),
     responses(
-        (status = 200, description = "Array of `SessionInfo`: id, name, command, cwd, state (starting, running, exited, lost), pid, monitor_pid, cols, rows, pane_dir, exit, lost_reason, created_at", body = [Object]),
-        (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The sessions", body = [SessionInfo]),
+        DaemonErrors,
     )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.daemon.request(Request::SessionList).await? {
-        Reply::Sessions(list) => Ok(Json(super::to_json(&list)?)),
-        other => Err(ApiError::unexpected("SessionList", other)),
-    }
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.session_list().await)
+        .await
+        .map(Json)
 }
 
 /// One session, by id or name.
@@ -32,27 +33,23 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
     get,
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id or name")),
     responses(
-        (status = 200, description = "`SessionInfo`", body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match state
+    Key(id): Key,
+) -> Result<Json<SessionInfo>, ApiError> {
+    state
         .daemon
-        .request(Request::SessionShow { key: id })
-        .await?
-    {
-        Reply::Session(session) => Ok(Json(super::to_json(&session)?)),
-        other => Err(ApiError::unexpected("SessionShow", other)),
-    }
+        .call(async |daemon| daemon.session_show(id).await)
+        .await
+        .map(Json)
 }
 
 /// Kills a session: SIGHUP and SIGTERM to its process group, SIGKILL after `grace` seconds.
@@ -60,33 +57,32 @@ pub async fn get(
     delete,
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id or name"), Grace),
     responses(
-        (status = 200, description = "The session as it ended (`SessionInfo` with `exit`)", body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The session as it ended (with `exit`)", body = SessionInfo),
+        (status = 400, description = "Bad query or id", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Key(id): Key,
     Query(grace): Query<Grace>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let request = Request::SessionKill {
-        key: id.clone(),
-        grace_ms: grace.millis()?,
-        ignore_missing: false,
-    };
-    match state.daemon.request(request).await? {
-        Reply::Killed(Some(session)) => Ok(Json(super::to_json(&session)?)),
-        Reply::Killed(None) => Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let grace_ms = grace.millis()?;
+    let key = id.clone();
+    let killed = state
+        .daemon
+        .call(async |daemon| daemon.session_kill(key, grace_ms, false).await)
+        .await?;
+    // Without `ignore_missing` the daemon answers a missing session with NotFound; `None` is
+    // only its race with the session going away.
+    killed.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
             "not_found",
             format!("no session {id}"),
-        )),
-        other => Err(ApiError::unexpected("SessionKill", other)),
-    }
+        )
+    })
 }

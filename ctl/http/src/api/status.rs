@@ -1,37 +1,38 @@
 //! `GET /api/v1/status` and `GET /healthz`.
 
-use aifactory_common::protocol::{Reply, Request};
+use aifactory_common::protocol::StatusInfo;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
+use super::doc::DaemonErrors;
+use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The daemon's identity, paths and counters (`StatusInfo` of aifactory-common, as JSON).
+/// The daemon's identity, paths and counters.
 #[utoipa::path(
     get,
     path = "/api/v1/status",
     tag = "daemon",
-    security(("bearer" = [])),
     responses(
-        (status = 200, description = "The daemon's `StatusInfo`: version, pid, uptime_ms, protocol, mode, socket, state_dir, connections, store health, panes_dir, sessions_running", body = Object),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 503, description = "The daemon does not answer; the message names the socket and how to start it", body = ErrorBody),
+        (status = 200, description = "The daemon's status", body = StatusInfo),
+        DaemonErrors,
     )
 )]
-pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.daemon.request(Request::Status).await? {
-        Reply::Status(info) => Ok(Json(super::to_json(&info)?)),
-        other => Err(ApiError::unexpected("Status", other)),
-    }
+pub async fn status(State(state): State<AppState>) -> Result<Json<StatusInfo>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.status().await)
+        .await
+        .map(Json)
 }
 
 /// What `/healthz` says.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok` when the daemon answers, `degraded` when it does not.
+    #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     pub shim: ShimHealth,
     pub daemon: DaemonHealth,
@@ -64,22 +65,18 @@ pub struct DaemonHealth {
 )]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let socket = state.daemon.socket().display().to_string();
-    let daemon = match state.daemon.request(Request::Status).await {
-        Ok(Reply::Status(info)) => DaemonHealth {
+    let daemon = match state
+        .daemon
+        .call(async |daemon| daemon.status().await)
+        .await
+    {
+        Ok(info) => DaemonHealth {
             socket,
             answers: true,
             version: Some(info.version),
             pid: Some(info.pid),
             protocol: Some(info.protocol),
             error: None,
-        },
-        Ok(other) => DaemonHealth {
-            socket,
-            answers: false,
-            version: None,
-            pid: None,
-            protocol: None,
-            error: Some(ApiError::unexpected("Status", other).message),
         },
         Err(e) => DaemonHealth {
             socket,

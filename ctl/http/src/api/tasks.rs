@@ -1,13 +1,14 @@
 //! `/api/v1/tasks`: tasks on the board and their agents.
 
-use aifactory_common::protocol::{Reply, Request, TaskCreate};
+use aifactory_common::protocol::{StopReport, TaskCreate, TaskInfo};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Grace, Query};
+use super::doc::DaemonErrors;
+use super::extract::{Body, Grace, Key, Query};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -17,11 +18,15 @@ use crate::state::AppState;
 pub struct CreateTask {
     /// Project id or name.
     pub project: String,
-    /// `[a-z0-9][a-z0-9-]{0,63}`: names the worktree, the branch and the spec directory.
+    /// Names the worktree, the branch and the spec directory.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,63}$", example = "001-login-page")]
     pub spec_id: String,
-    /// Default: the spec id.
+    /// Default: the spec id. 1 to 200 printable characters, not only spaces.
+    #[schema(schema_with = super::doc::task_title)]
     pub title: Option<String>,
-    /// Agent profile; default: the daemon's `default_agent`.
+    /// Agent profile (`GET /api/v1/status` does not list them: see `aifactoryctl agents
+    /// list`); default: the daemon's `default_agent`.
+    #[schema(min_length = 1)]
     pub agent: Option<String>,
 }
 
@@ -33,42 +38,28 @@ pub struct ListTasks {
     pub project: Option<String>,
 }
 
-fn task(reply: Reply, what: &str) -> Result<Json<serde_json::Value>, ApiError> {
-    match reply {
-        Reply::Task(task) => Ok(Json(super::to_json(&task)?)),
-        other => Err(ApiError::unexpected(what, other)),
-    }
-}
-
-/// Every task, or one project's (`TaskInfo` of aifactory-common, as JSON).
+/// Every task, or one project's.
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
     tag = "tasks",
-    security(("bearer" = [])),
     params(ListTasks),
     responses(
-        (status = 200, description = "Array of `TaskInfo`: id, project_id, project_name, spec_id, title, agent, phase, progress, session_id, attempts, worktree, branch, spec_dir, progress_file, notes, stall, waiting_input, last_error, created_at, updated_at", body = [Object]),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 200, description = "The tasks", body = [TaskInfo]),
+        (status = 400, description = "An unknown query parameter", body = ErrorBody),
         (status = 404, description = "No such project", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListTasks>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match state
+) -> Result<Json<Vec<TaskInfo>>, ApiError> {
+    state
         .daemon
-        .request(Request::TaskList {
-            project: query.project,
-        })
-        .await?
-    {
-        Reply::Tasks(list) => Ok(Json(super::to_json(&list)?)),
-        other => Err(ApiError::unexpected("TaskList", other)),
-    }
+        .call(async |daemon| daemon.task_list(query.project).await)
+        .await
+        .map(Json)
 }
 
 /// Creates a task and its worktree `<project>/.aifactory/worktrees/tasks/<spec>`.
@@ -76,35 +67,32 @@ pub async fn list(
     post,
     path = "/api/v1/tasks",
     tag = "tasks",
-    security(("bearer" = [])),
     request_body = CreateTask,
     responses(
-        (status = 201, description = "The new `TaskInfo`; `Location` is its URL", body = Object,
+        (status = 201, description = "The new task; `Location` is its URL", body = TaskInfo,
             headers(("Location" = String, description = "/api/v1/tasks/{id}"))),
-        (status = 400, description = "Bad body or spec id, unknown agent", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 400, description = "Bad body; or no agent profile has that name, or git cannot create the worktree", body = ErrorBody),
         (status = 404, description = "No such project", body = ErrorBody),
-        (status = 409, description = "The spec already has a task", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 409, description = "The project already has a task for the spec", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
     Body(body): Body<CreateTask>,
-) -> Result<(StatusCode, HeaderMap, Json<serde_json::Value>), ApiError> {
-    let request = Request::TaskCreate(TaskCreate {
+) -> Result<(StatusCode, HeaderMap, Json<TaskInfo>), ApiError> {
+    let create = TaskCreate {
         project: body.project,
         spec_id: body.spec_id,
         title: body.title,
         agent: body.agent,
-    });
-    match state.daemon.request(request).await? {
-        Reply::Task(task) => {
-            let location = format!("/api/v1/tasks/{}", task.id);
-            Ok(super::created(&location, super::to_json(&task)?))
-        }
-        other => Err(ApiError::unexpected("TaskCreate", other)),
-    }
+    };
+    let task = state
+        .daemon
+        .call(async |daemon| daemon.task_create(create).await)
+        .await?;
+    let location = format!("/api/v1/tasks/{}", task.id);
+    Ok(super::created(&location, task))
 }
 
 /// One task, by id (or spec id when only one task has it).
@@ -112,23 +100,21 @@ pub async fn create(
     get,
     path = "/api/v1/tasks/{id}",
     tag = "tasks",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Task id, or spec id")),
     responses(
-        (status = 200, description = "`TaskInfo`", body = Object),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The task", body = TaskInfo),
+        (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The spec id is used in several projects: name the task by id", body = ErrorBody),
+        DaemonErrors,
     )
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    task(
-        state.daemon.request(Request::TaskShow { key: id }).await?,
-        "TaskShow",
-    )
+pub async fn get(State(state): State<AppState>, Key(id): Key) -> Result<Json<TaskInfo>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.task_show(id).await)
+        .await
+        .map(Json)
 }
 
 /// Runs the task's agent in a new session.
@@ -136,25 +122,24 @@ pub async fn get(
     post,
     path = "/api/v1/tasks/{id}/start",
     tag = "tasks",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Task id, or spec id")),
     responses(
-        (status = 200, description = "The started `TaskInfo` (`session_id` is the agent's session)", body = Object),
-        (status = 400, description = "The agent profile is unusable (the message says why and how to fix it)", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "The task already runs, or the board does not allow the move", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The started task (`session_id` is the agent's session)", body = TaskInfo),
+        (status = 400, description = "The agent profile is unusable (the message says why and how to fix it), or the board does not allow the move", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task already runs, or the spec id is ambiguous", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn start(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    task(
-        state.daemon.request(Request::TaskStart { key: id }).await?,
-        "TaskStart",
-    )
+    Key(id): Key,
+) -> Result<Json<TaskInfo>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.task_start(id).await)
+        .await
+        .map(Json)
 }
 
 /// Stops the agent: SIGTERM to every process of it, SIGKILL after `grace` seconds.
@@ -162,31 +147,26 @@ pub async fn start(
     post,
     path = "/api/v1/tasks/{id}/stop",
     tag = "tasks",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Task id, or spec id"), Grace),
     responses(
-        (status = 200, description = "`StopReport`: task, signalled (pid, command), survivors", body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "The task does not run", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "What was signalled, and what survived (nothing should)", body = StopReport),
+        (status = 400, description = "Bad query; or the task does not run (nothing to stop)", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The spec id is ambiguous", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn stop(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Key(id): Key,
     Query(grace): Query<Grace>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<StopReport>, ApiError> {
     let grace_ms = grace.millis()?;
-    match state
+    state
         .daemon
-        .request(Request::TaskStop { key: id, grace_ms })
-        .await?
-    {
-        Reply::TaskStopped(report) => Ok(Json(super::to_json(&report)?)),
-        other => Err(ApiError::unexpected("TaskStop", other)),
-    }
+        .call(async |daemon| daemon.task_stop(id, grace_ms).await)
+        .await
+        .map(Json)
 }
 
 /// Stops the agent if it runs, then starts it again.
@@ -194,28 +174,24 @@ pub async fn stop(
     post,
     path = "/api/v1/tasks/{id}/restart",
     tag = "tasks",
-    security(("bearer" = [])),
     params(("id" = String, Path, description = "Task id, or spec id"), Grace),
     responses(
-        (status = 200, description = "The restarted `TaskInfo`", body = Object),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 200, description = "The restarted task", body = TaskInfo),
+        (status = 400, description = "Bad query; or the agent profile is unusable, or the board does not allow the move", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The spec id is ambiguous", body = ErrorBody),
+        DaemonErrors,
     )
 )]
 pub async fn restart(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Key(id): Key,
     Query(grace): Query<Grace>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TaskInfo>, ApiError> {
     let grace_ms = grace.millis()?;
-    task(
-        state
-            .daemon
-            .request(Request::TaskRestart { key: id, grace_ms })
-            .await?,
-        "TaskRestart",
-    )
+    state
+        .daemon
+        .call(async |daemon| daemon.task_restart(id, grace_ms).await)
+        .await
+        .map(Json)
 }
