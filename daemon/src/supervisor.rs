@@ -26,12 +26,12 @@ use crate::agents::{self, Placeholders, Profile};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::git;
-use crate::monitor::client::MonitorClient;
 use crate::proctree;
 use crate::progress::{self, ProgressWatcher, Report};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::tasks::{self, NOW, NewTask, invalid};
+use aifactory_pane::client::MonitorClient;
 
 /// Output silence after which the last line is checked for a prompt.
 const QUIET: Duration = Duration::from_millis(750);
@@ -520,6 +520,7 @@ impl Supervisor {
             rows: None,
         };
         let session = self.sessions.create(spec).await.map_err(|e| {
+            let e = ErrorReply::from(e);
             ErrorReply::new(
                 e.code,
                 format!("cannot start the agent of task {}: {}", task.id, e.message),
@@ -891,7 +892,7 @@ impl Supervisor {
         &self,
         session: &SessionInfo,
         from: Option<u64>,
-    ) -> Option<crate::monitor::client::MonitorStream> {
+    ) -> Option<aifactory_pane::client::MonitorStream> {
         if session.state != SessionState::Running {
             return None;
         }
@@ -923,7 +924,7 @@ impl Supervisor {
                 Ok(ended) => Ended::Exited(Box::new(ended)),
                 Err(e) => Ended::Exited(Box::new(SessionInfo {
                     state: SessionState::Lost,
-                    lost_reason: Some(e.message),
+                    lost_reason: Some(e.to_string()),
                     ..session.clone()
                 })),
             },

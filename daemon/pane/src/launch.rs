@@ -53,7 +53,7 @@ pub enum LaunchError {
     )]
     CurrentExe(std::io::Error),
     #[error(
-        "the pane monitor {} is missing or unreadable ({source}): install it beside aifactoryd, from the same build (`cargo build --release -p aifactoryd` builds both; the package installs both in /usr/bin)",
+        "the pane monitor {} is missing or unreadable ({source}): install it beside aifactoryd, from the same build (`cargo build --release -p aifactoryd -p aifactory-pane` builds both; the package installs both in /usr/bin)",
         path.display()
     )]
     Open {
@@ -65,6 +65,51 @@ pub enum LaunchError {
         path.display()
     )]
     NotExecutable { path: PathBuf, mode: u32 },
+}
+
+/// Why a session's monitor, or the program under it, did not start. The monitor's own
+/// explanation (what it wrote on stderr) is in `stderr`.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchFailure {
+    #[error("cannot create the pane monitor's pipes: {0}")]
+    Pipes(nix::Error),
+    #[error("cannot read the pane monitor's pipes: {0}")]
+    ReadPipes(std::io::Error),
+    #[error(
+        "cannot start the pane monitor {} (opened at startup): {source}",
+        path.display()
+    )]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A monitor the daemon exec'd itself.
+    #[error("the session's program did not start ({why}): {}", stderr.trim())]
+    Direct { why: NoReport, stderr: String },
+    /// A monitor the zygote forked.
+    #[error(
+        "the session's program did not start (its pane monitor, pid {pid}: {why}): {}",
+        stderr.trim()
+    )]
+    Forked {
+        pid: u32,
+        why: NoReport,
+        stderr: String,
+    },
+}
+
+/// What became of a monitor that did not report that the program runs.
+#[derive(Debug, thiserror::Error)]
+pub enum NoReport {
+    #[error("{0}")]
+    Exited(std::process::ExitStatus),
+    /// Exited, with a status only its parent (the zygote) sees.
+    #[error("it exited")]
+    Gone,
+    #[error("cannot wait for it: {0}")]
+    Wait(std::io::Error),
+    #[error("no report within {seconds} s, so it was killed")]
+    Killed { seconds: u64 },
 }
 
 /// The monitor binary, held open for the daemon's lifetime, and its zygote once started.
@@ -127,7 +172,7 @@ impl Launcher {
         &self,
         args: &MonitorArgs,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<MonitorInfo, String> {
+    ) -> Result<MonitorInfo, LaunchFailure> {
         let env: Vec<(OsString, OsString)> = env
             .into_iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
@@ -136,7 +181,7 @@ impl Launcher {
             .and_then(|report| Ok((report, nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)));
         let ((report_r, report_w), (err_r, err_w)) = match pipes {
             Ok(pipes) => pipes,
-            Err(e) => return Err(format!("cannot create the pane monitor's pipes: {e}")),
+            Err(e) => return Err(LaunchFailure::Pipes(e)),
         };
         let request = zygote::encode(&args.to_args(), &env);
         // A task of its own: if this caller goes away, the exchange with the zygote still
@@ -163,7 +208,7 @@ impl Launcher {
         &self,
         args: &MonitorArgs,
         env: Vec<(OsString, OsString)>,
-    ) -> Result<MonitorInfo, String> {
+    ) -> Result<MonitorInfo, LaunchFailure> {
         let mut cmd = self.command();
         cmd.args(args.to_args())
             .env_clear()
@@ -171,11 +216,9 @@ impl Launcher {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "cannot start the pane monitor {} (opened at startup): {e}",
-                self.path.display()
-            )
+        let mut child = cmd.spawn().map_err(|source| LaunchFailure::Spawn {
+            path: self.path.clone(),
+            source,
         })?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
@@ -209,22 +252,18 @@ impl Launcher {
             child.wait().await
         })
         .await;
-        let status = match ended {
-            Ok(Ok(status)) => status.to_string(),
-            Ok(Err(e)) => format!("cannot wait for it: {e}"),
+        let why = match ended {
+            Ok(Ok(status)) => NoReport::Exited(status),
+            Ok(Err(e)) => NoReport::Wait(e),
             Err(_) => {
                 // Neither a report nor an exit: it must not start the program later, unseen.
                 let _ = child.start_kill();
-                format!(
-                    "no report within {} s, so it was killed",
-                    START_TIMEOUT.as_secs()
-                )
+                NoReport::Killed {
+                    seconds: START_TIMEOUT.as_secs(),
+                }
             }
         };
-        Err(format!(
-            "the session's program did not start ({status}): {}",
-            err.trim()
-        ))
+        Err(LaunchFailure::Direct { why, stderr: err })
     }
 }
 
@@ -387,10 +426,13 @@ async fn fork_from_zygote(
 }
 
 /// Reads the report of a monitor the zygote forked (`pid`) from its pipes.
-async fn await_report(report: OwnedFd, err: OwnedFd, pid: u32) -> Result<MonitorInfo, String> {
-    let pipe_error = |e: std::io::Error| format!("cannot read the pane monitor's pipes: {e}");
-    let mut report = pipe::Receiver::from_owned_fd(report).map_err(pipe_error)?;
-    let mut err = pipe::Receiver::from_owned_fd(err).map_err(pipe_error)?;
+async fn await_report(
+    report: OwnedFd,
+    err: OwnedFd,
+    pid: u32,
+) -> Result<MonitorInfo, LaunchFailure> {
+    let mut report = pipe::Receiver::from_owned_fd(report).map_err(LaunchFailure::ReadPipes)?;
+    let mut err = pipe::Receiver::from_owned_fd(err).map_err(LaunchFailure::ReadPipes)?;
     // The report is one line, then the monitor closes stdout.
     let mut out = String::new();
     let read = tokio::time::timeout(START_TIMEOUT, report.read_to_string(&mut out)).await;
@@ -401,23 +443,23 @@ async fn await_report(report: OwnedFd, err: OwnedFd, pid: u32) -> Result<Monitor
         });
         return Ok(info);
     }
-    let what = match read {
-        Ok(_) => "it exited".to_string(),
+    let why = match read {
+        Ok(_) => NoReport::Gone,
         Err(_) => {
             // The report pipe is still open, so `pid` is still that monitor: it must not start
             // the program later, unseen.
             // SAFETY: kill has no memory effects.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            format!(
-                "no report within {} s, so it was killed",
-                START_TIMEOUT.as_secs()
-            )
+            NoReport::Killed {
+                seconds: START_TIMEOUT.as_secs(),
+            }
         }
     };
     let mut message = String::new();
     let _ = tokio::time::timeout(FAILED_EXIT_TIMEOUT, err.read_to_string(&mut message)).await;
-    Err(format!(
-        "the session's program did not start (its pane monitor, pid {pid}: {what}): {}",
-        message.trim()
-    ))
+    Err(LaunchFailure::Forked {
+        pid,
+        why,
+        stderr: message,
+    })
 }

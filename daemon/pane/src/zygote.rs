@@ -179,7 +179,7 @@ fn warn(message: &str) {
 }
 
 /// Serves requests on stdin until the daemon closes it.
-pub fn serve(mut extra: impl Iterator<Item = OsString>) -> ExitCode {
+pub(crate) fn serve(mut extra: impl Iterator<Item = OsString>) -> ExitCode {
     if let Some(arg) = extra.next() {
         return fatal(&format!(
             "unexpected argument `{}`: the zygote takes none (it is started by aifactoryd)",
