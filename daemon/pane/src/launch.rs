@@ -38,7 +38,7 @@ use tokio::net::unix::pipe;
 use super::{MonitorArgs, zygote};
 
 /// The monitor binary's file name, beside the daemon's.
-pub const MONITOR_BIN: &str = "aifactory-pane";
+const MONITOR_BIN: &str = "aifactory-pane";
 /// How long a new monitor may take to report that the program runs.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a monitor that failed to start may take to exit and say why.

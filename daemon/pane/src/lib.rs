@@ -1,6 +1,13 @@
 //! The pane monitor (the `aifactory-pane` binary, [`main`]): one small process per session that
 //! holds the PTY, records every output byte and outlives the daemon.
 //!
+//! The crate holds both sides of it and nothing of the daemon (it depends on
+//! `aifactory-common` only). The daemon uses its public part: [`launch`] starts a monitor and
+//! [`client`] talks to a running one; [`zygote`] is public only for its request encoding. The
+//! monitor's own modules are private: [`lifecycle`] takes it from start to exit, [`session`]
+//! holds what its tasks share and carries out the requests on the program's terminal, and the
+//! modules named below do one job each.
+//!
 //! The daemon creates a fresh pane directory (0700) and has a monitor started ([`launch`])
 //! with the program's exact environment and the arguments of [`MonitorArgs`]: usually one the
 //! daemon's [`zygote`] forked and prepared ahead of time, otherwise one exec'd for it; the same

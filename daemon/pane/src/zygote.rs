@@ -40,7 +40,7 @@ use super::MonitorArgs;
 use super::args::ArgsError;
 
 /// The argument that makes `aifactory-pane` a zygote.
-pub const FLAG: &str = "--zygote";
+pub(crate) const FLAG: &str = "--zygote";
 /// What the zygote ignores, and its children get back to default before they become monitors.
 const IGNORED: [Signal; 4] = [
     Signal::SIGCHLD,
@@ -50,7 +50,7 @@ const IGNORED: [Signal; 4] = [
 ];
 /// The largest request: arguments and environment together. Larger ones are refused with
 /// EMSGSIZE by the socket, and the daemon execs the monitor instead.
-pub const MAX_REQUEST: usize = 256 << 10;
+pub(crate) const MAX_REQUEST: usize = 256 << 10;
 
 /// A request's bytes: the argument count, then every argument, then every `KEY=VALUE` of the
 /// environment, each ended by a NUL (which no argument or variable can contain).

@@ -1,5 +1,9 @@
 //! The pane monitor with real processes on a real PTY: what it records, what it serves, how
 //! it treats signals, orphans and slow subscribers, and when it goes away.
+//!
+//! One file past 600 lines on purpose: every test drives the same binary through the same few
+//! helpers (`start`, `Monitor::client`, `eventually`, the `/proc` readers), which a split would
+//! only move into a shared module.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! daemon. The registry starts monitors ([`create`]), talks to them over their sockets
 //! ([`control`]), notices when they end, and at startup re-adopts every one still recorded as
 //! running, checking pid and process start time so a reused pid is never mistaken for it
-//! ([`watch`]). A session that cannot be re-adopted becomes `lost` with the reason, and
+//! ([`ending`]). A session that cannot be re-adopted becomes `lost` with the reason, and
 //! anything left in its process group is killed: nothing runs untracked. Its rows are read and
 //! written through [`records`].
 //!
@@ -15,8 +15,8 @@
 
 mod control;
 mod create;
+mod ending;
 mod records;
-mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ use aifactory_common::protocol::{SessionInfo, SessionState};
 use aifactory_common::sync::lock;
 use aifactory_pane::client::{MonitorClient, MonitorError};
 use aifactory_pane::launch::{LaunchFailure, Launcher};
-use tokio::sync::watch as channel;
+use tokio::sync::watch;
 
 use crate::events::EventBus;
 use crate::panes::{PanesError, PanesRoot};
@@ -120,7 +120,7 @@ pub struct Sessions {
     launcher: Launcher,
     pane_log_max: u64,
     /// One state channel per session this daemon lifetime watches: waiters and kills wake on it.
-    watched: Mutex<HashMap<String, channel::Sender<SessionState>>>,
+    watched: Mutex<HashMap<String, watch::Sender<SessionState>>>,
 }
 
 impl Sessions {
@@ -145,10 +145,10 @@ impl Sessions {
         &self.panes
     }
 
-    fn state_channel(&self, id: &str) -> channel::Receiver<SessionState> {
+    fn state_channel(&self, id: &str) -> watch::Receiver<SessionState> {
         lock(&self.watched)
             .entry(id.to_string())
-            .or_insert_with(|| channel::channel(SessionState::Running).0)
+            .or_insert_with(|| watch::channel(SessionState::Running).0)
             .subscribe()
     }
 
