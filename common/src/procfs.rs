@@ -10,6 +10,12 @@ pub struct Stat {
     pub state: char,
     pub ppid: u32,
     pub pgid: u32,
+    /// The session id (field 6): a process that called setsid leads the one of its own pid.
+    pub session: u32,
+    /// The controlling terminal's device number (field 7); 0 for none.
+    pub tty_nr: i32,
+    /// The terminal's foreground process group (field 8); -1 for none.
+    pub tpgid: i32,
     /// User plus system CPU time, in clock ticks.
     pub cpu_ticks: u64,
     /// Start time in clock ticks since boot (field 22): with the pid, it names one process.
@@ -48,6 +54,9 @@ pub fn parse_stat(pid: u32, text: &str) -> Option<Stat> {
         state: fields.first()?.chars().next()?,
         ppid: u32::try_from(number(1)?).ok()?,
         pgid: u32::try_from(number(2)?).ok()?,
+        session: u32::try_from(number(3)?).ok()?,
+        tty_nr: fields.get(4)?.parse().ok()?,
+        tpgid: fields.get(5)?.parse().ok()?,
         cpu_ticks: number(11)?.checked_add(number(12)?)?,
         start_time: number(19)?,
     })
@@ -93,6 +102,9 @@ mod tests {
                 state: 'S',
                 ppid: 1,
                 pgid: 1234,
+                session: 1234,
+                tty_nr: 0,
+                tpgid: -1,
                 cpu_ticks: 10,
                 start_time: 22
             }

@@ -16,7 +16,6 @@ mod handlers;
 pub mod listener;
 pub mod logging;
 pub mod migrate;
-pub mod monitor;
 mod notify;
 mod panes;
 mod peer;
@@ -70,10 +69,12 @@ pub enum DaemonError {
     Panes(#[from] panes::PanesError),
     #[error("cannot re-adopt the running sessions: {0}")]
     Adopt(String),
+    #[error("cannot re-adopt the running sessions: {0}")]
+    AdoptSessions(#[source] sessions::SessionError),
     #[error("cannot start the store thread: {0}")]
     StoreThread(std::io::Error),
     #[error(transparent)]
-    Monitor(#[from] monitor::launch::LaunchError),
+    Monitor(#[from] aifactory_pane::launch::LaunchError),
 }
 
 impl From<migrate::MigrateError> for DaemonError {
@@ -90,12 +91,12 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     if cfg!(feature = "test-hooks") {
         tracing::warn!(
-            "this aifactoryd was built with the `test-hooks` feature (for the test suite): build release packages with `cargo build --release -p aifactoryd`"
+            "this aifactoryd was built with the `test-hooks` feature (for the test suite): build release packages with `cargo build --release -p aifactoryd -p aifactory-pane` (or packaging/build-deb)"
         );
     }
     // Before anything else: without it no session can start (and see launch.rs for why it is
     // held open rather than found again at each start).
-    let launcher = monitor::launch::Launcher::beside_current_exe()?;
+    let launcher = aifactory_pane::launch::Launcher::beside_current_exe()?;
     tracing::debug!(path = %launcher.path().display(), "pane monitor binary");
     let state_writable = prepare_state_dir(&config)?;
     // Migrations block; they run on a thread of their own that ends with them, rather than on
@@ -139,7 +140,7 @@ pub async fn run(
     sessions
         .adopt_all()
         .await
-        .map_err(|e| DaemonError::Adopt(e.message))?;
+        .map_err(DaemonError::AdoptSessions)?;
     tasks.log_problems();
     tasks
         .adopt_all()

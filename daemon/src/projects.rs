@@ -134,7 +134,10 @@ fn is_id_shaped(name: &str) -> bool {
 }
 
 fn check_name(name: &str) -> Result<(), ProjectError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
         return Err(ProjectError::UnusableName(name.to_string()));
     }
     if is_id_shaped(name) {

@@ -84,7 +84,9 @@ pub fn check_spec_id(spec_id: &str) -> Result<(), TaskError> {
 }
 
 pub fn check_title(title: &str) -> Result<(), TaskError> {
-    if title.trim().is_empty() || title.chars().count() > MAX_TITLE_LEN || title.chars().any(char::is_control)
+    if title.trim().is_empty()
+        || title.chars().count() > MAX_TITLE_LEN
+        || title.chars().any(char::is_control)
     {
         return Err(TaskError::BadTitle);
     }

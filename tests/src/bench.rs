@@ -91,7 +91,7 @@ pub fn warn_if_stale(binaries: &[&str]) {
             && built < source
         {
             eprintln!(
-                "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactoryctl`",
+                "WARNING: {} is older than the newest source: rebuild with `cargo build --release -p aifactoryd -p aifactory-pane -p aifactoryctl`",
                 path.display()
             );
         }

@@ -7,25 +7,28 @@ use aifactory_common::protocol::{ErrorCode, ErrorReply, LegacyProject, ProjectAd
 use crate::context::ConnContext;
 use crate::projects::{self, ProjectError};
 
+pub(super) fn code(e: &ProjectError) -> ErrorCode {
+    match e {
+        ProjectError::NotFound(_) | ProjectError::PathMissing(_) => ErrorCode::NotFound,
+        ProjectError::RelativePath(_)
+        | ProjectError::CannotInspect { .. }
+        | ProjectError::NotADirectory(_)
+        | ProjectError::Unreadable { .. }
+        | ProjectError::CannotResolve { .. }
+        | ProjectError::NotAWorkTree { .. }
+        | ProjectError::NotUtf8(_)
+        | ProjectError::UnusableName(_)
+        | ProjectError::IdShapedName(_) => ErrorCode::Invalid,
+        ProjectError::PathTaken { .. }
+        | ProjectError::NameTaken { .. }
+        | ProjectError::HasTasks { .. } => ErrorCode::Conflict,
+        ProjectError::Store(store) => super::store::code(store),
+    }
+}
+
 impl From<ProjectError> for ErrorReply {
     fn from(e: ProjectError) -> Self {
-        let code = match &e {
-            ProjectError::NotFound(_) | ProjectError::PathMissing(_) => ErrorCode::NotFound,
-            ProjectError::RelativePath(_)
-            | ProjectError::CannotInspect { .. }
-            | ProjectError::NotADirectory(_)
-            | ProjectError::Unreadable { .. }
-            | ProjectError::CannotResolve { .. }
-            | ProjectError::NotAWorkTree { .. }
-            | ProjectError::NotUtf8(_)
-            | ProjectError::UnusableName(_)
-            | ProjectError::IdShapedName(_) => ErrorCode::Invalid,
-            ProjectError::PathTaken { .. }
-            | ProjectError::NameTaken { .. }
-            | ProjectError::HasTasks { .. } => ErrorCode::Conflict,
-            ProjectError::Store(store) => super::store::code(store),
-        };
-        ErrorReply::new(code, e.to_string())
+        ErrorReply::new(code(&e), e.to_string())
     }
 }
 

@@ -1,38 +1,65 @@
-//! `Session*` requests: terminal sessions.
+//! `Session*` requests: terminal sessions. A [`SessionError`] becomes the wire's `ErrorReply`
+//! here, and only here.
 
 use std::time::Duration;
 
 use aifactory_common::pane::MonitorFrame;
 use aifactory_common::protocol::{
-    ErrorReply, Reply, ServerFrame, SessionInfo, SessionSpec, SessionState, StreamItem,
+    ErrorCode, ErrorReply, Reply, ServerFrame, SessionInfo, SessionSpec, SessionState, StreamItem,
     SubscriptionId,
 };
+use aifactory_pane::client::MonitorClient;
 
 use crate::context::{Answer, ConnContext};
-use crate::monitor::client::MonitorClient;
 use crate::panes::DiskOutput;
+use crate::sessions::SessionError;
 
 /// Bytes per output frame sent to a client.
 const CHUNK: usize = 64 * 1024;
 
+pub(super) fn code(e: &SessionError) -> ErrorCode {
+    match e {
+        SessionError::Store(store) => super::store::code(store),
+        SessionError::NotFound(_) | SessionError::AlreadyEnded { .. } => ErrorCode::NotFound,
+        SessionError::NameTaken { .. } | SessionError::StillRunning { .. } => ErrorCode::Conflict,
+        SessionError::Monitor(_)
+        | SessionError::InputRefused { .. }
+        | SessionError::InputNoAnswer { .. } => ErrorCode::Unavailable,
+        SessionError::SurvivedKill { .. } => ErrorCode::Internal,
+        SessionError::NoCommand
+        | SessionError::BadName(_)
+        | SessionError::BadCwd(_)
+        | SessionError::BadEnvName(_)
+        | SessionError::NulInEnv(_)
+        | SessionError::NulInArg(_)
+        | SessionError::PaneDir(_)
+        | SessionError::NotStarted(_)
+        | SessionError::NotRunning { .. }
+        | SessionError::BadSize { .. } => ErrorCode::Invalid,
+    }
+}
+
+impl From<SessionError> for ErrorReply {
+    fn from(e: SessionError) -> ErrorReply {
+        ErrorReply::new(code(&e), e.to_string())
+    }
+}
+
 pub async fn new(ctx: &ConnContext, spec: SessionSpec) -> Result<Reply, ErrorReply> {
-    ctx.daemon.sessions.create(spec).await.map(Reply::Session)
+    Ok(Reply::Session(ctx.daemon.sessions.create(spec).await?))
 }
 
 pub async fn list(ctx: &ConnContext) -> Result<Reply, ErrorReply> {
-    ctx.daemon.sessions.list().await.map(Reply::Sessions)
+    Ok(Reply::Sessions(ctx.daemon.sessions.list().await?))
 }
 
 pub async fn show(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
-    ctx.daemon.sessions.show(key).await.map(Reply::Session)
+    Ok(Reply::Session(ctx.daemon.sessions.show(key).await?))
 }
 
 pub async fn input(ctx: &ConnContext, key: String, data: Vec<u8>) -> Result<Reply, ErrorReply> {
-    ctx.daemon
-        .sessions
-        .input(key, data)
-        .await
-        .map(|()| Reply::Done)
+    ctx.daemon.sessions.input(key, data).await?;
+    Ok(Reply::Done)
 }
 
 pub async fn resize(
@@ -41,11 +68,8 @@ pub async fn resize(
     cols: u16,
     rows: u16,
 ) -> Result<Reply, ErrorReply> {
-    ctx.daemon
-        .sessions
-        .resize(key, cols, rows)
-        .await
-        .map(|()| Reply::Done)
+    ctx.daemon.sessions.resize(key, cols, rows).await?;
+    Ok(Reply::Done)
 }
 
 pub async fn kill(
@@ -54,19 +78,20 @@ pub async fn kill(
     grace_ms: u64,
     ignore_missing: bool,
 ) -> Result<Reply, ErrorReply> {
-    ctx.daemon
+    let killed = ctx
+        .daemon
         .sessions
         .kill(key, Duration::from_millis(grace_ms), ignore_missing)
-        .await
-        .map(Reply::Killed)
+        .await?;
+    Ok(Reply::Killed(killed))
 }
 
 pub async fn wait(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
-    ctx.daemon.sessions.wait(key).await.map(Reply::Session)
+    Ok(Reply::Session(ctx.daemon.sessions.wait(key).await?))
 }
 
 pub async fn remove(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
-    ctx.daemon.sessions.remove(key).await.map(Reply::Session)
+    Ok(Reply::Session(ctx.daemon.sessions.remove(key).await?))
 }
 
 /// Streams a session's output to the client: from its monitor while the program runs (replay
@@ -81,7 +106,7 @@ pub async fn tail(
 ) -> Answer {
     let session = match ctx.daemon.sessions.show(key).await {
         Ok(session) => session,
-        Err(e) => return Answer::Reply(Err(e)),
+        Err(e) => return Answer::Reply(Err(e.into())),
     };
     ctx.send(ServerFrame::Reply {
         id,

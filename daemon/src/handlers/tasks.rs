@@ -9,37 +9,44 @@ use crate::context::ConnContext;
 use crate::supervisor::SupervisorError;
 use crate::tasks::TaskError;
 
+fn task_code(e: &TaskError) -> ErrorCode {
+    match e {
+        TaskError::Store(store) => super::store::code(store),
+        TaskError::NotFound(_) => ErrorCode::NotFound,
+        TaskError::Ambiguous { .. } | TaskError::SpecTaken { .. } => ErrorCode::Conflict,
+        TaskError::BadSpecId(_) | TaskError::BadTitle | TaskError::Transition { .. } => {
+            ErrorCode::Invalid
+        }
+    }
+}
+
 impl From<TaskError> for ErrorReply {
     fn from(e: TaskError) -> ErrorReply {
-        let code = match &e {
-            TaskError::Store(store) => return ErrorReply::from(store.clone()),
-            TaskError::NotFound(_) => ErrorCode::NotFound,
-            TaskError::Ambiguous { .. } | TaskError::SpecTaken { .. } => ErrorCode::Conflict,
-            TaskError::BadSpecId(_) | TaskError::BadTitle | TaskError::Transition { .. } => {
-                ErrorCode::Invalid
-            }
-        };
-        ErrorReply::new(code, e.to_string())
+        ErrorReply::new(task_code(&e), e.to_string())
+    }
+}
+
+fn supervisor_code(e: &SupervisorError) -> ErrorCode {
+    match e {
+        SupervisorError::Task(e) => task_code(e),
+        SupervisorError::Project(e) => super::projects::code(e),
+        // The session registry's refusal keeps its own code.
+        SupervisorError::StartAgent { session, .. } => super::sessions::code(session),
+        SupervisorError::UnknownAgent(_)
+        | SupervisorError::Profile(_)
+        | SupervisorError::AddWorktree { .. }
+        | SupervisorError::SpecDir { .. }
+        | SupervisorError::NotRunning { .. } => ErrorCode::Invalid,
+        SupervisorError::CreateSpecDir { .. } => ErrorCode::Unavailable,
+        SupervisorError::AlreadyRunning { .. }
+        | SupervisorError::Running { .. }
+        | SupervisorError::RemoveWorktree { .. } => ErrorCode::Conflict,
     }
 }
 
 impl From<SupervisorError> for ErrorReply {
     fn from(e: SupervisorError) -> ErrorReply {
-        let code = match e {
-            SupervisorError::Task(e) => return e.into(),
-            SupervisorError::Project(reply) => return reply,
-            SupervisorError::StartAgent { ref session, .. } => session.code,
-            SupervisorError::UnknownAgent(_)
-            | SupervisorError::Profile(_)
-            | SupervisorError::AddWorktree { .. }
-            | SupervisorError::SpecDir { .. }
-            | SupervisorError::NotRunning { .. } => ErrorCode::Invalid,
-            SupervisorError::CreateSpecDir { .. } => ErrorCode::Unavailable,
-            SupervisorError::AlreadyRunning { .. }
-            | SupervisorError::Running { .. }
-            | SupervisorError::RemoveWorktree { .. } => ErrorCode::Conflict,
-        };
-        ErrorReply::new(code, e.to_string())
+        ErrorReply::new(supervisor_code(&e), e.to_string())
     }
 }
 
@@ -92,6 +99,7 @@ pub async fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::SessionError;
 
     #[test]
     fn codes_of_task_errors() {
@@ -108,15 +116,15 @@ mod tests {
 
     #[test]
     fn a_refused_session_keeps_its_code() {
-        let refused = SupervisorError::start_agent(
-            "t-1",
-            ErrorReply::new(ErrorCode::Unavailable, "no panes root"),
-        );
+        let refused = SupervisorError::StartAgent {
+            id: "t-1".into(),
+            session: SessionError::NotFound("s-1".into()),
+        };
         let reply = ErrorReply::from(refused);
-        assert_eq!(reply.code, ErrorCode::Unavailable);
+        assert_eq!(reply.code, ErrorCode::NotFound);
         assert_eq!(
             reply.message,
-            "cannot start the agent of task t-1: no panes root"
+            "cannot start the agent of task t-1: no session with id or name `s-1`: see `aifactoryctl sessions list`"
         );
     }
 }

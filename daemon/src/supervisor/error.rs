@@ -3,19 +3,21 @@
 
 use std::path::PathBuf;
 
-use aifactory_common::protocol::{ErrorReply, TaskPhase};
+use aifactory_common::protocol::TaskPhase;
 
 use crate::agents::ProfileError;
 use crate::git::GitError;
+use crate::projects::ProjectError;
+use crate::sessions::SessionError;
 use crate::tasks::TaskError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error(transparent)]
     Task(#[from] TaskError),
-    /// The task's project could not be looked up (that module answers in the wire's terms).
-    #[error("{}", .0.message)]
-    Project(ErrorReply),
+    /// The task's project could not be looked up.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
     #[error("no agent profile is named `{0}`: see `aifactoryctl agents list`")]
     UnknownAgent(String),
     #[error(transparent)]
@@ -55,21 +57,6 @@ pub enum SupervisorError {
     )]
     RemoveWorktree { path: PathBuf, source: GitError },
     /// The session registry refused the agent's session; its code is kept.
-    #[error("cannot start the agent of task {id}: {}", session.message)]
-    StartAgent { id: String, session: ErrorReply },
-}
-
-impl SupervisorError {
-    /// A failed project lookup, whatever error type the projects module uses.
-    pub fn project(e: impl Into<ErrorReply>) -> SupervisorError {
-        SupervisorError::Project(e.into())
-    }
-
-    /// The session registry refused the agent's session, whatever error type it uses.
-    pub fn start_agent(id: &str, e: impl Into<ErrorReply>) -> SupervisorError {
-        SupervisorError::StartAgent {
-            id: id.to_string(),
-            session: e.into(),
-        }
-    }
+    #[error("cannot start the agent of task {id}: {session}")]
+    StartAgent { id: String, session: SessionError },
 }

@@ -8,9 +8,9 @@ use aifactory_common::protocol::{ProcessEntry, SessionInfo};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::monitor::client::MonitorClient;
 use crate::proctree;
 use crate::sessions::Sessions;
+use aifactory_pane::client::MonitorClient;
 
 /// After SIGKILL, how long processes get to disappear before they are reported as survivors.
 const AFTER_SIGKILL: Duration = Duration::from_secs(5);

@@ -169,12 +169,7 @@ impl Supervisor {
 
     pub async fn list(&self, project: Option<String>) -> Result<Vec<TaskInfo>, SupervisorError> {
         let project_id = match project {
-            Some(key) => Some(
-                crate::projects::show(&self.store, key)
-                    .await
-                    .map_err(SupervisorError::project)?
-                    .id,
-            ),
+            Some(key) => Some(crate::projects::show(&self.store, key).await?.id),
             None => None,
         };
         Ok(self
@@ -199,9 +194,7 @@ impl Supervisor {
         if !self.config().agents.iter().any(|p| p.name == agent) {
             return Err(SupervisorError::UnknownAgent(agent));
         }
-        let project = crate::projects::show(&self.store, request.project)
-            .await
-            .map_err(SupervisorError::project)?;
+        let project = crate::projects::show(&self.store, request.project).await?;
         let (pid, spec) = (project.id.clone(), request.spec_id.clone());
         let taken = self
             .store
@@ -358,11 +351,14 @@ impl Supervisor {
             cols: None,
             rows: None,
         };
-        let session = self
-            .sessions
-            .create(spec)
-            .await
-            .map_err(|e| SupervisorError::start_agent(&task.id, e))?;
+        let session =
+            self.sessions
+                .create(spec)
+                .await
+                .map_err(|session| SupervisorError::StartAgent {
+                    id: task.id.clone(),
+                    session,
+                })?;
         tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, "agent started");
         Ok(session)
     }
@@ -474,9 +470,7 @@ impl Supervisor {
             });
         }
         if prune && task.worktree.exists() {
-            let project = crate::projects::show(&self.store, task.project_id.clone())
-                .await
-                .map_err(SupervisorError::project)?;
+            let project = crate::projects::show(&self.store, task.project_id.clone()).await?;
             worktree::remove(&project.path, &task.worktree, force).await?;
         }
         let id = task.id.clone();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aifactory_common::pane::MonitorFrame;
 use aifactory_common::protocol::{
-    ErrorReply, EventKind, OnStall, RestartPolicy, SessionInfo, SessionState, TaskPhase,
+    EventKind, OnStall, RestartPolicy, SessionInfo, SessionState, TaskPhase,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::activity::Activity;
 use super::kill::{KillReport, kill_tree};
 use super::{RunSettings, Supervisor};
-use crate::monitor::client::{MonitorClient, MonitorStream};
 use crate::tasks;
+use aifactory_pane::client::{MonitorClient, MonitorStream};
 
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -325,17 +325,12 @@ impl Runner {
                 Ok(ended) => Ended::Exited(Box::new(ended)),
                 Err(e) => Ended::Exited(Box::new(SessionInfo {
                     state: SessionState::Lost,
-                    lost_reason: Some(message(e)),
+                    lost_reason: Some(e.to_string()),
                     ..session.clone()
                 })),
             },
         }
     }
-}
-
-/// The text of the registry's error, whichever error type it uses.
-fn message(e: impl Into<ErrorReply>) -> String {
-    e.into().message
 }
 
 /// Output from `from` (`None`: from its current end) of a running session.

@@ -38,7 +38,7 @@ use tokio::net::unix::pipe;
 use super::{MonitorArgs, zygote};
 
 /// The monitor binary's file name, beside the daemon's.
-pub const MONITOR_BIN: &str = "aifactory-pane";
+const MONITOR_BIN: &str = "aifactory-pane";
 /// How long a new monitor may take to report that the program runs.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a monitor that failed to start may take to exit and say why.
@@ -53,7 +53,7 @@ pub enum LaunchError {
     )]
     CurrentExe(std::io::Error),
     #[error(
-        "the pane monitor {} is missing or unreadable ({source}): install it beside aifactoryd, from the same build (`cargo build --release -p aifactoryd` builds both; the package installs both in /usr/bin)",
+        "the pane monitor {} is missing or unreadable ({source}): install it beside aifactoryd, from the same build (`cargo build --release -p aifactoryd -p aifactory-pane` builds both; the package installs both in /usr/bin)",
         path.display()
     )]
     Open {
@@ -65,6 +65,51 @@ pub enum LaunchError {
         path.display()
     )]
     NotExecutable { path: PathBuf, mode: u32 },
+}
+
+/// Why a session's monitor, or the program under it, did not start. The monitor's own
+/// explanation (what it wrote on stderr) is in `stderr`.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchFailure {
+    #[error("cannot create the pane monitor's pipes: {0}")]
+    Pipes(nix::Error),
+    #[error("cannot read the pane monitor's pipes: {0}")]
+    ReadPipes(std::io::Error),
+    #[error(
+        "cannot start the pane monitor {} (opened at startup): {source}",
+        path.display()
+    )]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A monitor the daemon exec'd itself.
+    #[error("the session's program did not start ({why}): {}", stderr.trim())]
+    Direct { why: NoReport, stderr: String },
+    /// A monitor the zygote forked.
+    #[error(
+        "the session's program did not start (its pane monitor, pid {pid}: {why}): {}",
+        stderr.trim()
+    )]
+    Forked {
+        pid: u32,
+        why: NoReport,
+        stderr: String,
+    },
+}
+
+/// What became of a monitor that did not report that the program runs.
+#[derive(Debug, thiserror::Error)]
+pub enum NoReport {
+    #[error("{0}")]
+    Exited(std::process::ExitStatus),
+    /// Exited, with a status only its parent (the zygote) sees.
+    #[error("it exited")]
+    Gone,
+    #[error("cannot wait for it: {0}")]
+    Wait(std::io::Error),
+    #[error("no report within {seconds} s, so it was killed")]
+    Killed { seconds: u64 },
 }
 
 /// The monitor binary, held open for the daemon's lifetime, and its zygote once started.
@@ -127,7 +172,7 @@ impl Launcher {
         &self,
         args: &MonitorArgs,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<MonitorInfo, String> {
+    ) -> Result<MonitorInfo, LaunchFailure> {
         let env: Vec<(OsString, OsString)> = env
             .into_iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
@@ -136,7 +181,7 @@ impl Launcher {
             .and_then(|report| Ok((report, nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)));
         let ((report_r, report_w), (err_r, err_w)) = match pipes {
             Ok(pipes) => pipes,
-            Err(e) => return Err(format!("cannot create the pane monitor's pipes: {e}")),
+            Err(e) => return Err(LaunchFailure::Pipes(e)),
         };
         let request = zygote::encode(&args.to_args(), &env);
         // A task of its own: if this caller goes away, the exchange with the zygote still
@@ -148,7 +193,7 @@ impl Launcher {
             [report_w, err_w],
         ))
         .await
-        .unwrap_or_else(|e| Err(format!("the request task failed: {e}")));
+        .unwrap_or_else(|e| Err(ZygoteError::Task(e)));
         match forked {
             Ok(pid) => await_report(report_r, err_r, pid).await,
             Err(why) => {
@@ -163,7 +208,7 @@ impl Launcher {
         &self,
         args: &MonitorArgs,
         env: Vec<(OsString, OsString)>,
-    ) -> Result<MonitorInfo, String> {
+    ) -> Result<MonitorInfo, LaunchFailure> {
         let mut cmd = self.command();
         cmd.args(args.to_args())
             .env_clear()
@@ -171,11 +216,9 @@ impl Launcher {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "cannot start the pane monitor {} (opened at startup): {e}",
-                self.path.display()
-            )
+        let mut child = cmd.spawn().map_err(|source| LaunchFailure::Spawn {
+            path: self.path.clone(),
+            source,
         })?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
@@ -209,22 +252,18 @@ impl Launcher {
             child.wait().await
         })
         .await;
-        let status = match ended {
-            Ok(Ok(status)) => status.to_string(),
-            Ok(Err(e)) => format!("cannot wait for it: {e}"),
+        let why = match ended {
+            Ok(Ok(status)) => NoReport::Exited(status),
+            Ok(Err(e)) => NoReport::Wait(e),
             Err(_) => {
                 // Neither a report nor an exit: it must not start the program later, unseen.
                 let _ = child.start_kill();
-                format!(
-                    "no report within {} s, so it was killed",
-                    START_TIMEOUT.as_secs()
-                )
+                NoReport::Killed {
+                    seconds: START_TIMEOUT.as_secs(),
+                }
             }
         };
-        Err(format!(
-            "the session's program did not start ({status}): {}",
-            err.trim()
-        ))
+        Err(LaunchFailure::Direct { why, stderr: err })
     }
 }
 
@@ -235,37 +274,58 @@ struct Zygote {
     pid: u32,
 }
 
-/// Why the zygote did not fork a monitor. `Gone` is worth one new zygote; the rest is not.
+/// Why the zygote did not fork a monitor (the daemon then execs one itself). `Gone` is worth
+/// one new zygote; the rest is not.
+#[derive(Debug, thiserror::Error)]
 enum ZygoteError {
-    Gone(String),
-    Other(String),
+    #[error("the zygote (pid {pid}) is gone: {source}")]
+    Gone { pid: u32, source: std::io::Error },
+    #[error("the request is {0} bytes, over what the zygote's socket takes")]
+    TooLarge(usize),
+    /// The zygote's own explanation.
+    #[error("the zygote refused: {0}")]
+    Refused(String),
+    #[error("the zygote answered {0} bytes that mean nothing")]
+    Garbled(usize),
+    #[error("cannot create the zygote's socket: {0}")]
+    Socket(nix::Error),
+    #[error("cannot set up the zygote's socket: {0}")]
+    SetUp(nix::Error),
+    #[error("cannot start the zygote: {0}")]
+    Spawn(std::io::Error),
+    #[error("cannot watch the zygote's socket: {0}")]
+    Watch(std::io::Error),
+    #[error("the zygote was gone again right after it was started")]
+    GoneAgain,
+    #[error("the zygote (pid {pid}) did not answer within {seconds} s; a new one will be started")]
+    NoAnswer { pid: u32, seconds: u64 },
+    #[error("the request task failed: {0}")]
+    Task(tokio::task::JoinError),
 }
 
 impl Zygote {
     /// Starts `aifactory-pane --zygote` on a new socket; a task reaps it when it ends.
-    fn spawn(mut cmd: tokio::process::Command) -> Result<Zygote, String> {
+    fn spawn(mut cmd: tokio::process::Command) -> Result<Zygote, ZygoteError> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         )
-        .map_err(|e| format!("cannot create the zygote's socket: {e}"))?;
+        .map_err(ZygoteError::Socket)?;
         // The zygote's end blocks: it only ever waits for the next request.
         nix::fcntl::fcntl(
             &theirs,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
         )
-        .map_err(|e| format!("cannot set up the zygote's socket: {e}"))?;
+        .map_err(ZygoteError::SetUp)?;
         // Its environment does not matter: each monitor's program gets its own.
         cmd.arg(zygote::FLAG)
             .env_clear()
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the zygote: {e}"))?;
+        let mut child = cmd.spawn().map_err(ZygoteError::Spawn)?;
         let pid = child.id().unwrap_or(0);
         tokio::spawn(async move {
             match child.wait().await {
@@ -280,8 +340,8 @@ impl Zygote {
             }
         });
         // SAFETY: the AsyncFd owns the descriptor from here on; nothing else closes it.
-        let socket = unsafe { AsyncFd::register(ours) }
-            .map_err(|e| format!("cannot watch the zygote's socket: {}", e.into_parts().1))?;
+        let socket =
+            unsafe { AsyncFd::register(ours) }.map_err(|e| ZygoteError::Watch(e.into_parts().1))?;
         tracing::debug!(pid, "pane monitor zygote started");
         Ok(Zygote { socket, pid })
     }
@@ -289,12 +349,13 @@ impl Zygote {
     /// Sends one request with the monitor's stdout and stderr pipes; returns the new
     /// monitor's pid.
     async fn fork(&self, request: &[u8], pipes: &[OwnedFd; 2]) -> Result<u32, ZygoteError> {
-        let gone = |e: &dyn std::fmt::Display| {
-            ZygoteError::Gone(format!("the zygote (pid {}) is gone: {e}", self.pid))
+        let gone = |source: std::io::Error| ZygoteError::Gone {
+            pid: self.pid,
+            source,
         };
         let fds = [pipes[0].as_raw_fd(), pipes[1].as_raw_fd()];
         loop {
-            let mut ready = self.socket.writable().await.map_err(|e| gone(&e))?;
+            let mut ready = self.socket.writable().await.map_err(gone)?;
             let sent = ready.try_io(|socket| {
                 sendmsg::<()>(
                     socket.as_raw_fd(),
@@ -308,25 +369,22 @@ impl Zygote {
             match sent {
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    return Err(ZygoteError::Other(format!(
-                        "the request is {} bytes, over what the zygote's socket takes",
-                        request.len()
-                    )));
+                    return Err(ZygoteError::TooLarge(request.len()));
                 }
-                Ok(Err(e)) => return Err(gone(&e)),
+                Ok(Err(e)) => return Err(gone(e)),
                 Err(_would_block) => {}
             }
         }
         let mut answer = [0u8; 4096];
         let len = loop {
-            let mut ready = self.socket.readable().await.map_err(|e| gone(&e))?;
+            let mut ready = self.socket.readable().await.map_err(gone)?;
             match ready.try_io(|socket| {
                 recv(socket.as_raw_fd(), &mut answer, MsgFlags::empty())
                     .map_err(std::io::Error::from)
             }) {
-                Ok(Ok(0)) => return Err(gone(&"it closed its socket")),
+                Ok(Ok(0)) => return Err(gone(std::io::Error::other("it closed its socket"))),
                 Ok(Ok(len)) => break len,
-                Ok(Err(e)) => return Err(gone(&e)),
+                Ok(Err(e)) => return Err(gone(e)),
                 Err(_would_block) => {}
             }
         };
@@ -334,14 +392,10 @@ impl Zygote {
             [b'P', pid @ ..] if pid.len() == 4 => {
                 Ok(u32::from_le_bytes([pid[0], pid[1], pid[2], pid[3]]))
             }
-            [b'E', message @ ..] => Err(ZygoteError::Other(format!(
-                "the zygote refused: {}",
-                String::from_utf8_lossy(message)
-            ))),
-            other => Err(ZygoteError::Other(format!(
-                "the zygote answered {} bytes that mean nothing",
-                other.len()
-            ))),
+            [b'E', message @ ..] => Err(ZygoteError::Refused(
+                String::from_utf8_lossy(message).into_owned(),
+            )),
+            other => Err(ZygoteError::Garbled(other.len())),
         }
     }
 }
@@ -353,44 +407,45 @@ async fn fork_from_zygote(
     cmd: tokio::process::Command,
     request: Vec<u8>,
     pipes: [OwnedFd; 2],
-) -> Result<u32, String> {
+) -> Result<u32, ZygoteError> {
     let mut slot = slot.lock().await;
     let mut cmd = Some(cmd);
     loop {
         let zygote = match slot.as_ref() {
             Some(zygote) => zygote,
             None => {
-                let cmd = cmd
-                    .take()
-                    .ok_or("the zygote was gone again right after it was started")?;
+                let cmd = cmd.take().ok_or(ZygoteError::GoneAgain)?;
                 slot.insert(Zygote::spawn(cmd)?)
             }
         };
         match tokio::time::timeout(ZYGOTE_ANSWER_TIMEOUT, zygote.fork(&request, &pipes)).await {
             Ok(Ok(pid)) => return Ok(pid),
-            Ok(Err(ZygoteError::Other(why))) => return Err(why),
-            Ok(Err(ZygoteError::Gone(why))) => {
-                tracing::warn!("{why}");
+            Ok(Err(gone @ ZygoteError::Gone { .. })) => {
+                tracing::warn!("{gone}");
                 // Dropping our end tells a zygote that is still alive to exit.
                 *slot = None;
             }
+            Ok(Err(other)) => return Err(other),
             Err(_) => {
                 let pid = zygote.pid;
                 *slot = None;
-                return Err(format!(
-                    "the zygote (pid {pid}) did not answer within {} s; a new one will be started",
-                    ZYGOTE_ANSWER_TIMEOUT.as_secs()
-                ));
+                return Err(ZygoteError::NoAnswer {
+                    pid,
+                    seconds: ZYGOTE_ANSWER_TIMEOUT.as_secs(),
+                });
             }
         }
     }
 }
 
 /// Reads the report of a monitor the zygote forked (`pid`) from its pipes.
-async fn await_report(report: OwnedFd, err: OwnedFd, pid: u32) -> Result<MonitorInfo, String> {
-    let pipe_error = |e: std::io::Error| format!("cannot read the pane monitor's pipes: {e}");
-    let mut report = pipe::Receiver::from_owned_fd(report).map_err(pipe_error)?;
-    let mut err = pipe::Receiver::from_owned_fd(err).map_err(pipe_error)?;
+async fn await_report(
+    report: OwnedFd,
+    err: OwnedFd,
+    pid: u32,
+) -> Result<MonitorInfo, LaunchFailure> {
+    let mut report = pipe::Receiver::from_owned_fd(report).map_err(LaunchFailure::ReadPipes)?;
+    let mut err = pipe::Receiver::from_owned_fd(err).map_err(LaunchFailure::ReadPipes)?;
     // The report is one line, then the monitor closes stdout.
     let mut out = String::new();
     let read = tokio::time::timeout(START_TIMEOUT, report.read_to_string(&mut out)).await;
@@ -401,23 +456,23 @@ async fn await_report(report: OwnedFd, err: OwnedFd, pid: u32) -> Result<Monitor
         });
         return Ok(info);
     }
-    let what = match read {
-        Ok(_) => "it exited".to_string(),
+    let why = match read {
+        Ok(_) => NoReport::Gone,
         Err(_) => {
             // The report pipe is still open, so `pid` is still that monitor: it must not start
             // the program later, unseen.
             // SAFETY: kill has no memory effects.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            format!(
-                "no report within {} s, so it was killed",
-                START_TIMEOUT.as_secs()
-            )
+            NoReport::Killed {
+                seconds: START_TIMEOUT.as_secs(),
+            }
         }
     };
     let mut message = String::new();
     let _ = tokio::time::timeout(FAILED_EXIT_TIMEOUT, err.read_to_string(&mut message)).await;
-    Err(format!(
-        "the session's program did not start (its pane monitor, pid {pid}: {what}): {}",
-        message.trim()
-    ))
+    Err(LaunchFailure::Forked {
+        pid,
+        why,
+        stderr: message,
+    })
 }

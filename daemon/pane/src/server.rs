@@ -21,6 +21,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::log::SegmentReader;
+use super::session::RequestError;
 use super::{Session, diag};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,10 +135,10 @@ async fn serve(session: Arc<Session>, stream: UnixStream) {
     }
 }
 
-fn done_or_error(result: Result<(), String>) -> MonitorFrame {
+fn done_or_error(result: Result<(), RequestError>) -> MonitorFrame {
     match result {
         Ok(()) => MonitorFrame::Done,
-        Err(message) => MonitorFrame::Error(message),
+        Err(e) => MonitorFrame::Error(e.to_string()),
     }
 }
 

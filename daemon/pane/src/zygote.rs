@@ -37,9 +37,10 @@ use nix::sys::socket::{
 };
 
 use super::MonitorArgs;
+use super::args::ArgsError;
 
 /// The argument that makes `aifactory-pane` a zygote.
-pub const FLAG: &str = "--zygote";
+pub(crate) const FLAG: &str = "--zygote";
 /// What the zygote ignores, and its children get back to default before they become monitors.
 const IGNORED: [Signal; 4] = [
     Signal::SIGCHLD,
@@ -49,7 +50,7 @@ const IGNORED: [Signal; 4] = [
 ];
 /// The largest request: arguments and environment together. Larger ones are refused with
 /// EMSGSIZE by the socket, and the daemon execs the monitor instead.
-pub const MAX_REQUEST: usize = 256 << 10;
+pub(crate) const MAX_REQUEST: usize = 256 << 10;
 
 /// A request's bytes: the argument count, then every argument, then every `KEY=VALUE` of the
 /// environment, each ended by a NUL (which no argument or variable can contain).
@@ -68,40 +69,62 @@ pub fn encode(args: &[OsString], env: &[(OsString, OsString)]) -> Vec<u8> {
     out
 }
 
+/// Why the zygote refused a request or could not fork a monitor for it; the daemon gets the
+/// message in the answer (after `E`) and then execs the monitor itself.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub(crate) enum ServeError {
+    #[error("the request does not end with a NUL")]
+    NoTerminator,
+    #[error("the request does not start with an argument count")]
+    NoCount,
+    #[error("the request announces {count} arguments but holds {held}")]
+    Count { count: usize, held: usize },
+    #[error("an environment entry without `=`")]
+    EnvEntry,
+    #[error("the request was cut short (over {MAX_REQUEST} bytes, or more than two descriptors)")]
+    Truncated,
+    #[error("the request carries {0} descriptors, not 2 (report and stderr pipes)")]
+    Descriptors(usize),
+    #[error("{}", .0.explain())]
+    Args(ArgsError),
+    #[error("cannot create a socket for the next monitor: {0}")]
+    Socket(nix::Error),
+    #[error("cannot fork the next monitor: {0}")]
+    Fork(nix::Error),
+}
+
 pub(super) type Decoded = (Vec<OsString>, Vec<(OsString, OsString)>);
 
-pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, String> {
-    let body = bytes
-        .strip_suffix(&[0])
-        .ok_or("the request does not end with a NUL")?;
+pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, ServeError> {
+    let body = bytes.strip_suffix(&[0]).ok_or(ServeError::NoTerminator)?;
     let mut items = body.split(|&b| b == 0);
     let count = items
         .next()
         .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
-        .ok_or("the request does not start with an argument count")?;
+        .ok_or(ServeError::NoCount)?;
     let args: Vec<OsString> = items
         .by_ref()
         .take(count)
         .map(|a| OsString::from_vec(a.to_vec()))
         .collect();
     if args.len() != count {
-        return Err(format!(
-            "the request announces {count} arguments but holds {}",
-            args.len()
-        ));
+        return Err(ServeError::Count {
+            count,
+            held: args.len(),
+        });
     }
     let env = items
         .map(|item| {
             let at = item
                 .iter()
                 .position(|&b| b == b'=')
-                .ok_or("an environment entry without `=`")?;
+                .ok_or(ServeError::EnvEntry)?;
             Ok((
                 OsString::from_vec(item[..at].to_vec()),
                 OsString::from_vec(item[at + 1..].to_vec()),
             ))
         })
-        .collect::<Result<_, &str>>()?;
+        .collect::<Result<_, ServeError>>()?;
     Ok((args, env))
 }
 
@@ -179,7 +202,7 @@ fn warn(message: &str) {
 }
 
 /// Serves requests on stdin until the daemon closes it.
-pub fn serve(mut extra: impl Iterator<Item = OsString>) -> ExitCode {
+pub(crate) fn serve(mut extra: impl Iterator<Item = OsString>) -> ExitCode {
     if let Some(arg) = extra.next() {
         return fatal(&format!(
             "unexpected argument `{}`: the zygote takes none (it is started by aifactoryd)",
@@ -231,7 +254,7 @@ pub fn serve(mut extra: impl Iterator<Item = OsString>) -> ExitCode {
                 answer.extend_from_slice(&pid.to_le_bytes());
                 answer
             }
-            Err(message) => format!("E{message}").into_bytes(),
+            Err(e) => format!("E{e}").into_bytes(),
         };
         if let Err(e) = send(&socket, &answer, &[]) {
             return fatal(&format!("cannot answer the daemon: {e}"));
@@ -259,7 +282,7 @@ fn refill(waiting: &mut VecDeque<Waiting>, want: usize) {
         match fork_waiting() {
             Ok(next) => waiting.push_back(next),
             Err(e) => {
-                warn(&e);
+                warn(&e.to_string());
                 return;
             }
         }
@@ -267,17 +290,17 @@ fn refill(waiting: &mut VecDeque<Waiting>, want: usize) {
 }
 
 /// Forks a monitor that prepares itself and waits for its session.
-fn fork_waiting() -> Result<Waiting, String> {
+fn fork_waiting() -> Result<Waiting, ServeError> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| format!("cannot create a socket for the next monitor: {e}"))?;
+    .map_err(ServeError::Socket)?;
     // SAFETY: this process has one thread, so the child may run any code.
     match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(format!("cannot fork the next monitor: {e}")),
+        Err(e) => Err(ServeError::Fork(e)),
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Waiting {
             pid: child.as_raw() as u32,
             link: ours,
@@ -296,21 +319,16 @@ fn request(
     bytes: &[u8],
     received: Received,
     waiting: &mut VecDeque<Waiting>,
-) -> Result<u32, String> {
+) -> Result<u32, ServeError> {
     if received.truncated {
-        return Err(format!(
-            "the request was cut short (over {MAX_REQUEST} bytes, or more than two descriptors)"
-        ));
+        return Err(ServeError::Truncated);
     }
     if received.fds.len() != 2 {
-        return Err(format!(
-            "the request carries {} descriptors, not 2 (report and stderr pipes)",
-            received.fds.len()
-        ));
+        return Err(ServeError::Descriptors(received.fds.len()));
     }
     // Checked here, so a bad request is refused and the waiting monitors stay for good ones.
     let (args, _) = decode(bytes)?;
-    MonitorArgs::parse(args).map_err(|e| e.explain())?;
+    MonitorArgs::parse(args).map_err(ServeError::Args)?;
     let fds = [received.fds[0].as_raw_fd(), received.fds[1].as_raw_fd()];
     loop {
         let next = match waiting.pop_front() {

@@ -122,24 +122,6 @@ pub fn kill_and_reap(pid: u32) {
     }
 }
 
-/// Start time of a process in clock ticks since boot: field 22 of `/proc/<pid>/stat`.
-pub fn start_time(pid: u32) -> std::io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&stat).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("field 22 (starttime) is missing or not a number in {stat:?}"),
-        )
-    })
-}
-
-/// The command name (field 2) may hold spaces and parentheses, so fields are counted from the
-/// last `)`: what follows starts at field 3, making field 22 the 20th.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
-}
-
 /// The one place that waits for children.
 pub struct Reaper {
     sigchld: Signal,
@@ -190,24 +172,5 @@ impl Reaper {
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_survives_odd_command_names() {
-        let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
-        let stat = format!("1234 (a) b) (c ) {}", fields.join(" "));
-        assert_eq!(parse_start_time(&stat), Some(22));
-        assert_eq!(parse_start_time("1234 (x) S 1"), None);
-        assert_eq!(parse_start_time("no parens"), None);
-    }
-
-    #[test]
-    fn own_start_time_is_readable() {
-        assert!(start_time(std::process::id()).unwrap() > 0);
     }
 }

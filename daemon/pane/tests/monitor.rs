@@ -1,5 +1,9 @@
 //! The pane monitor with real processes on a real PTY: what it records, what it serves, how
 //! it treats signals, orphans and slow subscribers, and when it goes away.
+//!
+//! One file past 600 lines on purpose: every test drives the same binary through the same few
+//! helpers (`start`, `Monitor::client`, `eventually`, the `/proc` readers), which a split would
+//! only move into a shared module.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,8 @@ use aifactory_common::pane::{
     EXIT_FILE, ExitInfo, META_FILE, MONITOR_SOCKET, MonitorFrame, MonitorInfo, OUTPUT_LOG,
     OUTPUT_LOG_OLD, ROTATION_FILE,
 };
-use aifactoryd::monitor::client::{MonitorClient, MonitorError, MonitorStream};
+use aifactory_common::procfs;
+use aifactory_pane::client::{MonitorClient, MonitorError, MonitorStream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Bound on every wait, so a broken monitor fails a test instead of hanging it.
@@ -206,15 +211,8 @@ fn mode(path: &Path) -> u32 {
 
 /// (state, ppid, pgrp, session) from /proc/<pid>/stat, or None once the process is gone.
 fn proc_stat(pid: u32) -> Option<(char, u32, u32, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((
-        f[0].chars().next()?,
-        f[1].parse().ok()?,
-        f[2].parse().ok()?,
-        f[3].parse().ok()?,
-    ))
+    let stat = procfs::stat(pid).ok()?;
+    Some((stat.state, stat.ppid, stat.pgid, stat.session))
 }
 
 /// Waits until `cond` holds, checking every 20 ms (test-side only).
@@ -308,15 +306,10 @@ async fn records_exact_bytes_and_serves_them() {
 async fn the_program_gets_a_session_a_terminal_and_nothing_else() {
     let mut m = start(&["sleep", "1000"]).await;
     let pid = m.info.pid;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    // Fields 5 (session), 7 (controlling terminal), 8 (its foreground process group).
-    let (session, tty, foreground) = (fields[3], fields[4], fields[5]);
-    assert_eq!(session, pid.to_string(), "its own session");
-    assert_ne!(tty, "0", "a controlling terminal");
-    assert_eq!(foreground, pid.to_string(), "in the terminal's foreground");
+    let stat = procfs::stat(pid).unwrap();
+    assert_eq!(stat.session, pid, "its own session");
+    assert_ne!(stat.tty_nr, 0, "a controlling terminal");
+    assert_eq!(stat.tpgid, pid as i32, "in the terminal's foreground");
     // `sleep` itself may still be opening its locale files right after the exec: what must
     // not be there for good is anything of the monitor's.
     let fds = || {
@@ -889,8 +882,8 @@ mod zygote {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::process::{Command, Stdio};
 
-    use aifactoryd::monitor::MonitorArgs;
-    use aifactoryd::monitor::zygote::encode;
+    use aifactory_pane::MonitorArgs;
+    use aifactory_pane::zygote::encode;
     use nix::sys::socket::{
         AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recv, sendmsg, socketpair,
     };

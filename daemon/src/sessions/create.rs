@@ -1,0 +1,161 @@
+//! Starting a session: checking its spec, recording it, creating its pane directory and
+//! having a monitor start its program.
+
+use std::sync::Arc;
+
+use aifactory_common::pane::MonitorInfo;
+use aifactory_common::protocol::{EventKind, SessionInfo, SessionSpec};
+use aifactory_pane::MonitorArgs;
+
+use super::{MAX_NAME_LEN, SessionError, Sessions, records};
+use crate::panes;
+
+const DEFAULT_COLS: u16 = 120;
+const DEFAULT_ROWS: u16 = 40;
+
+impl Sessions {
+    /// Starts a program in a new session.
+    pub async fn create(self: &Arc<Self>, spec: SessionSpec) -> Result<SessionInfo, SessionError> {
+        if spec.command.first().is_none_or(String::is_empty) {
+            return Err(SessionError::NoCommand);
+        }
+        if let Some(name) = &spec.name {
+            check_name(name)?;
+        }
+        if !spec.cwd.is_absolute() || !spec.cwd.is_dir() {
+            return Err(SessionError::BadCwd(spec.cwd.clone()));
+        }
+        for (key, value) in &spec.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SessionError::BadEnvName(key.clone()));
+            }
+            if value.contains('\0') {
+                return Err(SessionError::NulInEnv(key.clone()));
+            }
+        }
+        if let Some(arg) = spec.command.iter().find(|a| a.contains('\0')) {
+            return Err(SessionError::NulInArg(arg.clone()));
+        }
+        let cols = spec.cols.unwrap_or(DEFAULT_COLS).max(1);
+        let rows = spec.rows.unwrap_or(DEFAULT_ROWS).max(1);
+        let new = records::NewSession {
+            name: spec.name.clone(),
+            command: serde_json::to_string(&spec.command).unwrap_or_default(),
+            cwd: spec.cwd.to_string_lossy().into_owned(),
+            cols,
+            rows,
+            root: self.panes.path.to_string_lossy().into_owned(),
+        };
+        let inserted = self
+            .store
+            .write_process_state(move |tx| {
+                if let Some(name) = &new.name
+                    && let Some(id) = records::live_with_name(tx, name)?
+                {
+                    return Ok(Err(SessionError::NameTaken {
+                        name: name.clone(),
+                        id,
+                    }));
+                }
+                records::insert(tx, &new).map(Ok)
+            })
+            .await??;
+        match self.spawn_monitor(&inserted, &spec, cols, rows).await {
+            Ok(info) => {
+                let session = self.record_running(&inserted, &info).await?;
+                let _ = self.state_channel(&inserted);
+                self.clone().watch(inserted.clone());
+                tracing::info!(session_id = %inserted, pid = info.pid, command = ?spec.command, "session started");
+                self.events
+                    .publish(EventKind::SessionCreated {
+                        session_id: inserted.clone(),
+                        name: spec.name.clone(),
+                    })
+                    .await;
+                session.ok_or(SessionError::NotFound(inserted))
+            }
+            Err(e) => {
+                let id = inserted.clone();
+                let _ = self
+                    .store
+                    .write_process_state(move |tx| records::delete(tx, &id))
+                    .await;
+                let _ = std::fs::remove_dir_all(self.panes.path.join(&inserted));
+                tracing::warn!(session_id = %inserted, "session did not start: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the pane directory and starts the monitor; returns what it reported once the
+    /// program runs.
+    async fn spawn_monitor(
+        &self,
+        id: &str,
+        spec: &SessionSpec,
+        cols: u16,
+        rows: u16,
+    ) -> Result<MonitorInfo, SessionError> {
+        let dir = panes::create_session_dir(&self.panes.path, id)?;
+        let args = MonitorArgs {
+            dir,
+            session: id.to_string(),
+            name: spec.name.clone(),
+            cwd: spec.cwd.clone(),
+            cols,
+            rows,
+            log_max: self.pane_log_max,
+            command: spec.command.clone(),
+        };
+        self.launcher
+            .start(
+                &args,
+                base_env().into_iter().chain(spec.env.iter().cloned()),
+            )
+            .await
+            .map_err(SessionError::from)
+    }
+
+    /// Records that the session's program runs; returns the session as recorded (`None` if its
+    /// row is gone).
+    pub(super) async fn record_running(
+        &self,
+        id: &str,
+        info: &MonitorInfo,
+    ) -> Result<Option<SessionInfo>, SessionError> {
+        let id = id.to_string();
+        let info = info.clone();
+        Ok(self
+            .store
+            .write_process_state(move |tx| records::record_running(tx, &id, &info))
+            .await?)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), SessionError> {
+    let id_shaped = name.len() == 10
+        && name.starts_with("s-")
+        && name[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if name.trim().is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.chars().any(char::is_control)
+        || id_shaped
+    {
+        return Err(SessionError::BadName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// The environment every session starts from; the session's own variables are added on top.
+fn base_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "PATH" | "HOME" | "USER" | "LOGNAME" | "SHELL" | "LANG" | "TZ"
+            ) || k.starts_with("LC_")
+        })
+        .collect();
+    env.push(("TERM".into(), "xterm-256color".into()));
+    env
+}

@@ -1,0 +1,192 @@
+//! The session registry: every terminal session the daemon started, in the store, and the
+//! live view of those whose program runs.
+//!
+//! A session's program runs under its own pane monitor (`aifactory-pane`, the
+//! [`aifactory_pane`] crate), which holds the PTY and writes the output, and which outlives the
+//! daemon. The registry starts monitors ([`create`]), talks to them over their sockets
+//! ([`control`]), notices when they end, and at startup re-adopts every one still recorded as
+//! running, checking pid and process start time so a reused pid is never mistaken for it
+//! ([`ending`]). A session that cannot be re-adopted becomes `lost` with the reason, and
+//! anything left in its process group is killed: nothing runs untracked. Its rows are read and
+//! written through [`records`].
+//!
+//! Every failure is a [`SessionError`]; `handlers::sessions` turns it into the wire's
+//! `ErrorReply`.
+
+mod control;
+mod create;
+mod ending;
+mod records;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use aifactory_common::protocol::{SessionInfo, SessionState};
+use aifactory_common::sync::lock;
+use aifactory_pane::client::{MonitorClient, MonitorError};
+use aifactory_pane::launch::{LaunchFailure, Launcher};
+use tokio::sync::watch;
+
+use crate::events::EventBus;
+use crate::panes::{PanesError, PanesRoot};
+use crate::store::{Store, StoreError};
+
+const MAX_NAME_LEN: usize = 100;
+
+/// Why a session request failed. Each message names the problem and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no session with id or name `{0}`: see `aifactoryctl sessions list`")]
+    NotFound(String),
+    #[error("no command given: pass the program after `--`")]
+    NoCommand,
+    #[error(
+        "session name `{0}` is not usable: give 1 to {MAX_NAME_LEN} printable characters that do not look like a session id"
+    )]
+    BadName(String),
+    #[error(
+        "{} is not an existing directory: give the session's working directory with --cwd",
+        .0.display()
+    )]
+    BadCwd(PathBuf),
+    #[error("`{0}` is not an environment variable name")]
+    BadEnvName(String),
+    #[error("the value of {0} contains a NUL byte, which no environment variable can hold")]
+    NulInEnv(String),
+    #[error("the command argument {0:?} contains a NUL byte, which no program argument can hold")]
+    NulInArg(String),
+    #[error(
+        "a running session is already named `{name}` ({id}): kill it first (`aifactoryctl sessions kill {id}`) or choose another name"
+    )]
+    NameTaken { name: String, id: String },
+    #[error(transparent)]
+    PaneDir(#[from] PanesError),
+    /// The monitor or the program did not start.
+    #[error(transparent)]
+    NotStarted(#[from] LaunchFailure),
+    #[error("session {id} is {}, not running", .state.as_str())]
+    NotRunning { id: String, state: SessionState },
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error(
+        "session {id} did not take its input: {message}{}; see `aifactoryctl sessions tail {id}`",
+        delivered_before(*.sent)
+    )]
+    InputRefused {
+        id: String,
+        message: String,
+        sent: usize,
+    },
+    #[error(
+        "session {id} did not take its input within {seconds} s: its program is not reading the terminal (busy or stopped), or its monitor is wedged{}; see `aifactoryctl sessions tail {id}`",
+        delivered_before(*.sent)
+    )]
+    InputNoAnswer {
+        id: String,
+        seconds: u64,
+        sent: usize,
+    },
+    #[error("{cols}x{rows} is not a terminal size")]
+    BadSize { cols: u16, rows: u16 },
+    #[error(
+        "session {id} is already {}: nothing to kill (use --ignore-missing to accept that)",
+        .state.as_str()
+    )]
+    AlreadyEnded { id: String, state: SessionState },
+    #[error(
+        "session {id} survived SIGKILL for {seconds} s: its program may be stuck in the kernel (state D); check `ps -o pid,stat,wchan -g {pid}`"
+    )]
+    SurvivedKill { id: String, seconds: u64, pid: u32 },
+    #[error("session {id} is still running: kill it first (`aifactoryctl sessions kill {id}`)")]
+    StillRunning { id: String },
+}
+
+/// The part of an input error that says how much got through before the failing piece.
+fn delivered_before(sent: usize) -> String {
+    if sent > 0 {
+        format!(" ({sent} bytes before that piece were delivered)")
+    } else {
+        String::new()
+    }
+}
+
+pub struct Sessions {
+    store: Store,
+    events: Arc<EventBus>,
+    panes: PanesRoot,
+    launcher: Launcher,
+    pane_log_max: u64,
+    /// One state channel per session this daemon lifetime watches: waiters and kills wake on it.
+    watched: Mutex<HashMap<String, watch::Sender<SessionState>>>,
+}
+
+impl Sessions {
+    pub fn new(
+        store: Store,
+        events: Arc<EventBus>,
+        panes: PanesRoot,
+        launcher: Launcher,
+        pane_log_max: u64,
+    ) -> Sessions {
+        Sessions {
+            store,
+            events,
+            panes,
+            launcher,
+            pane_log_max,
+            watched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn panes(&self) -> &PanesRoot {
+        &self.panes
+    }
+
+    fn state_channel(&self, id: &str) -> watch::Receiver<SessionState> {
+        lock(&self.watched)
+            .entry(id.to_string())
+            .or_insert_with(|| watch::channel(SessionState::Running).0)
+            .subscribe()
+    }
+
+    fn publish_state(&self, id: &str, state: SessionState) {
+        if let Some(tx) = lock(&self.watched).get(id) {
+            tx.send_replace(state);
+        }
+    }
+
+    pub async fn running_count(&self) -> u32 {
+        self.store.read(records::running_count).await.unwrap_or(0)
+    }
+
+    pub async fn show(&self, key: String) -> Result<SessionInfo, SessionError> {
+        let lookup = key.clone();
+        self.store
+            .read(move |conn| records::by_key(conn, &lookup))
+            .await?
+            .ok_or(SessionError::NotFound(key))
+    }
+
+    pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        Ok(self.store.read(records::all).await?)
+    }
+
+    /// The running session `key`, or why it cannot take a request.
+    async fn running(&self, key: String) -> Result<SessionInfo, SessionError> {
+        let session = self.show(key).await?;
+        if session.state != SessionState::Running {
+            return Err(SessionError::NotRunning {
+                id: session.id,
+                state: session.state,
+            });
+        }
+        Ok(session)
+    }
+
+    async fn monitor(&self, session: &SessionInfo) -> Result<MonitorClient, SessionError> {
+        Ok(MonitorClient::connect(&session.pane_dir).await?)
+    }
+}
