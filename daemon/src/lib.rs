@@ -13,7 +13,6 @@ mod events;
 mod git;
 mod handlers;
 pub mod listener;
-pub mod logging;
 pub mod migrate;
 pub mod monitor;
 mod notify;
@@ -85,7 +84,7 @@ impl From<migrate::MigrateError> for DaemonError {
 pub async fn run(
     config: Config,
     overrides: Overrides,
-    logging: logging::Logging,
+    logging: aifactory_common::logging::Logging,
 ) -> Result<(), DaemonError> {
     if cfg!(feature = "test-hooks") {
         tracing::warn!(

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let logging = match aifactoryd::logging::init(cli.log, &config.log_level) {
+    let logging = match aifactory_common::logging::init(cli.log, &config.log_level) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("aifactoryd: {e}");
