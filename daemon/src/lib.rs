@@ -27,7 +27,6 @@ mod state;
 pub mod store;
 mod supervisor;
 mod tasks;
-#[cfg(feature = "test-hooks")]
 mod test_hooks;
 
 use std::os::unix::fs::DirBuilderExt;
