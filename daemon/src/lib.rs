@@ -209,8 +209,13 @@ fn open_store(
     let version = match (&readonly, lock.as_mut()) {
         (None, Some(lock)) => {
             let outcome = migrate::migrate(&mut conn, &file, state_dir, lock)?;
-            for (version, name, ms) in &outcome.applied {
-                tracing::info!(version, name, duration_ms = ms, "migration applied");
+            for (m, took) in &outcome.applied {
+                tracing::info!(
+                    version = m.version,
+                    name = m.name,
+                    duration_ms = took.as_millis() as u64,
+                    "migration applied"
+                );
             }
             if outcome.from != outcome.to {
                 tracing::info!(from = outcome.from, to = outcome.to, backup = ?outcome.backup, "database migrated");

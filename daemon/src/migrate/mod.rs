@@ -15,7 +15,7 @@ pub mod report;
 mod verify;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aifactory_common::diagnose::LockHolder;
 use rusqlite::{Connection, TransactionBehavior};
@@ -169,7 +169,8 @@ pub fn latest_known() -> u32 {
 pub struct Outcome {
     pub from: u32,
     pub to: u32,
-    pub applied: Vec<(u32, &'static str, u64)>,
+    /// Applied by this run, in order, each with how long it took.
+    pub applied: Vec<(&'static Migration, Duration)>,
     pub backup: Option<PathBuf>,
 }
 
@@ -263,10 +264,11 @@ pub fn migrate(
         ledger::ensure(&tx).map_err(|e| io(e, m))?;
         tx.execute_batch(m.sql).map_err(|e| io(e, m))?;
         test_hooks::pause_inside_migration(m.version);
-        let ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        let ms = took.as_millis() as u64;
         ledger::record(&tx, m, ms).map_err(|e| io(e, m))?;
         tx.commit().map_err(|e| io(e, m))?;
-        outcome.applied.push((m.version, m.name, ms));
+        outcome.applied.push((m, took));
     }
     verify(conn, file, state_dir)?;
     Ok(outcome)
@@ -274,8 +276,6 @@ pub fn migrate(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]

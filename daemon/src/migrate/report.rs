@@ -61,8 +61,14 @@ impl fmt::Display for ApplyReport {
                 backup.display()
             )?;
         }
-        for (version, name, ms) in &outcome.applied {
-            writeln!(f, "applied {version:04}_{name} in {ms} ms")?;
+        for (m, took) in &outcome.applied {
+            writeln!(
+                f,
+                "applied {:04}_{} in {} ms",
+                m.version,
+                m.name,
+                took.as_millis()
+            )?;
         }
         Ok(())
     }
