@@ -54,6 +54,38 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
+/// Who holds (or last held) the migration lock: the JSON its holder writes into
+/// `<state dir>/migrate.lock`, for diagnostics only (the `flock` is what locks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub pid: Option<u32>,
+    pub host: Option<String>,
+    /// RFC 3339, UTC.
+    pub started: Option<String>,
+    /// The schema versions the holder migrates between, once it knows them.
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+}
+
+/// The one spelling of a holder, shared by the daemon's lock-timeout error, `aifactoryd migrate
+/// --status` and the doctor: `pid 1234 on host since 2026-11-26T00:00:00Z`.
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "pid {pid}")?,
+            None => f.write_str("an unknown pid")?,
+        }
+        if let Some(host) = &self.host {
+            write!(f, " on {host}")?;
+        }
+        write!(
+            f,
+            " since {}",
+            self.started.as_deref().unwrap_or("an unknown time")
+        )
+    }
+}
+
 /// The migration lock's holder as its lock file says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockState {
@@ -63,6 +95,34 @@ pub struct LockState {
     pub since: Option<String>,
     /// Whether the holder's pid is alive as seen from here.
     pub holder_alive: bool,
+}
+
+impl LockState {
+    /// The holder's part of the lock file (its versions are not reported here).
+    pub fn holder(&self) -> LockHolder {
+        LockHolder {
+            pid: self.holder_pid,
+            host: self.holder_host.clone(),
+            started: self.since.clone(),
+            from: None,
+            to: None,
+        }
+    }
+}
+
+/// `free`, or `held by pid 1234 on host since ... (alive)`.
+impl std::fmt::Display for LockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.held {
+            return f.write_str("free");
+        }
+        let alive = if self.holder_alive {
+            "alive"
+        } else {
+            "not visible from here"
+        };
+        write!(f, "held by {} ({alive})", self.holder())
+    }
 }
 
 /// `aifactoryd migrate --status --json`.
@@ -99,4 +159,33 @@ pub struct LocalFacts {
     /// Candidates passed over before it, with why.
     pub panes_skipped: Vec<(PathBuf, SkipReason)>,
     pub test_agent_cmd: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_holder_is_spelled_once() {
+        let state = LockState {
+            held: true,
+            holder_pid: Some(42),
+            holder_host: Some("test-host".into()),
+            since: Some("2026-11-26T00:00:00Z".into()),
+            holder_alive: false,
+        };
+        assert_eq!(
+            state.to_string(),
+            "held by pid 42 on test-host since 2026-11-26T00:00:00Z (not visible from here)"
+        );
+        assert_eq!(
+            LockHolder::default().to_string(),
+            "an unknown pid since an unknown time"
+        );
+        let free = LockState {
+            held: false,
+            ..state
+        };
+        assert_eq!(free.to_string(), "free");
+    }
 }

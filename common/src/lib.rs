@@ -7,7 +7,8 @@
 //!
 //! It is also the one home of the small OS facts every program of the workspace needs:
 //! [`time`] (RFC 3339 timestamps), [`procfs`] (`/proc/<pid>/stat`) and [`sync`] (locking a
-//! mutex whose holder panicked).
+//! mutex whose holder panicked), and, behind the cargo feature `logging`, of the `logging`
+//! setup the daemon and the HTTP shim share.
 
 pub mod client;
 pub mod codec;
@@ -15,6 +16,8 @@ pub mod diagnose;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod pane;
 pub mod paths;
 pub mod procfs;

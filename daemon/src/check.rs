@@ -66,7 +66,9 @@ pub fn local_facts(overrides: &Overrides) -> LocalFacts {
         config_file: config.config_file.clone(),
         config_error,
         state_dir_error: probe_state_dir(&config.state_dir),
-        migrations: migrate::status(&config.state_dir).map_err(|e| e.to_string()),
+        migrations: migrate::report::status(&config.state_dir)
+            .map(|report| report.status)
+            .map_err(|e| e.to_string()),
         state_dir: config.state_dir.clone(),
         agents,
         panes_root,

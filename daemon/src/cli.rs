@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::logging::LogTarget;
+use aifactory_common::logging::LogTarget;
 
 /// `--version` text: the package version and the protocol it speaks.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 5)");

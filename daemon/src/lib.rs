@@ -14,7 +14,6 @@ mod events;
 mod git;
 mod handlers;
 pub mod listener;
-pub mod logging;
 pub mod migrate;
 mod notify;
 mod panes;
@@ -28,7 +27,6 @@ mod state;
 pub mod store;
 mod supervisor;
 mod tasks;
-#[cfg(feature = "test-hooks")]
 mod test_hooks;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -87,7 +85,7 @@ impl From<migrate::MigrateError> for DaemonError {
 pub async fn run(
     config: Config,
     overrides: Overrides,
-    logging: logging::Logging,
+    logging: aifactory_common::logging::Logging,
 ) -> Result<(), DaemonError> {
     if cfg!(feature = "test-hooks") {
         tracing::warn!(
@@ -213,8 +211,13 @@ fn open_store(
     let version = match (&readonly, lock.as_mut()) {
         (None, Some(lock)) => {
             let outcome = migrate::migrate(&mut conn, &file, state_dir, lock)?;
-            for (version, name, ms) in &outcome.applied {
-                tracing::info!(version, name, duration_ms = ms, "migration applied");
+            for (m, took) in &outcome.applied {
+                tracing::info!(
+                    version = m.version,
+                    name = m.name,
+                    duration_ms = took.as_millis() as u64,
+                    "migration applied"
+                );
             }
             if outcome.from != outcome.to {
                 tracing::info!(from = outcome.from, to = outcome.to, backup = ?outcome.backup, "database migrated");

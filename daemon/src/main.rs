@@ -1,7 +1,11 @@
+//! The `aifactoryd` binary: parses the command line, answers the one-shot subcommands
+//! (`migrate`, `check`, the man page) by printing what the library returns, else loads the
+//! config, sets up logging and runs the daemon.
+
 use std::process::ExitCode;
 
 use aifactoryd::cli::{Cli, DaemonCommand};
-use aifactoryd::migrate;
+use aifactoryd::migrate::report;
 use aifactoryd::{Config, Overrides};
 use clap::Parser;
 
@@ -49,13 +53,7 @@ fn main() -> ExitCode {
         json,
     }) = cli.command
     {
-        let what = match (status, dry_run) {
-            (true, _) if json => migrate::Command::StatusJson,
-            (true, _) => migrate::Command::Status,
-            (_, true) => migrate::Command::DryRun,
-            _ => migrate::Command::Apply,
-        };
-        return match migrate::command(&config.state_dir, config.migrate_lock_timeout, what) {
+        return match migrate_command(&config, status, dry_run, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("aifactoryd: {e}");
@@ -63,7 +61,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let logging = match aifactoryd::logging::init(cli.log, &config.log_level) {
+    let logging = match aifactory_common::logging::init(cli.log, &config.log_level) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("aifactoryd: {e}");
@@ -89,4 +87,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `aifactoryd migrate [--status [--json] | --dry-run]`: prints what the library found or did.
+fn migrate_command(config: &Config, status: bool, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let state_dir = &config.state_dir;
+    match (status, dry_run) {
+        (true, _) if json => {
+            let status = report::status(state_dir)?.status;
+            println!("{}", serde_json::to_string(&status).unwrap_or_default());
+        }
+        (true, _) => print!("{}", report::status(state_dir)?),
+        (_, true) => print!("{}", report::dry_run(state_dir)?),
+        _ => print!("{}", report::apply(state_dir, config.migrate_lock_timeout)?),
+    }
+    Ok(())
 }

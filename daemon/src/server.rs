@@ -13,10 +13,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, Overrides};
 use crate::connection::{self, DRAIN_TIMEOUT};
 use crate::listener::Listener;
-use crate::logging::Logging;
 use crate::notify;
 use crate::peer::PeerPolicy;
 use crate::state::DaemonState;
+use aifactory_common::logging::Logging;
 
 /// Back-off after an accept error such as EMFILE, so a full fd table is not a busy loop.
 const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);

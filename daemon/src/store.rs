@@ -6,10 +6,11 @@
 //! the file, the OS error and the fix, and the store keeps serving reads.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aifactory_common::protocol::StoreHealth;
+use aifactory_common::sync::lock;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -38,7 +39,7 @@ enum Durability {
 pub struct Store {
     jobs: std::sync::mpsc::Sender<Message>,
     file: Arc<PathBuf>,
-    health: Arc<RwLock<StoreHealth>>,
+    health: Arc<Mutex<StoreHealth>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -232,7 +233,7 @@ impl Store {
         Ok(Store {
             jobs,
             file: Arc::new(file),
-            health: Arc::new(RwLock::new(health)),
+            health: Arc::new(Mutex::new(health)),
         })
     }
 
@@ -241,14 +242,11 @@ impl Store {
     }
 
     pub fn health(&self) -> StoreHealth {
-        self.health
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.health).clone()
     }
 
     fn set_health(&self, health: StoreHealth) {
-        *self.health.write().unwrap_or_else(|p| p.into_inner()) = health;
+        *lock(&self.health) = health;
     }
 
     /// Runs `job` on the owner thread.

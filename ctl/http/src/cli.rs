@@ -42,7 +42,7 @@ pub struct Cli {
     pub print_token: bool,
     /// Where logs go.
     #[arg(long, value_enum, default_value = "auto")]
-    pub log: crate::logging::LogTarget,
+    pub log: aifactory_common::logging::LogTarget,
     /// Print the man page (roff) and exit; the package ships it.
     #[arg(long, hide = true)]
     pub manpage: bool,

@@ -7,7 +7,6 @@ mod cli;
 mod config;
 mod daemon;
 mod error;
-mod logging;
 mod state;
 mod token;
 
@@ -53,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", token.as_str());
         return Ok(());
     }
-    logging::init(cli.log, &config.log_level)?;
+    aifactory_common::logging::init(cli.log, &config.log_level)?;
     let token = token::load_or_create(&config.token_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

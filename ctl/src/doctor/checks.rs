@@ -825,20 +825,7 @@ fn migrations(f: &Facts) -> Check {
         .map(|b| b.display().to_string())
         .unwrap_or_else(|| "none".into());
     let lock = if m.lock.held {
-        format!(
-            "; the migration lock is held by pid {} on {} since {} ({})",
-            m.lock
-                .holder_pid
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "?".into()),
-            m.lock.holder_host.as_deref().unwrap_or("?"),
-            m.lock.since.as_deref().unwrap_or("?"),
-            if m.lock.holder_alive {
-                "alive"
-            } else {
-                "not visible from here"
-            }
-        )
+        format!("; the migration lock is {}", m.lock)
     } else {
         String::new()
     };

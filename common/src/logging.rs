@@ -1,6 +1,8 @@
-//! Where logs go and at which level: journald (structured fields such as `SESSION_ID`,
-//! `PEER_UID`) under systemd or with `--log journald`, stderr otherwise. The level comes from
-//! `RUST_LOG` when set, else from the config, and follows config reloads.
+//! Where the daemon's and the HTTP shim's logs go, set up once for both (cargo feature
+//! `logging`, so `aifactoryctl` does not link tracing-subscriber): journald, with structured
+//! fields such as `SESSION_ID`, when stderr is the journal stream or with `--log journald`;
+//! stderr otherwise. `RUST_LOG` wins over the configured level; a config reload may change the
+//! level ([`Logging::set_level`]) unless `RUST_LOG` pins it.
 
 use std::os::fd::AsFd;
 
@@ -8,6 +10,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
+/// `--log`: where logs go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogTarget {
     /// journald when stderr is connected to the journal (`JOURNAL_STREAM`), else stderr.
@@ -16,9 +19,11 @@ pub enum LogTarget {
     Journald,
 }
 
+/// The installed logger, kept to change its level later.
 pub struct Logging {
     filter: reload::Handle<EnvFilter, Registry>,
     rust_log: Option<String>,
+    /// Whether logs go to journald (else stderr).
     pub journald: bool,
 }
 
@@ -28,10 +33,20 @@ pub enum LoggingError {
         "cannot connect to journald ({0}): run with --log stderr, or check that systemd-journald runs"
     )]
     Journald(std::io::Error),
-    #[error("invalid RUST_LOG `{value}`: {message}")]
-    RustLog { value: String, message: String },
+    #[error("invalid RUST_LOG `{value}`: {source}")]
+    RustLog {
+        value: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("invalid log_level `{value}` in the config: {source}; e.g. \"info\"")]
+    Level {
+        value: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
     #[error("cannot install the logger: {0}")]
-    Install(String),
+    Install(#[from] tracing_subscriber::util::TryInitError),
+    #[error("cannot change the log level: {0}")]
+    Reload(#[from] reload::Error),
 }
 
 /// Whether stderr is the journal stream systemd set up for us.
@@ -45,15 +60,23 @@ fn stderr_is_journal() -> bool {
     expected == format!("{}:{}", stat.st_dev, stat.st_ino)
 }
 
+/// The filter for a configured level (`info`, `aifactoryd=debug,warn`, ...).
+fn level_filter(level: &str) -> Result<EnvFilter, LoggingError> {
+    EnvFilter::try_new(level).map_err(|source| LoggingError::Level {
+        value: level.to_string(),
+        source,
+    })
+}
+
+/// Installs the process-wide logger; call once, before anything logs.
 pub fn init(target: LogTarget, config_level: &str) -> Result<Logging, LoggingError> {
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let filter = match &rust_log {
-        Some(value) => EnvFilter::try_new(value).map_err(|e| LoggingError::RustLog {
+        Some(value) => EnvFilter::try_new(value).map_err(|source| LoggingError::RustLog {
             value: value.clone(),
-            message: e.to_string(),
+            source,
         })?,
-        // Validated when the config was loaded.
-        None => EnvFilter::try_new(config_level).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => level_filter(config_level)?,
     };
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match target {
@@ -82,8 +105,7 @@ pub fn init(target: LogTarget, config_level: &str) -> Result<Logging, LoggingErr
         .with(filter)
         .with(journald_layer)
         .with(stderr_layer)
-        .try_init()
-        .map_err(|e| LoggingError::Install(e.to_string()))?;
+        .try_init()?;
     Ok(Logging {
         filter: handle,
         rust_log,
@@ -93,11 +115,10 @@ pub fn init(target: LogTarget, config_level: &str) -> Result<Logging, LoggingErr
 
 impl Logging {
     /// Applies a reloaded config's level, unless `RUST_LOG` pins it.
-    pub fn set_level(&self, level: &str) -> Result<(), String> {
+    pub fn set_level(&self, level: &str) -> Result<(), LoggingError> {
         if self.rust_log.is_some() {
             return Ok(());
         }
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        self.filter.reload(filter).map_err(|e| e.to_string())
+        Ok(self.filter.reload(level_filter(level)?)?)
     }
 }
