@@ -5,6 +5,12 @@
 //! helpers (`start`, `Monitor::client`, `eventually`, the `/proc` readers), which a split would
 //! only move into a shared module.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic with its message is the failure report"
+)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
