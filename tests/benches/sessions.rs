@@ -32,6 +32,10 @@
 //! and warns if they are older than the sources. The tables printed at the end are markdown,
 //! ready for BENCHMARKS.md. The run takes about 2–3 minutes and needs about 1 GB free in
 //! `$TMPDIR`.
+//!
+//! One file past 600 lines on purpose: one bench is one BENCHMARKS.md section measured in one
+//! run, so that each figure and its peer share the machine's state; shared tools live in
+//! `tests/src/bench.rs`.
 
 use std::fmt::Write as _;
 use std::fs;

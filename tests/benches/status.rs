@@ -17,6 +17,10 @@
 //! aifactory-tests --bench status`: `cargo bench` does not build the daemon and the CLI, and
 //! the bench uses the ones in `target/release` (or `$AIFACTORY_BIN_DIR`). The tables printed at
 //! the end are markdown, ready for BENCHMARKS.md.
+//!
+//! One file past 600 lines on purpose: one bench is one BENCHMARKS.md section measured in one
+//! run, so that each figure and its peer share the machine's state; shared tools live in
+//! `tests/src/bench.rs`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

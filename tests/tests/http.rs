@@ -1,5 +1,8 @@
 //! The HTTP shim end to end: real HTTP (reqwest) and WebSocket (tokio-tungstenite) clients, and
 //! a real headless Chromium, against the real `aifactory-http` and `aifactoryd`.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::path::PathBuf;
 use std::time::Duration;

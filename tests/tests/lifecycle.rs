@@ -1,6 +1,9 @@
 //! The daemon's life against real signals, a real socket and a fake `NOTIFY_SOCKET`: start,
 //! refusing a second instance, reclaiming a stale socket, reload, connection limits, the
 //! handshake timeout, and a clean stop.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;

@@ -1,4 +1,7 @@
 //! rmux sessions end to end: real PTYs under pane monitors, driven through aifactoryctl.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! rmux session output streams and session ends, end to end: replay-then-live tails, rotation
 //! with absolute offsets, subscribers that never read, monitors that die, and `remove`.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

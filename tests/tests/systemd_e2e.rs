@@ -13,6 +13,9 @@
 //!
 //! Without root, unshare, systemd, cargo-deb or lintian each test says it skipped and
 //! why; under `AIFACTORY_REQUIRE_ALL=1` it fails instead.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::fs::File;
 use std::path::PathBuf;

@@ -1,6 +1,9 @@
 //! Tasks and agent supervision end to end: real git worktrees, agents in real rmux sessions,
 //! progress files watched with inotify, hang detection, whole-tree stops and restart policies,
 //! driven through aifactoryctl and the protocol client.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
