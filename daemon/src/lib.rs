@@ -1,8 +1,23 @@
 //! aifactoryd: the daemon that owns every session, agent, project and task, and serves
 //! `aifactoryctl` and `aifactory-http` over one Unix socket.
 //!
-//! [`run`] is the whole daemon; `main` only parses the command line, loads the config and sets
-//! up logging.
+//! [`run`] is the whole daemon; `main` only parses the command line, loads the config, sets
+//! up logging and prints what the library returns.
+//!
+//! Its modules, by responsibility (none imports one that imports it back):
+//! - the socket: `server` (accept and signals in one loop) joins `listener`, `connection` (one
+//!   client's handshake, admission, requests and drain) and `handlers` (one module per request
+//!   family, each turning its domain's errors into the wire's `ErrorReply`), which share only
+//!   `context` (what a handler may use of its connection);
+//! - sessions: `sessions` (the registry: records, create, control, ending and re-adoption of
+//!   the pane monitors of the `aifactory-pane` crate) and `panes` (the panes root);
+//! - agents: `supervisor` (its API, the per-task runner, output parsing, stall and prompt
+//!   activity, whole-tree kills, worktrees), `tasks` (the task record: every statement a named
+//!   function), `progress`, `proctree`, `agents` (profiles and their checks), `git`;
+//! - state: `store` (SQLite), `migrate` (list, ledger, lock, backups, verification, reports),
+//!   `events` (numbered, replayable), `projects`, `config`, `state` (what the daemon holds);
+//! - the edges of the process: `notify` (sd_notify), `peer` (who is calling), `check` (the
+//!   doctor's offline facts), `cli`, `test_hooks` (inert unless the test suite's feature is on).
 
 mod agents;
 pub mod check;
