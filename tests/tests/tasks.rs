@@ -792,7 +792,8 @@ fn the_end_to_end_fixture_runs_a_task_through_aifactoryctl() {
     let t = create(&sandbox, "e2e");
     let id = t["id"].as_str().unwrap().to_string();
     let watch = sandbox
-        .ctl_command(&["tasks", "watch", &id, "--until", "stopped"])
+        // From the first event: a watcher that subscribes after the start still sees it.
+        .ctl_command(&["tasks", "watch", &id, "--after", "0", "--until", "stopped"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
