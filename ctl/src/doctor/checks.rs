@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::diagnose::{Check, CheckStatus, end_of_life};
-use aifactory_common::protocol::{AgentInfo, SessionState, SkipReason, StoreHealth, TaskPhase};
+use aifactory_common::protocol::{
+    AgentInfo, ProfileProblem, SessionState, SkipReason, StoreHealth, TaskPhase,
+};
 
 use super::{Facts, fail, http, ok, warn};
 
@@ -126,8 +128,8 @@ fn socket_access(f: &Facts) -> Check {
 }
 
 /// A problem that the end-of-life check reports instead.
-fn is_eol_problem(agent: &AgentInfo, problem: &str) -> bool {
-    end_of_life(agent.kind).is_some_and(|(day, ..)| problem.contains(day))
+fn is_eol_problem(problem: &ProfileProblem) -> bool {
+    matches!(problem, ProfileProblem::EndOfLife { .. })
 }
 
 fn agent_profiles(f: &Facts) -> Check {
@@ -139,14 +141,11 @@ fn agent_profiles(f: &Facts) -> Check {
             "start the daemon, or install aifactoryd next to aifactoryctl".into(),
         );
     };
-    let bad: Vec<(&AgentInfo, Vec<&String>)> = agents
+    let bad: Vec<(&AgentInfo, Vec<&ProfileProblem>)> = agents
         .iter()
         .map(|a| {
-            let problems: Vec<&String> = a
-                .problems
-                .iter()
-                .filter(|p| !is_eol_problem(a, p))
-                .collect();
+            let problems: Vec<&ProfileProblem> =
+                a.problems.iter().filter(|p| !is_eol_problem(p)).collect();
             (a, problems)
         })
         .filter(|(_, p)| !p.is_empty())
@@ -172,7 +171,10 @@ fn agent_profiles(f: &Facts) -> Check {
                 "{} ({}): {}",
                 a.name,
                 a.kind.as_str(),
-                p.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+                p.iter()
+                    .map(|problem| problem.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         })
         .collect::<Vec<_>>()
@@ -204,7 +206,7 @@ fn deprecated_providers(f: &Facts) -> Check {
         let Some((day, _, advice)) = end_of_life(a.kind) else {
             continue;
         };
-        let refused = a.problems.iter().any(|p| p.contains(day));
+        let refused = a.problems.iter().any(is_eol_problem);
         let past = a.problems.is_empty() || refused;
         if refused {
             status = CheckStatus::Fail;
