@@ -10,7 +10,7 @@
 mod checks;
 mod http;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
 use aifactory_common::protocol::{AgentInfo, ProjectInfo, SessionInfo, StatusInfo, TaskInfo};
@@ -83,6 +83,20 @@ pub struct Paths<'a> {
     pub config: Option<&'a Path>,
 }
 
+/// `aifactoryd` next to this aifactoryctl, else on PATH.
+fn daemon_binary() -> Option<PathBuf> {
+    let sibling = std::env::current_exe()
+        .ok()?
+        .parent()
+        .map(|d| d.join("aifactoryd"));
+    if let Some(p) = sibling.filter(|p| p.is_file()) {
+        return Some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("aifactoryd"))
+        .find(|p| p.is_file())
+}
+
 /// Runs the installed daemon's `check` with the paths given, else those the running daemon
 /// uses (if it answers).
 async fn local_facts(
@@ -90,7 +104,7 @@ async fn local_facts(
     online: Option<&Online>,
     given: &Paths<'_>,
 ) -> Result<LocalFacts, String> {
-    let exe = checks::daemon_binary().ok_or_else(|| {
+    let exe = daemon_binary().ok_or_else(|| {
         "aifactoryd is neither next to aifactoryctl nor on PATH: install it, or put it on PATH"
             .to_string()
     })?;
