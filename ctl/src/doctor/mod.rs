@@ -9,8 +9,9 @@
 
 mod checks;
 mod http;
+mod local;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
 use aifactory_common::protocol::{AgentInfo, ProjectInfo, SessionInfo, StatusInfo, TaskInfo};
@@ -18,6 +19,7 @@ use aifactory_common::{Client, ClientError, ClientOptions, paths};
 
 use crate::cli::Cli;
 use crate::exit::{FAILED, Failure};
+use local::{LocalFactsError, local_facts};
 
 /// What the running daemon told us, when it answered.
 pub struct Online {
@@ -31,7 +33,7 @@ pub struct Online {
 /// Everything the checks look at.
 pub struct Facts {
     pub online: Result<Online, ClientError>,
-    pub local: Result<LocalFacts, String>,
+    pub local: Result<LocalFacts, LocalFactsError>,
     pub http: String,
 }
 
@@ -81,71 +83,6 @@ async fn ask(client: &Client) -> Result<Online, ClientError> {
 pub struct Paths<'a> {
     pub state_dir: Option<&'a Path>,
     pub config: Option<&'a Path>,
-}
-
-/// `aifactoryd` next to this aifactoryctl, else on PATH.
-fn daemon_binary() -> Option<PathBuf> {
-    let sibling = std::env::current_exe()
-        .ok()?
-        .parent()
-        .map(|d| d.join("aifactoryd"));
-    if let Some(p) = sibling.filter(|p| p.is_file()) {
-        return Some(p);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("aifactoryd"))
-        .find(|p| p.is_file())
-}
-
-/// Runs the installed daemon's `check` with the paths given, else those the running daemon
-/// uses (if it answers).
-async fn local_facts(
-    cli: &Cli,
-    online: Option<&Online>,
-    given: &Paths<'_>,
-) -> Result<LocalFacts, String> {
-    let exe = daemon_binary().ok_or_else(|| {
-        "aifactoryd is neither next to aifactoryctl nor on PATH: install it, or put it on PATH"
-            .to_string()
-    })?;
-    let mut cmd = tokio::process::Command::new(&exe);
-    let state_dir = given
-        .state_dir
-        .map(Path::to_path_buf)
-        .or_else(|| online.map(|o| o.status.state_dir.clone()));
-    let config = given
-        .config
-        .map(Path::to_path_buf)
-        .or_else(|| online.and_then(|o| o.status.config_file.clone()));
-    if let Some(dir) = state_dir {
-        cmd.arg("--state-dir").arg(dir);
-    }
-    if let Some(file) = config {
-        cmd.arg("--config").arg(file);
-    }
-    if let Some(socket) = &cli.socket {
-        cmd.arg("--socket").arg(socket);
-    }
-    let out = cmd
-        .arg("check")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {} check: {e}", exe.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} check failed ({}): {}",
-            exe.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "{} check printed something else than its report ({e}): is it the same version as aifactoryctl?",
-            exe.display()
-        )
-    })
 }
 
 pub async fn run(

@@ -16,7 +16,7 @@ pub(super) fn panes_root(f: &Facts) -> Check {
             o.status.panes_skipped.clone(),
         ),
         (None, Ok(l)) => (l.panes_root.clone(), l.panes_skipped.clone()),
-        (None, Err(e)) => (Err(e.clone()), Vec::new()),
+        (None, Err(e)) => (Err(e.to_string()), Vec::new()),
     };
     let root = match root {
         Ok(root) => root,
