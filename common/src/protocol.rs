@@ -800,6 +800,7 @@ pub struct StopReport {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AgentKind {
     ClaudeCode,
@@ -896,8 +897,129 @@ pub struct AgentInfo {
     pub on_stall: OnStall,
     pub stall_after_s: u64,
     pub default: bool,
-    /// Empty when the profile is usable; otherwise each problem with its fix.
-    pub problems: Vec<String>,
+    /// Empty when the profile is usable; otherwise each problem, whose `Display` says the fix.
+    pub problems: Vec<ProfileProblem>,
+}
+
+/// What keeps an agent profile from running. Typed so that clients act on the cause (the doctor
+/// reports a provider past its end of life under its own check); its `Display` is the sentence
+/// for people, with what to do.
+// The rename only shapes JSON; bincode encodes variants by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileProblem {
+    /// The `[agents.NAME]` table does not deserialize; `error` is the TOML reader's reason.
+    Unreadable { profile: String, error: String },
+    /// `kind` names no [`AgentKind`].
+    UnknownKind { kind: String },
+    /// The table has no `kind`.
+    NoKind { profile: String },
+    /// The table has no `command`, or its program is empty.
+    NoCommand { profile: String },
+    /// `restart` is neither `never` nor `on-failure`.
+    UnknownRestart { value: String },
+    /// `on_stall` is neither `none`, `stop` nor `restart`.
+    UnknownOnStall { value: String },
+    /// `max_attempts = 0`.
+    NoAttempts,
+    /// `stall_after = 0`.
+    StallsAtOnce,
+    /// A headless `claude-code` agent without permission mode `bypassPermissions`.
+    HeadlessWithoutBypass,
+    /// The provider is past its end of life and `allow_eol` is not set; `advice` is where to
+    /// go instead.
+    EndOfLife {
+        kind: AgentKind,
+        /// The last day it worked, ISO 8601.
+        last_day: String,
+        advice: String,
+    },
+    /// An `openai-compatible` agent without `base_url`.
+    NoBaseUrl,
+    /// An `openai-compatible` agent without `api_key_env`.
+    NoApiKeyEnv,
+    /// The program to run is not an executable on the daemon's PATH; `test_override` when it
+    /// comes from `AIFACTORY_TEST_AGENT_CMD` / `test_agent_cmd`.
+    NotOnPath {
+        program: String,
+        test_override: bool,
+    },
+}
+
+impl std::fmt::Display for ProfileProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProfileProblem::Unreadable { profile, error } => write!(
+                f,
+                "[agents.{profile}] cannot be read: {error}; fix the table in the config"
+            ),
+            ProfileProblem::UnknownKind { kind } => write!(
+                f,
+                "kind `{kind}` is unknown: use one of {}",
+                AgentKind::ALL.map(|k| k.as_str()).join(", ")
+            ),
+            ProfileProblem::NoKind { profile } => write!(
+                f,
+                "no `kind`: add kind = \"claude-code\" (or {}) to [agents.{profile}]",
+                AgentKind::ALL[1..]
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ProfileProblem::NoCommand { profile } => write!(
+                f,
+                "no `command`: add command = [\"program\", \"arg\", ...] to [agents.{profile}]"
+            ),
+            ProfileProblem::UnknownRestart { value } => write!(
+                f,
+                "restart = \"{value}\" is unknown: use \"never\" or \"on-failure\""
+            ),
+            ProfileProblem::UnknownOnStall { value } => write!(
+                f,
+                "on_stall = \"{value}\" is unknown: use \"none\", \"stop\" or \"restart\""
+            ),
+            ProfileProblem::NoAttempts => {
+                f.write_str("max_attempts = 0 would never run the agent: use 1 or more")
+            }
+            ProfileProblem::StallsAtOnce => {
+                f.write_str("stall_after = 0 would stall every task at once: use seconds, e.g. 600")
+            }
+            ProfileProblem::HeadlessWithoutBypass => f.write_str(
+                "a headless claude-code agent must run with permission mode bypassPermissions: without it every tool call waits for an approval nobody can give and the stream closes (\"Stream closed\"); add \"--permission-mode\", \"bypassPermissions\" to `command`, or set headless = false for a session a person attends",
+            ),
+            ProfileProblem::EndOfLife {
+                kind,
+                last_day,
+                advice,
+            } => write!(
+                f,
+                "{} reached its end of life on {last_day} and no longer works: {advice}; or set allow_eol = true to run it anyway",
+                kind.as_str()
+            ),
+            ProfileProblem::NoBaseUrl => f.write_str(
+                "an openai-compatible agent needs the endpoint: add base_url = \"https://host/v1\"",
+            ),
+            ProfileProblem::NoApiKeyEnv => f.write_str(
+                "an openai-compatible agent needs the name of the variable holding its key: add api_key_env = \"OPENAI_API_KEY\"",
+            ),
+            ProfileProblem::NotOnPath {
+                program,
+                test_override,
+            } => {
+                let origin = if *test_override {
+                    " (from AIFACTORY_TEST_AGENT_CMD / test_agent_cmd)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "`{program}`{origin} is not an executable on aifactoryd's PATH: install it, or give its absolute path in `command`"
+                )
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -933,5 +1055,41 @@ mod tests {
         );
         assert!(!create.is_unsafe() && !SkipReason::Symlink.is_unsafe());
         assert!(SkipReason::Symlink.to_string().contains("symlink"));
+    }
+
+    #[test]
+    fn profile_problems_keep_their_sentences_and_fixes() {
+        assert_eq!(
+            ProfileProblem::NoKind {
+                profile: "p".into()
+            }
+            .to_string(),
+            "no `kind`: add kind = \"claude-code\" (or codex, openai-compatible, gemini-cli, custom) to [agents.p]"
+        );
+        assert_eq!(
+            ProfileProblem::Unreadable {
+                profile: "p".into(),
+                error: "unknown field `colour`".into()
+            }
+            .to_string(),
+            "[agents.p] cannot be read: unknown field `colour`; fix the table in the config"
+        );
+        assert_eq!(
+            ProfileProblem::EndOfLife {
+                kind: AgentKind::GeminiCli,
+                last_day: "2026-06-18".into(),
+                advice: "move on".into()
+            }
+            .to_string(),
+            "gemini-cli reached its end of life on 2026-06-18 and no longer works: move on; or set allow_eol = true to run it anyway"
+        );
+        assert_eq!(
+            ProfileProblem::NotOnPath {
+                program: "sh".into(),
+                test_override: true
+            }
+            .to_string(),
+            "`sh` (from AIFACTORY_TEST_AGENT_CMD / test_agent_cmd) is not an executable on aifactoryd's PATH: install it, or give its absolute path in `command`"
+        );
     }
 }

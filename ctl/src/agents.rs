@@ -10,7 +10,8 @@ pub async fn run(cli: &Cli, command: &AgentsCommand) -> Result<(), Failure> {
     let client = connect(cli).await?;
     let agents = client.agent_list().await?;
     if cli.json {
-        println!("{}", serde_json::to_value(&agents).unwrap_or_default());
+        let json: Vec<serde_json::Value> = agents.iter().map(to_json).collect();
+        println!("{}", serde_json::Value::Array(json));
     } else {
         for a in &agents {
             print_agent(a);
@@ -33,6 +34,19 @@ pub async fn run(cli: &Cli, command: &AgentsCommand) -> Result<(), Failure> {
         }),
         _ => Ok(()),
     }
+}
+
+/// The profile as on the wire, except that `problems` stays the list of sentences it always was;
+/// `problem_reasons` has the same, typed.
+fn to_json(a: &AgentInfo) -> serde_json::Value {
+    let mut json = serde_json::to_value(a).unwrap_or_default();
+    if let Some(fields) = json.as_object_mut() {
+        let reasons = fields.remove("problems").unwrap_or_default();
+        let sentences: Vec<String> = a.problems.iter().map(ToString::to_string).collect();
+        fields.insert("problems".into(), sentences.into());
+        fields.insert("problem_reasons".into(), reasons);
+    }
+    json
 }
 
 fn print_agent(a: &AgentInfo) {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aifactory_common::diagnose::end_of_life;
-use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, RestartPolicy};
+use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, ProfileProblem, RestartPolicy};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_AGENT: &str = "claude";
@@ -61,7 +61,7 @@ pub struct Profile {
     pub stall_after_s: Option<u64>,
     pub file: AgentFile,
     /// Problems that do not depend on the machine (PATH is looked at by [`check`]).
-    pub problems: Vec<String>,
+    pub problems: Vec<ProfileProblem>,
 }
 
 /// What a task's agent gets substituted into its command and environment.
@@ -117,52 +117,46 @@ pub fn parse(name: &str, value: &toml::Value) -> Profile {
     let file = match AgentFile::deserialize(value.clone()) {
         Ok(file) => file,
         Err(e) => {
-            problems.push(format!(
-                "[agents.{name}] cannot be read: {}; fix the table in the config",
-                e.to_string().trim()
-            ));
+            problems.push(ProfileProblem::Unreadable {
+                profile: name.to_string(),
+                error: e.to_string().trim().to_string(),
+            });
             AgentFile::default()
         }
     };
     from_file(name, file, problems)
 }
 
-pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<String>) -> Profile {
+pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>) -> Profile {
     let kind = match file.kind.as_deref() {
         Some(text) => AgentKind::parse(text).unwrap_or_else(|| {
-            problems.push(format!(
-                "kind `{text}` is unknown: use one of {}",
-                AgentKind::ALL.map(|k| k.as_str()).join(", ")
-            ));
+            problems.push(ProfileProblem::UnknownKind {
+                kind: text.to_string(),
+            });
             AgentKind::Custom
         }),
         None => {
             if problems.is_empty() {
-                problems.push(format!(
-                    "no `kind`: add kind = \"claude-code\" (or {}) to [agents.{name}]",
-                    AgentKind::ALL[1..]
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                problems.push(ProfileProblem::NoKind {
+                    profile: name.to_string(),
+                });
             }
             AgentKind::Custom
         }
     };
     let command = file.command.clone().unwrap_or_default();
     if command.first().is_none_or(|p| p.is_empty()) && problems.is_empty() {
-        problems.push(format!(
-            "no `command`: add command = [\"program\", \"arg\", ...] to [agents.{name}]"
-        ));
+        problems.push(ProfileProblem::NoCommand {
+            profile: name.to_string(),
+        });
     }
     let restart = match file.restart.as_deref() {
         None | Some("never") => RestartPolicy::Never,
         Some("on-failure") => RestartPolicy::OnFailure,
         Some(other) => {
-            problems.push(format!(
-                "restart = \"{other}\" is unknown: use \"never\" or \"on-failure\""
-            ));
+            problems.push(ProfileProblem::UnknownRestart {
+                value: other.to_string(),
+            });
             RestartPolicy::Never
         }
     };
@@ -171,46 +165,39 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<String>) -> Prof
         Some("stop") => OnStall::Stop,
         Some("restart") => OnStall::Restart,
         Some(other) => {
-            problems.push(format!(
-                "on_stall = \"{other}\" is unknown: use \"none\", \"stop\" or \"restart\""
-            ));
+            problems.push(ProfileProblem::UnknownOnStall {
+                value: other.to_string(),
+            });
             OnStall::None
         }
     };
     let max_attempts = file.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if max_attempts == 0 {
-        problems.push("max_attempts = 0 would never run the agent: use 1 or more".into());
+        problems.push(ProfileProblem::NoAttempts);
     }
     if file.stall_after == Some(0) {
-        problems
-            .push("stall_after = 0 would stall every task at once: use seconds, e.g. 600".into());
+        problems.push(ProfileProblem::StallsAtOnce);
     }
     let headless = file.headless.unwrap_or(true);
     if kind == AgentKind::ClaudeCode && headless && !bypasses_permissions(&command) {
-        problems.push(
-            "a headless claude-code agent must run with permission mode bypassPermissions: without it every tool call waits for an approval nobody can give and the stream closes (\"Stream closed\"); add \"--permission-mode\", \"bypassPermissions\" to `command`, or set headless = false for a session a person attends".into(),
-        );
+        problems.push(ProfileProblem::HeadlessWithoutBypass);
     }
     if let Some((last_day, eol_day, advice)) = end_of_life(kind)
         && today_since_epoch() > eol_day
         && !file.allow_eol.unwrap_or(false)
     {
-        problems.push(format!(
-            "{} reached its end of life on {last_day} and no longer works: {advice}; or set allow_eol = true to run it anyway",
-            kind.as_str()
-        ));
+        problems.push(ProfileProblem::EndOfLife {
+            kind,
+            last_day: last_day.to_string(),
+            advice: advice.to_string(),
+        });
     }
     if kind == AgentKind::OpenaiCompatible {
         if file.base_url.as_deref().is_none_or(str::is_empty) {
-            problems.push(
-                "an openai-compatible agent needs the endpoint: add base_url = \"https://host/v1\""
-                    .into(),
-            );
+            problems.push(ProfileProblem::NoBaseUrl);
         }
         if file.api_key_env.as_deref().is_none_or(str::is_empty) {
-            problems.push(
-                "an openai-compatible agent needs the name of the variable holding its key: add api_key_env = \"OPENAI_API_KEY\"".into(),
-            );
+            problems.push(ProfileProblem::NoApiKeyEnv);
         }
     }
     Profile {
@@ -276,8 +263,20 @@ pub enum ProfileError {
         "no agent profile is named `{name}`: define [agents.{name}] in the config or pick one of {known} (`aifactoryctl agents list`)"
     )]
     Unknown { name: String, known: String },
-    #[error("agent profile `{name}` cannot run: {}", problems.join("; "))]
-    CannotRun { name: String, problems: Vec<String> },
+    #[error("agent profile `{name}` cannot run: {}", sentences(problems))]
+    CannotRun {
+        name: String,
+        problems: Vec<ProfileProblem>,
+    },
+}
+
+/// Problems as one line for people: each sentence, `; `-separated.
+pub fn sentences(problems: &[ProfileProblem]) -> String {
+    problems
+        .iter()
+        .map(ProfileProblem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The settings every profile check reads besides the profile (from the config).
@@ -348,14 +347,10 @@ pub fn check(
     if let Some(program) = effective.first().filter(|p| !p.is_empty())
         && find_program(program, std::env::var_os("PATH").as_deref()).is_none()
     {
-        let origin = if test_agent_cmd.is_some() {
-            " (from AIFACTORY_TEST_AGENT_CMD / test_agent_cmd)"
-        } else {
-            ""
-        };
-        problems.push(format!(
-            "`{program}`{origin} is not an executable on aifactoryd's PATH: install it, or give its absolute path in `command`"
-        ));
+        problems.push(ProfileProblem::NotOnPath {
+            program: program.clone(),
+            test_override: test_agent_cmd.is_some(),
+        });
     }
     AgentInfo {
         name: profile.name.clone(),
@@ -384,12 +379,10 @@ mod tests {
     #[test]
     fn headless_claude_needs_bypass_permissions() {
         let p = profile("kind = \"claude-code\"\ncommand = [\"claude\", \"-p\"]");
-        assert!(
-            p.problems[0].contains("bypassPermissions"),
-            "{:?}",
-            p.problems
-        );
-        assert!(p.problems[0].contains("Stream closed"), "{:?}", p.problems);
+        assert_eq!(p.problems, [ProfileProblem::HeadlessWithoutBypass]);
+        let sentence = p.problems[0].to_string();
+        assert!(sentence.contains("bypassPermissions"), "{sentence}");
+        assert!(sentence.contains("Stream closed"), "{sentence}");
         for ok in [
             "command = [\"claude\", \"--permission-mode\", \"bypassPermissions\"]",
             "command = [\"claude\", \"--permission-mode=bypassPermissions\"]",
@@ -413,12 +406,14 @@ mod tests {
             today_since_epoch() > 20_622,
             "this test assumes it runs after 2026-06-18"
         );
-        assert!(p.problems[0].contains("2026-06-18"), "{:?}", p.problems);
         assert!(
-            p.problems[0].contains("openai-compatible"),
+            matches!(&p.problems[..], [ProfileProblem::EndOfLife { kind: AgentKind::GeminiCli, last_day, .. }] if last_day == "2026-06-18"),
             "{:?}",
             p.problems
         );
+        let sentence = p.problems[0].to_string();
+        assert!(sentence.contains("2026-06-18"), "{sentence}");
+        assert!(sentence.contains("openai-compatible"), "{sentence}");
         let p = profile("kind = \"gemini-cli\"\ncommand = [\"gemini\"]\nallow_eol = true");
         assert!(p.problems.is_empty(), "{:?}", p.problems);
     }
@@ -426,7 +421,10 @@ mod tests {
     #[test]
     fn openai_compatible_needs_url_and_key_variable() {
         let p = profile("kind = \"openai-compatible\"\ncommand = [\"aider\"]");
-        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        assert_eq!(
+            p.problems,
+            [ProfileProblem::NoBaseUrl, ProfileProblem::NoApiKeyEnv]
+        );
         let p = profile(
             "kind = \"openai-compatible\"\ncommand = [\"aider\"]\nbase_url = \"http://x/v1\"\napi_key_env = \"K\"",
         );
@@ -436,19 +434,49 @@ mod tests {
     #[test]
     fn mistakes_are_problems_not_errors() {
         let p = profile("kind = \"claude\"\ncommand = [\"x\"]\nrestart = \"always\"");
-        assert!(p.problems.iter().any(|m| m.contains("kind `claude`")));
-        assert!(p.problems.iter().any(|m| m.contains("restart")));
+        assert_eq!(
+            p.problems,
+            [
+                ProfileProblem::UnknownKind {
+                    kind: "claude".into()
+                },
+                ProfileProblem::UnknownRestart {
+                    value: "always".into()
+                }
+            ]
+        );
+        assert_eq!(
+            p.problems[0].to_string(),
+            "kind `claude` is unknown: use one of claude-code, codex, openai-compatible, gemini-cli, custom"
+        );
+        assert!(p.problems[1].to_string().contains("restart"));
         let p = profile("kind = \"custom\"\ncommand = \"x\"");
-        assert!(p.problems[0].contains("cannot be read"), "{:?}", p.problems);
+        assert!(
+            matches!(&p.problems[..], [ProfileProblem::Unreadable { profile, .. }] if profile == "p"),
+            "{:?}",
+            p.problems
+        );
+        assert!(p.problems[0].to_string().contains("cannot be read"));
         let p = profile("kind = \"custom\"\ncommand = [\"x\"]\ncolour = 1");
-        assert!(p.problems[0].contains("colour"), "{:?}", p.problems);
+        assert!(
+            p.problems[0].to_string().contains("colour"),
+            "{:?}",
+            p.problems
+        );
     }
 
     #[test]
     fn missing_program_is_found_by_check() {
         let p = profile("kind = \"custom\"\ncommand = [\"surely-not-a-program-aifactory\"]");
         let info = check(&p, None, "p", 600);
-        assert!(info.problems[0].contains("PATH"), "{:?}", info.problems);
+        assert_eq!(
+            info.problems,
+            [ProfileProblem::NotOnPath {
+                program: "surely-not-a-program-aifactory".into(),
+                test_override: false
+            }]
+        );
+        assert!(info.problems[0].to_string().contains("PATH"));
         let info = check(&p, Some("sleep 300"), "p", 600);
         assert!(info.problems.is_empty(), "{:?}", info.problems);
         assert_eq!(info.effective_command, ["sh", "-c", "sleep 300"]);

@@ -31,14 +31,6 @@ pub enum GitError {
     },
 }
 
-impl GitError {
-    /// git found no repository at (or above) the directory: `git init` is the fix.
-    pub fn is_not_a_repository(&self) -> bool {
-        // git says so only in its text (exit code 128 covers every fatal error).
-        matches!(self, GitError::Refused { stderr } if stderr.contains("not a git repository"))
-    }
-}
-
 /// git's answer: trimmed stdout on success, its trimmed stderr as the error on failure.
 async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let out = Command::new("git")

@@ -424,7 +424,10 @@ fn agent(kind: AgentKind) -> AgentInfo {
         on_stall: OnStall::Restart,
         stall_after_s: 600,
         default: kind == AgentKind::ClaudeCode,
-        problems: vec!["not on PATH".into()],
+        problems: vec![ProfileProblem::NotOnPath {
+            program: "claude".into(),
+            test_override: false,
+        }],
     }
 }
 
@@ -803,7 +806,109 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
             }))),
         ));
     }
+    for (name, problem) in profile_problems() {
+        frames.push((
+            name,
+            reply(Ok(Reply::Agents(vec![AgentInfo {
+                problems: vec![problem],
+                ..agent(AgentKind::Custom)
+            }]))),
+        ));
+    }
     frames
+}
+
+/// One agents sample per problem that keeps a profile from running.
+fn profile_problems() -> Samples<ProfileProblem> {
+    let profile = || "p".to_string();
+    let problems = vec![
+        (
+            "reply-agents-problem-unreadable",
+            ProfileProblem::Unreadable {
+                profile: profile(),
+                error: "invalid type: string \"x\", expected a sequence".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-unknown-kind",
+            ProfileProblem::UnknownKind {
+                kind: "claude".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-no-kind",
+            ProfileProblem::NoKind { profile: profile() },
+        ),
+        (
+            "reply-agents-problem-no-command",
+            ProfileProblem::NoCommand { profile: profile() },
+        ),
+        (
+            "reply-agents-problem-unknown-restart",
+            ProfileProblem::UnknownRestart {
+                value: "always".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-unknown-on-stall",
+            ProfileProblem::UnknownOnStall {
+                value: "kill".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-no-attempts",
+            ProfileProblem::NoAttempts,
+        ),
+        (
+            "reply-agents-problem-stalls-at-once",
+            ProfileProblem::StallsAtOnce,
+        ),
+        (
+            "reply-agents-problem-headless-without-bypass",
+            ProfileProblem::HeadlessWithoutBypass,
+        ),
+        (
+            "reply-agents-problem-end-of-life",
+            ProfileProblem::EndOfLife {
+                kind: AgentKind::GeminiCli,
+                last_day: "2026-06-18".into(),
+                advice: "move the profile to Claude Code".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-no-base-url",
+            ProfileProblem::NoBaseUrl,
+        ),
+        (
+            "reply-agents-problem-no-api-key-env",
+            ProfileProblem::NoApiKeyEnv,
+        ),
+        (
+            "reply-agents-problem-not-on-path",
+            ProfileProblem::NotOnPath {
+                program: "aider".into(),
+                test_override: true,
+            },
+        ),
+    ];
+    for (_, problem) in &problems {
+        match problem {
+            ProfileProblem::Unreadable { .. }
+            | ProfileProblem::UnknownKind { .. }
+            | ProfileProblem::NoKind { .. }
+            | ProfileProblem::NoCommand { .. }
+            | ProfileProblem::UnknownRestart { .. }
+            | ProfileProblem::UnknownOnStall { .. }
+            | ProfileProblem::NoAttempts
+            | ProfileProblem::StallsAtOnce
+            | ProfileProblem::HeadlessWithoutBypass
+            | ProfileProblem::EndOfLife { .. }
+            | ProfileProblem::NoBaseUrl
+            | ProfileProblem::NoApiKeyEnv
+            | ProfileProblem::NotOnPath { .. } => {}
+        }
+    }
+    problems
 }
 
 /// One status sample per reason a pane directory is passed over.

@@ -9,6 +9,7 @@
 
 mod checks;
 mod http;
+mod local;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use aifactory_common::{Client, ClientError, ClientOptions, paths};
 
 use crate::cli::Cli;
 use crate::exit::{FAILED, Failure};
+use local::{LocalFactsError, local_facts};
 
 /// What the running daemon told us, when it answered.
 pub struct Online {
@@ -31,7 +33,7 @@ pub struct Online {
 /// Everything the checks look at.
 pub struct Facts {
     pub online: Result<Online, ClientError>,
-    pub local: Result<LocalFacts, String>,
+    pub local: Result<LocalFacts, LocalFactsError>,
     pub http: String,
 }
 
@@ -81,57 +83,6 @@ async fn ask(client: &Client) -> Result<Online, ClientError> {
 pub struct Paths<'a> {
     pub state_dir: Option<&'a Path>,
     pub config: Option<&'a Path>,
-}
-
-/// Runs the installed daemon's `check` with the paths given, else those the running daemon
-/// uses (if it answers).
-async fn local_facts(
-    cli: &Cli,
-    online: Option<&Online>,
-    given: &Paths<'_>,
-) -> Result<LocalFacts, String> {
-    let exe = checks::daemon_binary().ok_or_else(|| {
-        "aifactoryd is neither next to aifactoryctl nor on PATH: install it, or put it on PATH"
-            .to_string()
-    })?;
-    let mut cmd = tokio::process::Command::new(&exe);
-    let state_dir = given
-        .state_dir
-        .map(Path::to_path_buf)
-        .or_else(|| online.map(|o| o.status.state_dir.clone()));
-    let config = given
-        .config
-        .map(Path::to_path_buf)
-        .or_else(|| online.and_then(|o| o.status.config_file.clone()));
-    if let Some(dir) = state_dir {
-        cmd.arg("--state-dir").arg(dir);
-    }
-    if let Some(file) = config {
-        cmd.arg("--config").arg(file);
-    }
-    if let Some(socket) = &cli.socket {
-        cmd.arg("--socket").arg(socket);
-    }
-    let out = cmd
-        .arg("check")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {} check: {e}", exe.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} check failed ({}): {}",
-            exe.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "{} check printed something else than its report ({e}): is it the same version as aifactoryctl?",
-            exe.display()
-        )
-    })
 }
 
 pub async fn run(

@@ -145,7 +145,7 @@ impl Supervisor {
                     agent = %agent.name,
                     "agent profile `{}` is invalid; tasks that use it are refused: {}",
                     agent.name,
-                    agent.problems.join("; ")
+                    agents::sentences(&agent.problems)
                 );
             }
         }

@@ -1,0 +1,149 @@
+//! Agent profiles: whether each can run, which use a provider past its end of life, and
+//! whether a test override replaces every agent's command.
+
+use std::path::Path;
+
+use aifactory_common::diagnose::{Check, CheckStatus, end_of_life};
+use aifactory_common::protocol::{AgentInfo, ProfileProblem};
+
+use super::{RELOAD, config_hint, profiles};
+use crate::doctor::{Facts, fail, ok, warn};
+
+/// The fixture directory the old product's end-to-end workflow creates.
+const FIXTURE_DIR: &str = "/tmp/aifactory-e2e-fixture";
+
+/// A problem that the end-of-life check reports instead.
+fn is_eol_problem(problem: &ProfileProblem) -> bool {
+    matches!(problem, ProfileProblem::EndOfLife { .. })
+}
+
+pub(super) fn agent_profiles(f: &Facts) -> Check {
+    let name = "agent-profiles";
+    let Some(agents) = profiles(f) else {
+        return warn(
+            name,
+            "cannot read the agent profiles: the daemon does not answer and `aifactoryd check` cannot run".into(),
+            "start the daemon, or install aifactoryd next to aifactoryctl".into(),
+        );
+    };
+    let bad: Vec<(&AgentInfo, Vec<&ProfileProblem>)> = agents
+        .iter()
+        .map(|a| {
+            let problems: Vec<&ProfileProblem> =
+                a.problems.iter().filter(|p| !is_eol_problem(p)).collect();
+            (a, problems)
+        })
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    if bad.is_empty() {
+        return ok(
+            name,
+            format!(
+                "{} profile(s) can run: {}",
+                agents.len(),
+                agents
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    let message = bad
+        .iter()
+        .map(|(a, p)| {
+            format!(
+                "{} ({}): {}",
+                a.name,
+                a.kind.as_str(),
+                p.iter()
+                    .map(|problem| problem.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let names: Vec<String> = bad
+        .iter()
+        .map(|(a, _)| format!("[agents.{}]", a.name))
+        .collect();
+    fail(
+        name,
+        message,
+        format!(
+            "edit {} {} as each problem says, {RELOAD}",
+            names.join(", "),
+            config_hint(f)
+        ),
+    )
+}
+
+pub(super) fn deprecated_providers(f: &Facts) -> Check {
+    let name = "deprecated-providers";
+    let Some(agents) = profiles(f) else {
+        return ok(name, "not checked: no agent profiles could be read".into());
+    };
+    let mut found = Vec::new();
+    let mut status = CheckStatus::Ok;
+    let mut fix = None;
+    for a in agents {
+        let Some((day, _, advice)) = end_of_life(a.kind) else {
+            continue;
+        };
+        let refused = a.problems.iter().any(is_eol_problem);
+        let past = a.problems.is_empty() || refused;
+        if refused {
+            status = CheckStatus::Fail;
+            found.push(format!(
+                "profile {} uses {}, past its end of life on {day}: tasks that use it are refused",
+                a.name,
+                a.kind.as_str()
+            ));
+        } else if past {
+            if status == CheckStatus::Ok {
+                status = CheckStatus::Warn;
+            }
+            found.push(format!(
+                "profile {} uses {} (end of life {day}) with allow_eol = true",
+                a.name,
+                a.kind.as_str()
+            ));
+        }
+        fix = Some(format!("{advice} {}", config_hint(f)));
+    }
+    if found.is_empty() {
+        return ok(
+            name,
+            "no profile uses a provider past its end of life".into(),
+        );
+    }
+    crate::doctor::check(name, status, found.join("; "), fix)
+}
+
+pub(super) fn test_fixtures(f: &Facts) -> Check {
+    let name = "test-fixtures";
+    let overridden = match (f.online(), &f.local) {
+        (Some(o), _) => o
+            .agents
+            .iter()
+            .find(|a| a.effective_command != a.command)
+            .map(|a| a.effective_command.join(" ")),
+        (None, Ok(l)) => l.test_agent_cmd.clone(),
+        (None, Err(_)) => None,
+    };
+    let fixture = Path::new(FIXTURE_DIR);
+    let fixture_state = if fixture.is_dir() {
+        format!("{FIXTURE_DIR} exists")
+    } else {
+        format!("{FIXTURE_DIR} does not exist (end-to-end runs need it: `mkdir -p {FIXTURE_DIR}`)")
+    };
+    match overridden {
+        Some(cmd) => warn(
+            name,
+            format!("AIFACTORY_TEST_AGENT_CMD (or test_agent_cmd) is set in the daemon: every agent runs `{cmd}` instead of its own command; {fixture_state}"),
+            "unless this is a test machine, remove it from the daemon's environment (`systemctl edit aifactoryd`, or unset it) and test_agent_cmd from the config, then restart the daemon".into(),
+        ),
+        None => ok(name, "no test override: agents run their own commands".into()),
+    }
+}

@@ -1,0 +1,168 @@
+//! Sessions and their panes: the panes root in use (and what was passed over before it),
+//! sessions recorded as running without a process, and pane monitors without a session.
+
+use std::path::{Path, PathBuf};
+
+use aifactory_common::diagnose::Check;
+use aifactory_common::protocol::{SessionState, SkipReason};
+
+use crate::doctor::{Facts, fail, ok, warn};
+
+pub(super) fn panes_root(f: &Facts) -> Check {
+    let name = "panes-root";
+    let (root, skipped) = match (f.online(), &f.local) {
+        (Some(o), _) => (
+            Ok(o.status.panes_dir.clone()),
+            o.status.panes_skipped.clone(),
+        ),
+        (None, Ok(l)) => (l.panes_root.clone(), l.panes_skipped.clone()),
+        (None, Err(e)) => (Err(e.to_string()), Vec::new()),
+    };
+    let root = match root {
+        Ok(root) => root,
+        Err(e) => {
+            return fail(
+                name,
+                format!("no pane directory root works: {e}"),
+                "create one the daemon's user owns, mode 0700 (`install -d -m 0700 DIR`), and set panes_dir = \"DIR\" in the config".into(),
+            );
+        }
+    };
+    // In user mode the system's /run/aifactory/panes is not ours to use: passing it over is the
+    // design, not a fault, unless it is unsafe. Anything else passed over is a fault.
+    let unexpected: Vec<&(PathBuf, SkipReason)> = skipped
+        .iter()
+        .filter(|(path, why)| {
+            !(path == Path::new("/run/aifactory/panes")
+                && !nix::unistd::geteuid().is_root()
+                && !why.is_unsafe())
+        })
+        .collect();
+    let passed = skipped
+        .iter()
+        .map(|(p, why)| format!("{} ({why})", p.display()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if unexpected.is_empty() {
+        let note = if passed.is_empty() {
+            String::new()
+        } else {
+            format!("; passed over as expected: {passed}")
+        };
+        return ok(
+            name,
+            format!("sessions live under {}{note}", root.display()),
+        );
+    }
+    let (first, why) = unexpected[0];
+    warn(
+        name,
+        format!(
+            "fell back to {} because {} was passed over: {passed}",
+            root.display(),
+            first.display()
+        ),
+        match why {
+            SkipReason::OwnedByOther { .. } | SkipReason::OpenToOthers { .. } => format!(
+                "make {} owned by the daemon's user and mode 0700 (`chown USER {} && chmod 0700 {}`), or remove it",
+                first.display(),
+                first.display(),
+                first.display()
+            ),
+            SkipReason::Missing
+            | SkipReason::CannotCreate { .. }
+            | SkipReason::CannotInspect { .. }
+            | SkipReason::Symlink
+            | SkipReason::NotADirectory
+            | SkipReason::NotWritable { .. }
+            | SkipReason::CannotRemove { .. } => format!(
+                "make {} writable by the daemon's user (`install -d -m 0700 -o USER {}`), or point panes_dir elsewhere",
+                first.display(),
+                first.display()
+            ),
+        },
+    )
+}
+
+/// Sessions whose pane monitor answers on its socket under `root` (monitors are forked by
+/// a zygote, so their command lines do not name their session: their sockets do).
+fn answering_monitors(root: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            let socket = e.path().join(aifactory_common::pane::MONITOR_SOCKET);
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        })
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect()
+}
+
+pub(super) fn stale_sessions(f: &Facts) -> Check {
+    let name = "stale-sessions";
+    let Some(online) = f.online() else {
+        return ok(name, "not checked: the daemon does not answer".into());
+    };
+    let mut fails = Vec::new();
+    let mut warns = Vec::new();
+    for s in &online.sessions {
+        match s.state {
+            SessionState::Running
+                if s.pid
+                    .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) =>
+            {
+                fails.push(format!(
+                    "session {} is recorded as running but its process {} is gone",
+                    s.id,
+                    s.pid.unwrap_or(0)
+                ));
+            }
+            SessionState::Lost => warns.push(format!(
+                "session {} was lost ({})",
+                s.id,
+                s.lost_reason.as_deref().unwrap_or("no reason recorded")
+            )),
+            _ => {}
+        }
+    }
+    // Only this daemon's panes root: another user's daemon has monitors of its own.
+    let root = &online.status.panes_dir;
+    for id in answering_monitors(root) {
+        // A monitor lingers a moment after its session ended (exited): that is by design.
+        let known = online.sessions.iter().any(|s| {
+            s.id == id
+                && matches!(
+                    s.state,
+                    SessionState::Running | SessionState::Starting | SessionState::Exited
+                )
+        });
+        if !known {
+            fails.push(format!(
+                "a pane monitor answers for session {id} in {}, which the daemon does not have as running",
+                root.display()
+            ));
+        }
+    }
+    if !fails.is_empty() {
+        return fail(
+            name,
+            fails.iter().chain(&warns).cloned().collect::<Vec<_>>().join("; "),
+            "end them: `aifactoryctl sessions kill ID --ignore-missing` (for a monitor without a record, `fuser -k PANES/ID/monitor.sock`), then `aifactoryctl sessions remove ID`".into(),
+        );
+    }
+    if !warns.is_empty() {
+        return warn(
+            name,
+            warns.join("; "),
+            "forget them: `aifactoryctl sessions remove ID` for each".into(),
+        );
+    }
+    ok(
+        name,
+        format!(
+            "{} session(s) recorded, every running one has its process",
+            online.sessions.len()
+        ),
+    )
+}
