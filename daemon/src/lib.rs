@@ -81,9 +81,9 @@ pub enum DaemonError {
     #[error(transparent)]
     Panes(#[from] panes::PanesError),
     #[error("cannot re-adopt the running sessions: {0}")]
-    Adopt(String),
-    #[error("cannot re-adopt the running sessions: {0}")]
     AdoptSessions(#[source] sessions::SessionError),
+    #[error("cannot re-adopt the running tasks: {0}")]
+    AdoptTasks(#[source] tasks::TaskError),
     #[error("cannot start the store thread: {0}")]
     StoreThread(std::io::Error),
     #[error(transparent)]
@@ -155,10 +155,7 @@ pub async fn run(
         .await
         .map_err(DaemonError::AdoptSessions)?;
     tasks.log_problems();
-    tasks
-        .adopt_all()
-        .await
-        .map_err(|e| DaemonError::Adopt(e.to_string()))?;
+    tasks.adopt_all().await.map_err(DaemonError::AdoptTasks)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         mode = config.mode.as_str(),
