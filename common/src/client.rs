@@ -24,7 +24,7 @@ use crate::handshake::{self, PeerHello};
 use crate::protocol::{
     AgentInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject, PROTOCOL_VERSION, ProjectAdd,
     ProjectInfo, Reply, Request, ServerFrame, SessionInfo, SessionSpec, StatusInfo, StopReport,
-    StreamItem, SubscriptionId, TaskCreate, TaskInfo,
+    StreamItem, SubscriptionId, TaskCreate, TaskInfo, Transcript,
 };
 use crate::sync::lock;
 use crate::{codec, frame};
@@ -441,14 +441,18 @@ impl Client {
         expect!(self, request, TaskStopped(report) => *report)
     }
 
+    /// Stops the task if it runs and starts it again, resuming its agent's conversation
+    /// unless `fresh`.
     pub async fn task_restart(
         &self,
         key: impl Into<String>,
         grace_ms: u64,
+        fresh: bool,
     ) -> Result<TaskInfo, ClientError> {
         let request = Request::TaskRestart {
             key: key.into(),
             grace_ms,
+            fresh,
         };
         expect!(self, request, Task(t) => *t)
     }
@@ -470,6 +474,19 @@ impl Client {
 
     pub async fn agent_list(&self) -> Result<Vec<AgentInfo>, ClientError> {
         expect!(self, Request::AgentList, Agents(list) => list)
+    }
+
+    /// The task's transcript entries after `after` (`None`: from the first kept).
+    pub async fn task_transcript(
+        &self,
+        key: impl Into<String>,
+        after: Option<u64>,
+    ) -> Result<Transcript, ClientError> {
+        let request = Request::TaskTranscript {
+            key: key.into(),
+            after,
+        };
+        expect!(self, request, Transcript(t) => t)
     }
 }
 

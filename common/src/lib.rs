@@ -1,6 +1,7 @@
 //! The one protocol crate shared by `aifactoryd`, `aifactoryctl` and `aifactory-http`.
 //!
-//! Every message shape that crosses the control socket is defined here once ([`protocol`]),
+//! Every message shape that crosses the control socket is defined here once ([`protocol`], and
+//! [`agent`] for what the daemon reads of an agent's run),
 //! together with the payload [`codec`], the raw [`handshake`], the [`frame`] layer, the
 //! socket/state path resolution ([`paths`]) and the async [`client`]. Clients and the daemon
 //! never re-declare a shape.
@@ -10,6 +11,7 @@
 //! mutex whose holder panicked), and, behind the cargo feature `logging`, of the `logging`
 //! setup the daemon and the HTTP shim share.
 
+pub mod agent;
 pub mod client;
 pub mod codec;
 pub mod diagnose;

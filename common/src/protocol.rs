@@ -19,8 +19,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::agent::{AgentEvent, AgentResult, Failure, FailureKind, TranscriptEntry, Usage};
+
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -124,10 +126,11 @@ pub enum Request {
         key: String,
         grace_ms: u64,
     },
-    /// Stop (if running) and start again.
+    /// Stop (if running) and start again, resuming the agent's conversation unless `fresh`.
     TaskRestart {
         key: String,
         grace_ms: u64,
+        fresh: bool,
     },
     /// Forget a task that does not run. With `prune`, also remove its worktree (refused when
     /// the worktree has changes, unless `force`) and its branch.
@@ -138,6 +141,13 @@ pub enum Request {
     },
     /// The agent profiles and what is wrong with each; the reply is [`Reply::Agents`].
     AgentList,
+    /// The task's transcript entries after `after` (a [`TranscriptEntry::seq`]; `None`: from
+    /// the first kept); the reply is [`Reply::Transcript`]. Live entries arrive as
+    /// [`EventKind::TaskAgent`] events.
+    TaskTranscript {
+        key: String,
+        after: Option<u64>,
+    },
 }
 
 /// Daemon to client.
@@ -178,6 +188,17 @@ pub enum Reply {
     TaskStopped(Box<StopReport>),
     TaskRemoved(Box<TaskInfo>),
     Agents(Vec<AgentInfo>),
+    Transcript(Transcript),
+}
+
+/// A task's stored transcript, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Transcript {
+    pub task_id: String,
+    pub entries: Vec<TranscriptEntry>,
+    /// Entries older than the first one here that were dropped to keep the transcript bounded.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,9 +295,16 @@ pub enum EventKind {
         exit: Option<crate::pane::ExitInfo>,
         /// When the restart policy starts it again, in how many milliseconds.
         restart_in_ms: Option<u64>,
+        /// Why the attempt failed, when it did.
+        failure: Option<Failure>,
     },
     TaskRemoved {
         task_id: String,
+    },
+    /// The agent's adapter read something it did; also kept in the task's transcript.
+    TaskAgent {
+        task_id: String,
+        entry: TranscriptEntry,
     },
 }
 
@@ -290,7 +318,8 @@ impl EventKind {
             | EventKind::TaskStalled { task_id, .. }
             | EventKind::TaskWaitingInput { task_id, .. }
             | EventKind::TaskExited { task_id, .. }
-            | EventKind::TaskRemoved { task_id } => Some(task_id),
+            | EventKind::TaskRemoved { task_id }
+            | EventKind::TaskAgent { task_id, .. } => Some(task_id),
             _ => None,
         }
     }
@@ -550,6 +579,8 @@ pub struct ProjectInfo {
     pub default_branch: String,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// Tokens and cost of all the project's tasks.
+    pub usage: Usage,
 }
 
 /// Where a project's pull requests live, from its origin remote.
@@ -779,6 +810,16 @@ pub struct TaskInfo {
     /// RFC 3339, UTC.
     pub created_at: String,
     pub updated_at: String,
+    /// The agent CLI's conversation id, which a restart resumes.
+    pub agent_session_id: Option<String>,
+    /// Tokens and cost over every attempt.
+    pub usage: Usage,
+    /// Turns the agent took, over every attempt, as its CLI counted them.
+    pub turns: Option<u32>,
+    /// The last tool the agent called.
+    pub last_tool: Option<String>,
+    /// Why the latest attempt failed, by kind, with the fix.
+    pub failure: Option<Failure>,
 }
 
 /// A process, for stop reports.
@@ -945,6 +986,19 @@ pub enum ProfileProblem {
         program: String,
         test_override: bool,
     },
+    /// Claude Code with `bypassPermissions` while aifactoryd runs as root, without
+    /// `IS_SANDBOX=1`: the CLI refuses to start.
+    RootWithoutSandbox,
+    /// The CLI needs a key (in `variable`) and the profile names no source for it.
+    NoKeySource { profile: String, variable: String },
+    /// A key is written in the config itself, which other users may read.
+    KeyInConfig { variable: String },
+    /// The profile's `env_file` can be read or written by others, or is owned by another user.
+    KeyFileOpen { path: String, mode: u32 },
+    /// The profile's `env_file` cannot be read.
+    KeyFileUnreadable { path: String, error: String },
+    /// The profile's systemd credential is not in `$CREDENTIALS_DIRECTORY` (`dir`, when set).
+    CredentialMissing { name: String, dir: Option<String> },
 }
 
 impl std::fmt::Display for ProfileProblem {
@@ -1018,6 +1072,35 @@ impl std::fmt::Display for ProfileProblem {
                     "`{program}`{origin} is not an executable on aifactoryd's PATH: install it, or give its absolute path in `command`"
                 )
             }
+            ProfileProblem::RootWithoutSandbox => f.write_str(
+                "claude-code refuses bypassPermissions when run as root, and aifactoryd runs as root: run the daemon as another user (the packaged service runs as `aifactory`; a user daemon runs as your own user), or, only inside a disposable sandbox, add IS_SANDBOX = \"1\" to the profile's env",
+            ),
+            ProfileProblem::NoKeySource { profile, variable } => write!(
+                f,
+                "no source for the key in {variable}: add credential = \"NAME\" (a systemd credential: `systemd-creds encrypt`, LoadCredentialEncrypted=NAME in the unit) or env_file = \"/path\" (mode 0600, owned by aifactoryd's user) to [agents.{profile}], or log the CLI in as aifactoryd's user"
+            ),
+            ProfileProblem::KeyInConfig { variable } => write!(
+                f,
+                "the key {variable} is written in the config, which other users may read: move it to an env_file (mode 0600) or a systemd credential, and remove it from `env`"
+            ),
+            ProfileProblem::KeyFileOpen { path, mode } => write!(
+                f,
+                "key file {path} is open to others (mode {mode:o}) or not owned by aifactoryd's user: `chmod 0600 {path}` and chown it to aifactoryd's user"
+            ),
+            ProfileProblem::KeyFileUnreadable { path, error } => write!(
+                f,
+                "key file {path} cannot be read: {error}; create it (mode 0600, lines KEY=value) or fix env_file"
+            ),
+            ProfileProblem::CredentialMissing { name, dir } => match dir {
+                Some(dir) => write!(
+                    f,
+                    "systemd credential `{name}` is not in {dir}: add LoadCredentialEncrypted={name}:/etc/credstore.encrypted/{name} (or LoadCredential=) to the unit and restart it"
+                ),
+                None => write!(
+                    f,
+                    "systemd credential `{name}` is unavailable: aifactoryd was not started with credentials ($CREDENTIALS_DIRECTORY is not set); add LoadCredentialEncrypted={name}:... to its unit, or use env_file"
+                ),
+            },
         }
     }
 }

@@ -46,7 +46,7 @@ pub async fn run(cli: &Cli, command: &TasksCommand) -> Result<(), Failure> {
         TasksCommand::Restart { task, grace } => {
             print_task(
                 cli.json,
-                &client.task_restart(task, grace_ms(*grace)).await?,
+                &client.task_restart(task, grace_ms(*grace), false).await?,
             );
         }
         TasksCommand::Remove { task, prune, force } => {
@@ -339,11 +339,15 @@ fn event_text(e: &Event) -> String {
             session_id,
             exit,
             restart_in_ms,
+            failure,
         } => {
-            let how = exit
+            let mut how = exit
                 .as_ref()
                 .map(|e| e.describe())
                 .unwrap_or_else(|| "ended".into());
+            if let Some(failure) = failure {
+                let _ = write!(how, " ({}: {})", failure.kind, failure.message);
+            }
             match restart_in_ms {
                 Some(ms) => format!("{task_id} agent ({session_id}) {how}; restarting in {ms} ms"),
                 None => format!("{task_id} agent ({session_id}) {how}"),

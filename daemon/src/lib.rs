@@ -43,6 +43,7 @@ pub mod store;
 mod supervisor;
 mod tasks;
 mod test_hooks;
+mod transcript;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;

@@ -15,6 +15,14 @@ use crate::store::{Store, StoreError};
 
 const MAX_NAME_LEN: usize = 100;
 const COLUMNS: &str = "id, name, path, origin_url, provider, detected_provider, provider_manual, default_branch, created_at";
+/// A project's usage: the sums over its tasks, read with [`COLUMNS`] from `projects`.
+const USAGE: &str = "(SELECT COALESCE(SUM(input_tokens), 0) FROM tasks WHERE project_id = projects.id), \
+     (SELECT COALESCE(SUM(output_tokens), 0) FROM tasks WHERE project_id = projects.id), \
+     (SELECT COALESCE(SUM(cache_read_tokens), 0) FROM tasks WHERE project_id = projects.id), \
+     (SELECT COALESCE(SUM(cache_write_tokens), 0) FROM tasks WHERE project_id = projects.id), \
+     (SELECT SUM(cost_usd) FROM tasks WHERE project_id = projects.id)";
+/// A new project has used nothing.
+const NO_USAGE: &str = "0, 0, 0, 0, NULL";
 
 /// Why a project request was refused or failed; each message says what to do. The wire form
 /// (with its error code) is made in `handlers::projects`.
@@ -99,12 +107,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ProjectInfo> {
         provider_manual: row.get(6)?,
         default_branch: row.get(7)?,
         created_at: row.get(8)?,
+        usage: crate::tasks::usage_at(row, 9)?,
     })
 }
 
 fn by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<ProjectInfo>> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM projects WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1"),
+        &format!("SELECT {COLUMNS}, {USAGE} FROM projects WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1"),
         params![key],
         from_row,
     )
@@ -113,7 +122,7 @@ fn by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<ProjectInfo>>
 
 fn by_path(conn: &Connection, path: &str) -> rusqlite::Result<Option<ProjectInfo>> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM projects WHERE path = ?1"),
+        &format!("SELECT {COLUMNS}, {USAGE} FROM projects WHERE path = ?1"),
         params![path],
         from_row,
     )
@@ -122,7 +131,7 @@ fn by_path(conn: &Connection, path: &str) -> rusqlite::Result<Option<ProjectInfo
 
 fn by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<ProjectInfo>> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM projects WHERE name = ?1"),
+        &format!("SELECT {COLUMNS}, {USAGE} FROM projects WHERE name = ?1"),
         params![name],
         from_row,
     )
@@ -253,7 +262,7 @@ async fn insert(
                     "INSERT INTO projects ({COLUMNS})
                      VALUES ('p-' || lower(hex(randomblob(4))), ?1, ?2, ?3, ?4, ?5, ?6, ?7,
                              strftime('%Y-%m-%dT%H:%M:%SZ','now'))
-                     RETURNING {COLUMNS}"
+                     RETURNING {COLUMNS}, {NO_USAGE}"
                 ),
                 params![
                     name_in,
@@ -302,7 +311,7 @@ pub async fn list(store: &Store) -> Result<Vec<ProjectInfo>, ProjectError> {
     Ok(store
         .read(|conn| {
             conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM projects ORDER BY created_at, name"
+                "SELECT {COLUMNS}, {USAGE} FROM projects ORDER BY created_at, name"
             ))?
             .query_map([], from_row)?
             .collect()

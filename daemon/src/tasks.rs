@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aifactory_common::protocol::{EventKind, Progress, StallEvidence, TaskInfo, TaskPhase};
+use aifactory_common::protocol::{EventKind, Progress, StallEvidence, TaskInfo, TaskPhase, Usage};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::events::EventBus;
@@ -17,7 +17,9 @@ use crate::store::{Store, StoreError};
 pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.agent, t.phase, \
      t.progress_percent, t.subtasks_done, t.subtasks_total, t.session_id, t.attempts, t.worktree, \
      t.branch, t.notes, t.stall, t.waiting_input, t.last_output_at, t.last_progress_at, \
-     t.last_error, t.created_at, t.updated_at";
+     t.last_error, t.created_at, t.updated_at, t.agent_session_id, t.input_tokens, \
+     t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd, t.turns, t.last_tool, \
+     t.failure";
 const FROM: &str = "tasks t JOIN projects p ON p.id = t.project_id";
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 const MAX_TITLE_LEN: usize = 200;
@@ -113,6 +115,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
     let spec_id: String = row.get(3)?;
     let notes: String = row.get(14)?;
     let stall: Option<String> = row.get(15)?;
+    let failure: Option<String> = row.get(30)?;
     let spec_dir = spec_dir(&worktree, &spec_id);
     Ok(TaskInfo {
         id: row.get(0)?,
@@ -137,10 +140,30 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
         last_error: row.get(19)?,
         created_at: row.get(20)?,
         updated_at: row.get(21)?,
+        agent_session_id: row.get(22)?,
+        usage: usage_at(row, 23)?,
+        turns: row.get(28)?,
+        last_tool: row.get(29)?,
+        failure: failure.and_then(|f| serde_json::from_str(&f).ok()),
         progress_file: spec_dir.join(PROGRESS_FILE),
         spec_dir,
         worktree,
         spec_id,
+    })
+}
+
+/// The five usage columns of a row from `first` on (tokens in, out, cache read, cache write,
+/// cost): SQLite integers are signed, and a count is never below zero.
+pub fn usage_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Usage> {
+    let count = |i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(first + i)?).unwrap_or(0))
+    };
+    Ok(Usage {
+        input_tokens: count(0)?,
+        output_tokens: count(1)?,
+        cache_read_tokens: count(2)?,
+        cache_write_tokens: count(3)?,
+        cost_usd: row.get(first + 4)?,
     })
 }
 

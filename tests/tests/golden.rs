@@ -164,6 +164,7 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             Request::TaskRestart {
                 key: "t-0123abcd".into(),
                 grace_ms: 5000,
+                fresh: true,
             },
         ),
         (
@@ -175,6 +176,13 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             },
         ),
         ("request-agent-list", Request::AgentList),
+        (
+            "request-task-transcript",
+            Request::TaskTranscript {
+                key: "t-0123abcd".into(),
+                after: Some(12),
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
@@ -202,7 +210,8 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::TaskStop { .. }
             | Request::TaskRestart { .. }
             | Request::TaskRemove { .. }
-            | Request::AgentList => {}
+            | Request::AgentList
+            | Request::TaskTranscript { .. } => {}
         }
     }
     requests
@@ -360,6 +369,101 @@ fn project(provider: Provider) -> ProjectInfo {
         provider_manual: provider != Provider::Github,
         default_branch: "main".into(),
         created_at: "2026-11-26T10:00:00Z".into(),
+        usage: usage(),
+    }
+}
+
+fn usage() -> Usage {
+    Usage {
+        input_tokens: 1200,
+        output_tokens: 340,
+        cache_read_tokens: 800,
+        cache_write_tokens: 64,
+        cost_usd: Some(0.0125),
+    }
+}
+
+fn failure(kind: FailureKind) -> Failure {
+    Failure {
+        kind,
+        message: "API Error: 529 overloaded".into(),
+        fix: "the provider is overloaded: it is retried after a backoff".into(),
+        retry_after_ms: Some(30_000),
+    }
+}
+
+/// One sample per kind of thing an agent does.
+fn agent_events() -> Samples<AgentEvent> {
+    let events = vec![
+        (
+            "started",
+            AgentEvent::Started {
+                agent_session_id: "7d3c2a10-4f7b-4c1e-9a55-0e5f3b2a9c11".into(),
+                model: Some("claude-sonnet-4-5".into()),
+                tools: vec!["Bash".into(), "Write".into()],
+            },
+        ),
+        (
+            "message",
+            AgentEvent::Message {
+                text: "I will write the login page.".into(),
+            },
+        ),
+        (
+            "tool-call",
+            AgentEvent::ToolCall {
+                call_id: Some("toolu_01".into()),
+                tool: "Bash".into(),
+                summary: "cargo test".into(),
+            },
+        ),
+        (
+            "tool-result",
+            AgentEvent::ToolResult {
+                call_id: Some("toolu_01".into()),
+                tool: Some("Bash".into()),
+                ok: false,
+                summary: "exit 101".into(),
+            },
+        ),
+        (
+            "denied",
+            AgentEvent::Denied {
+                tool: "Bash".into(),
+                summary: "rm -rf target".into(),
+            },
+        ),
+        (
+            "result",
+            AgentEvent::Result(AgentResult {
+                ok: true,
+                status: "success".into(),
+                message: Some("Done.".into()),
+                turns: Some(4),
+                duration_ms: Some(12_000),
+                usage: usage(),
+            }),
+        ),
+    ];
+    for (_, event) in &events {
+        match event {
+            AgentEvent::Started { .. }
+            | AgentEvent::Message { .. }
+            | AgentEvent::ToolCall { .. }
+            | AgentEvent::ToolResult { .. }
+            | AgentEvent::Denied { .. }
+            | AgentEvent::Result(_) => {}
+        }
+    }
+    events
+}
+
+fn entry(seq: u64, event: AgentEvent) -> TranscriptEntry {
+    TranscriptEntry {
+        seq,
+        attempt: 1,
+        at: "2026-11-26T10:00:00.123Z".into(),
+        event,
     }
 }
 
@@ -409,6 +513,11 @@ fn task(phase: TaskPhase) -> TaskInfo {
         last_error: None,
         created_at: "2026-11-26T09:00:00Z".into(),
         updated_at: "2026-11-26T10:00:00Z".into(),
+        agent_session_id: Some("7d3c2a10-4f7b-4c1e-9a55-0e5f3b2a9c11".into()),
+        usage: usage(),
+        turns: Some(4),
+        last_tool: Some("Bash".into()),
+        failure: (phase == TaskPhase::Failed).then(|| failure(FailureKind::Auth)),
     }
 }
 
@@ -593,6 +702,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 session_id: "s-0123abcd".into(),
                 exit: Some(exit_info()),
                 restart_in_ms: Some(2000),
+                failure: Some(failure(FailureKind::Overloaded)),
             })),
         ),
         (
@@ -615,6 +725,51 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         };
         frames.push((name, reply(Ok(Reply::Task(Box::new(task(phase)))))));
     }
+    for (name, agent_event) in agent_events() {
+        let name: &'static str = format!("stream-task-agent-{name}").leak();
+        frames.push((
+            name,
+            stream(event(EventKind::TaskAgent {
+                task_id: "t-0123abcd".into(),
+                entry: entry(3, agent_event),
+            })),
+        ));
+    }
+    for kind in FailureKind::ALL {
+        let name: &'static str = match kind {
+            FailureKind::Auth => "stream-task-exited-auth",
+            FailureKind::RateLimit => "stream-task-exited-rate-limit",
+            FailureKind::Overloaded => "stream-task-exited-overloaded",
+            FailureKind::PermissionDenied => "stream-task-exited-permission-denied",
+            FailureKind::MaxTurns => "stream-task-exited-max-turns",
+            FailureKind::ContextOverflow => "stream-task-exited-context-overflow",
+            FailureKind::Config => "stream-task-exited-config",
+            FailureKind::Crashed => "stream-task-exited-crashed",
+            FailureKind::Killed => "stream-task-exited-killed",
+        };
+        frames.push((
+            name,
+            stream(event(EventKind::TaskExited {
+                task_id: "t-0123abcd".into(),
+                session_id: "s-0123abcd".into(),
+                exit: Some(exit_info()),
+                restart_in_ms: None,
+                failure: Some(failure(kind)),
+            })),
+        ));
+    }
+    frames.push((
+        "reply-transcript",
+        reply(Ok(Reply::Transcript(Transcript {
+            task_id: "t-0123abcd".into(),
+            entries: agent_events()
+                .into_iter()
+                .zip(1..)
+                .map(|((_, event), seq)| entry(seq, event))
+                .collect(),
+            dropped: 0,
+        }))),
+    ));
     frames.push((
         "reply-tasks",
         reply(Ok(Reply::Tasks(vec![task(TaskPhase::Coding)]))),
@@ -769,7 +924,8 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::Tasks(_)
                     | Reply::TaskStopped(_)
                     | Reply::TaskRemoved(_)
-                    | Reply::Agents(_),
+                    | Reply::Agents(_)
+                    | Reply::Transcript(_),
                 )
                 | Err(_) => {}
             },
@@ -791,7 +947,8 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | EventKind::TaskStalled { .. }
                     | EventKind::TaskWaitingInput { .. }
                     | EventKind::TaskExited { .. }
-                    | EventKind::TaskRemoved { .. } => {}
+                    | EventKind::TaskRemoved { .. }
+                    | EventKind::TaskAgent { .. } => {}
                 },
             },
             ServerFrame::Goodbye(_) => {}
@@ -890,6 +1047,44 @@ fn profile_problems() -> Samples<ProfileProblem> {
                 test_override: true,
             },
         ),
+        (
+            "reply-agents-problem-root-without-sandbox",
+            ProfileProblem::RootWithoutSandbox,
+        ),
+        (
+            "reply-agents-problem-no-key-source",
+            ProfileProblem::NoKeySource {
+                profile: profile(),
+                variable: "ANTHROPIC_API_KEY".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-key-in-config",
+            ProfileProblem::KeyInConfig {
+                variable: "ANTHROPIC_API_KEY".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-key-file-open",
+            ProfileProblem::KeyFileOpen {
+                path: "/etc/aifactory/claude.env".into(),
+                mode: 0o644,
+            },
+        ),
+        (
+            "reply-agents-problem-key-file-unreadable",
+            ProfileProblem::KeyFileUnreadable {
+                path: "/etc/aifactory/claude.env".into(),
+                error: "No such file or directory (os error 2)".into(),
+            },
+        ),
+        (
+            "reply-agents-problem-credential-missing",
+            ProfileProblem::CredentialMissing {
+                name: "anthropic-key".into(),
+                dir: Some("/run/credentials/aifactoryd.service".into()),
+            },
+        ),
     ];
     for (_, problem) in &problems {
         match problem {
@@ -905,7 +1100,13 @@ fn profile_problems() -> Samples<ProfileProblem> {
             | ProfileProblem::EndOfLife { .. }
             | ProfileProblem::NoBaseUrl
             | ProfileProblem::NoApiKeyEnv
-            | ProfileProblem::NotOnPath { .. } => {}
+            | ProfileProblem::NotOnPath { .. }
+            | ProfileProblem::RootWithoutSandbox
+            | ProfileProblem::NoKeySource { .. }
+            | ProfileProblem::KeyInConfig { .. }
+            | ProfileProblem::KeyFileOpen { .. }
+            | ProfileProblem::KeyFileUnreadable { .. }
+            | ProfileProblem::CredentialMissing { .. } => {}
         }
     }
     problems

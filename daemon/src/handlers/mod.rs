@@ -55,12 +55,17 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
         Request::TaskShow { key } => Answer::Reply(tasks::show(ctx, key).await),
         Request::TaskStart { key } => Answer::Reply(tasks::start(ctx, key).await),
         Request::TaskStop { key, grace_ms } => Answer::Reply(tasks::stop(ctx, key, grace_ms).await),
-        Request::TaskRestart { key, grace_ms } => {
-            Answer::Reply(tasks::restart(ctx, key, grace_ms).await)
-        }
+        Request::TaskRestart {
+            key,
+            grace_ms,
+            fresh,
+        } => Answer::Reply(tasks::restart(ctx, key, grace_ms, fresh).await),
         Request::TaskRemove { key, prune, force } => {
             Answer::Reply(tasks::remove(ctx, key, prune, force).await)
         }
         Request::AgentList => Answer::Reply(Ok(agents::list(ctx))),
+        Request::TaskTranscript { key, after } => {
+            Answer::Reply(tasks::transcript(ctx, key, after).await)
+        }
     }
 }

@@ -77,13 +77,28 @@ pub async fn stop(ctx: &ConnContext, key: String, grace_ms: u64) -> Result<Reply
     Ok(Reply::TaskStopped(Box::new(report)))
 }
 
-pub async fn restart(ctx: &ConnContext, key: String, grace_ms: u64) -> Result<Reply, ErrorReply> {
+pub async fn restart(
+    ctx: &ConnContext,
+    key: String,
+    grace_ms: u64,
+    fresh: bool,
+) -> Result<Reply, ErrorReply> {
     let task = ctx
         .daemon
         .tasks
-        .restart(key, Duration::from_millis(grace_ms))
+        .restart(key, Duration::from_millis(grace_ms), fresh)
         .await?;
     Ok(Reply::Task(Box::new(task)))
+}
+
+pub async fn transcript(
+    ctx: &ConnContext,
+    key: String,
+    after: Option<u64>,
+) -> Result<Reply, ErrorReply> {
+    Ok(Reply::Transcript(
+        ctx.daemon.tasks.transcript(key, after).await?,
+    ))
 }
 
 pub async fn remove(

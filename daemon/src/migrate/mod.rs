@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tasks",
         sql: include_str!("../../migrations/0004_tasks.sql"),
     },
+    Migration {
+        version: 5,
+        name: "agents",
+        sql: include_str!("../../migrations/0005_agents.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

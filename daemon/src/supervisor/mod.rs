@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use aifactory_common::protocol::{
     AgentInfo, EventKind, SessionInfo, SessionSpec, SessionState, StopReport, TaskCreate, TaskInfo,
-    TaskPhase,
+    TaskPhase, Transcript,
 };
 use aifactory_common::sync::lock;
 use regex::Regex;
@@ -43,6 +43,7 @@ use crate::progress::ProgressWatcher;
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::tasks::{self, NewTask, TaskError};
+use crate::transcript;
 
 pub struct Supervisor {
     store: Store,
@@ -431,6 +432,7 @@ impl Supervisor {
                         .ok()
                         .and_then(|s| s.exit),
                     restart_in_ms: None,
+                    failure: None,
                 })
                 .await;
         }
@@ -442,10 +444,25 @@ impl Supervisor {
         })
     }
 
+    /// The task's transcript after `after`.
+    pub async fn transcript(
+        &self,
+        key: String,
+        after: Option<u64>,
+    ) -> Result<Transcript, SupervisorError> {
+        let task = self.show(key).await?;
+        Ok(self
+            .store
+            .read(move |conn| transcript::after(conn, &task.id, after))
+            .await
+            .map_err(TaskError::from)?)
+    }
+
     pub async fn restart(
         self: &Arc<Self>,
         key: String,
         grace: Duration,
+        _fresh: bool,
     ) -> Result<TaskInfo, SupervisorError> {
         let task = self.show(key).await?;
         if self.is_running(&task.id) || task.phase.is_active() {

@@ -40,6 +40,7 @@ impl Supervisor {
                 session_id: session_id.to_string(),
                 exit,
                 restart_in_ms: None,
+                failure: None,
             })
             .await;
         match moved {

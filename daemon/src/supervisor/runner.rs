@@ -185,6 +185,7 @@ impl Runner {
                 session_id: session.id.clone(),
                 exit: session.exit.clone(),
                 restart_in_ms: Some(delay.as_millis() as u64),
+                failure: None,
             })
             .await;
         tokio::select! {

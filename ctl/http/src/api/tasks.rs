@@ -191,7 +191,7 @@ pub async fn restart(
     let grace_ms = grace.millis()?;
     state
         .daemon
-        .call(async |daemon| daemon.task_restart(id, grace_ms).await)
+        .call(async |daemon| daemon.task_restart(id, grace_ms, false).await)
         .await
         .map(Json)
 }
