@@ -391,6 +391,104 @@ mod claude {
     }
 
     #[test]
+    fn max_turns_ends_the_run_with_error_max_turns() {
+        let test = "claude max_turns_ends_the_run_with_error_max_turns";
+        let bash = || {
+            (
+                "Bash",
+                json!({"command": "true", "description": "Do nothing"}),
+            )
+        };
+        let Some(world) = World::new(
+            test,
+            vec![
+                Turn::tools("Step one.", &[bash()]),
+                Turn::tools("Step two.", &[bash()]),
+                Turn::text("Never reached."),
+            ],
+        ) else {
+            return;
+        };
+        let mut args = BYPASS.to_vec();
+        args.extend(["--max-turns", "1", "Loop"]);
+        let run = world.run(test, &args, &[]);
+        run.save_fixture("max-turns");
+
+        assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+        assert_eq!(world.api.message_requests().len(), 1);
+        let result = run.result();
+        assert_eq!(result["subtype"], "error_max_turns");
+        assert_eq!(result["is_error"], true);
+        assert_eq!(result["terminal_reason"], "max_turns");
+        assert_eq!(
+            result["errors"],
+            json!(["Reached maximum number of turns (1)"])
+        );
+        assert!(result.get("result").is_none(), "{result}");
+    }
+
+    #[test]
+    fn a_too_long_prompt_is_reported_as_prompt_too_long() {
+        let test = "claude a_too_long_prompt_is_reported_as_prompt_too_long";
+        let Some(world) = World::new(
+            test,
+            vec![Turn::error(
+                400,
+                "invalid_request_error",
+                "prompt is too long: 250000 tokens > 200000 maximum",
+                None,
+            )],
+        ) else {
+            return;
+        };
+        let run = world.run(test, &prompt_args(BYPASS, "Say hello"), &[]);
+        run.save_fixture("prompt-too-long");
+
+        assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+        assert_eq!(
+            world.api.message_requests().len(),
+            1,
+            "a 400 is not retried"
+        );
+        let result = run.result();
+        assert_eq!(result["is_error"], true);
+        assert_eq!(result["terminal_reason"], "prompt_too_long");
+        assert_eq!(result["api_error_status"], 400);
+        assert!(
+            result["result"]
+                .as_str()
+                .unwrap()
+                .starts_with("Prompt is too long"),
+            "{result}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_api_is_a_connection_failure() {
+        let test = "claude an_unreachable_api_is_a_connection_failure";
+        let Some(world) = World::new(test, Vec::new()) else {
+            return;
+        };
+        // Nothing listens on the discard port on loopback.
+        let run = world.run(
+            test,
+            &prompt_args(BYPASS, "Say hello"),
+            &[
+                ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
+                ("CLAUDE_CODE_MAX_RETRIES", "0"),
+            ],
+        );
+        run.save_fixture("connection-refused");
+
+        assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+        let result = run.result();
+        assert_eq!(result["is_error"], true);
+        assert_eq!(result["terminal_reason"], "api_error");
+        assert_eq!(result["api_error"], "connection_failed");
+        assert_eq!(result["api_error_status"], Value::Null);
+    }
+
+    #[test]
     fn resume_sends_the_earlier_turns() {
         let test = "claude resume_sends_the_earlier_turns";
         let Some(world) = World::new(
