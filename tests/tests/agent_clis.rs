@@ -254,6 +254,9 @@ mod claude {
         assert!(result["total_cost_usd"].as_f64().unwrap() > 0.0, "{result}");
         assert_eq!(result["permission_denials"], json!([]));
 
+        // Only message requests: no count_tokens, no model list.
+        let paths: Vec<String> = world.api.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/v1/messages?beta=true"; 2]);
         // The second request carried the tool results back to the model.
         let requests = world.api.message_requests();
         assert_eq!(requests.len(), 2);
