@@ -15,7 +15,7 @@ mod claude {
     use aifactory_tests::agent_clis::{self, FAKE_API_KEY};
     use aifactory_tests::anthropic_api::{AnthropicApi, INPUT_TOKENS, OUTPUT_TOKENS, Turn};
     use aifactory_tests::egress::EgressTrap;
-    use aifactory_tests::wait::wait_until;
+    use aifactory_tests::wait::{wait_file, wait_until};
     use aifactory_tests::{is_root, output_within, skip};
     use serde_json::{Value, json};
 
@@ -640,7 +640,8 @@ mod claude {
         });
         // stdout holds only the init line while the stream hangs: an assistant message is
         // printed whole, when its content block ends.
-        let printed = std::fs::read_to_string(out.path()).unwrap();
+        let printed = wait_file(out.path(), RUN_TIMEOUT, |b| b.ends_with(b"\n"));
+        let printed = String::from_utf8(printed).unwrap();
         let types: Vec<String> = printed
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].to_string())
