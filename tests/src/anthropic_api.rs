@@ -24,10 +24,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use futures::channel::mpsc;
 use serde_json::{Value, json};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Input tokens reported for every scripted reply.
 pub const INPUT_TOKENS: u64 = 100;
@@ -395,18 +393,12 @@ fn answer(shared: &Arc<Shared>, n: usize, request: &Value, turn: Turn) -> Respon
                               json!({"type": "content_block_stop", "index": 0}));
                         finish_message(&tx, "end_turn");
                     }
-                    () = closed(&tx) => {}
+                    () = tx.closed() => {}
                 }
                 shared.hanging.fetch_sub(1, Ordering::SeqCst);
             });
             response
         }
-    }
-}
-
-async fn closed(tx: &mpsc::UnboundedSender<Bytes>) {
-    while !tx.is_closed() {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -437,9 +429,15 @@ fn blocks(n: usize, text: Option<&str>, calls: &[ToolCall]) -> Vec<Block> {
         .collect()
 }
 
+/// An SSE response fed by the returned sender; the stream ends when the sender is dropped.
 fn sse_response() -> (mpsc::UnboundedSender<Bytes>, Response) {
-    let (tx, rx) = mpsc::unbounded::<Bytes>();
-    let mut response = Body::from_stream(rx.map(Ok::<_, Infallible>)).into_response();
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    let mut response = Body::from_stream(chunks).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -451,7 +449,7 @@ fn sse_response() -> (mpsc::UnboundedSender<Bytes>, Response) {
 
 fn event(tx: &mpsc::UnboundedSender<Bytes>, name: &str, data: Value) {
     // A closed receiver means the CLI went away: nothing to tell it.
-    let _ = tx.unbounded_send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")));
+    let _ = tx.send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")));
 }
 
 fn start_message(tx: &mpsc::UnboundedSender<Bytes>, id: &str, model: &str) {
@@ -503,7 +501,6 @@ fn finish_message(tx: &mpsc::UnboundedSender<Bytes>, stop_reason: &str) {
                "usage": {"output_tokens": OUTPUT_TOKENS}}),
     );
     event(tx, "message_stop", json!({"type": "message_stop"}));
-    tx.close_channel();
 }
 
 fn error_response(
