@@ -4,6 +4,8 @@
 //!
 //! `AIFACTORY_BLESS=1` saves each scenario's stdout as `tests/fixtures/agents/<cli>-<name>.jsonl`,
 //! the agent-output parser's test input. Findings are summarised in `tests/agents/README.md`.
+//! One file past 600 lines on purpose: one module per CLI, each a list of short scenarios over
+//! one shared setup, read side by side.
 //! Tests may unwrap: a panic is how a test fails.
 
 /// Claude Code 2.1.332: `claude -p --output-format stream-json --verbose`.
