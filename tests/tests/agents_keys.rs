@@ -227,6 +227,14 @@ fn a_key_reaches_the_agent_through_its_environment_and_nowhere_else() {
         })
         .collect();
     let config = print_config(&sandbox);
+    let logs = d.logs();
+    // The journal says where each key came from, never the key.
+    assert!(
+        logs.contains("agent started")
+            && logs.contains("env_file")
+            && logs.contains("systemd credential `anthropic-key`"),
+        "{logs}"
+    );
     drop(d);
     let mut files = Vec::new();
     files_under(
@@ -246,6 +254,7 @@ fn a_key_reaches_the_agent_through_its_environment_and_nowhere_else() {
         assert!(in_files.is_empty(), "the key is in {in_files:?}");
         assert!(!events.concat().contains(key.as_str()), "in an event");
         assert!(!config.contains(key.as_str()), "in --print-config");
+        assert!(!logs.contains(key.as_str()), "in the daemon's log");
     }
 }
 
