@@ -13,15 +13,19 @@
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`notify`] and [`raw`] (the sd_notify socket and raw
-//! protocol frames), [`bench`] (what only the benchmarks share).
+//! protocol frames), [`bench`] (what only the benchmarks share), [`openai_api`] (a scripted
+//! model server), [`codex_cli`] (the real Codex CLI) and [`offline`] (keeping a CLI offline).
 
 pub mod bench;
 pub mod bins;
+pub mod codex_cli;
 pub mod daemon;
 pub mod git;
 pub mod http;
 pub mod migrate_lock;
 pub mod notify;
+pub mod offline;
+pub mod openai_api;
 pub mod process;
 pub mod raw;
 pub mod sandbox;
