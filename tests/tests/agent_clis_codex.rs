@@ -16,6 +16,7 @@ use aifactory_tests::openai_api::{
     CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS, OpenAiApi, Recorded, Turn,
 };
 use aifactory_tests::process::child_output_within;
+use aifactory_tests::wait::wait_until;
 use serde_json::Value;
 
 /// Generous: a scripted run takes about a second.
@@ -500,6 +501,40 @@ fn a_hung_stream_fails_after_the_idle_timeout_and_prints_nothing_meanwhile() {
         "{events:?}"
     );
     assert_eq!(scene.responses_requests().len(), 1);
+    scene.assert_stayed_offline();
+}
+
+#[test]
+fn a_hung_stream_released_before_the_idle_timeout_completes_the_turn() {
+    let Some(scene) = Scene::new(
+        "a_hung_stream_released_before_the_idle_timeout_completes_the_turn",
+        vec![Turn::HangMidStream("Answer after a pause.".to_string())],
+    ) else {
+        return;
+    };
+    let retries = Retries {
+        idle_timeout_ms: 600_000,
+        ..Retries::NONE
+    };
+    let mut cmd = scene.command(retries, &["say hi"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = scene.offline.spawn(&mut cmd).expect("spawn codex");
+    wait_until("codex asked the model", RUN_TIMEOUT, || {
+        scene.api.requests().len() == 1
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "codex waits on the hung stream"
+    );
+    scene.api.release();
+    let out = child_output_within(child, RUN_TIMEOUT).expect("codex ends once released");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let events = events(&out);
+    assert_eq!(
+        items(&events, "item.completed", "agent_message")[0]["text"],
+        "Answer after a pause."
+    );
+    assert_eq!(events.last().unwrap()["type"], "turn.completed");
     scene.assert_stayed_offline();
 }
 
