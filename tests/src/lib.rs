@@ -14,20 +14,24 @@
 //! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`notify`] and [`raw`] (the sd_notify socket and raw
 //! protocol frames), [`bench`] (what only the benchmarks share), [`agent_clis`] (the real
-//! claude and codex CLIs, installed by `tests/agents/install`), [`anthropic_api`] (a scripted
-//! Anthropic Messages API for them) and [`egress`] (a proxy that catches traffic to any other
-//! host).
+//! claude and codex CLIs, installed by `tests/agents/install`), [`anthropic_api`] and
+//! [`openai_api`] (scripted model APIs for them), [`codex_cli`] (codex's offline argv),
+//! [`egress`] (a proxy that catches traffic to any other host) and [`offline`] (a private
+//! network namespace with only loopback).
 
 pub mod agent_clis;
 pub mod anthropic_api;
 pub mod bench;
 pub mod bins;
+pub mod codex_cli;
 pub mod daemon;
 pub mod egress;
 pub mod git;
 pub mod http;
 pub mod migrate_lock;
 pub mod notify;
+pub mod offline;
+pub mod openai_api;
 pub mod process;
 pub mod raw;
 pub mod sandbox;

@@ -1,6 +1,6 @@
 //! Child processes with a deadline, and what `/proc` says about a process.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use aifactory_common::procfs;
@@ -11,7 +11,11 @@ use nix::unistd::Pid;
 /// what it printed until then as the error.
 pub fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output, Output> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn a command");
+    child_output_within(cmd.spawn().expect("spawn a command"), timeout)
+}
+
+/// [`output_within`] for a child spawned elsewhere (with its stdout and stderr piped).
+pub fn child_output_within(child: Child, timeout: Duration) -> Result<Output, Output> {
     let pid = Pid::from_raw(child.id() as i32);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
