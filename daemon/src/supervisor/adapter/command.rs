@@ -2,12 +2,15 @@
 //!
 //! - claude-code: `claude -p --output-format stream-json --verbose --permission-mode
 //!   bypassPermissions [--model M] [--resume ID] -- PROMPT`.
-//! - codex: `codex exec --json --skip-git-repo-check -c sandbox_mode="workspace-write" -c
-//!   approval_policy="never" [-m M] -- PROMPT`; resuming, `... resume ID -- PROMPT` (`exec
-//!   resume` has no `--sandbox`, so both take the sandbox as `-c`).
+//! - codex: `codex exec --json --skip-git-repo-check --sandbox workspace-write -c
+//!   approval_policy="never" --disable plugins -c analytics.enabled=false [-m M] -- PROMPT`;
+//!   resuming, `... resume ID -- PROMPT` (`exec resume` has no `--sandbox`, but the one given
+//!   to `exec` before it holds for the resumed turn). `exec` has no `-a`: the approval policy is
+//!   a `-c`. Plugins and analytics off: they reach github.com and chatgpt.com at every start.
 //! - openai-compatible: codex with a provider of its own (`-c model_providers.aifactory={...}`,
-//!   `wire_api = "responses"`: codex 0.171 refuses `chat`). Its key stays in the environment:
-//!   the command names the variable (`env_key`), never the key.
+//!   `wire_api = "responses"`: codex 0.171 refuses `chat`), with codex's own retries off so
+//!   that each failure reaches the daemon's restart policy at once. Its key stays in the
+//!   environment: the command names the variable (`env_key`), never the key.
 //!
 //! `--` ends the options, so a prompt never reads as one.
 
@@ -71,10 +74,14 @@ pub fn headless_command(
                     "exec",
                     "--json",
                     "--skip-git-repo-check",
-                    "-c",
-                    "sandbox_mode=\"workspace-write\"",
+                    "--sandbox",
+                    "workspace-write",
                     "-c",
                     "approval_policy=\"never\"",
+                    "--disable",
+                    "plugins",
+                    "-c",
+                    "analytics.enabled=false",
                 ]
                 .map(String::from),
             );
@@ -108,6 +115,8 @@ fn provider(settings: &HeadlessSettings) -> String {
         fields.push(format!("env_key={}", toml_str(var)));
     }
     fields.push(format!("wire_api={}", toml_str("responses")));
+    fields.push("request_max_retries=0".into());
+    fields.push("stream_max_retries=0".into());
     format!("model_providers.{PROVIDER}={{{}}}", fields.join(", "))
 }
 
@@ -204,8 +213,9 @@ mod tests {
         let argv = headless_command(AgentKind::Codex, &settings, "do it", None).unwrap();
         assert_eq!(
             argv.join(" "),
-            "codex exec --json --skip-git-repo-check -c sandbox_mode=\"workspace-write\" \
-             -c approval_policy=\"never\" -m gpt-5 -- do it"
+            "codex exec --json --skip-git-repo-check --sandbox workspace-write \
+             -c approval_policy=\"never\" --disable plugins -c analytics.enabled=false \
+             -m gpt-5 -- do it"
         );
         let resumed = headless_command(AgentKind::Codex, &settings, "go on", Some("t-1")).unwrap();
         assert_eq!(
@@ -228,7 +238,8 @@ mod tests {
             argv.contains(
                 &"model_providers.aifactory={name=\"aifactory\", \
               base_url=\"https://generativelanguage.googleapis.com/v1beta/openai/\", \
-              env_key=\"GEMINI_API_KEY\", wire_api=\"responses\"}"
+              env_key=\"GEMINI_API_KEY\", wire_api=\"responses\", \
+              request_max_retries=0, stream_max_retries=0}"
                     .to_string()
             )
         );

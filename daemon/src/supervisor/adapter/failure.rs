@@ -231,6 +231,7 @@ impl<'a> Clues<'a> {
                 "incorrect api key",
                 "invalid x-api-key",
                 "not logged in",
+                "missing environment variable",
                 "/login",
                 "unauthorized",
             ])
@@ -446,6 +447,14 @@ mod tests {
                 FailureKind::Auth,
             ),
             ("Not logged in · Please run /login", FailureKind::Auth),
+            (
+                "Missing environment variable: `GEMINI_API_KEY`.",
+                FailureKind::Auth,
+            ),
+            (
+                "unexpected status 529 <unknown status code>: busy, url: http://127.0.0.1:4/v1/responses",
+                FailureKind::Overloaded,
+            ),
             (
                 "exceeded retry limit, last status: 429 Too Many Requests",
                 FailureKind::RateLimit,

@@ -122,11 +122,16 @@ impl Reader {
             self.evidence.plain_line(line);
         }
         for event in &out[before..] {
-            if let AgentEvent::Started {
-                agent_session_id, ..
-            } = event
-            {
-                self.session_id = Some(agent_session_id.clone());
+            match event {
+                AgentEvent::Started {
+                    agent_session_id, ..
+                } => self.session_id = Some(agent_session_id.clone()),
+                // The agent got on with its work: the request it retried went through.
+                AgentEvent::Message { .. }
+                | AgentEvent::ToolCall { .. }
+                | AgentEvent::ToolResult { .. }
+                | AgentEvent::Denied { .. } => self.evidence.retry = None,
+                AgentEvent::Result(_) => {}
             }
         }
     }

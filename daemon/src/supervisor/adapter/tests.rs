@@ -261,6 +261,31 @@ fn claude_runs_that_recovered_or_resumed_succeed() {
 }
 
 #[test]
+fn a_retry_that_went_through_explains_no_later_failure() {
+    let bytes = fixture("claude-overloaded-then-success.jsonl");
+    let (_, whole) = read(AgentKind::ClaudeCode, &bytes);
+    // Cut before the result line, then the process dies.
+    let cut = bytes.len() - bytes.rsplit(|&b| b == b'\n').nth(1).unwrap().len() - 1;
+    let (adapter, events) = read(AgentKind::ClaudeCode, &bytes[..cut]);
+    assert_eq!(shape(&events), ["S", "M"]);
+    assert_eq!(whole.len(), 3);
+    let failure = adapter.failure(Some(&exited(139))).unwrap();
+    assert_eq!(failure.kind, FailureKind::Crashed);
+    // Still retrying when it died: the provider's overload explains it.
+    let retrying: Vec<u8> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .take(3)
+        .flatten()
+        .copied()
+        .collect();
+    let (adapter, events) = read(AgentKind::ClaudeCode, &retrying);
+    assert_eq!(shape(&events), ["S"]);
+    let failure = adapter.failure(Some(&exited(143))).unwrap();
+    assert_eq!(failure.kind, FailureKind::Overloaded);
+    assert!(failure.retry_after_ms.is_some());
+}
+
+#[test]
 fn claude_in_a_pty_and_its_refusals_in_plain_text() {
     // Real PTY bytes: `\r\n` line ends, then `ESC[?25h` with no line end.
     let (adapter, events) = read(AgentKind::ClaudeCode, &fixture("claude-pty.raw"));
@@ -360,7 +385,8 @@ fn codex_failed_commands_are_failed_results_and_the_run_still_succeeds() {
         ]
     );
     assert!(matches!(&events[2], AgentEvent::ToolResult { summary, .. }
-        if summary == "exit 1: /bin/bash: line 1: /root/codex-outside.txt: Read-only file system"));
+        if summary.starts_with("exit 1: /bin/bash: line 1: /") && summary.ends_with(": Read-only file system")));
+    assert!(matches!(&events[4], AgentEvent::ToolResult { summary, .. } if summary == "exit 3"));
     assert_eq!(adapter.failure(Some(&exited(0))), None);
 }
 
@@ -372,14 +398,8 @@ fn codex_failures_are_classified_from_their_real_lines() {
             "codex-auth-401-default-retries.jsonl",
             Some(FailureKind::Auth),
         ),
-        (
-            "codex-rate-limit-429-no-retry.jsonl",
-            Some(FailureKind::RateLimit),
-        ),
-        (
-            "codex-overloaded-503-no-retry.jsonl",
-            Some(FailureKind::Overloaded),
-        ),
+        ("codex-rate-limit-429.jsonl", Some(FailureKind::RateLimit)),
+        ("codex-overloaded-503.jsonl", Some(FailureKind::Overloaded)),
         ("codex-hang-idle-timeout.jsonl", Some(FailureKind::Crashed)),
         ("codex-retry-429-503-then-success.jsonl", None),
     ] {
@@ -406,6 +426,25 @@ fn codex_failures_are_classified_from_their_real_lines() {
             .starts_with("unexpected status 401 Unauthorized")
     );
     assert!(failure.fix.contains("codex login"));
+}
+
+#[test]
+fn codex_without_its_key_variable_is_an_auth_failure() {
+    // Captured from codex-cli 0.171.0, resuming with a provider whose env_key is unset.
+    let lines = b"WARNING: proceeding, even though we could not create PATH aliases\r\n\
+{\"type\":\"thread.started\",\"thread_id\":\"01a23c43-d1b2-7652-b437-d478988975ad\"}\r\n\
+{\"type\":\"item.completed\",\"item\":{\"id\":\"item_0\",\"type\":\"error\",\"message\":\"This session was recorded with model `gpt-6.2-sol` but is resuming with `test-model`.\"}}\r\n\
+{\"type\":\"turn.started\"}\r\n\
+{\"type\":\"error\",\"message\":\"Missing environment variable: `UNSET_VAR_X`.\"}\r\n\
+{\"type\":\"turn.failed\",\"error\":{\"message\":\"Missing environment variable: `UNSET_VAR_X`.\"}}\r\n";
+    let (adapter, events) = read(AgentKind::OpenaiCompatible, lines);
+    assert_eq!(shape(&events), ["S", "E:err"]);
+    let failure = adapter.failure(Some(&exited(1))).unwrap();
+    assert_eq!(failure.kind, FailureKind::Auth);
+    assert_eq!(
+        failure.message,
+        "Missing environment variable: `UNSET_VAR_X`. (exited 1)"
+    );
 }
 
 #[test]
