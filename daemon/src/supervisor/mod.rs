@@ -13,16 +13,6 @@
 //! [`kill`] ends a session's processes, [`worktree`] makes and removes a task's worktree.
 
 mod activity;
-// Wired into the runner by the lead's branch; until then only the tests use it.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        unused_imports,
-        reason = "the runner starts using the adapters in a parallel branch"
-    )
-)]
-mod adapter;
 mod error;
 mod kill;
 mod output;

@@ -137,7 +137,7 @@ pub fn prompt(
     let mut out = String::new();
     if let Some(why) = why_restarted {
         out.push_str(&format!(
-            "This attempt continues your earlier work on this task, which was restarted because {why}. \
+            "This attempt continues your earlier work on this task; why it was restarted: {why}. \
              Check the state of the working tree, then carry on where you stopped.\n\n"
         ));
     }
@@ -271,7 +271,7 @@ mod tests {
 
         let again = prompt("Add a parser", None, file, Some("it stalled"));
         assert!(again.starts_with("This attempt continues"));
-        assert!(again.contains("restarted because it stalled."));
+        assert!(again.contains("why it was restarted: it stalled."));
         assert!(again.contains("There is no written spec"));
 
         let long = "ü".repeat(MAX_SPEC_BYTES);

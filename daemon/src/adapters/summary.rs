@@ -12,25 +12,32 @@ pub fn short(text: &str) -> String {
     cut(text, MAX_SUMMARY)
 }
 
-/// [`short`] with another bound.
+/// [`short`] with another bound; terminal escape sequences (colours, cursor moves) are left
+/// out.
 pub fn cut(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars * 4));
     let mut count = 0;
-    let mut space = false;
-    for c in text.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' {
-            if space {
-                continue;
-            }
-            space = true;
-        } else {
-            space = false;
+    let mut space = true;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            skip_escape(&mut chars);
+            continue;
         }
+        if c.is_control() || c.is_whitespace() {
+            // Runs of blanks become one space, none at the start.
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            if count == max_chars {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            count += 1;
+        }
+        space = false;
         if count == max_chars {
             out.push('…');
             return out;
@@ -39,6 +46,28 @@ pub fn cut(text: &str, max_chars: usize) -> String {
         count += 1;
     }
     out
+}
+
+/// Skips the rest of an escape sequence: CSI (`ESC [ params final`), OSC (`ESC ] ... BEL` or
+/// `ESC \\`), else one character.
+fn skip_escape(chars: &mut std::str::Chars<'_>) {
+    match chars.next() {
+        Some('[') => {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+        Some(']') => {
+            while let Some(c) = chars.next() {
+                if c == '\x07' || (c == '\x1b' && chars.next() == Some('\\')) {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The first line of `text` that is not blank, [`short`]ened.
@@ -88,6 +117,10 @@ mod tests {
     #[test]
     fn a_summary_is_one_line_cut_on_a_char_boundary() {
         assert_eq!(short("  echo a\n\necho b\t "), "echo a echo b");
+        assert_eq!(short("\x1b[1;31mred\x1b[0m text\x1b[?25h\r"), "red text");
+        assert_eq!(short("\x1b]0;title\x07$ ls"), "$ ls");
+        assert_eq!(cut("ab cd", 3), "ab …");
+        assert_eq!(cut("ab cd", 2), "ab…");
         let long = "é".repeat(MAX_SUMMARY + 5);
         let cut = short(&long);
         assert_eq!(cut.chars().count(), MAX_SUMMARY + 1);

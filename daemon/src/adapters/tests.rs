@@ -9,7 +9,7 @@ use aifactory_common::protocol::AgentKind;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::{Adapter, HeadlessSettings, headless_command, prompt};
+use super::{Adapter, HeadlessSettings, exit_failure, headless_command, lost_failure, prompt};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -472,7 +472,28 @@ fn an_attempt_starts_with_its_prompt_as_the_last_argument() {
     )
     .unwrap();
     assert_eq!(argv.last(), Some(&text));
-    assert!(text.contains("restarted because it failed: crashed."));
+    assert!(text.contains("why it was restarted: it failed: crashed."));
+}
+
+#[test]
+fn an_opaque_agent_fails_by_its_exit_alone() {
+    assert_eq!(exit_failure(None), None);
+    assert_eq!(exit_failure(Some(&exited(0))), None);
+    let crashed = exit_failure(Some(&exited(2))).unwrap();
+    assert_eq!(crashed.kind, FailureKind::Crashed);
+    assert_eq!(crashed.message, "exited 2");
+    let signalled = ExitInfo {
+        code: None,
+        signal: Some(9),
+        ended_at: String::new(),
+    };
+    let killed = exit_failure(Some(&signalled)).unwrap();
+    assert_eq!(killed.kind, FailureKind::Killed);
+    assert_eq!(killed.message, "killed by signal 9");
+    let lost = lost_failure("its monitor is gone");
+    assert_eq!(lost.kind, FailureKind::Crashed);
+    assert_eq!(lost.message, "lost: its monitor is gone");
+    assert!(lost.fix.contains("tasks logs"));
 }
 
 #[test]

@@ -71,8 +71,7 @@ impl Evidence {
     pub fn plain_line(&mut self, line: &[u8]) {
         // Only the start of a long line is read: what classifies is at the start.
         let start = &line[..line.len().min(TAIL_LINE_CHARS * 8)];
-        let text = crate::supervisor::output::plain(&String::from_utf8_lossy(start));
-        let text = summary::cut(&text, TAIL_LINE_CHARS);
+        let text = summary::cut(&String::from_utf8_lossy(start), TAIL_LINE_CHARS);
         if text.is_empty() {
             return;
         }
@@ -85,7 +84,7 @@ impl Evidence {
 
 /// Why the run failed, or `None` when it succeeded: it exited 0 (or printed a good result
 /// when the exit is unknown), with no error result and nothing denied.
-pub fn classify(cli: Cli, ev: &Evidence, exit: Option<&ExitInfo>) -> Option<Failure> {
+pub fn classify(cli: Option<Cli>, ev: &Evidence, exit: Option<&ExitInfo>) -> Option<Failure> {
     let code = exit.and_then(|e| e.code);
     let signal = exit.and_then(|e| e.signal).filter(|_| code.is_none());
     let result_ok = ev.result.as_ref().map(|r| r.ok);
@@ -333,14 +332,30 @@ impl ConfigCause {
     }
 }
 
-/// What to do about a failure of this kind.
-fn fix(cli: Cli, kind: FailureKind, config: Option<ConfigCause>) -> &'static str {
+/// A session lost with its monitor: its end is unknown.
+pub fn lost(reason: &str) -> Failure {
+    Failure {
+        kind: FailureKind::Crashed,
+        message: format!("lost: {reason}"),
+        fix: fix(None, FailureKind::Crashed, None).to_string(),
+        retry_after_ms: None,
+    }
+}
+
+/// What to do about a failure of this kind (`cli`: the agent's CLI, when it is known).
+fn fix(cli: Option<Cli>, kind: FailureKind, config: Option<ConfigCause>) -> &'static str {
     match (kind, cli) {
-        (FailureKind::Auth, Cli::Claude) => {
+        (FailureKind::Auth, Some(Cli::Claude)) => {
             "check the profile's key source (a systemd credential or an env_file with ANTHROPIC_API_KEY) or log the CLI in as aifactoryd's user (run `claude` once as that user), then restart the task"
         }
-        (FailureKind::Auth, Cli::Codex) => {
+        (FailureKind::Auth, Some(Cli::Codex)) => {
             "check the profile's key source (a systemd credential or an env_file with the key its provider reads) or log the CLI in as aifactoryd's user (`codex login` as that user), then restart the task"
+        }
+        (FailureKind::Auth, None) => {
+            "check the profile's key source (a systemd credential or an env_file) or the agent's own login as aifactoryd's user, then restart the task"
+        }
+        (FailureKind::PermissionDenied, None) => {
+            "give the headless agent the permissions it needs in the profile's `command`, then restart the task"
         }
         (FailureKind::RateLimit, _) => {
             "the provider limits requests for this key: the task is retried after a back-off; run fewer agents at once or raise the key's limit if it keeps happening"
@@ -348,10 +363,10 @@ fn fix(cli: Cli, kind: FailureKind, config: Option<ConfigCause>) -> &'static str
         (FailureKind::Overloaded, _) => {
             "the provider is overloaded (a server-side problem, usually brief): the task is retried after a back-off"
         }
-        (FailureKind::PermissionDenied, Cli::Claude) => {
+        (FailureKind::PermissionDenied, Some(Cli::Claude)) => {
             "a headless agent needs --permission-mode bypassPermissions in its profile (the built-in claude-code command has it; add it to a hand-written `command`), then restart the task"
         }
-        (FailureKind::PermissionDenied, Cli::Codex) => {
+        (FailureKind::PermissionDenied, Some(Cli::Codex)) => {
             "a headless agent needs a sandbox that lets it work: use the built-in codex command (--sandbox workspace-write) or add it to the profile's `command`, then restart the task"
         }
         (FailureKind::MaxTurns, _) => {
@@ -412,7 +427,7 @@ mod tests {
     }
 
     fn kind(ev: &Evidence, exit: &ExitInfo) -> FailureKind {
-        classify(Cli::Claude, ev, Some(exit))
+        classify(Some(Cli::Claude), ev, Some(exit))
             .map(|f| f.kind)
             .unwrap()
     }
@@ -426,14 +441,14 @@ mod tests {
             }),
             ..Evidence::default()
         };
-        assert_eq!(classify(Cli::Claude, &ok, Some(&exited(0))), None);
-        assert_eq!(classify(Cli::Claude, &ok, None), None);
+        assert_eq!(classify(Some(Cli::Claude), &ok, Some(&exited(0))), None);
+        assert_eq!(classify(Some(Cli::Claude), &ok, None), None);
         assert_eq!(
-            classify(Cli::Claude, &Evidence::default(), Some(&exited(0))),
+            classify(Some(Cli::Claude), &Evidence::default(), Some(&exited(0))),
             None
         );
         assert_eq!(kind(&ok, &exited(2)), FailureKind::Crashed);
-        let nothing = classify(Cli::Claude, &Evidence::default(), None).unwrap();
+        let nothing = classify(Some(Cli::Claude), &Evidence::default(), None).unwrap();
         assert_eq!(nothing.kind, FailureKind::Crashed);
         assert_eq!(nothing.message, "it ended");
     }
@@ -481,7 +496,7 @@ mod tests {
     fn the_tail_shows_configuration_failures() {
         let mut ev = Evidence::default();
         ev.plain_line(b"\x1b[31m--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\x1b[0m\r");
-        let failure = classify(Cli::Claude, &ev, Some(&exited(1))).unwrap();
+        let failure = classify(Some(Cli::Claude), &ev, Some(&exited(1))).unwrap();
         assert_eq!(failure.kind, FailureKind::Config);
         assert_eq!(
             failure.message,
@@ -492,13 +507,13 @@ mod tests {
         let mut ev = Evidence::default();
         ev.plain_line(b"error: unexpected argument '--bogus-flag' found");
         ev.plain_line(b"  tip: to pass '--bogus-flag' as a value, use '-- --bogus-flag'");
-        let failure = classify(Cli::Codex, &ev, Some(&exited(2))).unwrap();
+        let failure = classify(Some(Cli::Codex), &ev, Some(&exited(2))).unwrap();
         assert_eq!(failure.kind, FailureKind::Config);
         assert!(failure.message.starts_with("error: unexpected argument"));
 
         let mut ev = Evidence::default();
         ev.plain_line(b"Error: thread/resume: thread/resume failed: no rollout found for thread id 01a2 (code -32600)");
-        let failure = classify(Cli::Codex, &ev, Some(&exited(1))).unwrap();
+        let failure = classify(Some(Cli::Codex), &ev, Some(&exited(1))).unwrap();
         assert_eq!(failure.kind, FailureKind::Config);
         assert!(failure.fix.contains("--fresh"));
     }
@@ -510,7 +525,7 @@ mod tests {
             signal: Some(15),
             ended_at: String::new(),
         };
-        let failure = classify(Cli::Claude, &Evidence::default(), Some(&signalled)).unwrap();
+        let failure = classify(Some(Cli::Claude), &Evidence::default(), Some(&signalled)).unwrap();
         assert_eq!(failure.kind, FailureKind::Killed);
         assert_eq!(failure.message, "killed by signal 15");
         assert_eq!(
@@ -535,7 +550,7 @@ mod tests {
         assert_eq!(wait_in_text("retry after 20 seconds"), Some(20_000));
         assert_eq!(wait_in_text("try again later"), None);
         let ev = failed_with(Some(429), "rate_limit_error", "Please try again in 2s");
-        let failure = classify(Cli::Codex, &ev, Some(&exited(1))).unwrap();
+        let failure = classify(Some(Cli::Codex), &ev, Some(&exited(1))).unwrap();
         assert_eq!(failure.retry_after_ms, Some(2000));
         assert!(has_number("status: 429 too many", "429"));
         assert!(!has_number("port 14290", "429"));
