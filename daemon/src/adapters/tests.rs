@@ -2,6 +2,9 @@
 //! were captured from Claude Code 2.1.332 and codex-cli 0.171.0 run against a scripted model
 //! API (see `tests/agents/README.md`). Then property tests: whatever the chunking, junk or
 //! truncation, the events are the same and nothing panics; and 10 MB of output.
+//!
+//! One file past 600 lines on purpose: it is the adapters' whole contract with the real CLIs,
+//! every fixture next to the others, sharing one set of readers and the `shape` notation.
 
 use aifactory_common::agent::{AgentEvent, FailureKind, Usage};
 use aifactory_common::pane::ExitInfo;
