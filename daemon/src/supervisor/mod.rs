@@ -87,27 +87,6 @@ impl Current {
 
 /// The spec a task's prompt includes, from its spec directory.
 const SPEC_FILE: &str = "spec.md";
-/// Most of a spec a prompt carries: the prompt is one argument, and Linux refuses an argument
-/// over 128 KiB.
-const MAX_SPEC_BYTES: usize = 64 << 10;
-
-/// A spec's text, cut at [`MAX_SPEC_BYTES`] (on a character boundary, saying where the rest is).
-fn read_spec(path: &std::path::Path) -> Option<String> {
-    let mut text = std::fs::read_to_string(path).ok()?;
-    if text.len() > MAX_SPEC_BYTES {
-        let mut end = MAX_SPEC_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str(&format!(
-            "\n[... cut here: read the whole spec in {}]",
-            path.display()
-        ));
-    }
-    Some(text)
-}
-
 /// Whether an attempt continues the agent's conversation, and why it was restarted.
 #[derive(Clone, Copy, Default)]
 struct Resume<'a> {
@@ -365,7 +344,8 @@ impl Supervisor {
         if test_cmd.is_some() {
             tracing::warn!(task_id = %task.id, "AIFACTORY_TEST_AGENT_CMD / test_agent_cmd replaces the agent's command: this daemon runs test fixtures, not agents");
         }
-        let spec = read_spec(&task.spec_dir.join(SPEC_FILE));
+        // The prompt carries at most its first 64 KiB (one argument: Linux refuses over 128 KiB).
+        let spec = std::fs::read_to_string(task.spec_dir.join(SPEC_FILE)).ok();
         let prompt = adapters::prompt(
             &task.title,
             spec.as_deref(),
