@@ -23,11 +23,18 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcript/claude-success.jsonl")
 }
 
-/// One `claude-code` profile, never restarted, whose command the test override replaces.
+/// One headless `claude-code` profile, never restarted, whose command the test override
+/// replaces. `IS_SANDBOX=1`: the test's tree is a disposable sandbox, which is what lets
+/// claude bypass permissions as root.
 fn claude_config(sandbox: &Sandbox) {
-    sandbox.write_config(
-        "default_agent = \"claude\"\n[agents.claude]\nkind = \"claude-code\"\ncommand = [\"claude\"]\nrestart = \"never\"\n",
-    );
+    sandbox.write_config(concat!(
+        "default_agent = \"claude\"\n",
+        "[agents.claude]\n",
+        "kind = \"claude-code\"\n",
+        "command = [\"claude\", \"-p\", \"--output-format\", \"stream-json\", \"--verbose\", \"--permission-mode\", \"bypassPermissions\"]\n",
+        "restart = \"never\"\n",
+        "env = { IS_SANDBOX = \"1\" }\n",
+    ));
 }
 
 /// An executable script in the sandbox: the fake agent.
