@@ -94,6 +94,12 @@ pub async fn run(client: &Client, key: &str, json: bool, follow: bool) -> Result
     };
     if !follow {
         let transcript = client.task_transcript(key, None).await?;
+        if transcript.entries.is_empty() && !json {
+            eprintln!(
+                "aifactoryctl: task {} has no transcript yet: its agent has not run, or its CLI writes no structured output (a `custom` profile); `aifactoryctl tasks logs {}` shows its terminal",
+                transcript.task_id, transcript.task_id
+            );
+        }
         printer.dropped(transcript.dropped);
         printer.stored(&transcript.entries);
         return Ok(());
