@@ -15,6 +15,8 @@ use aifactory_common::diagnose::end_of_life;
 use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, ProfileProblem, RestartPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::{self, HeadlessSettings};
+
 pub const DEFAULT_AGENT: &str = "claude";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -25,9 +27,14 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub struct AgentFile {
     /// `claude-code`, `codex`, `openai-compatible`, `gemini-cli` or `custom`.
     pub kind: Option<String>,
-    /// Program and arguments; `{task_id}`, `{spec_id}`, `{title}`, `{worktree}`, `{spec_dir}`
-    /// and `{progress_file}` are replaced.
+    /// Program and arguments; `{task_id}`, `{spec_id}`, `{title}`, `{worktree}`, `{spec_dir}`,
+    /// `{progress_file}` and `{prompt}` are replaced. Optional for the kinds with a built-in
+    /// headless command (claude-code, codex, openai-compatible); it overrides that command.
     pub command: Option<Vec<String>>,
+    /// The CLI of the built-in command, when not the kind's usual name on PATH.
+    pub program: Option<String>,
+    /// The model the built-in command asks for (default: the CLI's own).
+    pub model: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Runs without a person at the terminal (default true).
@@ -51,7 +58,10 @@ pub struct AgentFile {
 pub struct Profile {
     pub name: String,
     pub kind: AgentKind,
+    /// The configured command, or the kind's built-in one with `{prompt}` for the prompt.
     pub command: Vec<String>,
+    /// `command` is the kind's built-in one: it can resume a conversation.
+    pub builtin: bool,
     pub env: BTreeMap<String, String>,
     pub headless: bool,
     pub restart: RestartPolicy,
@@ -72,6 +82,7 @@ pub struct Placeholders<'a> {
     pub worktree: &'a Path,
     pub spec_dir: &'a Path,
     pub progress_file: &'a Path,
+    pub prompt: &'a str,
 }
 
 impl Placeholders<'_> {
@@ -82,27 +93,17 @@ impl Placeholders<'_> {
             .replace("{worktree}", &self.worktree.to_string_lossy())
             .replace("{spec_dir}", &self.spec_dir.to_string_lossy())
             .replace("{progress_file}", &self.progress_file.to_string_lossy())
+            .replace("{prompt}", self.prompt)
     }
 }
 
-/// The profile used when the config defines none: Claude Code, headless, with the permission
-/// mode a headless run needs.
+/// The profile used when the config defines none: Claude Code's built-in headless command,
+/// with the permission mode a headless run needs.
 pub fn builtin() -> BTreeMap<String, AgentFile> {
-    let command = [
-        "claude",
-        "-p",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--permission-mode",
-        "bypassPermissions",
-        "Work on the spec in {spec_dir}. Report progress in {progress_file} with lines such as `phase: coding`, `progress: 40` and `subtask: 3/7`.",
-    ];
     BTreeMap::from([(
         DEFAULT_AGENT.to_string(),
         AgentFile {
             kind: Some("claude-code".into()),
-            command: Some(command.iter().map(|s| s.to_string()).collect()),
             headless: Some(true),
             restart: Some("on-failure".into()),
             max_attempts: Some(DEFAULT_MAX_ATTEMPTS),
@@ -144,7 +145,23 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
             AgentKind::Custom
         }
     };
-    let command = file.command.clone().unwrap_or_default();
+    let builtin_command = adapters::headless_command(
+        kind,
+        &HeadlessSettings {
+            program: file.program.as_deref(),
+            model: file.model.as_deref(),
+            base_url: file.base_url.as_deref(),
+            api_key_env: file.api_key_env.as_deref(),
+        },
+        "{prompt}",
+        None,
+    );
+    let builtin = file.command.is_none() && builtin_command.is_some();
+    let command = match (&file.command, builtin_command) {
+        (Some(command), _) => command.clone(),
+        (None, Some(builtin)) => builtin,
+        (None, None) => Vec::new(),
+    };
     if command.first().is_none_or(|p| p.is_empty()) && problems.is_empty() {
         problems.push(ProfileProblem::NoCommand {
             profile: name.to_string(),
@@ -204,6 +221,7 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
         name: name.to_string(),
         kind,
         command,
+        builtin,
         env: file.env.clone(),
         headless,
         restart,
@@ -231,6 +249,16 @@ pub fn today_since_epoch() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() / 86_400)
         .unwrap_or(0)
+}
+
+/// The settings of a profile's built-in headless command.
+pub fn headless_settings(profile: &Profile) -> HeadlessSettings<'_> {
+    HeadlessSettings {
+        program: profile.file.program.as_deref(),
+        model: profile.file.model.as_deref(),
+        base_url: profile.file.base_url.as_deref(),
+        api_key_env: profile.file.api_key_env.as_deref(),
+    }
 }
 
 /// The command a task runs: the test override (run by `sh -c`) when one is set.

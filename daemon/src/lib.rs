@@ -19,6 +19,7 @@
 //! - the edges of the process: `notify` (sd_notify), `peer` (who is calling), `check` (the
 //!   doctor's offline facts), `cli`, `test_hooks` (inert unless the test suite's feature is on).
 
+mod adapters;
 mod agents;
 pub mod check;
 pub mod cli;

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aifactory_common::protocol::{EventKind, Progress, StallEvidence, TaskInfo, TaskPhase, Usage};
+use aifactory_common::protocol::{
+    EventKind, Failure, Progress, StallEvidence, TaskInfo, TaskPhase, Usage,
+};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::events::EventBus;
@@ -317,7 +319,7 @@ pub fn set_stall(tx: &Transaction, id: &str, evidence: &StallEvidence) -> rusqli
 pub fn begin_run(tx: &Transaction, id: &str, session_id: &str) -> rusqlite::Result<()> {
     tx.execute(
         &format!(
-            "UPDATE tasks SET session_id = ?2, attempts = 1, last_error = NULL,
+            "UPDATE tasks SET session_id = ?2, attempts = 1, last_error = NULL, failure = NULL,
                  waiting_input = NULL, progress_percent = NULL,
                  subtasks_done = NULL, subtasks_total = NULL,
                  last_output_at = NULL, last_progress_at = NULL,
@@ -325,6 +327,28 @@ pub fn begin_run(tx: &Transaction, id: &str, session_id: &str) -> rusqlite::Resu
              WHERE id = ?1"
         ),
         params![id, session_id],
+    )?;
+    Ok(())
+}
+
+/// Why the latest attempt failed (`None`: it did not).
+pub fn set_failure(tx: &Transaction, id: &str, failure: Option<&Failure>) -> rusqlite::Result<()> {
+    let json = failure
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        &format!("UPDATE tasks SET failure = ?2, updated_at = {NOW} WHERE id = ?1"),
+        params![id, json],
+    )?;
+    Ok(())
+}
+
+/// A fresh start forgets the agent's conversation, so nothing resumes it.
+pub fn forget_conversation(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE tasks SET agent_session_id = NULL WHERE id = ?1",
+        params![id],
     )?;
     Ok(())
 }

@@ -3,12 +3,6 @@
 //! (its conversation id, usage and cost, turns, last tool). Every SQL statement about a
 //! transcript is a named function here.
 
-// The runner that appends entries lands in the next step.
-#![expect(
-    dead_code,
-    reason = "append is called by the agent adapters' runner, next"
-)]
-
 use aifactory_common::protocol::{AgentEvent, Transcript, TranscriptEntry};
 use aifactory_common::time::now_rfc3339_ms;
 use rusqlite::{Connection, Transaction, params};

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::error::SupervisorError;
 use self::kill::{KillReport, kill_tree};
 use self::runner::Runner;
+use crate::adapters;
 use crate::agents::{self, CheckContext, Placeholders, Profile, ProfileError};
 use crate::config::Config;
 use crate::events::EventBus;
@@ -82,6 +83,38 @@ impl Current {
             .collect();
         Current { config, prompts }
     }
+}
+
+/// The spec a task's prompt includes, from its spec directory.
+const SPEC_FILE: &str = "spec.md";
+/// Most of a spec a prompt carries: the prompt is one argument, and Linux refuses an argument
+/// over 128 KiB.
+const MAX_SPEC_BYTES: usize = 64 << 10;
+
+/// A spec's text, cut at [`MAX_SPEC_BYTES`] (on a character boundary, saying where the rest is).
+fn read_spec(path: &std::path::Path) -> Option<String> {
+    let mut text = std::fs::read_to_string(path).ok()?;
+    if text.len() > MAX_SPEC_BYTES {
+        let mut end = MAX_SPEC_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(&format!(
+            "\n[... cut here: read the whole spec in {}]",
+            path.display()
+        ));
+    }
+    Some(text)
+}
+
+/// Whether an attempt continues the agent's conversation, and why it was restarted.
+#[derive(Clone, Copy, Default)]
+struct Resume<'a> {
+    /// The conversation to resume, when the profile's built-in command can.
+    agent_session_id: Option<&'a str>,
+    /// Why (for the prompt): a stall, a failure, a restart by hand.
+    why: Option<&'a str>,
 }
 
 /// What a runner needs from the config; read again at each attempt.
@@ -239,6 +272,16 @@ impl Supervisor {
 
     /// Starts the task's agent (a user's start: the attempt count begins again).
     pub async fn start(self: &Arc<Self>, key: String) -> Result<TaskInfo, SupervisorError> {
+        self.start_run(key, None).await
+    }
+
+    /// Starts a run; `resume_why` (why it was restarted) resumes the agent's conversation when
+    /// its profile can.
+    async fn start_run(
+        self: &Arc<Self>,
+        key: String,
+        resume_why: Option<&str>,
+    ) -> Result<TaskInfo, SupervisorError> {
         let task = self.show(key).await?;
         if self.is_running(&task.id) {
             return Err(SupervisorError::AlreadyRunning {
@@ -258,7 +301,11 @@ impl Supervisor {
                 return Err(reason.into());
             }
         };
-        let session = self.spawn_attempt(&task, &settings, 1).await?;
+        let resume = Resume {
+            agent_session_id: resume_why.and(task.agent_session_id.as_deref()),
+            why: resume_why,
+        };
+        let session = self.spawn_attempt(&task, &settings, 1, resume).await?;
         let id = task.id.clone();
         let sid = session.id.clone();
         let from = self
@@ -308,6 +355,7 @@ impl Supervisor {
         task: &TaskInfo,
         settings: &RunSettings,
         attempt: u32,
+        resume: Resume<'_>,
     ) -> Result<SessionInfo, SupervisorError> {
         std::fs::create_dir_all(&task.spec_dir).map_err(|source| SupervisorError::SpecDir {
             path: task.spec_dir.clone(),
@@ -317,6 +365,13 @@ impl Supervisor {
         if test_cmd.is_some() {
             tracing::warn!(task_id = %task.id, "AIFACTORY_TEST_AGENT_CMD / test_agent_cmd replaces the agent's command: this daemon runs test fixtures, not agents");
         }
+        let spec = read_spec(&task.spec_dir.join(SPEC_FILE));
+        let prompt = adapters::prompt(
+            &task.title,
+            spec.as_deref(),
+            &task.progress_file,
+            resume.why,
+        );
         let places = Placeholders {
             task_id: &task.id,
             spec_id: &task.spec_id,
@@ -324,11 +379,21 @@ impl Supervisor {
             worktree: &task.worktree,
             spec_dir: &task.spec_dir,
             progress_file: &task.progress_file,
+            prompt: &prompt,
         };
-        let command = agents::effective_command(&settings.profile, test_cmd.as_deref())
-            .iter()
-            .map(|a| places.apply(a))
-            .collect();
+        let profile = &settings.profile;
+        let resumable = test_cmd.is_none() && profile.builtin;
+        let command = match resume.agent_session_id.filter(|_| resumable) {
+            Some(id) => adapters::headless_command(
+                profile.kind,
+                &agents::headless_settings(profile),
+                &prompt,
+                Some(id),
+            )
+            .unwrap_or_else(|| profile.command.clone()),
+            None => agents::effective_command(profile, test_cmd.as_deref()),
+        };
+        let command = command.iter().map(|a| places.apply(a)).collect();
         let mut env: Vec<(String, String)> = settings
             .profile
             .env
@@ -360,7 +425,7 @@ impl Supervisor {
                     id: task.id.clone(),
                     session,
                 })?;
-        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, "agent started");
+        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), "agent started");
         Ok(session)
     }
 
@@ -462,13 +527,22 @@ impl Supervisor {
         self: &Arc<Self>,
         key: String,
         grace: Duration,
-        _fresh: bool,
+        fresh: bool,
     ) -> Result<TaskInfo, SupervisorError> {
         let task = self.show(key).await?;
         if self.is_running(&task.id) || task.phase.is_active() {
             self.stop(task.id.clone(), grace).await?;
         }
-        self.start(task.id).await
+        if fresh {
+            let id = task.id.clone();
+            self.store
+                .write(move |tx| tasks::forget_conversation(tx, &id))
+                .await
+                .map_err(TaskError::from)?;
+            return self.start_run(task.id, None).await;
+        }
+        self.start_run(task.id, Some("it was restarted by hand"))
+            .await
     }
 
     /// Forgets a task that does not run; with `prune`, removes its worktree too (the branch

@@ -6,12 +6,21 @@ use std::time::Duration;
 
 use aifactory_common::pane::ExitInfo;
 use aifactory_common::procfs;
-use aifactory_common::protocol::{EventKind, SessionInfo, StallEvidence, TaskInfo, TaskPhase};
+use aifactory_common::protocol::{
+    AgentEvent, EventKind, Failure, SessionInfo, StallEvidence, TaskInfo, TaskPhase,
+};
 
 use super::Supervisor;
 use super::kill::KillReport;
 use crate::progress::{self, Report};
 use crate::tasks;
+use crate::transcript;
+
+/// How an agent's run ended: its exit (none when lost or stopped) and why it failed.
+pub(super) struct Outcome {
+    pub exit: Option<ExitInfo>,
+    pub failure: Option<Failure>,
+}
 
 impl Supervisor {
     /// Records the end of a task's run: its phase, why, and the `TaskExited` event.
@@ -21,16 +30,18 @@ impl Supervisor {
         session_id: &str,
         to: TaskPhase,
         reason: &str,
-        exit: Option<ExitInfo>,
+        Outcome { exit, failure }: Outcome,
         report: &KillReport,
     ) {
         let (tid, why) = (id.to_string(), reason.to_string());
         let error = (to != TaskPhase::Done).then(|| why.clone());
+        let stored = failure.clone();
         let moved = self
             .store
             .write(move |tx| {
                 tasks::set_phase(tx, &tid, to, |tx| {
-                    tasks::record_end(tx, &tid, error.as_deref())
+                    tasks::record_end(tx, &tid, error.as_deref())?;
+                    tasks::set_failure(tx, &tid, stored.as_ref())
                 })
             })
             .await;
@@ -40,7 +51,7 @@ impl Supervisor {
                 session_id: session_id.to_string(),
                 exit,
                 restart_in_ms: None,
-                failure: None,
+                failure,
             })
             .await;
         match moved {
@@ -53,6 +64,41 @@ impl Supervisor {
         }
         if !report.survivors.is_empty() {
             tracing::error!(task_id = %id, survivors = ?report.survivors, "processes survived SIGKILL");
+        }
+    }
+
+    /// What the agent's adapter read: kept in the task's transcript (and its record), told as
+    /// events, and logged with the task's id.
+    pub(super) async fn agent_events(&self, id: &str, attempt: u32, events: Vec<AgentEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        for event in &events {
+            log_agent_event(id, event);
+        }
+        let tid = id.to_string();
+        // A lost entry costs less than waiting for the disk on every line the agent prints.
+        let stored = self
+            .store
+            .write_process_state(move |tx| {
+                events
+                    .into_iter()
+                    .filter_map(|e| transcript::append(tx, &tid, attempt, e).transpose())
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await;
+        match stored {
+            Ok(entries) => {
+                for entry in entries {
+                    self.events
+                        .publish(EventKind::TaskAgent {
+                            task_id: id.to_string(),
+                            entry,
+                        })
+                        .await;
+                }
+            }
+            Err(e) => tracing::error!(task_id = %id, "cannot keep the agent's transcript: {e}"),
         }
     }
 
@@ -255,5 +301,30 @@ impl Supervisor {
                 .await;
         }
         true
+    }
+}
+
+/// One journal line per agent event, with the task's id and what it is about (never its text:
+/// tool inputs and outputs may hold anything).
+fn log_agent_event(id: &str, event: &AgentEvent) {
+    match event {
+        AgentEvent::Started {
+            agent_session_id,
+            model,
+            ..
+        } => {
+            tracing::info!(task_id = %id, agent_session_id = %agent_session_id, model = model.as_deref().unwrap_or(""), "agent conversation started")
+        }
+        AgentEvent::Message { .. } => tracing::debug!(task_id = %id, "agent said something"),
+        AgentEvent::ToolCall { tool, .. } => {
+            tracing::info!(task_id = %id, tool = %tool, "agent called a tool")
+        }
+        AgentEvent::ToolResult { ok, .. } => tracing::debug!(task_id = %id, ok, "tool result"),
+        AgentEvent::Denied { tool, .. } => {
+            tracing::warn!(task_id = %id, tool = %tool, "agent tool call denied")
+        }
+        AgentEvent::Result(r) => {
+            tracing::info!(task_id = %id, ok = r.ok, status = %r.status, turns = r.turns, input_tokens = r.usage.input_tokens, output_tokens = r.usage.output_tokens, cost_usd = r.usage.cost_usd, "agent run ended")
+        }
     }
 }

@@ -3,14 +3,17 @@
 //! stall policies, until the task ends or is stopped.
 //!
 //! What to do on output, progress or a deadline is [`Activity`]'s; the runner waits for the
-//! next of them and carries it out. An adapter per agent kind would sit beside it.
+//! next of them and carries it out. What the output means to the agent's CLI is its
+//! [`Adapter`]'s: the runner feeds it the output, records the events it reads, and acts on the
+//! failure it classifies (never retrying a key or a profile that is wrong, backing off as long
+//! as a rate-limited provider asks, resuming the conversation on the next attempt).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aifactory_common::pane::MonitorFrame;
 use aifactory_common::protocol::{
-    EventKind, OnStall, RestartPolicy, SessionInfo, SessionState, TaskPhase,
+    EventKind, Failure, FailureKind, OnStall, RestartPolicy, SessionInfo, SessionState, TaskPhase,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -18,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
 use super::kill::{KillReport, kill_tree};
-use super::{RunSettings, Supervisor};
+use super::record::Outcome;
+use super::{Resume, RunSettings, Supervisor};
+use crate::adapters::{self, Adapter};
 use crate::tasks;
 use aifactory_pane::client::{MonitorClient, MonitorStream};
 
@@ -26,11 +31,27 @@ use aifactory_pane::client::{MonitorClient, MonitorStream};
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Grace a stalled agent gets between SIGTERM and SIGKILL when a stall policy stops it.
 const STALL_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait a provider's retry-after is honoured for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// The pause before attempt `failed_attempt + 1`: 1 s, doubling, at most [`MAX_BACKOFF`].
 pub fn backoff(failed_attempt: u32) -> Duration {
     let secs = 1u64 << failed_attempt.saturating_sub(1).min(6);
     Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+/// The pause after a failure: the backoff, or longer when a rate-limited or overloaded
+/// provider said how long to wait (up to [`MAX_RETRY_AFTER`]).
+pub fn pause_after(failed_attempt: u32, failure: &Failure) -> Duration {
+    let asked = match failure.kind {
+        FailureKind::RateLimit | FailureKind::Overloaded => failure
+            .retry_after_ms
+            .map(Duration::from_millis)
+            .unwrap_or_default()
+            .min(MAX_RETRY_AFTER),
+        _ => Duration::ZERO,
+    };
+    backoff(failed_attempt).max(asked)
 }
 
 /// How a session's watch ended.
@@ -46,6 +67,10 @@ enum Ended {
 pub(super) struct Runner {
     supervisor: Arc<Supervisor>,
     id: String,
+    /// The attempt being watched.
+    attempt: u32,
+    /// Reads the attempt's output when its kind of agent has structured output.
+    adapter: Option<Adapter>,
     /// Cancelled by a stop: the runner ends without touching the task.
     stop: CancellationToken,
     /// Wakes when the task's progress file changed (`None`: it cannot be watched).
@@ -57,6 +82,8 @@ impl Runner {
         Runner {
             supervisor,
             id,
+            attempt: 1,
+            adapter: None,
             stop,
             progress: None,
         }
@@ -70,6 +97,7 @@ impl Runner {
         let Ok(task) = tasks::show(&sup.store, id.clone()).await else {
             return;
         };
+        self.attempt = task.attempts.max(1);
         self.progress = match sup.watcher.watch(&task.spec_dir) {
             Ok(rx) => Some(rx),
             Err(reason) => {
@@ -79,6 +107,10 @@ impl Runner {
         };
         loop {
             let settings = sup.usable_profile(&task.agent);
+            self.adapter = settings
+                .as_ref()
+                .ok()
+                .and_then(|s| Adapter::for_kind(s.profile.kind));
             let watched = self
                 .watch_session(&session, from, settings.as_ref().ok())
                 .await;
@@ -91,7 +123,10 @@ impl Runner {
                         &session.id,
                         TaskPhase::Failed,
                         "stalled; stopped by on_stall = \"stop\"",
-                        None,
+                        Outcome {
+                            exit: None,
+                            failure: None,
+                        },
                         &report,
                     )
                     .await;
@@ -100,29 +135,37 @@ impl Runner {
                 Ended::StallAction(_) => {
                     let report = kill_tree(&sup.sessions, &session, STALL_GRACE).await;
                     tracing::info!(task_id = %id, survivors = report.survivors.len(), "stalled agent stopped for a new attempt");
-                    self.next_attempt(&session, "stalled").await
+                    self.next_attempt(&session, "stalled", None).await
                 }
                 Ended::Exited(ended) => {
                     session = *ended;
-                    let clean = session.exit.as_ref().is_some_and(|e| e.code == Some(0));
-                    if clean {
+                    self.flush_adapter().await;
+                    let failure = match &self.adapter {
+                        Some(adapter) => adapter.failure(session.exit.as_ref()),
+                        None => adapters::exit_failure(session.exit.as_ref()),
+                    }
+                    .or_else(|| session.lost_reason.as_deref().map(adapters::lost_failure));
+                    let Some(failure) = failure else {
                         sup.finish(
                             &id,
                             &session.id,
                             TaskPhase::Done,
                             "agent exited 0",
-                            session.exit.clone(),
+                            Outcome {
+                                exit: session.exit.clone(),
+                                failure: None,
+                            },
                             &KillReport::default(),
                         )
                         .await;
                         break;
-                    }
+                    };
                     let how = match (&session.exit, &session.lost_reason) {
                         (Some(exit), _) => exit.describe(),
                         (None, Some(reason)) => format!("lost: {reason}"),
                         (None, None) => "ended".into(),
                     };
-                    self.next_attempt(&session, &how).await
+                    self.next_attempt(&session, &how, Some(failure)).await
                 }
             };
             match next_attempt {
@@ -136,16 +179,52 @@ impl Runner {
         sup.watcher.unwatch(&task.spec_dir);
     }
 
-    /// After a failed run: the next run's session when the policy allows one (after its
-    /// backoff), else the task is marked failed and `None`.
-    async fn next_attempt(&self, session: &SessionInfo, how: &str) -> Option<SessionInfo> {
-        let (sup, id) = (&self.supervisor, self.id.as_str());
+    /// The events of the output's last line, when it had no newline.
+    async fn flush_adapter(&mut self) {
+        if let Some(adapter) = self.adapter.as_mut() {
+            let events = adapter.finish();
+            self.supervisor
+                .agent_events(&self.id, self.attempt, events)
+                .await;
+        }
+    }
+
+    /// After a failed run (`failure`: why, when known; `None`: it stalled): the next run's
+    /// session when the policy allows one (after its backoff), else the task is marked failed
+    /// and `None`.
+    async fn next_attempt(
+        &mut self,
+        session: &SessionInfo,
+        how: &str,
+        failure: Option<Failure>,
+    ) -> Option<SessionInfo> {
+        let sup = self.supervisor.clone();
+        let id = self.id.clone();
+        let id = id.as_str();
+        if let Some(failure) = &failure {
+            tracing::warn!(task_id = %id, session_id = %session.id, kind = failure.kind.as_str(), "agent attempt failed: {}", failure.message);
+            let (tid, stored) = (id.to_string(), failure.clone());
+            if let Err(e) = sup
+                .store
+                .write(move |tx| tasks::set_failure(tx, &tid, Some(&stored)))
+                .await
+            {
+                tracing::error!(task_id = %id, "cannot record the attempt's failure: {e}");
+            }
+        }
+        let how = match &failure {
+            Some(f) => format!("{how} ({}: {})", f.kind, f.message),
+            None => how.to_string(),
+        };
+        let how = how.as_str();
         let task = tasks::show(&sup.store, id.to_string()).await.ok()?;
         let settings = sup.usable_profile(&task.agent);
+        let futile = failure.as_ref().filter(|f| !f.kind.retryable());
         let retry = match &settings {
             Ok(s) => {
                 s.profile.restart == RestartPolicy::OnFailure
                     && task.attempts < s.profile.max_attempts
+                    && futile.is_none()
             }
             Err(_) => false,
         };
@@ -154,12 +233,16 @@ impl Runner {
             .map(|s| s.profile.max_attempts)
             .unwrap_or(task.attempts);
         if !retry {
-            let reason = match &settings {
-                Err(reason) => format!("agent {how}; not restarted: {reason}"),
-                Ok(s) if s.profile.restart == RestartPolicy::Never => {
+            let reason = match (&settings, futile) {
+                (_, Some(f)) => format!(
+                    "agent {how}; not restarted ({} failures are not retried): {}",
+                    f.kind, f.fix
+                ),
+                (Err(reason), None) => format!("agent {how}; not restarted: {reason}"),
+                (Ok(s), None) if s.profile.restart == RestartPolicy::Never => {
                     format!("agent {how} (restart = \"never\")")
                 }
-                Ok(_) => format!(
+                (Ok(_), None) => format!(
                     "agent {how} on attempt {} of {max}: no attempts left",
                     task.attempts
                 ),
@@ -169,13 +252,19 @@ impl Runner {
                 &session.id,
                 TaskPhase::Failed,
                 &reason,
-                session.exit.clone(),
+                Outcome {
+                    exit: session.exit.clone(),
+                    failure,
+                },
                 &KillReport::default(),
             )
             .await;
             return None;
         }
-        let delay = backoff(task.attempts);
+        let delay = match &failure {
+            Some(f) => pause_after(task.attempts, f),
+            None => backoff(task.attempts),
+        };
         tracing::warn!(task_id = %id, attempt = task.attempts, max_attempts = max, delay_ms = delay.as_millis() as u64, "agent {how}: restarting after backoff");
         sup.record_error(id, &format!("attempt {} {how}", task.attempts))
             .await;
@@ -185,7 +274,7 @@ impl Runner {
                 session_id: session.id.clone(),
                 exit: session.exit.clone(),
                 restart_in_ms: Some(delay.as_millis() as u64),
-                failure: None,
+                failure: failure.clone(),
             })
             .await;
         tokio::select! {
@@ -200,7 +289,10 @@ impl Runner {
                     &session.id,
                     TaskPhase::Failed,
                     &reason.to_string(),
-                    None,
+                    Outcome {
+                        exit: None,
+                        failure,
+                    },
                     &KillReport::default(),
                 )
                 .await;
@@ -208,7 +300,22 @@ impl Runner {
             }
         };
         let attempt = task.attempts + 1;
-        match sup.spawn_attempt(&task, &settings, attempt).await {
+        let why = match &failure {
+            Some(f) => format!(
+                "attempt {} failed ({}: {})",
+                task.attempts, f.kind, f.message
+            ),
+            None => format!(
+                "attempt {} stalled (no output or progress for {} s) and was stopped",
+                task.attempts,
+                settings.stall_after.as_secs()
+            ),
+        };
+        let resume = Resume {
+            agent_session_id: task.agent_session_id.as_deref(),
+            why: Some(&why),
+        };
+        match sup.spawn_attempt(&task, &settings, attempt, resume).await {
             Ok(next) => {
                 let (tid, sid) = (id.to_string(), next.id.clone());
                 let stored = sup
@@ -220,6 +327,7 @@ impl Runner {
                 }
                 // A new attempt of a stalled task starts where the old one was.
                 sup.unstall(id, "new attempt").await;
+                self.attempt = attempt;
                 Some(next)
             }
             Err(e) => {
@@ -228,7 +336,10 @@ impl Runner {
                     &session.id,
                     TaskPhase::Failed,
                     &e.to_string(),
-                    None,
+                    Outcome {
+                        exit: None,
+                        failure,
+                    },
                     &KillReport::default(),
                 )
                 .await;
@@ -274,6 +385,10 @@ impl Runner {
                 _ = self.stop.cancelled() => return Ended::Stopped,
                 frame = output.next_frame() => match frame {
                     Some(Ok(MonitorFrame::Output { data, .. })) => {
+                        if let Some(adapter) = self.adapter.as_mut() {
+                            let events = adapter.feed(&data);
+                            sup.agent_events(id, self.attempt, events).await;
+                        }
                         let todo = activity.output(Instant::now(), &data);
                         if todo.unstall {
                             sup.unstall(id, "output").await;
