@@ -74,11 +74,11 @@ fn show(sandbox: &Sandbox, id: &str) -> Value {
         .json()
 }
 
-/// Waits until the task's run ended in `phase` after `attempts` attempts.
-fn wait_phase(sandbox: &Sandbox, id: &str, phase: &str, attempts: u64) -> Value {
+/// Waits until the task is in `phase` with `input_tokens` used (one run's result is 200).
+fn wait_phase(sandbox: &Sandbox, id: &str, phase: &str, input_tokens: u64) -> Value {
     wait_for(&format!("task {id} {phase}"), TIMEOUT, || {
         let t = show(sandbox, id);
-        if t["phase"] == phase && t["attempts"] == attempts {
+        if t["phase"] == phase && t["usage"]["input_tokens"] == input_tokens {
             Ok(t)
         } else {
             Err(t)
@@ -108,7 +108,7 @@ async fn a_claude_run_reads_as_a_transcript_with_tools_usage_and_cost() {
     let shim = sandbox.http().start();
     let id = task(&sandbox);
     sandbox.ctl(&["tasks", "start", &id]).assert_ok();
-    let shown = wait_phase(&sandbox, &id, "done", 1);
+    let shown = wait_phase(&sandbox, &id, "done", 200);
 
     // `tasks show --json`: the fields the issue names, with the run's numbers.
     assert_eq!(shown["agent_session_id"], SESSION, "{shown:#}");
@@ -234,18 +234,20 @@ async fn a_claude_run_reads_as_a_transcript_with_tools_usage_and_cost() {
         .collect();
     assert_eq!(streamed, entries.iter().collect::<Vec<_>>());
 
-    // A fresh restart is a second attempt, set apart in the transcript.
+    // A fresh restart by hand is a new run (attempts count from 1 again), set apart in the
+    // transcript; the usage adds up.
     sandbox
         .ctl(&["tasks", "restart", &id, "--fresh"])
         .assert_ok();
-    wait_phase(&sandbox, &id, "done", 2);
+    let shown = wait_phase(&sandbox, &id, "done", 400);
+    assert_eq!(shown["usage"]["cost_usd"], 0.0032, "{shown:#}");
     let text = sandbox
         .ctl(&["tasks", "transcript", &id])
         .assert_ok()
         .stdout
         .clone();
     assert_eq!(text.matches("● started").count(), 2, "{text}");
-    assert_eq!(text.matches("── attempt 2 ──").count(), 1, "{text}");
+    assert_eq!(text.matches("── new run ──").count(), 1, "{text}");
 }
 
 /// The first `count` `TaskAgent` events of `task` on the shim's SSE stream, from the first

@@ -47,8 +47,14 @@ impl Renderer {
     pub fn entry(&mut self, entry: &TranscriptEntry) -> String {
         let mut out = String::new();
         let changed = self.attempt.is_some_and(|a| a != entry.attempt);
+        // A start within the same attempt number: a run started again by hand (which counts
+        // attempts from 1 again).
+        let started = matches!(entry.event, AgentEvent::Started { .. });
         if changed || (self.attempt.is_none() && entry.attempt > 1) {
             let _ = writeln!(out, "── attempt {} ──", entry.attempt);
+            self.open_call = None;
+        } else if started && self.attempt.is_some() {
+            let _ = writeln!(out, "── new run ──");
             self.open_call = None;
         }
         self.attempt = Some(entry.attempt);
@@ -434,6 +440,21 @@ mod tests {
             Some("(40 older entries were dropped to keep the transcript bounded)\n")
         );
         assert_eq!(Renderer::dropped(0), None);
+        // Restarted by hand: attempt 1 again, set apart by its new start.
+        let start = AgentEvent::Started {
+            agent_session_id: "s".into(),
+            model: None,
+            tools: Vec::new(),
+        };
+        let again = Renderer::new(80).render_all(&[
+            entry(1, 1, start.clone()),
+            entry(2, 1, AgentEvent::Message { text: "hi".into() }),
+            entry(3, 1, start),
+        ]);
+        assert_eq!(
+            again,
+            "● started agent (session s, 0 tools)\nhi\n── new run ──\n● started agent (session s, 0 tools)\n"
+        );
         // The first attempt needs no separator of its own.
         let first =
             Renderer::new(80).render_all(&[entry(1, 1, AgentEvent::Message { text: "hi".into() })]);
