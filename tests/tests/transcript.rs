@@ -248,6 +248,19 @@ async fn a_claude_run_reads_as_a_transcript_with_tools_usage_and_cost() {
         .clone();
     assert_eq!(text.matches("● started").count(), 2, "{text}");
     assert_eq!(text.matches("── new run ──").count(), 1, "{text}");
+
+    // The shim's restart takes `fresh` too, and refuses what is not a boolean.
+    let restart = async |query: &str| {
+        http.post(shim.url(&format!("/api/v1/tasks/{id}/restart{query}")))
+            .bearer_auth(&shim.token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(restart("?fresh=maybe").await, 400);
+    assert_eq!(restart("?fresh=true&grace=1").await, 200);
+    wait_phase(&sandbox, &id, "done", 600);
 }
 
 /// The first `count` `TaskAgent` events of `task` on the shim's SSE stream, from the first
