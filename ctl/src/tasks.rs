@@ -158,7 +158,11 @@ fn print_task(json: bool, t: &TaskInfo) {
         "agent sess  {}",
         t.agent_session_id.as_deref().unwrap_or("-")
     );
-    println!("usage       {}", transcript::usage_text(&t.usage));
+    if t.usage.is_empty() {
+        println!("usage       -");
+    } else {
+        println!("usage       {}", transcript::usage_text(&t.usage));
+    }
     println!(
         "turns       {}",
         t.turns.map_or_else(|| "-".into(), |n| n.to_string())
