@@ -374,6 +374,37 @@ fn transcript_follow_prints_entries_as_they_come_and_exits_with_the_agent() {
     let shown = show(&sandbox, &id);
     assert_eq!(shown["phase"], "failed", "{shown:#}");
 
+    // The failure by kind, with its fix, in `tasks show` and as the card's badge.
+    let failure = &shown["failure"];
+    let kind = failure["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{shown:#}"));
+    let (message, fix) = (failure["message"].as_str(), failure["fix"].as_str());
+    assert!(
+        message.is_some() && fix.is_some_and(|f| !f.is_empty()),
+        "{shown:#}"
+    );
+    let show_text = sandbox
+        .ctl(&["tasks", "show", &id])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(
+        show_text.contains(&format!("failure     {kind}: {}\n", message.unwrap())),
+        "{show_text}"
+    );
+    assert!(
+        show_text.contains(&format!("fix         {}\n", fix.unwrap())),
+        "{show_text}"
+    );
+    let board = sandbox.ctl_with(&["tasks", "board"], |c| {
+        c.env("COLUMNS", "200");
+    });
+    assert!(
+        board.assert_ok().stdout.contains(&format!("[{kind}]")),
+        "{board:?}"
+    );
+
     // After the end, --follow prints what is stored and exits with the same status at once.
     let again = sandbox.ctl(&["tasks", "transcript", &id, "--follow", "--json"]);
     assert_eq!(again.code, Some(7), "{again:?}");
