@@ -441,3 +441,34 @@ async fn watch(
         message: "the event stream ended: the daemon closed the connection".into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use aifactory_common::protocol::{AgentEvent, TranscriptEntry};
+
+    use super::*;
+
+    #[test]
+    fn watch_describes_an_agent_event_in_one_line() {
+        let event = Event {
+            seq: 12,
+            at_ms: 0,
+            kind: EventKind::TaskAgent {
+                task_id: "t-1".into(),
+                entry: TranscriptEntry {
+                    seq: 4,
+                    attempt: 1,
+                    at: "2026-12-03T14:05:17.000Z".into(),
+                    event: AgentEvent::Denied {
+                        tool: "Bash".into(),
+                        summary: "rm -rf /".into(),
+                    },
+                },
+            },
+        };
+        assert_eq!(
+            event_text(&event),
+            "    12  t-1 agent #4: ✗ denied Bash: rm -rf /"
+        );
+    }
+}
