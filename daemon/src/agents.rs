@@ -1,10 +1,15 @@
 //! Agent profiles: how a task's agent is run (`[agents.NAME]` in the config), and every check
 //! that keeps a known failure from starting — a headless Claude Code without
 //! `bypassPermissions` ("Stream closed"), a provider past its end of life, an
-//! OpenAI-compatible endpoint without its URL or key variable, a command missing from PATH.
+//! OpenAI-compatible endpoint without its URL or key variable, a command missing from PATH,
+//! Claude Code asked to bypass permissions as root, a key with no source or kept where others
+//! can read it (the key sources themselves are [`crate::credentials`]).
 //!
 //! A bad profile never stops the daemon: it is kept with its problems, listed by
 //! `aifactoryctl agents check`, and a task that uses it is refused at start with them.
+//!
+//! Past 600 lines only with its unit tests (the code is under 500): one table's reading and
+//! checking, kept together so that every rule of a profile is found in one place.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +21,7 @@ use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, ProfileProblem, 
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{self, HeadlessSettings};
+use crate::credentials::{self, Host, KeySettings, KeySource, SecretEnv};
 
 pub const DEFAULT_AGENT: &str = "claude";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -51,6 +57,25 @@ pub struct AgentFile {
     /// `openai-compatible`: the endpoint, and the variable that holds the key.
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
+    /// The key's source: a systemd credential, the file `$CREDENTIALS_DIRECTORY/NAME` holding
+    /// the bare key (passed in the kind's key variable, or `api_key_env`).
+    pub credential: Option<String>,
+    /// The key's source: a file of `KEY=value` lines, mode 0600, owned by aifactoryd's user.
+    pub env_file: Option<PathBuf>,
+}
+
+impl AgentFile {
+    /// The table as `--print-config` shows it: a key written in `env` (already a problem) is
+    /// not repeated where output gets pasted into reports.
+    pub fn redacted(&self) -> AgentFile {
+        let mut file = self.clone();
+        for (name, value) in file.env.iter_mut() {
+            if credentials::is_secret_name(name) && !value.is_empty() {
+                *value = "<redacted: keep keys out of the config>".into();
+            }
+        }
+        file
+    }
 }
 
 /// A profile as the daemon uses it, with the problems found when the config was read.
@@ -209,6 +234,7 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
             advice: advice.to_string(),
         });
     }
+    problems.extend(credentials::keys_in_config(&file.env));
     if kind == AgentKind::OpenaiCompatible {
         if file.base_url.as_deref().is_none_or(str::is_empty) {
             problems.push(ProfileProblem::NoBaseUrl);
@@ -259,6 +285,72 @@ pub fn headless_settings(profile: &Profile) -> HeadlessSettings<'_> {
         base_url: profile.file.base_url.as_deref(),
         api_key_env: profile.file.api_key_env.as_deref(),
     }
+}
+
+/// The variable Claude Code reads to accept `bypassPermissions` as root.
+const SANDBOX_VAR: &str = "IS_SANDBOX";
+
+impl Profile {
+    /// What the profile says about its key.
+    fn key_settings(&self) -> KeySettings<'_> {
+        KeySettings {
+            profile: &self.name,
+            kind: self.kind,
+            api_key_env: self.file.api_key_env.as_deref(),
+            credential: self.file.credential.as_deref(),
+            env_file: self.file.env_file.as_deref(),
+            env: &self.env,
+        }
+    }
+}
+
+/// Claude Code refuses `bypassPermissions` as root unless `IS_SANDBOX=1` ("cannot be used
+/// with root/sudo privileges").
+fn runs_as_root_without_sandbox(profile: &Profile, host: &Host<'_>) -> bool {
+    profile.kind == AgentKind::ClaudeCode
+        && bypasses_permissions(&profile.command)
+        && host.euid == 0
+        && sandbox_flag(profile, host).as_deref() != Some("1")
+}
+
+/// The `IS_SANDBOX` the agent gets: the profile's, else the daemon's.
+fn sandbox_flag(profile: &Profile, host: &Host<'_>) -> Option<String> {
+    match profile.env.get(SANDBOX_VAR) {
+        Some(value) => Some(value.clone()),
+        None => (host.var)(SANDBOX_VAR).map(|v| v.to_string_lossy().into_owned()),
+    }
+}
+
+/// What a task's agent gets at start besides the profile's `env`.
+pub struct StartEnv {
+    /// Where its key came from; `None` under the test override when none could be read.
+    pub key_source: Option<KeySource>,
+    /// Its key, read now, and the daemon's `IS_SANDBOX`. Holds secrets: only ever passed to
+    /// the session's environment, never logged nor stored.
+    pub env: SecretEnv,
+}
+
+/// Reads the profile's key for one start. Under the test override a key that cannot be read
+/// is left out rather than refused: the fixture is not the CLI.
+pub fn start_env(profile: &Profile, test_override: bool) -> Result<StartEnv, ProfileError> {
+    let host = Host::current();
+    let (key_source, mut env) = match credentials::resolve(&profile.key_settings(), &host) {
+        Ok(found) => (Some(found.source), found.env),
+        Err(_) if test_override => (None, SecretEnv::default()),
+        Err(problem) => {
+            return Err(ProfileError::CannotRun {
+                name: profile.name.clone(),
+                problems: vec![problem],
+            });
+        }
+    };
+    if !profile.env.contains_key(SANDBOX_VAR)
+        && let Some(flag) = (host.var)(SANDBOX_VAR)
+    {
+        // Sessions get only a few of the daemon's variables: this one is the run-as rule's.
+        env.push(SANDBOX_VAR, &flag.to_string_lossy());
+    }
+    Ok(StartEnv { key_source, env })
 }
 
 /// The command a task runs: the test override (run by `sh -c`) when one is set.
@@ -370,7 +462,36 @@ pub fn check(
     default_agent: &str,
     stall_after_s: u64,
 ) -> AgentInfo {
+    check_on(
+        profile,
+        test_agent_cmd,
+        default_agent,
+        stall_after_s,
+        &Host::current(),
+    )
+}
+
+/// [`check`] as seen from `host` (this process, or a made-up one in tests).
+fn check_on(
+    profile: &Profile,
+    test_agent_cmd: Option<&str>,
+    default_agent: &str,
+    stall_after_s: u64,
+    host: &Host<'_>,
+) -> AgentInfo {
     let mut problems = profile.problems.clone();
+    // The test override runs a fixture, not the CLI: the CLI's run-as rules and key do not
+    // apply to it.
+    if test_agent_cmd.is_none() {
+        if runs_as_root_without_sandbox(profile, host) {
+            problems.push(ProfileProblem::RootWithoutSandbox);
+        }
+        if let Err(problem) = credentials::resolve(&profile.key_settings(), host)
+            && !problems.contains(&problem)
+        {
+            problems.push(problem);
+        }
+    }
     let effective = effective_command(profile, test_agent_cmd);
     if let Some(program) = effective.first().filter(|p| !p.is_empty())
         && find_program(program, std::env::var_os("PATH").as_deref()).is_none()
@@ -541,6 +662,97 @@ mod tests {
             "{cannot}"
         );
         assert_eq!(check_all(&profiles, context).len(), 2);
+    }
+
+    #[test]
+    fn claude_bypassing_permissions_as_root_needs_the_sandbox_flag() {
+        let with_key = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk-x".into());
+        let root = Host {
+            var: &with_key,
+            euid: 0,
+        };
+        let user = Host {
+            var: &with_key,
+            euid: 1000,
+        };
+        let claude = "kind = \"claude-code\"\ncommand = [\"sh\", \"--permission-mode\", \"bypassPermissions\"]";
+        let p = profile(claude);
+        let info = check_on(&p, None, "p", 600, &root);
+        assert_eq!(info.problems, [ProfileProblem::RootWithoutSandbox]);
+        let sentence = info.problems[0].to_string();
+        assert!(
+            sentence.contains("aifactory") && sentence.contains("IS_SANDBOX"),
+            "{sentence}"
+        );
+        assert!(check_on(&p, None, "p", 600, &user).problems.is_empty());
+        // The test override runs a fixture, not claude.
+        assert!(
+            check_on(&p, Some("true"), "p", 600, &root)
+                .problems
+                .is_empty()
+        );
+        let sandboxed = profile(&format!("{claude}\nenv = {{ IS_SANDBOX = \"1\" }}"));
+        assert!(
+            check_on(&sandboxed, None, "p", 600, &root)
+                .problems
+                .is_empty()
+        );
+        let daemon_flag =
+            |k: &str| matches!(k, "ANTHROPIC_API_KEY" | "IS_SANDBOX").then(|| "1".into());
+        let flagged = Host {
+            var: &daemon_flag,
+            euid: 0,
+        };
+        assert!(check_on(&p, None, "p", 600, &flagged).problems.is_empty());
+        // Without bypass claude runs as root (and the headless check says what else is wrong).
+        let attended = profile("kind = \"claude-code\"\ncommand = [\"sh\"]\nheadless = false");
+        assert!(
+            check_on(&attended, None, "p", 600, &root)
+                .problems
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn keys_are_checked_where_path_is_and_never_in_the_config() {
+        let nothing = |_: &str| None;
+        let host = Host {
+            var: &nothing,
+            euid: 1000,
+        };
+        let p = profile("kind = \"codex\"\ncommand = [\"sh\"]");
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(
+            check_on(&p, None, "p", 600, &host).problems,
+            [ProfileProblem::NoKeySource {
+                profile: "p".into(),
+                variable: "CODEX_API_KEY".into()
+            }]
+        );
+        assert!(
+            check_on(&p, Some("true"), "p", 600, &host)
+                .problems
+                .is_empty()
+        );
+        let p = profile(
+            "kind = \"custom\"\ncommand = [\"sh\"]\nenv = { GITHUB_TOKEN = \"ghp_x\", MODE = \"x\" }",
+        );
+        assert_eq!(
+            p.problems,
+            [ProfileProblem::KeyInConfig {
+                variable: "GITHUB_TOKEN".into()
+            }]
+        );
+        let p = profile(
+            "kind = \"openai-compatible\"\ncommand = [\"sh\"]\nbase_url = \"http://x/v1\"\napi_key_env = \"GEMINI_API_KEY\"\ncredential = \"gemini\"",
+        );
+        assert_eq!(
+            check_on(&p, None, "p", 600, &host).problems,
+            [ProfileProblem::CredentialMissing {
+                name: "gemini".into(),
+                dir: None
+            }]
+        );
     }
 
     #[test]

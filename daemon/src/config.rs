@@ -309,7 +309,12 @@ impl Config {
             agents: Some(
                 self.agents
                     .iter()
-                    .filter_map(|p| Some((p.name.clone(), toml::Value::try_from(&p.file).ok()?)))
+                    .filter_map(|p| {
+                        Some((
+                            p.name.clone(),
+                            toml::Value::try_from(p.file.redacted()).ok()?,
+                        ))
+                    })
                     .collect(),
             ),
         };

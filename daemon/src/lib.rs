@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 mod connection;
 mod context;
+mod credentials;
 mod events;
 mod git;
 mod handlers;

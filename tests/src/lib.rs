@@ -13,11 +13,17 @@
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`notify`] and [`raw`] (the sd_notify socket and raw
-//! protocol frames), [`bench`] (what only the benchmarks share).
+//! protocol frames), [`bench`] (what only the benchmarks share), [`agent_clis`] (the real
+//! claude and codex CLIs, installed by `tests/agents/install`), [`anthropic_api`] (a scripted
+//! Anthropic Messages API for them) and [`egress`] (a proxy that catches traffic to any other
+//! host).
 
+pub mod agent_clis;
+pub mod anthropic_api;
 pub mod bench;
 pub mod bins;
 pub mod daemon;
+pub mod egress;
 pub mod git;
 pub mod http;
 pub mod migrate_lock;

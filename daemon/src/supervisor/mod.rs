@@ -409,6 +409,10 @@ impl Supervisor {
             "AIFACTORY_PROGRESS_FILE".into(),
             task.progress_file.to_string_lossy().into_owned(),
         ));
+        // The key reaches the agent through its environment only: never argv, a log or a record.
+        let start = agents::start_env(&settings.profile, test_cmd.is_some())?;
+        env.extend(start.env.into_pairs());
+        let key_source = start.key_source.map(|s| s.to_string());
         let spec = SessionSpec {
             name: Some(format!("task-{}", task.id)),
             command,
@@ -425,7 +429,7 @@ impl Supervisor {
                     id: task.id.clone(),
                     session,
                 })?;
-        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), "agent started");
+        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), key_source = key_source.as_deref().unwrap_or("none"), "agent started");
         Ok(session)
     }
 

@@ -72,7 +72,7 @@ pub(super) fn agent_profiles(f: &Facts) -> Check {
         name,
         message,
         format!(
-            "edit {} {} as each problem says, {RELOAD}",
+            "do what each problem says for {} {} (the profile, its key file or credential, or the user aifactoryd runs as), {RELOAD}",
             names.join(", "),
             config_hint(f)
         ),
