@@ -1,6 +1,6 @@
 //! Where users see what an agent did, end to end: a `claude-code` task whose agent prints real
 //! Claude Code stream-json (captured from `@anthropic-ai/claude-code` 2.1.332 against the
-//! scripted model server, `tests/fixtures/transcript/claude-success.jsonl`) through the test
+//! scripted model server, `tests/fixtures/agents/claude-success.jsonl`) through the test
 //! override command, then `aifactoryctl tasks transcript` (text, `--json`, `--follow`),
 //! `tasks show`, the board, `projects show`, and the shim's `GET /transcript` and SSE.
 
@@ -20,7 +20,7 @@ const SESSION: &str = "c32ea3c1-cae7-439f-8b0d-ad625a9e8633";
 const COST: &str = "$0.0016";
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/transcript/claude-success.jsonl")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/agents/claude-success.jsonl")
 }
 
 /// One headless `claude-code` profile, never restarted, whose command the test override
