@@ -200,11 +200,23 @@ pub enum TasksCommand {
         #[arg(long, default_value_t = 5.0)]
         grace: f64,
     },
-    /// Stop the task's agent if it runs, and start it again.
+    /// Stop the task's agent if it runs, and start it again, resuming the agent's
+    /// conversation (its CLI's session) where it stopped.
     Restart {
         task: String,
         #[arg(long, default_value_t = 5.0)]
         grace: f64,
+        /// Start the conversation over instead of resuming it.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// What the agent did, as a conversation: its messages, tool calls with their results,
+    /// denials and the result line (turns, tokens, cost). With --json, one entry per line.
+    Transcript {
+        task: String,
+        /// Keep printing new entries until the agent's run ends; exits with its status.
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Print the agent's terminal output (the latest attempt's session).
     Logs {

@@ -11,6 +11,7 @@ mod projects;
 mod sessions;
 mod status;
 mod tasks;
+mod transcript;
 
 use std::process::ExitCode;
 

@@ -99,6 +99,10 @@ fn print_project(json: bool, p: &ProjectInfo, headline: Option<String>) {
     );
     println!("default branch  {}", p.default_branch);
     println!("created         {}", p.created_at);
+    println!(
+        "usage           {} (all its tasks)",
+        crate::transcript::usage_text(&p.usage)
+    );
 }
 
 fn print_list(json: bool, list: &[ProjectInfo]) {

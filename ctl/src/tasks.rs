@@ -10,6 +10,7 @@ use crate::cli::{Cli, TasksCommand};
 use crate::connect::connect;
 use crate::exit::{FAILED, Failure};
 use crate::sessions::{exit_with, stream_output};
+use crate::transcript;
 
 fn grace_ms(grace: f64) -> u64 {
     (grace.max(0.0) * 1000.0) as u64
@@ -43,11 +44,14 @@ pub async fn run(cli: &Cli, command: &TasksCommand) -> Result<(), Failure> {
         TasksCommand::Stop { task, grace } => {
             print_stop(cli.json, &client.task_stop(task, grace_ms(*grace)).await?)?;
         }
-        TasksCommand::Restart { task, grace } => {
+        TasksCommand::Restart { task, grace, fresh } => {
             print_task(
                 cli.json,
-                &client.task_restart(task, grace_ms(*grace), false).await?,
+                &client.task_restart(task, grace_ms(*grace), *fresh).await?,
             );
+        }
+        TasksCommand::Transcript { task, follow } => {
+            return transcript::run(&client, task, cli.json, *follow).await;
         }
         TasksCommand::Remove { task, prune, force } => {
             let t = client.task_remove(task, *prune, *force).await?;
@@ -150,6 +154,24 @@ fn print_task(json: bool, t: &TaskInfo) {
             stall.process_state.as_deref().unwrap_or("gone")
         );
     }
+    println!(
+        "agent sess  {}",
+        t.agent_session_id.as_deref().unwrap_or("-")
+    );
+    if t.usage.is_empty() {
+        println!("usage       -");
+    } else {
+        println!("usage       {}", transcript::usage_text(&t.usage));
+    }
+    println!(
+        "turns       {}",
+        t.turns.map_or_else(|| "-".into(), |n| n.to_string())
+    );
+    println!("last tool   {}", t.last_tool.as_deref().unwrap_or("-"));
+    if let Some(f) = &t.failure {
+        println!("failure     {}: {}", f.kind, f.message);
+        println!("fix         {}", f.fix);
+    }
     if let Some(e) = &t.last_error {
         println!("last error  {e}");
     }
@@ -188,7 +210,7 @@ fn print_list(json: bool, list: &[TaskInfo]) {
     }
 }
 
-fn terminal_width() -> usize {
+pub(crate) fn terminal_width() -> usize {
     // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
@@ -211,7 +233,19 @@ fn clip(text: &str, width: usize) -> String {
     }
 }
 
-/// One column per phase, each task a card of its spec id and progress.
+/// A card's second line: progress, the cost when known, and why it failed.
+fn card_detail(t: &TaskInfo) -> String {
+    let mut text = progress_text(t);
+    if let Some(cost) = t.usage.cost_usd {
+        let _ = write!(text, " {}", transcript::cost_text(cost));
+    }
+    if let Some(f) = &t.failure {
+        let _ = write!(text, " [{}]", f.kind);
+    }
+    text
+}
+
+/// One column per phase, each task a card of its spec id, progress, cost and failure kind.
 fn print_board(json: bool, list: &[TaskInfo]) {
     if json {
         let board: serde_json::Map<String, serde_json::Value> = TaskPhase::ALL
@@ -252,7 +286,7 @@ fn print_board(json: bool, list: &[TaskInfo]) {
             for column in &by_phase {
                 let cell = match (column.get(row), line) {
                     (Some(t), 0) => t.spec_id.clone(),
-                    (Some(t), _) => format!(" {}", progress_text(t)),
+                    (Some(t), _) => format!(" {}", card_detail(t)),
                     (None, _) => String::new(),
                 };
                 text.push_str(&clip(&cell, width));
@@ -354,6 +388,11 @@ fn event_text(e: &Event) -> String {
             }
         }
         EventKind::TaskRemoved { task_id } => format!("{task_id} removed"),
+        EventKind::TaskAgent { task_id, entry } => format!(
+            "{task_id} agent #{}: {}",
+            entry.seq,
+            transcript::one_line_summary(&entry.event, 100)
+        ),
         other => format!("{other:?}"),
     };
     format!("{:>6}  {what}", e.seq)
@@ -401,4 +440,35 @@ async fn watch(
         code: FAILED,
         message: "the event stream ended: the daemon closed the connection".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use aifactory_common::protocol::{AgentEvent, TranscriptEntry};
+
+    use super::*;
+
+    #[test]
+    fn watch_describes_an_agent_event_in_one_line() {
+        let event = Event {
+            seq: 12,
+            at_ms: 0,
+            kind: EventKind::TaskAgent {
+                task_id: "t-1".into(),
+                entry: TranscriptEntry {
+                    seq: 4,
+                    attempt: 1,
+                    at: "2026-12-03T14:05:17.000Z".into(),
+                    event: AgentEvent::Denied {
+                        tool: "Bash".into(),
+                        summary: "rm -rf /".into(),
+                    },
+                },
+            },
+        };
+        assert_eq!(
+            event_text(&event),
+            "    12  t-1 agent #4: ✗ denied Bash: rm -rf /"
+        );
+    }
 }

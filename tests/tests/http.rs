@@ -192,6 +192,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
         "POST /api/v1/tasks/no-such-thing/start",
         "POST /api/v1/tasks/no-such-thing/stop",
         "POST /api/v1/tasks/no-such-thing/restart",
+        "GET /api/v1/tasks/no-such-thing/transcript",
         "GET /api/v1/sessions",
         "GET /api/v1/sessions/no-such-thing",
         "DELETE /api/v1/sessions/no-such-thing",
@@ -204,7 +205,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     }
     assert_eq!(
         names.len(),
-        18,
+        19,
         "an undocumented route crept in: {names:#?}"
     );
 

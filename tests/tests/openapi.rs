@@ -128,6 +128,11 @@ fn values(doc: &Value, schema: &Value, name: &str, known: &Known) -> BoxedStrate
         );
         out.push(Just(json!("five")).boxed());
     }
+    if types.contains(&"boolean") {
+        // `true` is offered above already.
+        out.push(Just(json!(false)).boxed());
+        out.push(Just(json!("yes")).boxed());
+    }
     if types.contains(&"string") {
         if let Some(variants) = schema["enum"].as_array() {
             out.push(proptest::sample::select(variants.clone()).boxed());
@@ -218,8 +223,12 @@ fn as_text(value: &Value) -> String {
     }
 }
 
-/// The JSON value a parameter's text stands for: a number when it is one, else the text.
+/// The JSON value a parameter's text stands for: a boolean or a number when it is one, else
+/// the text.
 fn as_json(text: &str) -> Value {
+    if let Ok(b) = text.parse::<bool>() {
+        return Value::Bool(b);
+    }
     if let Ok(n) = text.parse::<u64>() {
         return Value::from(n);
     }
@@ -464,7 +473,7 @@ async fn generated_requests_get_only_documented_statuses_and_bodies() {
         .await
         .expect("the document is JSON");
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 18, "every route is generated for");
+    assert_eq!(ops.len(), 19, "every route is generated for");
 
     let mut runner = TestRunner::deterministic();
     let mut seen: BTreeMap<String, Vec<u16>> = BTreeMap::new();

@@ -1,13 +1,13 @@
 //! `/api/v1/tasks`: tasks on the board and their agents.
 
-use aifactory_common::protocol::{StopReport, TaskCreate, TaskInfo};
+use aifactory_common::protocol::{StopReport, TaskCreate, TaskInfo, Transcript};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::doc::DaemonErrors;
+use super::doc::{DaemonErrors, Position};
 use super::extract::{Body, Grace, Key, Query};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -169,12 +169,25 @@ pub async fn stop(
         .map(Json)
 }
 
-/// Stops the agent if it runs, then starts it again.
+/// `?grace=SECONDS&fresh=BOOL` for restart.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RestartQuery {
+    /// Seconds between SIGTERM and SIGKILL (default 5, at most 3600).
+    #[param(minimum = 0, maximum = 3600)]
+    pub grace: Option<u64>,
+    /// Start the agent's conversation over instead of resuming it (default false).
+    pub fresh: Option<bool>,
+}
+
+/// Stops the agent if it runs, then starts it again, resuming the agent's conversation unless
+/// `fresh=true`.
 #[utoipa::path(
     post,
     path = "/api/v1/tasks/{id}/restart",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id"), Grace),
+    params(("id" = String, Path, description = "Task id, or spec id"), RestartQuery),
     responses(
         (status = 200, description = "The restarted task", body = TaskInfo),
         (status = 400, description = "Bad query; or the agent profile is unusable, or the board does not allow the move", body = ErrorBody),
@@ -186,12 +199,50 @@ pub async fn stop(
 pub async fn restart(
     State(state): State<AppState>,
     Key(id): Key,
-    Query(grace): Query<Grace>,
+    Query(query): Query<RestartQuery>,
 ) -> Result<Json<TaskInfo>, ApiError> {
-    let grace_ms = grace.millis()?;
+    let grace_ms = Grace { grace: query.grace }.millis()?;
+    let fresh = query.fresh.unwrap_or(false);
     state
         .daemon
-        .call(async |daemon| daemon.task_restart(id, grace_ms, false).await)
+        .call(async |daemon| daemon.task_restart(id, grace_ms, fresh).await)
+        .await
+        .map(Json)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TranscriptQuery {
+    /// Only entries whose `seq` is above this (default: from the oldest kept).
+    #[param(value_type = Option<Position>)]
+    pub after: Option<u64>,
+}
+
+/// What the task's agent did: its stored transcript entries (messages, tool calls and results,
+/// denials, results with usage and cost), oldest first. `dropped` counts older entries dropped to
+/// keep it bounded. Live entries arrive on `GET /api/v1/events` as `TaskAgent` events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/transcript",
+    tag = "tasks",
+    params(("id" = String, Path, description = "Task id, or spec id"), TranscriptQuery),
+    responses(
+        (status = 200, description = "The transcript", body = Transcript),
+        (status = 400, description = "Bad query, or the id is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The spec id is ambiguous", body = ErrorBody),
+        DaemonErrors,
+    )
+)]
+pub async fn transcript(
+    State(state): State<AppState>,
+    Key(id): Key,
+    Query(query): Query<TranscriptQuery>,
+) -> Result<Json<Transcript>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.task_transcript(id, query.after).await)
         .await
         .map(Json)
 }
