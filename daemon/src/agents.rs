@@ -48,7 +48,8 @@ pub struct AgentFile {
     /// `never` or `on-failure` (default `never`).
     pub restart: Option<String>,
     pub max_attempts: Option<u32>,
-    /// `none`, `stop` or `restart` (default `none`).
+    /// `none`, `stop` or `restart` (default `none`). `restart` starts a new attempt that
+    /// resumes the conversation, whatever `restart` says, up to `max_attempts`.
     pub on_stall: Option<String>,
     /// Seconds without output or progress before the task is `stalled`.
     pub stall_after: Option<u64>,

@@ -101,6 +101,17 @@ impl Adapter {
         self.reader.session_id.as_deref()
     }
 
+    /// The CLI is retrying a request that cannot succeed: a refused key (Claude Code retries a
+    /// 401 like an overload, ten times over minutes; Codex five times). Its run is better
+    /// stopped at once: it fails as `auth` all the same.
+    pub fn retrying_in_vain(&self) -> bool {
+        self.reader.evidence.retry.as_ref().is_some_and(|r| {
+            matches!(r.status, Some(401 | 403))
+                || r.text.contains("401 Unauthorized")
+                || r.text.contains("403 Forbidden")
+        })
+    }
+
     /// Why the run failed, from what was read and the exit; `None` when it succeeded.
     pub fn failure(&self, exit: Option<&ExitInfo>) -> Option<Failure> {
         failure::classify(Some(self.reader.cli), &self.reader.evidence, exit)

@@ -663,3 +663,32 @@ fn ten_megabytes_of_agent_output_read_with_the_expected_counts() {
         assert_eq!(results, runs);
     }
 }
+
+#[test]
+fn a_refused_key_being_retried_is_seen_at_its_first_retry() {
+    let mut claude = Adapter::for_kind(AgentKind::ClaudeCode).unwrap();
+    claude.feed(&fixture("claude-overloaded-then-success.jsonl"));
+    assert!(
+        !claude.retrying_in_vain(),
+        "an overload is worth its retries"
+    );
+    let mut claude = Adapter::for_kind(AgentKind::ClaudeCode).unwrap();
+    claude.feed(
+        br#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":512,"error_status":401,"error":"authentication_failed","session_id":"s"}
+"#,
+    );
+    assert!(claude.retrying_in_vain());
+    let stopped = ExitInfo {
+        code: None,
+        signal: Some(15),
+        ended_at: String::new(),
+    };
+    assert_eq!(
+        claude.failure(Some(&stopped)).unwrap().kind,
+        FailureKind::Auth
+    );
+
+    let mut codex = Adapter::for_kind(AgentKind::Codex).unwrap();
+    codex.feed(&fixture("codex-auth-401-default-retries.jsonl"));
+    assert!(codex.retrying_in_vain());
+}

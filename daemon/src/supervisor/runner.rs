@@ -220,9 +220,12 @@ impl Runner {
         let task = tasks::show(&sup.store, id.to_string()).await.ok()?;
         let settings = sup.usable_profile(&task.agent);
         let futile = failure.as_ref().filter(|f| !f.kind.retryable());
+        // A stall has no failure: `on_stall = "restart"` asks for the new attempt by itself.
+        let stalled = failure.is_none();
         let retry = match &settings {
             Ok(s) => {
-                s.profile.restart == RestartPolicy::OnFailure
+                (s.profile.restart == RestartPolicy::OnFailure
+                    || (stalled && s.profile.on_stall == OnStall::Restart))
                     && task.attempts < s.profile.max_attempts
                     && futile.is_none()
             }
@@ -388,6 +391,11 @@ impl Runner {
                         if let Some(adapter) = self.adapter.as_mut() {
                             let events = adapter.feed(&data);
                             sup.agent_events(id, self.attempt, events).await;
+                            if adapter.retrying_in_vain() {
+                                let report = kill_tree(&sup.sessions, session, STALL_GRACE).await;
+                                tracing::warn!(task_id = %id, survivors = report.survivors.len(), "the agent retries a refused key: stopped at once");
+                                return self.session_end(session).await;
+                            }
                         }
                         let todo = activity.output(Instant::now(), &data);
                         if todo.unstall {
