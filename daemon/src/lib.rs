@@ -21,6 +21,7 @@
 
 mod adapters;
 mod agents;
+mod ansi;
 pub mod check;
 pub mod cli;
 pub mod config;

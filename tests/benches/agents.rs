@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 use aifactory_common::protocol::{AgentEvent, EventKind, Request, StreamItem, TaskInfo, TaskPhase};
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{Latency, RunClock, Usage, fmt_duration, print_report, warn_if_stale};
-use aifactory_tests::git::committed_repo;
 use aifactory_tests::{Daemon, Sandbox, bin};
 
 const LINES: usize = 1000;
@@ -54,11 +53,7 @@ fn main() {
         nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .unwrap_or_else(|e| panic!("mkfifo {}: {e}", fifo.display()));
     }
-    let fake_claude = script(
-        &sandbox,
-        "claude",
-        &format!("exec cat {}", fifos[0].display()),
-    );
+    let fake_claude = sandbox.script("claude", &format!("exec cat {}", fifos[0].display()));
     sandbox.write_config(&format!(
         "default_agent = \"claude\"\n\
          [agents.claude]\nkind = \"claude-code\"\nprogram = {:?}\nenv = {{ IS_SANDBOX = \"1\" }}\n\
@@ -75,16 +70,7 @@ fn main() {
         "{} was built with the `test-hooks` feature: rebuild it with `cargo build --release -p aifactoryd`",
         bin("aifactoryd").display()
     );
-    let repo = committed_repo(&sandbox.path().join("demo"));
-    sandbox
-        .ctl(&[
-            "projects",
-            "add",
-            repo.to_str().expect("a UTF-8 path"),
-            "--name",
-            "demo",
-        ])
-        .assert_ok();
+    sandbox.add_project("demo");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,17 +92,6 @@ fn main() {
     );
 }
 
-/// An executable shell script in the sandbox.
-fn script(sandbox: &Sandbox, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = sandbox.path().join("bin");
-    fs::create_dir_all(&dir).expect("bin dir");
-    let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
-    path
-}
-
 fn line(n: usize) -> String {
     format!(
         "{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"tool_use\",\"id\":\"toolu_{n:06}\",\"name\":\"Bash\",\"input\":{{\"command\":\"cargo test --package demo -- case_{n}\"}}}}]}}}}\n"
@@ -124,21 +99,7 @@ fn line(n: usize) -> String {
 }
 
 async fn start_task(sandbox: &Sandbox, client: &Client, spec: &str, agent: &str) -> TaskInfo {
-    let created = sandbox
-        .ctl(&[
-            "tasks",
-            "create",
-            "--project",
-            "demo",
-            "--spec",
-            spec,
-            "--agent",
-            agent,
-            "--json",
-        ])
-        .assert_ok()
-        .json();
-    let id = created["id"].as_str().expect("task id").to_string();
+    let id = sandbox.create_task("demo", spec, &["--agent", agent]);
     client.task_start(id).await.expect("task start")
 }
 

@@ -172,6 +172,46 @@ impl Sandbox {
     }
 
     /// Runs the real `aifactoryctl` against this sandbox's socket.
+    /// A git repository with one commit on `main` at `<sandbox>/<name>`, registered as
+    /// project `name`.
+    pub fn add_project(&self, name: &str) -> PathBuf {
+        let path = crate::git::committed_repo(&self.path().join(name));
+        let text = path.to_str().expect("a UTF-8 sandbox path");
+        self.ctl(&["projects", "add", text, "--name", name])
+            .assert_ok();
+        path
+    }
+
+    /// Creates a task for `spec` in `project` (`aifactoryctl tasks create`, with `extra`
+    /// arguments such as `--agent`); returns its id.
+    pub fn create_task(&self, project: &str, spec: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "tasks",
+            "create",
+            "--project",
+            project,
+            "--spec",
+            spec,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let created = self.ctl(&args).assert_ok().json();
+        created["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("tasks create answered without an id: {created}"))
+            .to_string()
+    }
+
+    /// An executable shell script `<sandbox>/bin/<name>` running `body`.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let dir = self.path().join("bin");
+        fs::create_dir_all(&dir).expect("create the sandbox's bin dir");
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write a script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod a script");
+        path
+    }
+
     pub fn ctl(&self, args: &[&str]) -> CtlOutput {
         self.ctl_with(args, |_| {})
     }

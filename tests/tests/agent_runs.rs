@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aifactory_common::protocol::{AgentEvent, EventKind, Request, StreamItem, TaskPhase};
-use aifactory_tests::git::committed_repo;
 use aifactory_tests::wait::wait_until;
 use aifactory_tests::{Daemon, Sandbox};
 
@@ -18,15 +17,10 @@ const SESSION_ID: &str = "5f0b7c7e-2b1d-4d8e-9a3a-0c1f2e3d4b5a";
 /// A stand-in for `claude` that records its argv (NUL-separated) in `runs/argv-N` and
 /// prints one headless run's stream-json: start, a tool call and its result, the result.
 fn fake_claude(sandbox: &Sandbox) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = sandbox.path().join("bin");
-    std::fs::create_dir_all(&dir).unwrap();
     let record = sandbox.path().join("runs");
     std::fs::create_dir_all(&record).unwrap();
-    let path = dir.join("claude");
     let body = format!(
-        r#"#!/bin/sh
-n=$(ls {record} | wc -l)
+        r#"n=$(ls {record} | wc -l)
 for a in "$@"; do printf '%s\0' "$a"; done > {record}/argv-$n
 cat <<'EOF'
 {{"type":"system","subtype":"init","session_id":"{SESSION_ID}","model":"claude-test","tools":["Bash","Write"],"permissionMode":"bypassPermissions"}}
@@ -38,9 +32,7 @@ EOF
 "#,
         record = record.display()
     );
-    std::fs::write(&path, body).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+    sandbox.script("claude", &body)
 }
 
 fn argv_of_run(sandbox: &Sandbox, n: usize) -> Vec<String> {
@@ -67,25 +59,8 @@ fn daemon_with_claude(sandbox: &Sandbox, program: &Path) -> Daemon {
 }
 
 fn create_task(sandbox: &Sandbox) -> String {
-    let repo = committed_repo(&sandbox.path().join("demo"));
-    sandbox
-        .ctl(&["projects", "add", repo.to_str().unwrap(), "--name", "demo"])
-        .assert_ok();
-    let created = sandbox
-        .ctl(&[
-            "tasks",
-            "create",
-            "--project",
-            "demo",
-            "--spec",
-            "001-hello",
-            "--title",
-            "Say hello",
-            "--json",
-        ])
-        .assert_ok()
-        .json();
-    created["id"].as_str().unwrap().to_string()
+    sandbox.add_project("demo");
+    sandbox.create_task("demo", "001-hello", &["--title", "Say hello"])
 }
 
 fn show(sandbox: &Sandbox, id: &str) -> serde_json::Value {

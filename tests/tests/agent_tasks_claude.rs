@@ -14,7 +14,6 @@ use aifactory_common::protocol::{AgentEvent, EventKind, FailureKind, StreamItem,
 use aifactory_tests::agent_clis::{self, CLAUDE_QUIET_ENV, FAKE_API_KEY};
 use aifactory_tests::anthropic_api::{AnthropicApi, Turn};
 use aifactory_tests::egress::EgressTrap;
-use aifactory_tests::git::committed_repo;
 use aifactory_tests::wait::wait_for;
 use aifactory_tests::{Daemon, Sandbox, skip};
 use serde_json::{Value, json};
@@ -88,27 +87,8 @@ impl World {
             .daemon()
             .env("ANTHROPIC_API_KEY", FAKE_API_KEY)
             .start();
-        let repo = committed_repo(&sandbox.path().join("demo"));
-        sandbox
-            .ctl(&["projects", "add", repo.to_str().unwrap(), "--name", "demo"])
-            .assert_ok();
-        let task = sandbox
-            .ctl(&[
-                "tasks",
-                "create",
-                "--project",
-                "demo",
-                "--spec",
-                "001-hello",
-                "--title",
-                "Write hello.txt",
-                "--json",
-            ])
-            .assert_ok()
-            .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        sandbox.add_project("demo");
+        let task = sandbox.create_task("demo", "001-hello", &["--title", "Write hello.txt"]);
         Some(World {
             api,
             egress,

@@ -12,34 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aifactory_common::diagnose::{Check, CheckStatus};
-use aifactory_tests::git::committed_repo;
 use aifactory_tests::wait::wait_file;
 use aifactory_tests::{Sandbox, bin};
 
 /// How long an agent may take to start on a loaded machine (a liveness bound).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn project(sandbox: &Sandbox, name: &str) {
-    let path = committed_repo(&sandbox.path().join(name));
-    sandbox
-        .ctl(&["projects", "add", path.to_str().unwrap(), "--name", name])
-        .assert_ok();
-}
-
-fn create(sandbox: &Sandbox, spec: &str, agent: &str) {
-    sandbox
-        .ctl(&[
-            "tasks",
-            "create",
-            "--project",
-            "demo",
-            "--spec",
-            spec,
-            "--agent",
-            agent,
-        ])
-        .assert_ok();
-}
 
 /// A key no other test or file holds.
 fn unique_key(tag: &str) -> String {
@@ -171,14 +148,14 @@ fn a_key_reaches_the_agent_through_its_environment_and_nowhere_else() {
         .daemon()
         .env("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())
         .start();
-    project(&sandbox, "demo");
+    sandbox.add_project("demo");
     let agents = sandbox
         .ctl(&["agents", "check", "--json"])
         .assert_ok()
         .json();
     for name in ["file", "cred"] {
         assert_eq!(problems(&agents, name), "[]", "{agents}");
-        create(&sandbox, name, name);
+        sandbox.create_task("demo", name, &["--agent", name]);
         sandbox.ctl(&["tasks", "start", name]).assert_ok();
     }
     for (name, key) in [("file", &file_key), ("cred", &cred_key)] {
@@ -285,7 +262,7 @@ command = ["sleep", "300"]
         open = open.display().to_string(),
     ));
     let _d = sandbox.daemon().start();
-    project(&sandbox, "demo");
+    sandbox.add_project("demo");
     let check = sandbox.ctl(&["agents", "check"]);
     assert_eq!(check.code, Some(1), "{check:?}");
     assert!(
@@ -322,7 +299,7 @@ command = ["sleep", "300"]
     assert!(config.contains("ANTHROPIC_API_KEY"), "{config}");
 
     for (name, sentence) in expected {
-        create(&sandbox, name, name);
+        sandbox.create_task("demo", name, &["--agent", name]);
         let out = sandbox.ctl(&["tasks", "start", name]);
         assert_eq!(out.code, Some(1), "{name}: {out:?}");
         assert!(out.stderr.contains(sentence), "{name}: {out:?}");
@@ -363,7 +340,7 @@ command = ["sh", "-c", "exec sleep 300", "--dangerously-skip-permissions"]
         .daemon()
         .env("ANTHROPIC_API_KEY", &unique_key("root"))
         .start();
-    project(&sandbox, "demo");
+    sandbox.add_project("demo");
     let check = sandbox.ctl(&["agents", "check"]);
     assert_eq!(check.code, Some(1), "{check:?}");
     assert!(
@@ -385,11 +362,11 @@ command = ["sh", "-c", "exec sleep 300", "--dangerously-skip-permissions"]
     );
     assert_eq!(problems(&agents, "sandboxed"), "[]");
 
-    create(&sandbox, "rooted", "rooted");
+    sandbox.create_task("demo", "rooted", &["--agent", "rooted"]);
     let refused = sandbox.ctl(&["tasks", "start", "rooted"]);
     assert_eq!(refused.code, Some(1), "{refused:?}");
     assert!(refused.stderr.contains("as root"), "{refused:?}");
-    create(&sandbox, "sandboxed", "sandboxed");
+    sandbox.create_task("demo", "sandboxed", &["--agent", "sandboxed"]);
     sandbox.ctl(&["tasks", "start", "sandboxed"]).assert_ok();
     sandbox.ctl(&["tasks", "stop", "sandboxed"]).assert_ok();
 

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use aifactory_tests::git::committed_repo;
 use aifactory_tests::wait::{wait_file, wait_for};
 use aifactory_tests::{Http, Sandbox};
 use serde_json::Value;
@@ -37,34 +36,10 @@ fn claude_config(sandbox: &Sandbox) {
     ));
 }
 
-/// An executable script in the sandbox: the fake agent.
-fn script(sandbox: &Sandbox, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = sandbox.path().join("agent.sh");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// Project `demo` and a task in it; returns the task's id.
 fn task(sandbox: &Sandbox) -> String {
-    let repo = committed_repo(&sandbox.path().join("demo"));
-    sandbox
-        .ctl(&["projects", "add", repo.to_str().unwrap(), "--name", "demo"])
-        .assert_ok();
-    let t = sandbox
-        .ctl(&[
-            "tasks",
-            "create",
-            "--project",
-            "demo",
-            "--spec",
-            "001-hello",
-            "--json",
-        ])
-        .assert_ok()
-        .json();
-    t["id"].as_str().unwrap().to_string()
+    sandbox.add_project("demo");
+    sandbox.create_task("demo", "001-hello", &[])
 }
 
 fn show(sandbox: &Sandbox, id: &str) -> Value {
@@ -326,8 +301,8 @@ fn transcript_follow_prints_entries_as_they_come_and_exits_with_the_agent() {
     let release = sandbox.path().join("release");
     // The first three lines (start, a message, the Write call), then the rest once released,
     // then a failing exit status.
-    let agent = script(
-        &sandbox,
+    let agent = sandbox.script(
+        "agent.sh",
         &format!(
             "head -n 3 {fixture}\nwhile [ ! -e {release} ]; do sleep 0.05; done\ntail -n +4 {fixture}\nexit 7",
             fixture = fixture().display(),

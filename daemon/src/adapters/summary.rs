@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::ansi;
+
 /// The most characters a summary keeps.
 pub const MAX_SUMMARY: usize = 200;
 
@@ -21,7 +23,7 @@ pub fn cut(text: &str, max_chars: usize) -> String {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c == '\x1b' {
-            skip_escape(&mut chars);
+            ansi::skip_escape(&mut chars);
             continue;
         }
         if c.is_control() || c.is_whitespace() {
@@ -46,28 +48,6 @@ pub fn cut(text: &str, max_chars: usize) -> String {
         count += 1;
     }
     out
-}
-
-/// Skips the rest of an escape sequence: CSI (`ESC [ params final`), OSC (`ESC ] ... BEL` or
-/// `ESC \\`), else one character.
-fn skip_escape(chars: &mut std::str::Chars<'_>) {
-    match chars.next() {
-        Some('[') => {
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        }
-        Some(']') => {
-            while let Some(c) = chars.next() {
-                if c == '\x07' || (c == '\x1b' && chars.next() == Some('\\')) {
-                    break;
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 /// The first line of `text` that is not blank, [`short`]ened.

@@ -5,44 +5,11 @@
 use aifactory_common::protocol::TaskPhase;
 use regex::Regex;
 
+use crate::ansi::plain;
 use crate::progress;
 
 /// A partial output line longer than this is not a prompt.
 const MAX_LINE: usize = 4096;
-
-/// Removes terminal escape sequences and carriage returns from a line of output.
-pub fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => {
-                // CSI: ESC [ params final; OSC: ESC ] ... BEL; others: one more char.
-                match chars.next() {
-                    Some('[') => {
-                        for c in chars.by_ref() {
-                            if ('@'..='~').contains(&c) {
-                                break;
-                            }
-                        }
-                    }
-                    Some(']') => {
-                        for c in chars.by_ref() {
-                            if c == '\x07' {
-                                break;
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            '\r' => {}
-            c if c.is_control() && c != '\t' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The line being printed: output is added as it comes, complete lines are looked at for
 /// phase markers and dropped, the partial last one is kept (its last [`MAX_LINE`] bytes)
@@ -85,16 +52,6 @@ impl LineBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_text_of_a_terminal_line() {
-        assert_eq!(
-            plain("\x1b[1;32mContinue? (y/n)\x1b[0m \r"),
-            "Continue? (y/n) "
-        );
-        assert_eq!(plain("\x1b]0;title\x07$ "), "$ ");
-        assert_eq!(plain("a\tb\x07c"), "a\tbc");
-    }
 
     #[test]
     fn markers_count_in_complete_lines_only() {
