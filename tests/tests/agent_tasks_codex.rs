@@ -15,7 +15,9 @@ use aifactory_common::protocol::{Event, EventKind, FailureKind, Request, StreamI
 use aifactory_tests::codex_cli::{MODEL, codex_bin};
 use aifactory_tests::egress::EgressTrap;
 use aifactory_tests::git::committed_repo;
-use aifactory_tests::openai_api::{CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS, OpenAiApi, Turn};
+use aifactory_tests::openai_api::{
+    CACHED_TOKENS, INPUT_TOKENS, OUTPUT_TOKENS, OpenAiApi, Recorded, Turn,
+};
 use aifactory_tests::wait::wait_for;
 use aifactory_tests::{Daemon, Sandbox, skip};
 use serde_json::Value;
@@ -32,8 +34,21 @@ enum KeyFrom {
     EnvFile,
 }
 
+/// The kind of the profile.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// `openai-compatible`: codex with a provider of its own (`base_url`, `api_key_env`), its
+    /// retries off.
+    OpenaiCompatible,
+    /// `codex`: codex's built-in OpenAI provider, pointed at the server by `openai_base_url` in
+    /// the private `CODEX_HOME`'s config.toml (codex 0.171 ignores `OPENAI_BASE_URL`); the key
+    /// in `CODEX_API_KEY`.
+    Codex,
+}
+
 /// A daemon with one codex profile, the scripted server, the egress trap and a task.
 struct Rig {
+    kind: Kind,
     sandbox: Sandbox,
     api: OpenAiApi,
     trap: EgressTrap,
@@ -46,6 +61,16 @@ impl Rig {
     /// `None` (after reporting the skip) when codex is not installed. `profile` adds lines to
     /// the profile's table (restart policy, stall settings).
     async fn start(test: &str, script: Vec<Turn>, profile: &str, key: KeyFrom) -> Option<Rig> {
+        Rig::start_kind(test, Kind::OpenaiCompatible, script, profile, key).await
+    }
+
+    async fn start_kind(
+        test: &str,
+        kind: Kind,
+        script: Vec<Turn>,
+        profile: &str,
+        key: KeyFrom,
+    ) -> Option<Rig> {
         let Some(codex) = codex_bin() else {
             skip(
                 test,
@@ -61,28 +86,45 @@ impl Rig {
         let trap = EgressTrap::start();
         let codex_home = sandbox.path().join("codex-home");
         std::fs::create_dir_all(&codex_home).unwrap();
+        let key_env = match kind {
+            Kind::OpenaiCompatible => KEY_ENV,
+            Kind::Codex => "CODEX_API_KEY",
+        };
+        let provider = match kind {
+            Kind::OpenaiCompatible => format!(
+                "kind = \"openai-compatible\"\nbase_url = {:?}\napi_key_env = {KEY_ENV:?}\n",
+                api.base_url()
+            ),
+            Kind::Codex => {
+                std::fs::write(
+                    codex_home.join("config.toml"),
+                    format!("openai_base_url = {:?}\n", api.base_url()),
+                )
+                .unwrap();
+                "kind = \"codex\"\n".to_string()
+            }
+        };
         let mut env = vec![format!("CODEX_HOME = {:?}", codex_home.to_str().unwrap())];
         env.extend(trap.env().into_iter().map(|(k, v)| format!("{k} = {v:?}")));
         let key_source = match key {
             KeyFrom::DaemonEnv => String::new(),
             KeyFrom::EnvFile => {
                 let file = sandbox.path().join("codex.env");
-                std::fs::write(&file, format!("{KEY_ENV}={KEY}\n")).unwrap();
+                std::fs::write(&file, format!("{key_env}={KEY}\n")).unwrap();
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
                 format!("env_file = {:?}\n", file.to_str().unwrap())
             }
         };
         sandbox.write_config(&format!(
-            "default_agent = \"codex\"\n[agents.codex]\nkind = \"openai-compatible\"\n\
-             program = {program:?}\nmodel = {MODEL:?}\nbase_url = {url:?}\n\
-             api_key_env = {KEY_ENV:?}\n{key_source}{profile}\nenv = {{ {env} }}\n",
+            "default_agent = \"codex\"\n[agents.codex]\n{provider}\
+             program = {program:?}\nmodel = {MODEL:?}\n{key_source}{profile}\n\
+             env = {{ {env} }}\n",
             program = codex.to_str().unwrap(),
-            url = api.base_url(),
             env = env.join(", "),
         ));
         let mut builder = sandbox.daemon();
         if matches!(key, KeyFrom::DaemonEnv) {
-            builder = builder.env(KEY_ENV, KEY);
+            builder = builder.env(key_env, KEY);
         }
         let daemon = builder.start();
 
@@ -124,6 +166,7 @@ impl Rig {
             }
         });
         Some(Rig {
+            kind,
             sandbox,
             api,
             trap,
@@ -152,12 +195,12 @@ impl Rig {
             TIMEOUT,
             || {
                 let task = self.show();
-                if task["phase"] == phase && self.api.requests().len() == requests {
+                if task["phase"] == phase && posts(&self.api).len() == requests {
                     Ok(task)
                 } else {
                     Err(format!(
                         "{task:#}\nrequests: {}\ndaemon log:\n{}",
-                        self.api.requests().len(),
+                        posts(&self.api).len(),
                         self.daemon.logs()
                     ))
                 }
@@ -193,17 +236,29 @@ impl Rig {
     fn assert_offline(&self) {
         assert_eq!(self.trap.attempts(), Vec::<String>::new(), "traffic left");
         for r in self.api.requests() {
-            assert_eq!(
-                (r.method.as_str(), r.path.as_str()),
-                ("POST", "/v1/responses")
+            let websocket = self.kind == Kind::Codex && r.method == "GET";
+            assert!(
+                r.path == "/v1/responses" && (r.method == "POST" || websocket),
+                "{} {}",
+                r.method,
+                r.path
             );
         }
     }
 }
 
+/// The model requests the server got (the built-in OpenAI provider first tries a WebSocket
+/// upgrade, a `GET` answered 404, before it falls back to `POST`).
+fn posts(api: &OpenAiApi) -> Vec<Recorded> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect()
+}
+
 /// The texts of the `input_text`/`output_text` parts of request `n`'s input, by role.
 fn said(api: &OpenAiApi, n: usize) -> Vec<(String, String)> {
-    let body = &api.requests()[n].body;
+    let body = &posts(api)[n].body;
     body["input"]
         .as_array()
         .unwrap_or_else(|| panic!("request {n} has no input: {body:#}"))
@@ -256,8 +311,27 @@ fn success_script() -> Vec<Turn> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_writes_the_file_reports_progress_and_leaves_a_transcript() {
-    let Some(rig) = Rig::start(
+    success(
         "codex_writes_the_file_reports_progress_and_leaves_a_transcript",
+        Kind::OpenaiCompatible,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_codex_kind_does_the_same_through_its_openai_provider() {
+    success(
+        "the_codex_kind_does_the_same_through_its_openai_provider",
+        Kind::Codex,
+    )
+    .await;
+}
+
+/// A task's run: the shell tool writes the file and the progress, then the answer.
+async fn success(test: &str, kind: Kind) {
+    let Some(rig) = Rig::start_kind(
+        test,
+        kind,
         success_script(),
         "restart = \"never\"",
         KeyFrom::DaemonEnv,
@@ -293,7 +367,7 @@ async fn codex_writes_the_file_reports_progress_and_leaves_a_transcript() {
     // Codex's thread id, and the thread's usage (two requests; cached tokens apart).
     let thread = task["agent_session_id"].as_str().unwrap_or_default();
     assert_eq!(thread.len(), 36, "a UUID: {task:#}");
-    assert_eq!(rig.api.requests()[0].body["prompt_cache_key"], thread);
+    assert_eq!(posts(&rig.api)[0].body["prompt_cache_key"], thread);
     assert_eq!(
         task["usage"]["input_tokens"],
         2 * (INPUT_TOKENS - CACHED_TOKENS),
@@ -355,7 +429,7 @@ async fn a_rejected_key_fails_as_auth_and_is_not_retried() {
     assert_eq!(task["attempts"], 1, "{task:#}");
     // Given the time a restart would take, still one request and no restart announced.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(rig.api.requests().len(), 1);
+    assert_eq!(posts(&rig.api).len(), 1);
     assert_eq!(rig.show()["attempts"], 1);
     assert!(rig.exits().iter().all(|(restart, _)| restart.is_none()));
     // The key was sent to the server, from the env_file, and never shown.
@@ -392,7 +466,7 @@ async fn an_overloaded_server_is_retried_after_backoff_until_done() {
     // Each new attempt continued the same thread, saying why it was restarted.
     let thread = task["agent_session_id"].as_str().unwrap().to_string();
     for n in 1..3 {
-        let body = &rig.api.requests()[n].body;
+        let body = &posts(&rig.api)[n].body;
         assert_eq!(body["prompt_cache_key"], thread.as_str(), "request {n}");
         let prompts = user_prompts(&rig.api, n);
         assert!(
@@ -432,7 +506,7 @@ async fn a_restart_by_hand_resumes_the_thread_with_its_earlier_turns() {
     assert_eq!(task["agent_session_id"], thread.as_str(), "{task:#}");
 
     // The new request carries the first run: its prompt, its tool call, its answer.
-    let request = &rig.api.requests()[2].body;
+    let request = &posts(&rig.api)[2].body;
     assert_eq!(request["prompt_cache_key"], thread.as_str());
     let prompts = user_prompts(&rig.api, 2);
     assert_eq!(prompts.len(), 2, "{prompts:#?}");
@@ -521,7 +595,9 @@ async fn a_hung_stream_with_on_stall_restart_resumes_the_thread() {
             Turn::HangMidStream("Thinking it over".into()),
             Turn::text("Back and done."),
         ],
-        "restart = \"on-failure\"\nmax_attempts = 3\nstall_after = 2\non_stall = \"restart\"",
+        // More attempts than needed: on a loaded machine a resumed codex can be silent for
+        // stall_after while it starts, which is one more stall, not a failure of the feature.
+        "restart = \"on-failure\"\nmax_attempts = 5\nstall_after = 2\non_stall = \"restart\"",
         KeyFrom::DaemonEnv,
     )
     .await
@@ -532,21 +608,20 @@ async fn a_hung_stream_with_on_stall_restart_resumes_the_thread() {
     let evidence = wait_stalled(&rig);
     assert_eq!(evidence["stall_after_s"], 2, "{evidence:#}");
     let task = rig.wait_phase("done", 2);
-    assert_eq!(task["attempts"], 2, "{task:#}");
+    assert!(task["attempts"].as_u64().unwrap() >= 2, "{task:#}");
     let thread = task["agent_session_id"].as_str().unwrap();
-    let requests = rig.api.requests();
+    let requests = posts(&rig.api);
     assert_eq!(requests[0].body["prompt_cache_key"], thread);
     assert_eq!(
         requests[1].body["prompt_cache_key"], thread,
         "the same thread"
     );
+    // The first prompt, then the new attempt's, which says it stalled.
     let prompts = user_prompts(&rig.api, 1);
-    assert_eq!(
-        prompts.len(),
-        2,
-        "the first prompt, then the new one: {prompts:#?}"
-    );
-    assert!(prompts[1].contains("stalled"), "{}", prompts[1]);
+    assert!(prompts.len() >= 2, "{prompts:#?}");
+    assert!(!prompts[0].contains("restarted"), "{}", prompts[0]);
+    let last = prompts.last().unwrap();
+    assert!(last.contains("stalled"), "{last}");
     let events = transcript(&rig);
     assert!(
         events
