@@ -427,11 +427,17 @@ async fn a_rejected_key_fails_as_auth_and_is_not_retried() {
         "{task:#}"
     );
     assert_eq!(task["attempts"], 1, "{task:#}");
-    // Given the time a restart would take, still one request and no restart announced.
-    std::thread::sleep(Duration::from_secs(2));
+    // The run's one exit, with its failure and no restart to come.
+    let exits = wait_for("the task's exit event", TIMEOUT, || {
+        let exits = rig.exits();
+        if exits.is_empty() {
+            Err("no TaskExited yet")
+        } else {
+            Ok(exits)
+        }
+    });
+    assert_eq!(exits, [(None, Some(FailureKind::Auth))]);
     assert_eq!(posts(&rig.api).len(), 1);
-    assert_eq!(rig.show()["attempts"], 1);
-    assert!(rig.exits().iter().all(|(restart, _)| restart.is_none()));
     // The key was sent to the server, from the env_file, and never shown.
     assert!(!task.to_string().contains(KEY));
     rig.assert_offline();
