@@ -232,6 +232,24 @@ impl Rig {
             .collect()
     }
 
+    /// The argv of the task's current session: codex resuming `thread` (`exec ... resume
+    /// THREAD -- PROMPT`), the key nowhere in it.
+    fn assert_resumes(&self, thread: &str) {
+        let task = self.show();
+        let session = task["session_id"].as_str().unwrap();
+        let info = self.ctl(&["sessions", "show", session, "--json"]);
+        let argv: Vec<&str> = info["command"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no command: {info:#}"))
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(argv[1], "exec", "{argv:?}");
+        let at = argv.iter().position(|a| *a == "resume").expect("resumed");
+        assert_eq!(argv[at + 1..at + 3], [thread, "--"], "{argv:?}");
+        assert!(!argv.concat().contains(KEY), "the key stays out of argv");
+    }
+
     /// Nothing tried to reach a host other than the scripted server.
     fn assert_offline(&self) {
         assert_eq!(self.trap.attempts(), Vec::<String>::new(), "traffic left");
@@ -510,6 +528,7 @@ async fn a_restart_by_hand_resumes_the_thread_with_its_earlier_turns() {
     rig.sandbox.ctl(&["tasks", "restart", &rig.id]).assert_ok();
     let task = rig.wait_phase("done", 3);
     assert_eq!(task["agent_session_id"], thread.as_str(), "{task:#}");
+    rig.assert_resumes(&thread);
 
     // The new request carries the first run: its prompt, its tool call, its answer.
     let request = &posts(&rig.api)[2].body;
@@ -616,6 +635,7 @@ async fn a_hung_stream_with_on_stall_restart_resumes_the_thread() {
     let task = rig.wait_phase("done", 2);
     assert!(task["attempts"].as_u64().unwrap() >= 2, "{task:#}");
     let thread = task["agent_session_id"].as_str().unwrap();
+    rig.assert_resumes(thread);
     let requests = posts(&rig.api);
     assert_eq!(requests[0].body["prompt_cache_key"], thread);
     assert_eq!(
