@@ -5,6 +5,9 @@
 //! the profile's `env` gives codex a private `CODEX_HOME` and points every other host at the
 //! egress trap, which must see nothing. Success, 401, overloaded, resume by hand, and a hang
 //! that stalls (then ends when the server answers) or is restarted into the same thread.
+//!
+//! One piece past 600 lines: every scenario shares the rig (daemon, scripted server, trap,
+//! event log) and the readers of what the server received; split, they would be repeated.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
