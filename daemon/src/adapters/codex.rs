@@ -6,7 +6,8 @@
 //! `turn.completed{usage}` or `turn.failed{error}` ends the turn. A top-level `error` is either
 //! a retry notice (`Reconnecting... 1/5 (...)`) or the error that fails the turn. An `error`
 //! item is a warning (codex prints one for any model it has no metadata for) and is not kept.
-//! Codex reports no cost.
+//! Codex reports no cost, and its usage is the thread's running total: after `exec resume`,
+//! `turn.completed` counts the earlier runs' requests again ([`reports_thread_total`]).
 
 use std::collections::HashSet;
 
@@ -15,6 +16,14 @@ use serde_json::Value;
 
 use super::failure::{Ended, Evidence, Reported};
 use super::{str_at, summary};
+
+/// The status of a completed run's result; its usage is the thread's total so far.
+const COMPLETED: &str = "turn.completed";
+
+/// Whether `result`'s usage is its thread's running total (codex's), not the run's own.
+pub fn reports_thread_total(result: &AgentResult) -> bool {
+    result.ok && result.status == COMPLETED
+}
 
 /// Item ids remembered between `item.started` and `item.completed`; more are forgotten in one
 /// batch (such an item then reports its call again when it completes).
@@ -70,7 +79,7 @@ impl Codex {
                 });
                 out.push(AgentEvent::Result(AgentResult {
                     ok: true,
-                    status: "turn.completed".into(),
+                    status: COMPLETED.into(),
                     message: self.last_message.clone(),
                     turns: Some(self.turns),
                     duration_ms: None,

@@ -23,6 +23,7 @@ use aifactory_common::pane::ExitInfo;
 use aifactory_common::protocol::AgentKind;
 use serde_json::Value;
 
+pub use self::codex::reports_thread_total;
 pub use self::command::{HeadlessSettings, headless_command, prompt};
 use self::failure::Evidence;
 use self::lines::LineBuffer;
