@@ -7,7 +7,8 @@
 //! `retry-after` when given), or a stream that hangs after some text until
 //! [`AnthropicApi::release_hangs`]. Every request (method, path with query, JSON body) is
 //! recorded, so a test can assert what the CLI sent, e.g. that a resumed conversation carried
-//! its earlier turns. `count_tokens` and the model list get plausible answers; any other route
+//! its earlier turns. Many CLIs at once share one queue in arrival order, so for them
+//! [`AnthropicApi::answer_with`] picks each answer from the request itself instead. `count_tokens` and the model list get plausible answers; any other route
 //! is logged to stderr and answered 404 with Anthropic's error JSON.
 //!
 //! The server runs on its own thread and runtime, so sync and async tests use it alike.
@@ -142,11 +143,16 @@ impl RecordedRequest {
 
 struct Script {
     turns: VecDeque<Turn>,
-    /// Answered once `turns` is empty.
+    /// Answers a request once `turns` is empty, when set.
+    responder: Option<Responder>,
+    /// Answered once `turns` is empty and there is no responder.
     exhausted: Turn,
     requests: Vec<RecordedRequest>,
     served: usize,
 }
+
+/// Picks the answer to a message request from its JSON body.
+type Responder = Box<dyn Fn(&Value) -> Turn + Send>;
 
 struct Shared {
     script: Mutex<Script>,
@@ -170,6 +176,7 @@ impl AnthropicApi {
         let shared = Arc::new(Shared {
             script: Mutex::new(Script {
                 turns: turns.into_iter().collect(),
+                responder: None,
                 exhausted: Turn::error(
                     400,
                     "invalid_request_error",
@@ -229,6 +236,13 @@ impl AnthropicApi {
     /// What every message request gets once the script is used up (e.g. a 401 for good).
     pub fn when_exhausted(&self, turn: Turn) {
         self.lock().exhausted = turn;
+    }
+
+    /// Answers every message request the queued turns leave unanswered with
+    /// `responder(request body)`: a script per conversation, chosen by what the request carries
+    /// (e.g. how many assistant turns it holds back), for several CLIs talking at once.
+    pub fn answer_with(&self, responder: impl Fn(&Value) -> Turn + Send + 'static) {
+        self.lock().responder = Some(Box::new(responder));
     }
 
     /// Every request received so far, in order.
@@ -295,11 +309,12 @@ async fn handle(
         script.requests.push(recorded);
         if is_messages {
             script.served += 1;
-            let next = script.turns.pop_front();
-            Some((
-                script.served,
-                next.unwrap_or_else(|| script.exhausted.clone()),
-            ))
+            let next = script
+                .turns
+                .pop_front()
+                .or_else(|| script.responder.as_ref().map(|answer| answer(&request)))
+                .unwrap_or_else(|| script.exhausted.clone());
+            Some((script.served, next))
         } else {
             None
         }

@@ -112,6 +112,48 @@ mod anthropic {
     }
 
     #[tokio::test]
+    async fn queued_turns_come_first_then_the_responder_answers_from_the_request() {
+        let api = AnthropicApi::start([Turn::text("Queued.")]);
+        api.answer_with(|request| {
+            let turns = request["messages"].as_array().map_or(0, Vec::len);
+            Turn::text(&format!("{turns} messages"))
+        });
+        let text = |message: Value| message["content"][0]["text"].as_str().unwrap().to_owned();
+        let short = request(false);
+        let mut long = request(false);
+        long["messages"] = json!([
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "again"}
+        ]);
+        let answers = [
+            text(
+                post(&api, "/v1/messages", &short)
+                    .await
+                    .json()
+                    .await
+                    .unwrap(),
+            ),
+            text(
+                post(&api, "/v1/messages", &long)
+                    .await
+                    .json()
+                    .await
+                    .unwrap(),
+            ),
+            text(
+                post(&api, "/v1/messages", &short)
+                    .await
+                    .json()
+                    .await
+                    .unwrap(),
+            ),
+        ];
+        assert_eq!(answers, ["Queued.", "3 messages", "1 messages"]);
+        assert_eq!(api.message_requests(), [short.clone(), long, short]);
+    }
+
+    #[tokio::test]
     async fn errors_carry_the_error_json_and_retry_after_then_the_script_runs_out() {
         let api = AnthropicApi::start([Turn::rate_limited(3), Turn::unauthorized()]);
         let limited = post(&api, "/v1/messages", &request(true)).await;
