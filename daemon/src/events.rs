@@ -6,7 +6,7 @@
 
 use aifactory_common::protocol::{Event, EventKind};
 use aifactory_common::time::now_ms;
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 use tokio::sync::broadcast;
 
 use crate::store::{Store, StoreError};
@@ -32,6 +32,20 @@ pub struct Replay {
     pub events: Vec<Event>,
     /// Events that were pruned before this subscriber asked for them.
     pub missed: u64,
+}
+
+/// Keeps one event (its JSON) and returns its number; prunes the oldest now and then.
+fn insert(tx: &Transaction, at_ms: u64, json: &str) -> rusqlite::Result<u64> {
+    tx.prepare_cached("INSERT INTO events (at_ms, kind) VALUES (?1, ?2)")?
+        .execute(params![at_ms as i64, json])?;
+    let seq = tx.last_insert_rowid();
+    if seq % PRUNE_EVERY == 0 {
+        tx.execute(
+            "DELETE FROM events WHERE seq <= ?1",
+            params![seq - KEEP_EVENTS],
+        )?;
+    }
+    Ok(seq as u64)
 }
 
 impl EventBus {
@@ -64,23 +78,10 @@ impl EventBus {
         let json = serde_json::to_string(&kind).unwrap_or_default();
         let stored = self
             .store
-            .write_process_state(move |tx| {
-                tx.execute(
-                    "INSERT INTO events (at_ms, kind) VALUES (?1, ?2)",
-                    params![at_ms as i64, json],
-                )?;
-                let seq = tx.last_insert_rowid();
-                if seq % PRUNE_EVERY == 0 {
-                    tx.execute(
-                        "DELETE FROM events WHERE seq <= ?1",
-                        params![seq - KEEP_EVENTS],
-                    )?;
-                }
-                Ok(seq)
-            })
+            .write_process_state(move |tx| insert(tx, at_ms, &json))
             .await;
         let seq = match stored {
-            Ok(seq) => seq as u64,
+            Ok(seq) => seq,
             Err(e) => {
                 // Live subscribers still hear it; a reconnecting one cannot replay it.
                 tracing::error!(event = ?kind, "cannot keep an event for replay: {e}");
@@ -91,6 +92,35 @@ impl EventBus {
         // No subscriber is not an error.
         let _ = self.tx.send(Event { seq, at_ms, kind });
         seq
+    }
+
+    /// Runs `work` in a store transaction and numbers, keeps and sends the events it returns,
+    /// all in that one transaction: what a change writes and the events that tell of it are
+    /// kept together (or neither, on an error), and a burst of events costs one commit.
+    /// Returns their numbers.
+    pub async fn publish_from(
+        &self,
+        work: impl FnOnce(&Transaction) -> rusqlite::Result<Vec<EventKind>> + Send + 'static,
+    ) -> Result<Vec<u64>, StoreError> {
+        let at_ms = now_ms();
+        let mut last = self.last_seq.lock().await;
+        let (kinds, seqs) = self
+            .store
+            .write_process_state(move |tx| {
+                let kinds = work(tx)?;
+                let seqs = kinds
+                    .iter()
+                    .map(|kind| insert(tx, at_ms, &serde_json::to_string(kind).unwrap_or_default()))
+                    .collect::<rusqlite::Result<Vec<u64>>>()?;
+                Ok((kinds, seqs))
+            })
+            .await?;
+        for (kind, &seq) in kinds.into_iter().zip(&seqs) {
+            *last = seq;
+            // No subscriber is not an error.
+            let _ = self.tx.send(Event { seq, at_ms, kind });
+        }
+        Ok(seqs)
     }
 
     /// A live receiver and the number of the last event it will not get.

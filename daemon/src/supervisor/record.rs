@@ -77,28 +77,25 @@ impl Supervisor {
             log_agent_event(id, event);
         }
         let tid = id.to_string();
-        // A lost entry costs less than waiting for the disk on every line the agent prints.
+        // Kept with their events in one commit, which is not waited for on the disk: a lost
+        // entry costs less than waiting on every line the agent prints.
         let stored = self
-            .store
-            .write_process_state(move |tx| {
+            .events
+            .publish_from(move |tx| {
                 events
                     .into_iter()
                     .filter_map(|e| transcript::append(tx, &tid, attempt, e).transpose())
+                    .map(|entry| {
+                        entry.map(|entry| EventKind::TaskAgent {
+                            task_id: tid.clone(),
+                            entry,
+                        })
+                    })
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await;
-        match stored {
-            Ok(entries) => {
-                for entry in entries {
-                    self.events
-                        .publish(EventKind::TaskAgent {
-                            task_id: id.to_string(),
-                            entry,
-                        })
-                        .await;
-                }
-            }
-            Err(e) => tracing::error!(task_id = %id, "cannot keep the agent's transcript: {e}"),
+        if let Err(e) = stored {
+            tracing::error!(task_id = %id, "cannot keep the agent's transcript: {e}");
         }
     }
 
