@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use aifactory_common::codec;
 use aifactory_common::protocol::{ErrorCode, ErrorReply, Reply, ServerFrame, SubscriptionId};
@@ -71,23 +72,24 @@ impl ConnContext {
         let _ = self.out.send(encode(frame)).await;
     }
 
-    /// Queues a stream item without waiting. A full queue means the client stopped reading:
-    /// it is dropped (and told nothing more), so the producer is never slowed. Returns whether
-    /// the stream may go on.
-    pub fn push(&self, frame: ServerFrame) -> bool {
-        match self.out.try_send(encode(frame)) {
+    /// Queues a stream item, waiting up to `patience` for room: a burst passes, a client that
+    /// stopped reading is dropped (and told nothing more). Only the stream's own forwarder
+    /// waits, never its producer (the event bus, which a lagging subscriber catches up from
+    /// the store). Returns whether the stream may go on.
+    pub async fn push_within(&self, frame: ServerFrame, patience: Duration) -> bool {
+        match self.out.send_timeout(encode(frame), patience).await {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 tracing::warn!(
                     peer_uid = self.peer.uid,
                     peer_pid = self.peer.pid.unwrap_or(0),
                     queue = OUTBOUND_QUEUE,
-                    "dropping a slow client: its outbound queue is full; it can reconnect and resubscribe"
+                    "dropping a slow client: its outbound queue stayed full; it can reconnect and resubscribe"
                 );
                 self.closing.cancel();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
         }
     }
 

@@ -3,6 +3,8 @@
 use aifactory_common::protocol::{
     ErrorCode, ErrorReply, Event, Reply, ServerFrame, StreamItem, SubscriptionId,
 };
+use std::time::Duration;
+
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::context::{Answer, ConnContext};
@@ -40,7 +42,7 @@ pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext, after: Option<u64>
                 Ok(event) if event.seq <= last => {}
                 Ok(event) => {
                     last = event.seq;
-                    if !push(&stream_ctx, id, StreamItem::Event(event)) {
+                    if !push(&stream_ctx, id, StreamItem::Event(event)).await {
                         break;
                     }
                 }
@@ -60,11 +62,16 @@ pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext, after: Option<u64>
     Answer::Sent
 }
 
-fn push(ctx: &ConnContext, id: SubscriptionId, item: StreamItem) -> bool {
-    ctx.push(ServerFrame::Stream {
+/// How long a burst of events (an agent's output arrives many lines at a time) may wait for
+/// room in a subscriber's queue before the subscriber counts as stopped.
+const BURST_PATIENCE: Duration = Duration::from_secs(5);
+
+async fn push(ctx: &ConnContext, id: SubscriptionId, item: StreamItem) -> bool {
+    let frame = ServerFrame::Stream {
         subscription: id,
         item,
-    })
+    };
+    ctx.push_within(frame, BURST_PATIENCE).await
 }
 
 /// Sends every kept event numbered above `after`; returns the last number sent.
