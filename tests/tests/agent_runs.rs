@@ -164,6 +164,23 @@ async fn a_claude_run_leaves_a_transcript_usage_and_cost() {
     }
     assert_eq!(heard, seqs);
 
+    // One log line per event with the task's id (journald's TASK_ID under systemd), never the
+    // agent's words.
+    let logs = d.logs();
+    for line in [
+        "agent conversation started",
+        "agent message",
+        "agent called a tool",
+        "tool result",
+        "agent run ended",
+    ] {
+        assert!(
+            logs.lines().any(|l| l.contains(line) && l.contains(&id)),
+            "no `{line}` line for {id} in:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("Writing the file."), "{logs}");
+
     // The project's totals.
     let project = sandbox
         .ctl(&["projects", "show", "demo", "--json"])

@@ -312,11 +312,15 @@ fn log_agent_event(id: &str, event: &AgentEvent) {
         } => {
             tracing::info!(task_id = %id, agent_session_id = %agent_session_id, model = model.as_deref().unwrap_or(""), "agent conversation started")
         }
-        AgentEvent::Message { .. } => tracing::debug!(task_id = %id, "agent said something"),
+        AgentEvent::Message { text } => {
+            tracing::info!(task_id = %id, chars = text.chars().count(), "agent message")
+        }
         AgentEvent::ToolCall { tool, .. } => {
             tracing::info!(task_id = %id, tool = %tool, "agent called a tool")
         }
-        AgentEvent::ToolResult { ok, .. } => tracing::debug!(task_id = %id, ok, "tool result"),
+        AgentEvent::ToolResult { tool, ok, .. } => {
+            tracing::info!(task_id = %id, tool = tool.as_deref().unwrap_or(""), ok, "tool result")
+        }
         AgentEvent::Denied { tool, .. } => {
             tracing::warn!(task_id = %id, tool = %tool, "agent tool call denied")
         }
