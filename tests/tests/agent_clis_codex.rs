@@ -5,6 +5,9 @@
 //!
 //! `AIFACTORY_BLESS=1` writes each scenario's output to `tests/fixtures/agents/codex-*.jsonl`,
 //! the fixtures the codex adapter's parser is written against.
+//!
+//! One file past 600 lines on purpose: one CLI's scenarios over one shared setup (its argv,
+//! its private network, its scripted API), read side by side with claude's in `agent_clis.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
