@@ -39,7 +39,7 @@ impl EgressTrap {
                     }
                     let Ok(conn) = conn else { continue };
                     let attempts = Arc::clone(&attempts);
-                    std::thread::spawn(move || refuse(conn, &attempts));
+                    std::thread::spawn(move || record_and_refuse(conn, &attempts));
                 }
             })
         };
@@ -76,7 +76,8 @@ impl EgressTrap {
     }
 }
 
-fn refuse(conn: TcpStream, attempts: &Mutex<Vec<String>>) {
+/// Records one proxy request's first line (`CONNECT host:443 HTTP/1.1`) and refuses it.
+pub fn record_and_refuse(conn: TcpStream, attempts: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(&conn);
     let mut line = String::new();
     if reader.read_line(&mut line).is_ok() && !line.is_empty() {

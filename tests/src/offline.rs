@@ -17,7 +17,6 @@
 //! so no `pre_exec` is needed.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::AsFd;
 use std::process::{Child, Command};
@@ -126,14 +125,7 @@ fn private_netns() -> Result<File, String> {
 
 /// Accepts proxy connections for the life of the test: records each request line, refuses it.
 fn record_attempts(listener: &TcpListener, attempts: &Mutex<Vec<String>>) {
-    for mut stream in listener.incoming().flatten() {
-        let mut line = String::new();
-        let _ = BufReader::new(&stream).read_line(&mut line);
-        eprintln!("offline: an attempt to leave the machine: {}", line.trim());
-        attempts
-            .lock()
-            .expect("proxy attempts")
-            .push(line.trim().to_string());
-        let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+    for stream in listener.incoming().flatten() {
+        crate::egress::record_and_refuse(stream, attempts);
     }
 }
