@@ -1,8 +1,8 @@
-//! The real Codex CLI for tests: where it is installed, and the headless, offline command
-//! line that runs it against the scripted Responses API of [`crate::openai_api`]. What each
-//! switch does and why is in `tests/agents/CODEX.md`.
+//! The real Codex CLI for tests (installed where [`crate::agent_clis`] finds it): the
+//! headless, offline command line that runs it against the scripted Responses API of
+//! [`crate::openai_api`]. What each switch does and why is in `tests/agents/CODEX.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The provider name the command line defines, and the env var its key is read from.
@@ -10,17 +10,6 @@ pub const PROVIDER: &str = "scripted";
 pub const KEY_ENV: &str = "AIFACTORY_TEST_OPENAI_KEY";
 /// A model name the scripted server accepts; codex warns it has no metadata for it.
 pub const MODEL: &str = "test-model";
-
-/// The codex launcher: `AIFACTORY_CODEX_BIN`, else the pinned npm install in
-/// `target/agent-clis/`. `None` when it is not there (the caller skips).
-pub fn codex_bin() -> Option<PathBuf> {
-    let path = match std::env::var_os("AIFACTORY_CODEX_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/agent-clis/node_modules/.bin/codex"),
-    };
-    path.is_file().then_some(path)
-}
 
 /// Limits of the provider: how often codex retries on its own, how long a silent stream may
 /// last before it gives up.

@@ -38,12 +38,12 @@ struct Scene {
 impl Scene {
     /// `None` (the test skips) when codex is not installed.
     fn new(test: &str, script: Vec<Turn>) -> Option<Scene> {
-        let Some(bin) = codex_cli::codex_bin() else {
-            aifactory_tests::skip(
-                test,
-                "no codex CLI: run the agent CLI install (target/agent-clis) or set AIFACTORY_CODEX_BIN",
-            );
-            return None;
+        let bin = match aifactory_tests::agent_clis::codex() {
+            Ok(bin) => bin,
+            Err(e) => {
+                aifactory_tests::skip(test, &e.to_string());
+                return None;
+            }
         };
         let tmp = tempfile::tempdir().unwrap();
         let repo = aifactory_tests::git::init_repo(&tmp.path().join("repo"), "main", None);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aifactory_common::protocol::{Event, EventKind, FailureKind, Request, StreamItem};
-use aifactory_tests::codex_cli::{MODEL, codex_bin};
+use aifactory_tests::codex_cli::MODEL;
 use aifactory_tests::egress::EgressTrap;
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::openai_api::{
@@ -74,12 +74,12 @@ impl Rig {
         profile: &str,
         key: KeyFrom,
     ) -> Option<Rig> {
-        let Some(codex) = codex_bin() else {
-            skip(
-                test,
-                "codex is not installed: run tests/agents/install (or set AIFACTORY_CODEX_BIN)",
-            );
-            return None;
+        let codex = match aifactory_tests::agent_clis::codex() {
+            Ok(codex) => codex,
+            Err(e) => {
+                skip(test, &e.to_string());
+                return None;
+            }
         };
         let sandbox = Sandbox::new();
         let api = OpenAiApi::start(
