@@ -672,3 +672,56 @@ async fn a_nul_byte_in_the_command_or_environment_is_refused() {
         .json();
     assert_eq!(list.as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_restart_with_another_panes_root_keeps_the_sessions_where_they_live() {
+    let sandbox = Sandbox::new();
+    let first_root = sandbox.path().join("panes-a");
+    let second_root = sandbox.path().join("panes-b");
+    sandbox.write_config(&format!("panes_dir = {:?}\n", first_root.to_str().unwrap()));
+    let mut daemon = sandbox.daemon().start();
+    let old = new_session(&sandbox, &["--", "sleep", "900"]);
+    let pid = old["pid"].as_u64().unwrap() as u32;
+    assert!(
+        old["pane_dir"]
+            .as_str()
+            .unwrap()
+            .starts_with(first_root.to_str().unwrap())
+    );
+    daemon.signal(Signal::SIGTERM);
+    daemon
+        .wait_exit(Duration::from_secs(30))
+        .expect("the daemon stops");
+    drop(daemon);
+
+    sandbox.write_config(&format!(
+        "panes_dir = {:?}\n",
+        second_root.to_str().unwrap()
+    ));
+    let _again = sandbox.daemon().log_name("again").start();
+    // Re-adopted from where it lives, and watched there: still running, the same process.
+    let seen = sandbox
+        .ctl(&["sessions", "show", old["id"].as_str().unwrap(), "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(seen["state"], "running", "{seen:#}");
+    assert!(!has_ended(pid), "its program was killed");
+    assert_eq!(seen["pane_dir"], old["pane_dir"]);
+    // New sessions go to the new root.
+    let new = new_session(&sandbox, &["--", "sleep", "900"]);
+    assert!(
+        new["pane_dir"]
+            .as_str()
+            .unwrap()
+            .starts_with(second_root.to_str().unwrap())
+    );
+    // And the old one ends as it should, seen where it lives: exited (by the kill's signal),
+    // not lost (a watcher looking in the new root finds no monitor and records it lost).
+    sandbox
+        .ctl(&["sessions", "kill", old["id"].as_str().unwrap()])
+        .assert_ok();
+    let ended = sandbox
+        .ctl(&["sessions", "wait", old["id"].as_str().unwrap(), "--json"])
+        .json();
+    assert_eq!(ended["state"], "exited", "{ended:#}");
+}

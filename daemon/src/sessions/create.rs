@@ -64,7 +64,9 @@ impl Sessions {
             Ok(info) => {
                 let session = self.record_running(&inserted, &info).await?;
                 let _ = self.state_channel(&inserted);
-                self.clone().watch(inserted.clone());
+                // Made in this daemon's panes root just now.
+                let pane_dir = self.panes.path.join(&inserted);
+                self.clone().watch(inserted.clone(), pane_dir);
                 tracing::info!(session_id = %inserted, pid = info.pid, command = ?spec.command, "session started");
                 self.events
                     .publish(EventKind::SessionCreated {

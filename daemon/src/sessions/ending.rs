@@ -2,7 +2,7 @@
 //! re-adoption at startup of the sessions a previous daemon left running, and recording how
 //! each one ended.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aifactory_common::pane::{EXIT_FILE, ExitInfo};
@@ -55,10 +55,11 @@ impl Sessions {
             .await;
     }
 
-    /// Waits on a running session's monitor until it ends, then records the outcome.
-    pub(super) fn watch(self: Arc<Self>, id: String) {
+    /// Waits on a running session's monitor, in `pane_dir`, until it ends, then records the
+    /// outcome. A session lives where it was created until it ends, whatever the panes root is
+    /// now: its recorded pane dir is the one to watch.
+    pub(super) fn watch(self: Arc<Self>, id: String, pane_dir: PathBuf) {
         tokio::spawn(async move {
-            let pane_dir = self.panes.path.join(&id);
             let ended = match MonitorClient::connect(&pane_dir).await {
                 Ok(mut client) => client.wait_exit().await,
                 Err(e) => Err(e),
@@ -131,7 +132,7 @@ impl Sessions {
                         Some(exit) => self.finish(&id, Ending::Exited(exit)).await,
                         None => {
                             tracing::info!(session_id = %id, pid = info.pid, "session re-adopted");
-                            self.clone().watch(id);
+                            self.clone().watch(id, pane_dir);
                         }
                     }
                 }
@@ -179,7 +180,7 @@ impl Sessions {
                     Some(exit) => self.finish(id, Ending::Exited(exit)).await,
                     None => {
                         tracing::info!(session_id = %id, pid = info.pid, "session adopted after an interrupted start");
-                        self.clone().watch(id.to_string());
+                        self.clone().watch(id.to_string(), pane_dir.to_path_buf());
                     }
                 }
             }
