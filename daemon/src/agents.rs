@@ -25,6 +25,11 @@ use crate::credentials::{self, Host, KeySettings, KeySource, SecretEnv};
 
 pub const DEFAULT_AGENT: &str = "claude";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Most attempts a task may get: past this, restarting is a loop, not a policy.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Longest `stall_after` (30 days), here and in the daemon's config: longer is never, and a
+/// deadline that far stays a time the clock can hold.
+pub const MAX_STALL_AFTER_S: u64 = 30 * 86_400;
 
 /// One `[agents.NAME]` table as written. Every key is optional so that a profile with a
 /// mistake still loads and can say what is wrong with it.
@@ -217,9 +222,25 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
     let max_attempts = file.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if max_attempts == 0 {
         problems.push(ProfileProblem::NoAttempts);
+    } else if max_attempts > MAX_ATTEMPTS {
+        problems.push(out_of_range(
+            name,
+            "max_attempts",
+            max_attempts,
+            MAX_ATTEMPTS,
+            "",
+        ));
     }
-    if file.stall_after == Some(0) {
-        problems.push(ProfileProblem::StallsAtOnce);
+    match file.stall_after {
+        Some(0) => problems.push(ProfileProblem::StallsAtOnce),
+        Some(s) if s > MAX_STALL_AFTER_S => problems.push(out_of_range(
+            name,
+            "stall_after",
+            s,
+            MAX_STALL_AFTER_S,
+            " seconds (30 days)",
+        )),
+        _ => {}
     }
     let headless = file.headless.unwrap_or(true);
     if kind == AgentKind::ClaudeCode && headless && !bypasses_permissions(&command) {
@@ -257,6 +278,20 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
         stall_after_s: file.stall_after,
         file,
         problems,
+    }
+}
+
+/// A number past its bound: a value the table's reader refuses, as it refuses a wrong type.
+fn out_of_range(
+    profile: &str,
+    key: &str,
+    value: impl std::fmt::Display,
+    max: impl std::fmt::Display,
+    unit: &str,
+) -> ProfileProblem {
+    ProfileProblem::Unreadable {
+        profile: profile.to_string(),
+        error: format!("`{key}` = {value} is outside 1..={max}{unit}"),
     }
 }
 
@@ -613,6 +648,27 @@ mod tests {
             "{:?}",
             p.problems
         );
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        let p = profile(
+            "kind = \"custom\"\ncommand = [\"sh\"]\nstall_after = 9223372036854775807\nmax_attempts = 4000000000",
+        );
+        let text = sentences(&p.problems);
+        assert_eq!(p.problems.len(), 2, "{text}");
+        assert!(
+            text.contains("stall_after") && text.contains("1..=2592000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("max_attempts") && text.contains("1..=100"),
+            "{text}"
+        );
+        let p = profile(
+            "kind = \"custom\"\ncommand = [\"sh\"]\nstall_after = 2592000\nmax_attempts = 100",
+        );
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! key and the file.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,10 +17,16 @@ use serde::{Deserialize, Serialize};
 use crate::agents::{self, Profile};
 
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Far beyond the file descriptors any one process gets.
+const MAX_CONNECTIONS: u32 = 65_536;
 pub const DEFAULT_SOCKET_GROUP: &str = "aifactory";
 pub const DEFAULT_MIGRATE_LOCK_TIMEOUT_S: u64 = 60;
+/// A day: a migration lock held longer is a stuck holder, not a slow one.
+const MAX_MIGRATE_LOCK_TIMEOUT_S: u64 = 86_400;
 const MIN_FRAME_BYTES: usize = 1024;
 const MIN_PANE_LOG_MAX: u64 = 4096;
+/// 1 TiB: a bigger log is a disk filled, not a log kept.
+const MAX_PANE_LOG_MAX: u64 = 1 << 40;
 pub const DEFAULT_STALL_AFTER_S: u64 = 600;
 /// Prompts that wait for a person, matched against the last line of an agent's output.
 /// ASCII-only (`-u`): the prompts are English, and a Unicode class such as `\W` would cost the
@@ -183,10 +191,12 @@ impl Config {
                 ),
             ));
         }
-        let max_connections = file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            return Err(value_err("max_connections", "must be at least 1".into()));
-        }
+        let max_connections = bounded(
+            file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1..=MAX_CONNECTIONS,
+            "",
+        )
+        .map_err(|m| value_err("max_connections", m))?;
         let max_frame_bytes = file.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES);
         if !(MIN_FRAME_BYTES..=DECODE_LIMIT_BYTES).contains(&max_frame_bytes) {
             return Err(value_err(
@@ -206,26 +216,41 @@ impl Config {
         };
         let socket_mode = match file.socket_mode {
             None => default_socket_mode,
-            Some(text) => parse_mode(&text).ok_or_else(|| {
-                value_err(
-                    "socket_mode",
-                    format!("`{text}` is not an octal mode between \"0000\" and \"0777\" (e.g. \"0660\")"),
-                )
-            })?,
+            Some(text) => {
+                let mode = parse_mode(&text).ok_or_else(|| {
+                    value_err(
+                        "socket_mode",
+                        format!("`{text}` is not an octal mode between \"0000\" and \"0777\" (e.g. \"0660\")"),
+                    )
+                })?;
+                // Connecting to a socket takes write permission on it: without read and write
+                // for its owner, only root could use the daemon.
+                if mode & 0o600 != 0o600 {
+                    return Err(value_err(
+                        "socket_mode",
+                        format!(
+                            "`{text}` keeps the daemon's own user (and so everyone but root) from connecting: use \"0600\" (that user only), \"0660\" (and the socket group) or \"0666\" (every local user)"
+                        ),
+                    ));
+                }
+                mode
+            }
         };
-        let migrate_lock_timeout = Duration::from_secs(
+        let migrate_lock_timeout = bounded(
             file.migrate_lock_timeout
                 .unwrap_or(DEFAULT_MIGRATE_LOCK_TIMEOUT_S),
-        );
-        let pane_log_max = file
-            .pane_log_max
-            .unwrap_or(aifactory_common::pane::DEFAULT_PANE_LOG_MAX);
-        if pane_log_max < MIN_PANE_LOG_MAX {
-            return Err(value_err(
-                "pane_log_max",
-                format!("{pane_log_max} is below the minimum of {MIN_PANE_LOG_MAX} bytes"),
-            ));
-        }
+            0..=MAX_MIGRATE_LOCK_TIMEOUT_S,
+            " seconds",
+        )
+        .map_err(|m| value_err("migrate_lock_timeout", m))?;
+        let pane_log_max = bounded(
+            file.pane_log_max
+                .unwrap_or(aifactory_common::pane::DEFAULT_PANE_LOG_MAX),
+            MIN_PANE_LOG_MAX..=MAX_PANE_LOG_MAX,
+            " bytes",
+        )
+        .map_err(|m| value_err("pane_log_max", m))?;
+        let default_agent_set = file.default_agent.is_some();
         let default_agent = file
             .default_agent
             .unwrap_or_else(|| agents::DEFAULT_AGENT.into());
@@ -236,6 +261,12 @@ impl Config {
                 "0 would stall every task at once: give seconds, e.g. 600".into(),
             ));
         }
+        let stall_after = bounded(
+            stall_after,
+            1..=agents::MAX_STALL_AFTER_S,
+            " seconds (30 days)",
+        )
+        .map_err(|m| value_err("stall_after", m))?;
         let waiting_input_patterns = file.waiting_input_patterns.unwrap_or_else(|| {
             DEFAULT_WAITING_INPUT_PATTERNS
                 .iter()
@@ -254,7 +285,7 @@ impl Config {
             .map(|v| v.to_string_lossy().into_owned())
             .or(file.test_agent_cmd)
             .filter(|cmd| !cmd.trim().is_empty());
-        let agents = match file.agents {
+        let agents: Vec<Profile> = match file.agents {
             Some(tables) => tables
                 .iter()
                 .map(|(name, value)| agents::parse(name, value))
@@ -264,6 +295,9 @@ impl Config {
                 .map(|(name, file)| agents::from_file(&name, file, Vec::new()))
                 .collect(),
         };
+        if let Some(message) = default_agent_missing(&agents, &default_agent, default_agent_set) {
+            return Err(value_err("default_agent", message));
+        }
         Ok(Config {
             config_file: path,
             mode,
@@ -274,7 +308,7 @@ impl Config {
             max_frame_bytes,
             socket_group,
             socket_mode,
-            migrate_lock_timeout,
+            migrate_lock_timeout: Duration::from_secs(migrate_lock_timeout),
             panes_dir: file.panes_dir,
             pane_log_max,
             agents,
@@ -357,6 +391,47 @@ fn default_mode(env: &dyn Fn(&str) -> Option<std::ffi::OsString>, root: bool) ->
     }
 }
 
+/// `value` when `range` holds it; else why not, with the range.
+fn bounded<T: PartialOrd + Display>(
+    value: T,
+    range: RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, String> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is outside {}..={}{unit}: give a value in that range",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+/// Why `default_agent` names no profile, when it does not (`set`: the file names it, rather
+/// than leaving the built-in default).
+fn default_agent_missing(profiles: &[Profile], name: &str, set: bool) -> Option<String> {
+    if profiles.iter().any(|p| p.name == name) {
+        return None;
+    }
+    let known = profiles
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(match (set, known.is_empty()) {
+        (_, true) => {
+            "the config defines no agent profile: add an [agents.NAME] table, or remove the empty [agents]".into()
+        }
+        (true, false) => format!(
+            "`{name}` names no agent profile: use one of {known}, or define [agents.{name}]"
+        ),
+        (false, false) => format!(
+            "it is not set, so it is `{name}`, and the config defines no [agents.{name}]: set default_agent to one of {known}"
+        ),
+    })
+}
+
 fn parse_mode(text: &str) -> Option<u32> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     if digits.is_empty() || digits.len() > 4 {
@@ -427,6 +502,74 @@ mod tests {
     }
 
     #[test]
+    fn numbers_and_durations_are_bounded_and_the_error_gives_the_range() {
+        // Accepted before: a start then panicked adding it to an Instant.
+        let err = resolve("stall_after = 9223372036854775807")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`stall_after`") && err.contains("t.toml") && err.contains("1..=2592000"),
+            "{err}"
+        );
+        for (text, key) in [
+            (
+                "migrate_lock_timeout = 9223372036854775807",
+                "migrate_lock_timeout",
+            ),
+            ("max_connections = 4294967295", "max_connections"),
+            ("pane_log_max = 18446744073709551615", "pane_log_max"),
+        ] {
+            let err = resolve(text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("..="),
+                "{text}: {err}"
+            );
+        }
+        let c = resolve("stall_after = 2592000\nmigrate_lock_timeout = 0\nmax_connections = 65536")
+            .unwrap();
+        assert_eq!(c.stall_after, Duration::from_secs(2_592_000));
+    }
+
+    #[test]
+    fn default_agent_must_name_a_profile() {
+        let err = resolve("default_agent = \"nope\"").unwrap_err().to_string();
+        assert!(
+            err.contains("`default_agent`") && err.contains("nope") && err.contains("claude"),
+            "{err}"
+        );
+        // Left unset, it means `claude`: a config without that profile must name its default.
+        let err = resolve("[agents.x]\nkind = \"custom\"\ncommand = [\"sh\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`default_agent`") && err.contains("[agents.claude]") && err.contains("x"),
+            "{err}"
+        );
+        let c = resolve("default_agent = \"x\"\n[agents.x]\nkind = \"custom\"\ncommand = [\"sh\"]")
+            .unwrap();
+        assert_eq!(c.default_agent, "x");
+    }
+
+    #[test]
+    fn socket_mode_must_let_the_owner_connect() {
+        for mode in ["0000", "0066", "0400", "0200"] {
+            let err = resolve(&format!("socket_mode = \"{mode}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`socket_mode`") && err.contains("0600") && err.contains("0660"),
+                "{mode}: {err}"
+            );
+        }
+        for mode in ["0600", "0660", "0666", "0700"] {
+            assert!(
+                resolve(&format!("socket_mode = \"{mode}\"")).is_ok(),
+                "{mode}"
+            );
+        }
+    }
+
+    #[test]
     fn print_config_round_trips() {
         let c = resolve("socket_mode = \"0640\"\nmode = \"system\"").unwrap();
         let text = c.to_toml();
@@ -438,7 +581,7 @@ mod tests {
     #[test]
     fn a_bad_agent_profile_does_not_fail_the_config() {
         let c = resolve(
-            "[agents.bad]\nkind = \"gemini-cli\"\ncommand = 5\n[agents.good]\nkind = \"custom\"\ncommand = [\"sh\"]",
+            "default_agent = \"good\"\n[agents.bad]\nkind = \"gemini-cli\"\ncommand = 5\n[agents.good]\nkind = \"custom\"\ncommand = [\"sh\"]",
         )
         .unwrap();
         assert_eq!(c.agents.len(), 2);

@@ -950,3 +950,51 @@ fn a_project_with_tasks_cannot_be_removed() {
     sandbox.ctl(&["tasks", "remove", "keep"]).assert_ok();
     sandbox.ctl(&["projects", "remove", "demo"]).assert_ok();
 }
+
+#[test]
+fn a_stall_time_past_any_clock_is_refused_by_name() {
+    // The config's: once accepted, and the first `tasks start` panicked ("overflow when adding
+    // duration to instant"), leaving the task in planning.
+    let sandbox = Sandbox::new();
+    fake_agent_config(
+        &sandbox,
+        "stall_after = 9223372036854775807",
+        &["sleep", "300"],
+        "",
+    );
+    let mut d = sandbox.daemon().spawn();
+    let status = d
+        .wait_exit(EVENT_TIMEOUT)
+        .unwrap_or_else(|| panic!("the daemon started with it:\n{}", d.logs()));
+    assert!(!status.success());
+    let logs = d.logs();
+    assert!(
+        logs.contains("`stall_after`")
+            && logs.contains("1..=2592000")
+            && logs.contains(sandbox.config_file().to_str().unwrap()),
+        "{logs}"
+    );
+
+    // A profile's: the profile is unusable, says why, and the start is refused.
+    let sandbox = Sandbox::new();
+    fake_agent_config(
+        &sandbox,
+        "",
+        &["sleep", "300"],
+        "stall_after = 9223372036854775807",
+    );
+    let _d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let id = create(&sandbox, "forever")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = sandbox.ctl(&["tasks", "start", &id]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("stall_after") && refused.stderr.contains("1..=2592000"),
+        "{refused:?}"
+    );
+    assert_eq!(show(&sandbox, &id)["phase"], "backlog");
+    sandbox.ctl(&["status"]).assert_ok();
+}

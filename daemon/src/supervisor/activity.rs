@@ -15,6 +15,16 @@ use super::output::LineBuffer;
 pub const QUIET: Duration = Duration::from_millis(750);
 /// How often at most the last-output time is written to the store (it is kept in memory).
 pub const OUTPUT_TIME_EVERY: Duration = Duration::from_secs(5);
+/// Stands for "never" where a deadline would fall past what the clock can hold.
+const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + after`, or [`NEVER`] from now when that sum is past what the clock can hold (the
+/// config bounds its durations, but no duration may panic a runner).
+pub fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(NEVER))
+        .unwrap_or(now)
+}
 
 #[derive(Debug)]
 pub struct Activity {
@@ -47,7 +57,7 @@ impl Activity {
     pub fn new(now: Instant, stall_after: Duration) -> Activity {
         Activity {
             stall_after,
-            stall_deadline: Some(now + stall_after),
+            stall_deadline: Some(later(now, stall_after)),
             quiet_deadline: None,
             output_time_written: None,
             waiting: false,
@@ -66,8 +76,8 @@ impl Activity {
     /// The agent printed `data` at `now`.
     pub fn output(&mut self, now: Instant, data: &[u8]) -> OnOutput {
         let unstall = self.stall_deadline.is_none();
-        self.stall_deadline = Some(now + self.stall_after);
-        self.quiet_deadline = Some(now + QUIET);
+        self.stall_deadline = Some(later(now, self.stall_after));
+        self.quiet_deadline = Some(later(now, QUIET));
         let stop_waiting = std::mem::take(&mut self.waiting);
         let phases = self.line.push(data);
         let write_output_time = self
@@ -87,7 +97,7 @@ impl Activity {
     /// The agent's progress file said something new at `now`; true when that ends a stall.
     pub fn progress(&mut self, now: Instant) -> bool {
         let unstall = self.stall_deadline.is_none();
-        self.stall_deadline = Some(now + self.stall_after);
+        self.stall_deadline = Some(later(now, self.stall_after));
         unstall
     }
 
@@ -116,6 +126,20 @@ mod tests {
     use super::*;
 
     const STALL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_stall_time_past_the_clock_never_stalls_and_never_panics() {
+        // `stall_after = 9223372036854775807` once panicked here ("overflow when adding
+        // duration to instant") and left the task in planning.
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0, Duration::MAX);
+        let far = a.stall_deadline().unwrap();
+        assert!(far > t0 + Duration::from_secs(86_400 * 365), "{far:?}");
+        a.output(t0, b"x");
+        a.stalled();
+        assert!(a.progress(t0));
+        assert!(a.stall_deadline().is_some());
+    }
 
     #[test]
     fn output_moves_the_deadlines_and_writes_its_time_now_and_then() {

@@ -374,7 +374,7 @@ impl Runner {
         // Any progress written before we watched counts.
         sup.read_progress(id).await;
         let mut activity = Activity::new(Instant::now(), stall_after);
-        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        let far = || super::activity::later(Instant::now(), Duration::from_secs(86_400 * 365));
         loop {
             let progress_wake = async {
                 match self.progress.as_mut() {
