@@ -9,7 +9,7 @@ use std::path::Path;
 use aifactory_common::diagnose::LocalFacts;
 
 use crate::config::{Config, ConfigFile, Overrides};
-use crate::{agents, migrate, panes};
+use crate::{agents, migrate, panes, storage};
 
 pub fn local_facts(overrides: &Overrides) -> LocalFacts {
     let (config, config_error) = match Config::load(overrides) {
@@ -85,6 +85,6 @@ fn probe_state_dir(dir: &Path) -> Option<String> {
     let probe = dir.join(format!(".doctor-probe-{}", std::process::id()));
     match std::fs::write(&probe, b"probe").and_then(|()| std::fs::remove_file(&probe)) {
         Ok(()) => None,
-        Err(e) => Some(format!("{} does not take a file: {e}", dir.display())),
+        Err(e) => Some(storage::refusal(dir, &e)),
     }
 }

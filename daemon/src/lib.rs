@@ -42,6 +42,7 @@ mod projects;
 mod server;
 mod sessions;
 mod state;
+mod storage;
 pub mod store;
 mod supervisor;
 mod tasks;
@@ -241,17 +242,13 @@ fn open_store(
             outcome.to
         }
         (reason, _) => {
-            let reason = reason.clone().unwrap_or_else(|| {
-                format!(
-                    "{} is not writable ({}): make it writable by uid {}",
+            let reason = reason.clone().unwrap_or_else(|| match &state_writable {
+                Err(e) => storage::refusal(state_dir, e),
+                Ok(()) => format!(
+                    "the migration lock in {} cannot be taken: make it writable by uid {}",
                     state_dir.display(),
-                    state_writable
-                        .as_ref()
-                        .err()
-                        .map(|e| e.to_string())
-                        .unwrap_or_default(),
                     nix::unistd::geteuid()
-                )
+                ),
             });
             let (current, pending) = migrate::plan(&conn, &file, state_dir)?;
             if !pending.is_empty() {
@@ -271,13 +268,14 @@ fn open_store(
         }
     };
     drop(lock);
-    let readonly = readonly.or_else(|| state_writable.err().map(|e| {
-        format!(
-            "the state directory {} is not writable ({e}): make it writable by uid {}, then restart aifactoryd",
-            state_dir.display(),
-            nix::unistd::geteuid()
-        )
-    }));
+    let readonly = readonly.or_else(|| {
+        state_writable.err().map(|e| {
+            format!(
+                "{}, then restart aifactoryd",
+                storage::refusal(state_dir, &e)
+            )
+        })
+    });
     let store = store::Store::start(conn, file, readonly).map_err(DaemonError::StoreThread)?;
     Ok((store, version))
 }

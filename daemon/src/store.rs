@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::storage::{self, Cause};
 use aifactory_common::protocol::StoreHealth;
 use aifactory_common::sync::lock;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -135,6 +136,13 @@ fn percent_encode_path(path: &Path) -> String {
 }
 
 fn readonly_reason(file: &Path) -> String {
+    if storage::cause(dir_of(file), None) == Some(Cause::ReadOnlyMount) {
+        return format!(
+            "the database {} is read-only: {}, then restart aifactoryd",
+            file.display(),
+            Cause::ReadOnlyMount.fix(dir_of(file))
+        );
+    }
     format!(
         "the database {} is read-only for uid {}: make it and its directory writable (`chmod u+w {} {}`) or check for a read-only mount, then restart aifactoryd",
         file.display(),
@@ -180,6 +188,23 @@ pub fn classify(conn: &Connection, file: &Path, e: &rusqlite::Error) -> StoreErr
     let dir = dir_of(file).display();
     let file_shown = file.display();
     let uid = nix::unistd::geteuid();
+    // What the filesystem says beats what SQLite's code suggests: a read-only mount shows as
+    // "cannot open" or "read-only", a full disk as an I/O error.
+    let io = matches!(
+        code,
+        ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+    );
+    let errno = (errno != 0).then_some(errno);
+    if let Some(cause) = storage::cause(dir_of(file), errno).filter(|_| io) {
+        return StoreError::WriteFailed(format!(
+            "cannot write {file_shown} ({e}; {os}): {}, then retry; nothing was saved",
+            cause.fix(dir_of(file))
+        ));
+    }
     let message = match code {
         ErrorCode::ReadOnly | ErrorCode::PermissionDenied => format!(
             "cannot write {file_shown}: the database is read-only ({e}; {os}): make it and {dir} writable by uid {uid} (`chmod u+w {file_shown} {dir}`) or remount the filesystem read-write; nothing was saved"

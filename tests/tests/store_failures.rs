@@ -240,3 +240,139 @@ fn full_disk_is_refused_clearly_and_nothing_unsaved_is_reported_saved() {
     assert_eq!(status["store_writable"], true, "{status}");
     drop(daemon);
 }
+
+/// Mounts a tmpfs of `size` on `dir`; `None` (after a skip) when this machine cannot.
+fn tmpfs(test: &str, dir: &Path, size: &str) -> Option<Mount> {
+    if !is_root() {
+        skip(test, "needs root to mount a tmpfs");
+        return None;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
+        .arg(dir)
+        .output()
+        .expect("run mount");
+    if !mounted.status.success() {
+        skip(
+            test,
+            &format!(
+                "cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&mounted.stderr)
+            ),
+        );
+        return None;
+    }
+    Some(Mount(dir.to_path_buf()))
+}
+
+/// Writes to `dir` until its filesystem has not one byte left; returns the file.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let one = [0u8; 1];
+    while f.write_all(&one).is_ok() {}
+    filler
+}
+
+/// A sandbox with two git work trees for a daemon that runs as the test's own user (root: the
+/// filesystem, not permissions, is what refuses here).
+fn own_sandbox_with_repos() -> (Sandbox, PathBuf) {
+    let sandbox = Sandbox::new();
+    sandbox.write_config("");
+    let repo = init_repo(&sandbox.path().join("repo"), "main", None);
+    init_repo(&sandbox.path().join("repo2"), "main", None);
+    (sandbox, repo)
+}
+
+#[test]
+fn a_read_only_mount_is_named_with_its_fix() {
+    let test = "a_read_only_mount_is_named_with_its_fix";
+    let (sandbox, repo) = own_sandbox_with_repos();
+    let state = sandbox.state_dir();
+    let Some(_mount) = tmpfs(test, &state, "8m") else {
+        return;
+    };
+    let first = sandbox.daemon().log_name("rw").start();
+    sandbox.ctl(&["projects", "add", s(&repo)]).assert_ok();
+    stop(first);
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(remount.success());
+
+    let _d = sandbox.daemon().log_name("ro-mount").start();
+    let fix = "read-only file system: remount it read-write or set state_dir elsewhere";
+    let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+    assert_eq!(status["store_writable"], false, "{status}");
+    let store = status["store"].as_str().unwrap();
+    assert!(store.contains(fix) && store.contains(s(&state)), "{store}");
+    // Making the directory writable by uid 0 would change nothing: root already may.
+    assert!(!store.contains("writable by uid"), "{store}");
+    assert_eq!(project_count(&sandbox), 1, "reads are still served");
+    let refused = sandbox.ctl(&["projects", "add", s(&sandbox.path().join("repo2"))]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains(fix), "{refused:?}");
+}
+
+#[test]
+fn a_full_state_dir_at_startup_asks_for_free_space() {
+    let test = "a_full_state_dir_at_startup_asks_for_free_space";
+    let (sandbox, repo) = own_sandbox_with_repos();
+    let state = sandbox.state_dir();
+    let Some(_mount) = tmpfs(test, &state, "1m") else {
+        return;
+    };
+    // Killed, the daemon leaves its WAL behind and the database opens; stopped, it does not,
+    // and SQLite cannot create it. Both must say the disk is full.
+    let ways = [
+        (
+            Signal::SIGKILL,
+            "killed",
+            "full-after-kill",
+            "cleared-after-kill",
+        ),
+        (
+            Signal::SIGTERM,
+            "stopped",
+            "full-after-stop",
+            "cleared-after-stop",
+        ),
+    ];
+    for (end, name, full, cleared) in ways {
+        let mut first = sandbox.daemon().log_name(name).start();
+        sandbox.ctl(&["projects", "add", s(&repo)]).assert_ok();
+        first.signal(end);
+        first.wait_exit(Duration::from_secs(10)).expect("ends");
+        let filler = fill(&state);
+
+        let d = sandbox.daemon().log_name(full).start();
+        let status = sandbox.ctl(&["status", "--json"]).assert_ok().json();
+        assert_eq!(status["store_writable"], false, "{name}: {status}");
+        let store = status["store"].as_str().unwrap();
+        assert!(
+            store.contains("the disk is full")
+                && store.contains("free space")
+                && store.contains(&format!("df -h {}", s(&state))),
+            "{name}: {store}"
+        );
+        assert!(!store.contains("writable"), "{name}: {store}");
+        assert_eq!(project_count(&sandbox), 1, "{name}: reads are still served");
+        stop(d);
+        std::fs::remove_file(&filler).unwrap();
+        let d = sandbox.daemon().log_name(cleared).start();
+        sandbox.ctl(&["projects", "remove", "repo"]).assert_ok();
+        stop(d);
+    }
+}
