@@ -725,3 +725,49 @@ fn a_restart_with_another_panes_root_keeps_the_sessions_where_they_live() {
         .json();
     assert_eq!(ended["state"], "exited", "{ended:#}");
 }
+
+#[test]
+fn cwd_is_stored_without_dot_dot_and_one_that_cannot_be_read_lexically_is_refused() {
+    let sandbox = Sandbox::new();
+    let _d = sandbox.daemon().start();
+    let base = sandbox.path().join("work");
+    std::fs::create_dir_all(base.join("a/b")).unwrap();
+    std::fs::create_dir_all(base.join("c")).unwrap();
+    let s = new_session(
+        &sandbox,
+        &[
+            "--cwd",
+            &format!("{}/a/./b/../../c/", base.display()),
+            "--",
+            "sleep",
+            "300",
+        ],
+    );
+    assert_eq!(s["cwd"], base.join("c").to_str().unwrap(), "{s}");
+    let shown = sandbox
+        .ctl(&["sessions", "show", s["id"].as_str().unwrap(), "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(shown["cwd"], base.join("c").to_str().unwrap(), "{shown}");
+
+    // `..` after a symbolic link leaves the link's target, not the directory the path names:
+    // the two readings disagree, so the path is refused with both.
+    std::os::unix::fs::symlink(base.join("a/b"), base.join("link")).unwrap();
+    let through = format!("{}/link/..", base.display());
+    let refused = sandbox.ctl(&["sessions", "new", "--cwd", &through, "--", "true"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("symbolic link")
+            && refused.stderr.contains(base.join("a").to_str().unwrap())
+            && refused.stderr.contains(&through),
+        "{refused:?}"
+    );
+    // `..` after a directory that does not exist cannot be resolved at all.
+    let missing = format!("{}/nothing/../c", base.display());
+    let refused = sandbox.ctl(&["sessions", "new", "--cwd", &missing, "--", "true"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains(&missing) && refused.stderr.contains("does not exist"),
+        "{refused:?}"
+    );
+}

@@ -29,6 +29,8 @@ pub(super) fn code(e: &SessionError) -> ErrorCode {
         SessionError::NoCommand
         | SessionError::BadName(_)
         | SessionError::BadCwd(_)
+        | SessionError::CwdUnresolvable { .. }
+        | SessionError::CwdThroughSymlink { .. }
         | SessionError::BadEnvName(_)
         | SessionError::NulInEnv(_)
         | SessionError::NulInArg(_)

@@ -1,6 +1,7 @@
 //! Starting a session: checking its spec, recording it, creating its pane directory and
 //! having a monitor start its program.
 
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use aifactory_common::pane::MonitorInfo;
@@ -15,16 +16,17 @@ const DEFAULT_ROWS: u16 = 40;
 
 impl Sessions {
     /// Starts a program in a new session.
-    pub async fn create(self: &Arc<Self>, spec: SessionSpec) -> Result<SessionInfo, SessionError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        mut spec: SessionSpec,
+    ) -> Result<SessionInfo, SessionError> {
         if spec.command.first().is_none_or(String::is_empty) {
             return Err(SessionError::NoCommand);
         }
         if let Some(name) = &spec.name {
             check_name(name)?;
         }
-        if !spec.cwd.is_absolute() || !spec.cwd.is_dir() {
-            return Err(SessionError::BadCwd(spec.cwd.clone()));
-        }
+        spec.cwd = working_dir(&spec.cwd)?;
         for (key, value) in &spec.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(SessionError::BadEnvName(key.clone()));
@@ -160,4 +162,94 @@ fn base_env() -> Vec<(String, String)> {
         .collect();
     env.push(("TERM".into(), "xterm-256color".into()));
     env
+}
+
+/// `cwd` as it is stored: absolute, without `.` and `..`, naming the directory the kernel
+/// enters. `..` is read lexically; a path whose lexical reading is not the kernel's (a `..`
+/// after a symbolic link) or that the kernel cannot read at all (a `..` after a directory that
+/// does not exist) is refused with why.
+fn working_dir(cwd: &Path) -> Result<PathBuf, SessionError> {
+    if !cwd.is_absolute() {
+        return Err(SessionError::BadCwd(cwd.to_path_buf()));
+    }
+    let lexical = lexically_normal(cwd);
+    if cwd.components().any(|c| c == Component::ParentDir) {
+        let entered = std::fs::canonicalize(cwd).map_err(|e| SessionError::CwdUnresolvable {
+            path: cwd.to_path_buf(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "a directory before one of its `..` does not exist".into()
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        let named = std::fs::canonicalize(&lexical).ok();
+        if named.as_ref() != Some(&entered) {
+            return Err(SessionError::CwdThroughSymlink {
+                path: cwd.to_path_buf(),
+                lexical,
+                entered,
+            });
+        }
+    }
+    if !lexical.is_dir() {
+        return Err(SessionError::BadCwd(cwd.to_path_buf()));
+    }
+    Ok(lexical)
+}
+
+/// `path` without `.` and `..` components, read as text (`/..` is `/`, as POSIX says).
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_and_dot_dot_are_read_as_text() {
+        for (given, normal) in [
+            ("/a/./b/../../c/", "/c"),
+            ("/..", "/"),
+            ("/a/b/..", "/a"),
+            ("/a//b", "/a/b"),
+        ] {
+            assert_eq!(
+                lexically_normal(Path::new(given)),
+                Path::new(normal),
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dot_dot_the_kernel_reads_otherwise_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        assert_eq!(working_dir(&base.join("a/b/..")).unwrap(), base.join("a"));
+        std::os::unix::fs::symlink(base.join("a/b"), base.join("link")).unwrap();
+        let err = working_dir(&base.join("link/..")).unwrap_err();
+        assert!(
+            matches!(&err, SessionError::CwdThroughSymlink { entered, .. } if *entered == base.join("a")),
+            "{err}"
+        );
+        let err = working_dir(&base.join("none/../a")).unwrap_err();
+        assert!(matches!(err, SessionError::CwdUnresolvable { .. }), "{err}");
+        assert!(matches!(
+            working_dir(Path::new("a/b")),
+            Err(SessionError::BadCwd(_))
+        ));
+    }
 }

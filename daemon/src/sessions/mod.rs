@@ -52,6 +52,22 @@ pub enum SessionError {
         .0.display()
     )]
     BadCwd(PathBuf),
+    #[error(
+        "{} cannot be resolved: {reason}: give an existing directory with --cwd",
+        path.display()
+    )]
+    CwdUnresolvable { path: PathBuf, reason: String },
+    #[error(
+        "`..` in {} comes after a symbolic link, so the kernel would enter {}, not {}: give the directory you mean without `..`",
+        path.display(),
+        entered.display(),
+        lexical.display()
+    )]
+    CwdThroughSymlink {
+        path: PathBuf,
+        lexical: PathBuf,
+        entered: PathBuf,
+    },
     #[error("`{0}` is not an environment variable name")]
     BadEnvName(String),
     #[error("the value of {0} contains a NUL byte, which no environment variable can hold")]
