@@ -998,3 +998,55 @@ fn a_stall_time_past_any_clock_is_refused_by_name() {
     assert_eq!(show(&sandbox, &id)["phase"], "backlog");
     sandbox.ctl(&["status"]).assert_ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_reports_done_and_exits_0_ends_as_a_normal_end() {
+    let sandbox = Sandbox::new();
+    let agent = script(
+        &sandbox,
+        "done-agent",
+        "printf 'working\\n__EXEC_PHASE__:done\\n'; exit 0",
+    );
+    fake_agent_config(&sandbox, "", &[agent.to_str().unwrap()], "");
+    let d = sandbox.daemon().start();
+    project(&sandbox, "demo");
+    let id = create(&sandbox, "finishes")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_client, mut sub) = subscribe(&d, None).await;
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    until(&mut sub, &id, "done", phase_to(TaskPhase::Done)).await;
+    until(&mut sub, &id, "exit", |k| {
+        matches!(k, EventKind::TaskExited { .. })
+    })
+    .await;
+    let line = format!("task_id={id}");
+    assert!(
+        d.wait_log(
+            "the agent reported done and then its attempt ended (agent exited 0)",
+            EVENT_TIMEOUT
+        ),
+        "the end is told as such:\n{}",
+        d.logs()
+    );
+    let logs = d.logs();
+    let about: Vec<&str> = logs.lines().filter(|l| l.contains(&line)).collect();
+    assert!(
+        about
+            .iter()
+            .all(|l| !l.contains("cannot move") && !l.contains(" ERROR ") && !l.contains(" WARN ")),
+        "a normal end is logged as one:\n{}",
+        about.join("\n")
+    );
+    assert!(
+        about
+            .iter()
+            .any(|l| l.contains(" INFO ") && l.contains("reported done and then its attempt ended")),
+        "{}",
+        about.join("\n")
+    );
+    let shown = show(&sandbox, &id);
+    assert_eq!(shown["phase"], "done");
+    assert!(shown["last_error"].is_null(), "{shown}");
+}

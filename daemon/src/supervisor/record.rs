@@ -39,10 +39,19 @@ impl Supervisor {
         let moved = self
             .store
             .write(move |tx| {
-                tasks::set_phase(tx, &tid, to, |tx| {
+                let record = |tx: &rusqlite::Transaction| {
                     tasks::record_end(tx, &tid, error.as_deref())?;
                     tasks::set_failure(tx, &tid, stored.as_ref())
-                })
+                };
+                let moved = tasks::set_phase(tx, &tid, to, record)?;
+                // The agent reported its final phase itself: the end of its attempt is
+                // recorded all the same.
+                if let Err(tasks::TaskError::Transition { from, .. }) = &moved
+                    && reported_final(*from)
+                {
+                    record(tx)?;
+                }
+                Ok(moved)
             })
             .await;
         self.events
@@ -56,7 +65,10 @@ impl Supervisor {
             .await;
         match moved {
             Ok(Ok(from)) => tasks::announce_phase(&self.events, id, from, to, reason).await,
-            // The agent reported `done`/`failed` itself before it ended: already there.
+            // The agent reported `done`/`failed` itself before it ended: a normal end.
+            Ok(Err(tasks::TaskError::Transition { from, .. })) if reported_final(from) => {
+                tracing::info!(task_id = %id, session_id = %session_id, phase = from.as_str(), "the agent reported {} and then its attempt ended ({reason})", from.as_str())
+            }
             Ok(Err(e)) => tracing::info!(task_id = %id, "task ended ({reason}): {e}"),
             Err(e) => {
                 tracing::error!(task_id = %id, "cannot record the task's end ({reason}): {e}")
@@ -328,4 +340,9 @@ fn log_agent_event(id: &str, event: &AgentEvent) {
             tracing::info!(task_id = %id, ok = r.ok, status = %r.status, turns = r.turns, input_tokens = r.usage.input_tokens, output_tokens = r.usage.output_tokens, cost_usd = r.usage.cost_usd, "agent run ended")
         }
     }
+}
+
+/// A phase the agent reports when its work is over: its attempt may then end at any time.
+fn reported_final(phase: TaskPhase) -> bool {
+    matches!(phase, TaskPhase::Done | TaskPhase::Failed)
 }
