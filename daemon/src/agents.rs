@@ -8,7 +8,7 @@
 //! A bad profile never stops the daemon: it is kept with its problems, listed by
 //! `aifactoryctl agents check`, and a task that uses it is refused at start with them.
 //!
-//! Past 600 lines only with its unit tests (the code is under 500): one table's reading and
+//! Past 600 lines only with its unit tests (the code is under 560): one table's reading and
 //! checking, kept together so that every rule of a profile is found in one place.
 
 use std::collections::BTreeMap;

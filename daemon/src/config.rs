@@ -1,6 +1,9 @@
 //! The daemon's configuration: the optional TOML file, command-line overrides, defaults, and
 //! validation. Every key is optional; an unknown key or a bad value is an error that names the
-//! key and the file.
+//! key, its range and the file.
+//!
+//! Past 600 lines only with its unit tests (the code is under 460): every key's rule is found
+//! in this one place.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
