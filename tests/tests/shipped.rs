@@ -7,9 +7,10 @@
 //! benches), and a release build resolves features the same way, so what holds here holds for
 //! `cargo build --release --workspace` too.
 
+use std::path::Path;
 use std::process::Command;
 
-use aifactory_tests::{Sandbox, bin};
+use aifactory_tests::{HOOKED_DAEMON, Sandbox, bin};
 
 /// The shipped binaries, as `packaging/build-deb` installs them.
 const SHIPPED: [&str; 4] = [
@@ -28,30 +29,34 @@ const HOOK_MARKERS: [&str; 4] = [
     "wedging every runtime worker",
 ];
 
-fn holds(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    // Scans from each occurrence of the first byte only: the binaries are 50–120 MB.
-    memchr_all(haystack, needle[0])
-        .any(|i| haystack.get(i..i + needle.len()) == Some(needle))
-}
-
-fn memchr_all(haystack: &[u8], byte: u8) -> impl Iterator<Item = usize> + '_ {
-    haystack
-        .iter()
-        .enumerate()
-        .filter(move |(_, b)| **b == byte)
-        .map(|(i, _)| i)
+/// The [`HOOK_MARKERS`] the file at `path` holds, found by `grep` (the binaries are 50–120 MB).
+fn markers_in(path: &Path) -> Vec<String> {
+    let out = Command::new("grep")
+        .arg("-aoF")
+        .args(HOOK_MARKERS.iter().flat_map(|m| ["-e", m]))
+        .arg(path)
+        .output()
+        .expect("run grep");
+    // 0: found some, 1: found none, anything else: grep failed.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "grep {}: {out:?}",
+        path.display()
+    );
+    let mut found: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 #[test]
 fn no_shipped_binary_holds_a_test_hook_and_the_hooked_one_holds_them_all() {
     for name in SHIPPED {
         let path = bin(name);
-        let bytes = std::fs::read(&path).unwrap();
-        let found: Vec<&str> = HOOK_MARKERS
-            .into_iter()
-            .filter(|m| holds(&bytes, m))
-            .collect();
+        let found = markers_in(&path);
         assert!(
             found.is_empty(),
             "{} holds test hooks ({found:?}): test-only behaviour belongs in aifactoryd-hooked",
@@ -59,15 +64,15 @@ fn no_shipped_binary_holds_a_test_hook_and_the_hooked_one_holds_them_all() {
         );
     }
     // The markers are the hooks' real names: the binary that has the hooks holds every one.
-    let hooked = bin("aifactoryd-hooked");
-    let bytes = std::fs::read(&hooked).unwrap();
-    for marker in HOOK_MARKERS {
-        assert!(
-            holds(&bytes, marker),
-            "{} lacks {marker}: update HOOK_MARKERS to the hooks' names",
-            hooked.display()
-        );
-    }
+    let hooked = bin(HOOKED_DAEMON);
+    let mut expected: Vec<String> = HOOK_MARKERS.iter().map(|m| m.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        markers_in(&hooked),
+        expected,
+        "{} lacks some: update HOOK_MARKERS to the hooks' names",
+        hooked.display()
+    );
 }
 
 /// The shipped daemon given every hook's switch behaves as if none were set: it migrates to
