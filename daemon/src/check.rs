@@ -11,7 +11,8 @@ use aifactory_common::diagnose::LocalFacts;
 use crate::config::{Config, ConfigFile, Overrides};
 use crate::{agents, migrate, panes, storage};
 
-pub fn local_facts(overrides: &Overrides) -> LocalFacts {
+/// `known`: the migrations this binary knows (fewer under a test build's hooks).
+pub fn local_facts(overrides: &Overrides, known: migrate::Known) -> LocalFacts {
     let (config, config_error) = match Config::load(overrides) {
         Ok(config) => (Some(config), None),
         Err(e) => (None, Some(e.to_string())),
@@ -66,7 +67,7 @@ pub fn local_facts(overrides: &Overrides) -> LocalFacts {
         config_file: config.config_file.clone(),
         config_error,
         state_dir_error: probe_state_dir(&config.state_dir),
-        migrations: migrate::report::status(&config.state_dir)
+        migrations: migrate::report::status(&config.state_dir, known)
             .map(|report| report.status)
             .map_err(|e| e.to_string()),
         state_dir: config.state_dir.clone(),

@@ -1,8 +1,9 @@
 //! aifactoryd: the daemon that owns every session, agent, project and task, and serves
 //! `aifactoryctl` and `aifactory-http` over one Unix socket.
 //!
-//! [`run`] is the whole daemon; `main` only parses the command line, loads the config, sets
-//! up logging and prints what the library returns.
+//! [`run`] is the whole daemon; [`entry::main`] parses the command line, loads the config, sets
+//! up logging and prints what the library returns, for the shipped `aifactoryd` (no hooks) and
+//! the test suite's `aifactoryd-hooked` alike.
 //!
 //! Its modules, by responsibility (none imports one that imports it back):
 //! - the socket: `server` (accept and signals in one loop) joins `listener`, `connection` (one
@@ -17,7 +18,8 @@
 //! - state: `store` (SQLite), `migrate` (list, ledger, lock, backups, verification, reports),
 //!   `events` (numbered, replayable), `projects`, `config`, `state` (what the daemon holds);
 //! - the edges of the process: `notify` (sd_notify), `peer` (who is calling), `check` (the
-//!   doctor's offline facts), `cli`, `test_hooks` (inert unless the test suite's feature is on).
+//!   doctor's offline facts), `cli`, `entry` (what a binary's `main` runs), `hooks` (the
+//!   extension points only a test build fills in).
 
 mod adapters;
 mod agents;
@@ -28,9 +30,11 @@ pub mod config;
 mod connection;
 mod context;
 mod credentials;
+pub mod entry;
 mod events;
 mod git;
 mod handlers;
+mod hooks;
 pub mod listener;
 pub mod migrate;
 mod notify;
@@ -46,7 +50,6 @@ mod storage;
 pub mod store;
 mod supervisor;
 mod tasks;
-mod test_hooks;
 mod transcript;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -54,6 +57,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError, Overrides};
+pub use hooks::{Hooks, OnStart};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -70,6 +74,8 @@ pub enum DaemonError {
     },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("the start hook failed: {0}: fix the build that passed it")]
+    StartHook(std::io::Error),
     #[error(transparent)]
     Migrate(#[from] Box<migrate::MigrateError>),
     #[error(transparent)]
@@ -101,16 +107,16 @@ impl From<migrate::MigrateError> for DaemonError {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT, with `hooks` (none: [`Hooks::default`]).
 pub async fn run(
     config: Config,
     overrides: Overrides,
     logging: aifactory_common::logging::Logging,
+    hooks: Hooks,
 ) -> Result<(), DaemonError> {
-    if cfg!(feature = "test-hooks") {
-        tracing::warn!(
-            "this aifactoryd was built with the `test-hooks` feature (for the test suite): build release packages with `cargo build --release -p aifactoryd -p aifactory-pane` (or packaging/build-deb)"
-        );
+    let known = migrate::Known::new(&hooks);
+    if let Some(on_start) = hooks.on_start {
+        on_start().map_err(DaemonError::StartHook)?;
     }
     // Before anything else: without it no session can start (and see launch.rs for why it is
     // held open rather than found again at each start).
@@ -125,7 +131,7 @@ pub async fn run(
         std::thread::Builder::new()
             .name("aifactoryd-migrate".into())
             .spawn(move || {
-                let _ = tx.send(open_store(&config, state_writable));
+                let _ = tx.send(open_store(&config, state_writable, known));
             })
             .map_err(DaemonError::StoreThread)?;
         notify::extending_start("opening the state database (applying migrations)", rx)
@@ -151,6 +157,7 @@ pub async fn run(
         events.clone(),
         sessions.clone(),
         Arc::new(config.clone()),
+        hooks.poll_progress,
     ));
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;
@@ -181,8 +188,6 @@ pub async fn run(
             tasks,
         },
     ));
-    #[cfg(feature = "test-hooks")]
-    test_hooks::wedge_on_sigusr2().map_err(DaemonError::Signals)?;
     let _watchdog = notify::spawn_watchdog();
     // `serve` says READY=1 once its signal handlers are in place.
     server::serve(daemon, listener, &logging, &overrides)
@@ -212,6 +217,7 @@ fn prepare_state_dir(config: &Config) -> Result<Result<(), std::io::Error>, Daem
 fn open_store(
     config: &Config,
     state_writable: Result<(), std::io::Error>,
+    known: migrate::Known,
 ) -> Result<(store::Store, u32), DaemonError> {
     let state_dir = &config.state_dir;
     let file = state_dir.join(store::DB_FILE);
@@ -227,7 +233,7 @@ fn open_store(
     let (mut conn, readonly) = store::open(&file)?;
     let version = match (&readonly, lock.as_mut()) {
         (None, Some(lock)) => {
-            let outcome = migrate::migrate(&mut conn, &file, state_dir, lock)?;
+            let outcome = migrate::migrate(&mut conn, &file, state_dir, lock, known)?;
             for (m, took) in &outcome.applied {
                 tracing::info!(
                     version = m.version,
@@ -250,7 +256,7 @@ fn open_store(
                     nix::unistd::geteuid()
                 ),
             });
-            let (current, pending) = migrate::plan(&conn, &file, state_dir)?;
+            let (current, pending) = migrate::plan(&conn, &file, state_dir, known)?;
             if !pending.is_empty() {
                 return Err(DaemonError::ReadOnlyPending {
                     file,
@@ -262,7 +268,7 @@ fn open_store(
                     reason,
                 });
             }
-            migrate::verify(&conn, &file, state_dir)?;
+            migrate::verify(&conn, &file, state_dir, known)?;
             tracing::warn!(file = %file.display(), "serving the database read-only: {reason}");
             current
         }

@@ -202,7 +202,9 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 impl ProgressWatcher {
-    pub fn new() -> ProgressWatcher {
+    /// Watches with inotify where it works, else by polling; `force_polling` (a test build's
+    /// hook, for the fallback's code path) polls even where inotify works.
+    pub fn new(force_polling: bool) -> ProgressWatcher {
         let routes: std::sync::Arc<Mutex<HashMap<PathBuf, mpsc::Sender<()>>>> =
             std::sync::Arc::default();
         let route = routes.clone();
@@ -219,12 +221,12 @@ impl ProgressWatcher {
                 }
             }
         };
-        // The test suite's way to exercise the fallback on a machine that has inotify.
-        let force_polling = cfg!(feature = "test-hooks")
-            && std::env::var_os("AIFACTORY_TEST_PROGRESS_POLLING").is_some();
         let inotify = match notify::recommended_watcher(handler.clone()) {
             Ok(_) if force_polling => {
-                tracing::warn!("AIFACTORY_TEST_PROGRESS_POLLING is set: progress files are polled");
+                tracing::warn!(
+                    "the hooks ask for polling: progress files are polled every {} ms",
+                    POLL_INTERVAL.as_millis()
+                );
                 None
             }
             Ok(w) => Some(w),
@@ -327,12 +329,6 @@ impl ProgressWatcher {
             }
             None => {}
         }
-    }
-}
-
-impl Default for ProgressWatcher {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -17,9 +17,9 @@
 //!    run, each after a `syncfs`. Then start → `READY=1` on the migrated 100 MB database.
 //!
 //! Run with `cargo build --release -p aifactoryd -p aifactoryctl && cargo bench -p
-//! aifactory-tests --bench store`: `cargo bench` does not build the daemon, and a workspace build
-//! would give it the `test-hooks` feature. The bench uses the binaries in `target/release` (or
-//! `$AIFACTORY_BIN_DIR`). The tables printed at the end are markdown, ready for BENCHMARKS.md.
+//! aifactory-tests --bench store`: `cargo bench` does not build the daemon. The bench uses the
+//! binaries in `target/release` (or `$AIFACTORY_BIN_DIR`). The tables printed at the end are
+//! markdown, ready for BENCHMARKS.md.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -109,8 +109,8 @@ fn startup_series() -> Vec<Series> {
         for k in 0..whats.len() {
             let which = (run + k) % whats.len();
             let took = match which {
-                0 => start_to_ready(&current, run == 0),
-                1 => start_to_ready(&Sandbox::new(), false),
+                0 => start_to_ready(&current),
+                1 => start_to_ready(&Sandbox::new()),
                 2 => run_ok(&mut migrate_command(&Sandbox::new()), "applied").0,
                 3 => run_ok(&mut migrate_command(&current), "up to date").0,
                 4 => time_run(&mut version, "aifactoryd --version"),
@@ -135,7 +135,7 @@ fn startup_series() -> Vec<Series> {
 
 /// Starts the daemon, returns the time from just before the spawn to READY=1's arrival, then
 /// stops it with SIGTERM and checks it exited cleanly.
-fn start_to_ready(sandbox: &Sandbox, check_build: bool) -> Duration {
+fn start_to_ready(sandbox: &Sandbox) -> Duration {
     let mut spawned = None;
     let mut daemon = sandbox
         .daemon()
@@ -146,13 +146,6 @@ fn start_to_ready(sandbox: &Sandbox, check_build: bool) -> Duration {
         .wait_for("READY=1", Duration::ZERO)
         .expect("READY=1 was seen");
     let took = ready.at - spawned.expect("spawned");
-    if check_build {
-        assert!(
-            !daemon.logs().contains("test-hooks"),
-            "{} was built with the `test-hooks` feature: rebuild it with `cargo build --release -p aifactoryd -p aifactoryctl`",
-            bin("aifactoryd").display()
-        );
-    }
     daemon.signal(Signal::SIGTERM);
     let status = daemon
         .wait_exit(STOP_TIMEOUT)
@@ -301,7 +294,7 @@ fn big_database() -> Big {
                     remove(&scratch);
                 }
                 4 => {
-                    big.start_pending.push(start_to_ready(&started, false));
+                    big.start_pending.push(start_to_ready(&started));
                     assert_one_backup(&started, bytes);
                 }
                 _ => unreachable!(),
@@ -316,7 +309,7 @@ fn big_database() -> Big {
     let migrated = last.expect("at least one run");
     eprintln!("start → READY=1 on the migrated 100 MB database");
     big.ready = (0..WARMUP + BIG_STARTS)
-        .map(|_| start_to_ready(&migrated, false))
+        .map(|_| start_to_ready(&migrated))
         .skip(WARMUP)
         .collect();
     big

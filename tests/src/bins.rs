@@ -1,4 +1,5 @@
-//! Where the workspace's built binaries are, and copies of them every user can run.
+//! Where the workspace's built binaries are (the shipped ones, and the test suite's
+//! [`HOOKED_DAEMON`]), and copies of them every user can run.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -24,9 +25,14 @@ pub fn bin_dir() -> PathBuf {
 pub fn companions(name: &str) -> Vec<&str> {
     match name {
         "aifactoryd" => vec!["aifactoryd", "aifactory-pane"],
+        HOOKED_DAEMON => vec![HOOKED_DAEMON, "aifactory-pane"],
         other => vec![other],
     }
 }
+
+/// The test suite's daemon with the test hooks (`tests/hooked`), for the tests that need one;
+/// every other test runs the shipped `aifactoryd`.
+pub const HOOKED_DAEMON: &str = "aifactoryd-hooked";
 
 /// A workspace binary; fails with the command that builds it when it (or a binary it needs
 /// beside it) is missing.

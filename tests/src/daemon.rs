@@ -12,7 +12,7 @@ use aifactory_common::{Client, ClientOptions};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::bins::{bin, shared_bin};
+use crate::bins::{HOOKED_DAEMON, bin, shared_bin};
 use crate::notify::NotifyListener;
 use crate::sandbox::Sandbox;
 
@@ -31,6 +31,7 @@ impl Sandbox {
             log_name: "daemon",
             user: None,
             program: None,
+            hooked: false,
         }
     }
 }
@@ -44,6 +45,7 @@ pub struct DaemonBuilder<'a> {
     log_name: &'static str,
     user: Option<(u32, u32)>,
     program: Option<PathBuf>,
+    hooked: bool,
 }
 
 impl DaemonBuilder<'_> {
@@ -51,6 +53,14 @@ impl DaemonBuilder<'_> {
     /// own).
     pub fn program(mut self, path: &Path) -> Self {
         self.program = Some(path.to_path_buf());
+        self
+    }
+
+    /// Runs the test suite's [`HOOKED_DAEMON`] instead of the shipped `aifactoryd`, for a test
+    /// that needs a hook (a migration limit or pause, forced progress polling, the SIGUSR2
+    /// wedge); its switches are environment variables ([`DaemonBuilder::env`]).
+    pub fn hooked(mut self) -> Self {
+        self.hooked = true;
         self
     }
 
@@ -80,10 +90,15 @@ impl DaemonBuilder<'_> {
     }
 
     fn daemon_bin(&self) -> PathBuf {
+        let name = if self.hooked {
+            HOOKED_DAEMON
+        } else {
+            "aifactoryd"
+        };
         match (&self.program, self.user) {
             (Some(program), _) => program.clone(),
-            (None, Some(_)) => shared_bin("aifactoryd"),
-            (None, None) => bin("aifactoryd"),
+            (None, Some(_)) => shared_bin(name),
+            (None, None) => bin(name),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The one harness every end-to-end test and benchmark uses: it starts the real `aifactoryd`
+//! The one harness every end-to-end test and benchmark uses: it starts the real, shipped
+//! `aifactoryd` (or, for a test that needs a test hook, the test-only `aifactoryd-hooked`)
 //! in a private temporary directory (its own socket, state, runtime and config dirs, and a
 //! `NOTIFY_SOCKET` owned by the test), waits for `READY=1`, and drives it through the
 //! `aifactory-common` client and the real `aifactoryctl` binary.
@@ -40,7 +41,7 @@ pub mod systemd;
 pub mod tmux;
 pub mod wait;
 
-pub use bins::{bin, bin_dir, companions, shared_bin};
+pub use bins::{HOOKED_DAEMON, bin, bin_dir, companions, shared_bin};
 pub use daemon::{Daemon, DaemonBuilder, READY_TIMEOUT};
 pub use http::{Http, HttpBuilder};
 pub use notify::NotifyListener;

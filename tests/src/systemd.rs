@@ -440,8 +440,8 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Builds the Debian package once per test process (`packaging/build-deb`: release binaries
-/// without the test hooks) and returns its path, or why it cannot be built here.
+/// Builds the Debian package once per test process (`packaging/build-deb`: release builds of
+/// the shipped binaries) and returns its path, or why it cannot be built here.
 pub fn deb() -> Result<PathBuf, String> {
     static DEB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DEB.get_or_init(|| {

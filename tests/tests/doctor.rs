@@ -218,7 +218,7 @@ fn a_pending_migration_and_a_held_lock_are_reported_without_a_daemon() {
     // A database one migration behind: what an upgrade that did not migrate leaves.
     let known = aifactoryd::migrate::MIGRATIONS;
     let last = &known[known.len() - 1];
-    let out = Command::new(aifactory_tests::bin("aifactoryd"))
+    let out = Command::new(aifactory_tests::bin(aifactory_tests::HOOKED_DAEMON))
         .env(
             "AIFACTORY_TEST_MIGRATION_LIMIT",
             (known.len() - 1).to_string(),

@@ -547,14 +547,15 @@ async fn watchdog_is_pinged_at_half_its_interval() {
     );
 }
 
-/// The `test-hooks` switch the systemd suite uses to wedge the daemon: after SIGUSR2 no
-/// worker runs any more, so the watchdog pings stop and nobody is served.
+/// The test hook the systemd suite uses to wedge the daemon (`aifactoryd-hooked` only): after
+/// SIGUSR2 no worker runs any more, so the watchdog pings stop and nobody is served.
 #[tokio::test]
 async fn the_wedge_hook_stops_the_watchdog_pings() {
     const INTERVAL: Duration = Duration::from_millis(200);
     let sandbox = Sandbox::new();
     let mut daemon = sandbox
         .daemon()
+        .hooked()
         .env("WATCHDOG_USEC", &INTERVAL.as_micros().to_string())
         .start();
     assert!(
@@ -568,7 +569,7 @@ async fn the_wedge_hook_stops_the_watchdog_pings() {
     daemon.signal(Signal::SIGUSR2);
     assert!(
         daemon.wait_log("wedging every runtime worker", Duration::from_secs(5)),
-        "the daemon under test lacks the test hooks: build it with `cargo build --workspace`\n{}",
+        "{}",
         daemon.logs()
     );
     // A ping already on its way may still arrive just after the log line.

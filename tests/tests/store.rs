@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use aifactory_tests::git::init_repo;
-use aifactory_tests::{Daemon, Sandbox, bin, migrate_lock};
+use aifactory_tests::{Daemon, HOOKED_DAEMON, Sandbox, bin, migrate_lock};
 use nix::sys::signal::Signal;
 use rusqlite::Connection;
 
@@ -44,13 +44,14 @@ fn exits_with_failure(daemon: &mut Daemon) -> String {
 
 /// A database at schema version 1 holding one project, as an older aifactoryd left it.
 fn version_one_with_a_project(sandbox: &Sandbox, project: &str) {
-    let out = migrate_cmd_with(sandbox, &[], &[("AIFACTORY_TEST_MIGRATION_LIMIT", "1")]);
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        schema_version(&db(sandbox)),
-        1,
-        "the aifactoryd binary under test lacks the test hooks: build it with `cargo build --workspace` (a package-only build such as `cargo test -p aifactoryd` leaves them out)"
+    let out = migrate_cmd_by(
+        HOOKED_DAEMON,
+        sandbox,
+        &[],
+        &[("AIFACTORY_TEST_MIGRATION_LIMIT", "1")],
     );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(schema_version(&db(sandbox)), 1);
     // The row an aifactoryd of schema version 1 wrote for a registered project.
     let repo = init_repo(&sandbox.path().join(project), "main", None)
         .canonicalize()
@@ -74,6 +75,7 @@ fn sigkill_inside_a_migration_twenty_times_then_every_start_recovers() {
 
         let mut paused = sandbox
             .daemon()
+            .hooked()
             .env("AIFACTORY_TEST_PAUSE_IN_MIGRATION", "2")
             .log_name("paused")
             .spawn();
@@ -116,6 +118,7 @@ fn a_long_migration_keeps_asking_systemd_for_more_start_up_time() {
     let sandbox = Sandbox::new();
     let mut paused = sandbox
         .daemon()
+        .hooked()
         .env("AIFACTORY_TEST_PAUSE_IN_MIGRATION", "1")
         .spawn();
     assert!(
@@ -320,15 +323,18 @@ fn a_lock_released_while_waiting_lets_startup_continue() {
 }
 
 fn migrate_cmd(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
-    migrate_cmd_with(sandbox, args, &[])
+    migrate_cmd_by("aifactoryd", sandbox, args, &[])
 }
 
-fn migrate_cmd_with(
+/// `migrate` of the daemon binary `daemon` (the shipped one, or the hooked one with switches
+/// in `env`).
+fn migrate_cmd_by(
+    daemon: &str,
     sandbox: &Sandbox,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut cmd = Command::new(bin("aifactoryd"));
+    let mut cmd = Command::new(bin(daemon));
     sandbox.apply_env(&mut cmd);
     cmd.envs(env.iter().copied());
     cmd.arg("--state-dir")

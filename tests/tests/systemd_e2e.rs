@@ -179,8 +179,8 @@ fn daemon_under_systemd() {
         "{log}"
     );
     assert!(
-        !log.contains("test-hooks"),
-        "the packaged daemon was built with the test hooks:\n{log}"
+        !log.contains("aifactoryd-hooked") && !log.contains("test hook"),
+        "the packaged daemon has test hooks:\n{log}"
     );
 
     // `systemctl start` returns once the daemon said READY=1, with its STATUS= text.
@@ -299,13 +299,13 @@ fn daemon_under_systemd() {
     assert_running(&sd, &id, pid);
     wait_output_grows(&sd, &id, before);
 
-    // The watchdog: a daemon with the test hooks (never in the package) wedges its runtime on
-    // SIGUSR2; systemd must kill and restart it within WatchdogSec=, and the new daemon
-    // re-adopts the session.
+    // The watchdog: the test suite's aifactoryd-hooked (never in the package) wedges its
+    // runtime on SIGUSR2; systemd must kill and restart it within WatchdogSec=, and the new
+    // daemon re-adopts the session.
     copy_in(
         &sd,
-        &aifactory_tests::bin("aifactoryd"),
-        "/usr/local/bin/aifactoryd-test-hooks",
+        &aifactory_tests::bin(aifactory_tests::HOOKED_DAEMON),
+        "/usr/local/bin/aifactoryd-hooked",
         "755",
     );
     // Its pane monitor binary lives beside it.
@@ -316,13 +316,13 @@ fn daemon_under_systemd() {
         "755",
     );
     sd.ok(
-        "mkdir -p /run/systemd/system/aifactoryd.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/local/bin/aifactoryd-test-hooks\\n' > /run/systemd/system/aifactoryd.service.d/test-hooks.conf && systemctl daemon-reload && systemctl restart aifactoryd",
+        "mkdir -p /run/systemd/system/aifactoryd.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/local/bin/aifactoryd-hooked\\n' > /run/systemd/system/aifactoryd.service.d/hooked.conf && systemctl daemon-reload && systemctl restart aifactoryd",
     );
     let hooked = main_pid(&sd);
     assert!(
         sd.ok(&format!("journalctl _PID={hooked} --no-pager"))
-            .contains("test-hooks"),
-        "the drop-in did not start the daemon with the test hooks"
+            .contains("this is aifactoryd-hooked"),
+        "the drop-in did not start aifactoryd-hooked"
     );
     assert_running(&sd, &id, pid);
     let before = counted(&sd, &id);

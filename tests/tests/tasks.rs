@@ -918,6 +918,7 @@ async fn without_inotify_progress_is_polled_and_still_arrives() {
     fake_agent_config(&sandbox, "", &["sleep", "300"], "");
     let d = sandbox
         .daemon()
+        .hooked()
         .env("AIFACTORY_TEST_PROGRESS_POLLING", "1")
         .start();
     assert!(d.wait_log("progress files are polled", Duration::from_secs(5)));

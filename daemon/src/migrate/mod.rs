@@ -26,7 +26,7 @@ pub use ledger::{Applied, applied};
 pub use lock::{LOCK_FILE, MigrateLock, lock};
 pub use verify::{EXPECTED_SCHEMA, verify};
 
-use crate::test_hooks;
+use crate::hooks::Hooks;
 
 #[derive(Debug)]
 pub struct Migration {
@@ -158,15 +158,31 @@ pub fn checksum(sql: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The migrations this binary knows: all of them, or fewer under a test hook.
-pub fn known() -> &'static [Migration] {
-    let limit = test_hooks::migration_limit().unwrap_or(u32::MAX);
-    let n = MIGRATIONS.iter().take_while(|m| m.version <= limit).count();
-    &MIGRATIONS[..n]
+/// The migrations a binary knows, and what runs inside each one's transaction: every one and
+/// nothing for the shipped daemon (no [`Hooks`]); fewer, or a pause, under a test build's.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    migrations: &'static [Migration],
+    inside: Option<fn(u32)>,
 }
 
-pub fn latest_known() -> u32 {
-    known().last().map_or(0, |m| m.version)
+impl Known {
+    pub fn new(hooks: &Hooks) -> Known {
+        let limit = hooks.migration_limit.unwrap_or(u32::MAX);
+        let n = MIGRATIONS.iter().take_while(|m| m.version <= limit).count();
+        Known {
+            migrations: &MIGRATIONS[..n],
+            inside: hooks.inside_migration,
+        }
+    }
+
+    pub fn migrations(&self) -> &'static [Migration] {
+        self.migrations
+    }
+
+    pub fn latest(&self) -> u32 {
+        self.migrations.last().map_or(0, |m| m.version)
+    }
 }
 
 /// What a migration run found and did.
@@ -185,23 +201,23 @@ pub fn plan(
     conn: &Connection,
     file: &Path,
     state_dir: &Path,
+    known: Known,
 ) -> Result<(u32, Vec<&'static Migration>), MigrateError> {
     let rows = applied(conn).map_err(|e| MigrateError::Read {
         file: file.to_path_buf(),
         message: e.to_string(),
     })?;
     let current = rows.iter().map(|r| r.version).max().unwrap_or(0);
-    let known = known();
-    if current > latest_known() {
+    if current > known.latest() {
         return Err(MigrateError::Downgrade {
             file: file.to_path_buf(),
             db: current,
-            known: latest_known(),
+            known: known.latest(),
             backup: newest_backup(state_dir),
         });
     }
     for row in &rows {
-        let embedded = known.iter().find(|m| m.version == row.version);
+        let embedded = known.migrations.iter().find(|m| m.version == row.version);
         let embedded_sum = embedded.map(|m| checksum(m.sql)).unwrap_or_default();
         if embedded_sum != row.checksum {
             return Err(MigrateError::Checksum {
@@ -215,6 +231,7 @@ pub fn plan(
         }
     }
     let pending: Vec<&'static Migration> = known
+        .migrations
         .iter()
         .filter(|m| !rows.iter().any(|r| r.version == m.version))
         .collect();
@@ -238,8 +255,9 @@ pub fn migrate(
     file: &Path,
     state_dir: &Path,
     lock: &mut MigrateLock,
+    known: Known,
 ) -> Result<Outcome, MigrateError> {
-    let (from, pending) = plan(conn, file, state_dir)?;
+    let (from, pending) = plan(conn, file, state_dir, known)?;
     let to = pending.last().map_or(from, |m| m.version);
     lock.set_versions(from, to);
     let mut outcome = Outcome {
@@ -248,7 +266,7 @@ pub fn migrate(
         ..Outcome::default()
     };
     if pending.is_empty() {
-        verify(conn, file, state_dir)?;
+        verify(conn, file, state_dir, known)?;
         return Ok(outcome);
     }
     if from > 0 {
@@ -268,14 +286,16 @@ pub fn migrate(
             .map_err(|e| io(e, m))?;
         ledger::ensure(&tx).map_err(|e| io(e, m))?;
         tx.execute_batch(m.sql).map_err(|e| io(e, m))?;
-        test_hooks::pause_inside_migration(m.version);
+        if let Some(inside) = known.inside {
+            inside(m.version);
+        }
         let took = started.elapsed();
         let ms = took.as_millis() as u64;
         ledger::record(&tx, m, ms).map_err(|e| io(e, m))?;
         tx.commit().map_err(|e| io(e, m))?;
         outcome.applied.push((m, took));
     }
-    verify(conn, file, state_dir)?;
+    verify(conn, file, state_dir, known)?;
     Ok(outcome)
 }
 
@@ -310,32 +330,34 @@ mod tests {
 
     #[test]
     fn fresh_database_migrates_and_verifies() {
+        let all = Known::new(&Hooks::default());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.db");
         let mut conn = Connection::open(&file).unwrap();
         let mut lock = lock(dir.path(), Duration::from_secs(1)).unwrap();
-        let out = migrate(&mut conn, &file, dir.path(), &mut lock).unwrap();
-        assert_eq!((out.from, out.to), (0, latest_known()));
+        let out = migrate(&mut conn, &file, dir.path(), &mut lock, all).unwrap();
+        assert_eq!((out.from, out.to), (0, all.latest()));
         assert!(out.backup.is_none(), "an empty database needs no backup");
         let rows = applied(&conn).unwrap();
         assert_eq!(rows.len(), MIGRATIONS.len());
         assert_eq!(rows[0].checksum, checksum(MIGRATIONS[0].sql));
         assert_eq!(rows[0].applied_by_pid, std::process::id());
         // A second run has nothing to do.
-        let again = migrate(&mut conn, &file, dir.path(), &mut lock).unwrap();
+        let again = migrate(&mut conn, &file, dir.path(), &mut lock, all).unwrap();
         assert!(again.applied.is_empty());
     }
 
     #[test]
     fn a_hole_in_the_ledger_is_refused() {
+        let all = Known::new(&Hooks::default());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.db");
         let mut conn = Connection::open(&file).unwrap();
         let mut lock = lock(dir.path(), Duration::from_secs(1)).unwrap();
-        migrate(&mut conn, &file, dir.path(), &mut lock).unwrap();
+        migrate(&mut conn, &file, dir.path(), &mut lock, all).unwrap();
         conn.execute("DELETE FROM schema_migrations WHERE version = 1", [])
             .unwrap();
-        let err = plan(&conn, &file, dir.path()).unwrap_err().to_string();
+        let err = plan(&conn, &file, dir.path(), all).unwrap_err().to_string();
         assert!(
             err.contains("migration 0001_projects is not recorded"),
             "{err}"

@@ -12,8 +12,8 @@ use aifactory_common::diagnose::MigrationStatus;
 use rusqlite::Connection;
 
 use super::{
-    Applied, BACKUP_DIR, MigrateError, Migration, Outcome, applied, checksum, known, latest_known,
-    lock, migrate, newest_backup, plan,
+    Applied, BACKUP_DIR, Known, MigrateError, Migration, Outcome, applied, checksum, lock, migrate,
+    newest_backup, plan,
 };
 use crate::store::DB_FILE;
 
@@ -25,7 +25,11 @@ pub struct ApplyReport {
 }
 
 /// Migrates `state_dir`'s database (creating both if needed) under the migration lock.
-pub fn apply(state_dir: &Path, lock_timeout: Duration) -> Result<ApplyReport, MigrateError> {
+pub fn apply(
+    state_dir: &Path,
+    lock_timeout: Duration,
+    known: Known,
+) -> Result<ApplyReport, MigrateError> {
     let file = state_dir.join(DB_FILE);
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -38,7 +42,7 @@ pub fn apply(state_dir: &Path, lock_timeout: Duration) -> Result<ApplyReport, Mi
         })?;
     let mut lock = lock(state_dir, lock_timeout)?;
     let mut conn = Connection::open(&file).map_err(|e| read_error(&file, e))?;
-    let outcome = migrate(&mut conn, &file, state_dir, &mut lock)?;
+    let outcome = migrate(&mut conn, &file, state_dir, &mut lock, known)?;
     Ok(ApplyReport { file, outcome })
 }
 
@@ -80,6 +84,7 @@ pub enum DryRun {
     /// No database yet: it would be created and get every known migration.
     NoDatabase {
         file: PathBuf,
+        known: &'static [Migration],
     },
     UpToDate {
         file: PathBuf,
@@ -94,13 +99,16 @@ pub enum DryRun {
 }
 
 /// Plans a run on `state_dir`'s database without changing anything.
-pub fn dry_run(state_dir: &Path) -> Result<DryRun, MigrateError> {
+pub fn dry_run(state_dir: &Path, known: Known) -> Result<DryRun, MigrateError> {
     let file = state_dir.join(DB_FILE);
     if !file.exists() {
-        return Ok(DryRun::NoDatabase { file });
+        return Ok(DryRun::NoDatabase {
+            file,
+            known: known.migrations(),
+        });
     }
     let conn = open_read_only(&file)?;
-    let (current, pending) = plan(&conn, &file, state_dir)?;
+    let (current, pending) = plan(&conn, &file, state_dir, known)?;
     Ok(if pending.is_empty() {
         DryRun::UpToDate {
             file,
@@ -128,13 +136,13 @@ impl fmt::Display for DryRun {
             )
         };
         match self {
-            DryRun::NoDatabase { file } => {
+            DryRun::NoDatabase { file, known } => {
                 writeln!(
                     f,
                     "{} does not exist yet: it would be created and get:",
                     file.display()
                 )?;
-                known().iter().try_for_each(|m| would_apply(f, m))
+                known.iter().try_for_each(|m| would_apply(f, m))
             }
             DryRun::UpToDate { file, version } => writeln!(
                 f,
@@ -166,10 +174,12 @@ impl fmt::Display for DryRun {
 pub struct StatusReport {
     pub status: MigrationStatus,
     pub rows: Vec<Applied>,
+    /// The migrations this binary knows, each shown with its state.
+    pub known: &'static [Migration],
 }
 
 /// The migration state of `state_dir`'s database, read-only (nothing is created).
-pub fn status(state_dir: &Path) -> Result<StatusReport, MigrateError> {
+pub fn status(state_dir: &Path, known: Known) -> Result<StatusReport, MigrateError> {
     let file = state_dir.join(DB_FILE);
     let rows = if file.exists() {
         applied(&open_read_only(&file)?).map_err(|e| read_error(&file, e))?
@@ -179,7 +189,7 @@ pub fn status(state_dir: &Path) -> Result<StatusReport, MigrateError> {
     let name = |version: u32, name: &str| format!("{version:04}_{name}");
     let mut pending = Vec::new();
     let mut checksum_mismatch = Vec::new();
-    for m in known() {
+    for m in known.migrations() {
         match rows.iter().find(|r| r.version == m.version) {
             Some(r) if r.checksum != checksum(m.sql) => {
                 checksum_mismatch.push(name(m.version, m.name))
@@ -192,18 +202,22 @@ pub fn status(state_dir: &Path) -> Result<StatusReport, MigrateError> {
         exists: file.exists(),
         database: file,
         schema_version: rows.iter().map(|r| r.version).max().unwrap_or(0),
-        known_version: latest_known(),
+        known_version: known.latest(),
         pending,
         checksum_mismatch,
         unknown_applied: rows
             .iter()
-            .filter(|r| r.version > latest_known())
+            .filter(|r| r.version > known.latest())
             .map(|r| name(r.version, &r.name))
             .collect(),
         lock: super::lock::state(state_dir),
         newest_backup: newest_backup(state_dir),
     };
-    Ok(StatusReport { status, rows })
+    Ok(StatusReport {
+        status,
+        rows,
+        known: known.migrations(),
+    })
 }
 
 impl fmt::Display for StatusReport {
@@ -224,7 +238,7 @@ impl fmt::Display for StatusReport {
             "schema         version {}; this aifactoryd knows {}",
             report.schema_version, report.known_version
         )?;
-        for m in known() {
+        for m in self.known {
             let sum = checksum(m.sql);
             let state = match self.rows.iter().find(|r| r.version == m.version) {
                 Some(r) if r.checksum == sum => format!(

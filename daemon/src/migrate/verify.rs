@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::backup::newest_backup;
-use super::{MigrateError, latest_known};
+use super::{Known, MigrateError};
 
 /// Every table and column the code reads or writes, with the migration that brings it.
 /// Checked after migrating, so a schema that lacks one stops startup instead of failing in the
@@ -100,9 +100,15 @@ pub const EXPECTED_SCHEMA: &[(&str, u32, &[&str])] = &[
 ];
 
 /// Compares the live schema with [`EXPECTED_SCHEMA`].
-pub fn verify(conn: &Connection, file: &Path, state_dir: &Path) -> Result<(), MigrateError> {
+/// Tables and columns added after the newest migration `known` holds are not expected.
+pub fn verify(
+    conn: &Connection,
+    file: &Path,
+    state_dir: &Path,
+    known: Known,
+) -> Result<(), MigrateError> {
     let mut missing = Vec::new();
-    let known = latest_known();
+    let known = known.latest();
     for (table, since, columns) in EXPECTED_SCHEMA {
         if *since > known {
             continue;
@@ -140,18 +146,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::hooks::Hooks;
     use crate::migrate::{lock, migrate};
 
     #[test]
     fn missing_column_is_reported() {
+        let all = Known::new(&Hooks::default());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.db");
         let mut conn = Connection::open(&file).unwrap();
         let mut lock = lock(dir.path(), Duration::from_secs(1)).unwrap();
-        migrate(&mut conn, &file, dir.path(), &mut lock).unwrap();
+        migrate(&mut conn, &file, dir.path(), &mut lock, all).unwrap();
         conn.execute_batch("ALTER TABLE projects DROP COLUMN default_branch")
             .unwrap();
-        let err = verify(&conn, &file, dir.path()).unwrap_err().to_string();
+        let err = verify(&conn, &file, dir.path(), all)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("table projects has no column default_branch"),
             "{err}"

@@ -117,13 +117,14 @@ impl Supervisor {
         events: Arc<EventBus>,
         sessions: Arc<Sessions>,
         config: Arc<Config>,
+        force_polling: bool,
     ) -> Supervisor {
         Supervisor {
             store,
             events,
             sessions,
             config: RwLock::new(Current::new(config)),
-            watcher: ProgressWatcher::new(),
+            watcher: ProgressWatcher::new(force_polling),
             runners: Mutex::new(HashMap::new()),
         }
     }
