@@ -5,10 +5,11 @@
 //! up logging and prints what the library returns.
 //!
 //! Its modules, by responsibility (none imports one that imports it back):
-//! - the socket: `server` (accept and signals in one loop) joins `listener`, `connection` (one
-//!   client's handshake, admission, requests and drain) and `handlers` (one module per request
-//!   family, each turning its domain's errors into the wire's `ErrorReply`), which share only
-//!   `context` (what a handler may use of its connection);
+//! - the socket: `server` (accept and signals in one loop) joins `listener`, `admission` (the
+//!   connection budget), `connection` (one client's handshake, admission, requests and drain)
+//!   and `handlers` (one module per request family, each turning its domain's errors into the
+//!   wire's `ErrorReply`), which share only `context` (what a handler may use of its
+//!   connection);
 //! - sessions: `sessions` (the registry: records, create, control, ending and re-adoption of
 //!   the pane monitors of the `aifactory-pane` crate) and `panes` (the panes root);
 //! - agents: `supervisor` (its API, the per-task runner, output parsing, stall and prompt
@@ -20,6 +21,7 @@
 //!   doctor's offline facts), `cli`, `test_hooks` (inert unless the test suite's feature is on).
 
 mod adapters;
+mod admission;
 mod agents;
 mod ansi;
 pub mod check;
