@@ -8,14 +8,15 @@
 //! re-declare a shape.
 //!
 //! It is also the one home of the small OS facts every program of the workspace needs:
-//! [`time`] (RFC 3339 timestamps), [`procfs`] (`/proc/<pid>/stat`) and [`sync`] (locking a
-//! mutex whose holder panicked), and, behind the cargo feature `logging`, of the `logging`
-//! setup the daemon and the HTTP shim share.
+//! [`time`] (RFC 3339 timestamps), [`procfs`] (`/proc/<pid>/stat`), [`sync`] (locking a
+//! mutex whose holder panicked) and [`echo`] (client input in messages, bounded), and, behind
+//! the cargo feature `logging`, of the `logging` setup the daemon and the HTTP shim share.
 
 pub mod agent;
 pub mod client;
 pub mod codec;
 pub mod diagnose;
+pub mod echo;
 pub mod error;
 pub mod frame;
 pub mod handshake;
