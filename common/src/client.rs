@@ -21,6 +21,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use crate::error::ClientError;
 use crate::frame::{DEFAULT_MAX_FRAME_BYTES, length_codec};
 use crate::handshake::{self, PeerHello};
+use crate::in_doubt::in_doubt;
 use crate::protocol::{
     AgentInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject, PROTOCOL_VERSION, ProjectAdd,
     ProjectInfo, Reply, Request, ServerFrame, SessionInfo, SessionSpec, StatusInfo, StopReport,
@@ -244,6 +245,7 @@ impl Client {
             routes.replies.insert(id, tx);
         }
         let mut rx = rx;
+        let doubt = in_doubt(&request);
         if let Err(send_error) = self.send_frame(ClientFrame { id, request }).await {
             // A daemon that refused us closes its side; its reader then records why. That
             // reason beats "broken pipe", so give it a moment to arrive.
@@ -252,13 +254,18 @@ impl Client {
                 _ => Err(send_error),
             };
         }
-        match rx.await {
-            Ok(Ok(result)) => result.map_err(ClientError::Daemon),
-            Ok(Err(closed)) => Err(closed.to_error()),
-            Err(_) => Err(ClientError::Disconnected {
-                reason: "the connection's reader stopped".into(),
-            }),
-        }
+        // The request left whole: from here on, a close without a reply leaves a
+        // state-changing request in doubt (a goodbye says the daemon refused it instead).
+        let reason = match rx.await {
+            Ok(Ok(result)) => return result.map_err(ClientError::Daemon),
+            Ok(Err(Closed::Goodbye(reply))) => return Err(ClientError::Daemon(reply)),
+            Ok(Err(Closed::Reason(reason))) => reason,
+            Err(_) => "the connection's reader stopped".into(),
+        };
+        Err(match doubt {
+            Some(doubt) => ClientError::ClosedAfterRequest { doubt, reason },
+            None => ClientError::Disconnected { reason },
+        })
     }
 
     /// Opens a stream: sends `request` and, once the daemon accepted it, yields its items.
@@ -594,5 +601,50 @@ mod tests {
             Err(ClientError::Daemon(reply)) => assert_eq!(reply, refusal),
             other => panic!("expected the daemon's refusal, got {other:?}"),
         }
+    }
+
+    /// A daemon that reads one request and dies before it replies, as a SIGKILL after the
+    /// request arrived does.
+    async fn client_whose_daemon_dies_mid_request() -> Client {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            let (mut rd, mut wr) = theirs.into_split();
+            handshake::receive(&mut rd).await.unwrap();
+            handshake::send(&mut wr, PROTOCOL_VERSION).await.unwrap();
+            let mut frames = FramedRead::new(rd, length_codec(DEFAULT_MAX_FRAME_BYTES));
+            let _request = frames.next().await;
+        });
+        Client::handshake(ours, &ClientOptions::new("/fake.sock", "test"))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lost_reply_to_a_state_changing_request_says_it_may_have_completed() {
+        let client = client_whose_daemon_dies_mid_request().await;
+        let spec = SessionSpec {
+            name: None,
+            command: vec!["sleep".into(), "900".into()],
+            cwd: "/".into(),
+            env: vec![],
+            cols: None,
+            rows: None,
+        };
+        let err = client.session_new(spec).await.unwrap_err().to_string();
+        assert!(
+            err.contains("after the `sessions new` request was sent"),
+            "{err}"
+        );
+        assert!(err.contains("may have completed"), "{err}");
+        assert!(
+            err.contains("check with `aifactoryctl sessions list`"),
+            "{err}"
+        );
+
+        // A request that only reads can simply be repeated: nothing is in doubt.
+        let client = client_whose_daemon_dies_mid_request().await;
+        let err = client.status().await.unwrap_err().to_string();
+        assert!(err.contains("closed the connection"), "{err}");
+        assert!(!err.contains("may have completed"), "{err}");
     }
 }

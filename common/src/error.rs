@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::codec::CodecError;
+use crate::in_doubt::InDoubt;
 use crate::protocol::{ErrorCode, ErrorReply, Reply};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,14 @@ pub enum ClientError {
     Daemon(ErrorReply),
     #[error("connection to aifactoryd closed: {reason}")]
     Disconnected { reason: String },
+    /// The connection closed after a state-changing request was sent and before its reply:
+    /// the daemon may have acted on it (then died, or restarted).
+    #[error(
+        "connection to aifactoryd closed after the `{}` request was sent ({reason}): it may have completed; check with `{}` before repeating it",
+        doubt.request,
+        doubt.check
+    )]
+    ClosedAfterRequest { doubt: InDoubt, reason: String },
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("unexpected reply from aifactoryd: expected {expected}, got {got}")]

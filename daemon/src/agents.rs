@@ -11,6 +11,7 @@
 //! Past 600 lines only with its unit tests (the code is under 560): one table's reading and
 //! checking, kept together so that every rule of a profile is found in one place.
 
+use aifactory_common::echo::echo;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -416,7 +417,9 @@ pub fn find_program(program: &str, path_var: Option<&std::ffi::OsStr>) -> Option
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProfileError {
     #[error(
-        "no agent profile is named `{name}`: define [agents.{name}] in the config or pick one of {known} (`aifactoryctl agents list`)"
+        "no agent profile is named `{}`: define [agents.{}] in the config or pick one of {known} (`aifactoryctl agents list`)",
+        echo(name),
+        echo(name)
     )]
     Unknown { name: String, known: String },
     #[error("agent profile `{name}` cannot run: {}", sentences(problems))]

@@ -7,8 +7,9 @@
 //! connection wait for queue space, after which the connection simply stops reading. Nothing a
 //! client does can stall the daemon or another client.
 //!
-//! [`serve`] runs the steps in order: [`handshake()`], [`admission`] (connection limit, peer
-//! policy), [`read_requests`] and [`drain`]. Each request goes to [`handlers::handle`], the
+//! [`serve`] runs the steps in order: the peer policy and a pending slot of the connection
+//! budget (`admission`) at accept, [`handshake()`], the served slot, [`read_requests`] and
+//! [`drain`]. Each request goes to [`handlers::handle`], the
 //! handlers' one entry point; what they see of the connection is [`ConnContext`], which lives
 //! in `context` so that the handlers never depend on this module.
 
@@ -23,7 +24,7 @@ use aifactory_common::protocol::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc};
@@ -32,13 +33,16 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Refusal;
 use crate::config::Config;
 use crate::context::{Answer, ConnContext};
 use crate::handlers;
 use crate::peer::PeerCred;
 use crate::state::DaemonState;
 
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may take to say its hello: short, since a pending connection holds a
+/// slot of a small budget (see `admission`), and a real client says it at once.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Requests of one connection being handled at once; past this the connection stops reading.
 pub const MAX_IN_FLIGHT: usize = 64;
 /// How long in-flight requests may take to finish once the connection or the daemon stops.
@@ -57,7 +61,6 @@ enum Ended {
 
 /// Serves one accepted connection from handshake to close.
 pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: CancellationToken) {
-    let (_guard, open) = daemon.open_connection();
     let peer = match stream.peer_cred() {
         Ok(cred) => PeerCred {
             uid: cred.uid(),
@@ -69,6 +72,15 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
             return;
         }
     };
+    // Judged before the hello, so a peer that is refused or over a budget never holds a slot.
+    let admitted = match daemon.policy().check(&peer) {
+        Ok(()) => daemon.budget.admit(peer.uid).map_err(too_many),
+        Err(reply) => Err(reply),
+    };
+    let mut slot = match admitted {
+        Ok(slot) => slot,
+        Err(reply) => return refuse_at_once(stream, &daemon, &peer, reply).await,
+    };
     let config = daemon.config();
     let (mut rd, mut wr) = stream.into_split();
     if !handshake(&mut rd, &mut wr, &peer, &shutdown).await {
@@ -77,8 +89,9 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
 
     let (ctx, queue) = ConnContext::new(daemon.clone(), peer, shutdown);
     let writer = tokio::spawn(write_loop(wr, queue));
-    if let Some(reply) = admission(&daemon, &config, open, &peer) {
-        refuse(ctx, reply, writer, rd).await;
+    if let Err(refusal) = slot.serve(config.max_connections, &config_name(&config)) {
+        drop(slot);
+        refuse(ctx, too_many(refusal), writer, rd).await;
         return;
     }
     tracing::debug!(
@@ -95,9 +108,46 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
     let requests = TaskTracker::new();
     let ended = read_requests(&mut frames, &ctx, &config, &requests).await;
     drain(ctx, requests, writer).await;
+    drop(slot);
     if let Ended::SaidGoodbye = ended {
         linger(frames.into_inner()).await;
     }
+}
+
+fn too_many(refusal: Refusal) -> ErrorReply {
+    ErrorReply::new(ErrorCode::TooManyConnections, refusal.to_string())
+}
+
+/// Tells a peer refused at accept why, without waiting for its hello and without a slot: our
+/// hello, the goodbye, then close. At most `admission::MAX_REFUSING` at once; past that the
+/// connection is closed without a word.
+async fn refuse_at_once(
+    stream: UnixStream,
+    daemon: &Arc<DaemonState>,
+    peer: &PeerCred,
+    reply: ErrorReply,
+) {
+    let Some(_permit) = daemon.budget.refusing() else {
+        tracing::debug!(peer_uid = peer.uid, peer_pid = pid(peer), reason = %reply.message, "closed a refused connection without a word: too many refusals under way");
+        return;
+    };
+    tracing::warn!(peer_uid = peer.uid, peer_pid = pid(peer), reason = %reply.message, "refused a connection");
+    let (rd, mut wr) = stream.into_split();
+    let tell = async {
+        handshake::send(&mut wr, PROTOCOL_VERSION).await?;
+        let bytes = codec::encode(&ServerFrame::Goodbye(reply)).map_err(std::io::Error::other)?;
+        write_frame(&mut wr, &bytes).await?;
+        wr.shutdown().await
+    };
+    if !matches!(
+        tokio::time::timeout(GOODBYE_TIMEOUT, tell).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    // The client sends its hello and maybe a request before it reads ours: keep reading (and
+    // discarding) so it meets the goodbye rather than a broken pipe.
+    linger(rd).await;
 }
 
 /// The peer's pid for log fields (0 when the kernel did not say).
@@ -128,7 +178,8 @@ async fn handshake(
             tracing::info!(
                 peer_uid = peer.uid,
                 peer_pid,
-                "closing a connection that sent no handshake within 5 s"
+                "closing a connection that sent no handshake within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
             );
             false
         }
@@ -161,27 +212,6 @@ async fn handshake(
         }
         Ok(Ok(PeerHello::Version(_))) => true,
     }
-}
-
-/// Why this connection may not be served, if it may not: the daemon already serves
-/// `max_connections` (`open` counts this one), or the peer policy refuses the peer.
-fn admission(
-    daemon: &DaemonState,
-    config: &Config,
-    open: u32,
-    peer: &PeerCred,
-) -> Option<ErrorReply> {
-    if open > config.max_connections {
-        return Some(ErrorReply::new(
-            ErrorCode::TooManyConnections,
-            format!(
-                "aifactoryd already serves its limit of {} connections: close idle clients, or raise max_connections in {}",
-                config.max_connections,
-                config_name(config)
-            ),
-        ));
-    }
-    daemon.policy().check(peer).err()
 }
 
 /// Tells a refused peer why, then closes.

@@ -6,10 +6,11 @@
 //! the test suite's `aifactoryd-hooked` alike.
 //!
 //! Its modules, by responsibility (none imports one that imports it back):
-//! - the socket: `server` (accept and signals in one loop) joins `listener`, `connection` (one
-//!   client's handshake, admission, requests and drain) and `handlers` (one module per request
-//!   family, each turning its domain's errors into the wire's `ErrorReply`), which share only
-//!   `context` (what a handler may use of its connection);
+//! - the socket: `server` (accept and signals in one loop) joins `listener`, `admission` (the
+//!   connection budget), `connection` (one client's handshake, admission, requests and drain)
+//!   and `handlers` (one module per request family, each turning its domain's errors into the
+//!   wire's `ErrorReply`), which share only `context` (what a handler may use of its
+//!   connection);
 //! - sessions: `sessions` (the registry: records, create, control, ending and re-adoption of
 //!   the pane monitors of the `aifactory-pane` crate) and `panes` (the panes root);
 //! - agents: `supervisor` (its API, the per-task runner, output parsing, stall and prompt
@@ -22,6 +23,7 @@
 //!   extension points only a test build fills in).
 
 mod adapters;
+mod admission;
 mod agents;
 mod ansi;
 pub mod check;

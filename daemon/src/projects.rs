@@ -2,6 +2,7 @@
 //! table. A project is committed to the database before anyone hears it was added, so a `show`
 //! right after an `add` always finds it.
 
+use aifactory_common::echo::echo;
 use std::path::{Path, PathBuf};
 
 use aifactory_common::protocol::{
@@ -28,27 +29,36 @@ const NO_USAGE: &str = "0, 0, 0, 0, NULL";
 /// (with its error code) is made in `handlers::projects`.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
-    #[error("no project with id or name `{0}`: see `aifactoryctl projects list`")]
+    #[error("no project with id or name `{}`: see `aifactoryctl projects list`", echo(.0))]
     NotFound(String),
-    #[error("{} is not an absolute path: clients resolve relative paths before sending them", .0.display())]
+    #[error("{} is not an absolute path: clients resolve relative paths before sending them", echo(.0))]
     RelativePath(PathBuf),
-    #[error("{} does not exist: check the path", .0.display())]
+    #[error("{} does not exist: check the path", echo(.0))]
     PathMissing(PathBuf),
-    #[error("cannot inspect {} ({source}): make it and its parents accessible to aifactoryd (uid {uid})", path.display())]
+    #[error(
+        "cannot inspect {} ({source}): make it and its parents accessible to aifactoryd (uid {uid})",
+        echo(path)
+    )]
     CannotInspect {
         path: PathBuf,
         uid: u32,
         source: std::io::Error,
     },
-    #[error("{} is not a directory: give the project's work tree", .0.display())]
+    #[error("{} is not a directory: give the project's work tree", echo(.0))]
     NotADirectory(PathBuf),
-    #[error("{} is not readable by aifactoryd (uid {uid}): {source}: grant it read access (e.g. `chmod o+rx` or add uid {uid} to the owning group)", path.display())]
+    #[error(
+        "{} is not readable by aifactoryd (uid {uid}): {source}: grant it read access (e.g. `chmod o+rx` or add uid {uid} to the owning group)",
+        echo(path)
+    )]
     Unreadable {
         path: PathBuf,
         uid: u32,
         source: std::io::Error,
     },
-    #[error("cannot resolve {} ({source}): check the path and its symlinks", path.display())]
+    #[error(
+        "cannot resolve {} ({source}): check the path and its symlinks",
+        echo(path)
+    )]
     CannotResolve {
         path: PathBuf,
         source: std::io::Error,
@@ -57,7 +67,7 @@ pub enum ProjectError {
     /// ownership", is the fix when it gives one).
     #[error(
         "{} is not a git work tree aifactoryd (uid {uid}) can use: git says: {reason}{}",
-        path.display(),
+        echo(path),
         if *no_repository { ": run `git init` there, or give the repository's directory" } else { "" }
     )]
     NotAWorkTree {
@@ -67,20 +77,21 @@ pub enum ProjectError {
         /// No repository in the directory or above it, so `git init` is the fix.
         no_repository: bool,
     },
-    #[error("{} is not valid UTF-8: rename the directory", .0.display())]
+    #[error("{} is not valid UTF-8: rename the directory", echo(.0))]
     NotUtf8(PathBuf),
     #[error(
-        "project name `{0}` is not usable: give 1 to {MAX_NAME_LEN} printable characters with --name"
+        "project name `{}` is not usable: give 1 to {MAX_NAME_LEN} printable characters with --name",
+        echo(.0)
     )]
     UnusableName(String),
-    #[error("project name `{0}` looks like a project id: choose another with --name")]
+    #[error("project name `{}` looks like a project id: choose another with --name", echo(.0))]
     IdShapedName(String),
-    #[error("{path} is already registered as project `{}` ({}): use it, or remove it first with `aifactoryctl projects remove {}`", existing.name, existing.id, existing.id)]
+    #[error("{} is already registered as project `{}` ({}): use it, or remove it first with `aifactoryctl projects remove {}`", echo(path), existing.name, existing.id, existing.id)]
     PathTaken {
         path: String,
         existing: Box<ProjectInfo>,
     },
-    #[error("a project named `{name}` already exists ({}, at {}): choose another name with --name", existing.id, existing.path.display())]
+    #[error("a project named `{}` already exists ({}, at {}): choose another name with --name", echo(name), existing.id, existing.path.display())]
     NameTaken {
         name: String,
         existing: Box<ProjectInfo>,
@@ -303,7 +314,7 @@ pub async fn add(store: &Store, request: ProjectAdd) -> Result<ProjectInfo, Proj
     };
     check_name(&name)?;
     let project = insert(store, found, name, request.provider).await?;
-    tracing::info!(project_id = %project.id, name = %project.name, path = %project.path.display(), provider = project.provider.as_str(), "project added");
+    tracing::info!(project_id = %project.id, name = %project.name, path = %echo(&project.path), provider = project.provider.as_str(), "project added");
     Ok(project)
 }
 

@@ -1,14 +1,15 @@
 //! The state every connection and handler can reach: identity, the config in force, the peer
-//! policy, live counters and the event bus. Config and policy are swapped together on reload; the
-//! std lock around them is only ever held to clone or replace an `Arc`, never across an await.
+//! policy, the connection budget and the event bus. Config and policy are swapped together on
+//! reload; the std lock around them is only ever held to clone or replace an `Arc`, never
+//! across an await.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aifactory_common::sync::lock;
 
+use crate::admission::Budget;
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::peer::PeerPolicy;
@@ -22,7 +23,8 @@ pub struct DaemonState {
     /// The socket actually served (activation may differ from the config).
     pub socket: PathBuf,
     in_force: Mutex<InForce>,
-    connections: AtomicU32,
+    /// The connection slots (see `admission`).
+    pub budget: Arc<Budget>,
     pub events: Arc<EventBus>,
     pub store: Store,
     /// The schema version reached at startup.
@@ -65,7 +67,7 @@ impl DaemonState {
                 config: Arc::new(config),
                 policy: Arc::new(policy),
             }),
-            connections: AtomicU32::new(0),
+            budget: Arc::new(Budget::new(nix::unistd::Uid::effective().as_raw())),
             events,
             store,
             schema_version,
@@ -92,21 +94,8 @@ impl DaemonState {
         };
     }
 
+    /// Connections holding a slot, whether or not they finished the hello.
     pub fn connections(&self) -> u32 {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Counts a connection for as long as the guard lives; returns the count including it.
-    pub fn open_connection(self: &Arc<Self>) -> (ConnectionGuard, u32) {
-        let now = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        (ConnectionGuard(self.clone()), now)
-    }
-}
-
-pub struct ConnectionGuard(Arc<DaemonState>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.budget.open()
     }
 }

@@ -5,6 +5,7 @@
 //! Every SQL statement about a task is a named function here. Running the agents is the
 //! supervisor's job; this module only keeps the record, and knows nothing of the supervisor.
 
+use aifactory_common::echo::echo;
 use std::path::{Path, PathBuf};
 
 use aifactory_common::protocol::{
@@ -30,12 +31,16 @@ const MAX_TITLE_LEN: usize = 200;
 /// `ErrorReply` (with its code) in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
-    #[error("no task with id or spec id `{0}`: see `aifactoryctl tasks list`")]
+    #[error("no task with id or spec id `{}`: see `aifactoryctl tasks list`", echo(.0))]
     NotFound(String),
-    #[error("spec id `{key}` is used in several projects: name the task by id ({candidates})")]
+    #[error(
+        "spec id `{}` is used in several projects: name the task by id ({candidates})",
+        echo(key)
+    )]
     Ambiguous { key: String, candidates: String },
     #[error(
-        "spec id `{0}` is not usable: use 1 to 64 of a-z, 0-9 and `-`, starting with a letter or digit (e.g. `001-login-page`)"
+        "spec id `{}` is not usable: use 1 to 64 of a-z, 0-9 and `-`, starting with a letter or digit (e.g. `001-login-page`)",
+        echo(.0)
     )]
     BadSpecId(String),
     #[error("title is not usable: give 1 to {MAX_TITLE_LEN} printable characters")]

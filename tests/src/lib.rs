@@ -13,12 +13,12 @@
 //! programs under test), [`bins`] (where they are built), [`session`] (sessions through the
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
-//! [`tmux`] (a private tmux server), [`notify`] and [`raw`] (the sd_notify socket and raw
-//! protocol frames), [`bench`] (what only the benchmarks share), [`agent_clis`] (the real
-//! claude and codex CLIs, installed by `tests/agents/install`), [`anthropic_api`] and
-//! [`openai_api`] (scripted model APIs for them), [`codex_cli`] (codex's offline argv),
-//! [`egress`] (a proxy that catches traffic to any other host) and [`offline`] (a private
-//! network namespace with only loopback).
+//! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
+//! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
+//! only the benchmarks share), [`agent_clis`] (the real claude and codex CLIs, installed by
+//! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
+//! them), [`codex_cli`] (codex's offline argv), [`egress`] (a proxy that catches traffic to any
+//! other host) and [`offline`] (a private network namespace with only loopback).
 
 pub mod agent_clis;
 pub mod anthropic_api;
@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod egress;
 pub mod git;
 pub mod http;
+pub mod idle_peers;
 pub mod migrate_lock;
 pub mod notify;
 pub mod offline;

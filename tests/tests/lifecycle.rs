@@ -721,7 +721,7 @@ async fn connection_limit_refuses_the_extra_client_until_one_leaves() {
 }
 
 #[tokio::test]
-async fn connection_without_handshake_is_closed_after_five_seconds() {
+async fn connection_without_handshake_is_closed_after_two_seconds() {
     let sandbox = Sandbox::new();
     let daemon = sandbox.daemon().start();
     let started = Instant::now();
@@ -736,9 +736,13 @@ async fn connection_without_handshake_is_closed_after_five_seconds() {
         handshake::hello(PROTOCOL_VERSION),
         "the daemon says hello first"
     );
-    assert!(took >= Duration::from_secs(4), "closed after only {took:?}");
+    // A lower bound only: the daemon waits its handshake timeout (2 s) before closing.
     assert!(
-        daemon.wait_log("sent no handshake within 5 s", Duration::from_secs(2)),
+        took >= Duration::from_millis(1500),
+        "closed after only {took:?}"
+    );
+    assert!(
+        daemon.wait_log("sent no handshake within 2 s", Duration::from_secs(2)),
         "{}",
         daemon.logs()
     );

@@ -6,7 +6,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use aifactory_tests::{CtlOutput, Sandbox, is_root, shared_bin, skip};
+use aifactory_tests::idle_peers::{Hello, IdlePeers};
+use aifactory_tests::wait::wait_until;
+use aifactory_tests::{CtlOutput, Daemon, Sandbox, is_root, shared_bin, skip};
 use nix::unistd::{Gid, Group, Uid, User};
 
 const NOBODY: u32 = 65534;
@@ -209,4 +211,125 @@ fn system_mode_socket_admits_only_its_group() {
     );
     assert_eq!(socket_mode_and_gid(&sandbox), (0o660, group.gid.as_raw()));
     assert_refused_by_socket_mode(&sandbox, &nobody, &daemon.logs());
+}
+
+/// Serves nobody through its primary group, on a socket anyone may connect to, with `extra`
+/// config lines.
+fn daemon_serving_nobody(nobody: &Nobody, extra: &str) -> (Sandbox, Daemon) {
+    let sandbox = Sandbox::new();
+    sandbox.open_to_others();
+    sandbox.write_config(&format!(
+        "socket_mode = \"0666\"\nsocket_group = \"{}\"\n{extra}",
+        nobody.primary_group
+    ));
+    let daemon = sandbox.daemon().start();
+    (sandbox, daemon)
+}
+
+fn connections(sandbox: &Sandbox) -> u64 {
+    let out = sandbox.ctl(&["status", "--json"]);
+    out.assert_ok().json()["connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no connection count in {out:?}"))
+}
+
+#[test]
+fn idle_connections_without_a_hello_do_not_lock_out_root() {
+    let test = "idle_connections_without_a_hello_do_not_lock_out_root";
+    let Some(nobody) = nobody(test) else { return };
+    let (sandbox, daemon) = daemon_serving_nobody(&nobody, "");
+    // More than max_connections (1024) from a member that never says hello.
+    let peers = IdlePeers::hold(&sandbox.socket(), NOBODY, nobody.gid, 1030, Hello::Never);
+    assert_eq!(peers.opened, 1030);
+
+    // While they are open (the child holds them until `peers` drops), root is served, and the
+    // idle member holds no more than its per-uid limit of the daemon's connections.
+    let held = connections(&sandbox);
+    assert!(held <= 33, "{held} connections held:\n{}", daemon.logs());
+    sandbox.ctl(&["status"]).assert_ok();
+    drop(peers);
+}
+
+#[test]
+fn a_refused_uid_holds_no_connection_slot() {
+    let test = "a_refused_uid_holds_no_connection_slot";
+    let Some(nobody) = nobody(test) else { return };
+    let Some(group) = foreign_group(test, &nobody) else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    sandbox.open_to_others();
+    sandbox.write_config(&format!(
+        "socket_mode = \"0666\"\nsocket_group = \"{}\"\n",
+        group.name
+    ));
+    let daemon = sandbox.daemon().start();
+    let peers = IdlePeers::hold(&sandbox.socket(), NOBODY, nobody.gid, 1030, Hello::Never);
+    assert_eq!(peers.opened, 1030);
+
+    // The daemon accepts in order, so every connection of nobody was accepted before root's;
+    // none of them counts: root's own is the only one.
+    assert_eq!(connections(&sandbox), 1, "{}", daemon.logs());
+    drop(peers);
+    // A refused uid still learns why, at once.
+    let (out, _) = status_as_nobody(&sandbox, &nobody);
+    assert_eq!(out.code, Some(5), "{out:?}");
+    assert!(
+        out.stderr.contains("uid 65534 may not use aifactoryd"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn one_uid_cannot_hold_more_than_its_share_of_connections() {
+    let test = "one_uid_cannot_hold_more_than_its_share_of_connections";
+    let Some(nobody) = nobody(test) else { return };
+    let (sandbox, daemon) = daemon_serving_nobody(&nobody, "");
+    let peers = IdlePeers::hold(&sandbox.socket(), NOBODY, nobody.gid, 32, Hello::Said);
+    assert_eq!(peers.opened, 32);
+
+    let (out, _) = status_as_nobody(&sandbox, &nobody);
+    assert_eq!(out.code, Some(1), "{out:?}\n{}", daemon.logs());
+    assert!(
+        out.stderr
+            .contains("uid 65534 already holds its limit of 32 connections"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("close idle clients"), "{out:?}");
+    // Root is not bound by it.
+    sandbox.ctl(&["status"]).assert_ok();
+
+    // Once they are closed, nobody is served again.
+    drop(peers);
+    wait_until(
+        "nobody served again",
+        std::time::Duration::from_secs(10),
+        || status_as_nobody(&sandbox, &nobody).0.code == Some(0),
+    );
+}
+
+#[test]
+fn the_last_connections_are_kept_for_root_and_the_daemons_uid() {
+    let test = "the_last_connections_are_kept_for_root_and_the_daemons_uid";
+    let Some(nobody) = nobody(test) else { return };
+    // 8 connections, of which 2 are kept for root and the daemon's own uid.
+    let (sandbox, daemon) = daemon_serving_nobody(&nobody, "max_connections = 8\n");
+    let peers = IdlePeers::hold(&sandbox.socket(), NOBODY, nobody.gid, 8, Hello::Said);
+    assert_eq!(peers.opened, 8);
+
+    let (out, _) = status_as_nobody(&sandbox, &nobody);
+    assert_eq!(out.code, Some(1), "{out:?}\n{}", daemon.logs());
+    assert!(
+        out.stderr
+            .contains("the last 2 of its 8 connections are kept for root"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("max_connections"), "{out:?}");
+    // Root gets one of the kept ones: 6 of nobody's and its own.
+    wait_until(
+        "6 connections of nobody's and root's own",
+        std::time::Duration::from_secs(10),
+        || connections(&sandbox) == 7,
+    );
+    drop(peers);
 }

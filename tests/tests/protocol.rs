@@ -347,3 +347,100 @@ async fn a_client_that_never_reads_does_not_stall_others() {
     .unwrap();
     flood.abort();
 }
+
+/// A fake daemon that takes the first request of each connection and dies before replying,
+/// as a daemon SIGKILLed after it read the request does.
+async fn daemon_dying_mid_request(sandbox: &Sandbox) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    let listener = tokio::net::UnixListener::bind(sandbox.socket()).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = aifactory_common::handshake::send(&mut stream, PROTOCOL_VERSION).await;
+            let _ = aifactory_common::handshake::receive(&mut stream).await;
+            let mut frames = tokio_util::codec::FramedRead::new(
+                stream,
+                aifactory_common::frame::length_codec(1 << 20),
+            );
+            let _request = frames.next().await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_daemon_dying_mid_request_leaves_the_user_told_to_check() {
+    let sandbox = Sandbox::new();
+    let fake = daemon_dying_mid_request(&sandbox).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let created = sandbox.ctl(&["sessions", "new", "--", "sleep", "900"]);
+        let listed = sandbox.ctl(&["sessions", "list"]);
+        drop(sandbox);
+        (created, listed)
+    })
+    .await
+    .unwrap();
+    fake.abort();
+    let (created, listed) = out;
+    assert_eq!(created.code, Some(1), "{created:?}");
+    assert!(
+        created
+            .stderr
+            .contains("after the `sessions new` request was sent"),
+        "{created:?}"
+    );
+    assert!(created.stderr.contains("may have completed"), "{created:?}");
+    assert!(
+        created
+            .stderr
+            .contains("check with `aifactoryctl sessions list`"),
+        "{created:?}"
+    );
+    // Reading is safe to repeat: nothing is in doubt.
+    assert_eq!(listed.code, Some(1), "{listed:?}");
+    assert!(!listed.stderr.contains("may have completed"), "{listed:?}");
+}
+
+#[tokio::test]
+async fn a_huge_id_is_echoed_cut_with_its_length() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let client = daemon.client().await;
+    let id = "a".repeat(102_400);
+    let refusals = [
+        client.session_show(id.clone()).await.unwrap_err(),
+        client.task_show(id.clone()).await.unwrap_err(),
+        client.project_show(id.clone()).await.unwrap_err(),
+        client.session_kill(id.clone(), 0, false).await.unwrap_err(),
+    ];
+    for err in refusals {
+        let ClientError::Daemon(reply) = err else {
+            panic!("expected the daemon's refusal, got {err:?}");
+        };
+        assert_eq!(reply.code, ErrorCode::NotFound, "{reply:?}");
+        assert!(
+            reply.message.contains("…(102400 bytes)"),
+            "{}",
+            &reply.message[..300.min(reply.message.len())]
+        );
+        assert!(
+            reply.message.len() < 1000,
+            "a reply of {} bytes",
+            reply.message.len()
+        );
+    }
+    // A command is logged when its session starts.
+    let spec = aifactory_common::protocol::SessionSpec {
+        name: None,
+        command: vec!["true".into(), id.clone()],
+        cwd: sandbox.path().to_path_buf(),
+        env: vec![],
+        cols: None,
+        rows: None,
+    };
+    let session = client.session_new(spec).await.unwrap();
+    client.session_wait(session.id.clone()).await.unwrap();
+    let long_run = "a".repeat(1000);
+    assert!(
+        !daemon.logs().contains(&long_run),
+        "the daemon's log echoes the 100 KB id"
+    );
+}

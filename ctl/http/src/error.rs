@@ -114,6 +114,7 @@ impl ApiError {
                 socket.display()
             )),
             ClientError::HandshakeTimeout { .. }
+            | ClientError::ClosedAfterRequest { .. }
             | ClientError::ProtocolMismatch { .. }
             | ClientError::NotAifactory { .. } => unavailable(err.to_string()),
             ClientError::Codec(_) | ClientError::UnexpectedReply { .. } => {

@@ -1,6 +1,7 @@
 //! Starting a session: checking its spec, recording it, creating its pane directory and
 //! having a monitor start its program.
 
+use aifactory_common::echo::echo;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,7 +70,7 @@ impl Sessions {
                 // Made in this daemon's panes root just now.
                 let pane_dir = self.panes.path.join(&inserted);
                 self.clone().watch(inserted.clone(), pane_dir);
-                tracing::info!(session_id = %inserted, pid = info.pid, command = ?spec.command, "session started");
+                tracing::info!(session_id = %inserted, pid = info.pid, command = %echo(&spec.command.join(" ")), "session started");
                 self.events
                     .publish(EventKind::SessionCreated {
                         session_id: inserted.clone(),

@@ -18,6 +18,7 @@ mod create;
 mod ending;
 mod records;
 
+use aifactory_common::echo::echo;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,7 @@ const MAX_NAME_LEN: usize = 100;
 pub enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("no session with id or name `{0}`: see `aifactoryctl sessions list`")]
+    #[error("no session with id or name `{}`: see `aifactoryctl sessions list`", echo(.0))]
     NotFound(String),
     #[error("no command given: pass the program after `--`")]
     NoCommand,
@@ -54,28 +55,29 @@ pub enum SessionError {
     BadCwd(PathBuf),
     #[error(
         "{} cannot be resolved: {reason}: give an existing directory with --cwd",
-        path.display()
+        echo(path)
     )]
     CwdUnresolvable { path: PathBuf, reason: String },
     #[error(
         "`..` in {} comes after a symbolic link, so the kernel would enter {}, not {}: give the directory you mean without `..`",
-        path.display(),
-        entered.display(),
-        lexical.display()
+        echo(path),
+        echo(entered),
+        echo(lexical)
     )]
     CwdThroughSymlink {
         path: PathBuf,
         lexical: PathBuf,
         entered: PathBuf,
     },
-    #[error("`{0}` is not an environment variable name")]
+    #[error("`{}` is not an environment variable name", echo(.0))]
     BadEnvName(String),
-    #[error("the value of {0} contains a NUL byte, which no environment variable can hold")]
+    #[error("the value of {} contains a NUL byte, which no environment variable can hold", echo(.0))]
     NulInEnv(String),
-    #[error("the command argument {0:?} contains a NUL byte, which no program argument can hold")]
+    #[error("the command argument {:?} contains a NUL byte, which no program argument can hold", echo(.0))]
     NulInArg(String),
     #[error(
-        "a running session is already named `{name}` ({id}): kill it first (`aifactoryctl sessions kill {id}`) or choose another name"
+        "a running session is already named `{}` ({id}): kill it first (`aifactoryctl sessions kill {id}`) or choose another name",
+        echo(name)
     )]
     NameTaken { name: String, id: String },
     #[error(transparent)]
