@@ -24,8 +24,9 @@ use crate::handshake::{self, PeerHello};
 use crate::in_doubt::in_doubt;
 use crate::protocol::{
     AgentInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject, PROTOCOL_VERSION, ProjectAdd,
-    ProjectInfo, Reply, Request, ServerFrame, SessionInfo, SessionSpec, StatusInfo, StopReport,
-    StreamItem, SubscriptionId, TaskCreate, TaskInfo, Transcript,
+    ProjectInfo, Reply, Request, ServerFrame, SessionInfo, SessionKillReport, SessionSpec,
+    StatusInfo, StopReport, StrayProcess, StreamItem, SubscriptionId, TaskCreate, TaskInfo,
+    Transcript,
 };
 use crate::sync::lock;
 use crate::{codec, frame};
@@ -394,19 +395,25 @@ impl Client {
         expect!(self, request, Done)
     }
 
-    /// The session as it ended, or `None` when it was already gone and `ignore_missing` is set.
+    /// The session as it ended (`None` when it was already gone and `ignore_missing` is set),
+    /// with every process the kill stopped and any that survived it.
     pub async fn session_kill(
         &self,
         key: impl Into<String>,
         grace_ms: u64,
         ignore_missing: bool,
-    ) -> Result<Option<SessionInfo>, ClientError> {
+    ) -> Result<SessionKillReport, ClientError> {
         let request = Request::SessionKill {
             key: key.into(),
             grace_ms,
             ignore_missing,
         };
-        expect!(self, request, Killed(s) => s)
+        expect!(self, request, SessionKilled(r) => *r)
+    }
+
+    /// Processes that carry a session's mark but belong to no live session.
+    pub async fn session_strays(&self) -> Result<Vec<StrayProcess>, ClientError> {
+        expect!(self, Request::SessionStrays, Strays(s) => s)
     }
 
     /// Waits until the session's program ends and returns the session as it ended.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agent::{AgentEvent, AgentResult, Failure, FailureKind, TranscriptEntry, Usage};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -148,6 +148,9 @@ pub enum Request {
         key: String,
         after: Option<u64>,
     },
+    /// Processes that carry the mark of one of this daemon's sessions but belong to no live
+    /// session; the reply is [`Reply::Strays`].
+    SessionStrays,
 }
 
 /// Daemon to client.
@@ -180,7 +183,8 @@ pub enum Reply {
     Sessions(Vec<SessionInfo>),
     /// The request was carried out (input, resize).
     Done,
-    /// `SessionKill`: the session as it ended, or `None` when it was already gone.
+    /// `SessionKill` up to protocol 6: the session as it ended, or `None` when it was already
+    /// gone. Protocol 7 answers [`Reply::SessionKilled`].
     Killed(Option<SessionInfo>),
     // Boxed: a task is large, and every frame would pay for it.
     Task(Box<TaskInfo>),
@@ -189,6 +193,10 @@ pub enum Reply {
     TaskRemoved(Box<TaskInfo>),
     Agents(Vec<AgentInfo>),
     Transcript(Transcript),
+    /// `SessionKill`: the session as it ended and every process the kill stopped.
+    SessionKilled(Box<SessionKillReport>),
+    /// `SessionStrays`.
+    Strays(Vec<StrayProcess>),
 }
 
 /// A task's stored transcript, oldest first.
@@ -838,6 +846,30 @@ pub struct StopReport {
     pub signalled: Vec<ProcessEntry>,
     /// Processes still alive after SIGKILL (nothing should be here).
     pub survivors: Vec<ProcessEntry>,
+}
+
+/// What a `SessionKill` did: the session's whole tree (its process group, what escaped it
+/// below the monitor, and whatever carries the session's mark) got SIGTERM, then SIGKILL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionKillReport {
+    /// The session as it ended, or `None` when it was already gone (`ignore_missing`).
+    pub session: Option<SessionInfo>,
+    /// Processes of the session that were signalled, including escaped ones.
+    pub signalled: Vec<ProcessEntry>,
+    /// Processes still alive after SIGKILL (nothing should be here).
+    pub survivors: Vec<ProcessEntry>,
+}
+
+/// A process that carries the mark of one of the daemon's sessions (set in the environment
+/// of every session's program) while no live session accounts for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StrayProcess {
+    pub pid: u32,
+    pub command: String,
+    /// The session whose mark it carries (ended, lost, or removed).
+    pub session_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

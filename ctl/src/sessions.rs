@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aifactory_common::Client;
 use aifactory_common::pane::ExitInfo;
-use aifactory_common::protocol::{Request, SessionInfo, SessionSpec, StreamItem};
+use aifactory_common::protocol::{
+    ProcessEntry, Request, SessionInfo, SessionKillReport, SessionSpec, StreamItem,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::cli::{Cli, SessionsCommand};
@@ -75,25 +77,10 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
             grace,
         } => {
             let grace_ms = (grace.max(0.0) * 1000.0) as u64;
-            match client
+            let report = client
                 .session_kill(session, grace_ms, *ignore_missing)
-                .await?
-            {
-                Some(s) => {
-                    if cli.json {
-                        println!("{}", session_json(&s));
-                    } else {
-                        println!("{} {}", s.id, ended_text(&s));
-                    }
-                }
-                None => {
-                    if cli.json {
-                        println!("null");
-                    } else {
-                        println!("no session `{session}`: nothing to kill");
-                    }
-                }
-            }
+                .await?;
+            return print_kill(cli.json, session, &report);
         }
         SessionsCommand::Wait { session } => {
             let s = client.session_wait(session).await?;
@@ -198,6 +185,47 @@ fn ended_text(s: &SessionInfo) -> String {
         (Some(exit), None) => exit.describe(),
         (None, None) => s.state.as_str().to_string(),
     }
+}
+
+/// A kill's outcome: the session as it ended, with the processes signalled and the
+/// survivors (`--json`: the session's fields plus `signalled` and `survivors`). Survivors make
+/// the command fail.
+fn print_kill(json: bool, key: &str, report: &SessionKillReport) -> Result<(), Failure> {
+    let processes = |list: &[ProcessEntry]| serde_json::to_value(list).unwrap_or_default();
+    match (&report.session, json) {
+        (Some(s), true) => {
+            let mut value = session_json(s);
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("signalled".into(), processes(&report.signalled));
+                fields.insert("survivors".into(), processes(&report.survivors));
+            }
+            println!("{value}");
+        }
+        (Some(s), false) => {
+            println!("{} {}", s.id, ended_text(s));
+            for p in &report.signalled {
+                println!("  stopped {:>7}  {}", p.pid, p.command);
+            }
+        }
+        (None, true) => println!("null"),
+        (None, false) => println!("no session `{key}`: nothing to kill"),
+    }
+    if report.survivors.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        code: FAILED,
+        message: format!(
+            "{} processes of session `{key}` survived SIGKILL: {}; check `ps -o pid,stat,wchan -p PID` (state D is stuck in the kernel)",
+            report.survivors.len(),
+            report
+                .survivors
+                .iter()
+                .map(|p| format!("{} ({})", p.pid, p.command))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 pub fn session_json(s: &SessionInfo) -> serde_json::Value {

@@ -369,11 +369,21 @@ fn a_monitor_without_a_record_is_a_failure() {
     let _d = sandbox.daemon().start();
     let (code, checks) = doctor(&sandbox, &[]);
     assert_eq!(code, Some(1));
-    let c = only(&checks, "stale-sessions", CheckStatus::Fail);
+    let c = find(&checks, "stale-sessions");
+    assert_eq!(c.status, CheckStatus::Fail, "{c:#?}");
     assert!(
         c.message.contains(&id) && c.message.contains("does not have"),
         "{c:#?}"
     );
+    // Its program carries the session's mark, and no session accounts for it any more.
     let program = s["pid"].as_u64().unwrap() as i32;
+    let stray = find(&checks, "stray-processes");
+    assert_eq!(stray.status, CheckStatus::Fail, "{stray:#?}");
+    assert!(
+        stray
+            .message
+            .contains(&format!("{program} (sleep 300) of session {id}")),
+        "{stray:#?}"
+    );
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(program), Signal::SIGKILL);
 }

@@ -183,6 +183,7 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
                 after: Some(12),
             },
         ),
+        ("request-session-strays", Request::SessionStrays),
     ];
     for (_, r) in &requests {
         match r {
@@ -211,7 +212,8 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::TaskRestart { .. }
             | Request::TaskRemove { .. }
             | Request::AgentList
-            | Request::TaskTranscript { .. } => {}
+            | Request::TaskTranscript { .. }
+            | Request::SessionStrays => {}
         }
     }
     requests
@@ -874,6 +876,36 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
     ));
     frames.push(("reply-killed-missing", reply(Ok(Reply::Killed(None)))));
     frames.push((
+        "reply-session-killed",
+        reply(Ok(Reply::SessionKilled(Box::new(SessionKillReport {
+            session: Some(session(SessionState::Exited)),
+            signalled: vec![ProcessEntry {
+                pid: 4243,
+                command: "sleep 1001".into(),
+            }],
+            survivors: vec![ProcessEntry {
+                pid: 4244,
+                command: "[stuck]".into(),
+            }],
+        })))),
+    ));
+    frames.push((
+        "reply-session-killed-missing",
+        reply(Ok(Reply::SessionKilled(Box::new(SessionKillReport {
+            session: None,
+            signalled: Vec::new(),
+            survivors: Vec::new(),
+        })))),
+    ));
+    frames.push((
+        "reply-strays",
+        reply(Ok(Reply::Strays(vec![StrayProcess {
+            pid: 4245,
+            command: "sleep 1002".into(),
+            session_id: "s-0123abcd".into(),
+        }]))),
+    ));
+    frames.push((
         "stream-output",
         stream(StreamItem::Output {
             offset: 1 << 40,
@@ -925,7 +957,9 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::TaskStopped(_)
                     | Reply::TaskRemoved(_)
                     | Reply::Agents(_)
-                    | Reply::Transcript(_),
+                    | Reply::Transcript(_)
+                    | Reply::SessionKilled(_)
+                    | Reply::Strays(_),
                 )
                 | Err(_) => {}
             },

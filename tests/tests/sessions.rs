@@ -635,8 +635,28 @@ fn the_program_gets_exactly_its_environment() {
         .filter(|k| !["PWD", "SHLVL", "_"].contains(k))
         .collect();
     // The daemon's own variables (XDG_RUNTIME_DIR, NOTIFY_SOCKET, ...) stay out; the base set
-    // the harness gives the daemon (PATH, HOME) and TERM come in, then the session's own.
-    assert_eq!(names, ["FOO", "HOME", "PATH", "SPACED", "TERM"], "{log}");
+    // the harness gives the daemon (PATH, HOME) and TERM come in, then the session's own, and
+    // the mark that tells the session's processes wherever they go.
+    assert_eq!(
+        names,
+        [
+            "AIFACTORY_SESSION_DB",
+            "AIFACTORY_SESSION_ID",
+            "FOO",
+            "HOME",
+            "PATH",
+            "SPACED",
+            "TERM"
+        ],
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "\nAIFACTORY_SESSION_ID={}\n",
+            s["id"].as_str().unwrap()
+        )),
+        "{log}"
+    );
     assert!(log.contains("\nSPACED=a b=c\n"), "{log}");
     assert!(log.contains("\nTERM=xterm-256color\n"), "{log}");
 }

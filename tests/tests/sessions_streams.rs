@@ -41,7 +41,7 @@ async fn kill_session(client: &Client, id: &str) -> SessionInfo {
         })
         .await
     {
-        Ok(Reply::Killed(Some(s))) => s,
+        Ok(Reply::SessionKilled(report)) => report.session.expect("the killed session"),
         other => panic!("sessions kill {id} failed: {other:?}"),
     }
 }

@@ -14,7 +14,9 @@ mod local;
 use std::path::Path;
 
 use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
-use aifactory_common::protocol::{AgentInfo, ProjectInfo, SessionInfo, StatusInfo, TaskInfo};
+use aifactory_common::protocol::{
+    AgentInfo, ProjectInfo, SessionInfo, StatusInfo, StrayProcess, TaskInfo,
+};
 use aifactory_common::{Client, ClientError, ClientOptions, paths};
 
 use crate::cli::Cli;
@@ -28,6 +30,8 @@ pub struct Online {
     pub tasks: Vec<TaskInfo>,
     pub sessions: Vec<SessionInfo>,
     pub projects: Vec<ProjectInfo>,
+    /// Processes of the daemon's sessions that no live session accounts for.
+    pub strays: Vec<StrayProcess>,
 }
 
 /// Everything the checks look at.
@@ -70,12 +74,14 @@ async fn ask(client: &Client) -> Result<Online, ClientError> {
     let tasks = client.task_list(None).await?;
     let sessions = client.session_list().await?;
     let projects = client.project_list().await?;
+    let strays = client.session_strays().await?;
     Ok(Online {
         status,
         agents,
         tasks,
         sessions,
         projects,
+        strays,
     })
 }
 

@@ -41,6 +41,7 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
         } => Answer::Reply(sessions::kill(ctx, key, grace_ms, ignore_missing).await),
         Request::SessionWait { key } => Answer::Reply(sessions::wait(ctx, key).await),
         Request::SessionRemove { key } => Answer::Reply(sessions::remove(ctx, key).await),
+        Request::SessionStrays => Answer::Reply(sessions::strays(ctx).await),
         Request::SessionTail { key, from, follow } => {
             if ctx.has_subscription(id) {
                 return Answer::Reply(Err(ErrorReply::new(

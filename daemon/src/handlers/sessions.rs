@@ -21,7 +21,9 @@ pub(super) fn code(e: &SessionError) -> ErrorCode {
     match e {
         SessionError::Store(store) => super::store::code(store),
         SessionError::NotFound(_) | SessionError::AlreadyEnded { .. } => ErrorCode::NotFound,
-        SessionError::NameTaken { .. } | SessionError::StillRunning { .. } => ErrorCode::Conflict,
+        SessionError::NameTaken { .. }
+        | SessionError::StillRunning { .. }
+        | SessionError::StillHasProcesses { .. } => ErrorCode::Conflict,
         SessionError::Monitor(_)
         | SessionError::InputRefused { .. }
         | SessionError::InputNoAnswer { .. } => ErrorCode::Unavailable,
@@ -85,7 +87,11 @@ pub async fn kill(
         .sessions
         .kill(key, Duration::from_millis(grace_ms), ignore_missing)
         .await?;
-    Ok(Reply::Killed(killed))
+    Ok(Reply::SessionKilled(Box::new(killed)))
+}
+
+pub async fn strays(ctx: &ConnContext) -> Result<Reply, ErrorReply> {
+    Ok(Reply::Strays(ctx.daemon.sessions.strays().await?))
 }
 
 pub async fn wait(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {

@@ -9,7 +9,7 @@ use aifactory_common::pane::MonitorInfo;
 use aifactory_common::protocol::{EventKind, SessionInfo, SessionSpec};
 use aifactory_pane::MonitorArgs;
 
-use super::{MAX_NAME_LEN, SessionError, Sessions, records};
+use super::{MAX_NAME_LEN, SessionError, Sessions, marker, records};
 use crate::panes;
 
 const DEFAULT_COLS: u16 = 120;
@@ -112,11 +112,13 @@ impl Sessions {
             log_max: self.pane_log_max,
             command: spec.command.clone(),
         };
+        // The mark last: a session's own variables cannot hide it.
+        let env = base_env()
+            .into_iter()
+            .chain(spec.env.iter().cloned())
+            .chain(marker::env(id, self.store.file()));
         self.launcher
-            .start(
-                &args,
-                base_env().into_iter().chain(spec.env.iter().cloned()),
-            )
+            .start(&args, env)
             .await
             .map_err(SessionError::from)
     }

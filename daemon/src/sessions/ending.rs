@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aifactory_common::pane::{EXIT_FILE, ExitInfo};
 use aifactory_common::procfs;
@@ -11,6 +12,9 @@ use aifactory_common::protocol::{EventKind, SessionState};
 use aifactory_pane::client::{MonitorClient, MonitorError};
 
 use super::{SessionError, Sessions, records};
+
+/// How long the escaped processes of a lost session get between SIGTERM and SIGKILL.
+const LOST_GRACE: Duration = Duration::from_secs(2);
 
 /// How a session ended: its program exited, or nobody can tell any more (the reason is
 /// recorded as the session's `lost_reason`).
@@ -81,7 +85,9 @@ impl Sessions {
         });
     }
 
-    /// Kills what is left of a lost session's process group, if it is still that group.
+    /// Kills what is left of a lost session's process group, if it is still that group, then
+    /// stops whatever else carries the session's mark (what escaped the group was re-parented
+    /// when the monitor died, out of its tree).
     async fn kill_leftovers(&self, id: &str) {
         let key = id.to_string();
         let row = self
@@ -94,6 +100,18 @@ impl Sessions {
             let group = nix::unistd::Pid::from_raw(-(pid as i32));
             let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
             tracing::warn!(session_id = %id, pid, "killed the process group of a session whose monitor is gone");
+        }
+        let Ok(session) = self.show(id.to_string()).await else {
+            return;
+        };
+        let report = self.stop_processes(&session, LOST_GRACE).await;
+        if !report.stopped.is_empty() {
+            tracing::warn!(
+                session_id = %id,
+                stopped = ?report.stopped,
+                survivors = ?report.survivors,
+                "stopped the escaped processes of a session whose monitor is gone"
+            );
         }
     }
 

@@ -7,8 +7,8 @@
 //! ([`control`]), notices when they end, and at startup re-adopts every one still recorded as
 //! running, checking pid and process start time so a reused pid is never mistaken for it
 //! ([`ending`]). A session that cannot be re-adopted becomes `lost` with the reason, and
-//! anything left in its process group is killed: nothing runs untracked. Its rows are read and
-//! written through [`records`].
+//! everything left of it is stopped ([`stop`]), found through the mark its processes carry
+//! ([`marker`]): nothing runs untracked. Its rows are read and written through [`records`].
 //!
 //! Every failure is a [`SessionError`]; `handlers::sessions` turns it into the wire's
 //! `ErrorReply`.
@@ -16,14 +16,18 @@
 mod control;
 mod create;
 mod ending;
+mod marker;
 mod records;
+mod stop;
+
+pub use stop::KillReport;
 
 use aifactory_common::echo::echo;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use aifactory_common::protocol::{SessionInfo, SessionState};
+use aifactory_common::protocol::{ProcessEntry, SessionInfo, SessionState};
 use aifactory_common::sync::lock;
 use aifactory_pane::client::{MonitorClient, MonitorError};
 use aifactory_pane::launch::{LaunchFailure, Launcher};
@@ -120,6 +124,24 @@ pub enum SessionError {
     SurvivedKill { id: String, seconds: u64, pid: u32 },
     #[error("session {id} is still running: kill it first (`aifactoryctl sessions kill {id}`)")]
     StillRunning { id: String },
+    #[error(
+        "session {id} ended, but {} of its processes still run: {}; stop them with `aifactoryctl sessions kill {id}`, then remove it",
+        .processes.len(),
+        process_list(.processes)
+    )]
+    StillHasProcesses {
+        id: String,
+        processes: Vec<ProcessEntry>,
+    },
+}
+
+/// `pid (command)`, comma-separated.
+fn process_list(processes: &[ProcessEntry]) -> String {
+    processes
+        .iter()
+        .map(|p| format!("{} ({})", p.pid, p.command))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The part of an input error that says how much got through before the failing piece.

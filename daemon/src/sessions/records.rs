@@ -193,6 +193,24 @@ pub(super) fn program(
     .optional()
 }
 
+/// The monitor's pid and start time as recorded: together they name one process.
+pub(super) fn monitor(
+    conn: &Connection,
+    id: &str,
+) -> rusqlite::Result<Option<(Option<u32>, Option<u64>)>> {
+    conn.query_row(
+        "SELECT monitor_pid, monitor_start_time FROM sessions WHERE id = ?1",
+        params![id],
+        |r| {
+            Ok((
+                r.get::<_, Option<u32>>(0)?,
+                r.get::<_, Option<i64>>(1)?.map(|s| s as u64),
+            ))
+        },
+    )
+    .optional()
+}
+
 /// A session recorded as starting or running, to re-adopt at startup.
 pub(super) struct Recorded {
     pub id: String,

@@ -10,11 +10,11 @@
 //! This file is the supervisor's API (create, start, stop, restart, remove, adopt). The parts:
 //! [`runner`] watches one task's attempts, [`activity`] is its state, [`output`] reads the
 //! agent's terminal output, [`record`] writes what the runner saw to the task's record,
-//! [`kill`] ends a session's processes, [`worktree`] makes and removes a task's worktree.
+//! [`worktree`] makes and removes a task's worktree; a session's processes are ended by
+//! `Sessions::kill_tree`.
 
 mod activity;
 mod error;
-mod kill;
 mod output;
 mod record;
 mod runner;
@@ -34,13 +34,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use self::error::SupervisorError;
-use self::kill::{KillReport, kill_tree};
 use self::runner::Runner;
 use crate::adapters;
 use crate::agents::{self, CheckContext, Placeholders, Profile, ProfileError};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::progress::ProgressWatcher;
+use crate::sessions::KillReport;
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::tasks::{self, NewTask, TaskError};
@@ -458,7 +458,7 @@ impl Supervisor {
             && let Ok(session) = self.sessions.show(sid.clone()).await
             && session.state == SessionState::Running
         {
-            report = kill_tree(&self.sessions, &session, grace).await;
+            report = self.sessions.kill_tree(&session, grace).await;
         }
         let id = task.id.clone();
         let moved = self

@@ -11,8 +11,8 @@ use aifactory_common::protocol::{
 };
 
 use super::Supervisor;
-use super::kill::KillReport;
 use crate::progress::{self, Report};
+use crate::sessions::KillReport;
 use crate::tasks;
 use crate::transcript;
 

@@ -20,10 +20,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
-use super::kill::{KillReport, kill_tree};
 use super::record::Outcome;
 use super::{Resume, RunSettings, Supervisor};
 use crate::adapters::{self, Adapter};
+use crate::sessions::KillReport;
 use crate::tasks;
 use aifactory_pane::client::{MonitorClient, MonitorStream};
 
@@ -117,7 +117,7 @@ impl Runner {
             let next_attempt = match watched {
                 Ended::Stopped => break,
                 Ended::StallAction(OnStall::Stop) => {
-                    let report = kill_tree(&sup.sessions, &session, STALL_GRACE).await;
+                    let report = sup.sessions.kill_tree(&session, STALL_GRACE).await;
                     sup.finish(
                         &id,
                         &session.id,
@@ -133,7 +133,7 @@ impl Runner {
                     break;
                 }
                 Ended::StallAction(_) => {
-                    let report = kill_tree(&sup.sessions, &session, STALL_GRACE).await;
+                    let report = sup.sessions.kill_tree(&session, STALL_GRACE).await;
                     tracing::info!(task_id = %id, survivors = report.survivors.len(), "stalled agent stopped for a new attempt");
                     self.next_attempt(&session, "stalled", None).await
                 }
@@ -392,7 +392,7 @@ impl Runner {
                             let events = adapter.feed(&data);
                             sup.agent_events(id, self.attempt, events).await;
                             if adapter.retrying_in_vain() {
-                                let report = kill_tree(&sup.sessions, session, STALL_GRACE).await;
+                                let report = sup.sessions.kill_tree(session, STALL_GRACE).await;
                                 tracing::warn!(task_id = %id, survivors = report.survivors.len(), "the agent retries a refused key: stopped at once");
                                 return self.session_end(session).await;
                             }

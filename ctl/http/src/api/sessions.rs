@@ -78,7 +78,7 @@ pub async fn delete(
         .await?;
     // Without `ignore_missing` the daemon answers a missing session with NotFound; `None` is
     // only its race with the session going away.
-    killed.map(Json).ok_or_else(|| {
+    killed.session.map(Json).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

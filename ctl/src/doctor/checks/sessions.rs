@@ -1,5 +1,6 @@
 //! Sessions and their panes: the panes root in use (and what was passed over before it),
-//! sessions recorded as running without a process, and pane monitors without a session.
+//! sessions recorded as running without a process, pane monitors without a session, and
+//! processes of ended sessions that still run.
 
 use std::path::{Path, PathBuf};
 
@@ -163,6 +164,43 @@ pub(super) fn stale_sessions(f: &Facts) -> Check {
         format!(
             "{} session(s) recorded, every running one has its process",
             online.sessions.len()
+        ),
+    )
+}
+
+/// Processes that carry the mark of one of the daemon's sessions (in their environment, which
+/// only the daemon's uid may read: the daemon looks) while no live session accounts for them.
+pub(super) fn stray_processes(f: &Facts) -> Check {
+    let name = "stray-processes";
+    let Some(online) = f.online() else {
+        return ok(name, "not checked: the daemon does not answer".into());
+    };
+    if online.strays.is_empty() {
+        return ok(
+            name,
+            "every process of a session belongs to a live session".into(),
+        );
+    }
+    let found = online
+        .strays
+        .iter()
+        .map(|p| format!("{} ({}) of session {}", p.pid, p.command, p.session_id))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let pids = online
+        .strays
+        .iter()
+        .map(|p| p.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    fail(
+        name,
+        format!(
+            "{} process(es) outlived their session: {found}",
+            online.strays.len()
+        ),
+        format!(
+            "stop them: `aifactoryctl sessions kill ID` for a session still listed, otherwise `kill {pids}` as the daemon's user or root"
         ),
     )
 }
