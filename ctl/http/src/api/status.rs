@@ -76,7 +76,7 @@ pub struct DaemonHealth {
     get,
     path = "/healthz",
     tag = "daemon",
-    responses((status = 200, description = "The shim runs; without the token `status` says whether the daemon answers, with it `daemon.answers` and the details", body = inline(HealthAnswer)))
+    responses((status = 200, description = "The shim runs; without the token `status` says whether the daemon answers, with it `daemon.answers` and the details", body = HealthAnswer))
 )]
 pub async fn healthz(
     State(state): State<AppState>,
