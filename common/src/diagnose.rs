@@ -26,12 +26,15 @@ pub fn end_of_life(kind: AgentKind) -> Option<(&'static str, u64, &'static str)>
         .map(|(_, day, n, advice)| (*day, *n, *advice))
 }
 
+/// How a check came out. `Skip` is a check that could not run (its message says why, its fix
+/// what would let it run): it is never counted as OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     Ok,
     Warn,
     Fail,
+    Skip,
 }
 
 impl CheckStatus {
@@ -40,6 +43,7 @@ impl CheckStatus {
             CheckStatus::Ok => "OK",
             CheckStatus::Warn => "WARN",
             CheckStatus::Fail => "FAIL",
+            CheckStatus::Skip => "SKIP",
         }
     }
 }
@@ -50,7 +54,8 @@ pub struct Check {
     pub check: String,
     pub status: CheckStatus,
     pub message: String,
-    /// The exact command to run or config line to change; set for `warn` and `fail`.
+    /// The exact command to run or config line to change; set for `warn` and `fail`, and for a
+    /// `skip` when something would let the check run.
     pub fix: Option<String>,
 }
 

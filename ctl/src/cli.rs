@@ -12,7 +12,8 @@ Exit codes:
   2  usage error
   3  daemon unreachable
   4  not found
-  5  permission denied";
+  5  permission denied
+  6  doctor: nothing failed, but some checks could not run (SKIP)";
 
 /// aifactoryctl: talk to aifactoryd, the daemon that runs aifactory's agents and sessions.
 #[derive(Debug, Parser)]
@@ -45,8 +46,9 @@ pub enum Command {
     /// Agent profiles from the daemon's config, and what is wrong with each.
     #[command(subcommand)]
     Agents(AgentsCommand),
-    /// Diagnose every failure of the troubleshooting guide: each check prints OK, WARN or FAIL,
-    /// what it found, and the fix. Works with or without a running daemon; exits 1 on a FAIL.
+    /// Diagnose every failure of the troubleshooting guide: each check prints OK, WARN, FAIL or
+    /// SKIP (could not run), what it found, and the fix. Works with or without a running
+    /// daemon; exits 1 on a FAIL, else 6 when a check was skipped.
     Doctor {
         /// Where aifactory-http listens.
         #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]

@@ -9,6 +9,8 @@ pub const FAILED: u8 = 1;
 pub const UNREACHABLE: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
 pub const PERMISSION_DENIED: u8 = 5;
+/// `doctor`: no check failed, but some could not run.
+pub const INCOMPLETE: u8 = 6;
 
 /// A failed command: what to print and which code to exit with.
 #[derive(Debug)]

@@ -39,6 +39,7 @@ pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
     let period = (interval / 2).max(Duration::from_millis(1));
     tracing::info!(
         interval_ms = interval.as_millis() as u64,
+        ping_every_ms = period.as_millis() as u64,
         "watchdog enabled"
     );
     Some(tokio::spawn(async move {

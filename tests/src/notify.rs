@@ -79,6 +79,36 @@ impl NotifyListener {
         }
     }
 
+    /// Waits until `count` datagrams hold a line equal to `line` (or starting with it, for
+    /// `KEY=`); those received by then, or `None` at the timeout. A condition, not a window:
+    /// a busy machine only makes it slower.
+    pub fn wait_for_count(
+        &self,
+        line: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Option<Vec<Notification>> {
+        let matching = |notes: Vec<Notification>| -> Vec<Notification> {
+            notes
+                .into_iter()
+                .filter(|n| {
+                    n.text
+                        .lines()
+                        .any(|l| l == line || (line.ends_with('=') && l.starts_with(line)))
+                })
+                .collect()
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = matching(self.all());
+            if found.len() >= count {
+                return Some(found);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.drain(left);
+        }
+    }
+
     /// Collects everything that arrives during `window`.
     pub fn collect_for(&self, window: Duration) -> Vec<Notification> {
         let deadline = Instant::now() + window;

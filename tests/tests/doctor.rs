@@ -32,7 +32,8 @@ fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
         .unwrap_or_else(|| panic!("no check {name}: {checks:#?}"))
 }
 
-/// `name` is `status` with a fix; every other check that is not about the shim is OK.
+/// `name` is `status` with a fix; every other check that is not about the shim is OK (the shim
+/// does not run unless the test starts it: its checks warn or are skipped).
 fn only(checks: &[Check], name: &str, status: CheckStatus) -> Check {
     let found = find(checks, name).clone();
     assert_eq!(found.status, status, "{found:#?}");
@@ -41,7 +42,7 @@ fn only(checks: &[Check], name: &str, status: CheckStatus) -> Check {
         "a {status:?} comes with a fix: {found:#?}"
     );
     for c in checks {
-        if c.check != name && !c.check.starts_with("http-") {
+        if c.check != name && !c.check.starts_with("http-") && c.check != "console-auth" {
             assert_eq!(c.status, CheckStatus::Ok, "only {name} is not OK: {c:#?}");
         }
     }
@@ -82,7 +83,11 @@ fn an_unusable_panes_root_is_a_warning_naming_the_fallback() {
     ));
     let _d = sandbox.daemon().start();
     let (code, checks) = doctor(&sandbox, &[]);
-    assert_eq!(code, Some(0), "a WARN is not a failure: {checks:#?}");
+    assert_eq!(
+        code,
+        Some(6),
+        "a WARN is not a failure; only the console (no shim here) is not checked: {checks:#?}"
+    );
     let c = only(&checks, "panes-root", CheckStatus::Warn);
     assert!(c.message.contains("fell back to"), "{c:#?}");
     assert!(c.message.contains("/proc/aifactory-panes"), "{c:#?}");
@@ -322,7 +327,13 @@ fn a_healthy_setup_with_the_shim_reports_every_check_ok() {
         .assert_ok()
         .stdout
         .clone();
-    assert!(text.lines().all(|l| l.starts_with("OK ")), "{text}");
+    let (summary, lines) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .map(|(l, s)| (s, l))
+        .unwrap();
+    assert!(lines.lines().all(|l| l.starts_with("OK ")), "{text}");
+    assert_eq!(summary, format!("summary: all {} checks OK", checks.len()));
 }
 
 #[test]
@@ -386,4 +397,167 @@ fn a_monitor_without_a_record_is_a_failure() {
         "{stray:#?}"
     );
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(program), Signal::SIGKILL);
+}
+
+/// The doctor's JSON as plain values: a status it does not know yet still reads.
+fn doctor_raw(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = sandbox.ctl(args);
+    let checks = out
+        .json()
+        .as_array()
+        .unwrap_or_else(|| panic!("doctor --json is not a list: {out:?}"))
+        .clone();
+    (out.code, checks)
+}
+
+fn raw_find<'a>(checks: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    checks
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {checks:#?}"))
+}
+
+#[test]
+fn a_check_that_could_not_run_is_skipped_never_ok() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let d = sandbox.daemon().start();
+    // The shim does not run: the console's authentication cannot be checked.
+    let (code, checks) = doctor_raw(&sandbox, &["doctor", "--json", "--http", "127.0.0.1:9"]);
+    let auth = raw_find(&checks, "console-auth");
+    assert_eq!(auth["status"], "skip", "{auth:#?}");
+    assert!(
+        auth["message"]
+            .as_str()
+            .unwrap()
+            .contains("aifactory-http does not answer"),
+        "{auth:#?}"
+    );
+    assert_eq!(
+        code,
+        Some(6),
+        "nothing failed but not everything was checked: {checks:#?}"
+    );
+    let text = sandbox.ctl(&["doctor", "--http", "127.0.0.1:9"]);
+    assert_eq!(text.code, Some(6), "{text:?}");
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("SKIP ") && l.contains("console-auth")),
+        "{text:?}"
+    );
+    let summary = text.stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.contains("1 not checked") && !summary.contains("all"),
+        "the summary counts the skip: {text:?}"
+    );
+
+    // Without the daemon, what only the daemon knows is not checked either.
+    drop(d);
+    let state = sandbox.state_dir();
+    let config = sandbox.config_file();
+    let (code, checks) = doctor_raw(
+        &sandbox,
+        &[
+            "doctor",
+            "--json",
+            "--http",
+            "127.0.0.1:9",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "the daemon is down: {checks:#?}");
+    assert_eq!(raw_find(&checks, "daemon")["status"], "fail");
+    for name in [
+        "socket-access",
+        "tasks-stuck",
+        "stale-sessions",
+        "console-auth",
+        "project-paths",
+        "pr-providers",
+    ] {
+        let c = raw_find(&checks, name);
+        assert_eq!(c["status"], "skip", "{c:#?}");
+        assert!(
+            c["message"].as_str().unwrap().starts_with("not checked: "),
+            "{c:#?}"
+        );
+    }
+    for c in &checks {
+        assert!(
+            c["status"] != "ok" || !c["message"].as_str().unwrap().contains("not checked"),
+            "an OK that did not run: {c:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_old_project_whose_directory_is_gone_is_a_warning_with_the_reason() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    let project = repo(&sandbox, "kept", "https://github.com/o/kept.git");
+    sandbox
+        .ctl(&["projects", "add", project.to_str().unwrap()])
+        .assert_ok();
+    let gone = sandbox.path().join("gone");
+    let dir = sandbox.path().join("home/.aifactory");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("projects.json"),
+        format!(
+            "[{{\"path\": {:?}, \"name\": \"kept\"}}, {{\"path\": {:?}, \"name\": \"gone\"}}]",
+            project.display().to_string(),
+            gone.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = find(&checks, "legacy-projects");
+    assert_eq!(c.status, CheckStatus::Warn, "{c:#?}");
+    assert!(
+        c.message.contains(&gone.display().to_string()) && c.message.contains("does not exist"),
+        "{c:#?}"
+    );
+    assert!(!c.message.contains("every project"), "{c:#?}");
+    assert!(c.fix.as_deref().is_some_and(|f| !f.is_empty()), "{c:#?}");
+}
+
+/// A loopback listener that answers every connection with `answer` (nothing: it closes).
+fn impostor(answer: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_console_without_a_token_that_is_not_refused_with_401_fails() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    for (what, answer) in [
+        (
+            "a server that lets everything through",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ),
+        ("a server that closes without an answer", ""),
+    ] {
+        let addr = impostor(answer);
+        let (code, checks) = doctor_raw(&sandbox, &["doctor", "--json", "--http", &addr]);
+        let c = raw_find(&checks, "console-auth");
+        assert_eq!(c["status"], "fail", "{what}: {c:#?}");
+        assert!(c["fix"].as_str().is_some_and(|f| !f.is_empty()), "{c:#?}");
+        assert_eq!(code, Some(1), "{what}: {checks:#?}");
+    }
 }

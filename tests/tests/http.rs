@@ -1313,3 +1313,107 @@ ws.onclose = (event) => {{
         "the browser accepted the echoed subprotocol"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_without_the_token_says_only_ok_or_unavailable() {
+    let sandbox = Sandbox::new();
+    let mut daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+    let plain = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap();
+    let socket = sandbox.socket().display().to_string();
+
+    let brief = api.send(plain.get(shim.url("/healthz"))).await;
+    brief.expect(200);
+    assert_eq!(brief.body, json!({"status": "ok"}), "{brief:#?}");
+    // The holder of the token still gets the details.
+    let full = api.get("/healthz").await;
+    full.expect(200);
+    assert_eq!(full.body["daemon"]["pid"], daemon.pid(), "{full:#?}");
+    assert_eq!(full.body["daemon"]["socket"], socket.as_str(), "{full:#?}");
+    // A wrong token is no token.
+    let wrong = api
+        .send(plain.get(shim.url("/healthz")).bearer_auth("0".repeat(64)))
+        .await;
+    assert_eq!(wrong.body, json!({"status": "ok"}), "{wrong:#?}");
+
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(TIMEOUT).expect("daemon stops");
+    let down = api.send(plain.get(shim.url("/healthz"))).await;
+    down.expect(200);
+    assert_eq!(down.body, json!({"status": "unavailable"}), "{down:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_percent_escape_or_an_over_long_url_gets_the_json_error_shape() {
+    let sandbox = Sandbox::new();
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let api = Api::new(&shim);
+    let mut wrong = Vec::new();
+    for path in [
+        "/api/v1/sessions/%FF",
+        "/api/v1/sessions/%ZZ",
+        "/api/v1/sessions/%",
+        "/api/v1/projects/a%C3%28b",
+        "/api/v1/tasks/%E2%82/start",
+        "/api/v1/sessions/%FF/console",
+    ] {
+        let method = if path.ends_with("/start") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let response = api
+            .request(method, path)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status != 400 || body["error"]["code"] != "invalid" {
+            wrong.push(format!("{path}: {status} {text:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "not a JSON 400 `invalid`: {wrong:#?}");
+    // Past hyper's limit (65,534 bytes), which answers before any route or middleware runs.
+    // Over raw TCP: reqwest refuses to send such a URL.
+    let path = format!("/api/v1/sessions/{}", "a".repeat(70_000));
+    let mut tcp = TcpStream::connect(shim.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+        shim.token
+    );
+    // The shim may answer and close before it has read everything.
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        TIMEOUT,
+        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut raw),
+    )
+    .await
+    .expect("an answer to an over-long URL")
+    .unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(head.starts_with("HTTP/1.1 414 "), "{text}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(body["error"]["code"], "uri_too_long", "{text}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shorter"),
+        "{text}"
+    );
+    // The shim still serves.
+    api.get("/api/v1/status").await.expect(200);
+}

@@ -99,8 +99,9 @@ fn status_json(sandbox: &Sandbox) -> serde_json::Value {
     sandbox.ctl(&["status", "--json"]).assert_ok().json()
 }
 
-/// Sends SIGTERM, waits for a clean exit (status 0) and returns how long it took.
-fn sigterm_and_wait(daemon: &mut Daemon) -> Duration {
+/// Sends SIGTERM and waits for a clean exit (status 0); how long it took is printed, not
+/// asserted (speed is measured in the benches).
+fn sigterm_and_wait(daemon: &mut Daemon) {
     let sent = Instant::now();
     daemon.signal(Signal::SIGTERM);
     let status = daemon.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
@@ -112,7 +113,6 @@ fn sigterm_and_wait(daemon: &mut Daemon) -> Duration {
     let took = sent.elapsed();
     eprintln!("stopped {took:?} after SIGTERM");
     assert_eq!(status.code(), Some(0), "{status}:\n{}", daemon.logs());
-    took
 }
 
 #[tokio::test]
@@ -133,12 +133,12 @@ async fn sigterm_stops_cleanly_without_waiting_for_idle_clients() {
             .is_socket()
     );
 
-    let took = sigterm_and_wait(&mut daemon);
+    sigterm_and_wait(&mut daemon);
     // Idle connections have nothing in flight: they must not hold the stop up to the drain
-    // timeout (5 s).
+    // timeout (5 s), which the daemon would log. A condition, not a stopwatch.
     assert!(
-        took < Duration::from_secs(3),
-        "stopping took {took:?}:\n{}",
+        !daemon.logs().contains("did not finish within"),
+        "idle connections held the stop up:\n{}",
         daemon.logs()
     );
     assert!(
@@ -189,11 +189,12 @@ async fn sigterm_is_not_held_up_by_a_silent_connection() {
     let mut silent = RawConn::connect(&sandbox.socket()).await;
     wait_connections(&client, 2).await;
 
-    let took = sigterm_and_wait(&mut daemon);
-    // The handshake gives way to shutdown: a silent peer does not hold the stop up.
+    sigterm_and_wait(&mut daemon);
+    // The handshake gives way to shutdown: a silent peer does not hold the stop up until its
+    // handshake timeout (5 s), which the daemon would log.
     assert!(
-        took < Duration::from_secs(3),
-        "stopping took {took:?} with a silent connection open:\n{}",
+        !daemon.logs().contains("sent no handshake within"),
+        "a silent connection held the stop up:\n{}",
         daemon.logs()
     );
     assert!(
@@ -507,7 +508,7 @@ async fn signals_sent_right_after_ready_are_handled() {
 #[tokio::test]
 async fn watchdog_is_pinged_at_half_its_interval() {
     const INTERVAL: Duration = Duration::from_millis(200);
-    const WINDOW: Duration = Duration::from_secs(2);
+    const PINGS: usize = 20;
     let sandbox = Sandbox::new();
     let daemon = sandbox
         .daemon()
@@ -518,32 +519,24 @@ async fn watchdog_is_pinged_at_half_its_interval() {
         "{}",
         daemon.logs()
     );
-
-    let start = Instant::now();
-    let notes = daemon.notify.collect_for(WINDOW);
-    let pings: Vec<Instant> = notes
-        .iter()
-        .filter(|n| has_line(n, "WATCHDOG=1") && n.at >= start && n.at <= start + WINDOW)
-        .map(|n| n.at)
-        .collect();
-    let mut gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort();
-    let summary = format!("{} pings in {WINDOW:?}, gaps {gaps:?}", pings.len());
-    eprintln!("watchdog: {summary}");
-    // Half of 200 ms is 100 ms: 20 pings in 2 s. Pinging at the full interval gives 10, and
-    // pinging ten times too often gives 200.
-    assert!((14..=30).contains(&pings.len()), "{summary}");
-    let median = gaps[gaps.len() / 2];
+    // The period it chose: half the interval systemd gave it.
     assert!(
-        median >= Duration::from_millis(70) && median <= Duration::from_millis(140),
-        "median gap {median:?}: {summary}"
+        daemon.logs().contains("ping_every_ms=100"),
+        "{}",
+        daemon.logs()
     );
-    // systemd kills a service whose pings are more than an interval apart; allow some
-    // scheduling noise on a loaded machine.
-    let longest = *gaps.last().unwrap();
+    // It keeps pinging: a condition, however slow the machine.
+    let pings = daemon
+        .notify
+        .wait_for_count("WATCHDOG=1", PINGS, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("fewer than {PINGS} pings:\n{}", daemon.logs()));
+    // And never much faster than that period: 20 pings at 100 ms span 1.9 s, pinging ten
+    // times too often 0.19 s. Only a lower bound, a quarter of the ideal span, which a busy
+    // machine cannot break (it delays pings, it does not bring them closer).
+    let span = pings[PINGS - 1].at - pings[0].at;
     assert!(
-        longest <= INTERVAL + Duration::from_millis(100),
-        "longest gap {longest:?}: {summary}"
+        span >= INTERVAL / 2 * (PINGS as u32 - 1) / 4,
+        "{PINGS} pings within {span:?}"
     );
 }
 

@@ -4,7 +4,7 @@
 //! binary; what its tests share beyond this file lives in the harness (`tests/src`).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aifactory_common::pane::EXIT_FILE;
 use aifactory_tests::bench::find_in_path;
@@ -431,7 +431,6 @@ fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
     wait_file(&log, Duration::from_secs(10), |b| contains(b, b"ready"));
 
     const SENT: usize = 100_000;
-    let started = Instant::now();
     let send = {
         let mut cmd = sandbox.ctl_command(&["sessions", "send", &id, &"x".repeat(SENT)]);
         std::thread::spawn(move || CtlOutput::from(cmd.output().expect("run aifactoryctl")))
@@ -451,16 +450,10 @@ fn input_the_program_does_not_read_is_refused_and_the_session_stays_usable() {
     assert!(!send.is_finished(), "the send returned before the resize");
 
     let refused = send.join().unwrap();
-    let took = started.elapsed();
     assert_eq!(refused.code, Some(1), "{refused:?}");
     assert!(
         refused.stderr.contains("not reading") && refused.stderr.contains("10 s"),
         "{refused:?}"
-    );
-    // Roughly the timeout: a generous bound, not a timing target.
-    assert!(
-        took < Duration::from_secs(30),
-        "refused only after {took:?}"
     );
     // The reason says how much the terminal took before it filled up.
     let taken: usize = refused

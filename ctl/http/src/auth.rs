@@ -81,6 +81,16 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Presented {
     Presented::None
 }
 
+/// Whether the request carries the right token, wherever it put it.
+pub fn has_token(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
+    match presented(headers, uri) {
+        Presented::Header(t) | Presented::Protocol(t) | Presented::Query(t) => {
+            state.token.matches(&t)
+        }
+        Presented::Malformed | Presented::None => false,
+    }
+}
+
 /// Refuses a request without the right token with 401 and how to send it.
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let verdict = match presented(req.headers(), req.uri()) {

@@ -21,7 +21,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid`, `missing_token`, `invalid_token`,
     /// `origin_not_allowed`, `not_found`, `no_route`, `method_not_allowed`, `conflict`,
-    /// `websocket_required`, `daemon_unavailable`, `internal`, or the daemon's own code in
+    /// `websocket_required`, `daemon_unavailable`, `internal`, `uri_too_long`,
+    /// `headers_too_large`, or the daemon's own code in
     /// snake case (e.g. `shutting_down`).
     pub code: String,
     /// For people: what went wrong and what to do about it.

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod daemon;
 mod error;
+mod listener;
 mod state;
 mod token;
 
@@ -100,9 +101,11 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
         "listening on http://{listen}"
     );
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        stop.cancelled().await;
-    });
+    let server = axum::serve(listener::JsonErrorsListener(listener), app).with_graceful_shutdown(
+        async move {
+            stop.cancelled().await;
+        },
+    );
     let server = tokio::spawn(async move { server.await });
     wait_for_signal().await?;
     tracing::info!("stopping: consoles close with 1001, event streams end");

@@ -1,6 +1,7 @@
 //! Just enough HTTP/1.1 to ask the shim two questions: does `/healthz` answer, and does the
 //! console's WebSocket handshake refuse a missing token and take a right one. Plain TCP to a
-//! loopback address, one request per connection, a short timeout.
+//! loopback address, one request per connection, a short timeout. Nothing listening is told
+//! apart from something that listens but does not answer like the shim.
 
 use std::time::Duration;
 
@@ -14,15 +15,40 @@ pub struct Response {
     pub body: String,
 }
 
-/// Sends `GET path` with `headers` to `addr` (host:port); the status and body.
-pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-    tokio::time::timeout(TIMEOUT, exchange(addr, path, headers))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 3 s"))?
+/// Why a request got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Nothing accepts connections there: the shim does not run (or listens elsewhere).
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// Something accepted the connection but gave no HTTP answer.
+    #[error("connected, but got no HTTP answer: {0}")]
+    Answer(std::io::Error),
 }
 
-async fn exchange(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+/// Sends `GET path` with `headers` to `addr` (host:port); the status and body.
+pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+    let connect = tokio::net::TcpStream::connect(addr);
+    let stream = tokio::time::timeout(TIMEOUT, connect)
+        .await
+        .map_err(|_| HttpError::Connect(timed_out()))?
+        .map_err(HttpError::Connect)?;
+    tokio::time::timeout(TIMEOUT, exchange(stream, addr, path, headers))
+        .await
+        .map_err(|_| HttpError::Answer(timed_out()))?
+        .map_err(HttpError::Answer)
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 3 s")
+}
+
+async fn exchange(
+    mut stream: tokio::net::TcpStream,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));

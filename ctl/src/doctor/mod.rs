@@ -1,5 +1,6 @@
 //! `aifactoryctl doctor`: every failure of the troubleshooting guide looked for in one command,
-//! each reported OK, WARN or FAIL with what was found and, when it is not OK, the exact fix.
+//! each reported OK, WARN or FAIL with what was found and, when it is not OK, the exact fix, or
+//! SKIP when it could not run (never counted as OK: the summary and the exit status say so).
 //!
 //! It asks the running daemon what only the daemon knows (tasks, sessions, the panes root it
 //! uses, its agents' effective commands) and looks at the machine for the rest: the installed
@@ -20,7 +21,7 @@ use aifactory_common::protocol::{
 use aifactory_common::{Client, ClientError, ClientOptions, paths};
 
 use crate::cli::Cli;
-use crate::exit::{FAILED, Failure};
+use crate::exit::{FAILED, Failure, INCOMPLETE};
 use local::{LocalFactsError, local_facts};
 
 /// What the running daemon told us, when it answered.
@@ -66,6 +67,39 @@ pub fn warn(name: &str, message: String, fix: String) -> Check {
 
 pub fn fail(name: &str, message: String, fix: String) -> Check {
     check(name, CheckStatus::Fail, message, Some(fix))
+}
+
+/// A check that could not run, with why (`not checked: <why>`) and what would let it run.
+pub fn skip(name: &str, why: &str, fix: Option<String>) -> Check {
+    check(name, CheckStatus::Skip, format!("not checked: {why}"), fix)
+}
+
+/// The last line of the text report: `all 17 checks OK`, else how many of each status, the
+/// skipped ones as `N not checked`.
+fn summary(report: &[Check]) -> String {
+    let count = |status| report.iter().filter(|c| c.status == status).count();
+    if count(CheckStatus::Ok) == report.len() {
+        return format!("summary: all {} checks OK", report.len());
+    }
+    let parts: Vec<String> = [
+        (CheckStatus::Ok, "OK"),
+        (CheckStatus::Warn, "WARN"),
+        (CheckStatus::Fail, "FAIL"),
+        (CheckStatus::Skip, "not checked"),
+    ]
+    .into_iter()
+    .filter(|(status, _)| count(*status) > 0)
+    .map(|(status, word)| format!("{} {word}", count(status)))
+    .collect();
+    format!("summary: {}", parts.join(", "))
+}
+
+fn names(report: &[Check], status: CheckStatus) -> Vec<&str> {
+    report
+        .iter()
+        .filter(|c| c.status == status)
+        .map(|c| c.check.as_str())
+        .collect()
 }
 
 async fn ask(client: &Client) -> Result<Online, ClientError> {
@@ -128,21 +162,30 @@ pub async fn run(
                 println!("{:<26} fix: {fix}", "");
             }
         }
+        println!("{}", summary(&report));
     }
-    let failed: Vec<&str> = report
-        .iter()
-        .filter(|c| c.status == CheckStatus::Fail)
-        .map(|c| c.check.as_str())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else if cli.json {
-        // The JSON is the report; the exit status says it failed.
-        std::process::exit(FAILED.into());
+    let failed = names(&report, CheckStatus::Fail);
+    let skipped = names(&report, CheckStatus::Skip);
+    let (code, message) = if !failed.is_empty() {
+        (
+            FAILED,
+            format!("{} check(s) failed: {}", failed.len(), failed.join(", ")),
+        )
+    } else if !skipped.is_empty() {
+        (
+            INCOMPLETE,
+            format!(
+                "{} check(s) not checked: {}; do what each says, then run the doctor again",
+                skipped.len(),
+                skipped.join(", ")
+            ),
+        )
     } else {
-        Err(Failure {
-            code: FAILED,
-            message: format!("{} check(s) failed: {}", failed.len(), failed.join(", ")),
-        })
+        return Ok(());
+    };
+    if cli.json {
+        // The JSON is the report; the exit status says how it came out.
+        std::process::exit(code.into());
     }
+    Err(Failure { code, message })
 }

@@ -1036,18 +1036,22 @@ mod zygote {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(z.process.try_wait().unwrap().is_none(), "a signal ended it");
 
-        // Monitors wait, prepared for the next sessions, each with its program's process.
-        let waiting: Vec<u32> = children_of(z.process.id())
-            .iter()
-            .map(|(pid, _)| *pid)
-            .collect();
-        assert_eq!(waiting.len(), 4, "{waiting:?}");
-        let stubs: Vec<u32> = waiting
-            .iter()
-            .flat_map(|&m| children_of(m))
-            .map(|(pid, _)| pid)
-            .collect();
-        assert_eq!(stubs.len(), 4, "{stubs:?}");
+        // Monitors wait, prepared for the next sessions, each with its program's process. The
+        // zygote refills its pool in the background: on a busy machine one snapshot may catch it
+        // short, so wait for the pool to be full (a pool that never is fails at the timeout).
+        let zygote = z.process.id();
+        let mut waiting: Vec<u32> = Vec::new();
+        let mut stubs: Vec<u32> = Vec::new();
+        eventually("4 monitors wait, each with its program's process", || {
+            waiting = children_of(zygote).iter().map(|(pid, _)| *pid).collect();
+            stubs = waiting
+                .iter()
+                .flat_map(|&m| children_of(m))
+                .map(|(pid, _)| pid)
+                .collect();
+            waiting.len() == 4 && stubs.len() == 4
+        })
+        .await;
 
         // The daemon's end closing ends the zygote, and the monitors that waited in vain.
         drop(z.socket);

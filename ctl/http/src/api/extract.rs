@@ -62,6 +62,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // The router passes a `%` without two hex digits through as it is: refuse it rather
+        // than look up an id the client did not mean.
+        if has_bad_escape(parts.uri.path()) {
+            return Err(ApiError::invalid(
+                "invalid percent-escape in the path: `%` must be followed by two hex digits; percent-encode the id as UTF-8 (`%25` for a literal %)",
+            ));
+        }
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(key)) => Ok(Key(key)),
             Err(e @ PathRejection::FailedToDeserializePathParams(_)) => {
@@ -73,6 +80,16 @@ where
             Err(e) => Err(ApiError::internal(e.body_text())),
         }
     }
+}
+
+/// Whether `path` holds a `%` that is not followed by two hex digits.
+fn has_bad_escape(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
 }
 
 /// `?grace=SECONDS` for stop and kill (default 5).
@@ -97,5 +114,20 @@ impl Grace {
             )));
         }
         Ok(grace * 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_bad_escape;
+
+    #[test]
+    fn a_percent_needs_two_hex_digits() {
+        for bad in ["/a/%", "/a/%Z", "/a/%ZZ", "/a/b%4"] {
+            assert!(has_bad_escape(bad), "{bad}");
+        }
+        for good in ["/a/b", "/a/%25ZZ", "/a/%C3%A9", "/a/%ff"] {
+            assert!(!has_bad_escape(good), "{good}");
+        }
     }
 }

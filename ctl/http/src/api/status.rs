@@ -3,10 +3,12 @@
 use aifactory_common::protocol::StatusInfo;
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::doc::DaemonErrors;
+use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -28,7 +30,19 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<StatusInfo>, A
         .map(Json)
 }
 
-/// What `/healthz` says.
+/// What `/healthz` says to a request without the token: whether the daemon answers, nothing
+/// about where or which (its pid and socket are for those who hold the token).
+#[derive(Debug, Serialize, ToSchema)]
+// Serialize ignores it; the schema gets `additionalProperties: false`, so a full answer is
+// never also a brief one.
+#[serde(deny_unknown_fields)]
+pub struct BriefHealth {
+    /// `ok` when the daemon answers, `unavailable` when it does not.
+    #[schema(value_type = String, pattern = "^(ok|unavailable)$")]
+    pub status: &'static str,
+}
+
+/// What `/healthz` says to a request with the token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok` when the daemon answers, `degraded` when it does not.
@@ -56,14 +70,40 @@ pub struct DaemonHealth {
     pub error: Option<String>,
 }
 
-/// Whether the shim runs and the daemon answers; needs no token.
+/// Whether the shim runs and the daemon answers; needs no token. Without the token it says
+/// only `ok` or `unavailable`; with it, the shim's and the daemon's details.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "daemon",
-    responses((status = 200, description = "The shim runs; `daemon.answers` says whether the daemon does", body = Health))
+    responses((status = 200, description = "The shim runs; without the token `status` says whether the daemon answers, with it `daemon.answers` and the details", body = HealthAnswer))
 )]
-pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+pub async fn healthz(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Json<HealthAnswer> {
+    let health = health(&state).await;
+    if auth::has_token(&state, &headers, &uri) {
+        return Json(HealthAnswer::Full(health));
+    }
+    let status = if health.daemon.answers {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    Json(HealthAnswer::Brief(BriefHealth { status }))
+}
+
+/// `/healthz`'s body: brief without the token, in full with it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HealthAnswer {
+    Brief(BriefHealth),
+    Full(Health),
+}
+
+async fn health(state: &AppState) -> Health {
     let socket = state.daemon.socket().display().to_string();
     let daemon = match state
         .daemon
@@ -87,12 +127,12 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
             error: Some(e.message),
         },
     };
-    Json(Health {
+    Health {
         status: if daemon.answers { "ok" } else { "degraded" },
         shim: ShimHealth {
             version: env!("CARGO_PKG_VERSION"),
             listen: state.listen.to_string(),
         },
         daemon,
-    })
+    }
 }

@@ -7,10 +7,14 @@ use aifactory_common::diagnose::{Check, CheckStatus, end_of_life};
 use aifactory_common::protocol::{AgentInfo, ProfileProblem};
 
 use super::{RELOAD, config_hint, profiles};
-use crate::doctor::{Facts, fail, ok, warn};
+use crate::doctor::{Facts, fail, ok, skip, warn};
 
 /// The fixture directory the old product's end-to-end workflow creates.
 const FIXTURE_DIR: &str = "/tmp/aifactory-e2e-fixture";
+
+/// Why the checks of agent profiles did not run, and what lets them.
+const NO_PROFILES: &str = "the agent profiles cannot be read: the daemon does not answer and `aifactoryd check` gives no report";
+const LET_PROFILES_RUN: &str = "start the daemon, or install aifactoryd next to aifactoryctl";
 
 /// A problem that the end-of-life check reports instead.
 fn is_eol_problem(problem: &ProfileProblem) -> bool {
@@ -20,11 +24,7 @@ fn is_eol_problem(problem: &ProfileProblem) -> bool {
 pub(super) fn agent_profiles(f: &Facts) -> Check {
     let name = "agent-profiles";
     let Some(agents) = profiles(f) else {
-        return warn(
-            name,
-            "cannot read the agent profiles: the daemon does not answer and `aifactoryd check` cannot run".into(),
-            "start the daemon, or install aifactoryd next to aifactoryctl".into(),
-        );
+        return skip(name, NO_PROFILES, Some(LET_PROFILES_RUN.into()));
     };
     let bad: Vec<(&AgentInfo, Vec<&ProfileProblem>)> = agents
         .iter()
@@ -82,7 +82,7 @@ pub(super) fn agent_profiles(f: &Facts) -> Check {
 pub(super) fn deprecated_providers(f: &Facts) -> Check {
     let name = "deprecated-providers";
     let Some(agents) = profiles(f) else {
-        return ok(name, "not checked: no agent profiles could be read".into());
+        return skip(name, NO_PROFILES, Some(LET_PROFILES_RUN.into()));
     };
     let mut found = Vec::new();
     let mut status = CheckStatus::Ok;
@@ -130,7 +130,9 @@ pub(super) fn test_fixtures(f: &Facts) -> Check {
             .find(|a| a.effective_command != a.command)
             .map(|a| a.effective_command.join(" ")),
         (None, Ok(l)) => l.test_agent_cmd.clone(),
-        (None, Err(_)) => None,
+        (None, Err(_)) => {
+            return skip(name, NO_PROFILES, Some(LET_PROFILES_RUN.into()));
+        }
     };
     let fixture = Path::new(FIXTURE_DIR);
     let fixture_state = if fixture.is_dir() {

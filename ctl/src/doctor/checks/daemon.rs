@@ -3,7 +3,7 @@
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::diagnose::Check;
 
-use crate::doctor::{Facts, fail, ok};
+use crate::doctor::{Facts, fail, ok, skip};
 
 pub(super) fn daemon(f: &Facts) -> Check {
     let name = "daemon";
@@ -48,6 +48,6 @@ pub(super) fn socket_access(f: &Facts) -> Check {
             format!("uid {uid} is refused: {e}"),
             "sudo usermod -aG aifactory \"$USER\" (then log in again), or run your own user-mode daemon".into(),
         ),
-        Err(_) => ok(name, "not checked: the daemon does not answer".into()),
+        Err(_) => skip(name, "the daemon does not answer (see the daemon check)", None),
     }
 }

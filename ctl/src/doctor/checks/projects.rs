@@ -6,12 +6,16 @@ use std::path::Path;
 
 use aifactory_common::diagnose::Check;
 
-use crate::doctor::{Facts, fail, ok, warn};
+use crate::doctor::{Facts, fail, ok, skip, warn};
 
 pub(super) fn legacy_projects(f: &Facts) -> Check {
     let name = "legacy-projects";
     let Ok(file) = crate::projects::default_legacy_file() else {
-        return ok(name, "not checked: HOME is not set".into());
+        return skip(
+            name,
+            "HOME is not set, so ~/.aifactory/projects.json cannot be found",
+            Some("run the doctor with HOME set to the old product's user's home".into()),
+        );
     };
     let meta = match std::fs::metadata(&file) {
         Ok(meta) => meta,
@@ -40,15 +44,45 @@ pub(super) fn legacy_projects(f: &Facts) -> Check {
             return warn(name, e.message, format!("fix or remove {}", file.display()));
         }
     };
+    // Entries whose directory is gone cannot be imported: say which and why, daemon or not.
+    let gone: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match std::fs::metadata(&e.path) {
+            Ok(_) => None,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Some(format!("{} (does not exist)", e.path.display()))
+            }
+            Err(err) => Some(format!("{} (cannot be read: {err})", e.path.display())),
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut fixes = Vec::new();
+    if !gone.is_empty() {
+        found.push(format!(
+            "{} holds {} project(s) that cannot be imported: {}",
+            file.display(),
+            gone.len(),
+            gone.join(", ")
+        ));
+        fixes.push(format!(
+            "restore those directories, or remove their entries from {}",
+            file.display()
+        ));
+    }
     let Some(online) = f.online() else {
-        return ok(
-            name,
-            format!(
-                "{} holds {} project(s); not compared: the daemon does not answer",
-                file.display(),
-                entries.len()
-            ),
-        );
+        if found.is_empty() {
+            return skip(
+                name,
+                &format!(
+                    "{} holds {} project(s), not compared with the registered ones: the daemon does not answer",
+                    file.display(),
+                    entries.len()
+                ),
+                None,
+            );
+        }
+        found.push("the others are not compared: the daemon does not answer".into());
+        return warn(name, found.join("; "), fixes.join("; "));
     };
     let registered = |p: &Path| {
         let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -59,29 +93,33 @@ pub(super) fn legacy_projects(f: &Facts) -> Check {
         .filter(|e| e.path.exists() && !registered(&e.path))
         .map(|e| e.path.display().to_string())
         .collect();
-    if missing.is_empty() {
+    if !missing.is_empty() {
+        found.push(format!(
+            "{} holds {} project(s) not registered with the daemon: {}",
+            file.display(),
+            missing.len(),
+            missing.join(", ")
+        ));
+        fixes.push("aifactoryctl projects import-legacy".into());
+    }
+    if found.is_empty() {
         ok(
             name,
             format!("every project of {} is registered", file.display()),
         )
     } else {
-        warn(
-            name,
-            format!(
-                "{} holds {} project(s) not registered with the daemon: {}",
-                file.display(),
-                missing.len(),
-                missing.join(", ")
-            ),
-            "aifactoryctl projects import-legacy".into(),
-        )
+        warn(name, found.join("; "), fixes.join("; "))
     }
 }
 
 pub(super) async fn project_paths(f: &Facts) -> Check {
     let name = "project-paths";
     let Some(online) = f.online() else {
-        return ok(name, "not checked: the daemon does not answer".into());
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
     };
     let mut bad = Vec::new();
     for p in &online.projects {
@@ -137,7 +175,11 @@ pub(super) async fn project_paths(f: &Facts) -> Check {
 pub(super) fn pr_providers(f: &Facts) -> Check {
     let name = "pr-providers";
     let Some(online) = f.online() else {
-        return ok(name, "not checked: the daemon does not answer".into());
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
     };
     let mismatched: Vec<String> = online
         .projects

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aifactory_common::diagnose::Check;
 use aifactory_common::protocol::{SessionState, SkipReason};
 
-use crate::doctor::{Facts, fail, ok, warn};
+use crate::doctor::{Facts, fail, ok, skip, warn};
 
 pub(super) fn panes_root(f: &Facts) -> Check {
     let name = "panes-root";
@@ -17,7 +17,13 @@ pub(super) fn panes_root(f: &Facts) -> Check {
             o.status.panes_skipped.clone(),
         ),
         (None, Ok(l)) => (l.panes_root.clone(), l.panes_skipped.clone()),
-        (None, Err(e)) => (Err(e.to_string()), Vec::new()),
+        (None, Err(e)) => {
+            return skip(
+                name,
+                &format!("the daemon does not answer and `aifactoryd check` gives no report: {e}"),
+                Some("start the daemon, or install aifactoryd next to aifactoryctl".into()),
+            );
+        }
     };
     let root = match root {
         Ok(root) => root,
@@ -103,7 +109,11 @@ fn answering_monitors(root: &Path) -> Vec<String> {
 pub(super) fn stale_sessions(f: &Facts) -> Check {
     let name = "stale-sessions";
     let Some(online) = f.online() else {
-        return ok(name, "not checked: the daemon does not answer".into());
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
     };
     let mut fails = Vec::new();
     let mut warns = Vec::new();
@@ -173,7 +183,11 @@ pub(super) fn stale_sessions(f: &Facts) -> Check {
 pub(super) fn stray_processes(f: &Facts) -> Check {
     let name = "stray-processes";
     let Some(online) = f.online() else {
-        return ok(name, "not checked: the daemon does not answer".into());
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
     };
     if online.strays.is_empty() {
         return ok(

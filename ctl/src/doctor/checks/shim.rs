@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use aifactory_common::diagnose::Check;
 
 use super::state_dir_path;
-use crate::doctor::{Facts, fail, http, ok, warn};
+use crate::doctor::http::HttpError;
+use crate::doctor::{Facts, fail, http, ok, skip, warn};
 
 const HTTP_TOKEN_FILE: &str = "http-token";
 
@@ -23,7 +24,11 @@ fn read_token(f: &Facts) -> Option<String> {
 pub(super) fn http_token(f: &Facts) -> Check {
     let name = "http-token";
     let Some(file) = token_file(f) else {
-        return ok(name, "not checked: the state directory is unknown".into());
+        return skip(
+            name,
+            "the state directory is unknown: the daemon does not answer and `aifactoryd check` gives no report",
+            Some("start the daemon, or pass --state-dir DIR".into()),
+        );
     };
     match std::fs::metadata(&file) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => warn(
@@ -65,18 +70,23 @@ pub(super) fn http_token(f: &Facts) -> Check {
 
 pub(super) async fn http_shim(f: &Facts) -> Check {
     let name = "http-shim";
-    match http::get(&f.http, "/healthz", &[]).await {
+    // Without the token /healthz says only ok or unavailable; with it, the daemon's details.
+    let bearer = read_token(f).map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("Authorization", b)])
+        .unwrap_or_default();
+    match http::get(&f.http, "/healthz", &headers).await {
         Ok(r) if r.status == 200 => {
-            let answers = serde_json::from_str::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| v.get("daemon").cloned());
+            let health = serde_json::from_str::<serde_json::Value>(&r.body).ok();
+            let daemon = health
+                .as_ref()
+                .and_then(|v| v.get("daemon").or_else(|| v.get("status")))
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "?".into());
             ok(
                 name,
-                format!(
-                    "aifactory-http answers on {} (daemon: {})",
-                    f.http,
-                    answers.map(|d| d.to_string()).unwrap_or_else(|| "?".into())
-                ),
+                format!("aifactory-http answers on {} (daemon: {daemon})", f.http),
             )
         }
         Ok(r) => fail(
@@ -84,7 +94,12 @@ pub(super) async fn http_shim(f: &Facts) -> Check {
             format!("{} answered /healthz with HTTP {}: {:.200}", f.http, r.status, r.body),
             "look at the shim's log (`journalctl -u aifactory-http`)".into(),
         ),
-        Err(e) => warn(
+        Err(e @ HttpError::Answer(_)) => fail(
+            name,
+            format!("something listens on {} but is not aifactory-http: {e}", f.http),
+            "find what listens there (`ss -ltnp`), stop it and start aifactory-http, or pass --http ADDR:PORT where the shim listens".into(),
+        ),
+        Err(e @ HttpError::Connect(_)) => warn(
             name,
             format!("aifactory-http does not answer on {}: {e}", f.http),
             "start it: `systemctl start aifactory-http` (or run `aifactory-http`); pass --http ADDR:PORT if it listens elsewhere".into(),
@@ -95,16 +110,38 @@ pub(super) async fn http_shim(f: &Facts) -> Check {
 pub(super) async fn console_auth(f: &Facts) -> Check {
     let name = "console-auth";
     let path = "/api/v1/sessions/doctor-check/console";
-    let without = match http::get(&f.http, path, &http::upgrade_headers()).await {
-        Ok(r) => r.status,
-        Err(_) => return ok(name, "not checked: aifactory-http does not answer".into()),
-    };
-    if without != 401 {
-        return fail(
-            name,
-            format!("a console WebSocket without a token got HTTP {without}, not 401: anyone on this machine could type into agents' terminals"),
-            "run the aifactory-http that ships with this aifactoryctl (it refuses tokenless consoles)".into(),
-        );
+    // Anything but a 401 to a console without a token, an answer that is not HTTP included,
+    // may let anyone on this machine type into agents' terminals.
+    let refuse = "run the aifactory-http that ships with this aifactoryctl (it refuses tokenless consoles), and nothing else on that address".to_string();
+    match http::get(&f.http, path, &http::upgrade_headers()).await {
+        Ok(r) if r.status == 401 => {}
+        Ok(r) => {
+            return fail(
+                name,
+                format!(
+                    "a console WebSocket without a token got HTTP {}, not 401: anyone on this machine could type into agents' terminals",
+                    r.status
+                ),
+                refuse,
+            );
+        }
+        Err(e @ HttpError::Answer(_)) => {
+            return fail(
+                name,
+                format!(
+                    "a console WebSocket without a token on {} was not refused with 401 ({e}): whatever listens there does not guard the console",
+                    f.http
+                ),
+                refuse,
+            );
+        }
+        Err(HttpError::Connect(_)) => {
+            return skip(
+                name,
+                &format!("aifactory-http does not answer on {}", f.http),
+                Some("start it: `systemctl start aifactory-http` (or run `aifactory-http`); pass --http ADDR:PORT if it listens elsewhere".into()),
+            );
+        }
     }
     let Some(token) = read_token(f) else {
         return ok(name, "a console without a token is refused (401); the token file cannot be read here to check the other half".into());

@@ -4,7 +4,7 @@
 use aifactory_common::diagnose::Check;
 use aifactory_common::protocol::StoreHealth;
 
-use crate::doctor::{Facts, fail, ok, warn};
+use crate::doctor::{Facts, fail, ok, skip, warn};
 
 pub(super) fn state_dir(f: &Facts) -> Check {
     let name = "state-dir";
@@ -39,10 +39,10 @@ pub(super) fn state_dir(f: &Facts) -> Check {
                 ),
             ),
         },
-        Err(e) => warn(
+        Err(e) => skip(
             name,
-            format!("not checked: {e}"),
-            "start the daemon, or install aifactoryd next to aifactoryctl".into(),
+            &format!("the daemon does not answer and `aifactoryd check` gives no report: {e}"),
+            Some("start the daemon, or install aifactoryd next to aifactoryctl".into()),
         ),
     }
 }
@@ -61,10 +61,10 @@ pub(super) fn migrations(f: &Facts) -> Check {
             }
         },
         Err(e) => {
-            return warn(
+            return skip(
                 name,
-                format!("not checked: {e}"),
-                "install aifactoryd next to aifactoryctl".into(),
+                &format!("`aifactoryd check` gives no report: {e}"),
+                Some("install aifactoryd next to aifactoryctl".into()),
             );
         }
     };

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aifactory_common::diagnose::Check;
 
-use crate::doctor::{ok, warn};
+use crate::doctor::{ok, skip, warn};
 
 pub(super) async fn systemd() -> Check {
     let name = "systemd";
@@ -27,8 +27,15 @@ pub(super) async fn systemd() -> Check {
         ])
         .output()
         .await;
-    let Ok(out) = show else {
-        return ok(name, "systemctl is not available".into());
+    let out = match show {
+        Ok(out) => out,
+        Err(e) => {
+            return skip(
+                name,
+                &format!("systemd runs, but systemctl cannot be run: {e}"),
+                Some("put systemctl on PATH".into()),
+            );
+        }
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let value = |key: &str| {

@@ -3,12 +3,16 @@
 use aifactory_common::diagnose::Check;
 use aifactory_common::protocol::TaskPhase;
 
-use crate::doctor::{Facts, fail, ok};
+use crate::doctor::{Facts, fail, ok, skip};
 
 pub(super) fn tasks_stuck(f: &Facts) -> Check {
     let name = "tasks-stuck";
     let Some(online) = f.online() else {
-        return ok(name, "not checked: the daemon does not answer".into());
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
     };
     let mut problems = Vec::new();
     for t in &online.tasks {
