@@ -26,6 +26,7 @@ pub async fn all(f: &Facts) -> Vec<Check> {
         tasks::tasks_stuck(f),
         sessions::panes_root(f),
         sessions::stale_sessions(f),
+        sessions::sessions_output(f),
         shim::http_token(f),
         shim::http_shim(f).await,
         shim::console_auth(f).await,
