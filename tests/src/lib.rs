@@ -12,12 +12,12 @@
 //! programs under test), [`bins`] (where they are built), [`session`] (sessions through the
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
-//! [`tmux`] (a private tmux server), [`tmpfs`] (a tiny disk that fills up), [`notify`] and [`raw`] (the sd_notify socket and raw
-//! protocol frames), [`bench`] (what only the benchmarks share), [`agent_clis`] (the real
-//! claude and codex CLIs, installed by `tests/agents/install`), [`anthropic_api`] and
-//! [`openai_api`] (scripted model APIs for them), [`codex_cli`] (codex's offline argv),
-//! [`egress`] (a proxy that catches traffic to any other host) and [`offline`] (a private
-//! network namespace with only loopback).
+//! [`tmux`] (a private tmux server), [`tmpfs`] (a tiny disk that fills up), [`notify`] and
+//! [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what only the benchmarks
+//! share), [`agent_clis`] (the real claude and codex CLIs, installed by
+//! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
+//! them), [`codex_cli`] (codex's offline argv), [`egress`] (a proxy that catches traffic to any
+//! other host) and [`offline`] (a private network namespace with only loopback).
 
 pub mod agent_clis;
 pub mod anthropic_api;

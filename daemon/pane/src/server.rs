@@ -3,8 +3,10 @@
 //!
 //! A `Subscribe` turns its connection into a stream for good: the connection then only carries
 //! `Output`/`Lagged` frames and the final `Exited`; any further request on it is refused with
-//! an `Error` frame (open another connection for those). A frame that cannot be decoded or is
-//! over the size limit gets an `Error` frame and closes that connection only.
+//! an `Error` frame (open another connection for those). A `WatchOutput` does the same with
+//! `OutputHealth` frames (whether output is blocked), until all output is in the files. A
+//! frame that cannot be decoded or is over the size limit gets an `Error` frame and closes
+//! that connection only.
 
 use std::sync::Arc;
 use std::time::Duration;
