@@ -45,7 +45,8 @@ pub fn in_doubt(request: &Request) -> Option<InDoubt> {
         | Request::TaskList { .. }
         | Request::TaskShow { .. }
         | Request::AgentList
-        | Request::TaskTranscript { .. } => return None,
+        | Request::TaskTranscript { .. }
+        | Request::SessionStrays => return None,
     };
     Some(InDoubt { request, check })
 }

@@ -47,6 +47,12 @@ pub enum MonitorRequest {
     /// Answered with [`MonitorFrame::Exited`] as soon as the program ended (at once if it
     /// already has), without streaming any output: how the daemon learns of the end.
     WaitExit,
+    /// Turns the connection into a stream of [`MonitorFrame::OutputHealth`]: the state now,
+    /// then every change, until all of the program's output is in the files. Appended to
+    /// version 1 (an enum's new last variant leaves every older message's bytes alone): a
+    /// monitor from before it refuses it as a malformed frame, and the daemon then cannot tell
+    /// that session's blocked output, which is all it loses.
+    WatchOutput,
 }
 
 /// Monitor to daemon.
@@ -69,6 +75,21 @@ pub enum MonitorFrame {
     Error(String),
     /// A request without a payload answer (input, resize, signal) was carried out.
     Done,
+    /// Answer to [`MonitorRequest::WatchOutput`]: `Some` while output cannot be appended to
+    /// `output.log`, `None` while it can.
+    OutputHealth(Option<OutputBlocked>),
+}
+
+/// Output that cannot be appended to `output.log` (a full disk, say). The monitor then stops
+/// reading the terminal, so the program blocks on its next write and no byte is lost; it
+/// retries until an append works again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputBlocked {
+    /// The append that failed, with the OS's reason.
+    pub reason: String,
+    /// RFC 3339 UTC: when the first append failed.
+    pub since: String,
 }
 
 /// What `meta.json` holds, and what [`MonitorRequest::Info`] returns.

@@ -314,6 +314,16 @@ pub enum EventKind {
         task_id: String,
         entry: TranscriptEntry,
     },
+    /// The session's output cannot be written (e.g. its panes root is full): its program is
+    /// held until it can, and nothing is lost.
+    SessionOutputBlocked {
+        session_id: String,
+        blocked: crate::pane::OutputBlocked,
+    },
+    /// The session's output is written again.
+    SessionOutputResumed {
+        session_id: String,
+    },
 }
 
 impl EventKind {
@@ -381,6 +391,8 @@ pub struct StatusInfo {
     pub panes_skipped: Vec<(PathBuf, SkipReason)>,
     /// Sessions whose program runs.
     pub sessions_running: u32,
+    /// Running sessions whose output cannot be written now (their programs are held).
+    pub sessions_output_blocked: u32,
 }
 
 /// Why a pane directory (a candidate root, or the root in use) is refused. Typed so that clients
@@ -423,6 +435,12 @@ pub enum SkipReason {
     },
     /// The probe file was written but cannot be removed again.
     CannotRemove {
+        error: String,
+    },
+    /// The file system it is on has no free space (or the quota is used up).
+    NoSpace {
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        dir: PathBuf,
         error: String,
     },
 }
@@ -470,6 +488,11 @@ impl std::fmt::Display for SkipReason {
             SkipReason::CannotRemove { error } => {
                 write!(f, "cannot remove a file in it: {error}")
             }
+            SkipReason::NoSpace { dir, error } => write!(
+                f,
+                "no free space ({error}): free space there (`df -h {}`) or set panes_dir to a directory with room; sessions started in it keep running there",
+                dir.display()
+            ),
         }
     }
 }
@@ -542,6 +565,8 @@ pub struct SessionInfo {
     pub lost_reason: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// Set while the session's output cannot be written: its program is held until it can.
+    pub output_blocked: Option<crate::pane::OutputBlocked>,
 }
 
 /// Whether the state database takes writes.

@@ -251,6 +251,12 @@ fn print_session(json: bool, s: &SessionInfo) {
     if s.exit.is_some() || s.lost_reason.is_some() {
         println!("ended     {}", ended_text(s));
     }
+    if let Some(blocked) = &s.output_blocked {
+        println!(
+            "output    blocked since {}: {} (the program is held until its output can be written; nothing is lost)",
+            blocked.since, blocked.reason
+        );
+    }
     println!("created   {}", s.created_at);
 }
 
@@ -273,7 +279,12 @@ fn print_list(json: bool, list: &[SessionInfo]) {
             "{:<10}  {:<16}  {:<8}  {:>7}  {}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
-            s.state.as_str(),
+            // Still running, but held: the one thing a list reader must not miss.
+            if s.output_blocked.is_some() {
+                "blocked"
+            } else {
+                s.state.as_str()
+            },
             s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             s.command.join(" ")
         );

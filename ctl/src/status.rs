@@ -46,6 +46,7 @@ fn to_json(s: &StatusInfo) -> serde_json::Value {
             .map(|(path, why)| serde_json::json!({ "path": path, "reason": why }))
             .collect::<Vec<_>>(),
         "sessions_running": s.sessions_running,
+        "sessions_output_blocked": s.sessions_output_blocked,
     })
 }
 
@@ -75,7 +76,7 @@ fn to_text(s: &StatusInfo) -> String {
          schema       version {}\n\
          store        {}\n\
          panes dir    {}{}\n\
-         sessions     {} running\n",
+         sessions     {} running{}\n",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -89,7 +90,18 @@ fn to_text(s: &StatusInfo) -> String {
         s.panes_dir.display(),
         panes_fallback_text(s),
         s.sessions_running,
+        blocked_text(s),
     )
+}
+
+/// Running sessions whose output cannot be written, when there are any.
+fn blocked_text(s: &StatusInfo) -> String {
+    match s.sessions_output_blocked {
+        0 => String::new(),
+        n => format!(
+            ", {n} with output blocked (their programs are held: see `aifactoryctl doctor`)"
+        ),
+    }
 }
 
 /// Why earlier pane-directory candidates were passed over, one indented line each.

@@ -393,6 +393,16 @@ fn event_text(e: &Event) -> String {
             entry.seq,
             transcript::one_line_summary(&entry.event, 100)
         ),
+        EventKind::SessionOutputBlocked {
+            session_id,
+            blocked,
+        } => format!(
+            "{session_id} output blocked since {}: {} (its program is held; free space in its panes root)",
+            blocked.since, blocked.reason
+        ),
+        EventKind::SessionOutputResumed { session_id } => {
+            format!("{session_id} output resumed")
+        }
         other => format!("{other:?}"),
     };
     format!("{:>6}  {what}", e.seq)

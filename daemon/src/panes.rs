@@ -4,7 +4,9 @@
 //! in it; `access()` is not trusted): config `panes_dir`, `$RUNTIME_DIRECTORY/panes`,
 //! `/run/aifactory/panes`, `$XDG_RUNTIME_DIR/aifactory-rmux/panes`. A root or pane directory
 //! that is a symlink, owned by another uid, or writable by group or others is refused: anyone
-//! who could swap it could read a session's output or impersonate its monitor.
+//! who could swap it could read a session's output or impersonate its monitor. A candidate on
+//! a full file system is passed over with that reason ([`SkipReason::NoSpace`]), and a session
+//! whose pane directory cannot be written is refused before its program runs.
 
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -35,6 +37,15 @@ pub enum PanesError {
     },
     #[error("pane directory {}: {reason}", path.display())]
     Unsafe { path: PathBuf, reason: SkipReason },
+    #[error(
+        "cannot start a session: the panes root {} has no free space ({source}): free space there (`df -h {}`), or set panes_dir in the config to a directory with room and restart aifactoryd (running sessions stay where they are)",
+        root.display(),
+        root.display()
+    )]
+    NoSpace {
+        root: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -103,16 +114,13 @@ fn prepare(dir: &Path) -> Result<(), SkipReason> {
         });
     }
     check_private(dir)?;
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&probe)
-        .and_then(|mut f| f.write_all(b"probe"));
-    let removed = std::fs::remove_file(&probe);
+    let (written, removed) = probe(dir);
     match (written, removed) {
         (Ok(()), Ok(())) => Ok(()),
+        (Err(e), _) if is_full(&e) => Err(SkipReason::NoSpace {
+            dir: dir.to_path_buf(),
+            error: e.to_string(),
+        }),
         (Err(e), _) => Err(SkipReason::NotWritable {
             error: e.to_string(),
         }),
@@ -120,6 +128,23 @@ fn prepare(dir: &Path) -> Result<(), SkipReason> {
             error: e.to_string(),
         }),
     }
+}
+
+/// Creates, writes and removes a small file in `dir`: whether it was written, and removed.
+fn probe(dir: &Path) -> (std::io::Result<()>, std::io::Result<()>) {
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(b"probe"));
+    (written, std::fs::remove_file(&probe))
+}
+
+/// The file system is full, or the user's quota is used up.
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Refuses a symlink, a directory of another uid, or one others can write.
@@ -153,7 +178,9 @@ pub fn check_private(dir: &Path) -> Result<(), SkipReason> {
     Ok(())
 }
 
-/// Creates one session's pane directory (0700), refusing anything already there.
+/// Creates one session's pane directory (0700), refusing anything already there, and proves
+/// files can be written in it: on a full disk a monitor could still create its files but
+/// never write them, and the session would "run" with empty ones.
 pub fn create_session_dir(root: &Path, session_id: &str) -> Result<PathBuf, PanesError> {
     check_private(root).map_err(|reason| PanesError::Unsafe {
         path: root.to_path_buf(),
@@ -168,6 +195,21 @@ pub fn create_session_dir(root: &Path, session_id: &str) -> Result<PathBuf, Pane
             path: dir.clone(),
             source,
         })?;
+    if let (Err(source), _) = probe(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(if is_full(&source) {
+            PanesError::NoSpace {
+                root: root.to_path_buf(),
+                source,
+            }
+        } else {
+            PanesError::Io {
+                action: "write a file in the pane directory",
+                path: dir,
+                source,
+            }
+        });
+    }
     Ok(dir)
 }
 

@@ -14,6 +14,7 @@
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
+//! [`tmpfs`] (a tiny disk that fills up),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
 //! only the benchmarks share), [`agent_clis`] (the real claude and codex CLIs, installed by
 //! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
@@ -39,6 +40,7 @@ pub mod raw;
 pub mod sandbox;
 pub mod session;
 pub mod systemd;
+pub mod tmpfs;
 pub mod tmux;
 pub mod wait;
 

@@ -244,6 +244,14 @@ fn status() -> StatusInfo {
             },
         )],
         sessions_running: 2,
+        sessions_output_blocked: 1,
+    }
+}
+
+fn output_blocked() -> OutputBlocked {
+    OutputBlocked {
+        reason: "cannot append to /run/aifactory/panes/s-0123abcd/output.log: No space left on device (os error 28)".into(),
+        since: "2026-11-26T09:30:00Z".into(),
     }
 }
 
@@ -270,6 +278,7 @@ fn session(state: SessionState) -> SessionInfo {
         exit: (state == SessionState::Exited).then(exit_info),
         lost_reason: (state == SessionState::Lost).then(|| "monitor gone".into()),
         created_at: "2026-11-26T09:00:00Z".into(),
+        output_blocked: None,
     }
 }
 
@@ -316,6 +325,7 @@ fn monitor_messages() -> (Samples<MonitorRequest>, Samples<MonitorFrame>) {
             "monitor-request-subscribe",
             MonitorRequest::Subscribe { from: 4096 },
         ),
+        ("monitor-request-watch-output", MonitorRequest::WatchOutput),
     ];
     for (_, r) in &requests {
         match r {
@@ -324,7 +334,8 @@ fn monitor_messages() -> (Samples<MonitorRequest>, Samples<MonitorFrame>) {
             | MonitorRequest::Resize { .. }
             | MonitorRequest::Signal { .. }
             | MonitorRequest::Subscribe { .. }
-            | MonitorRequest::WaitExit => {}
+            | MonitorRequest::WaitExit
+            | MonitorRequest::WatchOutput => {}
         }
     }
     let frames = vec![
@@ -346,6 +357,14 @@ fn monitor_messages() -> (Samples<MonitorRequest>, Samples<MonitorFrame>) {
         ("monitor-frame-exited", MonitorFrame::Exited(exit_info())),
         ("monitor-frame-error", MonitorFrame::Error("no".into())),
         ("monitor-frame-done", MonitorFrame::Done),
+        (
+            "monitor-frame-output-blocked",
+            MonitorFrame::OutputHealth(Some(output_blocked())),
+        ),
+        (
+            "monitor-frame-output-written",
+            MonitorFrame::OutputHealth(None),
+        ),
     ];
     for (_, f) in &frames {
         match f {
@@ -354,7 +373,8 @@ fn monitor_messages() -> (Samples<MonitorRequest>, Samples<MonitorFrame>) {
             | MonitorFrame::Lagged { .. }
             | MonitorFrame::Exited(_)
             | MonitorFrame::Error(_)
-            | MonitorFrame::Done => {}
+            | MonitorFrame::Done
+            | MonitorFrame::OutputHealth(_) => {}
         }
     }
     (requests, frames)
@@ -659,6 +679,19 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
             })),
         ),
         (
+            "stream-session-output-blocked",
+            stream(event(EventKind::SessionOutputBlocked {
+                session_id: "s-0123abcd".into(),
+                blocked: output_blocked(),
+            })),
+        ),
+        (
+            "stream-session-output-resumed",
+            stream(event(EventKind::SessionOutputResumed {
+                session_id: "s-0123abcd".into(),
+            })),
+        ),
+        (
             "stream-task-created",
             stream(event(EventKind::TaskCreated {
                 task_id: "t-0123abcd".into(),
@@ -866,6 +899,13 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         frames.push((name, reply(Ok(Reply::Session(session(state))))));
     }
     frames.push((
+        "reply-session-output-blocked",
+        reply(Ok(Reply::Session(SessionInfo {
+            output_blocked: Some(output_blocked()),
+            ..session(SessionState::Running)
+        }))),
+    ));
+    frames.push((
         "reply-sessions",
         reply(Ok(Reply::Sessions(vec![session(SessionState::Running)]))),
     ));
@@ -982,7 +1022,9 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | EventKind::TaskWaitingInput { .. }
                     | EventKind::TaskExited { .. }
                     | EventKind::TaskRemoved { .. }
-                    | EventKind::TaskAgent { .. } => {}
+                    | EventKind::TaskAgent { .. }
+                    | EventKind::SessionOutputBlocked { .. }
+                    | EventKind::SessionOutputResumed { .. } => {}
                 },
             },
             ServerFrame::Goodbye(_) => {}
@@ -1187,6 +1229,13 @@ fn skip_reasons() -> Samples<SkipReason> {
             "reply-status-panes-cannot-remove",
             SkipReason::CannotRemove { error: error() },
         ),
+        (
+            "reply-status-panes-no-space",
+            SkipReason::NoSpace {
+                dir: "/run/aifactory/panes".into(),
+                error: "No space left on device (os error 28)".into(),
+            },
+        ),
     ];
     for (_, why) in &reasons {
         match why {
@@ -1198,7 +1247,8 @@ fn skip_reasons() -> Samples<SkipReason> {
             | SkipReason::OwnedByOther { .. }
             | SkipReason::OpenToOthers { .. }
             | SkipReason::NotWritable { .. }
-            | SkipReason::CannotRemove { .. } => {}
+            | SkipReason::CannotRemove { .. }
+            | SkipReason::NoSpace { .. } => {}
         }
     }
     reasons

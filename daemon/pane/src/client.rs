@@ -14,6 +14,7 @@ use aifactory_common::frame::{
 use aifactory_common::handshake::{self, PeerHello};
 use aifactory_common::pane::{
     ExitInfo, MONITOR_PROTOCOL_VERSION, MONITOR_SOCKET, MonitorFrame, MonitorInfo, MonitorRequest,
+    OutputBlocked,
 };
 use futures::{Stream, StreamExt};
 use tokio::net::UnixStream;
@@ -282,6 +283,12 @@ impl MonitorClient {
         }
     }
 
+    /// Turns this connection into a stream of the output's health (blocked or not).
+    pub async fn watch_output(mut self) -> Result<OutputWatch, MonitorError> {
+        self.send(&MonitorRequest::WatchOutput).await?;
+        Ok(OutputWatch { client: self })
+    }
+
     /// Turns this connection into a stream of output from absolute offset `from`.
     pub async fn subscribe(mut self, from: u64) -> Result<MonitorStream, MonitorError> {
         self.send(&MonitorRequest::Subscribe { from }).await?;
@@ -289,6 +296,31 @@ impl MonitorClient {
             client: self,
             ended: false,
         })
+    }
+}
+
+/// The output's health as the monitor reports it, one change at a time.
+pub struct OutputWatch {
+    client: MonitorClient,
+}
+
+impl OutputWatch {
+    /// The next state: `Some` while output is blocked, `None` while it is written. `Err` once
+    /// the stream ended: [`MonitorError::Closed`] when all output is in the files or the
+    /// monitor is gone, [`MonitorError::Refused`] from a monitor older than the request.
+    pub async fn next(&mut self) -> Result<Option<OutputBlocked>, MonitorError> {
+        match self.client.receive().await {
+            None => Err(MonitorError::Closed {
+                socket: self.client.socket.clone(),
+            }),
+            Some(Err(e)) => Err(e),
+            Some(Ok(MonitorFrame::OutputHealth(health))) => Ok(health),
+            Some(Ok(MonitorFrame::Error(message))) => Err(MonitorError::Refused {
+                socket: self.client.socket.clone(),
+                message,
+            }),
+            Some(Ok(other)) => Err(self.client.unexpected("OutputHealth", &other)),
+        }
     }
 }
 

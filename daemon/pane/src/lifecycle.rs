@@ -223,6 +223,7 @@ fn start(
         pgid: pid as i32,
         info: Mutex::new(info),
         log: watch::Sender::new(LogState::default()),
+        output_blocked: watch::Sender::new(None),
         master,
         input_turn: tokio::sync::Mutex::new(()),
         input_taken: watch::Sender::new(0),

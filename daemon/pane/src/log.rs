@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aifactory_common::pane::{OUTPUT_LOG, OUTPUT_LOG_OLD, ROTATION_FILE};
+use aifactory_common::pane::{OUTPUT_LOG, OUTPUT_LOG_OLD, OutputBlocked, ROTATION_FILE};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -209,7 +209,8 @@ fn create_or_replace(path: &Path) -> std::io::Result<File> {
 }
 
 /// Reads the PTY master into `output.log` until the terminal is closed on the program's side
-/// (EIO) or the master reports EOF; then marks the output drained.
+/// (EIO) or the master reports EOF; then marks the output drained. While an append fails, the
+/// session's `output_blocked` says so (for the daemon to report), and clears once one works.
 pub async fn pump(session: Arc<Session>, mut log: OutputLog) {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -229,16 +230,24 @@ pub async fn pump(session: Arc<Session>, mut log: OutputLog) {
         while let Err((written, e)) = log.append(pending, &session.log) {
             pending = &pending[written..];
             if !failing {
-                diag(&format!(
-                    "cannot append to {}: {e}; the program is held (its output is not read) until writing works again",
+                let reason = format!(
+                    "cannot append to {}: {e}",
                     session.dir.join(OUTPUT_LOG).display()
+                );
+                diag(&format!(
+                    "{reason}; the program is held (its output is not read) until writing works again"
                 ));
+                session.output_blocked.send_replace(Some(OutputBlocked {
+                    reason,
+                    since: aifactory_common::time::now_rfc3339(),
+                }));
                 failing = true;
             }
             tokio::time::sleep(RETRY_APPEND).await;
         }
         if failing {
             diag("appending to output.log works again");
+            session.output_blocked.send_replace(None);
         }
     }
     session.log.send_modify(|s| s.drained = true);

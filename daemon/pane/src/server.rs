@@ -3,8 +3,10 @@
 //!
 //! A `Subscribe` turns its connection into a stream for good: the connection then only carries
 //! `Output`/`Lagged` frames and the final `Exited`; any further request on it is refused with
-//! an `Error` frame (open another connection for those). A frame that cannot be decoded or is
-//! over the size limit gets an `Error` frame and closes that connection only.
+//! an `Error` frame (open another connection for those). A `WatchOutput` does the same with
+//! `OutputHealth` frames (whether output is blocked), until all output is in the files. A
+//! frame that cannot be decoded or is over the size limit gets an `Error` frame and closes
+//! that connection only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +120,7 @@ async fn serve(session: Arc<Session>, stream: UnixStream) {
             MonitorRequest::Subscribe { from } => {
                 return subscribe(&session, frames, wr, from).await;
             }
+            MonitorRequest::WatchOutput => return watch_output(&session, frames, wr).await,
             MonitorRequest::WaitExit => {
                 let mut log = session.log.subscribe();
                 if log.wait_for(|state| state.exited).await.is_err() {
@@ -163,6 +166,39 @@ async fn next_request(frames: &mut Frames) -> Next {
                 "malformed frame ({e}): this socket speaks pane monitor protocol {MONITOR_PROTOCOL_VERSION}"
             )),
         },
+    }
+}
+
+/// Streams whether output is blocked: the state now, then every change, until all output is
+/// in the files (then nothing can block any more, and the connection closes).
+async fn watch_output(session: &Session, mut frames: Frames, mut wr: OwnedWriteHalf) {
+    let mut blocked = session.output_blocked.subscribe();
+    let mut log = session.log.subscribe();
+    loop {
+        let now = blocked.borrow_and_update().clone();
+        if send(&mut wr, &MonitorFrame::OutputHealth(now))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::select! {
+            changed = blocked.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            // The `Ref` wait_for returns is not Send: drop it inside.
+            () = async { let _ = log.wait_for(|state| state.drained).await; } => return,
+            next = next_request(&mut frames) => {
+                if let Next::Request(_) | Next::Bad(_) = next {
+                    let _ = send(&mut wr, &MonitorFrame::Error(
+                        "this connection watches the output's health: send other requests on another connection".into(),
+                    )).await;
+                }
+                return;
+            }
+        }
     }
 }
 

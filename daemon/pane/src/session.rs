@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use aifactory_common::pane::{EXIT_FILE, ExitInfo, META_FILE, MonitorInfo};
+use aifactory_common::pane::{EXIT_FILE, ExitInfo, META_FILE, MonitorInfo, OutputBlocked};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -55,6 +55,9 @@ pub(crate) struct Session {
     /// `output_end` in here is stale; [`Session::info`] fills it from `log`.
     pub(crate) info: Mutex<MonitorInfo>,
     pub(crate) log: watch::Sender<LogState>,
+    /// Whether appending output fails now, since when and why ([`log::pump`](super::log::pump)
+    /// sets it; `WatchOutput` streams it).
+    pub(crate) output_blocked: watch::Sender<Option<OutputBlocked>>,
     pub(crate) master: Master,
     /// One `Input` at a time, so two writers never interleave their bytes.
     pub(crate) input_turn: tokio::sync::Mutex<()>,

@@ -219,7 +219,7 @@ async fn live_output(
                 tracing::warn!(session_id = %session.id, "monitor refused a tail: {message}");
                 return Err(next);
             }
-            MonitorFrame::Info(_) | MonitorFrame::Done => {}
+            MonitorFrame::Info(_) | MonitorFrame::Done | MonitorFrame::OutputHealth(_) => {}
         }
     }
     Ok(Some(StreamItem::OutputEnd { next, exit: None }))

@@ -23,5 +23,6 @@ pub async fn handle(ctx: &ConnContext) -> Reply {
         panes_dir: daemon.sessions.panes().path.clone(),
         panes_skipped: daemon.sessions.panes().skipped.clone(),
         sessions_running: daemon.sessions.running_count().await,
+        sessions_output_blocked: daemon.sessions.output_blocked_count(),
     })
 }

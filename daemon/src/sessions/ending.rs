@@ -63,6 +63,7 @@ impl Sessions {
     /// outcome. A session lives where it was created until it ends, whatever the panes root is
     /// now: its recorded pane dir is the one to watch.
     pub(super) fn watch(self: Arc<Self>, id: String, pane_dir: PathBuf) {
+        self.clone().watch_output(id.clone(), pane_dir.clone());
         tokio::spawn(async move {
             let ended = match MonitorClient::connect(&pane_dir).await {
                 Ok(mut client) => client.wait_exit().await,

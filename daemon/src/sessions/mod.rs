@@ -10,6 +10,9 @@
 //! everything left of it is stopped ([`stop`]), found through the mark its processes carry
 //! ([`marker`]): nothing runs untracked. Its rows are read and written through [`records`].
 //!
+//! A session whose output cannot be written (a full disk) is followed and reported by
+//! [`output`].
+//!
 //! Every failure is a [`SessionError`]; `handlers::sessions` turns it into the wire's
 //! `ErrorReply`.
 
@@ -17,6 +20,7 @@ mod control;
 mod create;
 mod ending;
 mod marker;
+mod output;
 mod records;
 mod stop;
 
@@ -27,6 +31,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use aifactory_common::pane::OutputBlocked;
 use aifactory_common::protocol::{ProcessEntry, SessionInfo, SessionState};
 use aifactory_common::sync::lock;
 use aifactory_pane::client::{MonitorClient, MonitorError};
@@ -161,6 +166,9 @@ pub struct Sessions {
     pane_log_max: u64,
     /// One state channel per session this daemon lifetime watches: waiters and kills wake on it.
     watched: Mutex<HashMap<String, watch::Sender<SessionState>>>,
+    /// Sessions whose output cannot be written now, as their monitors report it (a restarted
+    /// daemon learns them again from the monitors).
+    output_blocked: Mutex<HashMap<String, OutputBlocked>>,
 }
 
 impl Sessions {
@@ -178,6 +186,7 @@ impl Sessions {
             launcher,
             pane_log_max,
             watched: Mutex::new(HashMap::new()),
+            output_blocked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -207,11 +216,16 @@ impl Sessions {
         self.store
             .read(move |conn| records::by_key(conn, &lookup))
             .await?
+            .map(|s| self.with_output_health(s))
             .ok_or(SessionError::NotFound(key))
     }
 
     pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
-        Ok(self.store.read(records::all).await?)
+        let list = self.store.read(records::all).await?;
+        Ok(list
+            .into_iter()
+            .map(|s| self.with_output_health(s))
+            .collect())
     }
 
     /// The running session `key`, or why it cannot take a request.

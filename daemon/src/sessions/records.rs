@@ -39,6 +39,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
                 ended_at,
             }),
         lost_reason: row.get(13)?,
+        output_blocked: None,
         created_at: row.get(14)?,
     })
 }

@@ -27,6 +27,7 @@ pub async fn all(f: &Facts) -> Vec<Check> {
         sessions::panes_root(f),
         sessions::stale_sessions(f),
         sessions::stray_processes(f),
+        sessions::sessions_output(f),
         shim::http_token(f),
         shim::http_shim(f).await,
         shim::console_auth(f).await,

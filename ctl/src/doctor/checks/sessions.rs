@@ -1,6 +1,6 @@
 //! Sessions and their panes: the panes root in use (and what was passed over before it),
-//! sessions recorded as running without a process, pane monitors without a session, and
-//! processes of ended sessions that still run.
+//! sessions recorded as running without a process, pane monitors without a session,
+//! processes of ended sessions that still run, and sessions whose output cannot be written.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,22 @@ pub(super) fn panes_root(f: &Facts) -> Check {
         );
     }
     let (first, why) = unexpected[0];
+    if let SkipReason::NoSpace { .. } = why {
+        return warn(
+            name,
+            format!(
+                "fell back to {} because {} has no free space: {passed}",
+                root.display(),
+                first.display()
+            ),
+            format!(
+                "free space in {} (`df -h {}`): the sessions that live there keep running there, and new ones go to {} until aifactoryd restarts with room there",
+                first.display(),
+                first.display(),
+                root.display()
+            ),
+        );
+    }
     warn(
         name,
         format!(
@@ -82,12 +98,56 @@ pub(super) fn panes_root(f: &Facts) -> Check {
             | SkipReason::Symlink
             | SkipReason::NotADirectory
             | SkipReason::NotWritable { .. }
-            | SkipReason::CannotRemove { .. } => format!(
+            | SkipReason::CannotRemove { .. }
+            | SkipReason::NoSpace { .. } => format!(
                 "make {} writable by the daemon's user (`install -d -m 0700 -o USER {}`), or point panes_dir elsewhere",
                 first.display(),
                 first.display()
             ),
         },
+    )
+}
+
+/// Running sessions whose output cannot be written: their programs are held.
+pub(super) fn sessions_output(f: &Facts) -> Check {
+    let name = "sessions-output";
+    let Some(online) = f.online() else {
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
+    };
+    let blocked: Vec<_> = online
+        .sessions
+        .iter()
+        .filter_map(|s| s.output_blocked.as_ref().map(|b| (s, b)))
+        .collect();
+    if blocked.is_empty() {
+        return ok(name, "every running session's output is written".into());
+    }
+    let mut roots: Vec<String> = blocked
+        .iter()
+        .filter_map(|(s, _)| s.pane_dir.parent().map(|p| p.display().to_string()))
+        .collect();
+    roots.sort();
+    roots.dedup();
+    let roots = roots.join(" and ");
+    fail(
+        name,
+        blocked
+            .iter()
+            .map(|(s, b)| {
+                format!(
+                    "session {} cannot write its output since {}: {}; its program is held",
+                    s.id, b.since, b.reason
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        format!(
+            "free space in the panes root {roots} (`df -h {roots}`): held sessions resume by themselves and lose nothing; or set panes_dir in the config to a directory with room and restart aifactoryd, for new sessions"
+        ),
     )
 }
 
