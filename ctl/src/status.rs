@@ -1,24 +1,29 @@
-//! `aifactoryctl status`: the daemon's identity, paths and counters.
+//! `aifactoryctl status`: the daemon's identity, paths and counters, and which other daemon
+//! listens, for someone with both a user daemon and the system one.
 
-use aifactory_common::PROTOCOL_VERSION;
-use aifactory_common::protocol::{StatusInfo, StoreHealth};
+use std::path::PathBuf;
+
+use aifactory_common::protocol::{RunMode, StatusInfo, StoreHealth};
+use aifactory_common::{Client, ClientOptions, PROTOCOL_VERSION, paths};
 
 use crate::cli::Cli;
-use crate::connect::connect;
+use crate::connect;
 use crate::exit::Failure;
 
 pub async fn run(cli: &Cli) -> Result<(), Failure> {
-    let client = connect(cli).await?;
+    let socket = connect::socket(cli)?;
+    let client = Client::connect(&ClientOptions::new(socket.clone(), "aifactoryctl")).await?;
     let status = client.status().await?;
+    let others = paths::other_daemons(&socket, &paths::process_env, &paths::is_socket);
     if cli.json {
-        println!("{}", to_json(&status));
+        println!("{}", to_json(&status, &others));
     } else {
-        print!("{}", to_text(&status));
+        print!("{}", to_text(&status, &others));
     }
     Ok(())
 }
 
-fn to_json(s: &StatusInfo) -> serde_json::Value {
+fn to_json(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> serde_json::Value {
     serde_json::json!({
         "version": s.version,
         "pid": s.pid,
@@ -46,6 +51,10 @@ fn to_json(s: &StatusInfo) -> serde_json::Value {
             .map(|(path, why)| serde_json::json!({ "path": path, "reason": why }))
             .collect::<Vec<_>>(),
         "sessions_running": s.sessions_running,
+        "also_listening": others
+            .iter()
+            .map(|(socket, mode)| serde_json::json!({ "socket": socket, "mode": mode.as_str() }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -57,7 +66,7 @@ fn store_text(health: &StoreHealth) -> String {
     }
 }
 
-fn to_text(s: &StatusInfo) -> String {
+fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
     let secs = s.uptime_ms / 1000;
     let uptime = format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60);
     let config = s
@@ -75,7 +84,7 @@ fn to_text(s: &StatusInfo) -> String {
          schema       version {}\n\
          store        {}\n\
          panes dir    {}{}\n\
-         sessions     {} running\n",
+         sessions     {} running\n{}",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -89,7 +98,23 @@ fn to_text(s: &StatusInfo) -> String {
         s.panes_dir.display(),
         panes_fallback_text(s),
         s.sessions_running,
+        others_text(others),
     )
+}
+
+/// One line per other daemon: where it listens and how to reach it instead.
+fn others_text(others: &[(PathBuf, RunMode)]) -> String {
+    others
+        .iter()
+        .map(|(socket, mode)| {
+            format!(
+                "also         a {} daemon listens at {} (--socket {} reaches it)\n",
+                mode.as_str(),
+                socket.display(),
+                socket.display()
+            )
+        })
+        .collect()
 }
 
 /// Why earlier pane-directory candidates were passed over, one indented line each.
