@@ -41,6 +41,7 @@ mod progress;
 mod projects;
 mod server;
 mod sessions;
+mod sharing;
 mod state;
 pub mod store;
 mod supervisor;
