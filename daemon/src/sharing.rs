@@ -11,10 +11,11 @@
 //! keeps a setgid bit fails, and one that drops it loses the project's group for what comes
 //! later; a child with the right umask needs neither.
 //!
-//! What the agent writes later: its program runs with umask 022 (the pane monitor sets it), so
-//! its files are group-readable, and in a setgid tree they get the project's group. A default
-//! ACL would do too, but needs ACL support in the project's file system; a setgid project
-//! directory and a readable umask need nothing but the modes README asks for.
+//! What the agent writes later: the pane monitor gives its program umask 002 when it starts in
+//! a group-writable directory (022 elsewhere), so its files are group-readable (and writable
+//! in a shared project), and in a setgid tree they get the project's group. A default ACL
+//! would do too, but needs ACL support in the project's file system; a setgid project
+//! directory and a group umask need nothing but the modes README asks for.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

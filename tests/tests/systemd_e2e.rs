@@ -617,8 +617,8 @@ fn project_owner_reads_the_agents_worktree() {
         alice("git -C /srv/projects/shared log --format=%s aifactory/review"),
         "agent work\ninit\n"
     );
-    // What the daemon and git made has the project's group bits; what the agent made (notes,
-    // umask 022) is group-readable; every directory keeps the project's setgid bit.
+    // What the daemon and git made has the project's group bits; what the agent made (notes)
+    // is at least group-readable; every directory keeps the project's setgid bit.
     for line in modes.lines() {
         let mut fields = line.split(' ');
         let (path, owner, mode) = (
