@@ -5,7 +5,10 @@
 //! touching the process environment.
 
 use std::ffi::OsString;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+
+use crate::protocol::RunMode;
 
 pub const SOCKET_ENV: &str = "AIFACTORY_SOCKET";
 pub const STATE_DIR_ENV: &str = "AIFACTORY_STATE_DIR";
@@ -67,7 +70,7 @@ pub fn socket_path(
     }
     tried.push("$RUNTIME_DIRECTORY (unset)".into());
     if root {
-        return Ok(Path::new(SYSTEM_RUNTIME_DIR).join(SOCKET_NAME));
+        return Ok(system_socket());
     }
     tried.push(format!("{SYSTEM_RUNTIME_DIR} (only as root)"));
     if let Some(dir) = env("XDG_RUNTIME_DIR") {
@@ -75,6 +78,74 @@ pub fn socket_path(
     }
     tried.push("$XDG_RUNTIME_DIR (unset)".into());
     Err(PathError::NoSocketDir { tried })
+}
+
+/// The socket a client uses: as [`socket_path`] when a path is named (`--socket`,
+/// `$AIFACTORY_SOCKET`, `$RUNTIME_DIRECTORY`) or as root. Otherwise, as docker's client finds
+/// docker's socket: the user's own daemon (`$XDG_RUNTIME_DIR/aifactory/aifactoryd.sock`) when
+/// its socket exists, else the system daemon's when that exists (a member of its group is
+/// served; anyone else is told the group to join), else the user's path, whose "cannot reach"
+/// error says how to start a daemon. `is_socket` says whether a socket file exists at a path.
+pub fn client_socket_path(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    root: bool,
+    is_socket: &dyn Fn(&Path) -> bool,
+) -> Result<PathBuf, PathError> {
+    let named =
+        explicit.is_some() || env(SOCKET_ENV).is_some() || env("RUNTIME_DIRECTORY").is_some();
+    if named || root {
+        return socket_path(explicit, env, root);
+    }
+    let user = user_socket(env);
+    if let Some(user) = user.as_ref().filter(|p| is_socket(p)) {
+        return Ok(user.clone());
+    }
+    let system = system_socket();
+    if is_socket(&system) {
+        return Ok(system);
+    }
+    user.ok_or_else(|| PathError::NoSocketDir {
+        tried: vec![
+            "--socket (not given)".into(),
+            format!("${SOCKET_ENV} (unset)"),
+            "$RUNTIME_DIRECTORY (unset)".into(),
+            "$XDG_RUNTIME_DIR (unset)".into(),
+            format!("{} (no socket there)", system.display()),
+        ],
+    })
+}
+
+/// The system daemon's socket.
+pub fn system_socket() -> PathBuf {
+    Path::new(SYSTEM_RUNTIME_DIR).join(SOCKET_NAME)
+}
+
+/// A user daemon's socket, when `$XDG_RUNTIME_DIR` is set.
+fn user_socket(env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    env("XDG_RUNTIME_DIR").map(|dir| PathBuf::from(dir).join("aifactory").join(SOCKET_NAME))
+}
+
+/// Whether a socket file exists at `path` (the probe [`client_socket_path`] uses).
+pub fn is_socket(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// The default daemons other than the one at `reached` whose sockets exist: the system daemon
+/// and the user's own. `status` names them, so someone with both knows which one answered.
+pub fn other_daemons(
+    reached: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    is_socket: &dyn Fn(&Path) -> bool,
+) -> Vec<(PathBuf, RunMode)> {
+    [
+        Some((system_socket(), RunMode::System)),
+        user_socket(env).map(|p| (p, RunMode::User)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|(path, _)| path != reached && is_socket(path))
+    .collect()
 }
 
 /// State directory: explicit (`--state-dir`), `$AIFACTORY_STATE_DIR`, `$STATE_DIRECTORY`,
@@ -188,6 +259,62 @@ mod tests {
         assert!(err.contains("XDG_RUNTIME_DIR (unset)"), "{err}");
         assert!(err.contains("/run/aifactory (only as root)"), "{err}");
         assert!(err.contains("pass --socket"), "{err}");
+    }
+
+    #[test]
+    fn a_client_finds_its_own_daemon_then_the_system_one() {
+        let system = PathBuf::from("/run/aifactory/aifactoryd.sock");
+        let user_sock = PathBuf::from("/run/user/1000/aifactory/aifactoryd.sock");
+        let user = env_of(&[("XDG_RUNTIME_DIR", "/run/user/1000")]);
+        let none = |_: &Path| false;
+        let only_system = |p: &Path| p == Path::new("/run/aifactory/aifactoryd.sock");
+        let both = |_: &Path| true;
+        // A group member with no daemon of their own reaches the system daemon, with or
+        // without a runtime directory.
+        assert_eq!(
+            client_socket_path(None, &user, false, &only_system).unwrap(),
+            system
+        );
+        assert_eq!(
+            client_socket_path(None, &env_of(&[]), false, &only_system).unwrap(),
+            system
+        );
+        // Their own daemon wins; with neither, their own path (its error says how to start one).
+        assert_eq!(
+            client_socket_path(None, &user, false, &both).unwrap(),
+            user_sock
+        );
+        assert_eq!(
+            client_socket_path(None, &user, false, &none).unwrap(),
+            user_sock
+        );
+        let err = client_socket_path(None, &env_of(&[]), false, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/run/aifactory/aifactoryd.sock (no socket there)"),
+            "{err}"
+        );
+        // A named socket and root are as for the daemon.
+        let named = env_of(&[(SOCKET_ENV, "/env.sock"), ("XDG_RUNTIME_DIR", "/r")]);
+        assert_eq!(
+            client_socket_path(None, &named, false, &both).unwrap(),
+            PathBuf::from("/env.sock")
+        );
+        assert_eq!(
+            client_socket_path(None, &user, true, &none).unwrap(),
+            system
+        );
+        // The other daemon is named, not the one reached.
+        assert_eq!(
+            other_daemons(&user_sock, &user, &both),
+            vec![(system.clone(), RunMode::System)]
+        );
+        assert_eq!(
+            other_daemons(&system, &user, &both),
+            vec![(user_sock, RunMode::User)]
+        );
+        assert!(other_daemons(&system, &user, &only_system).is_empty());
     }
 
     #[test]

@@ -1,24 +1,29 @@
-//! `aifactoryctl status`: the daemon's identity, paths and counters.
+//! `aifactoryctl status`: the daemon's identity, paths and counters, and which other daemon
+//! listens, for someone with both a user daemon and the system one.
 
-use aifactory_common::PROTOCOL_VERSION;
-use aifactory_common::protocol::{StatusInfo, StoreHealth};
+use std::path::PathBuf;
+
+use aifactory_common::protocol::{RunMode, StatusInfo, StoreHealth};
+use aifactory_common::{Client, ClientOptions, PROTOCOL_VERSION, paths};
 
 use crate::cli::Cli;
-use crate::connect::connect;
+use crate::connect;
 use crate::exit::Failure;
 
 pub async fn run(cli: &Cli) -> Result<(), Failure> {
-    let client = connect(cli).await?;
+    let socket = connect::socket(cli)?;
+    let client = Client::connect(&ClientOptions::new(socket.clone(), "aifactoryctl")).await?;
     let status = client.status().await?;
+    let others = paths::other_daemons(&socket, &paths::process_env, &paths::is_socket);
     if cli.json {
-        println!("{}", to_json(&status));
+        println!("{}", to_json(&status, &others));
     } else {
-        print!("{}", to_text(&status));
+        print!("{}", to_text(&status, &others));
     }
     Ok(())
 }
 
-fn to_json(s: &StatusInfo) -> serde_json::Value {
+fn to_json(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> serde_json::Value {
     serde_json::json!({
         "version": s.version,
         "pid": s.pid,
@@ -47,6 +52,10 @@ fn to_json(s: &StatusInfo) -> serde_json::Value {
             .collect::<Vec<_>>(),
         "sessions_running": s.sessions_running,
         "sessions_output_blocked": s.sessions_output_blocked,
+        "also_listening": others
+            .iter()
+            .map(|(socket, mode)| serde_json::json!({ "socket": socket, "mode": mode.as_str() }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -58,7 +67,7 @@ fn store_text(health: &StoreHealth) -> String {
     }
 }
 
-fn to_text(s: &StatusInfo) -> String {
+fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
     let secs = s.uptime_ms / 1000;
     let uptime = format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60);
     let config = s
@@ -76,7 +85,7 @@ fn to_text(s: &StatusInfo) -> String {
          schema       version {}\n\
          store        {}\n\
          panes dir    {}{}\n\
-         sessions     {} running{}\n",
+         sessions     {} running{}\n{}",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -91,6 +100,7 @@ fn to_text(s: &StatusInfo) -> String {
         panes_fallback_text(s),
         s.sessions_running,
         blocked_text(s),
+        others_text(others),
     )
 }
 
@@ -102,6 +112,21 @@ fn blocked_text(s: &StatusInfo) -> String {
             ", {n} with output blocked (their programs are held: see `aifactoryctl doctor`)"
         ),
     }
+}
+
+/// One line per other daemon: where it listens and how to reach it instead.
+fn others_text(others: &[(PathBuf, RunMode)]) -> String {
+    others
+        .iter()
+        .map(|(socket, mode)| {
+            format!(
+                "also         a {} daemon listens at {} (--socket {} reaches it)\n",
+                mode.as_str(),
+                socket.display(),
+                socket.display()
+            )
+        })
+        .collect()
 }
 
 /// Why earlier pane-directory candidates were passed over, one indented line each.

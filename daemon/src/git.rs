@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
+use crate::sharing::Sharing;
+
 /// Why git did not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -33,15 +35,31 @@ pub enum GitError {
 
 /// git's answer: trimmed stdout on success, its trimmed stderr as the error on failure.
 async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let out = Command::new("git")
+    run(command(dir, args)).await
+}
+
+/// `git -C dir ARGS`. The daemon trusts the repository it was told to work in even when
+/// another user owns it (a project shared with the service: README): git's ownership check
+/// (`safe.directory`) keeps a user from running someone else's repository's config by chance,
+/// but here a member of the socket group named it, and a member may run any program as the
+/// daemon's user in a session anyway.
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut safe = std::ffi::OsString::from("safe.directory=");
+    safe.push(dir);
+    let mut command = Command::new("git");
+    command
+        .arg("-c")
+        .arg(safe)
         .arg("-C")
         .arg(dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(GitError::Spawn)?;
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+async fn run(mut command: Command) -> Result<String, GitError> {
+    let out = command.output().await.map_err(GitError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -86,12 +104,14 @@ pub async fn default_branch(dir: &Path) -> String {
 }
 
 /// Creates (or takes back) the task's worktree at `path` on branch `branch`, starting from
-/// `base`; keeps `.aifactory/` out of the project's `git status`.
+/// `base`, with the project's modes (`sharing`); keeps `.aifactory/` out of the project's
+/// `git status`.
 pub async fn add_worktree(
     project: &Path,
     path: &Path,
     branch: &str,
     base: &str,
+    sharing: Sharing,
 ) -> Result<(), GitError> {
     exclude_aifactory_dir(project).await?;
     if path.join(".git").exists() {
@@ -111,17 +131,17 @@ pub async fn add_worktree(
     let exists = git(project, &["rev-parse", "--verify", "--quiet", &branch_ref])
         .await
         .is_ok();
-    let result = if exists {
+    let mut command = if exists {
         // The branch outlived an earlier task of the same spec: continue its work.
-        git(project, &["worktree", "add", &path_text, branch]).await
+        command(project, &["worktree", "add", &path_text, branch])
     } else {
-        git(
+        command(
             project,
             &["worktree", "add", "-b", branch, &path_text, base],
         )
-        .await
     };
-    result.map(|_| ())
+    sharing.apply(&mut command);
+    run(command).await.map(|_| ())
 }
 
 /// Removes a task's worktree; without `force`, git refuses one with changes.

@@ -47,6 +47,7 @@ mod progress;
 mod projects;
 mod server;
 mod sessions;
+mod sharing;
 mod state;
 mod storage;
 pub mod store;

@@ -7,6 +7,11 @@
 //!   structured fields, who may use the socket, `systemctl restart` and the watchdog keeping a
 //!   session and its output, what `systemctl stop` leaves running and how to stop everything.
 //! - `user_units_under_systemctl_user`: the user units under a user manager.
+//! - `group_member_finds_the_system_socket`: a member of group aifactory reaches the system
+//!   daemon without `--socket`; a non-member is told the group to join; `status` names the
+//!   other daemon when a user daemon listens too.
+//! - `project_owner_reads_the_agents_worktree`: a project shared with the service, owned by
+//!   another user: that user reads the task's worktree, the agent's files and its branch.
 //! - `package_install_upgrade_remove_purge`: the package's life and what each step leaves.
 //! - `units_verify_clean_and_exposure_stays_low`: `systemd-analyze verify` and `security`.
 //! - `package_passes_lintian`.
@@ -458,6 +463,181 @@ fn user_units_under_systemctl_user() {
     let after = json(&alice(&format!("aifactoryctl --json sessions show {id}")));
     assert_eq!(after["state"], "running", "{after}");
     assert_eq!(after["pid"].as_u64(), Some(pid));
+    sd.shutdown();
+}
+
+/// Issue 15, item 8: a member of group aifactory reaches the system daemon with a plain
+/// `aifactoryctl status` (no `--socket`), as docker's client finds docker's socket; a user who
+/// is not a member is told which group to join; with a user daemon of one's own as well,
+/// `status` says which daemon answered and where the other one listens.
+#[test]
+fn group_member_finds_the_system_socket() {
+    let test = "group_member_finds_the_system_socket";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    sd.ok("useradd --create-home alice && useradd --create-home mallory && usermod -aG aifactory alice");
+    let uid = sd.ok("id -u alice").trim().to_string();
+    let runtime = format!("XDG_RUNTIME_DIR=/run/user/{uid}");
+    // runuser opens no login session, so first without a runtime directory, then with one
+    // that holds no daemon of alice's own.
+    for env in ["", runtime.as_str()] {
+        let out = sd.sh(&format!(
+            "cd / && runuser -u alice -- env {env} aifactoryctl --json status"
+        ));
+        assert!(
+            out.status.success(),
+            "alice ({env:?}) is not served: exit {:?}, {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(status["socket"], SOCKET, "{status}");
+        assert_eq!(status["mode"], "system", "{status}");
+    }
+    // Not a member: refused by the socket's mode, told the group to join.
+    let refused = sd.sh("cd / && runuser -u mallory -- aifactoryctl status");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    assert!(err.contains(SOCKET), "{err}");
+    assert!(err.contains("usermod -aG aifactory"), "{err}");
+
+    // Both daemons: alice's own user daemon wins, and status names the other one.
+    if !sd.sh("test -x /usr/bin/dbus-daemon").status.success() {
+        skip(
+            test,
+            "dbus is not installed: a user manager needs it (apt-get install dbus)",
+        );
+        return;
+    }
+    sd.ok(&format!("systemctl start user@{uid}.service"));
+    let alice = |script: &str| {
+        sd.ok(&format!(
+            "cd / && runuser -u alice -- env {runtime} sh -c '{script}'"
+        ))
+    };
+    alice("systemctl --user enable --now aifactoryd.socket");
+    let user_socket = format!("/run/user/{uid}/aifactory/aifactoryd.sock");
+    let status = json(&alice("aifactoryctl --json status"));
+    assert_eq!(status["mode"], "user", "{status}");
+    assert_eq!(status["socket"], user_socket.as_str(), "{status}");
+    assert_eq!(
+        status["also_listening"],
+        serde_json::json!([{ "socket": SOCKET, "mode": "system" }]),
+        "{status}"
+    );
+    let text = alice("aifactoryctl status");
+    assert!(text.contains("user mode"), "{text}");
+    assert!(
+        text.contains(&format!("a system daemon listens at {SOCKET}")),
+        "{text}"
+    );
+    let system = json(&alice(&format!(
+        "aifactoryctl --socket {SOCKET} --json status"
+    )));
+    assert_eq!(system["mode"], "system", "{system}");
+    assert_eq!(
+        system["also_listening"],
+        serde_json::json!([{ "socket": user_socket, "mode": "user" }]),
+        "{system}"
+    );
+    sd.shutdown();
+}
+
+/// What the test agent does in its worktree: writes a file in a directory of its own, commits
+/// it on the task's branch, then stays.
+const WRITING_AGENT: &str = "#!/bin/sh
+set -e
+mkdir -p notes
+echo agent-wrote > notes/agent.txt
+echo progress > \"$AIFACTORY_SPEC_DIR/notes.md\"
+git add notes
+git -c user.name=agent -c user.email=agent@example.org commit -q -m 'agent work'
+exec sleep 600
+";
+
+/// Issue 15, item 9: under the packaged service (UMask=0077), a project shared with the service
+/// as README says (owned by alice, group aifactory, setgid, a group-shared repository): alice can
+/// list and read the task's worktree, the files the agent wrote in it, and `git log` its branch.
+#[test]
+fn project_owner_reads_the_agents_worktree() {
+    let test = "project_owner_reads_the_agents_worktree";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    sd.ok("useradd --create-home -G aifactory alice");
+    sd.ok("install -d -o alice -g aifactory -m 2775 /srv/projects/shared");
+    sd.ok(
+        "cd /srv/projects/shared && runuser -u alice -- sh -c 'git init -q --shared=group -b main && echo hi > README && git add README && git -c user.name=alice -c user.email=alice@example.org commit -q -m init'",
+    );
+    sd.ok(&format!(
+        "cat > /usr/local/bin/writing-agent <<'EOF'\n{WRITING_AGENT}EOF\nchmod 755 /usr/local/bin/writing-agent"
+    ));
+    sd.ok(
+        "mkdir -p /etc/systemd/system/aifactoryd.service.d && cat > /etc/systemd/system/aifactoryd.service.d/projects.conf <<'EOF'\n[Service]\nReadWritePaths=-/srv/projects\nEnvironment=AIFACTORY_TEST_AGENT_CMD=/usr/local/bin/writing-agent\nEOF\nsystemctl daemon-reload && systemctl restart aifactoryd",
+    );
+    sd.ok("aifactoryctl projects add /srv/projects/shared");
+    let task = json(&sd.ok("aifactoryctl tasks create --project shared --spec review --json"));
+    let task_id = task["id"].as_str().expect("task id").to_string();
+    let worktree = task["worktree"].as_str().expect("worktree").to_string();
+    let spec_dir = task["spec_dir"].as_str().expect("spec_dir").to_string();
+    sd.ok(&format!("aifactoryctl tasks start {task_id}"));
+    sd.wait_for("the agent commits", Duration::from_secs(60), || {
+        sd.sh("git -c safe.directory='*' -C /srv/projects/shared log --format=%s aifactory/review | grep -qx 'agent work'")
+            .status
+            .success()
+    });
+
+    // The worktree follows the project's group and mode, setgid included.
+    let modes = sd.ok(&format!(
+        "stat -c '%n %U:%G %A' /srv/projects/shared/.aifactory {worktree} {worktree}/README {worktree}/notes {spec_dir}"
+    ));
+    eprintln!("{test}: modes:\n{modes}");
+    let alice = |script: &str| {
+        let out = sd.sh(&format!("cd / && runuser -u alice -- sh -c '{script}'"));
+        assert!(
+            out.status.success(),
+            "alice cannot `{script}` (modes:\n{modes}):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listing = alice(&format!("ls -a {worktree}"));
+    for name in ["README", "notes", ".aifactory"] {
+        assert!(listing.lines().any(|l| l == name), "{listing}");
+    }
+    assert_eq!(alice(&format!("cat {worktree}/README")), "hi\n");
+    assert_eq!(
+        alice(&format!("cat {worktree}/notes/agent.txt")),
+        "agent-wrote\n"
+    );
+    assert_eq!(alice(&format!("cat {spec_dir}/notes.md")), "progress\n");
+    assert_eq!(
+        alice("git -C /srv/projects/shared log --format=%s aifactory/review"),
+        "agent work\ninit\n"
+    );
+    // What the daemon and git made has the project's group bits; what the agent made (notes)
+    // is at least group-readable; every directory keeps the project's setgid bit.
+    for line in modes.lines() {
+        let mut fields = line.split(' ');
+        let (path, owner, mode) = (
+            fields.next().expect("path"),
+            fields.next().expect("owner"),
+            fields.next().expect("mode"),
+        );
+        assert!(owner.ends_with(":aifactory"), "{path} is {owner}");
+        let group = if path.ends_with("/notes") { "r" } else { "rw" };
+        assert!(
+            mode[4..].starts_with(group),
+            "{path} is {mode}, not group-{group} like the project"
+        );
+        if mode.starts_with('d') {
+            assert_eq!(
+                &mode[6..7],
+                "s",
+                "{path} lost the project's setgid bit: {mode}"
+            );
+        }
+    }
+    sd.ok(&format!("aifactoryctl tasks stop {task_id} --grace 1"));
     sd.shutdown();
 }
 

@@ -149,10 +149,13 @@ impl Config {
         {
             allowed_origins.push(check_origin(origin)?);
         }
-        let socket = paths::socket_path(
+        // A client of the daemon: a member of its group finds the system socket as
+        // aifactoryctl does.
+        let socket = paths::client_socket_path(
             cli.socket.as_deref().or(file.socket.as_deref()),
             &paths::process_env,
             paths::is_root(),
+            &paths::is_socket,
         )?;
         let state_dir = paths::state_dir(
             cli.state_dir.as_deref().or(file.state_dir.as_deref()),

@@ -18,7 +18,7 @@ use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
 use aifactory_common::protocol::{
     AgentInfo, ProjectInfo, SessionInfo, StatusInfo, StrayProcess, TaskInfo,
 };
-use aifactory_common::{Client, ClientError, ClientOptions, paths};
+use aifactory_common::{Client, ClientError, ClientOptions};
 
 use crate::cli::Cli;
 use crate::exit::{FAILED, Failure, INCOMPLETE};
@@ -131,8 +131,7 @@ pub async fn run(
     state_dir: Option<&Path>,
     config: Option<&Path>,
 ) -> Result<(), Failure> {
-    let socket =
-        paths::socket_path(cli.socket.as_deref(), &paths::process_env, paths::is_root()).ok();
+    let socket = crate::connect::socket(cli).ok();
     let online = match &socket {
         Some(socket) => {
             match Client::connect(&ClientOptions::new(socket, "aifactoryctl doctor")).await {

@@ -161,9 +161,6 @@ fn wait_and_exec(slave: OwnedFd, command: OwnedFd, status: OwnedFd) -> ! {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // The daemon runs with umask 077 for its own files; the program gets the usual 022,
-        // so what an agent creates in a work tree is readable as it would be from a shell.
-        libc::umask(0o022);
         // Only the two pipes stay, as 3 and 4, closed by the exec. (By way of 10 and up, as
         // either may be 3 or 4 already, which dup3 refuses.)
         let high_command = libc::fcntl(command.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
@@ -213,6 +210,15 @@ fn wait_and_exec(slave: OwnedFd, command: OwnedFd, status: OwnedFd) -> ! {
     if let Err(e) = nix::unistd::chdir(Path::new(cwd)) {
         report(&mut status, b'C', e);
     }
+    // The daemon runs with umask 077 for its own files; the program gets the usual 022, so
+    // what an agent creates in a work tree is readable as from a shell, or 002 when it starts
+    // in a group-writable directory (a project shared through its group: README). There git
+    // with core.sharedRepository=group makes each new directory group-writable by a chmod that
+    // keeps its setgid bit, which the packaged service refuses (RestrictSUIDSGID=yes: "adding
+    // files failed"); a directory made group-writable by the umask needs no chmod.
+    let group_writable = nix::sys::stat::stat(".").is_ok_and(|st| st.st_mode & 0o020 != 0);
+    let umask = if group_writable { 0o002 } else { 0o022 };
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let argv: Vec<CString> = command
         .iter()
         .filter_map(|a| CString::new(a.as_bytes()).ok())

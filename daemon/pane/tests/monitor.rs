@@ -70,7 +70,13 @@ fn monitor_command(
 
 /// Starts a monitor on a fresh 0700 pane directory and reads its readiness line.
 async fn start_with(program: &[&str], log_max: u64) -> Monitor {
+    start_in(program, log_max, 0o700).await
+}
+
+/// As [`start_with`], with the program's working directory in mode `cwd_mode`.
+async fn start_in(program: &[&str], log_max: u64, cwd_mode: u32) -> Monitor {
     let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(cwd_mode)).unwrap();
     let dir = tmp.path().join("pane");
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -306,6 +312,19 @@ async fn records_exact_bytes_and_serves_them() {
         serde_json::from_str(&std::fs::read_to_string(m.file(META_FILE)).unwrap()).unwrap();
     assert_eq!(meta.output_end, expected.len() as u64);
     assert_eq!(meta.exit, Some(exit));
+}
+
+/// In a group-writable directory (a project shared through its group) the program gets umask
+/// 002: git in a group-shared repository then needs no chmod keeping a setgid bit, which the
+/// packaged service refuses (issue 15, item 9).
+#[tokio::test]
+async fn the_program_in_a_group_writable_directory_gets_umask_002() {
+    let mut m = start_in(&["sleep", "1000"], 64 << 20, 0o2775).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", m.info.pid)).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    assert!(line.ends_with("0002"), "{line}");
+    m.client().await.signal(libc::SIGKILL).await.unwrap();
+    assert_eq!(m.wait().await, Some(0));
 }
 
 #[tokio::test]

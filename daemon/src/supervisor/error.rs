@@ -9,6 +9,7 @@ use crate::agents::ProfileError;
 use crate::git::GitError;
 use crate::projects::ProjectError;
 use crate::sessions::SessionError;
+use crate::sharing::SharingError;
 use crate::tasks::TaskError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,16 +30,13 @@ pub enum SupervisorError {
         "cannot create the spec directory {}: {source}: check that aifactoryd may write to the project",
         path.display()
     )]
-    CreateSpecDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateSpecDir { path: PathBuf, source: SharingError },
     /// At a start: the spec directory (removed since creation?) cannot be made again.
     #[error("cannot create the spec directory {}: {source}", path.display())]
-    SpecDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    SpecDir { path: PathBuf, source: SharingError },
+    /// The project's (or worktree's) modes, which what the daemon creates there follows.
+    #[error(transparent)]
+    Sharing(#[from] SharingError),
     #[error(
         "task {id} is already running (phase {}): stop it first, or use `aifactoryctl tasks restart {id}`",
         phase.as_str()

@@ -337,10 +337,7 @@ impl Supervisor {
         attempt: u32,
         resume: Resume<'_>,
     ) -> Result<SessionInfo, SupervisorError> {
-        std::fs::create_dir_all(&task.spec_dir).map_err(|source| SupervisorError::SpecDir {
-            path: task.spec_dir.clone(),
-            source,
-        })?;
+        worktree::recreate_spec_dir(task).await?;
         let test_cmd = self.config().test_agent_cmd.clone();
         if test_cmd.is_some() {
             tracing::warn!(task_id = %task.id, "AIFACTORY_TEST_AGENT_CMD / test_agent_cmd replaces the agent's command: this daemon runs test fixtures, not agents");
