@@ -81,8 +81,9 @@ static THROUGHPUT_ONLY: LazyLock<Option<Vec<String>>> = LazyLock::new(|| {
 static IDLE_WINDOW: LazyLock<Duration> =
     LazyLock::new(|| sized(Duration::from_secs(10), Duration::from_secs(1)));
 /// Quiet time before the idle window.
-static IDLE_SETTLE: LazyLock<Duration> =
-    LazyLock::new(|| sized(Duration::from_secs(3), Duration::from_secs(1)));
+/// Not shorter in a smoke run: the warm-up session's monitor lingers 2 s after its end, and
+/// the window reads every monitor it saw at its start.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
 /// No rotation during the throughput runs: every byte stays in `output.log`.
 const PANE_LOG_MAX: u64 = 1 << 30;
 /// The PTY size the daemon gives a session by default, used for the peers too.
@@ -399,7 +400,7 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
         if rep == 0 {
             // The warm-up sessions' monitors linger 2 s (`LINGER`) after their end: let that
             // pass before the window.
-            std::thread::sleep(*IDLE_SETTLE);
+            std::thread::sleep(IDLE_SETTLE);
             eprintln!(
                 "idle window: {} sessions, {} s",
                 *SESSIONS,
