@@ -29,6 +29,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,16 +41,17 @@ use aifactory_common::protocol::{
 use aifactory_tests::agent_clis::{self, CLAUDE_QUIET_ENV, FAKE_API_KEY};
 use aifactory_tests::anthropic_api::{AnthropicApi, Turn};
 use aifactory_tests::bench::{
-    RunClock, Usage, fmt_duration, mb, print_report, read_status, status_field, warn_if_stale,
+    RunClock, Usage, fmt_duration, mb, print_report, read_status, sized, status_field,
+    warn_if_stale,
 };
 use aifactory_tests::egress::EgressTrap;
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::{Daemon, Sandbox, is_root, skip};
 use serde_json::{Value, json};
 
-const DEFAULT_CLIS: usize = 20;
+static DEFAULT_CLIS: LazyLock<usize> = LazyLock::new(|| sized(20, 1));
 /// Rounds of each kind, alternating: understood, plain, understood, plain.
-const ROUNDS: usize = 2;
+static ROUNDS: LazyLock<usize> = LazyLock::new(|| sized(2, 1));
 /// Assistant replies with tool calls before the last, text-only one.
 const TOOL_TURNS: usize = 4;
 const CALLS_PER_TURN: usize = 2;
@@ -74,7 +76,7 @@ fn main() {
                 .filter(|&n| n > 0)
                 .unwrap_or_else(|| panic!("AIFACTORY_BENCH_CLIS={n}: give a positive count"))
         })
-        .unwrap_or(DEFAULT_CLIS);
+        .unwrap_or(*DEFAULT_CLIS);
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
 
     let api = AnthropicApi::start(Vec::new());
@@ -136,7 +138,7 @@ fn main() {
     };
     let (understood, plain, between) = runtime.block_on(bench.run());
     let requests = api.message_requests().len();
-    let expected = 2 * ROUNDS * clis * (TOOL_TURNS + 1);
+    let expected = 2 * *ROUNDS * clis * (TOOL_TURNS + 1);
     assert_eq!(
         requests, expected,
         "one request per reply of each conversation"
@@ -225,7 +227,7 @@ impl Bench<'_> {
         let (mut understood, mut plain) = (Vec::new(), Vec::new());
         let mut runs: Option<Vec<Run>> = None;
         let mut loads = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..*ROUNDS {
             let (measure, these) = self.understood(&client, round).await;
             understood.push(measure);
             let runs = runs.get_or_insert(these);
@@ -525,7 +527,8 @@ fn report(clis: usize, understood: &[Measure], plain: &[Measure]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| {clis} real claude CLIs at once, {TOOL_TURNS} tool turns + 1 each (median of {ROUNDS} rounds) | daemon CPU (utime+stime) | daemon threads on CPU (schedstat) | daemon peak RSS | daemon RSS at the end | wall time | transcript events stored | terminal output |"
+        "| {clis} real claude CLIs at once, {TOOL_TURNS} tool turns + 1 each (median of {} rounds) | daemon CPU (utime+stime) | daemon threads on CPU (schedstat) | daemon peak RSS | daemon RSS at the end | wall time | transcript events stored | terminal output |",
+        *ROUNDS
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     row(&mut out, "understood: `claude-code` tasks", &u);

@@ -28,17 +28,20 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use aifactory_common::protocol::{AgentEvent, EventKind, Request, StreamItem, TaskInfo, TaskPhase};
 use aifactory_common::{Client, Subscription};
-use aifactory_tests::bench::{Latency, RunClock, Usage, fmt_duration, print_report, warn_if_stale};
+use aifactory_tests::bench::{
+    Latency, RunClock, Usage, fmt_duration, print_report, sized, warn_if_stale,
+};
 use aifactory_tests::{Daemon, Sandbox};
 
-const LINES: usize = 1000;
-const BLOCK: usize = 100;
-const WARMUP: usize = 20;
-const ROUNDS: usize = 5;
+static LINES: LazyLock<usize> = LazyLock::new(|| sized(1000, 4));
+static BLOCK: LazyLock<usize> = LazyLock::new(|| sized(100, 2));
+static WARMUP: LazyLock<usize> = LazyLock::new(|| sized(20, 1));
+static ROUNDS: LazyLock<usize> = LazyLock::new(|| sized(5, 1));
 /// A liveness bound for one event on a loaded machine, not a speed target.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -131,18 +134,18 @@ async fn measure(sandbox: &Sandbox, daemon: &Daemon, fifos: &[PathBuf; 2]) -> St
         n += 1;
         n
     };
-    for _ in 0..WARMUP {
+    for _ in 0..*WARMUP {
         let i = next();
         understood_line(&mut to_understood, &mut events, &understood.id, i).await;
         opaque_line(&mut to_opaque, &mut tail, &mut seen_raw, i).await;
     }
     let (mut agent, mut raw) = (Vec::new(), Vec::new());
-    while agent.len() < LINES {
-        for _ in 0..BLOCK {
+    while agent.len() < *LINES {
+        for _ in 0..*BLOCK {
             let i = next();
             agent.push(understood_line(&mut to_understood, &mut events, &understood.id, i).await);
         }
-        for _ in 0..BLOCK {
+        for _ in 0..*BLOCK {
             let i = next();
             raw.push(opaque_line(&mut to_opaque, &mut tail, &mut seen_raw, i).await);
         }
@@ -152,9 +155,9 @@ async fn measure(sandbox: &Sandbox, daemon: &Daemon, fifos: &[PathBuf; 2]) -> St
     let pid = daemon.pid();
     let (mut cpu_agent, mut cpu_raw, mut wall_agent, mut wall_raw) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..*ROUNDS {
         let first = n + 1;
-        n += LINES;
+        n += *LINES;
         let burst: String = (first..=n).map(line).collect();
         let before = Usage::read(pid);
         let began = Instant::now();
@@ -184,7 +187,7 @@ async fn measure(sandbox: &Sandbox, daemon: &Daemon, fifos: &[PathBuf; 2]) -> St
         .expect("transcript");
     let stored = transcript.entries.len() as u64 + transcript.dropped;
     // The understood agent got every warm-up and timed line, and every burst.
-    let written = WARMUP + agent.len() + ROUNDS * LINES;
+    let written = *WARMUP + agent.len() + *ROUNDS * *LINES;
     assert_eq!(stored, written as u64, "every line became one entry");
 
     let mut out = String::new();
@@ -208,13 +211,15 @@ async fn measure(sandbox: &Sandbox, daemon: &Daemon, fifos: &[PathBuf; 2]) -> St
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| {LINES} lines at once, {ROUNDS} rounds (medians) | daemon CPU | wall time to the last | peer: opaque agent, daemon CPU | peer wall time | CPU ÷ peer |"
+        "| {} lines at once, {} rounds (medians) | daemon CPU | wall time to the last | peer: opaque agent, daemon CPU | peer wall time | CPU ÷ peer |",
+        *LINES, *ROUNDS
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     let (ca, cr) = (median_f64(&mut cpu_agent), median_f64(&mut cpu_raw));
     let _ = writeln!(
         out,
-        "| understood: {LINES} transcript events | {ca:.1} ms | {} | {cr:.1} ms | {} | {:.2}× |",
+        "| understood: {} transcript events | {ca:.1} ms | {} | {cr:.1} ms | {} | {:.2}× |",
+        *LINES,
         fmt_duration(Latency::new(wall_agent).median()),
         fmt_duration(Latency::new(wall_raw).median()),
         ca / cr,

@@ -24,12 +24,13 @@
 use std::fmt::Write as _;
 use std::io::Read;
 use std::process::Stdio;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Reply, Request, StreamItem};
 use aifactory_common::{Client, ClientOptions};
-use aifactory_tests::bench::{Latency, RunClock, print_report, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, print_report, sized, warn_if_stale};
 use aifactory_tests::process::cpu_time;
 use aifactory_tests::session::new_session;
 use aifactory_tests::{Http, Sandbox};
@@ -38,14 +39,14 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-const PAYLOAD: u64 = 100_000_000;
-const THROUGHPUT_REPS: usize = 3;
-const CLIENTS: usize = 200;
-const FANOUT_BYTES: u64 = 10_000_000;
+static PAYLOAD: LazyLock<u64> = LazyLock::new(|| sized(100_000_000, 1_000_000));
+static THROUGHPUT_REPS: LazyLock<usize> = LazyLock::new(|| sized(3, 1));
+static CLIENTS: LazyLock<usize> = LazyLock::new(|| sized(200, 3));
+static FANOUT_BYTES: LazyLock<u64> = LazyLock::new(|| sized(10_000_000, 100_000));
 /// Repetitions of each fan-out configuration, alternating.
-const FANOUT_REPS: usize = 3;
-const STATUS_WARMUP: usize = 100;
-const STATUS_SAMPLES: usize = 2000;
+static FANOUT_REPS: LazyLock<usize> = LazyLock::new(|| sized(3, 1));
+static STATUS_WARMUP: LazyLock<usize> = LazyLock::new(|| sized(100, 2));
+static STATUS_SAMPLES: LazyLock<usize> = LazyLock::new(|| sized(2000, 5));
 /// A liveness bound, not a target.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -141,7 +142,10 @@ async fn fanout(
     let s = new_session(
         client,
         sandbox,
-        "stty -echo; read x; head -c 7500000 /dev/urandom | base64 -w 0",
+        &format!(
+            "stty -echo; read x; head -c {} /dev/urandom | base64 -w 0",
+            *FANOUT_BYTES / 4 * 3
+        ),
     )
     .await;
     let mut sockets = Vec::new();
@@ -197,7 +201,7 @@ async fn fanout(
     };
     // 10,000,000 bytes, plus the echo of the newline when it beat `stty -echo`.
     let on_disk = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
-    assert!(on_disk.len() as u64 >= FANOUT_BYTES);
+    assert!(on_disk.len() as u64 >= *FANOUT_BYTES);
     let want = (on_disk.len() as u64, fnv(FNV_START, &on_disk));
     assert!(got.iter().all(|g| *g == want), "a client got other bytes");
     if let Some(ws) = idle.as_mut() {
@@ -221,21 +225,25 @@ async fn run() -> String {
     let big = new_session(
         &client,
         &sandbox,
-        "head -c 75000000 /dev/urandom | base64 -w 0",
+        // base64 makes 4 bytes of every 3: exactly PAYLOAD bytes.
+        &format!("head -c {} /dev/urandom | base64 -w 0", *PAYLOAD / 4 * 3),
     )
     .await;
     wait_session(&client, &big.id).await;
     let log_len = std::fs::metadata(big.pane_dir.join(OUTPUT_LOG))
         .unwrap()
         .len();
-    assert_eq!(log_len, PAYLOAD, "the session printed exactly 100 MB");
+    assert_eq!(
+        log_len, *PAYLOAD,
+        "the session printed exactly PAYLOAD bytes"
+    );
     let methods = [
         "console WebSocket `?from=0`, to the close frame",
         "`aifactoryctl sessions tail ID` (process, stdout read to EOF)",
         "common client `SessionTail` in this process (the shim's own source)",
     ];
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); methods.len()];
-    for rep in 0..THROUGHPUT_REPS {
+    for rep in 0..*THROUGHPUT_REPS {
         for k in 0..methods.len() {
             let method = (rep + k) % methods.len();
             let started = Instant::now();
@@ -294,7 +302,7 @@ async fn run() -> String {
                 }
             };
             let took = started.elapsed();
-            assert_eq!(bytes, PAYLOAD, "{}: every byte", methods[method]);
+            assert_eq!(bytes, *PAYLOAD, "{}: every byte", methods[method]);
             eprintln!(
                 "throughput rep {rep}: {} {:.3} s",
                 methods[method],
@@ -304,7 +312,7 @@ async fn run() -> String {
         }
     }
     let ctl_median = Latency::new(samples[1].clone()).median();
-    writeln!(out, "| 100,000,000 bytes of a finished session, replayed | reps | median | min | max | MB/s (median) | ÷ `aifactoryctl sessions tail` |").unwrap();
+    writeln!(out, "| {} bytes of a finished session, replayed | reps | median | min | max | MB/s (median) | ÷ `aifactoryctl sessions tail` |", *PAYLOAD).unwrap();
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
     for (i, name) in methods.iter().enumerate() {
         let l = Latency::new(samples[i].clone());
@@ -315,7 +323,7 @@ async fn run() -> String {
             l.median().as_secs_f64(),
             l.min().as_secs_f64(),
             l.max().as_secs_f64(),
-            PAYLOAD as f64 / 1e6 / l.median().as_secs_f64(),
+            *PAYLOAD as f64 / 1e6 / l.median().as_secs_f64(),
             l.median().as_secs_f64() / ctl_median.as_secs_f64()
         )
         .unwrap();
@@ -323,11 +331,11 @@ async fn run() -> String {
     out.push('\n');
 
     // 2. Fan-out, configurations rotating run by run.
-    let configs = [(1, false), (CLIENTS, false), (CLIENTS, true)];
+    let configs = [(1, false), (*CLIENTS, false), (*CLIENTS, true)];
     let mut per_client: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
     let mut last_client: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
     let mut cpus: Vec<Vec<FanoutCpu>> = vec![Vec::new(); configs.len()];
-    for rep in 0..FANOUT_REPS {
+    for rep in 0..*FANOUT_REPS {
         for k in 0..configs.len() {
             let c = (rep + k) % configs.len();
             let (readers_n, stalled) = configs[c];
@@ -344,7 +352,7 @@ async fn run() -> String {
         }
     }
     let base = Latency::new(last_client[1].clone()).median();
-    writeln!(out, "| console clients on one session, 10,000,000 bytes live, every client checked against `output.log` | runs | until the last client has everything: median (min–max) | per client: median | p99 | ÷ {CLIENTS} readers alone | CPU per run (median): daemon / shim / clients |").unwrap();
+    writeln!(out, "| console clients on one session, {} bytes live, every client checked against `output.log` | runs | until the last client has everything: median (min–max) | per client: median | p99 | ÷ {} readers alone | CPU per run (median): daemon / shim / clients |", *FANOUT_BYTES, *CLIENTS).unwrap();
     writeln!(out, "|---|---:|---:|---:|---:|---:|---|").unwrap();
     for (c, (readers_n, stalled)) in configs.iter().enumerate() {
         let last = Latency::new(last_client[c].clone());
@@ -383,7 +391,7 @@ async fn run() -> String {
     let http = reqwest::Client::new();
     let url = shim.url("/api/v1/status");
     let mut rest = Vec::new();
-    for i in 0..STATUS_WARMUP + STATUS_SAMPLES {
+    for i in 0..*STATUS_WARMUP + *STATUS_SAMPLES {
         let started = Instant::now();
         let response = http
             .get(&url)
@@ -393,32 +401,32 @@ async fn run() -> String {
             .unwrap();
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
-        if i >= STATUS_WARMUP {
+        if i >= *STATUS_WARMUP {
             rest.push(started.elapsed());
         }
     }
     let opts = ClientOptions::new(&daemon.socket, "aifactory-bench");
     let mut fresh = Vec::new();
-    for i in 0..STATUS_WARMUP + STATUS_SAMPLES {
+    for i in 0..*STATUS_WARMUP + *STATUS_SAMPLES {
         let started = Instant::now();
         let c = Client::connect(&opts).await.unwrap();
         c.status().await.unwrap();
-        if i >= STATUS_WARMUP {
+        if i >= *STATUS_WARMUP {
             fresh.push(started.elapsed());
         }
     }
     let open = Client::connect(&opts).await.unwrap();
     let mut kept = Vec::new();
-    for i in 0..STATUS_WARMUP + STATUS_SAMPLES {
+    for i in 0..*STATUS_WARMUP + *STATUS_SAMPLES {
         let started = Instant::now();
         open.status().await.unwrap();
-        if i >= STATUS_WARMUP {
+        if i >= *STATUS_WARMUP {
             kept.push(started.elapsed());
         }
     }
     let rest = Latency::new(rest);
     let fresh = Latency::new(fresh);
-    writeln!(out, "| status round trip ({STATUS_SAMPLES} sequential, after {STATUS_WARMUP} warm-ups) | median | p99 | max | ÷ new connection + Status (median) |").unwrap();
+    writeln!(out, "| status round trip ({} sequential, after {} warm-ups) | median | p99 | max | ÷ new connection + Status (median) |", *STATUS_SAMPLES, *STATUS_WARMUP).unwrap();
     writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
     for (name, l) in [
         (

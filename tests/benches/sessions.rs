@@ -19,11 +19,18 @@
 //!    session is recorded as ended and `output.log` holds every byte; beside it the same command
 //!    redirected to a plain file, tmux with `pipe-pane -o 'cat > FILE'`, and the kernel's own
 //!    limit: a minimal reader in this process that copies a fresh PTY's master to a file until
-//!    EIO. Methods rotate run by run, each after a `syncfs`.
+//!    EIO, 64 KiB at a time (it reads until the terminal has nothing more: one read(2) of a PTY
+//!    returns at most 4 KiB). Methods rotate run by run, each after a `syncfs`. Beside the
+//!    times, the on-CPU time of the copier (the reader's thread, the session's monitor), run by
+//!    run: the pump's own cost, which a loaded machine does not inflate.
 //! 3. with 100 idle sessions (on the tmpfs daemon): the daemon's RSS, the PSS of the daemon,
 //!    its monitor zygote and every monitor (`/proc/<pid>/smaps_rollup`), and the CPU time and
 //!    context switches of all of them over a 10 s window; the tmux server's, with its 100
 //!    sessions, over the same window.
+//!
+//! `AIFACTORY_BENCH_THROUGHPUT=base64` (or `yes`, or `base64,yes`) runs only part 2, for those
+//! commands, `AIFACTORY_BENCH_THROUGHPUT_REPS=N` times each (default 3): what tuning the
+//! monitor's pump needs, the ratio to the minimal PTY reader measured in the same run.
 //!
 //! Run with `cargo build --release -p aifactoryd -p aifactoryctl && cargo bench -p aifactory-tests
 //! --bench sessions`: `cargo bench` does not build the daemon or the CLI. The bench uses the
@@ -42,23 +49,38 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bench::{
-    RunClock, Smaps, Usage, clock_ticks, mb, median_u64, print_report, read_status, status_field,
-    tmux_or_skip, warn_if_stale,
+    RunClock, Smaps, Usage, clock_ticks, mb, median_u64, print_report, read_status, sized,
+    status_field, tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::tmux::Tmux;
 use aifactory_tests::{Daemon, Sandbox};
 
 /// Sessions created and killed per repetition.
-const SESSIONS: usize = 100;
+static SESSIONS: LazyLock<usize> = LazyLock::new(|| sized(100, 3));
 /// Repetitions of the create/kill series.
-const CREATE_REPS: usize = 3;
+static CREATE_REPS: LazyLock<usize> = LazyLock::new(|| sized(3, 1));
 /// Repetitions of each throughput run.
-const THROUGHPUT_REPS: usize = 3;
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
+static THROUGHPUT_REPS: LazyLock<usize> = LazyLock::new(|| {
+    std::env::var("AIFACTORY_BENCH_THROUGHPUT_REPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| sized(3, 1))
+});
+/// Only the throughput part, for these commands (by name).
+static THROUGHPUT_ONLY: LazyLock<Option<Vec<String>>> = LazyLock::new(|| {
+    std::env::var("AIFACTORY_BENCH_THROUGHPUT")
+        .ok()
+        .map(|names| names.split(',').map(|n| n.trim().to_string()).collect())
+});
+static IDLE_WINDOW: LazyLock<Duration> =
+    LazyLock::new(|| sized(Duration::from_secs(10), Duration::from_secs(1)));
 /// Quiet time before the idle window.
+/// Not shorter in a smoke run: the warm-up session's monitor lingers 2 s after its end, and
+/// the window reads every monitor it saw at its start.
 const IDLE_SETTLE: Duration = Duration::from_secs(3);
 /// No rotation during the throughput runs: every byte stays in `output.log`.
 const PANE_LOG_MAX: u64 = 1 << 30;
@@ -72,10 +94,17 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// A tmux pipe that stops growing for this long is taken as finished (short).
 const STALL: Duration = Duration::from_secs(5);
 
-const COMMANDS: [(&str, &str); 2] = [
-    ("base64", "head -c 100000000 /dev/urandom | base64"),
-    ("yes", "yes | head -c 100000000"),
-];
+/// Bytes each throughput command writes before the PTY's `\n` → `\r\n`.
+static PAYLOAD: LazyLock<u64> = LazyLock::new(|| sized(100_000_000, 1_000_000));
+
+/// The throughput commands: (name, shell command).
+fn commands() -> [(&'static str, String); 2] {
+    let n = *PAYLOAD;
+    [
+        ("base64", format!("head -c {n} /dev/urandom | base64")),
+        ("yes", format!("yes | head -c {n}")),
+    ]
+}
 
 fn main() {
     let clock = RunClock::start();
@@ -103,7 +132,10 @@ fn main() {
         .tempdir()
         .expect("create a work directory");
 
-    let lifecycle = lifecycle(&places, tmux_exe.as_deref());
+    let lifecycle = match &*THROUGHPUT_ONLY {
+        Some(_) => None,
+        None => Some(lifecycle(&places, tmux_exe.as_deref())),
+    };
     let throughput = throughput(&sandbox, tmux_exe.as_deref(), work.path());
 
     let mut log_lines = 0;
@@ -120,13 +152,18 @@ fn main() {
     drop(on_tmpfs);
     drop(sandbox);
 
-    print_report(
-        &format!("{}; daemon log lines: {log_lines}", clock.summary(None)),
-        &[
-            lifecycle_table(&lifecycle),
+    let tables = match &lifecycle {
+        Some(lifecycle) => vec![
+            lifecycle_table(lifecycle),
             throughput_table(&throughput),
+            pump_table(&throughput),
             idle_table(&lifecycle.idle, &lifecycle.idle_place),
         ],
+        None => vec![throughput_table(&throughput), pump_table(&throughput)],
+    };
+    print_report(
+        &format!("{}; daemon log lines: {log_lines}", clock.summary(None)),
+        &tables,
     );
 }
 
@@ -294,8 +331,8 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
         turns.push(Turn::Tmux);
     }
 
-    for rep in 0..CREATE_REPS {
-        eprintln!("create/kill {SESSIONS} sessions: repetition {}", rep + 1);
+    for rep in 0..*CREATE_REPS {
+        eprintln!("create/kill {} sessions: repetition {}", *SESSIONS, rep + 1);
         // Each takes each place in the order once over as many repetitions.
         let mut order = turns.clone();
         order.rotate_left(rep % turns.len());
@@ -311,12 +348,12 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
                     let (server_after, client_after) = (server(), children_cpu());
                     let sessions = running_sessions(places[i].sandbox);
                     report.ours[i].create_cpu.push(CreateCpu {
-                        client: (client_after - client_before) / SESSIONS as u32,
-                        server: server_after.saturating_sub(server_before) / SESSIONS as u32,
+                        client: (client_after - client_before) / *SESSIONS as u32,
+                        server: server_after.saturating_sub(server_before) / *SESSIONS as u32,
                         monitors: sessions.iter().map(|s| on_cpu(s.1)).sum::<Duration>()
-                            / SESSIONS as u32,
+                            / *SESSIONS as u32,
                         programs: sessions.iter().map(|s| on_cpu(s.0)).sum::<Duration>()
-                            / SESSIONS as u32,
+                            / *SESSIONS as u32,
                     });
                     report.ours[i].create.push(took);
                     report.ours[i].create_calls.extend(calls);
@@ -324,15 +361,15 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
                 }
                 (Turn::Tmux, Some(tmux)) => {
                     let (server_before, client_before) = (on_cpu(tmux.pid()), children_cpu());
-                    let (took, calls) = tmux.create(SESSIONS);
+                    let (took, calls) = tmux.create(*SESSIONS);
                     let (server_after, client_after) = (on_cpu(tmux.pid()), children_cpu());
                     let panes = tmux.pane_pids();
                     report.tmux_create_cpu.push(CreateCpu {
-                        client: (client_after - client_before) / SESSIONS as u32,
-                        server: server_after.saturating_sub(server_before) / SESSIONS as u32,
+                        client: (client_after - client_before) / *SESSIONS as u32,
+                        server: server_after.saturating_sub(server_before) / *SESSIONS as u32,
                         monitors: Duration::ZERO,
                         programs: panes.iter().map(|&p| on_cpu(p)).sum::<Duration>()
-                            / SESSIONS as u32,
+                            / *SESSIONS as u32,
                     });
                     report.tmux_create.push(took);
                     report.tmux_create_calls.extend(calls);
@@ -344,9 +381,10 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
             let monitors = running_monitors(place.sandbox);
             assert_eq!(
                 monitors.len(),
-                SESSIONS,
-                "aifactoryd counts {} running sessions, wanted {SESSIONS}:\n{}",
+                *SESSIONS,
+                "aifactoryd counts {} running sessions, wanted {}:\n{}",
                 monitors.len(),
+                *SESSIONS,
                 place.daemon.logs()
             );
         }
@@ -355,7 +393,8 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
             // pass before the window.
             std::thread::sleep(IDLE_SETTLE);
             eprintln!(
-                "idle window: {SESSIONS} sessions, {} s",
+                "idle window: {} sessions, {} s",
+                *SESSIONS,
                 IDLE_WINDOW.as_secs()
             );
             let monitors = running_monitors(places[0].sandbox);
@@ -363,7 +402,7 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
         }
         // The floor: 100 CLI processes and round trips, no session work.
         let start = Instant::now();
-        for _ in 0..SESSIONS {
+        for _ in 0..*SESSIONS {
             ctl_ok(places[0].sandbox, &["status"]);
         }
         report.ctl_status.push(start.elapsed());
@@ -376,7 +415,7 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
                     report.ours[i].kill_calls.extend(calls);
                 }
                 (Turn::Tmux, Some(tmux)) => {
-                    let (calls_took, reaped, calls) = tmux.kill(SESSIONS);
+                    let (calls_took, reaped, calls) = tmux.kill(*SESSIONS);
                     report.tmux_kill.push(calls_took);
                     report.tmux_kill_reaped.push(reaped);
                     report.tmux_kill_calls.extend(calls);
@@ -398,10 +437,10 @@ fn lifecycle(places: &[Place<'_>], tmux_exe: Option<&Path>) -> Lifecycle {
 /// Creates [`SESSIONS`] sessions one `aifactoryctl sessions new` at a time: total, per call,
 /// the ids.
 fn create_ours(sandbox: &Sandbox) -> (Duration, Vec<Duration>, Vec<String>) {
-    let mut ids = Vec::with_capacity(SESSIONS);
-    let mut calls = Vec::with_capacity(SESSIONS);
+    let mut ids = Vec::with_capacity(*SESSIONS);
+    let mut calls = Vec::with_capacity(*SESSIONS);
     let start = Instant::now();
-    for _ in 0..SESSIONS {
+    for _ in 0..*SESSIONS {
         let call = Instant::now();
         let out = ctl_ok(sandbox, &["sessions", "new", "--", "sleep", "1000"]);
         calls.push(call.elapsed());
@@ -647,7 +686,7 @@ fn idle(daemon: u32, monitors: &[u32], tmux: Option<&Tmux>) -> IdleReport {
     let before_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let before_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
     let before_tmux = tmux.map(|t| Usage::read(t.pid()));
-    std::thread::sleep(IDLE_WINDOW);
+    std::thread::sleep(*IDLE_WINDOW);
     let after_daemon = Usage::read(daemon);
     let after_family: Vec<Usage> = family.iter().map(|&p| Usage::read(p)).collect();
     let after_monitors: Vec<Usage> = monitors.iter().map(|&p| Usage::read(p)).collect();
@@ -743,11 +782,15 @@ struct Run {
     bytes: u64,
     /// For aifactoryd: from `sessions new` until `sessions wait` returned.
     ended: Option<Duration>,
+    /// On-CPU time (schedstat) of what copied the PTY to the file: the reader's thread, the
+    /// session's monitor. Unlike elapsed time it does not count waiting for a CPU, so it is
+    /// the pump's own cost even on a loaded machine.
+    copier_cpu: Option<Duration>,
 }
 
 struct Throughput {
     name: &'static str,
-    command: &'static str,
+    command: String,
     plain_bytes: u64,
     pty_bytes: u64,
     methods: Vec<(Method, Vec<Run>)>,
@@ -760,7 +803,14 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
     }
     let tmux = tmux_exe.map(start_tmux);
     let mut results = Vec::new();
-    for (name, command) in COMMANDS {
+    for (name, command) in commands() {
+        if THROUGHPUT_ONLY
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|n| n == name))
+        {
+            continue;
+        }
+        let command = command.as_str();
         // Untimed: the expected sizes (and warm caches).
         let file = work.join("expected");
         plain(command, &file);
@@ -772,7 +822,7 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
         // A fresh PTY's output processing (OPOST|ONLCR) turns each \n into \r\n.
         let pty_bytes = plain_bytes + newlines;
         let mut runs: Vec<(Method, Vec<Run>)> = methods.iter().map(|&m| (m, Vec::new())).collect();
-        for rep in 0..THROUGHPUT_REPS {
+        for rep in 0..*THROUGHPUT_REPS {
             for k in 0..methods.len() {
                 let which = (rep + k) % methods.len();
                 let method = methods[which];
@@ -790,14 +840,16 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
                             took,
                             bytes: file_len(&file),
                             ended: None,
+                            copier_cpu: None,
                         }
                     }
                     Method::PtyReader => {
-                        let took = pty_reader(command, &file);
+                        let (took, cpu) = pty_reader(command, &file);
                         Run {
                             took,
                             bytes: file_len(&file),
                             ended: None,
+                            copier_cpu: Some(cpu),
                         }
                     }
                     Method::Ours => through_session(sandbox, command, pty_bytes),
@@ -811,7 +863,7 @@ fn throughput(sandbox: &Sandbox, tmux_exe: Option<&Path>, work: &Path) -> Vec<Th
         }
         results.push(Throughput {
             name,
-            command,
+            command: command.to_string(),
             plain_bytes,
             pty_bytes,
             methods: runs,
@@ -846,8 +898,10 @@ fn plain(command: &str, file: &Path) -> Duration {
 
 /// The kernel's limit: a fresh PTY (default termios, the sessions' size), the command on the
 /// slave as session leader with it as controlling terminal, and this thread copying the master
-/// to a file with plain blocking reads and writes until EIO.
-fn pty_reader(command: &str, file: &Path) -> Duration {
+/// to a file until EIO, 64 KiB at a time: it waits in poll(2), then reads until the terminal
+/// has nothing more or 64 KiB are in (one read(2) of a PTY returns at most 4 KiB), then writes
+/// them. Returns the time taken and the copying thread's on-CPU time.
+fn pty_reader(command: &str, file: &Path) -> (Duration, Duration) {
     let size = nix::pty::Winsize {
         ws_row: ROWS,
         ws_col: COLS,
@@ -882,22 +936,73 @@ fn pty_reader(command: &str, file: &Path) -> Duration {
         cmd.spawn().expect("spawn the command on the PTY")
         // `cmd`, and with it the parent's slave descriptors, is dropped here.
     };
+    let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL");
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )
+    .expect("O_NONBLOCK on the master");
     let mut master = fs::File::from(master);
     let mut out = fs::File::create(file).expect("create the reader's file");
     let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.write_all(&buf[..n]).expect("write the reader's file"),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) => panic!("read the PTY master: {e}"),
+    // SAFETY: gettid has no preconditions.
+    let schedstat = format!("/proc/self/task/{}/schedstat", unsafe { libc::gettid() });
+    let cpu_before = on_cpu_of(&schedstat);
+    let mut ended = false;
+    while !ended {
+        let mut pollfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd, which outlives the call.
+        if unsafe { libc::poll(&mut pollfd, 1, -1) } < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted,
+                "poll the PTY master: {e}"
+            );
+            continue;
         }
+        let mut filled = 0;
+        while filled < buf.len() {
+            match master.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    ended = true;
+                    break;
+                }
+                Err(e) => panic!("read the PTY master: {e}"),
+            }
+        }
+        out.write_all(&buf[..filled])
+            .expect("write the reader's file");
     }
+    let cpu = on_cpu_of(&schedstat).saturating_sub(cpu_before);
     let status = child.wait().expect("wait for the command");
     let took = start.elapsed();
     assert!(status.success(), "`{command}` on the PTY failed ({status})");
-    took
+    (took, cpu)
+}
+
+/// The on-CPU time in a `schedstat` file (its first field, ns).
+fn on_cpu_of(schedstat: &str) -> Duration {
+    let text = fs::read_to_string(schedstat).unwrap_or_else(|e| panic!("read {schedstat}: {e}"));
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse().ok())
+        .unwrap_or_else(|| panic!("no on-CPU time in {schedstat}: {text:?}"));
+    Duration::from_nanos(ns)
 }
 
 /// `sessions new -- sh -c CMD`, `sessions wait`, then until `output.log` holds `expected`
@@ -917,6 +1022,15 @@ fn through_session(sandbox: &Sandbox, command: &str, expected: u64) -> Run {
         waited.stdout_text()
     );
     let dir = sandbox.panes_dir().join(&id);
+    // The monitor lingers a moment after the end (for late requests): long enough to read it.
+    let meta: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("meta.json")).expect("read the session's meta.json"),
+    )
+    .expect("parse the session's meta.json");
+    let monitor = meta["monitor_pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no monitor_pid in {id}'s meta.json: {meta}"));
+    let copier_cpu = on_cpu_of(&format!("/proc/{monitor}/schedstat"));
     let bytes = || file_len(&dir.join("output.log")) + file_len(&dir.join("output.log.1"));
     while bytes() < expected {
         assert!(
@@ -931,6 +1045,7 @@ fn through_session(sandbox: &Sandbox, command: &str, expected: u64) -> Run {
         took,
         bytes: bytes(),
         ended: Some(ended),
+        copier_cpu: Some(copier_cpu),
     };
     ctl_ok(sandbox, &["sessions", "remove", &id]);
     run
@@ -993,6 +1108,7 @@ fn through_tmux(tmux: &Tmux, command: &str, file: &Path, expected: u64, rep: usi
         took,
         bytes: last.0,
         ended: None,
+        copier_cpu: None,
     }
 }
 
@@ -1037,7 +1153,8 @@ fn lifecycle_table(l: &Lifecycle) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| {SESSIONS} sessions (`sleep 1000`), sequential | reps | median total | min | max | median per call | ÷ tmux (median total) |"
+        "| {} sessions (`sleep 1000`), sequential | reps | median total | min | max | median per call | ÷ tmux (median total) |",
+        *SESSIONS
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     let mut row = |what: &str, totals: &[Duration], calls: &[Duration], tmux: &[Duration]| {
@@ -1221,6 +1338,66 @@ fn throughput_table(results: &[Throughput]) -> String {
             out,
             "| `{}` ({}) | expected: {} bytes plain, {} bytes through a PTY (\\n → \\r\\n) | | | | | | | | |",
             command, t.name, t.plain_bytes, t.pty_bytes
+        );
+    }
+    out
+}
+
+/// The session against the minimal PTY reader repetition by repetition (methods rotate, so a
+/// repetition's two runs were close in time): elapsed time and the copier's on-CPU time, the
+/// monitor's against the reader thread's.
+fn pump_table(results: &[Throughput]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| command | repetition | session ÷ PTY reader, elapsed | monitor on-CPU | reader thread on-CPU | monitor ÷ reader, on-CPU |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for t in results {
+        let command = t.command.replace('|', "\\|");
+        let runs_of = |m: Method| {
+            t.methods
+                .iter()
+                .find(|(method, _)| *method == m)
+                .map(|(_, runs)| runs.as_slice())
+                .unwrap_or_default()
+        };
+        let (ours, reader) = (runs_of(Method::Ours), runs_of(Method::PtyReader));
+        let mut elapsed = Vec::new();
+        let mut cpu = Vec::new();
+        for (i, (o, r)) in ours.iter().zip(reader).enumerate() {
+            let (Some(oc), Some(rc)) = (o.copier_cpu, r.copier_cpu) else {
+                continue;
+            };
+            elapsed.push(o.took.as_secs_f64() / r.took.as_secs_f64());
+            cpu.push(oc.as_secs_f64() / rc.as_secs_f64());
+            let _ = writeln!(
+                out,
+                "| `{command}` | {} | {:.2}× | {} | {} | {:.2}× |",
+                i + 1,
+                elapsed[i],
+                secs(oc),
+                secs(rc),
+                cpu[i],
+            );
+        }
+        if elapsed.is_empty() {
+            continue;
+        }
+        let spread = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            format!(
+                "{:.2}× ({:.2}–{:.2}×)",
+                v[v.len() / 2],
+                v[0],
+                v[v.len() - 1]
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| `{command}` | median (min–max) | {} | | | {} |",
+            spread(&mut elapsed),
+            spread(&mut cpu)
         );
     }
     out

@@ -3,9 +3,13 @@
 //!
 //! 1. the in-process `status` round trip through `aifactory_common::Client`, with 0 and with
 //!    100 other idle (handshaken) connections;
-//! 2. `aifactoryctl --socket S status` as a process, interleaved run by run with
-//!    `tmux -S <private socket> list-sessions` (1 session, then 100) and with `true` (the cost
-//!    of spawning any process at all);
+//! 2. processes doing equal work on both sides, interleaved run by run, beside `true` (the
+//!    cost of spawning any process at all): `aifactoryctl --socket S status` against `tmux -S
+//!    <private socket> list-sessions` with 1 session and no other client, then the same while
+//!    each server holds 100 idle clients (100 handshaken connections; 100 control-mode clients
+//!    `tmux -C attach`, tmux still at 1 session); then `aifactoryctl sessions list` against
+//!    `tmux list-sessions` with 100 sessions on each side (100 `sleep 1000` sessions), both
+//!    listing 100 sessions;
 //! 3. the daemon's CPU time and context switches over 10 s idle windows, beside the tmux
 //!    server's over the same windows;
 //! 4. the daemon's RSS after start, with 100 idle connections and after 1000 clients hung up
@@ -26,15 +30,16 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use aifactory_common::procfs;
 use aifactory_common::protocol::{ClientFrame, PROTOCOL_VERSION, Request};
 use aifactory_common::{Client, handshake};
 use aifactory_tests::bench::{
-    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, status_field, time_run,
-    warn_if_stale,
+    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, sized, status_field,
+    time_run, warn_if_stale,
 };
 use aifactory_tests::raw::{RawConn, send_client_frame};
 use aifactory_tests::tmux::Tmux;
@@ -42,17 +47,19 @@ use aifactory_tests::{Daemon, Sandbox, bin, skip};
 use tokio::runtime::Runtime;
 
 /// Timed in-process round trips per series, after [`ROUND_TRIP_WARMUP`] untimed ones.
-const ROUND_TRIPS: usize = 2000;
-const ROUND_TRIP_WARMUP: usize = 200;
+static ROUND_TRIPS: LazyLock<usize> = LazyLock::new(|| sized(2000, 5));
+static ROUND_TRIP_WARMUP: LazyLock<usize> = LazyLock::new(|| sized(200, 1));
 /// Timed process runs per command, interleaved, after [`SPAWN_WARMUP`] untimed ones each.
-const SPAWNS: usize = 300;
-const SPAWN_WARMUP: usize = 20;
-/// Idle connections held open beside the measured one, and tmux sessions to compare with.
-const IDLE_CONNECTIONS: usize = 100;
-const TMUX_SESSIONS: usize = 100;
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
+static SPAWNS: LazyLock<usize> = LazyLock::new(|| sized(300, 3));
+static SPAWN_WARMUP: LazyLock<usize> = LazyLock::new(|| sized(20, 1));
+/// Idle clients each server holds beside the measured one (connections to the daemon,
+/// control-mode clients of tmux), then sessions each server lists.
+static IDLE_CONNECTIONS: LazyLock<usize> = LazyLock::new(|| sized(100, 3));
+static SESSIONS: LazyLock<usize> = LazyLock::new(|| sized(100, 3));
+static IDLE_WINDOW: LazyLock<Duration> =
+    LazyLock::new(|| sized(Duration::from_secs(10), Duration::from_secs(1)));
 /// Clients that connect and hang up part-way, [`HANGUP_BATCH`] at a time.
-const HANGUPS: usize = 1000;
+static HANGUPS: LazyLock<usize> = LazyLock::new(|| sized(1000, 50));
 const HANGUP_BATCH: usize = 50;
 /// How long the daemon may take to notice that clients left.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,6 +148,8 @@ struct Report {
     /// Process-level series, against the RUST_BACKTRACE-unset daemon.
     process_alone: Vec<Series>,
     process_with_idle: Vec<Series>,
+    /// `aifactoryctl sessions list` against `tmux list-sessions`, [`SESSIONS`] sessions each.
+    process_listing: Vec<Series>,
 }
 
 fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
@@ -159,37 +168,66 @@ fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
     eprintln!("in-process round trips, no other connection");
     let round_trip_alone = runtime.block_on(round_trips(&probes));
     eprintln!("process round trips: aifactoryctl, no other connection; tmux, 1 session");
-    let process_alone = process_series(&subjects[0].sandbox, tmux.as_deref(), 0);
+    let process_alone = process_series(
+        &subjects[0].sandbox,
+        tmux.as_deref(),
+        Listing::Status,
+        "0 other connections".into(),
+    );
 
+    let idle = *IDLE_CONNECTIONS;
     let idle_clients: Vec<Vec<Client>> = runtime.block_on(async {
         let mut all = Vec::new();
         for subject in &subjects {
-            let mut clients = Vec::with_capacity(IDLE_CONNECTIONS);
-            for _ in 0..IDLE_CONNECTIONS {
+            let mut clients = Vec::with_capacity(idle);
+            for _ in 0..idle {
                 clients.push(subject.daemon.client().await);
             }
             all.push(clients);
         }
         all
     });
-    runtime.block_on(wait_all(&probes, &subjects, IDLE_CONNECTIONS as u32 + 1));
-    eprintln!("in-process round trips, {IDLE_CONNECTIONS} idle connections");
+    runtime.block_on(wait_all(&probes, &subjects, idle as u32 + 1));
+    eprintln!("in-process round trips, {idle} idle connections");
     let round_trip_with_idle = runtime.block_on(round_trips(&probes));
-    if let Some(tmux) = tmux.as_deref_mut() {
-        grow_to(tmux, TMUX_SESSIONS);
-    }
+    // Equal work: tmux too answers its one-session query while holding `idle` idle clients.
+    let tmux_clients = tmux
+        .as_deref()
+        .map(|tmux| IdleTmuxClients::attach(tmux, idle));
     eprintln!(
-        "process round trips: aifactoryctl, {IDLE_CONNECTIONS} idle connections; tmux, {TMUX_SESSIONS} sessions"
+        "process round trips: aifactoryctl, {idle} idle connections; tmux, 1 session and {idle} idle clients"
     );
-    let process_with_idle = process_series(&subjects[0].sandbox, tmux.as_deref(), IDLE_CONNECTIONS);
+    let process_with_idle = process_series(
+        &subjects[0].sandbox,
+        tmux.as_deref(),
+        Listing::Status,
+        format!("{idle} other connections"),
+    );
     let mem_with_idle = read_mems(&pids);
     let tmux_mem_with_idle = tmux.as_deref().map(tmux_mem);
     drop(idle_clients);
+    drop(tmux_clients);
     // Client::drop aborts its reader task, which owns the read half: the socket closes only
     // once the runtime runs again, which wait_all does.
     runtime.block_on(wait_all(&probes, &subjects, 1));
 
-    eprintln!("{HANGUPS} clients per daemon hanging up part-way");
+    // Equal work: each side lists as many sessions.
+    let sessions = *SESSIONS;
+    create_sessions(&subjects[0].sandbox, sessions);
+    if let Some(tmux) = tmux.as_deref_mut() {
+        grow_to(tmux, sessions);
+    }
+    eprintln!(
+        "process round trips: aifactoryctl sessions list and tmux list-sessions, {sessions} sessions each"
+    );
+    let process_listing = process_series(
+        &subjects[0].sandbox,
+        tmux.as_deref(),
+        Listing::Sessions,
+        format!("{sessions} sessions"),
+    );
+
+    eprintln!("{} clients per daemon hanging up part-way", *HANGUPS);
     runtime.block_on(async {
         for subject in &subjects {
             hang_ups(&subject.daemon).await;
@@ -248,6 +286,7 @@ fn run(runtime: &Runtime, mut tmux: Option<&mut Tmux>) -> Report {
         tmux,
         process_alone,
         process_with_idle,
+        process_listing,
     }
 }
 
@@ -259,15 +298,15 @@ fn read_mems(pids: &[u32]) -> Vec<Mem> {
 /// client) so that noise falls on all of them alike.
 async fn round_trips(clients: &[Client]) -> Vec<Latency> {
     for client in clients {
-        for _ in 0..ROUND_TRIP_WARMUP {
+        for _ in 0..*ROUND_TRIP_WARMUP {
             client.status().await.expect("status (warm-up)");
         }
     }
     let mut samples: Vec<Vec<Duration>> = clients
         .iter()
-        .map(|_| Vec::with_capacity(ROUND_TRIPS))
+        .map(|_| Vec::with_capacity(*ROUND_TRIPS))
         .collect();
-    for round in 0..ROUND_TRIPS {
+    for round in 0..*ROUND_TRIPS {
         for k in 0..clients.len() {
             let which = (round + k) % clients.len();
             let start = Instant::now();
@@ -307,7 +346,7 @@ async fn wait_connections(probe: &Client, expected: u32, daemon: &Daemon) {
 async fn hang_ups(daemon: &Daemon) {
     let socket = daemon.socket.as_path();
     let opts = daemon.client_options();
-    for batch in 0..HANGUPS / HANGUP_BATCH {
+    for batch in 0..*HANGUPS / HANGUP_BATCH {
         let clients = (0..HANGUP_BATCH).map(|i| {
             let opts = &opts;
             async move {
@@ -357,14 +396,31 @@ async fn handshaken(
 // ---------------------------------------------------------------------------------------------
 // Process-level round trips.
 
-/// `aifactoryctl status`, `tmux list-sessions` and `true`, interleaved run by run (each run
-/// starts with a different one), so that noise falls on all of them alike. `connections` is how
-/// many other connections the daemon holds.
-fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) -> Vec<Series> {
+/// The daemon's side of a process series: `aifactoryctl status` or `aifactoryctl sessions
+/// list`, against `tmux list-sessions` on the other side.
+#[derive(Clone, Copy, PartialEq)]
+enum Listing {
+    Status,
+    Sessions,
+}
+
+/// `aifactoryctl` (`listing`), `tmux list-sessions` and `true`, interleaved run by run (each
+/// run starts with a different one), so that noise falls on all of them alike. `context` says
+/// what the daemon holds; tmux's sessions and clients are counted here.
+fn process_series(
+    sandbox: &Sandbox,
+    tmux: Option<&Tmux>,
+    listing: Listing,
+    context: String,
+) -> Vec<Series> {
     let ctl = || {
         let mut cmd = Command::new(bin("aifactoryctl"));
         sandbox.apply_env(&mut cmd);
-        cmd.arg("--socket").arg(sandbox.socket()).arg("status");
+        cmd.arg("--socket").arg(sandbox.socket());
+        match listing {
+            Listing::Status => cmd.arg("status"),
+            Listing::Sessions => cmd.args(["sessions", "list"]),
+        };
         cmd
     };
     let true_exe = find_in_path("true").expect("`true` is on PATH");
@@ -373,17 +429,23 @@ fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) ->
         sandbox.apply_env(&mut cmd);
         cmd
     };
-    let sessions = tmux.map(Tmux::session_count);
     let mut peers: Vec<(Peer, String, Command)> = Vec::new();
-    peers.push((
-        Peer::Ctl,
-        format!("{connections} other connection{}", plural(connections)),
-        checked(ctl(), "aifactoryd"),
-    ));
-    if let (Some(tmux), Some(sessions)) = (tmux, sessions) {
+    let (peer, expect) = match listing {
+        Listing::Status => (Peer::Ctl, "aifactoryd"),
+        Listing::Sessions => (Peer::CtlSessions, "sleep"),
+    };
+    peers.push((peer, context, checked(ctl(), expect)));
+    if let Some(tmux) = tmux {
+        let sessions = tmux.session_count();
+        let clients = tmux.client_count();
+        let clients = if clients == 0 {
+            String::new()
+        } else {
+            format!(" and {clients} idle client{}", plural(clients))
+        };
         peers.push((
             Peer::Tmux,
-            format!("{sessions} session{}", plural(sessions)),
+            format!("{sessions} session{}{clients}", plural(sessions)),
             checked(tmux.command(&["list-sessions"]), "windows"),
         ));
     }
@@ -394,13 +456,13 @@ fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) ->
     ));
 
     let mut samples: Vec<Vec<Duration>> =
-        peers.iter().map(|_| Vec::with_capacity(SPAWNS)).collect();
-    for run in 0..SPAWN_WARMUP + SPAWNS {
+        peers.iter().map(|_| Vec::with_capacity(*SPAWNS)).collect();
+    for run in 0..*SPAWN_WARMUP + *SPAWNS {
         for k in 0..peers.len() {
             let which = (run + k) % peers.len();
             let (peer, _, cmd) = &mut peers[which];
             let took = time_run(cmd, peer.command());
-            if run >= SPAWN_WARMUP {
+            if run >= *SPAWN_WARMUP {
                 samples[which].push(took);
             }
         }
@@ -419,6 +481,7 @@ fn process_series(sandbox: &Sandbox, tmux: Option<&Tmux>, connections: usize) ->
 #[derive(Clone, Copy, PartialEq)]
 enum Peer {
     Ctl,
+    CtlSessions,
     Tmux,
     True,
 }
@@ -427,6 +490,7 @@ impl Peer {
     fn command(self) -> &'static str {
         match self {
             Peer::Ctl => "aifactoryctl --socket S status",
+            Peer::CtlSessions => "aifactoryctl --socket S sessions list",
             Peer::Tmux => "tmux -S S list-sessions",
             Peer::True => "true",
         }
@@ -462,6 +526,67 @@ fn grow_to(tmux: &Tmux, sessions: usize) {
         now, sessions,
         "tmux holds {now} sessions, wanted {sessions}"
     );
+}
+
+/// `n` sessions of `sleep 1000` in the daemon, one `aifactoryctl sessions new` each (the
+/// sandbox's drop ends them).
+fn create_sessions(sandbox: &Sandbox, n: usize) {
+    for _ in 0..n {
+        let out = sandbox
+            .ctl_command(&["sessions", "new", "--", "sleep", "1000"])
+            .output()
+            .expect("run aifactoryctl sessions new");
+        assert!(
+            out.status.success(),
+            "aifactoryctl sessions new failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Control-mode clients (`tmux -C attach`) that hold a connection to the tmux server and do
+/// nothing: tmux's side of the daemon's idle connections. Killed when dropped.
+struct IdleTmuxClients {
+    children: Vec<Child>,
+}
+
+impl IdleTmuxClients {
+    fn attach(tmux: &Tmux, n: usize) -> IdleTmuxClients {
+        let mut clients = IdleTmuxClients {
+            children: Vec::with_capacity(n),
+        };
+        for _ in 0..n {
+            let child = tmux
+                .command(&["-C", "attach-session"])
+                // An open stdin that never says anything: the client stays attached and idle.
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a tmux control-mode client");
+            clients.children.push(child);
+        }
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while tmux.client_count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "tmux counts {} clients after {SETTLE_TIMEOUT:?}, expected {n}",
+                tmux.client_count()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        clients
+    }
+}
+
+impl Drop for IdleTmuxClients {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The tmux server's session count and memory.
@@ -597,7 +722,7 @@ fn idle_window(pids: &[u32], tmux: Option<&Tmux>) -> (Vec<Idle>, Option<(usize, 
     let sessions = tmux.map(Tmux::session_count);
     let before: Vec<Usage> = pids.iter().map(|&pid| Usage::read(pid)).collect();
     let tmux_before = tmux.map(|t| Usage::read(t.pid()));
-    std::thread::sleep(IDLE_WINDOW);
+    std::thread::sleep(*IDLE_WINDOW);
     let after: Vec<Usage> = pids.iter().map(|&pid| Usage::read(pid)).collect();
     let tmux_after = tmux.map(|t| Usage::read(t.pid()));
     let idle = before
@@ -662,12 +787,13 @@ fn latency_table(report: &Report) -> String {
         "| Round trip | n | median | p99 | ÷ tmux median | ÷ tmux p99 |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let with_idle = format!("{} other idle connections", *IDLE_CONNECTIONS);
     for (what, pick) in [
         (
             "0 other connections",
             (|d: &DaemonReport| &d.round_trip_alone) as fn(&DaemonReport) -> &Latency,
         ),
-        ("100 other idle connections", |d| &d.round_trip_with_idle),
+        (with_idle.as_str(), |d| &d.round_trip_with_idle),
     ] {
         for daemon in &report.daemons {
             let latency = pick(daemon);
@@ -681,7 +807,11 @@ fn latency_table(report: &Report) -> String {
             );
         }
     }
-    for series in [&report.process_alone, &report.process_with_idle] {
+    for series in [
+        &report.process_alone,
+        &report.process_with_idle,
+        &report.process_listing,
+    ] {
         let tmux = series
             .iter()
             .find(|s| s.peer == Peer::Tmux)
@@ -692,7 +822,8 @@ fn latency_table(report: &Report) -> String {
             latency,
         } in series
         {
-            let (by_median, by_p99) = match (*peer == Peer::Ctl, tmux) {
+            let ours = matches!(peer, Peer::Ctl | Peer::CtlSessions);
+            let (by_median, by_p99) = match (ours, tmux) {
                 (true, Some(tmux)) => (
                     ratio(latency.median(), tmux.median()),
                     ratio(latency.p99(), tmux.p99()),
@@ -753,7 +884,10 @@ fn resource_table(report: &Report) -> String {
         "< 10 MB",
     );
     row(
-        "RSS with 100 idle connections",
+        &format!(
+            "RSS with {0} idle connections (tmux: {0} idle control-mode clients)",
+            *IDLE_CONNECTIONS
+        ),
         &|d| fmt_mb(d.mem_with_idle.rss_kb),
         tmux_mem(|t| t.mem_with_idle, true),
         "< 10 MB",

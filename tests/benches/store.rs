@@ -25,10 +25,11 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bench::{
-    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, run_ok, time_run,
+    Latency, RunClock, checked, find_in_path, fmt_duration, print_report, run_ok, sized, time_run,
     warn_if_stale,
 };
 use aifactory_tests::{Sandbox, bin, skip};
@@ -38,17 +39,17 @@ use nix::sys::signal::Signal;
 use rusqlite::{Connection, params};
 
 /// Timed runs of each start-up series, interleaved, after [`WARMUP`] untimed ones.
-const STARTS: usize = 200;
-const WARMUP: usize = 3;
+static STARTS: LazyLock<usize> = LazyLock::new(|| sized(200, 3));
+static WARMUP: LazyLock<usize> = LazyLock::new(|| sized(3, 1));
 /// Projects in the up-to-date database of the start-up series.
 const PROJECTS: usize = 100;
 /// Size the big database is filled to, with rows carrying [`FILLER`] bytes of text each.
-const BIG_DB_BYTES: u64 = 100 << 20;
+static BIG_DB_BYTES: LazyLock<u64> = LazyLock::new(|| sized(100 << 20, 1 << 20));
 const FILLER: usize = 1000;
 const FILL_BATCH: usize = 1000;
 /// Repetitions of the big-database series, and starts on the migrated big database.
-const BIG_RUNS: usize = 9;
-const BIG_STARTS: usize = 10;
+static BIG_RUNS: LazyLock<usize> = LazyLock::new(|| sized(9, 1));
+static BIG_STARTS: LazyLock<usize> = LazyLock::new(|| sized(10, 1));
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
@@ -100,12 +101,13 @@ fn startup_series() -> Vec<Series> {
     ];
     let targets = ["< 50 ms", "–", "–", "–", "–", "–"];
     eprintln!(
-        "start-up: {STARTS} timed runs of each of {} series",
+        "start-up: {} timed runs of each of {} series",
+        *STARTS,
         whats.len()
     );
     let mut samples: Vec<Vec<Duration>> = whats.iter().map(|_| Vec::new()).collect();
     // The first (untimed) start also switches `current` to WAL, as any daemon-used file is.
-    for run in 0..WARMUP + STARTS {
+    for run in 0..*WARMUP + *STARTS {
         for k in 0..whats.len() {
             let which = (run + k) % whats.len();
             let took = match which {
@@ -116,7 +118,7 @@ fn startup_series() -> Vec<Series> {
                 4 => time_run(&mut version, "aifactoryd --version"),
                 _ => time_run(&mut floor_true, "true"),
             };
-            if run >= WARMUP {
+            if run >= *WARMUP {
                 samples[which].push(took);
             }
         }
@@ -212,7 +214,7 @@ struct Big {
 fn big_database() -> Big {
     let template = Sandbox::new();
     let source = template.state_dir().join(DB_FILE);
-    eprintln!("building a {} MB database", BIG_DB_BYTES >> 20);
+    eprintln!("building a {} MB database", *BIG_DB_BYTES >> 20);
     let (bytes, rows) = build_big(&template, &source);
     let sqlite3 = Path::new("/usr/bin/sqlite3");
     let sqlite3 = sqlite3.exists().then_some(sqlite3);
@@ -239,8 +241,8 @@ fn big_database() -> Big {
         ready: Vec::new(),
     };
     let mut last = None;
-    for run in 0..BIG_RUNS {
-        eprintln!("100 MB database: run {} of {BIG_RUNS}", run + 1);
+    for run in 0..*BIG_RUNS {
+        eprintln!("big database: run {} of {}", run + 1, *BIG_RUNS);
         // Two copies with the migration pending: one for `aifactoryd migrate`, one for a start.
         let [target, started] = [(); 2].map(|()| {
             let sandbox = Sandbox::new();
@@ -308,9 +310,9 @@ fn big_database() -> Big {
 
     let migrated = last.expect("at least one run");
     eprintln!("start → READY=1 on the migrated 100 MB database");
-    big.ready = (0..WARMUP + BIG_STARTS)
+    big.ready = (0..*WARMUP + *BIG_STARTS)
         .map(|_| start_to_ready(&migrated))
-        .skip(WARMUP)
+        .skip(*WARMUP)
         .collect();
     big
 }
@@ -345,7 +347,7 @@ fn build_big(sandbox: &Sandbox, db: &Path) -> (u64, i64) {
         .expect("database size") as u64
     };
     let mut next = 0usize;
-    while size(&conn) < BIG_DB_BYTES {
+    while size(&conn) < *BIG_DB_BYTES {
         add_projects(&mut conn, next..next + FILL_BATCH, &|i| {
             format!("https://git.example.invalid/bench/project-{i}.git#{filler}")
         });

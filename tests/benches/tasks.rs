@@ -41,6 +41,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +50,7 @@ use aifactory_common::protocol::{
 };
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, RunClock, Smaps, Usage, loadavg, mb, median_u64, print_report, read_status,
+    Latency, RunClock, Smaps, Usage, loadavg, mb, median_u64, print_report, read_status, sized,
     status_field, tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
@@ -59,29 +60,31 @@ use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 /// Timed appends, for the daemon and for the floor each.
-const WRITES: usize = 1000;
+static WRITES: LazyLock<usize> = LazyLock::new(|| sized(1000, 4));
 /// Untimed appends first, for each.
-const WARMUP: usize = 20;
+static WARMUP: LazyLock<usize> = LazyLock::new(|| sized(20, 1));
 /// The most of a progress file the daemon reads (its last MiB), and the timed appends made
 /// once the file is that long.
 const LONG_FILE: u64 = 1 << 20;
-const LONG_WRITES: usize = 200;
+static LONG_WRITES: LazyLock<usize> = LazyLock::new(|| sized(200, 2));
 /// The daemon's appends and the floor's alternate in blocks of this many.
-const BLOCK: usize = 100;
+static BLOCK: LazyLock<usize> = LazyLock::new(|| sized(100, 2));
 /// The pause before each append is drawn from this range (ms): no lockstep with any timer.
 const GAP_MS: std::ops::Range<u64> = 1..4;
 /// The old product's poll interval.
 const POLL_INTERVAL: Duration = Duration::from_secs(3);
 /// Files the 3 s poll reads (one per task, as the old product did), each with its own writer.
-const POLL_FILES: usize = 5;
+static POLL_FILES: LazyLock<usize> = LazyLock::new(|| sized(5, 1));
 /// Each writer appends at least this many times.
-const POLL_MIN_SAMPLES: usize = 8;
+static POLL_MIN_SAMPLES: LazyLock<usize> = LazyLock::new(|| sized(8, 1));
 /// Tasks in the load test, and tmux sessions beside them.
-const TASKS: usize = 50;
-const WINDOW: Duration = Duration::from_secs(10);
-const WINDOWS: usize = 2;
+static TASKS: LazyLock<usize> = LazyLock::new(|| sized(50, 3));
+static WINDOW: LazyLock<Duration> =
+    LazyLock::new(|| sized(Duration::from_secs(10), Duration::from_secs(1)));
+static WINDOWS: LazyLock<usize> = LazyLock::new(|| sized(2, 1));
 /// Quiet time between the last start and the first window.
-const SETTLE: Duration = Duration::from_secs(3);
+static SETTLE: LazyLock<Duration> =
+    LazyLock::new(|| sized(Duration::from_secs(3), Duration::from_secs(1)));
 /// After a window, how long events published in it may take to arrive.
 const DRAIN: Duration = Duration::from_millis(500);
 /// A liveness bound for one event on a loaded machine, not a speed target.
@@ -294,31 +297,31 @@ async fn latency(daemon: &Daemon) -> LatencyReport {
 
     // One value sequence per file: each append differs from that file's previous one.
     let (mut ours_value, mut floor_value) = (Cycle::default(), Cycle::default());
-    eprintln!("progress latency: {WARMUP} untimed appends each");
-    for _ in 0..WARMUP {
+    eprintln!("progress latency: {} untimed appends each", *WARMUP);
+    for _ in 0..*WARMUP {
         ours_once(daemon, &mut sub, &task, ours_value.next()).await;
         floor.once(floor_value.next());
     }
-    let mut ours = Vec::with_capacity(WRITES);
-    let mut floor_samples = Vec::with_capacity(WRITES);
+    let mut ours = Vec::with_capacity(*WRITES);
+    let mut floor_samples = Vec::with_capacity(*WRITES);
     let mut floor_woken_by_modify = 0;
     // An idle daemon uses no CPU (status bench), so this is the appends' cost.
     let cpu_before = Usage::read(daemon.pid());
-    for block in 0..WRITES / BLOCK {
+    for block in 0..*WRITES / *BLOCK {
         eprintln!(
             "progress latency: block {} of {}",
             block + 1,
-            WRITES / BLOCK
+            *WRITES / *BLOCK
         );
         for part in 0..2 {
             // Who goes first alternates block by block.
             if (part + block) % 2 == 0 {
-                for _ in 0..BLOCK {
+                for _ in 0..*BLOCK {
                     tokio::time::sleep(random_gap()).await;
                     ours.push(ours_once(daemon, &mut sub, &task, ours_value.next()).await);
                 }
             } else {
-                for _ in 0..BLOCK {
+                for _ in 0..*BLOCK {
                     std::thread::sleep(random_gap());
                     let (took, by_modify) = floor.once(floor_value.next());
                     floor_samples.push(took);
@@ -420,13 +423,16 @@ async fn long_file(daemon: &Daemon) -> (Latency, f64) {
     start_task(daemon, &client, &task.id).await;
     // The runner's first read publishes the file's last value.
     wait_progress(daemon, &mut sub, &task, value.previous()).await;
-    eprintln!("progress latency with a 1 MiB file: {WARMUP} untimed, {LONG_WRITES} timed appends");
-    for _ in 0..WARMUP {
+    eprintln!(
+        "progress latency with a 1 MiB file: {} untimed, {} timed appends",
+        *WARMUP, *LONG_WRITES
+    );
+    for _ in 0..*WARMUP {
         ours_once(daemon, &mut sub, &task, value.next()).await;
     }
     let cpu_before = Usage::read(daemon.pid());
-    let mut samples = Vec::with_capacity(LONG_WRITES);
-    for _ in 0..LONG_WRITES {
+    let mut samples = Vec::with_capacity(*LONG_WRITES);
+    for _ in 0..*LONG_WRITES {
         tokio::time::sleep(random_gap()).await;
         samples.push(ours_once(daemon, &mut sub, &task, value.next()).await);
     }
@@ -531,7 +537,7 @@ impl PollPeer {
             .prefix("aifactory-bench-poll-")
             .tempdir()
             .expect("create a directory for the 3 s poll");
-        let files: Vec<PathBuf> = (0..POLL_FILES)
+        let files: Vec<PathBuf> = (0..*POLL_FILES)
             .map(|i| dir.path().join(format!("{i}-{PROGRESS_FILE}")))
             .collect();
         let mut seen_txs = Vec::new();
@@ -581,7 +587,8 @@ impl PollPeer {
 
     fn finish(self) -> Latency {
         eprintln!(
-            "3 s poll: finishing (at least {POLL_MIN_SAMPLES} appends to each of {POLL_FILES} files)"
+            "3 s poll: finishing (at least {} appends to each of {} files)",
+            *POLL_MIN_SAMPLES, *POLL_FILES
         );
         for stop in &self.stop {
             let _ = stop.send(());
@@ -605,7 +612,7 @@ fn poll_writer(
     let mut samples = Vec::new();
     let mut stopping = false;
     let mut value = 0u8;
-    while !(stopping && samples.len() >= POLL_MIN_SAMPLES) {
+    while !(stopping && samples.len() >= *POLL_MIN_SAMPLES) {
         let pause = Duration::from_millis(fastrand::u64(0..POLL_INTERVAL.as_millis() as u64));
         if stopping {
             std::thread::sleep(pause);
@@ -615,7 +622,7 @@ fn poll_writer(
         ) {
             // Asked to stop (or the bench is gone): only the minimum is still owed.
             stopping = true;
-            if samples.len() >= POLL_MIN_SAMPLES {
+            if samples.len() >= *POLL_MIN_SAMPLES {
                 break;
             }
         }
@@ -679,21 +686,21 @@ async fn load(
         .subscribe(Request::SubscribeEvents { after: None })
         .await
         .unwrap_or_else(|e| panic!("subscribe: {e}"));
-    eprintln!("load: creating {TASKS} tasks");
-    let mut tasks = Vec::with_capacity(TASKS);
-    for i in 0..TASKS {
+    eprintln!("load: creating {} tasks", *TASKS);
+    let mut tasks = Vec::with_capacity(*TASKS);
+    for i in 0..*TASKS {
         tasks.push(create_task(daemon, &client, &format!("load-{i:02}"), "loop").await);
     }
     rss.push((
-        format!("with {TASKS} more tasks created"),
+        format!("with {} more tasks created", *TASKS),
         vm_rss(daemon.pid()),
     ));
     let tmux = tmux_exe.map(|exe| {
-        eprintln!("load: {TASKS} tmux sessions");
-        TmuxLoops::start(exe, TASKS)
+        eprintln!("load: {} tmux sessions", *TASKS);
+        TmuxLoops::start(exe, *TASKS)
     });
-    eprintln!("load: starting {TASKS} tasks");
-    let mut monitors = Vec::with_capacity(TASKS);
+    eprintln!("load: starting {} tasks", *TASKS);
+    let mut monitors = Vec::with_capacity(*TASKS);
     for task in &tasks {
         let started = start_task(daemon, &client, &task.id).await;
         let sid = started
@@ -708,7 +715,7 @@ async fn load(
     }
     // Every agent runs: each has reported once.
     let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-    let mut reported = [false; TASKS];
+    let mut reported = vec![false; *TASKS];
     while reported.iter().any(|r| !r) {
         if let StreamItem::Event(event) = next_item(daemon, &mut sub, "first progress").await
             && let EventKind::TaskProgress { task_id, .. } = &event.kind
@@ -717,18 +724,19 @@ async fn load(
             reported[i] = true;
         }
     }
-    drain(&mut sub, Instant::now() + SETTLE).await;
+    drain(&mut sub, Instant::now() + *SETTLE).await;
     rss.push((
-        format!("with the {TASKS} tasks started, before the windows"),
+        format!("with the {} tasks started, before the windows", *TASKS),
         vm_rss(daemon.pid()),
     ));
 
     let files: Vec<PathBuf> = tasks.iter().map(|t| t.progress_file.clone()).collect();
-    let mut windows = Vec::with_capacity(WINDOWS);
-    for w in 0..WINDOWS {
+    let mut windows = Vec::with_capacity(*WINDOWS);
+    for w in 0..*WINDOWS {
         eprintln!(
-            "load: window {} of {WINDOWS}, {} s",
+            "load: window {} of {}, {} s",
             w + 1,
+            *WINDOWS,
             WINDOW.as_secs()
         );
         windows.push(window(daemon, &mut sub, &ids, &monitors, &files, tmux.as_ref()).await);
@@ -747,12 +755,12 @@ async fn load(
             task.id
         );
     }
-    eprintln!("load: stopping {TASKS} tasks");
+    eprintln!("load: stopping {} tasks", *TASKS);
     for id in &ids {
         stop_task(daemon, &client, id).await;
     }
     rss.push((
-        format!("after the {TASKS} tasks were stopped"),
+        format!("after the {} tasks were stopped", *TASKS),
         vm_rss(daemon.pid()),
     ));
     LoadReport {
@@ -789,7 +797,7 @@ async fn window(
     let lines_before = lines(files);
     let tmux_lines_before = tmux.map(|t| lines(&t.files));
 
-    let deadline = Instant::now() + WINDOW;
+    let deadline = Instant::now() + *WINDOW;
     let mut stamped = Vec::new();
     let mut collect = |item: StreamItem| {
         if let StreamItem::Event(event) = item
@@ -1007,7 +1015,8 @@ fn load_table(r: &LoadReport) -> String {
     let n = r.windows.len();
     let _ = write!(
         out,
-        "| {TASKS} tasks, agent: `sh` loop printing a line and appending `progress: N` every second |"
+        "| {} tasks, agent: `sh` loop printing a line and appending `progress: N` every second |",
+        *TASKS
     );
     for w in 1..=n {
         let _ = write!(out, " aifactoryd, window {w} |");

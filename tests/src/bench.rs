@@ -1,5 +1,6 @@
-//! What the benchmarks share: sample statistics, machine load, finding tools, and the warning
-//! that the release binaries are older than their sources (`cargo bench` builds neither).
+//! What the benchmarks share: sample statistics, machine load, finding tools, the warning
+//! that the release binaries are older than their sources (`cargo bench` builds neither), and
+//! the smoke mode ([`SMOKE_ENV`]) in which every bench runs its whole path with tiny counts.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,21 @@ use std::time::{Duration, Instant, SystemTime};
 use aifactory_common::procfs;
 
 use crate::{bin, bin_dir};
+
+/// Set to `1` to run a bench with tiny counts: every part runs and every check holds, but the
+/// figures mean nothing. CI runs each bench so once (`tests/bench/run-all --smoke`), so a bench
+/// cannot rot between the runs that measure.
+pub const SMOKE_ENV: &str = "AIFACTORY_BENCH_SMOKE";
+
+/// Whether this run is a smoke run ([`SMOKE_ENV`] is `1`).
+pub fn smoke() -> bool {
+    std::env::var_os(SMOKE_ENV).is_some_and(|v| v == "1")
+}
+
+/// `full` for a measuring run, `tiny` for a smoke run.
+pub fn sized<T>(full: T, tiny: T) -> T {
+    if smoke() { tiny } else { full }
+}
 
 /// Sorted samples.
 #[derive(Clone)]
@@ -250,6 +266,9 @@ impl RunClock {
 /// Prints a benchmark's report: its summary line, then each table, a blank line before each.
 pub fn print_report(summary: &str, tables: &[String]) {
     println!();
+    if smoke() {
+        println!("SMOKE RUN ({SMOKE_ENV}=1): tiny counts, the figures below mean nothing.");
+    }
     println!("{summary}");
     for table in tables {
         println!();

@@ -111,6 +111,11 @@ impl Tmux {
     pub fn session_count(&self) -> usize {
         self.ok_text(&["list-sessions"]).lines().count()
     }
+
+    /// Clients attached to the server (`list-clients`).
+    pub fn client_count(&self) -> usize {
+        self.ok_text(&["list-clients"]).lines().count()
+    }
 }
 
 impl Drop for Tmux {

@@ -32,9 +32,9 @@ use super::{Session, diag, files};
 
 /// Largest `Output` frame payload.
 pub const CHUNK: usize = 64 << 10;
-/// The PTY read buffer. The tty layer hands out at most a few KiB per read, so a larger buffer
-/// would only cost memory.
-const READ_BUFFER: usize = 16 << 10;
+/// The PTY read buffer: [`Master::read`](super::pty::Master::read) fills it with everything
+/// the terminal holds, so one append carries up to this much of a burst.
+const READ_BUFFER: usize = 64 << 10;
 /// How long a failed append waits before trying again. No event says "the disk has room now";
 /// meanwhile the PTY is not read, so the program blocks instead of losing output.
 const RETRY_APPEND: Duration = Duration::from_secs(1);

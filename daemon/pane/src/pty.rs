@@ -59,14 +59,32 @@ impl Master {
         Ok(Master { fd })
     }
 
-    /// Reads what the program wrote; EIO once nothing holds the terminal any more.
+    /// Reads what the program wrote: everything the terminal holds now, up to `buf.len()`;
+    /// EIO once nothing holds the terminal any more.
+    ///
+    /// One read(2) of a PTY returns at most its 4 KiB line buffer, and the kernel refills that
+    /// from the pending input only when asked, so this reads until the terminal has nothing
+    /// more (or `buf` is full): a burst of output costs one append and one wake-up of the
+    /// subscribers per 64 KiB instead of per 4 KiB, and a trickle is returned at once.
     pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut filled = 0;
         loop {
             let mut ready = self.fd.readable().await?;
-            match ready.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), buf)?)) {
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(result) => return result,
-                Err(_would_block) => {}
+            while filled < buf.len() {
+                let rest = &mut buf[filled..];
+                match ready.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), rest)?)) {
+                    Ok(Ok(0)) => return Ok(filled),
+                    Ok(Ok(n)) => filled += n,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO (and any other error) persists: the next call reports it, after
+                    // these bytes.
+                    Ok(Err(_)) if filled > 0 => return Ok(filled),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => break,
+                }
+            }
+            if filled > 0 {
+                return Ok(filled);
             }
         }
     }
@@ -101,5 +119,52 @@ impl Master {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Issue 15, item 14: the tty layer hands out at most 4 KiB per read(2), so a pump that
+    /// reads once per wake-up makes one append (and one wake-up of every subscriber) per 4 KiB
+    /// however much the program wrote. One `read` must take everything the terminal already
+    /// holds, up to the buffer, as the minimal reader's 64 KiB reads are meant to.
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_read_takes_everything_the_terminal_holds() {
+        let (master, slave) = open(120, 40).expect("open a PTY");
+        let master = Master::new(master).expect("watch the master");
+        // More than one read(2) returns (4 KiB), less than a PTY holds before its writer
+        // blocks (its 4 KiB line buffer and 8 KiB of pending input). No newline, so the
+        // terminal's output processing (\n → \r\n) changes nothing.
+        let sent = vec![b'x'; 6 << 10];
+        let (done, written) = std::sync::mpsc::channel();
+        let writer = {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let mut slave = std::fs::File::from(slave);
+                let result = std::io::Write::write_all(&mut slave, &sent);
+                let _ = done.send(result);
+                // The slave stays open until the reader is done: no EIO in between.
+                slave
+            })
+        };
+        written
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the PTY took 6 KiB without a reader")
+            .expect("write to the slave");
+
+        let mut buf = vec![0u8; 64 << 10];
+        let n = master.read(&mut buf).await.expect("read the master");
+        assert_eq!(
+            n,
+            sent.len(),
+            "one read took {n} of the {} bytes the terminal held",
+            sent.len()
+        );
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        drop(writer.join().expect("the writer thread"));
     }
 }
