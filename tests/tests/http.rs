@@ -459,6 +459,16 @@ async fn projects_tasks_and_sessions_over_rest() {
     killed.expect(200);
     assert_eq!(killed.body["state"], "exited");
     assert!(killed.body["exit"].is_object(), "{killed:#?}");
+    // The whole tree's report comes with it: the program was signalled, nothing survived.
+    assert!(
+        killed.body["signalled"]
+            .as_array()
+            .is_some_and(|signalled| signalled
+                .iter()
+                .any(|p| p["command"].as_str().is_some_and(|c| c.contains("sleep")))),
+        "{killed:#?}"
+    );
+    assert_eq!(killed.body["survivors"], json!([]), "{killed:#?}");
     api.delete("/api/v1/sessions/nope")
         .await
         .expect_error(404, "not_found");

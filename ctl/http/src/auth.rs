@@ -3,6 +3,7 @@
 //! as `token`, since browsers cannot set headers there), and the `Origin` allow-list for
 //! requests that come from a web page.
 
+use aifactory_common::echo::echo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -109,7 +110,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     match verdict {
         Ok(()) => next.run(req).await,
         Err(e) => {
-            tracing::info!(path = req.uri().path(), code = e.code, "refused a request");
+            tracing::info!(path = %echo(req.uri().path()), code = e.code, "refused a request");
             e.into_response()
         }
     }

@@ -1,9 +1,11 @@
 //! `/api/v1/sessions`: terminal sessions (the console is in `console`).
 
-use aifactory_common::protocol::SessionInfo;
+use aifactory_common::echo::echo;
+use aifactory_common::protocol::{ProcessEntry, SessionInfo};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::Serialize;
 
 use super::doc::DaemonErrors;
 use super::extract::{Grace, Key, Query};
@@ -52,14 +54,25 @@ pub async fn get(
         .map(Json)
 }
 
-/// Kills a session: SIGHUP and SIGTERM to its process group, SIGKILL after `grace` seconds.
+/// A killed session: the session as it ended, with the processes of its tree that were
+/// signalled (escaped ones included) and any that survived SIGKILL (nothing should).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KilledSession {
+    #[serde(flatten)]
+    pub session: SessionInfo,
+    pub signalled: Vec<ProcessEntry>,
+    pub survivors: Vec<ProcessEntry>,
+}
+
+/// Kills a session's whole process tree, escaped descendants included: SIGHUP and SIGTERM,
+/// SIGKILL after `grace` seconds.
 #[utoipa::path(
     delete,
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
     params(("id" = String, Path, description = "Session id or name"), Grace),
     responses(
-        (status = 200, description = "The session as it ended (with `exit`)", body = SessionInfo),
+        (status = 200, description = "The session as it ended (with `exit`), what was signalled and what survived", body = KilledSession),
         (status = 400, description = "Bad query or id", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         DaemonErrors,
@@ -69,7 +82,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Key(id): Key,
     Query(grace): Query<Grace>,
-) -> Result<Json<SessionInfo>, ApiError> {
+) -> Result<Json<KilledSession>, ApiError> {
     let grace_ms = grace.millis()?;
     let key = id.clone();
     let killed = state
@@ -78,11 +91,16 @@ pub async fn delete(
         .await?;
     // Without `ignore_missing` the daemon answers a missing session with NotFound; `None` is
     // only its race with the session going away.
-    killed.session.map(Json).ok_or_else(|| {
-        ApiError::new(
+    let Some(session) = killed.session else {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no session {id}"),
-        )
-    })
+            format!("no session {}", echo(&id)),
+        ));
+    };
+    Ok(Json(KilledSession {
+        session,
+        signalled: killed.signalled,
+        survivors: killed.survivors,
+    }))
 }
