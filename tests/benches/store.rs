@@ -365,9 +365,10 @@ fn build_big(sandbox: &Sandbox, db: &Path) -> (u64, i64) {
     (bytes, rows)
 }
 
-/// Makes `latest` pending again: drops the tables it creates (found by applying the migrations
-/// to an in-memory database) and deletes its ledger row. Only a migration that adds tables can
-/// be undone this way; the bench says so if the newest one does more.
+/// Makes `latest` pending again: drops the tables it creates and the columns it adds to
+/// existing tables (both found by applying the migrations to an in-memory database) and
+/// deletes its ledger row. Only a migration that adds tables, indexes and columns can be undone
+/// this way; the bench says so if the newest one does more.
 fn unapply(conn: &Connection, latest: &Migration) {
     let scratch = Connection::open_in_memory().expect("open an in-memory database");
     let schema = |c: &Connection| -> Vec<(String, String, Option<String>)> {
@@ -378,18 +379,30 @@ fn unapply(conn: &Connection, latest: &Migration) {
             })
             .expect("read the schema")
     };
+    let columns = |c: &Connection, table: &str| -> Vec<String> {
+        c.prepare("SELECT name FROM pragma_table_info(?1)")
+            .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
+            .expect("read a table's columns")
+    };
     for m in MIGRATIONS.iter().take_while(|m| m.version < latest.version) {
         scratch
             .execute_batch(m.sql)
             .expect("apply an earlier migration");
     }
     let before = schema(&scratch);
+    let before_columns: Vec<(String, Vec<String>)> = before
+        .iter()
+        .filter(|(kind, _, _)| kind == "table")
+        .map(|(_, name, _)| (name.clone(), columns(&scratch, name)))
+        .collect();
     scratch
         .execute_batch(latest.sql)
         .expect("apply the newest migration");
-    let added: Vec<_> = schema(&scratch)
-        .into_iter()
-        .filter(|o| !before.contains(o))
+    let after = schema(&scratch);
+    let added: Vec<_> = after
+        .iter()
+        .filter(|(_, name, _)| !before.iter().any(|(_, n, _)| n == name))
+        .cloned()
         .collect();
     // SQLite makes `sqlite_sequence` for the first AUTOINCREMENT table and never lets it be
     // dropped: the bench forgets that table's rows instead.
@@ -398,9 +411,32 @@ fn unapply(conn: &Connection, latest: &Migration) {
         .filter(|(kind, name, _)| kind == "table" && name != "sqlite_sequence")
         .map(|(_, name, _)| name.as_str())
         .collect();
+    // Columns added to tables that were there before, dropped again below.
+    let new_columns: Vec<(&str, Vec<String>)> = before_columns
+        .iter()
+        .map(|(table, old)| {
+            let now = columns(&scratch, table);
+            let new = now.into_iter().filter(|c| !old.contains(c)).collect();
+            (table.as_str(), new)
+        })
+        .filter(|(_, new): &(&str, Vec<String>)| !new.is_empty())
+        .collect();
+    let undoable = added
+        .iter()
+        .all(|(kind, _, _)| kind == "table" || kind == "index")
+        && before.iter().all(|(kind, name, sql)| {
+            after.iter().any(|(k, n, s)| {
+                k == kind
+                    && n == name
+                    && (s == sql || (kind == "table" && new_columns.iter().any(|(t, _)| t == name)))
+            })
+        })
+        && before_columns
+            .iter()
+            .all(|(table, old)| columns(&scratch, table).starts_with(old));
     assert!(
-        !tables.is_empty() && before.iter().all(|o| schema(&scratch).contains(o)),
-        "migration {:04}_{} does more than add tables ({added:?}): teach this bench to undo it",
+        (!tables.is_empty() || !new_columns.is_empty()) && undoable,
+        "migration {:04}_{} does more than add tables, indexes and columns ({added:?}, {new_columns:?}): teach this bench to undo it",
         latest.version,
         latest.name
     );
@@ -410,6 +446,12 @@ fn unapply(conn: &Connection, latest: &Migration) {
         if added.iter().any(|(_, name, _)| name == "sqlite_sequence") {
             conn.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [table])
                 .expect("forget a dropped table's AUTOINCREMENT counter");
+        }
+    }
+    for (table, new) in &new_columns {
+        for column in new {
+            conn.execute_batch(&format!("ALTER TABLE \"{table}\" DROP COLUMN \"{column}\""))
+                .expect("drop a column of the newest migration");
         }
     }
     conn.execute(
