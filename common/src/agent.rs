@@ -43,6 +43,24 @@ impl Usage {
         }
     }
 
+    /// `self` less `before`, field by field, never below zero: what was added since `before`
+    /// (a CLI that reports a thread's running total, after a resume).
+    pub fn minus(self, before: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_sub(before.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(before.output_tokens),
+            cache_read_tokens: self
+                .cache_read_tokens
+                .saturating_sub(before.cache_read_tokens),
+            cache_write_tokens: self
+                .cache_write_tokens
+                .saturating_sub(before.cache_write_tokens),
+            cost_usd: self
+                .cost_usd
+                .map(|c| (c - before.cost_usd.unwrap_or(0.0)).max(0.0)),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == Usage::default()
     }
@@ -229,6 +247,27 @@ mod tests {
         assert_eq!(sum.cost_usd, Some(0.5));
         assert_eq!(Usage::default().plus(b).cost_usd, None);
         assert!(Usage::default().is_empty() && !b.is_empty());
+    }
+
+    #[test]
+    fn usage_less_an_earlier_total_never_goes_below_zero() {
+        let before = Usage {
+            input_tokens: 10,
+            output_tokens: 9,
+            cost_usd: Some(0.5),
+            ..Usage::default()
+        };
+        let total = Usage {
+            input_tokens: 15,
+            output_tokens: 4,
+            cost_usd: Some(0.75),
+            ..Usage::default()
+        };
+        let added = total.minus(before);
+        assert_eq!((added.input_tokens, added.output_tokens), (5, 0));
+        assert_eq!(added.cost_usd, Some(0.25));
+        assert_eq!(before.minus(total).cost_usd, Some(0.0));
+        assert_eq!(Usage::default().minus(before).cost_usd, None);
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn usage_added(
         })
         .collect::<rusqlite::Result<Vec<(u32, AgentEvent)>>>()?;
     Ok(match thread_total_before(&earlier, entry.attempt) {
-        Some(before) => minus(result.usage, before),
+        Some(before) => result.usage.minus(before),
         None => result.usage,
     })
 }
@@ -153,23 +153,6 @@ fn thread_total_before(earlier: &[(u32, AgentEvent)], attempt: u32) -> Option<Us
         }
         _ => None,
     })
-}
-
-/// `total` less `before`, field by field, never below zero.
-fn minus(total: Usage, before: Usage) -> Usage {
-    Usage {
-        input_tokens: total.input_tokens.saturating_sub(before.input_tokens),
-        output_tokens: total.output_tokens.saturating_sub(before.output_tokens),
-        cache_read_tokens: total
-            .cache_read_tokens
-            .saturating_sub(before.cache_read_tokens),
-        cache_write_tokens: total
-            .cache_write_tokens
-            .saturating_sub(before.cache_write_tokens),
-        cost_usd: total
-            .cost_usd
-            .map(|c| (c - before.cost_usd.unwrap_or(0.0)).max(0.0)),
-    }
 }
 
 /// The task's kept entries after `after` (`None`: all), oldest first.
@@ -259,7 +242,7 @@ mod tests {
         let AgentEvent::Result(now) = result("turn.completed", true, 60) else {
             unreachable!()
         };
-        let added = minus(now.usage, before);
+        let added = now.usage.minus(before);
         assert_eq!((added.input_tokens, added.output_tokens), (100, 20));
     }
 
