@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aifactory_common::handshake::PeerHello;
 use aifactory_common::protocol::{
-    ClientFrame, ErrorCode, PROTOCOL_VERSION, Reply, Request, ServerFrame,
+    ClientFrame, ErrorCode, PROTOCOL_VERSION, Reply, Request, ServerFrame, SessionSpec, TaskCreate,
 };
 use aifactory_common::{Client, ClientError};
 use aifactory_tests::Sandbox;
@@ -443,4 +443,54 @@ async fn a_huge_id_is_echoed_cut_with_its_length() {
         !daemon.logs().contains(&long_run),
         "the daemon's log echoes the 100 KB id"
     );
+}
+
+/// Found by tests/adversarial/run: a 100 KB session name, working directory or agent profile
+/// name came back in full in the refusal (100 KB of error, where ids were already cut).
+#[tokio::test]
+async fn a_huge_name_cwd_or_agent_is_echoed_cut_with_its_length() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    sandbox.add_project("p");
+    let client = daemon.client().await;
+    let huge = "b".repeat(102_400);
+    let session = |name: Option<String>, cwd: std::path::PathBuf| SessionSpec {
+        name,
+        command: vec!["true".into()],
+        cwd,
+        env: vec![],
+        cols: None,
+        rows: None,
+    };
+    let refusals = [
+        client
+            .session_new(session(Some(huge.clone()), sandbox.path().to_path_buf()))
+            .await
+            .unwrap_err(),
+        client
+            .session_new(session(None, format!("/{huge}").into()))
+            .await
+            .unwrap_err(),
+        client
+            .task_create(TaskCreate {
+                project: "p".into(),
+                spec_id: "001-x".into(),
+                title: None,
+                agent: Some(huge.clone()),
+            })
+            .await
+            .unwrap_err(),
+    ];
+    for err in refusals {
+        let ClientError::Daemon(reply) = err else {
+            panic!("expected the daemon's refusal, got {err:?}");
+        };
+        let shown = &reply.message[..300.min(reply.message.len())];
+        assert!(reply.message.contains("bytes)"), "{shown}");
+        assert!(
+            reply.message.len() < 1000,
+            "a reply of {} bytes: {shown}",
+            reply.message.len()
+        );
+    }
 }

@@ -54,12 +54,13 @@ pub enum SessionError {
     #[error("no command given: pass the program after `--`")]
     NoCommand,
     #[error(
-        "session name `{0}` is not usable: give 1 to {MAX_NAME_LEN} printable characters that do not look like a session id"
+        "session name `{}` is not usable: give 1 to {MAX_NAME_LEN} printable characters that do not look like a session id",
+        echo(.0)
     )]
     BadName(String),
     #[error(
         "{} is not an existing directory: give the session's working directory with --cwd",
-        .0.display()
+        echo(.0)
     )]
     BadCwd(PathBuf),
     #[error(

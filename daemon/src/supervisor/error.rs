@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use aifactory_common::echo::echo;
 use aifactory_common::protocol::TaskPhase;
 
 use crate::agents::ProfileError;
@@ -19,7 +20,7 @@ pub enum SupervisorError {
     /// The task's project could not be looked up.
     #[error(transparent)]
     Project(#[from] ProjectError),
-    #[error("no agent profile is named `{0}`: see `aifactoryctl agents list`")]
+    #[error("no agent profile is named `{}`: see `aifactoryctl agents list`", echo(.0))]
     UnknownAgent(String),
     #[error(transparent)]
     Profile(#[from] ProfileError),
