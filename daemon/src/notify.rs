@@ -1,15 +1,68 @@
 //! What systemd hears from us through `NOTIFY_SOCKET`: READY, STATUS, RELOADING, STOPPING,
 //! the watchdog keep-alive and requests for more start-up time. Without `NOTIFY_SOCKET` every
 //! call is a no-op.
+//!
+//! Sends never block. They run on the async runtime, and a notify socket whose reader stopped
+//! reading (a wedged service manager, or any process that set `NOTIFY_SOCKET` for us) holds
+//! only a few datagrams: a blocking send would then stop the runtime and with it every client.
+//! A notification that finds the queue full is dropped and said so once, until one gets through.
 
+use std::ffi::OsStr;
 use std::future::Future;
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+/// Set while notifications are being dropped for a full queue, so that is logged once.
+static DROPPING: AtomicBool = AtomicBool::new(false);
+
 fn send(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd; check NOTIFY_SOCKET and NotifyAccess=");
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let message: String = states.iter().map(|s| format!("{s}\n")).collect();
+    match deliver(&socket, message.as_bytes()) {
+        Ok(()) => {
+            if DROPPING.swap(false, Ordering::Relaxed) {
+                tracing::info!("systemd reads its notifications again");
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if !DROPPING.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "the service manager does not read its notifications (NOTIFY_SOCKET's queue is full): dropping them until it does; the daemon goes on serving"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot notify systemd; check NOTIFY_SOCKET and NotifyAccess=")
+        }
+    }
+}
+
+/// One datagram to `socket` (a path, or `@name` in the abstract namespace), without blocking.
+fn deliver(socket: &OsStr, message: &[u8]) -> io::Result<()> {
+    let datagram = UnixDatagram::unbound()?;
+    datagram.set_nonblocking(true)?;
+    match socket.as_encoded_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            datagram.connect_addr(&address)?;
+        }
+        None => datagram.connect(socket)?,
+    }
+    let sent = datagram.send(message)?;
+    if sent == message.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "incomplete notification",
+        ))
     }
 }
 

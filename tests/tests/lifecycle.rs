@@ -328,6 +328,41 @@ async fn path_that_is_not_a_socket_is_refused() {
     assert!(daemon.notify.wait_for("READY=1", Duration::ZERO).is_none());
 }
 
+/// A service manager that stops reading its notify socket fills the socket's small queue; the
+/// daemon's sends must not block on it, or its runtime (and every client) stops with them.
+#[tokio::test]
+async fn a_notify_socket_nobody_reads_never_wedges_the_daemon() {
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let client = daemon.client().await;
+    // Put a socket that is never read where the daemon sends its notifications.
+    fs::remove_file(daemon.notify.path()).unwrap();
+    let deaf = UnixDatagram::bind(daemon.notify.path()).unwrap();
+    // Each reload sends two datagrams (RELOADING=1, READY=1); the kernel queues about ten.
+    const RELOADS: usize = 12;
+    for done in 1..=RELOADS {
+        daemon.signal(Signal::SIGHUP);
+        wait_until_async(
+            &format!("reload {done} of {RELOADS} logged"),
+            Duration::from_secs(20),
+            async || daemon.logs().matches("config reloaded").count() >= done,
+        )
+        .await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), client.status())
+        .await
+        .expect("status answers once the notify queue is full")
+        .unwrap();
+    assert!(
+        daemon
+            .logs()
+            .contains("does not read its notifications (NOTIFY_SOCKET's queue is full)"),
+        "{}",
+        daemon.logs()
+    );
+    drop(deaf);
+}
+
 #[tokio::test]
 async fn notify_ready_reloading_and_stopping() {
     let sandbox = Sandbox::new();
