@@ -45,6 +45,7 @@ pub fn in_doubt(request: &Request) -> Option<InDoubt> {
         | Request::TaskList { .. }
         | Request::TaskShow { .. }
         | Request::AgentList
+        | Request::AgentShow { .. }
         | Request::TaskTranscript { .. }
         | Request::SessionStrays => return None,
     };

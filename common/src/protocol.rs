@@ -151,6 +151,10 @@ pub enum Request {
     /// Processes that carry the mark of one of this daemon's sessions but belong to no live
     /// session; the reply is [`Reply::Strays`].
     SessionStrays,
+    /// One agent profile and the cage its tasks run in; the reply is [`Reply::Agent`].
+    AgentShow {
+        name: String,
+    },
 }
 
 /// Daemon to client.
@@ -197,6 +201,8 @@ pub enum Reply {
     SessionKilled(Box<SessionKillReport>),
     /// `SessionStrays`.
     Strays(Vec<StrayProcess>),
+    /// `AgentShow`.
+    Agent(Box<AgentDetail>),
 }
 
 /// A task's stored transcript, oldest first.
@@ -997,6 +1003,36 @@ pub struct AgentInfo {
     pub default: bool,
     /// Empty when the profile is usable; otherwise each problem, whose `Display` says the fix.
     pub problems: Vec<ProfileProblem>,
+}
+
+/// An agent profile and the cage its tasks run in (`AgentShow`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentDetail {
+    pub agent: AgentInfo,
+    pub sandbox: SandboxInfo,
+}
+
+/// What confines the agents of a profile (Landlock, applied before the agent's program runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    /// `required`, `best-effort` or `off`: the profile's, or the run mode's default.
+    pub mode: String,
+    /// The profile sets `sandbox` itself (otherwise the run mode's default applies).
+    pub from_profile: bool,
+    /// What this kernel's Landlock can do.
+    pub landlock: String,
+    /// What a start of one of its tasks does here: runs confined, runs unconfined (and why),
+    /// or is refused (and why).
+    pub outcome: String,
+    /// Paths the agent may read and write; `{worktree}`, `{project}`, `{git}` (the project's
+    /// git directory) and `{task_id}` stand for each task's own.
+    pub read_write: Vec<String>,
+    /// Paths the agent may read and execute (same placeholders).
+    pub read_only: Vec<String>,
+    /// `Some`: outgoing TCP may reach only these ports.
+    pub connect_ports: Option<Vec<u16>>,
+    /// The agent may use the daemon's control socket.
+    pub allow_control_socket: bool,
 }
 
 /// What keeps an agent profile from running. Typed so that clients act on the cause (the doctor

@@ -1,6 +1,6 @@
 //! `aifactoryctl agents ...`: the daemon's agent profiles and what is wrong with them.
 
-use aifactory_common::protocol::AgentInfo;
+use aifactory_common::protocol::{AgentInfo, SandboxInfo};
 
 use crate::cli::{AgentsCommand, Cli};
 use crate::connect::connect;
@@ -8,6 +8,23 @@ use crate::exit::{FAILED, Failure};
 
 pub async fn run(cli: &Cli, command: &AgentsCommand) -> Result<(), Failure> {
     let client = connect(cli).await?;
+    if let AgentsCommand::Show { name } = command {
+        let detail = client.agent_show(name.as_str()).await?;
+        if cli.json {
+            let mut json = to_json(&detail.agent);
+            if let Some(fields) = json.as_object_mut() {
+                fields.insert(
+                    "sandbox".into(),
+                    serde_json::to_value(&detail.sandbox).unwrap_or_default(),
+                );
+            }
+            println!("{json}");
+        } else {
+            print_agent(&detail.agent);
+            print_sandbox(&detail.sandbox);
+        }
+        return Ok(());
+    }
     let agents = client.agent_list().await?;
     if cli.json {
         let json: Vec<serde_json::Value> = agents.iter().map(to_json).collect();
@@ -75,4 +92,37 @@ fn print_agent(a: &AgentInfo) {
     for p in &a.problems {
         println!("  problem   {p}");
     }
+}
+
+fn print_sandbox(s: &SandboxInfo) {
+    let origin = if s.from_profile {
+        "the profile's"
+    } else {
+        "the run mode's default"
+    };
+    println!("  sandbox   {} ({origin}): {}", s.mode, s.outcome);
+    println!("  landlock  {}", s.landlock);
+    for path in &s.read_write {
+        println!("  rw        {path}");
+    }
+    for path in &s.read_only {
+        println!("  ro        {path}");
+    }
+    match &s.connect_ports {
+        None => println!("  tcp       any port"),
+        Some(ports) if ports.is_empty() => println!("  tcp       none"),
+        Some(ports) => {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            println!("  tcp       only to port {}", ports.join(", "));
+        }
+    }
+    println!(
+        "  socket    {}",
+        if s.allow_control_socket {
+            "the control socket is allowed (allow_control_socket = true)"
+        } else {
+            "the control socket is refused to the agent's processes"
+        }
+    );
+    println!("  not yet   per-task cgroups (memory, CPU, process limits) are not applied");
 }

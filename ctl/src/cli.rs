@@ -271,6 +271,11 @@ pub enum AgentsCommand {
     List,
     /// Exit 1 when any profile cannot run, listing each with its problems and fix.
     Check,
+    /// One profile and the cage its tasks run in: sandbox mode, Landlock, every rule.
+    Show {
+        /// The profile's name.
+        name: String,
+    },
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {

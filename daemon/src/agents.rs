@@ -22,6 +22,7 @@ use aifactory_common::protocol::{AgentInfo, AgentKind, OnStall, ProfileProblem, 
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{self, HeadlessSettings};
+use crate::cage::{CageSettings, SandboxMode};
 use crate::credentials::{self, Host, KeySettings, KeySource, SecretEnv};
 
 pub const DEFAULT_AGENT: &str = "claude";
@@ -69,6 +70,19 @@ pub struct AgentFile {
     pub credential: Option<String>,
     /// The key's source: a file of `KEY=value` lines, mode 0600, owned by aifactoryd's user.
     pub env_file: Option<PathBuf>,
+    /// `required`, `best-effort` or `off`: whether the agent must run confined (Landlock, see
+    /// [`crate::cage`]); default `required` in system mode, `best-effort` in user mode.
+    pub sandbox: Option<SandboxMode>,
+    /// Absolute paths the agent may also read and write (e.g. a shared package cache).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_write: Vec<PathBuf>,
+    /// Absolute paths the agent may also read (and execute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<PathBuf>,
+    /// When set, the agent's outgoing TCP may reach only these ports (Landlock ABI 4).
+    pub connect_ports: Option<Vec<u16>>,
+    /// The agent may use the daemon's control socket (default false: refused).
+    pub allow_control_socket: Option<bool>,
 }
 
 impl AgentFile {
@@ -102,6 +116,8 @@ pub struct Profile {
     /// `None`: the config's `stall_after`.
     pub stall_after_s: Option<u64>,
     pub file: AgentFile,
+    /// What its cage may reach, beyond the task's own.
+    pub cage: CageSettings,
     /// Problems that do not depend on the machine (PATH is looked at by [`check`]).
     pub problems: Vec<ProfileProblem>,
 }
@@ -266,6 +282,33 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
             problems.push(ProfileProblem::NoApiKeyEnv);
         }
     }
+    for (key, paths) in [
+        ("read_write", &file.read_write),
+        ("read_only", &file.read_only),
+    ] {
+        if let Some(relative) = paths.iter().find(|p| !p.is_absolute()) {
+            problems.push(ProfileProblem::Unreadable {
+                profile: name.to_string(),
+                error: format!(
+                    "`{key}` holds `{}`, which is not an absolute path: write it from /",
+                    echo(relative.as_os_str())
+                ),
+            });
+        }
+    }
+    if file.connect_ports.as_ref().is_some_and(|p| p.contains(&0)) {
+        problems.push(ProfileProblem::Unreadable {
+            profile: name.to_string(),
+            error: "`connect_ports` holds 0, which is no port: list ports of 1 to 65535".into(),
+        });
+    }
+    let cage = CageSettings {
+        sandbox: file.sandbox,
+        read_write: file.read_write.clone(),
+        read_only: file.read_only.clone(),
+        connect_ports: file.connect_ports.clone(),
+        allow_control_socket: file.allow_control_socket.unwrap_or(false),
+    };
     Profile {
         name: name.to_string(),
         kind,
@@ -278,6 +321,7 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
         on_stall,
         stall_after_s: file.stall_after,
         file,
+        cage,
         problems,
     }
 }

@@ -73,7 +73,12 @@ pub async fn serve(stream: UnixStream, daemon: Arc<DaemonState>, shutdown: Cance
         }
     };
     // Judged before the hello, so a peer that is refused or over a budget never holds a slot.
-    let admitted = match daemon.policy().check(&peer) {
+    // A caged task's processes are refused too (Landlock cannot refuse a pathname socket).
+    let allowed = daemon
+        .policy()
+        .check(&peer)
+        .and_then(|()| daemon.tasks.check_peer(&peer));
+    let admitted = match allowed {
         Ok(()) => daemon.budget.admit(peer.uid).map_err(too_many),
         Err(reply) => Err(reply),
     };

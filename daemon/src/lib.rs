@@ -26,6 +26,7 @@ mod adapters;
 mod admission;
 mod agents;
 mod ansi;
+mod cage;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -184,6 +184,12 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             },
         ),
         ("request-session-strays", Request::SessionStrays),
+        (
+            "request-agent-show",
+            Request::AgentShow {
+                name: "claude".into(),
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
@@ -213,7 +219,8 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::TaskRemove { .. }
             | Request::AgentList
             | Request::TaskTranscript { .. }
-            | Request::SessionStrays => {}
+            | Request::SessionStrays
+            | Request::AgentShow { .. } => {}
         }
     }
     requests
@@ -999,7 +1006,8 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::Agents(_)
                     | Reply::Transcript(_)
                     | Reply::SessionKilled(_)
-                    | Reply::Strays(_),
+                    | Reply::Strays(_)
+                    | Reply::Agent(_),
                 )
                 | Err(_) => {}
             },
@@ -1039,6 +1047,25 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
             }))),
         ));
     }
+    frames.push((
+        "reply-agent",
+        reply(Ok(Reply::Agent(Box::new(AgentDetail {
+            agent: agent(AgentKind::ClaudeCode),
+            sandbox: SandboxInfo {
+                mode: "required".into(),
+                from_profile: false,
+                landlock: "Landlock ABI 7: everything the cage uses".into(),
+                outcome: "runs confined".into(),
+                read_write: vec!["{worktree}".into(), "/srv/cache".into()],
+                read_only: vec![
+                    "/usr".into(),
+                    "{project}/* but .aifactory/, and {git}".into(),
+                ],
+                connect_ports: Some(vec![443, 8080]),
+                allow_control_socket: false,
+            },
+        })))),
+    ));
     for (name, problem) in profile_problems() {
         frames.push((
             name,

@@ -649,7 +649,10 @@ async fn reloaded_prompt_patterns_apply_to_tasks_started_after_the_reload() {
 #[test]
 fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
     let sandbox = Sandbox::new();
-    let pidfile = sandbox.path().join("escaped.pid");
+    // In a directory the agent's cage lets it write (the profile's read_write).
+    let shared = sandbox.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let pidfile = shared.join("escaped.pid");
     let agent = script(
         &sandbox,
         "escaper",
@@ -658,7 +661,12 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
             p = pidfile.display()
         ),
     );
-    fake_agent_config(&sandbox, "", &[agent.to_str().unwrap()], "");
+    fake_agent_config(
+        &sandbox,
+        "",
+        &[agent.to_str().unwrap()],
+        &format!("read_write = [{:?}]", shared.to_str().unwrap()),
+    );
     let _d = sandbox.daemon().start();
     project(&sandbox, "demo");
     let id = create(&sandbox, "escape")["id"]

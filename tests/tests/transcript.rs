@@ -26,13 +26,19 @@ fn fixture() -> PathBuf {
 /// replaces. `IS_SANDBOX=1`: the test's tree is a disposable sandbox, which is what lets
 /// claude bypass permissions as root.
 fn claude_config(sandbox: &Sandbox) {
-    sandbox.write_config(concat!(
-        "default_agent = \"claude\"\n",
-        "[agents.claude]\n",
-        "kind = \"claude-code\"\n",
-        "command = [\"claude\", \"-p\", \"--output-format\", \"stream-json\", \"--verbose\", \"--permission-mode\", \"bypassPermissions\"]\n",
-        "restart = \"never\"\n",
-        "env = { IS_SANDBOX = \"1\" }\n",
+    // The fixture agent runs in its task's cage: it may read the fixtures it replays.
+    let fixtures = fixture().parent().unwrap().to_path_buf();
+    sandbox.write_config(&format!(
+        "{}read_only = [{:?}]\n",
+        concat!(
+            "default_agent = \"claude\"\n",
+            "[agents.claude]\n",
+            "kind = \"claude-code\"\n",
+            "command = [\"claude\", \"-p\", \"--output-format\", \"stream-json\", \"--verbose\", \"--permission-mode\", \"bypassPermissions\"]\n",
+            "restart = \"never\"\n",
+            "env = { IS_SANDBOX = \"1\" }\n",
+        ),
+        fixtures.to_str().unwrap()
     ));
 }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
 use aifactory_common::protocol::{
-    AgentInfo, ProjectInfo, SessionInfo, StatusInfo, StrayProcess, TaskInfo,
+    AgentInfo, ProjectInfo, SandboxInfo, SessionInfo, StatusInfo, StrayProcess, TaskInfo,
 };
 use aifactory_common::{Client, ClientError, ClientOptions};
 
@@ -33,6 +33,8 @@ pub struct Online {
     pub projects: Vec<ProjectInfo>,
     /// Processes of the daemon's sessions that no live session accounts for.
     pub strays: Vec<StrayProcess>,
+    /// Each profile's cage (`None`: a daemon too old to say).
+    pub sandboxes: Option<Vec<(String, SandboxInfo)>>,
 }
 
 /// Everything the checks look at.
@@ -109,6 +111,17 @@ async fn ask(client: &Client) -> Result<Online, ClientError> {
     let sessions = client.session_list().await?;
     let projects = client.project_list().await?;
     let strays = client.session_strays().await?;
+    let mut sandboxes = Some(Vec::new());
+    for agent in &agents {
+        match client.agent_show(agent.name.as_str()).await {
+            Ok(detail) => {
+                if let Some(list) = sandboxes.as_mut() {
+                    list.push((agent.name.clone(), detail.sandbox));
+                }
+            }
+            Err(_) => sandboxes = None,
+        }
+    }
     Ok(Online {
         status,
         agents,
@@ -116,6 +129,7 @@ async fn ask(client: &Client) -> Result<Online, ClientError> {
         sessions,
         projects,
         strays,
+        sandboxes,
     })
 }
 

@@ -3,10 +3,14 @@
 //! every problem is an error that names the argument.
 //!
 //! `aifactory-pane --dir DIR --session ID [--name NAME] --cwd DIR --cols N --rows N
-//! --log-max BYTES -- PROGRAM [ARGS...]`; the program's environment is the monitor's own.
+//! --log-max BYTES [--cage MODE [--cage-rw PATH]... [--cage-ro PATH]... [--cage-net limited
+//! [--cage-port N]...]] -- PROGRAM [ARGS...]`; the program's environment is the monitor's own,
+//! and with `--cage` it runs confined ([`Cage`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+
+use crate::cage::{self, Cage};
 
 /// What a monitor is started with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub struct MonitorArgs {
     pub log_max: u64,
     /// The program and its arguments (after `--`).
     pub command: Vec<String>,
+    /// The Landlock rules the program runs under; `None`: not confined.
+    pub cage: Option<Cage>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,13 +52,17 @@ pub enum ArgsError {
     Missing(&'static str),
     #[error("no program given: pass it after `--`")]
     NoCommand,
+    #[error(
+        "the --cage flags do not describe a cage (a mode of required or best-effort, paths, ports of 1 to 65535 after --cage-net limited)"
+    )]
+    BadCage,
 }
 
 impl ArgsError {
     /// The whole message for stderr: what is wrong, and that the daemon is the one to fix it.
     pub fn explain(&self) -> String {
         format!(
-            "{self}; usage: aifactory-pane --dir DIR --session ID [--name NAME] --cwd DIR --cols N --rows N --log-max BYTES -- PROGRAM [ARGS...] (the pane monitor is started by aifactoryd, not by hand: an aifactoryd and aifactory-pane from different builds may disagree, so install both from one package)"
+            "{self}; usage: aifactory-pane --dir DIR --session ID [--name NAME] --cwd DIR --cols N --rows N --log-max BYTES [--cage MODE ...] -- PROGRAM [ARGS...] (the pane monitor is started by aifactoryd, not by hand: an aifactoryd and aifactory-pane from different builds may disagree, so install both from one package)"
         )
     }
 }
@@ -95,7 +105,13 @@ impl MonitorArgs {
         let (mut dir, mut session, mut name, mut cwd) = (None, None, None, None);
         let (mut cols, mut rows, mut log_max) = (None, None, None);
         let mut command = None;
+        let mut cage_args = Vec::new();
         while let Some(arg) = args.next() {
+            if let Some(flag) = cage::flag(&arg) {
+                let value = args.next().ok_or(ArgsError::MissingValue(flag))?;
+                cage_args.extend([arg, value]);
+                continue;
+            }
             let flag: &'static str = match arg.to_str() {
                 Some("--") => {
                     let rest = args
@@ -146,6 +162,10 @@ impl MonitorArgs {
             rows: rows.ok_or(ArgsError::Missing("--rows"))?,
             log_max: log_max.ok_or(ArgsError::Missing("--log-max"))?,
             command: command.unwrap_or_default(),
+            cage: match cage_args.is_empty() {
+                true => None,
+                false => Some(Cage::from_args(&cage_args).ok_or(ArgsError::BadCage)?),
+            },
         };
         if args.command.first().is_none_or(String::is_empty) {
             return Err(ArgsError::NoCommand);
@@ -173,8 +193,11 @@ impl MonitorArgs {
             self.rows.to_string().into(),
             "--log-max".into(),
             self.log_max.to_string().into(),
-            "--".into(),
         ]);
+        if let Some(cage) = &self.cage {
+            out.extend(cage.to_args());
+        }
+        out.push("--".into());
         out.extend(self.command.iter().map(OsString::from));
         out
     }
@@ -198,6 +221,7 @@ mod tests {
             rows: 40,
             log_max: 64 << 20,
             command: vec!["sh".into(), "-c".into(), "echo --dir".into()],
+            cage: None,
         }
     }
 
@@ -206,7 +230,17 @@ mod tests {
         let args = sample();
         assert_eq!(MonitorArgs::parse(args.to_args()), Ok(args.clone()));
         let unnamed = MonitorArgs { name: None, ..args };
-        assert_eq!(MonitorArgs::parse(unnamed.to_args()), Ok(unnamed));
+        assert_eq!(MonitorArgs::parse(unnamed.to_args()), Ok(unnamed.clone()));
+        let caged = MonitorArgs {
+            cage: Some(Cage {
+                mode: crate::cage::CageMode::Required,
+                read_write: vec!["/w".into()],
+                read_only: vec!["/usr".into(), "/etc".into()],
+                connect_ports: Some(vec![443]),
+            }),
+            ..unnamed
+        };
+        assert_eq!(MonitorArgs::parse(caged.to_args()), Ok(caged));
     }
 
     #[test]

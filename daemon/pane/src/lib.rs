@@ -41,6 +41,7 @@
 //! atomic with respect to every reader.
 
 mod args;
+pub mod cage;
 pub mod client;
 mod files;
 pub mod launch;
@@ -58,6 +59,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub use self::args::MonitorArgs;
+pub use self::cage::{Cage, CageMode};
 use self::lifecycle::{StartError, failed, prepare, run_prepared};
 use self::session::Session;
 

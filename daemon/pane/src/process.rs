@@ -41,6 +41,10 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     #[error(
+        "cannot confine the program (Landlock): {source}: the kernel refused the cage; see `aifactoryctl doctor` for what this kernel's Landlock can do, or set sandbox = \"best-effort\" (or \"off\") in the agent's profile"
+    )]
+    Cage { source: std::io::Error },
+    #[error(
         "cannot start {command:?} in {}: {source}: check that the command exists and is executable (it is looked up in the PATH the monitor was given)",
         cwd.display()
     )]

@@ -7,12 +7,13 @@
 //! and a `sessions new` returns only once the program runs. Made early, both waits happen
 //! before anyone asks for a session; starting the program is then a wake-up and an exec.
 //!
-//! The stub reads its command from a pipe until end of file: the working directory, the
+//! The stub reads its command from a pipe until end of file: the working directory, the count
+//! of the cage's arguments and those arguments ([`Cage::to_args`]; none: not confined), the
 //! command and the environment, encoded as a zygote request ([`super::zygote::encode`]). It
-//! reports a failure through a close-on-exec pipe (one byte for the step, `C` chdir or `E`
-//! exec, then the errno, 4 bytes little endian) and exits 127; a successful exec closes the
-//! pipe with nothing in it. End of file before any command (the monitor went away unused)
-//! makes it exit 0.
+//! reports a failure through a close-on-exec pipe (one byte for the step, `C` chdir, `L` the
+//! cage (Landlock) or `E` exec, then the errno, 4 bytes little endian) and exits 127; a
+//! successful exec closes the pipe with nothing in it. End of file before any command (the
+//! monitor went away unused) makes it exit 0.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -21,6 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::cage::Cage;
 use super::process::{ProcessError, close_from};
 
 /// The kernel's `struct sigaction` for `rt_sigaction` on x86_64 and aarch64 (not glibc's):
@@ -66,13 +68,14 @@ impl Stub {
     }
 
     /// Has the process exec `command` in `cwd` with exactly `env` (its `PATH` is where the
-    /// command is looked up); returns once the exec succeeded, or why it did not (the process
-    /// has then exited, and is reaped here).
+    /// command is looked up), confined to `cage` when given; returns once the exec succeeded,
+    /// or why it did not (the process has then exited, and is reaped here).
     pub fn exec(
         mut self,
         command: &[String],
         cwd: &Path,
         env: &[(OsString, OsString)],
+        cage: Option<&Cage>,
     ) -> Result<u32, ProcessError> {
         let failed = |source: std::io::Error| ProcessError::Spawn {
             command: command.join(" "),
@@ -85,7 +88,12 @@ impl Stub {
                 "no command given: pass it after `--`",
             )));
         }
-        let mut items = vec![cwd.as_os_str().to_os_string()];
+        let cage_args = cage.map(Cage::to_args).unwrap_or_default();
+        let mut items = vec![
+            cwd.as_os_str().to_os_string(),
+            cage_args.len().to_string().into(),
+        ];
+        items.extend(cage_args);
         items.extend(command.iter().map(OsString::from));
         let request = super::zygote::encode(&items, env);
         // Written whole, then closed: the stub reads to end of file.
@@ -104,6 +112,7 @@ impl Stub {
                         cwd: cwd.to_path_buf(),
                         source,
                     },
+                    b'L' => ProcessError::Cage { source },
                     _ => failed(source),
                 })
             }
@@ -195,8 +204,22 @@ fn wait_and_exec(slave: OwnedFd, command: OwnedFd, status: OwnedFd) -> ! {
         let _ = status.write_all(&bytes);
         fail(127)
     };
-    let [cwd, command @ ..] = &items[..] else {
+    let [cwd, cage_len, rest @ ..] = &items[..] else {
         fail(126);
+    };
+    let Some(cage_len) = cage_len.to_str().and_then(|n| n.parse::<usize>().ok()) else {
+        fail(126);
+    };
+    if cage_len > rest.len() {
+        fail(126);
+    }
+    let (cage_args, command) = rest.split_at(cage_len);
+    let cage = match cage_args.is_empty() {
+        true => None,
+        false => match Cage::from_args(cage_args) {
+            Some(cage) => Some(cage),
+            None => fail(126),
+        },
     };
     // SAFETY: this process has one thread.
     unsafe {
@@ -217,6 +240,12 @@ fn wait_and_exec(slave: OwnedFd, command: OwnedFd, status: OwnedFd) -> ! {
     // keeps its setgid bit, which the packaged service refuses (RestrictSUIDSGID=yes: "adding
     // files failed"); a directory made group-writable by the umask needs no chmod.
     let group_writable = nix::sys::stat::stat(".").is_ok_and(|st| st.st_mode & 0o020 != 0);
+    // Last before the exec: everything above may still touch what the cage refuses.
+    if let Some(cage) = &cage
+        && let Err(e) = cage.apply()
+    {
+        report(&mut status, b'L', e.errno());
+    }
     let umask = if group_writable { 0o002 } else { 0o022 };
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     let argv: Vec<CString> = command

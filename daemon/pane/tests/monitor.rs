@@ -981,6 +981,7 @@ mod zygote {
             rows: 24,
             log_max: 1 << 20,
             command: vec!["sh".into(), "-c".into(), "read x; env | sort".into()],
+            cage: None,
         };
         let env = vec![
             (OsString::from("PATH"), OsString::from("/usr/bin:/bin")),

@@ -65,6 +65,7 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
             Answer::Reply(tasks::remove(ctx, key, prune, force).await)
         }
         Request::AgentList => Answer::Reply(Ok(agents::list(ctx))),
+        Request::AgentShow { name } => Answer::Reply(agents::show(ctx, &name)),
         Request::TaskTranscript { key, after } => {
             Answer::Reply(tasks::transcript(ctx, key, after).await)
         }

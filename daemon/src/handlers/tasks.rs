@@ -37,9 +37,9 @@ fn supervisor_code(e: &SupervisorError) -> ErrorCode {
         | SupervisorError::AddWorktree { .. }
         | SupervisorError::SpecDir { .. }
         | SupervisorError::NotRunning { .. } => ErrorCode::Invalid,
-        SupervisorError::CreateSpecDir { .. } | SupervisorError::Sharing(_) => {
-            ErrorCode::Unavailable
-        }
+        SupervisorError::CreateSpecDir { .. }
+        | SupervisorError::Sharing(_)
+        | SupervisorError::Cage { .. } => ErrorCode::Unavailable,
         SupervisorError::AlreadyRunning { .. }
         | SupervisorError::Running { .. }
         | SupervisorError::RemoveWorktree { .. } => ErrorCode::Conflict,

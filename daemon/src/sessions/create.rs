@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aifactory_common::pane::MonitorInfo;
 use aifactory_common::protocol::{EventKind, SessionInfo, SessionSpec};
-use aifactory_pane::MonitorArgs;
+use aifactory_pane::{Cage, MonitorArgs};
 
 use super::{MAX_NAME_LEN, SessionError, Sessions, marker, records};
 use crate::panes;
@@ -17,9 +17,16 @@ const DEFAULT_ROWS: u16 = 40;
 
 impl Sessions {
     /// Starts a program in a new session.
-    pub async fn create(
+    pub async fn create(self: &Arc<Self>, spec: SessionSpec) -> Result<SessionInfo, SessionError> {
+        self.create_caged(spec, None).await
+    }
+
+    /// Starts a program in a new session, confined to `cage` when given (a task's agent: the
+    /// cage is the daemon's decision, never a client's).
+    pub async fn create_caged(
         self: &Arc<Self>,
         mut spec: SessionSpec,
+        cage: Option<Cage>,
     ) -> Result<SessionInfo, SessionError> {
         if spec.command.first().is_none_or(String::is_empty) {
             return Err(SessionError::NoCommand);
@@ -63,7 +70,7 @@ impl Sessions {
                 records::insert(tx, &new).map(Ok)
             })
             .await??;
-        match self.spawn_monitor(&inserted, &spec, cols, rows).await {
+        match self.spawn_monitor(&inserted, &spec, cols, rows, cage).await {
             Ok(info) => {
                 let session = self.record_running(&inserted, &info).await?;
                 let _ = self.state_channel(&inserted);
@@ -100,6 +107,7 @@ impl Sessions {
         spec: &SessionSpec,
         cols: u16,
         rows: u16,
+        cage: Option<Cage>,
     ) -> Result<MonitorInfo, SessionError> {
         let dir = panes::create_session_dir(&self.panes.path, id)?;
         let args = MonitorArgs {
@@ -111,6 +119,7 @@ impl Sessions {
             rows,
             log_max: self.pane_log_max,
             command: spec.command.clone(),
+            cage,
         };
         // The mark last: a session's own variables cannot hide it.
         let env = base_env()

@@ -55,6 +55,12 @@ pub enum SupervisorError {
         path.display()
     )]
     RemoveWorktree { path: PathBuf, source: GitError },
+    /// The agent cannot run confined as its profile requires.
+    #[error("cannot start the agent of task {id}: {cage}")]
+    Cage {
+        id: String,
+        cage: crate::cage::CageError,
+    },
     /// The session registry refused the agent's session; its code is kept.
     #[error("cannot start the agent of task {id}: {session}")]
     StartAgent { id: String, session: SessionError },

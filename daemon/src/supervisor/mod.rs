@@ -21,12 +21,13 @@ mod runner;
 mod worktree;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use aifactory_common::protocol::{
-    AgentInfo, EventKind, SessionInfo, SessionSpec, SessionState, StopReport, TaskCreate, TaskInfo,
-    TaskPhase, Transcript,
+    AgentDetail, AgentInfo, ErrorCode, ErrorReply, EventKind, SessionInfo, SessionSpec,
+    SessionState, StopReport, TaskCreate, TaskInfo, TaskPhase, Transcript,
 };
 use aifactory_common::sync::lock;
 use regex::Regex;
@@ -37,7 +38,9 @@ pub use self::error::SupervisorError;
 use self::runner::Runner;
 use crate::adapters;
 use crate::agents::{self, CheckContext, Placeholders, Profile, ProfileError};
+use crate::cage::{self, CageInputs, SocketGuard, Support};
 use crate::config::Config;
+use crate::credentials::KeySource;
 use crate::events::EventBus;
 use crate::progress::ProgressWatcher;
 use crate::sessions::KillReport;
@@ -54,6 +57,16 @@ pub struct Supervisor {
     watcher: ProgressWatcher,
     /// The runner of every task whose agent this daemon watches.
     runners: Mutex<HashMap<String, RunnerHandle>>,
+    /// What this kernel's Landlock can do, asked once at startup.
+    landlock: Support,
+    /// The task sessions whose processes the daemon refuses on its socket.
+    guard: SocketGuard,
+}
+
+/// One started attempt: its session and what its cage is (for the start log and event).
+struct Started {
+    session: SessionInfo,
+    cage: String,
 }
 
 /// How the supervisor reaches a task's runner.
@@ -126,6 +139,28 @@ impl Supervisor {
             config: RwLock::new(Current::new(config)),
             watcher: ProgressWatcher::new(force_polling),
             runners: Mutex::new(HashMap::new()),
+            landlock: Support::probe(),
+            guard: SocketGuard::default(),
+        }
+    }
+
+    /// Refuses `peer` on the control socket when it is one of a caged task's processes whose
+    /// profile does not allow the socket.
+    pub fn check_peer(&self, peer: &crate::peer::PeerCred) -> Result<(), ErrorReply> {
+        let Some(pid) = peer.pid.and_then(|p| u32::try_from(p).ok()) else {
+            return Ok(());
+        };
+        if self.guard.is_empty() {
+            return Ok(());
+        }
+        match self.guard.task_of(pid, self.store.file()) {
+            None => Ok(()),
+            Some(task) => Err(ErrorReply::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "permission denied: pid {pid} is a process of task {task}'s agent, which may not use aifactoryd's control socket (its task session is caged): set allow_control_socket = true in its agent profile to allow it"
+                ),
+            )),
         }
     }
 
@@ -151,6 +186,26 @@ impl Supervisor {
         agents::check_all(&config.agents, check_context(&config))
     }
 
+    /// One profile and its cage, or `None` when no profile has that name.
+    pub fn agent_detail(&self, name: &str) -> Option<AgentDetail> {
+        let config = self.config();
+        let agent = self.agents().into_iter().find(|a| a.name == name)?;
+        let profile = config.agents.iter().find(|p| p.name == name)?;
+        let path_var = std::env::var_os("PATH");
+        let program = agents::effective_command(profile, config.test_agent_cmd.as_deref())
+            .first()
+            .cloned();
+        let sandbox = cage::describe(&cage::Described {
+            profile: &profile.name,
+            settings: &profile.cage,
+            run_mode: config.mode,
+            support: &self.landlock,
+            program: program.as_deref(),
+            path_var: path_var.as_deref(),
+        });
+        Some(AgentDetail { agent, sandbox })
+    }
+
     /// Logs every profile that cannot run, with why (at startup and after a reload).
     pub fn log_problems(&self) {
         for agent in self.agents() {
@@ -162,6 +217,15 @@ impl Supervisor {
                     agents::sentences(&agent.problems)
                 );
             }
+        }
+        if self.landlock.simulated {
+            tracing::warn!(
+                "{} is set: the daemon believes this kernel's Landlock is {} (for tests only; unset it so the real kernel decides)",
+                cage::TEST_ABI_VAR,
+                self.landlock.describe()
+            );
+        } else {
+            tracing::info!("task sandbox: {}", self.landlock.describe());
         }
         if self.config().test_agent_cmd.is_some() {
             tracing::warn!(
@@ -285,7 +349,16 @@ impl Supervisor {
             agent_session_id: resume_why.and(task.agent_session_id.as_deref()),
             why: resume_why,
         };
-        let session = self.spawn_attempt(&task, &settings, 1, resume).await?;
+        let Started { session, cage } = match self.spawn_attempt(&task, &settings, 1, resume).await
+        {
+            Ok(started) => started,
+            Err(e) => {
+                if matches!(e, SupervisorError::Cage { .. }) {
+                    self.record_error(&task.id, &e.to_string()).await;
+                }
+                return Err(e);
+            }
+        };
         let id = task.id.clone();
         let sid = session.id.clone();
         let from = self
@@ -297,7 +370,8 @@ impl Supervisor {
             })
             .await
             .map_err(TaskError::from)??;
-        tasks::announce_phase(&self.events, &task.id, from, TaskPhase::Planning, "started").await;
+        let reason = format!("started; {cage}");
+        tasks::announce_phase(&self.events, &task.id, from, TaskPhase::Planning, &reason).await;
         self.spawn_runner(task.id.clone(), session, Some(0));
         self.show(task.id).await
     }
@@ -329,14 +403,14 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts one run of the agent in a new session.
+    /// Starts one run of the agent in a new session, in its cage.
     async fn spawn_attempt(
         &self,
         task: &TaskInfo,
         settings: &RunSettings,
         attempt: u32,
         resume: Resume<'_>,
-    ) -> Result<SessionInfo, SupervisorError> {
+    ) -> Result<Started, SupervisorError> {
         worktree::recreate_spec_dir(task).await?;
         let test_cmd = self.config().test_agent_cmd.clone();
         if test_cmd.is_some() {
@@ -371,7 +445,7 @@ impl Supervisor {
             .unwrap_or_else(|| profile.command.clone()),
             None => agents::effective_command(profile, test_cmd.as_deref()),
         };
-        let command = command.iter().map(|a| places.apply(a)).collect();
+        let command: Vec<String> = command.iter().map(|a| places.apply(a)).collect();
         let mut env: Vec<(String, String)> = settings
             .profile
             .env
@@ -390,7 +464,58 @@ impl Supervisor {
         // The key reaches the agent through its environment only: never argv, a log or a record.
         let start = agents::start_env(&settings.profile, test_cmd.is_some())?;
         env.extend(start.env.into_pairs());
+        let login_file = match &start.key_source {
+            Some(KeySource::Login { path }) => Some(path.clone()),
+            _ => None,
+        };
         let key_source = start.key_source.map(|s| s.to_string());
+        let project = crate::projects::show(&self.store, task.project_id.clone()).await?;
+        let config = self.config();
+        let path_var = std::env::var_os("PATH");
+        let protected: Vec<PathBuf> = [
+            config.state_dir.clone(),
+            config.socket.clone(),
+            self.sessions.panes().path.clone(),
+        ]
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect();
+        let programs: Vec<&str> = command
+            .first()
+            .map(String::as_str)
+            .into_iter()
+            .chain(
+                test_cmd
+                    .as_deref()
+                    .and_then(|c| c.split_whitespace().next()),
+            )
+            .collect();
+        let plan = cage::plan(&CageInputs {
+            profile: &profile.name,
+            settings: &profile.cage,
+            run_mode: config.mode,
+            support: &self.landlock,
+            task_id: &task.id,
+            worktree: &task.worktree,
+            project: &project.path,
+            programs: &programs,
+            path_var: path_var.as_deref(),
+            login_file: login_file.as_deref(),
+            protected: &protected,
+        })
+        .map_err(|cage| {
+            tracing::warn!(task_id = %task.id, agent = %task.agent, "task start refused: {cage}");
+            SupervisorError::Cage {
+                id: task.id.clone(),
+                cage,
+            }
+        })?;
+        // Last: the task's own home, cache and tmp win over the profile's env.
+        env.extend(plan.env.iter().cloned());
+        if plan.guard_socket {
+            // Before the agent runs: its first connection is refused too.
+            self.guard.guard(&task.id);
+        }
         let spec = SessionSpec {
             name: Some(format!("task-{}", task.id)),
             command,
@@ -399,16 +524,50 @@ impl Supervisor {
             cols: None,
             rows: None,
         };
-        let session =
-            self.sessions
-                .create(spec)
-                .await
-                .map_err(|session| SupervisorError::StartAgent {
+        let session = self
+            .sessions
+            .create_caged(spec, plan.cage.clone())
+            .await
+            .map_err(|session| {
+                self.guard.release(&task.id);
+                SupervisorError::StartAgent {
                     id: task.id.clone(),
                     session,
-                })?;
-        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), key_source = key_source.as_deref().unwrap_or("none"), "agent started");
-        Ok(session)
+                }
+            })?;
+        if plan.guard_socket
+            && let Some(monitor) = session.monitor_pid
+        {
+            self.guard.set_monitor(&task.id, monitor);
+        }
+        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), key_source = key_source.as_deref().unwrap_or("none"), sandbox = %plan.summary, "agent started");
+        Ok(Started {
+            session,
+            cage: plan.summary,
+        })
+    }
+
+    /// A re-adopted task's session gets its socket guard again, as its profile says now.
+    fn guard_adopted(&self, task: &TaskInfo, session: &SessionInfo) {
+        let config = self.config();
+        let Some(profile) = config.agents.iter().find(|p| p.name == task.agent) else {
+            return;
+        };
+        let mode = profile
+            .cage
+            .sandbox
+            .unwrap_or_else(|| cage::SandboxMode::default_for(config.mode));
+        if mode != cage::SandboxMode::Off && !profile.cage.allow_control_socket {
+            self.guard.guard(&task.id);
+            if let Some(monitor) = session.monitor_pid {
+                self.guard.set_monitor(&task.id, monitor);
+            }
+        }
+    }
+
+    /// The task's agent no longer runs: no socket guard for it.
+    fn unguard(&self, task_id: &str) {
+        self.guard.release(task_id);
     }
 
     fn spawn_runner(self: &Arc<Self>, id: String, session: SessionInfo, from: Option<u64>) {
@@ -457,6 +616,7 @@ impl Supervisor {
         {
             report = self.sessions.kill_tree(&session, grace).await;
         }
+        self.unguard(&task.id);
         let id = task.id.clone();
         let moved = self
             .store
@@ -546,6 +706,17 @@ impl Supervisor {
             let project = crate::projects::show(&self.store, task.project_id.clone()).await?;
             worktree::remove(&project.path, &task.worktree, force).await?;
         }
+        if prune
+            && let Ok(project) = crate::projects::show(&self.store, task.project_id.clone()).await
+        {
+            // The agent's own home, cache and tmp go with its worktree.
+            let own = cage::task_dir(&project.path, &task.id);
+            if let Err(e) = std::fs::remove_dir_all(&own)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(task_id = %task.id, "cannot remove the task's cage directory {}: {e}", own.display());
+            }
+        }
         let id = task.id.clone();
         self.store
             .write(move |tx| tasks::delete(tx, &id))
@@ -577,6 +748,7 @@ impl Supervisor {
             match session {
                 Some(session) => {
                     tracing::info!(task_id = %task.id, session_id = %session.id, state = session.state.as_str(), "task re-adopted");
+                    self.guard_adopted(&task, &session);
                     // Output from now on: what it printed before was seen by the last daemon.
                     self.spawn_runner(task.id.clone(), session, None);
                 }

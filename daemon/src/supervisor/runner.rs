@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
 use super::record::Outcome;
-use super::{Resume, RunSettings, Supervisor};
+use super::{Resume, RunSettings, Started, Supervisor};
 use crate::adapters::{self, Adapter};
 use crate::sessions::KillReport;
 use crate::tasks;
@@ -105,6 +105,7 @@ impl Runner {
                 None
             }
         };
+        let mut stopped = false;
         loop {
             let settings = sup.usable_profile(&task.agent);
             self.adapter = settings
@@ -115,7 +116,10 @@ impl Runner {
                 .watch_session(&session, from, settings.as_ref().ok())
                 .await;
             let next_attempt = match watched {
-                Ended::Stopped => break,
+                Ended::Stopped => {
+                    stopped = true;
+                    break;
+                }
                 Ended::StallAction(OnStall::Stop) => {
                     let report = sup.sessions.kill_tree(&session, STALL_GRACE).await;
                     sup.finish(
@@ -177,6 +181,10 @@ impl Runner {
             }
         }
         sup.watcher.unwatch(&task.spec_dir);
+        // No attempt runs any more; a stop releases the guard once it killed the agent.
+        if !stopped {
+            sup.unguard(&id);
+        }
     }
 
     /// The events of the output's last line, when it had no newline.
@@ -319,7 +327,7 @@ impl Runner {
             why: Some(&why),
         };
         match sup.spawn_attempt(&task, &settings, attempt, resume).await {
-            Ok(next) => {
+            Ok(Started { session: next, .. }) => {
                 let (tid, sid) = (id.to_string(), next.id.clone());
                 let stored = sup
                     .store

@@ -1,5 +1,5 @@
-//! Agent profiles: whether each can run, which use a provider past its end of life, and
-//! whether a test override replaces every agent's command.
+//! Agent profiles: whether each can run, whether each runs confined (its cage), which use a
+//! provider past its end of life, and whether a test override replaces every agent's command.
 
 use std::path::Path;
 
@@ -77,6 +77,57 @@ pub(super) fn agent_profiles(f: &Facts) -> Check {
             config_hint(f)
         ),
     )
+}
+
+/// Whether each profile's agents run confined here (Landlock), as the daemon decides it.
+pub(super) fn agent_sandbox(f: &Facts) -> Check {
+    let name = "agent-sandbox";
+    let Some(online) = f.online() else {
+        return skip(
+            name,
+            "the agents' cages are known to the running daemon only, and it does not answer",
+            Some("start the daemon".into()),
+        );
+    };
+    let Some(sandboxes) = &online.sandboxes else {
+        return skip(
+            name,
+            "this daemon does not describe its agents' cages (older than aifactoryctl)",
+            Some("restart the daemon from the same build as aifactoryctl".into()),
+        );
+    };
+    let mut status = CheckStatus::Ok;
+    let mut found = Vec::new();
+    for (agent, s) in sandboxes {
+        let this = if s.outcome.starts_with("refused") {
+            CheckStatus::Fail
+        } else if s.outcome == "runs confined" {
+            CheckStatus::Ok
+        } else {
+            CheckStatus::Warn
+        };
+        if this == CheckStatus::Fail || (this == CheckStatus::Warn && status == CheckStatus::Ok) {
+            status = this;
+        }
+        found.push(format!("{agent} (sandbox = {}): {}", s.mode, s.outcome));
+    }
+    let landlock = sandboxes
+        .first()
+        .map(|(_, s)| s.landlock.clone())
+        .unwrap_or_default();
+    let message = format!("{landlock}; {}", found.join(" | "));
+    match status {
+        CheckStatus::Ok => ok(name, message),
+        _ => crate::doctor::check(
+            name,
+            status,
+            message,
+            Some(format!(
+                "see `aifactoryctl agents show NAME`: use a kernel with Landlock (5.13+, enabled in `lsm=`; under systemd the unit must allow the landlock_* system calls), or choose sandbox = \"best-effort\" or \"off\" deliberately {}",
+                config_hint(f)
+            )),
+        ),
+    }
 }
 
 pub(super) fn deprecated_providers(f: &Facts) -> Check {

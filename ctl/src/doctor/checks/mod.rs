@@ -23,6 +23,7 @@ pub async fn all(f: &Facts) -> Vec<Check> {
         daemon::daemon(f),
         daemon::socket_access(f),
         agents::agent_profiles(f),
+        agents::agent_sandbox(f),
         tasks::tasks_stuck(f),
         sessions::panes_root(f),
         sessions::stale_sessions(f),
