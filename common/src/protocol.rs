@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agent::{AgentEvent, AgentResult, Failure, FailureKind, TranscriptEntry, Usage};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -399,6 +399,11 @@ pub struct StatusInfo {
     pub sessions_running: u32,
     /// Running sessions whose output cannot be written now (their programs are held).
     pub sessions_output_blocked: u32,
+    /// This kernel's Landlock ABI, which confines the agents (0: none).
+    pub landlock_abi: u32,
+    /// What that means for the agents' cages, in a sentence: everything enforced, what is
+    /// missing, or why there is no Landlock and how to get it.
+    pub sandbox: String,
 }
 
 /// Why a pane directory (a candidate root, or the root in use) is refused. Typed so that clients

@@ -52,6 +52,8 @@ fn to_json(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> serde_json::Value {
             .collect::<Vec<_>>(),
         "sessions_running": s.sessions_running,
         "sessions_output_blocked": s.sessions_output_blocked,
+        "landlock_abi": s.landlock_abi,
+        "sandbox": s.sandbox,
         "also_listening": others
             .iter()
             .map(|(socket, mode)| serde_json::json!({ "socket": socket, "mode": mode.as_str() }))
@@ -85,7 +87,8 @@ fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
          schema       version {}\n\
          store        {}\n\
          panes dir    {}{}\n\
-         sessions     {} running{}\n{}",
+         sessions     {} running{}\n\
+         sandbox      {}\n{}",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -100,6 +103,7 @@ fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
         panes_fallback_text(s),
         s.sessions_running,
         blocked_text(s),
+        s.sandbox,
         others_text(others),
     )
 }

@@ -71,11 +71,6 @@ pub struct CageSettings {
     pub allow_control_socket: bool,
 }
 
-/// The environment variable that makes the daemon believe the kernel's Landlock ABI is the
-/// number it holds (0: no Landlock). For tests only: the real probe is the default, and the
-/// daemon logs a warning when this is set.
-pub const TEST_ABI_VAR: &str = "AIFACTORY_TEST_LANDLOCK_ABI";
-
 /// What this kernel's Landlock can do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Support {
@@ -83,23 +78,22 @@ pub struct Support {
     pub abi: u32,
     /// Why there is none, or what is missing.
     pub note: Option<String>,
-    /// The ABI came from [`TEST_ABI_VAR`].
+    /// The ABI came from a test hook ([`crate::Hooks::landlock_abi`]), not the kernel.
     pub simulated: bool,
 }
 
 impl Support {
-    /// Asks the kernel (or [`TEST_ABI_VAR`]).
-    pub fn probe() -> Support {
-        if let Some(abi) = std::env::var(TEST_ABI_VAR)
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-        {
-            return Support {
-                abi,
-                note: (abi == 0).then(|| format!("simulated by {TEST_ABI_VAR}=0 (tests only)")),
-                simulated: true,
-            };
+    /// What a test hook says instead of the kernel (0: no Landlock).
+    pub fn simulated(abi: u32) -> Support {
+        Support {
+            abi,
+            note: (abi == 0).then(|| "simulated by a test hook".to_string()),
+            simulated: true,
         }
+    }
+
+    /// Asks the kernel.
+    pub fn probe() -> Support {
         // SAFETY: with a null attribute and size 0, LANDLOCK_CREATE_RULESET_VERSION only
         // returns the ABI version; nothing is created.
         let abi = unsafe {
@@ -136,7 +130,7 @@ impl Support {
     /// One sentence: the ABI and what it lacks of the cage.
     pub fn describe(&self) -> String {
         let simulated = if self.simulated {
-            format!(" (simulated by {TEST_ABI_VAR})")
+            " (simulated by a test hook)".to_string()
         } else {
             String::new()
         };
@@ -209,6 +203,9 @@ pub struct CageInputs<'a> {
     pub path_var: Option<&'a OsStr>,
     /// The CLI's login file, when that is where its key comes from.
     pub login_file: Option<&'a Path>,
+    /// The agent's environment as the profile sets it: a CLI's state directory named there
+    /// ([`CLI_STATE_VARS`]) is read-write.
+    pub profile_env: &'a [(String, String)],
     /// What no rule may cover: the state directory, the socket, the panes root.
     pub protected: &'a [PathBuf],
 }
@@ -254,6 +251,10 @@ const DEVICES: [&str; 8] = [
     "/dev/ptmx",
     "/dev/pts",
 ];
+
+/// Variables that name a CLI's own state directory (its config, sessions, logs): one the
+/// profile's `env` sets is where that CLI must read and write, so it is read-write.
+pub const CLI_STATE_VARS: [&str; 2] = ["CLAUDE_CONFIG_DIR", "CODEX_HOME"];
 
 /// Where a task's own home, cache and tmp live, under its project.
 pub fn task_dir(project: &Path, task_id: &str) -> PathBuf {
@@ -343,6 +344,13 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
         link_login(login, &home)?;
         rw.add(login);
     }
+    for (var, value) in inputs.profile_env {
+        if CLI_STATE_VARS.contains(&var.as_str()) && Path::new(value).is_absolute() {
+            // Made now when missing, as the CLI would: a rule needs the directory to exist.
+            make_dir(Path::new(value))?;
+            rw.add(Path::new(value));
+        }
+    }
     for path in &s.read_write {
         rw.add(path);
     }
@@ -352,7 +360,9 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
     }
     if let Some(path_var) = inputs.path_var {
         for dir in std::env::split_paths(path_var).filter(|d| d.is_absolute()) {
-            ro.add(&dir);
+            for dir in path_dirs(&dir) {
+                ro.add(dir);
+            }
         }
     }
     for program in inputs
@@ -361,7 +371,7 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
         .filter_map(|p| crate::agents::find_program(p, inputs.path_var))
         .filter_map(|p| p.canonicalize().ok())
     {
-        if let Some(dir) = program.parent() {
+        for dir in program_dirs(&program) {
             ro.add(dir);
         }
     }
@@ -479,6 +489,7 @@ pub fn describe(d: &Described<'_>) -> SandboxInfo {
         "{git}/logs/refs/heads/aifactory",
         "/dev/null, zero, full, random, urandom, tty, ptmx, pts (the rest of /dev: read-only)",
         "the CLI's login file, when the key comes from it",
+        "the CLI's state directory, when the profile's env sets CLAUDE_CONFIG_DIR or CODEX_HOME",
     ]
     .map(String::from)
     .to_vec();
@@ -490,16 +501,19 @@ pub fn describe(d: &Described<'_>) -> SandboxInfo {
         .collect();
     if let Some(path_var) = d.path_var {
         for dir in std::env::split_paths(path_var).filter(|d| d.is_absolute() && d.exists()) {
-            read_only.push(format!("{} (PATH)", dir.display()));
+            for dir in path_dirs(&dir) {
+                read_only.push(format!("{} (PATH)", dir.display()));
+            }
         }
     }
     if let Some(program) = d
         .program
         .and_then(|p| crate::agents::find_program(p, d.path_var))
         .and_then(|p| p.canonicalize().ok())
-        && let Some(dir) = program.parent()
     {
-        read_only.push(format!("{} (the agent's program)", dir.display()));
+        for dir in program_dirs(&program) {
+            read_only.push(format!("{} (the agent's program)", dir.display()));
+        }
     }
     read_only.push("{project}/* but .aifactory/, and {git}".into());
     read_only.extend(s.read_only.iter().map(|p| p.display().to_string()));
@@ -513,6 +527,33 @@ pub fn describe(d: &Described<'_>) -> SandboxInfo {
         connect_ports: s.connect_ports.clone(),
         allow_control_socket: s.allow_control_socket,
     }
+}
+
+/// What a `PATH` entry opens: itself, and for a version manager's `shims` directory (pyenv,
+/// rbenv, asdf, mise) the manager's root above it, which its shims execute into.
+fn path_dirs(entry: &Path) -> Vec<&Path> {
+    let mut dirs = vec![entry];
+    if entry.file_name() == Some(OsStr::new("shims"))
+        && let Some(root) = entry.parent()
+    {
+        dirs.push(root);
+    }
+    dirs
+}
+
+/// What an agent's program needs to read besides the system: its own directory, and for a
+/// program inside an npm tree the whole outermost `node_modules`, where an npm-installed CLI
+/// keeps its native binary in a package beside its launcher (codex's `@openai/codex-linux-x64`).
+fn program_dirs(program: &Path) -> Vec<&Path> {
+    let mut dirs: Vec<&Path> = program.parent().into_iter().collect();
+    if let Some(modules) = program
+        .ancestors()
+        .filter(|a| a.file_name() == Some(OsStr::new("node_modules")))
+        .last()
+    {
+        dirs.push(modules);
+    }
+    dirs
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -730,6 +771,34 @@ mod tests {
     }
 
     #[test]
+    fn an_npm_installed_program_may_read_its_whole_node_modules() {
+        let launcher = Path::new("/opt/npm/lib/node_modules/@openai/codex/bin/codex.js");
+        assert_eq!(
+            program_dirs(launcher),
+            [
+                Path::new("/opt/npm/lib/node_modules/@openai/codex/bin"),
+                Path::new("/opt/npm/lib/node_modules"),
+            ]
+        );
+        assert_eq!(
+            program_dirs(Path::new("/usr/local/bin/agent")),
+            [Path::new("/usr/local/bin")]
+        );
+    }
+
+    #[test]
+    fn a_version_managers_shims_on_path_open_its_root() {
+        assert_eq!(
+            path_dirs(Path::new("/home/u/.pyenv/shims")),
+            [
+                Path::new("/home/u/.pyenv/shims"),
+                Path::new("/home/u/.pyenv")
+            ]
+        );
+        assert_eq!(path_dirs(Path::new("/usr/bin")), [Path::new("/usr/bin")]);
+    }
+
+    #[test]
     fn what_an_older_abi_lacks_is_named() {
         assert!(support(7).missing(true).is_empty());
         assert_eq!(
@@ -807,6 +876,14 @@ mod tests {
             ..CageSettings::default()
         };
         let protected = [state.clone()];
+        let codex_home = base.join("codex-home");
+        let profile_env = [
+            ("CODEX_HOME".to_string(), codex_home.display().to_string()),
+            (
+                "SOME_DIR".to_string(),
+                base.join("some-dir").display().to_string(),
+            ),
+        ];
         let plan = plan(&CageInputs {
             profile: "p",
             settings: &settings,
@@ -818,6 +895,7 @@ mod tests {
             programs: &["sh"],
             path_var: Some(OsStr::new("/usr/bin:relative")),
             login_file: None,
+            profile_env: &profile_env,
             protected: &protected,
         })
         .unwrap();
@@ -831,6 +909,7 @@ mod tests {
             git_dir.join("refs/heads/aifactory"),
             git_dir.join("logs/refs/heads/aifactory"),
             project.join(".aifactory/cages/t-1"),
+            codex_home.clone(),
         ] {
             assert!(
                 cage.read_write.contains(&rw),
@@ -838,6 +917,12 @@ mod tests {
                 cage.read_write
             );
         }
+        assert!(codex_home.is_dir(), "the CLI's state dir is made");
+        assert!(
+            !base.join("some-dir").exists()
+                && !cage.read_write.iter().any(|p| p.ends_with("some-dir")),
+            "only a CLI's state variable opens a directory"
+        );
         assert!(cage.read_only.contains(&project.join("README")));
         assert!(cage.read_only.contains(&git_dir));
         assert!(!cage.read_only.contains(&project.join(".aifactory")));
@@ -877,6 +962,7 @@ mod tests {
             programs: &[],
             path_var: None,
             login_file: None,
+            profile_env: &[],
             protected: &[],
         };
         let err = plan(&inputs(RunMode::System)).unwrap_err();

@@ -20,4 +20,7 @@ pub struct Hooks {
     pub poll_progress: bool,
     /// Run on the runtime first thing in [`crate::run`]; its error stops the daemon.
     pub on_start: Option<OnStart>,
+    /// Believe this kernel's Landlock ABI is this (0: no Landlock) instead of asking it, so
+    /// the cage's refusals where Landlock is missing can be tried on a kernel that has it.
+    pub landlock_abi: Option<u32>,
 }

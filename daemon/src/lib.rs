@@ -162,6 +162,9 @@ pub async fn run(
         sessions.clone(),
         Arc::new(config.clone()),
         hooks.poll_progress,
+        hooks
+            .landlock_abi
+            .map_or_else(cage::Support::probe, cage::Support::simulated),
     ));
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;

@@ -12,7 +12,7 @@
 //! [`sandbox`] (the private tree and `aifactoryctl` runs), [`daemon`] and [`http`] (the
 //! programs under test), [`bins`] (where they are built), [`session`] (sessions through the
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
-//! [`wait`] (polling a condition instead of sleeping), [`process`] (deadlines and `/proc`),
+//! [`wait`] (polling a condition instead of sleeping), [`escapes`] (a caged agent's escape tries), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
 //! [`tmpfs`] (a tiny disk that fills up),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
@@ -28,6 +28,7 @@ pub mod bins;
 pub mod codex_cli;
 pub mod daemon;
 pub mod egress;
+pub mod escapes;
 pub mod git;
 pub mod http;
 pub mod idle_peers;

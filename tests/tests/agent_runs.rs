@@ -44,12 +44,14 @@ fn argv_of_run(sandbox: &Sandbox, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// A daemon whose default profile is Claude Code's built-in command, run by `program`.
+/// A daemon whose default profile is Claude Code's built-in command, run by `program`; the
+/// stand-in's record of its runs is outside the task's cage, so the profile lets it write there.
 fn daemon_with_claude(sandbox: &Sandbox, program: &Path) -> Daemon {
     sandbox.write_config(&format!(
         "default_agent = \"claude\"\n[agents.claude]\nkind = \"claude-code\"\nprogram = {:?}\n\
-         env = {{ IS_SANDBOX = \"1\" }}\n",
-        program.to_str().unwrap()
+         env = {{ IS_SANDBOX = \"1\" }}\nread_write = [{:?}]\n",
+        program.to_str().unwrap(),
+        sandbox.path().join("runs").to_str().unwrap()
     ));
     // The daemon's own environment is the key's source here.
     sandbox

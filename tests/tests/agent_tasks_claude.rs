@@ -1,8 +1,8 @@
 //! The real Claude Code CLI (2.1.332, from `tests/agents/install`) run by the daemon as a
 //! task's agent, offline against the harness's scripted Anthropic API, in each scenario the
 //! daemon must understand: success with tool calls, a refused key, an overloaded provider, a
-//! tool call denied for want of permission, a resumed conversation, a hung stream, and root
-//! without a sandbox. Every test also checks that no host but the loopback API was contacted.
+//! tool call denied for want of permission, a resumed conversation, a hung stream, root
+//! without a sandbox, and its Bash tool trying to escape the task's cage. Every test also checks that no host but the loopback API was contacted.
 //!
 //! The profile uses the built-in headless command (no `command`), `program` pointing at the
 //! installed CLI; the key comes from the daemon's own environment, never from the config.
@@ -15,7 +15,7 @@ use aifactory_tests::agent_clis::{self, CLAUDE_QUIET_ENV, FAKE_API_KEY};
 use aifactory_tests::anthropic_api::{AnthropicApi, Turn};
 use aifactory_tests::egress::EgressTrap;
 use aifactory_tests::wait::wait_for;
-use aifactory_tests::{Daemon, Sandbox, skip};
+use aifactory_tests::{Daemon, Sandbox, escapes, skip};
 use serde_json::{Value, json};
 
 /// A liveness bound for real CLIs on a loaded 2-core machine, not a speed target.
@@ -419,5 +419,73 @@ async fn as_root_without_the_sandbox_flag_claude_is_refused_at_check_and_start()
     assert_ne!(start.code, Some(0), "{start:?}");
     assert!(start.stderr.contains("root"), "{}", start.stderr);
     assert!(w.api.message_requests().is_empty());
+    w.assert_offline();
+}
+
+/// Issue 16 through the real CLI: claude, caged by default, drives its Bash tool through every
+/// escape (the http-token, the state directory, the database, another task's worktree, the
+/// real home's `.ssh`, the control socket), each refused with nothing changed, while the same
+/// command's own work (a file and a `git commit` in its worktree, its home and tmp) succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caged_claude_is_refused_every_escape_through_its_bash_tool() {
+    const NAME: &str = "claude caged escapes";
+    if escapes::landlock_abi() < 6 {
+        return skip(
+            NAME,
+            &format!(
+                "this kernel's Landlock ABI is {} (the cage's tests need 6 or newer)",
+                escapes::landlock_abi()
+            ),
+        );
+    }
+    let ctl = aifactory_tests::bin("aifactoryctl");
+    // aifactoryctl is readable for the socket's try only: without it the try would be refused
+    // by the file rules, not by the daemon.
+    let profile = format!(
+        "read_only = [{:?}]",
+        ctl.parent().unwrap().to_str().unwrap()
+    );
+    let Some(w) = World::new(NAME, vec![], &profile, Some(0)) else {
+        return;
+    };
+    let state = w.sandbox.state_dir();
+    std::fs::write(state.join("http-token"), "secret-token\n").unwrap();
+    let other = w.sandbox.create_task("demo", "002-other", &[]);
+    let other_worktree = w
+        .sandbox
+        .ctl(&["tasks", "show", &other, "--json"])
+        .assert_ok()
+        .json()["worktree"]
+        .as_str()
+        .map(PathBuf::from)
+        .unwrap();
+    let targets = escapes::Targets {
+        state: state.clone(),
+        other_worktree,
+        real_home: w.sandbox.path().join("home"),
+        ctl,
+        socket: w.sandbox.socket(),
+    };
+    w.api.push(Turn::tools(
+        "Trying my way out, then my own work.",
+        &[("Bash", json!({"command": escapes::script(&targets)}))],
+    ));
+    w.api.push(Turn::text("Done."));
+    w.start();
+    let task = w.wait_phase("done", Some(1));
+    let worktree = w.worktree();
+    let report = escapes::report(&worktree);
+    escapes::assert_caged(&report, &targets);
+    assert_eq!(
+        std::fs::read_to_string(state.join("http-token")).unwrap(),
+        "secret-token\n"
+    );
+    assert_eq!(task["last_tool"], "Bash", "{task:#}");
+    let log = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%s", "aifactory/001-hello"])
+        .current_dir(&worktree)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "caged");
     w.assert_offline();
 }

@@ -128,14 +128,15 @@ fn a_key_reaches_the_agent_through_its_environment_and_nowhere_else() {
     let out = sandbox.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // The agent proves it has the key without writing it: its digest, then it keeps running
-    // so its command line can be looked at.
+    // so its command line can be looked at. `out` is outside its cage: the profile opens it.
     let agent = |name: &str| {
         let script = format!(
             "printf %s \"$ANTHROPIC_API_KEY\" | sha256sum > {}/{name}.tmp && mv {0}/{name}.tmp {0}/{name}.sha; exec sleep 300",
             out.display()
         );
         format!(
-            "kind = \"claude-code\"\nheadless = false\ncommand = [\"sh\", \"-c\", {script:?}]\n"
+            "kind = \"claude-code\"\nheadless = false\ncommand = [\"sh\", \"-c\", {script:?}]\nread_write = [{:?}]\n",
+            out.to_str().unwrap()
         )
     };
     sandbox.write_config(&format!(

@@ -4,28 +4,17 @@
 //! try must be refused with EACCES or EPERM with nothing changed, while in the same run its
 //! own work succeeds (a file and a `git commit` in its worktree, its home and tmp). Then
 //! `sandbox = "off"` really turns the cage off, and `required` refuses to start where Landlock
-//! is missing (simulated by the daemon's test-only switch; `best-effort` runs and says so).
+//! is missing (simulated by the test daemon's hook; `best-effort` runs and says so).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aifactory_tests::bins::bin;
+use aifactory_tests::escapes::{
+    self, TRIES, Targets, assert_caged, assert_ok, assert_refused, landlock_abi, report,
+};
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::{Sandbox, skip};
-
-/// What this kernel's Landlock answers: its ABI, 0 without it.
-fn landlock_abi() -> i64 {
-    // SAFETY: a null attribute, size 0 and LANDLOCK_CREATE_RULESET_VERSION create nothing.
-    let abi = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
-    abi.max(0)
-}
 
 /// A config with one custom agent profile `caged` (the default) running the shell `script`.
 fn config(sandbox: &Sandbox, script: &Path, profile_extra: &str) {
@@ -81,43 +70,6 @@ fn wait_phase(sandbox: &Sandbox, id: &str, phases: &[&str]) -> serde_json::Value
     }
 }
 
-/// The agent's report: one line per try, `NAME ok` or `NAME refused: ERROR`.
-fn report(worktree: &Path) -> String {
-    std::fs::read_to_string(worktree.join("cage-report")).unwrap()
-}
-
-fn line<'a>(report: &'a str, name: &str) -> &'a str {
-    report
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("no line for {name} in the report:\n{report}"))
-}
-
-fn assert_refused(report: &str, name: &str) {
-    let line = line(report, name);
-    assert!(
-        line.contains(" refused: ")
-            && (line.contains("Permission denied") || line.contains("Operation not permitted")),
-        "{name} must be refused with EACCES/EPERM: {line}\n{report}"
-    );
-}
-
-fn assert_ok(report: &str, name: &str) {
-    let line = line(report, name);
-    assert!(
-        line.ends_with(" ok"),
-        "{name} must succeed: {line}\n{report}"
-    );
-}
-
-/// The agent: each try in a subshell, its outcome and error on one line of ./cage-report.
-const TRIES: &str = r#"
-out="$PWD/cage-report"
-: > "$out"
-err="${TMPDIR:-/tmp}/cage-err.$$"
-try() { name=$1; shift; if ( "$@" ) >/dev/null 2>"$err"; then echo "$name ok" >> "$out"; else echo "$name refused: $(tr '\n' ' ' < "$err")" >> "$out"; fi; }
-"#;
-
 #[test]
 fn a_caged_agent_is_refused_every_escape_and_does_its_own_work() {
     const NAME: &str = "a_caged_agent_is_refused_every_escape_and_does_its_own_work";
@@ -132,38 +84,20 @@ fn a_caged_agent_is_refused_every_escape_and_does_its_own_work() {
     }
     let sandbox = Sandbox::new();
     let state = sandbox.state_dir();
-    let real_home = sandbox.path().join("home");
     let ctl = bin("aifactoryctl");
     let ctl_dir = ctl.parent().unwrap().to_path_buf();
-    let other = sandbox
-        .path()
-        .join("demo/.aifactory/worktrees/tasks/002-other");
+    let targets = Targets {
+        state: state.clone(),
+        other_worktree: sandbox
+            .path()
+            .join("demo/.aifactory/worktrees/tasks/002-other"),
+        real_home: sandbox.path().join("home"),
+        ctl,
+        socket: sandbox.socket(),
+    };
     let repo = repo(&sandbox);
     let script = repo.join("agent.sh");
-    std::fs::write(
-        &script,
-        format!(
-            r#"{TRIES}
-try read-token cat {state}/http-token
-try list-state ls {state}
-try write-db sh -c ': >> {state}/aifactory.db'
-try write-other sh -c 'echo pwned > {other}/pwned'
-try write-ssh sh -c 'mkdir -p {home}/.ssh && echo key >> {home}/.ssh/authorized_keys'
-try socket {ctl} --socket {socket} status
-try own-file sh -c 'echo mine > own-file'
-try commit sh -c 'git add own-file && git -c user.name=t -c user.email=t@example.org commit -q -m caged'
-try own-home sh -c 'echo state > "$HOME/cli-state" && test "$HOME" != {home}'
-try own-tmp sh -c 'echo scratch > "$TMPDIR/scratch"'
-try tmp sh -c 'echo x > /tmp/aifactory-cage-test-$$'
-"#,
-            state = state.display(),
-            other = other.display(),
-            home = real_home.display(),
-            ctl = ctl.display(),
-            socket = sandbox.socket().display(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&script, escapes::script(&targets)).unwrap();
     // aifactoryctl is readable for the socket's try only: without it the try would be
     // refused by the file rules, not by the daemon.
     config(
@@ -185,24 +119,7 @@ try tmp sh -c 'echo x > /tmp/aifactory-cage-test-$$'
     let report = report(&worktree);
     assert_eq!(done["phase"], "done", "{done:#}\n{report}");
 
-    for escape in [
-        "read-token",
-        "list-state",
-        "write-db",
-        "write-other",
-        "write-ssh",
-        "tmp",
-    ] {
-        assert_refused(&report, escape);
-    }
-    let socket = line(&report, "socket");
-    assert!(
-        socket.contains(" refused: ") && socket.contains("task session"),
-        "the daemon must refuse the agent on its socket: {socket}\n{report}"
-    );
-    for work in ["own-file", "commit", "own-home", "own-tmp"] {
-        assert_ok(&report, work);
-    }
+    assert_caged(&report, &targets);
 
     // Nothing changed where it was refused; its own work is there.
     assert_eq!(
@@ -210,8 +127,6 @@ try tmp sh -c 'echo x > /tmp/aifactory-cage-test-$$'
         "secret-token\n"
     );
     assert!(std::fs::read(state.join("aifactory.db")).unwrap().len() >= db_before);
-    assert!(!other.join("pwned").exists());
-    assert!(!real_home.join(".ssh").exists());
     let log = std::process::Command::new("git")
         .args(["log", "-1", "--format=%s", "aifactory/001-caged"])
         .current_dir(&repo)
@@ -278,6 +193,7 @@ fn without_landlock_required_refuses_to_start_and_best_effort_runs_unconfined() 
     ));
     let daemon = sandbox
         .daemon()
+        .hooked()
         .env("AIFACTORY_TEST_LANDLOCK_ABI", "0")
         .start();
     add_project(&sandbox, &repo);
@@ -317,5 +233,81 @@ fn without_landlock_required_refuses_to_start_and_best_effort_runs_unconfined() 
         "{}",
         daemon.logs()
     );
-    assert!(daemon.logs().contains("AIFACTORY_TEST_LANDLOCK_ABI"));
+    assert!(daemon.logs().contains("simulated by a test hook"));
+}
+
+/// `connect_ports` lets the agent reach the listed TCP ports and no other: a real connection
+/// to a listener on an allowed port is made (the listener sees it), one to a listener on
+/// another port is refused with EACCES before it leaves the machine (that listener sees none).
+#[test]
+fn connect_ports_lets_the_agent_reach_only_the_listed_ports() {
+    const NAME: &str = "connect_ports_lets_the_agent_reach_only_the_listed_ports";
+    if landlock_abi() < 4 {
+        return skip(
+            NAME,
+            &format!(
+                "this kernel's Landlock ABI is {} (TCP rules need 4 or newer)",
+                landlock_abi()
+            ),
+        );
+    }
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let (allowed_port, other_port) = (
+        allowed.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
+    let sandbox = Sandbox::new();
+    let repo = repo(&sandbox);
+    let script = repo.join("agent.sh");
+    let connect = |port: u16| {
+        format!(
+            "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 10).sendall(b\"hello\")'"
+        )
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "{TRIES}\ntry allowed {}\ntry other {}\n",
+            connect(allowed_port),
+            connect(other_port)
+        ),
+    )
+    .unwrap();
+    config(
+        &sandbox,
+        &script,
+        &format!("connect_ports = [{allowed_port}]"),
+    );
+    let daemon = sandbox.daemon().start();
+    add_project(&sandbox, &repo);
+    let task = create(&sandbox, "001-net");
+    let id = task["id"].as_str().unwrap();
+    sandbox.ctl(&["tasks", "start", id]).assert_ok();
+    let done = wait_phase(&sandbox, id, &["done", "failed"]);
+    let report = report(Path::new(task["worktree"].as_str().unwrap()));
+    assert_eq!(done["phase"], "done", "{done:#}\n{report}");
+    assert_ok(&report, "allowed");
+    assert_refused(&report, "other");
+
+    let (mut conn, _) = allowed.accept().unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut got).unwrap();
+    assert_eq!(
+        got, "hello",
+        "the allowed connection carried the agent's bytes"
+    );
+    assert_eq!(
+        other.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "nothing reached the other port"
+    );
+    assert!(
+        daemon
+            .logs()
+            .contains(&format!("tcp: only to port {allowed_port}")),
+        "the start log names the allowed ports: {}",
+        daemon.logs()
+    );
 }

@@ -252,6 +252,8 @@ fn status() -> StatusInfo {
         )],
         sessions_running: 2,
         sessions_output_blocked: 1,
+        landlock_abi: 7,
+        sandbox: "Landlock ABI 7: everything the cage uses".into(),
     }
 }
 

@@ -22,10 +22,11 @@ const SHIPPED: [&str; 4] = [
 
 /// What only a binary with the test hooks holds: the switches' variable names and the wedge's
 /// log line.
-const HOOK_MARKERS: [&str; 4] = [
+const HOOK_MARKERS: [&str; 5] = [
     "AIFACTORY_TEST_MIGRATION_LIMIT",
     "AIFACTORY_TEST_PAUSE_IN_MIGRATION",
     "AIFACTORY_TEST_PROGRESS_POLLING",
+    "AIFACTORY_TEST_LANDLOCK_ABI",
     "wedging every runtime worker",
 ];
 
@@ -77,7 +78,7 @@ fn no_shipped_binary_holds_a_test_hook_and_the_hooked_one_holds_them_all() {
 
 /// The shipped daemon given every hook's switch behaves as if none were set: it migrates to
 /// the newest schema, does not stop inside a migration, watches progress files with inotify,
-/// and says nothing about test hooks.
+/// asks the kernel about Landlock, and says nothing about test hooks.
 #[test]
 fn the_shipped_daemon_ignores_every_hook_switch() {
     let sandbox = Sandbox::new();
@@ -113,6 +114,7 @@ fn the_shipped_daemon_ignores_every_hook_switch() {
         .daemon()
         .env("AIFACTORY_TEST_PAUSE_IN_MIGRATION", "1")
         .env("AIFACTORY_TEST_PROGRESS_POLLING", "1")
+        .env("AIFACTORY_TEST_LANDLOCK_ABI", "0")
         .spawn();
     // Stopping inside migration 1 would keep READY=1 from coming: wait_ready fails with the log.
     daemon.wait_ready();

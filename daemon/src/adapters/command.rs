@@ -5,7 +5,8 @@
 //! - codex: `codex exec --json --skip-git-repo-check --sandbox workspace-write -c
 //!   approval_policy="never" --disable plugins -c analytics.enabled=false [-m M] -- PROMPT`;
 //!   resuming, `... resume ID -- PROMPT` (`exec resume` has no `--sandbox`, but the one given
-//!   to `exec` before it holds for the resumed turn). `exec` has no `-a`: the approval policy is
+//!   to `exec` before it holds for the resumed turn). In the task's cage, `--sandbox
+//!   danger-full-access` instead ([`inside_cage`]). `exec` has no `-a`: the approval policy is
 //!   a `-c`. Plugins and analytics off: they reach github.com and chatgpt.com at every start.
 //! - openai-compatible: codex with a provider of its own (`-c model_providers.aifactory={...}`,
 //!   `wire_api = "responses"`: codex 0.171 refuses `chat`), with codex's own retries off so
@@ -103,6 +104,24 @@ pub fn headless_command(
     }
     argv.extend(["--".into(), prompt.into()]);
     Some(argv)
+}
+
+/// A built-in command whose agent runs confined in the task's cage: codex's own sandbox gives
+/// way to the cage (`--sandbox danger-full-access`). Its bubblewrap cannot work there: it
+/// needs user namespaces (which the packaged unit refuses) and cannot build its mounts inside
+/// Landlock ("error building bubblewrap command: Permission denied"). The cage holds what
+/// codex's sandbox held, but for the network: `connect_ports` limits that.
+pub fn inside_cage(kind: AgentKind, argv: &mut [String]) {
+    if !matches!(kind, AgentKind::Codex | AgentKind::OpenaiCompatible) {
+        return;
+    }
+    if let Some(mode) = argv
+        .windows(2)
+        .position(|w| w[0] == "--sandbox" && w[1] == "workspace-write")
+        .map(|i| i + 1)
+    {
+        argv[mode] = "danger-full-access".into();
+    }
 }
 
 /// `model_providers.aifactory={name=..., base_url=..., env_key=..., wire_api="responses"}`.

@@ -24,7 +24,7 @@ use aifactory_common::protocol::AgentKind;
 use serde_json::Value;
 
 pub use self::codex::reports_thread_total;
-pub use self::command::{HeadlessSettings, headless_command, prompt};
+pub use self::command::{HeadlessSettings, headless_command, inside_cage, prompt};
 use self::failure::Evidence;
 use self::lines::LineBuffer;
 

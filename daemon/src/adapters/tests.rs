@@ -12,7 +12,9 @@ use aifactory_common::protocol::AgentKind;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::{Adapter, HeadlessSettings, exit_failure, headless_command, lost_failure, prompt};
+use super::{
+    Adapter, HeadlessSettings, exit_failure, headless_command, inside_cage, lost_failure, prompt,
+};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -476,6 +478,20 @@ fn an_attempt_starts_with_its_prompt_as_the_last_argument() {
     .unwrap();
     assert_eq!(argv.last(), Some(&text));
     assert!(text.contains("why it was restarted: it failed: crashed."));
+}
+
+#[test]
+fn inside_the_cage_codex_gives_its_sandbox_way_and_claude_is_unchanged() {
+    let settings = HeadlessSettings::default();
+    let mut codex = headless_command(AgentKind::Codex, &settings, "-- hi", Some("id")).unwrap();
+    inside_cage(AgentKind::Codex, &mut codex);
+    let at = codex.iter().position(|a| a == "--sandbox").unwrap();
+    assert_eq!(codex[at + 1], "danger-full-access");
+    assert_eq!(codex.last().map(String::as_str), Some("-- hi"));
+    let claude = headless_command(AgentKind::ClaudeCode, &settings, "hi", None).unwrap();
+    let mut caged = claude.clone();
+    inside_cage(AgentKind::ClaudeCode, &mut caged);
+    assert_eq!(caged, claude);
 }
 
 #[test]

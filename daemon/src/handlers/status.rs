@@ -24,5 +24,7 @@ pub async fn handle(ctx: &ConnContext) -> Reply {
         panes_skipped: daemon.sessions.panes().skipped.clone(),
         sessions_running: daemon.sessions.running_count().await,
         sessions_output_blocked: daemon.sessions.output_blocked_count(),
+        landlock_abi: daemon.tasks.landlock().abi,
+        sandbox: daemon.tasks.landlock().describe(),
     })
 }

@@ -131,6 +131,7 @@ impl Supervisor {
         sessions: Arc<Sessions>,
         config: Arc<Config>,
         force_polling: bool,
+        landlock: Support,
     ) -> Supervisor {
         Supervisor {
             store,
@@ -139,9 +140,14 @@ impl Supervisor {
             config: RwLock::new(Current::new(config)),
             watcher: ProgressWatcher::new(force_polling),
             runners: Mutex::new(HashMap::new()),
-            landlock: Support::probe(),
+            landlock,
             guard: SocketGuard::default(),
         }
+    }
+
+    /// What this kernel's Landlock can do for the cages.
+    pub fn landlock(&self) -> &Support {
+        &self.landlock
     }
 
     /// Refuses `peer` on the control socket when it is one of a caged task's processes whose
@@ -220,8 +226,7 @@ impl Supervisor {
         }
         if self.landlock.simulated {
             tracing::warn!(
-                "{} is set: the daemon believes this kernel's Landlock is {} (for tests only; unset it so the real kernel decides)",
-                cage::TEST_ABI_VAR,
+                "a test hook makes the daemon believe this kernel's Landlock is {}",
                 self.landlock.describe()
             );
         } else {
@@ -446,12 +451,13 @@ impl Supervisor {
             None => agents::effective_command(profile, test_cmd.as_deref()),
         };
         let command: Vec<String> = command.iter().map(|a| places.apply(a)).collect();
-        let mut env: Vec<(String, String)> = settings
+        let profile_env: Vec<(String, String)> = settings
             .profile
             .env
             .iter()
             .map(|(k, v)| (k.clone(), places.apply(v)))
             .collect();
+        let mut env = profile_env.clone();
         env.push(("AIFACTORY_TASK_ID".into(), task.id.clone()));
         env.push((
             "AIFACTORY_SPEC_DIR".into(),
@@ -501,6 +507,7 @@ impl Supervisor {
             programs: &programs,
             path_var: path_var.as_deref(),
             login_file: login_file.as_deref(),
+            profile_env: &profile_env,
             protected: &protected,
         })
         .map_err(|cage| {
@@ -510,6 +517,10 @@ impl Supervisor {
                 cage,
             }
         })?;
+        let mut command = command;
+        if plan.cage.is_some() && profile.builtin {
+            adapters::inside_cage(profile.kind, &mut command);
+        }
         // Last: the task's own home, cache and tmp win over the profile's env.
         env.extend(plan.env.iter().cloned());
         if plan.guard_socket {

@@ -7,6 +7,7 @@
 //! - `AIFACTORY_TEST_PAUSE_IN_MIGRATION=N`: stop inside migration N's open transaction, so a
 //!   test can SIGKILL the daemon there;
 //! - `AIFACTORY_TEST_PROGRESS_POLLING` (any value): poll progress files although inotify works;
+//! - `AIFACTORY_TEST_LANDLOCK_ABI=N`: believe the kernel's Landlock ABI is N (0: none);
 //! - always: SIGUSR2 wedges the runtime (the systemd watchdog test).
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 const MIGRATION_LIMIT: &str = "AIFACTORY_TEST_MIGRATION_LIMIT";
 const PAUSE_IN_MIGRATION: &str = "AIFACTORY_TEST_PAUSE_IN_MIGRATION";
 const PROGRESS_POLLING: &str = "AIFACTORY_TEST_PROGRESS_POLLING";
+const LANDLOCK_ABI: &str = "AIFACTORY_TEST_LANDLOCK_ABI";
 
 /// More blocking tasks than the runtime has workers, so every worker takes one.
 const WEDGE_TASKS: usize = 64;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         inside_migration: Some(pause_inside_migration),
         poll_progress: std::env::var_os(PROGRESS_POLLING).is_some(),
         on_start: Some(Box::new(on_start)),
+        landlock_abi: env_u32(LANDLOCK_ABI),
     })
 }
 
@@ -47,7 +50,7 @@ fn pause_inside_migration(version: u32) {
 /// (tests/tests/systemd_e2e.rs).
 fn on_start() -> std::io::Result<()> {
     tracing::warn!(
-        "this is aifactoryd-hooked, the test suite's daemon with test hooks ({MIGRATION_LIMIT}, {PAUSE_IN_MIGRATION}, {PROGRESS_POLLING}, SIGUSR2 wedges it): never install it; the shipped daemon is aifactoryd"
+        "this is aifactoryd-hooked, the test suite's daemon with test hooks ({MIGRATION_LIMIT}, {PAUSE_IN_MIGRATION}, {PROGRESS_POLLING}, {LANDLOCK_ABI}, SIGUSR2 wedges it): never install it; the shipped daemon is aifactoryd"
     );
     let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
