@@ -560,7 +560,8 @@ mod tests {
     use crate::protocol::ErrorCode;
 
     /// A daemon on the other end of a socket pair that answers its requests, in order, with
-    /// `replies`.
+    /// `replies`, then reads one more and dies before it replies (as a SIGKILL after the
+    /// request arrived does).
     async fn client_answered_with(replies: Vec<Result<Reply, ErrorReply>>) -> Client {
         let (ours, theirs) = UnixStream::pair().unwrap();
         tokio::spawn(async move {
@@ -581,6 +582,7 @@ mod tests {
                 let bytes = codec::encode(&reply).unwrap();
                 out.send(bytes::Bytes::from(bytes)).await.unwrap();
             }
+            let _unanswered = frames.next().await;
         });
         Client::handshake(ours, &ClientOptions::new("/fake.sock", "test"))
             .await
@@ -616,20 +618,9 @@ mod tests {
         }
     }
 
-    /// A daemon that reads one request and dies before it replies, as a SIGKILL after the
-    /// request arrived does.
+    /// A daemon that reads one request and dies before it replies.
     async fn client_whose_daemon_dies_mid_request() -> Client {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        tokio::spawn(async move {
-            let (mut rd, mut wr) = theirs.into_split();
-            handshake::receive(&mut rd).await.unwrap();
-            handshake::send(&mut wr, PROTOCOL_VERSION).await.unwrap();
-            let mut frames = FramedRead::new(rd, length_codec(DEFAULT_MAX_FRAME_BYTES));
-            let _request = frames.next().await;
-        });
-        Client::handshake(ours, &ClientOptions::new("/fake.sock", "test"))
-            .await
-            .unwrap()
+        client_answered_with(vec![]).await
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use aifactory_common::ClientError;
-use aifactory_common::protocol::ErrorCode;
+use aifactory_common::protocol::{ErrorCode, ProcessEntry};
 
 pub const FAILED: u8 = 1;
 pub const UNREACHABLE: u8 = 3;
@@ -17,6 +17,28 @@ pub const INCOMPLETE: u8 = 6;
 pub struct Failure {
     pub code: u8,
     pub message: String,
+}
+
+impl Failure {
+    /// Processes of `what` (e.g. "session `s-1`") that outlived a stop's SIGKILL, or `Ok` when
+    /// none did: a stop that leaves processes behind has failed.
+    pub fn survivors(what: &str, survivors: &[ProcessEntry]) -> Result<(), Failure> {
+        if survivors.is_empty() {
+            return Ok(());
+        }
+        Err(Failure {
+            code: FAILED,
+            message: format!(
+                "{} processes of {what} survived SIGKILL: {}; check `ps -o pid,stat,wchan -p PID` (state D is stuck in the kernel)",
+                survivors.len(),
+                survivors
+                    .iter()
+                    .map(|p| format!("{} ({})", p.pid, p.command))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
 }
 
 impl Failure {

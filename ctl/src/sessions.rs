@@ -210,22 +210,7 @@ fn print_kill(json: bool, key: &str, report: &SessionKillReport) -> Result<(), F
         (None, true) => println!("null"),
         (None, false) => println!("no session `{key}`: nothing to kill"),
     }
-    if report.survivors.is_empty() {
-        return Ok(());
-    }
-    Err(Failure {
-        code: FAILED,
-        message: format!(
-            "{} processes of session `{key}` survived SIGKILL: {}; check `ps -o pid,stat,wchan -p PID` (state D is stuck in the kernel)",
-            report.survivors.len(),
-            report
-                .survivors
-                .iter()
-                .map(|p| format!("{} ({})", p.pid, p.command))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    })
+    Failure::survivors(&format!("session `{key}`"), &report.survivors)
 }
 
 pub fn session_json(s: &SessionInfo) -> serde_json::Value {

@@ -313,22 +313,7 @@ fn print_stop(json: bool, report: &StopReport) -> Result<(), Failure> {
             println!("  {:>7}  {}", p.pid, p.command);
         }
     }
-    if report.survivors.is_empty() {
-        return Ok(());
-    }
-    Err(Failure {
-        code: FAILED,
-        message: format!(
-            "{} processes survived SIGKILL: {}",
-            report.survivors.len(),
-            report
-                .survivors
-                .iter()
-                .map(|p| format!("{} ({})", p.pid, p.command))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    })
+    Failure::survivors(&format!("task {}", report.task.id), &report.survivors)
 }
 
 fn event_text(e: &Event) -> String {
