@@ -216,11 +216,15 @@ fn system_mode_socket_admits_only_its_group() {
 /// Serves nobody through its primary group, on a socket anyone may connect to, with `extra`
 /// config lines.
 fn daemon_serving_nobody(nobody: &Nobody, extra: &str) -> (Sandbox, Daemon) {
+    daemon_serving_group(&nobody.primary_group, extra)
+}
+
+/// Serves the members of `group` on a socket anyone may connect to, with `extra` config lines.
+fn daemon_serving_group(group: &str, extra: &str) -> (Sandbox, Daemon) {
     let sandbox = Sandbox::new();
     sandbox.open_to_others();
     sandbox.write_config(&format!(
-        "socket_mode = \"0666\"\nsocket_group = \"{}\"\n{extra}",
-        nobody.primary_group
+        "socket_mode = \"0666\"\nsocket_group = \"{group}\"\n{extra}"
     ));
     let daemon = sandbox.daemon().start();
     (sandbox, daemon)
@@ -257,13 +261,7 @@ fn a_refused_uid_holds_no_connection_slot() {
     let Some(group) = foreign_group(test, &nobody) else {
         return;
     };
-    let sandbox = Sandbox::new();
-    sandbox.open_to_others();
-    sandbox.write_config(&format!(
-        "socket_mode = \"0666\"\nsocket_group = \"{}\"\n",
-        group.name
-    ));
-    let daemon = sandbox.daemon().start();
+    let (sandbox, daemon) = daemon_serving_group(&group.name, "");
     let peers = IdlePeers::hold(&sandbox.socket(), NOBODY, nobody.gid, 1030, Hello::Never);
     assert_eq!(peers.opened, 1030);
 

@@ -151,28 +151,11 @@ impl Drop for Mount {
 #[test]
 fn full_disk_is_refused_clearly_and_nothing_unsaved_is_reported_saved() {
     let test = "full_disk_is_refused_clearly_and_nothing_unsaved_is_reported_saved";
-    if !is_root() {
-        skip(test, "needs root to mount a tiny tmpfs as a full disk");
-        return;
-    }
     let sandbox = Sandbox::new();
     let state = sandbox.state_dir();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
-        .arg(&state)
-        .output()
-        .expect("run mount");
-    if !mounted.status.success() {
-        skip(
-            test,
-            &format!(
-                "cannot mount a tmpfs here: {}",
-                String::from_utf8_lossy(&mounted.stderr)
-            ),
-        );
+    let Some(_mount) = tmpfs(test, &state, "512k") else {
         return;
-    }
-    let _mount = Mount(state.clone());
+    };
     let repos: Vec<PathBuf> = (0..40)
         .map(|i| {
             let path = sandbox.path().join(format!("r{i}"));
@@ -190,16 +173,7 @@ fn full_disk_is_refused_clearly_and_nothing_unsaved_is_reported_saved() {
     let daemon = sandbox.daemon().start();
     sandbox.ctl(&["projects", "add", s(&repos[0])]).assert_ok();
 
-    // Fill the filesystem to the last byte.
-    let filler = state.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        while f.write_all(&chunk).is_ok() {}
-        let one = [0u8; 1];
-        while f.write_all(&one).is_ok() {}
-    }
+    let filler = fill(&state);
 
     let mut saved = 1;
     let mut refusal = None;
