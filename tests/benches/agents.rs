@@ -45,6 +45,9 @@ static ROUNDS: LazyLock<usize> = LazyLock::new(|| sized(5, 1));
 /// A liveness bound for one event on a loaded machine, not a speed target.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A liveness bound for an agent to open its FIFO on a loaded machine, not a speed target.
+const AGENT_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn main() {
     let clock = RunClock::start();
     warn_if_stale(&["aifactoryd", "aifactoryctl"]);
@@ -58,12 +61,17 @@ fn main() {
             .unwrap_or_else(|e| panic!("mkfifo {}: {e}", fifo.display()));
     }
     let fake_claude = sandbox.script("claude", &format!("exec cat {}", fifos[0].display()));
+    // Each agent, in its cage as any task's, may read its FIFO.
+    let (understood, opaque) = (
+        fifos[0].to_str().expect("a UTF-8 path"),
+        fifos[1].to_str().expect("a UTF-8 path"),
+    );
     sandbox.write_config(&format!(
         "default_agent = \"claude\"\n\
          [agents.claude]\nkind = \"claude-code\"\nprogram = {:?}\nenv = {{ IS_SANDBOX = \"1\" }}\n\
-         [agents.opaque]\nkind = \"custom\"\ncommand = [\"cat\", {:?}]\n",
+         read_only = [{understood:?}]\n\
+         [agents.opaque]\nkind = \"custom\"\ncommand = [\"cat\", {opaque:?}]\nread_only = [{opaque:?}]\n",
         fake_claude.to_str().expect("a UTF-8 path"),
-        fifos[1].to_str().expect("a UTF-8 path"),
     ));
     let daemon = sandbox
         .daemon()
@@ -232,11 +240,33 @@ fn median_f64(samples: &mut [f64]) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// Opens `fifo` for writing once its agent has opened it for reading. Bounded: an agent that
+/// died before (e.g. refused its FIFO) would leave a plain open waiting for good.
 fn open_writer(fifo: &Path) -> fs::File {
-    fs::OpenOptions::new()
-        .write(true)
-        .open(fifo)
-        .unwrap_or_else(|e| panic!("open {} for writing: {e}", fifo.display()))
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = Instant::now() + AGENT_OPEN_TIMEOUT;
+    let file = loop {
+        match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(fifo)
+        {
+            Ok(file) => break file,
+            // ENXIO: nobody reads it yet.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!(
+                "open {} for writing: {e} (its agent never opened it: see the daemon's log)",
+                fifo.display()
+            ),
+        }
+    };
+    // Writes block again, as the bench's pacing expects.
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).expect("F_GETFL");
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags)).expect("F_SETFL");
+    file
 }
 
 fn write_all(to: &mut fs::File, text: &str) {
