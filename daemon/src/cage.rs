@@ -261,12 +261,55 @@ pub fn task_dir(project: &Path, task_id: &str) -> PathBuf {
     project.join(".aifactory/cages").join(task_id)
 }
 
+/// What a start of a profile's task does on this kernel, before any path is looked at.
+enum Decision {
+    /// `sandbox = "off"`.
+    Off,
+    /// `best-effort` without Landlock: why there is none.
+    Unconfined { reason: String },
+    /// Confined, but for what this ABI cannot enforce.
+    Confined { missing: Vec<&'static str> },
+}
+
+/// The profile's mode and what it decides here; `Err` where `required` cannot be met.
+fn decide(
+    profile: &str,
+    s: &CageSettings,
+    run_mode: RunMode,
+    support: &Support,
+) -> Result<(SandboxMode, Decision), CageError> {
+    let mode = s
+        .sandbox
+        .unwrap_or_else(|| SandboxMode::default_for(run_mode));
+    let limited = s.connect_ports.is_some();
+    let decision = match mode {
+        SandboxMode::Off => Decision::Off,
+        _ if support.abi == 0 && mode == SandboxMode::Required => {
+            return Err(CageError::Unavailable {
+                profile: profile.to_string(),
+                reason: support.describe(),
+            });
+        }
+        _ if support.abi == 0 => Decision::Unconfined {
+            reason: support.describe(),
+        },
+        _ if mode == SandboxMode::Required && limited && support.abi < 4 => {
+            return Err(CageError::NoNetRules {
+                profile: profile.to_string(),
+                abi: support.abi,
+            });
+        }
+        _ => Decision::Confined {
+            missing: support.missing(limited),
+        },
+    };
+    Ok((mode, decision))
+}
+
 /// Decides the cage of one start of a task's agent, and prepares its directories.
 pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
     let s = inputs.settings;
-    let mode = s
-        .sandbox
-        .unwrap_or_else(|| SandboxMode::default_for(inputs.run_mode));
+    let (mode, decision) = decide(inputs.profile, s, inputs.run_mode, inputs.support)?;
     let socket_note = if s.allow_control_socket {
         "control socket: allowed (allow_control_socket = true)"
     } else {
@@ -278,31 +321,21 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
         summary,
         guard_socket: !s.allow_control_socket && mode != SandboxMode::Off,
     };
-    if mode == SandboxMode::Off {
-        return Ok(Plan {
-            guard_socket: false,
-            ..unconfined("NOT confined: sandbox = \"off\" in the profile".into())
-        });
-    }
-    let support = inputs.support;
-    if support.abi == 0 {
-        let reason = support.describe();
-        if mode == SandboxMode::Required {
-            return Err(CageError::Unavailable {
-                profile: inputs.profile.to_string(),
-                reason,
+    let missing = match decision {
+        Decision::Off => {
+            return Ok(Plan {
+                guard_socket: false,
+                ..unconfined("NOT confined: sandbox = \"off\" in the profile".into())
             });
         }
-        return Ok(unconfined(format!(
-            "NOT confined: Landlock is {reason}; sandbox = \"best-effort\" runs the agent anyway; {socket_note}"
-        )));
-    }
-    if mode == SandboxMode::Required && s.connect_ports.is_some() && support.abi < 4 {
-        return Err(CageError::NoNetRules {
-            profile: inputs.profile.to_string(),
-            abi: support.abi,
-        });
-    }
+        Decision::Unconfined { reason } => {
+            return Ok(unconfined(format!(
+                "NOT confined: Landlock is {reason}; sandbox = \"best-effort\" runs the agent anyway; {socket_note}"
+            )));
+        }
+        Decision::Confined { missing } => missing,
+    };
+    let support = inputs.support;
 
     let own = task_dir(inputs.project, inputs.task_id);
     let (home, cache, tmp) = (own.join("home"), own.join("cache"), own.join("tmp"));
@@ -386,8 +419,6 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
         ro.add(path);
     }
 
-    let limited = s.connect_ports.is_some();
-    let missing = support.missing(limited);
     let cage = Cage {
         mode: match mode {
             SandboxMode::Required => CageMode::Required,
@@ -446,39 +477,23 @@ pub struct Described<'a> {
 /// of its tasks does on this machine.
 pub fn describe(d: &Described<'_>) -> SandboxInfo {
     let s = d.settings;
+    let support = d.support;
     let mode = s
         .sandbox
         .unwrap_or_else(|| SandboxMode::default_for(d.run_mode));
-    let support = d.support;
-    let limited = s.connect_ports.is_some();
-    let outcome = match mode {
-        SandboxMode::Off => "runs NOT confined: sandbox = \"off\"".to_string(),
-        _ if support.abi == 0 && mode == SandboxMode::Required => format!(
-            "refused: {}",
-            CageError::Unavailable {
-                profile: d.profile.to_string(),
-                reason: support.describe(),
-            }
-        ),
-        _ if support.abi == 0 => format!("runs NOT confined: Landlock is {}", support.describe()),
-        _ if mode == SandboxMode::Required && limited && support.abi < 4 => format!(
-            "refused: {}",
-            CageError::NoNetRules {
-                profile: d.profile.to_string(),
-                abi: support.abi,
-            }
-        ),
-        _ => {
-            let missing = support.missing(limited);
-            if missing.is_empty() {
-                "runs confined".to_string()
-            } else {
-                format!(
-                    "runs confined, but NOT enforced here: {}",
-                    missing.join(", ")
-                )
-            }
+    let outcome = match decide(d.profile, s, d.run_mode, support) {
+        Err(refused) => format!("refused: {refused}"),
+        Ok((_, Decision::Off)) => "runs NOT confined: sandbox = \"off\"".to_string(),
+        Ok((_, Decision::Unconfined { reason })) => {
+            format!("runs NOT confined: Landlock is {reason}")
         }
+        Ok((_, Decision::Confined { missing })) if missing.is_empty() => {
+            "runs confined".to_string()
+        }
+        Ok((_, Decision::Confined { missing })) => format!(
+            "runs confined, but NOT enforced here: {}",
+            missing.join(", ")
+        ),
     };
     let mut read_write: Vec<String> = [
         "{worktree}",
@@ -717,33 +732,16 @@ impl SocketGuard {
             if let Some(task) = monitors.get(&at) {
                 return Some((*task).clone());
             }
-            match parent_of(at) {
-                Some(parent) if parent > 1 && parent != at => at = parent,
+            match aifactory_common::procfs::stat(at).map(|s| s.ppid) {
+                Ok(parent) if parent > 1 && parent != at => at = parent,
                 _ => break,
             }
         }
         let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let value = |name: &str| {
-            environ.split(|b| *b == 0).find_map(|entry| {
-                entry
-                    .strip_prefix(name.as_bytes())?
-                    .strip_prefix(b"=")
-                    .map(<[u8]>::to_vec)
-            })
-        };
-        if value(crate::sessions::DAEMON_VAR)? != db.as_os_str().as_encoded_bytes() {
-            return None;
-        }
-        let task = String::from_utf8(value(TASK_VAR)?).ok()?;
+        let task =
+            crate::sessions::marked_value(&environ, db.as_os_str().as_encoded_bytes(), TASK_VAR)?;
         tasks.contains_key(&task).then_some(task)
     }
-}
-
-/// The parent of `pid`, from `/proc/PID/stat` (after the command's closing parenthesis).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -50,6 +50,12 @@ pub fn find(db: &Path) -> Vec<Marked> {
 
 /// The session id in `environ` (NUL-separated `KEY=value`s) when it carries the mark of `db`.
 fn session_of(environ: &[u8], db: &[u8]) -> Option<String> {
+    marked_value(environ, db, SESSION_VAR)
+}
+
+/// The variable `name` of `environ` (NUL-separated `KEY=value`s) when it carries the mark of
+/// `db`, i.e. when the process belongs to a session of that daemon.
+pub fn marked_value(environ: &[u8], db: &[u8], name: &str) -> Option<String> {
     let value = |name: &str| {
         environ.split(|b| *b == 0).find_map(|entry| {
             entry
@@ -61,7 +67,7 @@ fn session_of(environ: &[u8], db: &[u8]) -> Option<String> {
     if value(DAEMON_VAR)? != db {
         return None;
     }
-    String::from_utf8(value(SESSION_VAR)?).ok()
+    String::from_utf8(value(name)?).ok()
 }
 
 #[cfg(test)]

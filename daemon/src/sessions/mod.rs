@@ -24,7 +24,7 @@ mod output;
 mod records;
 mod stop;
 
-pub use marker::DAEMON_VAR;
+pub use marker::marked_value;
 pub use stop::KillReport;
 
 use aifactory_common::echo::echo;
