@@ -19,6 +19,20 @@ pub fn landlock_abi() -> i64 {
     abi.max(0)
 }
 
+/// Whether this kernel's Landlock has ABI `min` or newer; otherwise reports `test` as skipped
+/// (`needs`: what the test needs it for) and returns false.
+pub fn landlock_at_least(test: &str, min: i64, needs: &str) -> bool {
+    let abi = landlock_abi();
+    if abi < min {
+        crate::skip(
+            test,
+            &format!("this kernel's Landlock ABI is {abi} ({needs} need {min} or newer)"),
+        );
+        return false;
+    }
+    true
+}
+
 /// The report's preamble: `try NAME COMMAND...` runs the command in a subshell and writes
 /// `NAME ok` or `NAME refused: ERROR` to `./cage-report`.
 pub const TRIES: &str = r#"

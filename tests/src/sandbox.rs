@@ -202,6 +202,13 @@ impl Sandbox {
             .to_string()
     }
 
+    /// Task `id` as `aifactoryctl tasks show ID --json` prints it.
+    pub fn show_task(&self, id: &str) -> serde_json::Value {
+        self.ctl(&["tasks", "show", id, "--json"])
+            .assert_ok()
+            .json()
+    }
+
     /// An executable shell script `<sandbox>/bin/<name>` running `body`.
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
         let dir = self.path().join("bin");

@@ -65,17 +65,10 @@ fn create_task(sandbox: &Sandbox) -> String {
     sandbox.create_task("demo", "001-hello", &["--title", "Say hello"])
 }
 
-fn show(sandbox: &Sandbox, id: &str) -> serde_json::Value {
-    sandbox
-        .ctl(&["tasks", "show", id, "--json"])
-        .assert_ok()
-        .json()
-}
-
 fn wait_phase(sandbox: &Sandbox, id: &str, phase: &str) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     wait_until(&format!("task {id} {phase}"), TIMEOUT, || {
-        last = show(sandbox, id);
+        last = sandbox.show_task(id);
         last["phase"] == phase
     });
     last
@@ -87,7 +80,7 @@ async fn a_claude_run_leaves_a_transcript_usage_and_cost() {
     let program = fake_claude(&sandbox);
     let d = daemon_with_claude(&sandbox, &program);
     let id = create_task(&sandbox);
-    let spec_dir = show(&sandbox, &id)["spec_dir"]
+    let spec_dir = sandbox.show_task(&id)["spec_dir"]
         .as_str()
         .unwrap()
         .to_string();
@@ -225,7 +218,7 @@ async fn a_restart_resumes_the_conversation_and_fresh_starts_over() {
     assert!(!argv.iter().any(|a| a == "--resume"), "{argv:?}");
     assert!(!argv.last().unwrap().contains("restarted"), "{argv:?}");
     assert_eq!(
-        TaskPhase::parse(show(&sandbox, &id)["phase"].as_str().unwrap()),
+        TaskPhase::parse(sandbox.show_task(&id)["phase"].as_str().unwrap()),
         Some(TaskPhase::Done)
     );
 }

@@ -429,14 +429,8 @@ async fn as_root_without_the_sandbox_flag_claude_is_refused_at_check_and_start()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_caged_claude_is_refused_every_escape_through_its_bash_tool() {
     const NAME: &str = "claude caged escapes";
-    if escapes::landlock_abi() < 6 {
-        return skip(
-            NAME,
-            &format!(
-                "this kernel's Landlock ABI is {} (the cage's tests need 6 or newer)",
-                escapes::landlock_abi()
-            ),
-        );
+    if !escapes::landlock_at_least(NAME, 6, "the cage's tests") {
+        return;
     }
     let ctl = aifactory_tests::bin("aifactoryctl");
     // aifactoryctl is readable for the socket's try only: without it the try would be refused
@@ -451,11 +445,7 @@ async fn a_caged_claude_is_refused_every_escape_through_its_bash_tool() {
     let state = w.sandbox.state_dir();
     std::fs::write(state.join("http-token"), "secret-token\n").unwrap();
     let other = w.sandbox.create_task("demo", "002-other", &[]);
-    let other_worktree = w
-        .sandbox
-        .ctl(&["tasks", "show", &other, "--json"])
-        .assert_ok()
-        .json()["worktree"]
+    let other_worktree = w.sandbox.show_task(&other)["worktree"]
         .as_str()
         .map(PathBuf::from)
         .unwrap();

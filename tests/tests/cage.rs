@@ -7,14 +7,15 @@
 //! is missing (simulated by the test daemon's hook; `best-effort` runs and says so).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use aifactory_tests::Sandbox;
 use aifactory_tests::bins::bin;
 use aifactory_tests::escapes::{
-    self, TRIES, Targets, assert_caged, assert_ok, assert_refused, landlock_abi, report,
+    self, TRIES, Targets, assert_caged, assert_ok, assert_refused, landlock_at_least, report,
 };
 use aifactory_tests::git::committed_repo;
-use aifactory_tests::{Sandbox, skip};
+use aifactory_tests::wait::wait_for;
 
 /// A config with one custom agent profile `caged` (the default) running the shell `script`.
 fn config(sandbox: &Sandbox, script: &Path, profile_extra: &str) {
@@ -36,51 +37,32 @@ fn add_project(sandbox: &Sandbox, path: &Path) {
         .assert_ok();
 }
 
-fn create(sandbox: &Sandbox, spec: &str) -> serde_json::Value {
-    sandbox
-        .ctl(&[
-            "tasks",
-            "create",
-            "--project",
-            "demo",
-            "--spec",
-            spec,
-            "--json",
-        ])
-        .assert_ok()
-        .json()
+/// Creates a task of project `demo` (`extra`: more `tasks create` arguments); its record.
+fn create(sandbox: &Sandbox, spec: &str, extra: &[&str]) -> serde_json::Value {
+    sandbox.show_task(&sandbox.create_task("demo", spec, extra))
 }
 
 /// Waits until task `id` is in one of `phases`; returns its record.
 fn wait_phase(sandbox: &Sandbox, id: &str, phases: &[&str]) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let task = sandbox
-            .ctl(&["tasks", "show", id, "--json"])
-            .assert_ok()
-            .json();
-        if phases.iter().any(|p| task["phase"] == *p) {
-            return task;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} never reached {phases:?}: {task:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        &format!("task {id} in {phases:?}"),
+        Duration::from_secs(60),
+        || {
+            let task = sandbox.show_task(id);
+            if phases.iter().any(|p| task["phase"] == *p) {
+                Ok(task)
+            } else {
+                Err(format!("{task:#}"))
+            }
+        },
+    )
 }
 
 #[test]
 fn a_caged_agent_is_refused_every_escape_and_does_its_own_work() {
     const NAME: &str = "a_caged_agent_is_refused_every_escape_and_does_its_own_work";
-    if landlock_abi() < 6 {
-        return skip(
-            NAME,
-            &format!(
-                "this kernel's Landlock ABI is {} (the cage's tests need 6 or newer)",
-                landlock_abi()
-            ),
-        );
+    if !landlock_at_least(NAME, 6, "the cage's tests") {
+        return;
     }
     let sandbox = Sandbox::new();
     let state = sandbox.state_dir();
@@ -109,8 +91,8 @@ fn a_caged_agent_is_refused_every_escape_and_does_its_own_work() {
     add_project(&sandbox, &repo);
     std::fs::write(state.join("http-token"), "secret-token\n").unwrap();
     let db_before = std::fs::read(state.join("aifactory.db")).unwrap().len();
-    create(&sandbox, "002-other");
-    let task = create(&sandbox, "001-caged");
+    create(&sandbox, "002-other", &[]);
+    let task = create(&sandbox, "001-caged", &[]);
     let id = task["id"].as_str().unwrap();
     let worktree = PathBuf::from(task["worktree"].as_str().unwrap());
 
@@ -169,7 +151,7 @@ fn sandbox_off_really_turns_the_cage_off() {
     let _daemon = sandbox.daemon().start();
     add_project(&sandbox, &repo);
     std::fs::write(state.join("canary"), "visible\n").unwrap();
-    let task = create(&sandbox, "001-open");
+    let task = create(&sandbox, "001-open", &[]);
     let id = task["id"].as_str().unwrap();
     sandbox.ctl(&["tasks", "start", id]).assert_ok();
     let done = wait_phase(&sandbox, id, &["done", "failed"]);
@@ -197,7 +179,7 @@ fn without_landlock_required_refuses_to_start_and_best_effort_runs_unconfined() 
         .env("AIFACTORY_TEST_LANDLOCK_ABI", "0")
         .start();
     add_project(&sandbox, &repo);
-    let strict = create(&sandbox, "001-strict");
+    let strict = create(&sandbox, "001-strict", &[]);
     let refused = sandbox.ctl(&["tasks", "start", strict["id"].as_str().unwrap()]);
     assert_ne!(refused.code, Some(0), "{refused:?}");
     assert!(
@@ -205,20 +187,7 @@ fn without_landlock_required_refuses_to_start_and_best_effort_runs_unconfined() 
             && refused.stderr.contains("Landlock is unavailable"),
         "{refused:?}"
     );
-    let lenient = sandbox
-        .ctl(&[
-            "tasks",
-            "create",
-            "--project",
-            "demo",
-            "--spec",
-            "002-lenient",
-            "--agent",
-            "lenient",
-            "--json",
-        ])
-        .assert_ok()
-        .json();
+    let lenient = create(&sandbox, "002-lenient", &["--agent", "lenient"]);
     let id = lenient["id"].as_str().unwrap();
     sandbox.ctl(&["tasks", "start", id]).assert_ok();
     assert_eq!(
@@ -242,14 +211,8 @@ fn without_landlock_required_refuses_to_start_and_best_effort_runs_unconfined() 
 #[test]
 fn connect_ports_lets_the_agent_reach_only_the_listed_ports() {
     const NAME: &str = "connect_ports_lets_the_agent_reach_only_the_listed_ports";
-    if landlock_abi() < 4 {
-        return skip(
-            NAME,
-            &format!(
-                "this kernel's Landlock ABI is {} (TCP rules need 4 or newer)",
-                landlock_abi()
-            ),
-        );
+    if !landlock_at_least(NAME, 4, "TCP rules") {
+        return;
     }
     let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -282,7 +245,7 @@ fn connect_ports_lets_the_agent_reach_only_the_listed_ports() {
     );
     let daemon = sandbox.daemon().start();
     add_project(&sandbox, &repo);
-    let task = create(&sandbox, "001-net");
+    let task = create(&sandbox, "001-net", &[]);
     let id = task["id"].as_str().unwrap();
     sandbox.ctl(&["tasks", "start", id]).assert_ok();
     let done = wait_phase(&sandbox, id, &["done", "failed"]);

@@ -65,13 +65,6 @@ fn create(sandbox: &Sandbox, spec: &str) -> serde_json::Value {
         .json()
 }
 
-fn show(sandbox: &Sandbox, id: &str) -> serde_json::Value {
-    sandbox
-        .ctl(&["tasks", "show", id, "--json"])
-        .assert_ok()
-        .json()
-}
-
 fn append(file: &Path, text: &str) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -240,7 +233,7 @@ async fn progress_lines_arrive_as_events_in_order_and_torn_writes_do_no_harm() {
 
     // A torn write: half a line is not read, and nothing is lost.
     append(&file, "progress: 5");
-    let now = show(&sandbox, &id);
+    let now = sandbox.show_task(&id);
     assert_eq!(now["progress"]["percent"], 40);
     append(&file, "0\nwrote the login form\n");
     let seen = until(&mut sub, &id, "progress 50", progress_is(50)).await;
@@ -270,7 +263,7 @@ async fn progress_lines_arrive_as_events_in_order_and_torn_writes_do_no_harm() {
         .assert_ok();
     until(&mut sub, &id, "marker coding", phase_to(TaskPhase::Coding)).await;
 
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["phase"], "coding");
     assert_eq!(shown["progress"]["percent"], 90);
     assert_eq!(shown["progress"]["subtasks_done"], 3);
@@ -377,7 +370,7 @@ command = "not a list"
         let out = sandbox.ctl(&["tasks", "start", &spec]);
         assert_eq!(out.code, Some(1), "{agent}: {out:?}");
         assert!(out.stderr.contains(expected), "{agent}: {out:?}");
-        let t = show(&sandbox, &spec);
+        let t = sandbox.show_task(&spec);
         assert_eq!(t["phase"], "backlog", "{agent}");
         assert!(
             t["last_error"].as_str().unwrap().contains(expected),
@@ -446,7 +439,7 @@ async fn a_silent_agent_is_stalled_with_evidence_and_wakes_up() {
         "{evidence:?}"
     );
     assert!(evidence.cpu_time_ms.is_some());
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["phase"], "stalled");
     assert_eq!(shown["stall"]["pid"], evidence.pid.unwrap());
     let text = sandbox
@@ -471,7 +464,7 @@ async fn a_silent_agent_is_stalled_with_evidence_and_wakes_up() {
     )));
     // With stall_after = 1 the watch re-arms at once: on a busy machine the task may already
     // have stalled again, with new evidence. The old evidence must be gone either way.
-    let stall = &show(&sandbox, &id)["stall"];
+    let stall = &sandbox.show_task(&id)["stall"];
     assert!(
         stall.is_null() || stall["detected_at"] != evidence.detected_at.as_str(),
         "the first stall's evidence outlived it: {stall}"
@@ -510,7 +503,7 @@ async fn on_stall_restart_starts_a_new_attempt() {
     .await;
     // The second attempt stalls too, and then there are none left.
     until(&mut sub, &id, "failed", phase_to(TaskPhase::Failed)).await;
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["attempts"], 2);
     assert_ne!(shown["session_id"], first["session_id"]);
     let old = sandbox
@@ -551,10 +544,10 @@ async fn waiting_for_input_is_noticed() {
     };
     assert_eq!(prompt, "Apply these changes? (y/n)");
     assert_eq!(
-        show(&sandbox, &id)["waiting_input"],
+        sandbox.show_task(&id)["waiting_input"],
         "Apply these changes? (y/n)"
     );
-    let sid = show(&sandbox, &id)["session_id"]
+    let sid = sandbox.show_task(&id)["session_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -562,7 +555,7 @@ async fn waiting_for_input_is_noticed() {
         .ctl(&["sessions", "send", &sid, "y", "--enter"])
         .assert_ok();
     wait_until("waiting_input to clear", EVENT_TIMEOUT, || {
-        show(&sandbox, &id)["waiting_input"].is_null()
+        sandbox.show_task(&id)["waiting_input"].is_null()
     });
     sandbox
         .ctl(&["tasks", "stop", &id, "--grace", "1"])
@@ -635,9 +628,9 @@ async fn reloaded_prompt_patterns_apply_to_tasks_started_after_the_reload() {
     // The first task printed the same prompt earlier, and its quiet check ran with the default
     // patterns, which do not match it.
     assert!(
-        show(&sandbox, &before)["waiting_input"].is_null(),
+        sandbox.show_task(&before)["waiting_input"].is_null(),
         "{}",
-        show(&sandbox, &before)
+        sandbox.show_task(&before)
     );
     for id in [&before, &after] {
         sandbox
@@ -764,7 +757,7 @@ async fn on_failure_restarts_with_backoff_and_stops_at_the_maximum() {
         elapsed >= Duration::from_secs(3),
         "backoff was waited: {elapsed:?}"
     );
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["attempts"], 3);
     assert!(
         shown["last_error"]
@@ -868,7 +861,7 @@ async fn a_task_survives_a_daemon_crash_and_events_resume_without_a_gap() {
     // Written while no daemon runs: seen once it is back.
     append(&file, "progress: 30\n");
     let d = sandbox.daemon().start();
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["phase"], "planning");
     assert_eq!(shown["session_id"], started["session_id"]);
     let session = sandbox
@@ -890,7 +883,7 @@ async fn a_task_survives_a_daemon_crash_and_events_resume_without_a_gap() {
     let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(seqs[0] > last_seq);
-    assert_eq!(show(&sandbox, &id)["progress"]["percent"], 40);
+    assert_eq!(sandbox.show_task(&id)["progress"]["percent"], 40);
 
     // A reconnect from before everything replays it all, gapless.
     let client = d.client().await;
@@ -946,7 +939,7 @@ async fn without_inotify_progress_is_polled_and_still_arrives() {
         "phase: coding\nprogress: 70\n",
     );
     until(&mut sub, &id, "progress 70", progress_is(70)).await;
-    assert_eq!(show(&sandbox, &id)["phase"], "coding");
+    assert_eq!(sandbox.show_task(&id)["phase"], "coding");
     sandbox
         .ctl(&["tasks", "stop", &id, "--grace", "1"])
         .assert_ok();
@@ -1010,7 +1003,7 @@ fn a_stall_time_past_any_clock_is_refused_by_name() {
         refused.stderr.contains("stall_after") && refused.stderr.contains("1..=2592000"),
         "{refused:?}"
     );
-    assert_eq!(show(&sandbox, &id)["phase"], "backlog");
+    assert_eq!(sandbox.show_task(&id)["phase"], "backlog");
     sandbox.ctl(&["status"]).assert_ok();
 }
 
@@ -1061,7 +1054,7 @@ async fn an_agent_that_reports_done_and_exits_0_ends_as_a_normal_end() {
         "{}",
         about.join("\n")
     );
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["phase"], "done");
     assert!(shown["last_error"].is_null(), "{shown}");
 }

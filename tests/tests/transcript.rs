@@ -48,17 +48,10 @@ fn task(sandbox: &Sandbox) -> String {
     sandbox.create_task("demo", "001-hello", &[])
 }
 
-fn show(sandbox: &Sandbox, id: &str) -> Value {
-    sandbox
-        .ctl(&["tasks", "show", id, "--json"])
-        .assert_ok()
-        .json()
-}
-
 /// Waits until the task is in `phase` with `input_tokens` used (one run's result is 200).
 fn wait_phase(sandbox: &Sandbox, id: &str, phase: &str, input_tokens: u64) -> Value {
     wait_for(&format!("task {id} {phase}"), TIMEOUT, || {
-        let t = show(sandbox, id);
+        let t = sandbox.show_task(id);
         if t["phase"] == phase && t["usage"]["input_tokens"] == input_tokens {
             Ok(t)
         } else {
@@ -352,7 +345,7 @@ fn transcript_follow_prints_entries_as_they_come_and_exits_with_the_agent() {
         assert_eq!(text.matches(line).count(), count, "{line:?} in:\n{text}");
     }
     assert!(text.contains(COST), "{text}");
-    let shown = show(&sandbox, &id);
+    let shown = sandbox.show_task(&id);
     assert_eq!(shown["phase"], "failed", "{shown:#}");
 
     // The failure by kind, with its fix, in `tasks show` and as the card's badge.
