@@ -16,10 +16,11 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use aifactory_common::protocol::{EventKind, Reply, Request, StreamItem, TaskCreate};
+use aifactory_common::protocol::{EventKind, Request, StreamItem};
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, RunClock, fmt_duration, loadavg, print_report, sized, warn_if_stale,
+    Latency, RunClock, create_task, fmt_duration, loadavg, print_report, sized, start_task,
+    stop_task, warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::{Daemon, Sandbox};
@@ -122,63 +123,14 @@ async fn start_once(
     kind: Kind,
     n: usize,
 ) -> Duration {
-    let task = match request(
-        daemon,
-        client,
-        Request::TaskCreate(TaskCreate {
-            project: "demo".into(),
-            spec_id: format!("{n:03}-{}", kind.agent()),
-            title: None,
-            agent: Some(kind.agent().into()),
-        }),
-    )
-    .await
-    {
-        Reply::Task(task) => *task,
-        other => panic!("TaskCreate: unexpected reply {other:?}"),
-    };
+    let spec = format!("{n:03}-{}", kind.agent());
+    let task = create_task(daemon, client, &spec, kind.agent()).await;
     let start = Instant::now();
-    match request(
-        daemon,
-        client,
-        Request::TaskStart {
-            key: task.id.clone(),
-        },
-    )
-    .await
-    {
-        Reply::Task(_) => {}
-        other => panic!("TaskStart: unexpected reply {other:?}"),
-    }
+    start_task(daemon, client, &task.id).await;
     wait_progress(daemon, sub, &task.id).await;
     let took = start.elapsed();
-    match request(
-        daemon,
-        client,
-        Request::TaskStop {
-            key: task.id.clone(),
-            grace_ms: 1000,
-        },
-    )
-    .await
-    {
-        Reply::TaskStopped(report) => assert!(
-            report.survivors.is_empty(),
-            "task {}: processes survived the stop: {:?}",
-            task.id,
-            report.survivors
-        ),
-        other => panic!("TaskStop: unexpected reply {other:?}"),
-    }
+    stop_task(daemon, client, &task.id).await;
     took
-}
-
-async fn request(daemon: &Daemon, client: &Client, request: Request) -> Reply {
-    let what = format!("{request:?}");
-    client
-        .request(request)
-        .await
-        .unwrap_or_else(|e| panic!("{what} failed: {e}\n{}", daemon.logs()))
 }
 
 /// Until the subscribed client has task `id`'s first `TaskProgress` event.

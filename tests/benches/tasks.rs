@@ -46,12 +46,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aifactory_common::protocol::{
-    EventKind, Reply, Request, SessionInfo, StreamItem, TaskCreate, TaskInfo, TaskPhase,
+    EventKind, Reply, Request, SessionInfo, StreamItem, TaskInfo, TaskPhase,
 };
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, RunClock, Smaps, Usage, loadavg, mb, median_u64, print_report, read_status, sized,
-    status_field, tmux_or_skip, warn_if_stale,
+    Latency, RunClock, Smaps, Usage, create_task, loadavg, mb, median_u64, print_report,
+    read_status, request, sized, start_task, status_field, stop_task, tmux_or_skip, warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::tmux::Tmux;
@@ -184,59 +184,6 @@ fn append(file: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("open {}: {e}", file.display()));
     f.write_all(text.as_bytes())
         .unwrap_or_else(|e| panic!("append to {}: {e}", file.display()));
-}
-
-async fn request(daemon: &Daemon, client: &Client, request: Request) -> Reply {
-    let what = format!("{request:?}");
-    client
-        .request(request)
-        .await
-        .unwrap_or_else(|e| panic!("{what} failed: {e}\n{}", daemon.logs()))
-}
-
-async fn create_task(daemon: &Daemon, client: &Client, spec: &str, agent: &str) -> TaskInfo {
-    let reply = request(
-        daemon,
-        client,
-        Request::TaskCreate(TaskCreate {
-            project: "demo".into(),
-            spec_id: spec.into(),
-            title: None,
-            agent: Some(agent.into()),
-        }),
-    )
-    .await;
-    match reply {
-        Reply::Task(task) => *task,
-        other => panic!("TaskCreate: unexpected reply {other:?}"),
-    }
-}
-
-async fn start_task(daemon: &Daemon, client: &Client, id: &str) -> TaskInfo {
-    match request(daemon, client, Request::TaskStart { key: id.into() }).await {
-        Reply::Task(task) => *task,
-        other => panic!("TaskStart: unexpected reply {other:?}"),
-    }
-}
-
-async fn stop_task(daemon: &Daemon, client: &Client, id: &str) {
-    let reply = request(
-        daemon,
-        client,
-        Request::TaskStop {
-            key: id.into(),
-            grace_ms: 1000,
-        },
-    )
-    .await;
-    match reply {
-        Reply::TaskStopped(report) => assert!(
-            report.survivors.is_empty(),
-            "task {id}: processes survived the stop: {:?}",
-            report.survivors
-        ),
-        other => panic!("TaskStop: unexpected reply {other:?}"),
-    }
 }
 
 async fn session(daemon: &Daemon, client: &Client, id: &str) -> SessionInfo {

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use aifactory_common::Client;
 use aifactory_common::procfs;
+use aifactory_common::protocol::{Reply, Request, TaskCreate, TaskInfo};
 
-use crate::{bin, bin_dir};
+use crate::{Daemon, bin, bin_dir};
 
 /// Set to `1` to run a bench with tiny counts: every part runs and every check holds, but the
 /// figures mean nothing. CI runs each bench so once (`tests/bench/run-all --smoke`), so a bench
@@ -348,4 +350,63 @@ pub fn median_u64(samples: &[u64]) -> u64 {
     let mut s = samples.to_vec();
     s.sort_unstable();
     s.get(s.len() / 2).copied().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks through the client, for the benches that start them.
+
+/// Sends `request`; the daemon's log in the panic when it fails.
+pub async fn request(daemon: &Daemon, client: &Client, request: Request) -> Reply {
+    let what = format!("{request:?}");
+    client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{what} failed: {e}\n{}", daemon.logs()))
+}
+
+/// Creates a task of project `demo` for `spec` with `agent`.
+pub async fn create_task(daemon: &Daemon, client: &Client, spec: &str, agent: &str) -> TaskInfo {
+    let reply = request(
+        daemon,
+        client,
+        Request::TaskCreate(TaskCreate {
+            project: "demo".into(),
+            spec_id: spec.into(),
+            title: None,
+            agent: Some(agent.into()),
+        }),
+    )
+    .await;
+    match reply {
+        Reply::Task(task) => *task,
+        other => panic!("TaskCreate: unexpected reply {other:?}"),
+    }
+}
+
+pub async fn start_task(daemon: &Daemon, client: &Client, id: &str) -> TaskInfo {
+    match request(daemon, client, Request::TaskStart { key: id.into() }).await {
+        Reply::Task(task) => *task,
+        other => panic!("TaskStart: unexpected reply {other:?}"),
+    }
+}
+
+/// Stops task `id` (1 s grace); no process may survive.
+pub async fn stop_task(daemon: &Daemon, client: &Client, id: &str) {
+    let reply = request(
+        daemon,
+        client,
+        Request::TaskStop {
+            key: id.into(),
+            grace_ms: 1000,
+        },
+    )
+    .await;
+    match reply {
+        Reply::TaskStopped(report) => assert!(
+            report.survivors.is_empty(),
+            "task {id}: processes survived the stop: {:?}",
+            report.survivors
+        ),
+        other => panic!("TaskStop: unexpected reply {other:?}"),
+    }
 }
