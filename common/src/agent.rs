@@ -163,10 +163,12 @@ pub enum FailureKind {
     Crashed,
     /// A signal ended it.
     Killed,
+    /// The kernel killed it (or one of its processes) at its cgroup's `memory_max`.
+    Oom,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 9] = [
+    pub const ALL: [FailureKind; 10] = [
         FailureKind::Auth,
         FailureKind::RateLimit,
         FailureKind::Overloaded,
@@ -176,6 +178,7 @@ impl FailureKind {
         FailureKind::Config,
         FailureKind::Crashed,
         FailureKind::Killed,
+        FailureKind::Oom,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -189,11 +192,12 @@ impl FailureKind {
             FailureKind::Config => "config",
             FailureKind::Crashed => "crashed",
             FailureKind::Killed => "killed",
+            FailureKind::Oom => "oom",
         }
     }
 
-    /// Whether another attempt can help: never for a key or a profile that is wrong, nor for
-    /// a conversation too long to resume.
+    /// Whether another attempt can help: never for a key or a profile that is wrong, a
+    /// conversation too long to resume, or a task that needs more memory than its limit.
     pub fn retryable(self) -> bool {
         !matches!(
             self,
@@ -201,6 +205,7 @@ impl FailureKind {
                 | FailureKind::Config
                 | FailureKind::PermissionDenied
                 | FailureKind::ContextOverflow
+                | FailureKind::Oom
         )
     }
 }

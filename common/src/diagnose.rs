@@ -29,6 +29,7 @@ pub fn end_of_life(kind: AgentKind) -> Option<(&'static str, u64, &'static str)>
 /// How a check came out. `Skip` is a check that could not run (its message says why, its fix
 /// what would let it run): it is never counted as OK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     Ok,
@@ -50,9 +51,12 @@ impl CheckStatus {
 
 /// One line of the doctor's report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Check {
+    /// The check's stable name (`daemon`, `agent-profiles`, `console-auth`, ...).
     pub check: String,
     pub status: CheckStatus,
+    /// What was found; for a `skip`, `not checked: <why>`.
     pub message: String,
     /// The exact command to run or config line to change; set for `warn` and `fail`, and for a
     /// `skip` when something would let the check run.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agent::{AgentEvent, AgentResult, Failure, FailureKind, TranscriptEntry, Usage};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -311,6 +311,9 @@ pub enum EventKind {
         restart_in_ms: Option<u64>,
         /// Why the attempt failed, when it did.
         failure: Option<Failure>,
+        /// What the attempt used, from its cgroup (`None`: it had none). Boxed: it would
+        /// make every event as large as itself.
+        resources: Option<Box<ResourceUsage>>,
     },
     TaskRemoved {
         task_id: String,
@@ -404,6 +407,10 @@ pub struct StatusInfo {
     /// What that means for the agents' cages, in a sentence: everything enforced, what is
     /// missing, or why there is no Landlock and how to get it.
     pub sandbox: String,
+    /// Each task runs in a cgroup of its own, with its profile's limits and accounting.
+    pub limits_available: bool,
+    /// In a sentence: the cgroup interface and where, or why there is none and how to get it.
+    pub limits: String,
 }
 
 /// Why a pane directory (a candidate root, or the root in use) is refused. Typed so that clients
@@ -864,6 +871,33 @@ pub struct TaskInfo {
     pub last_tool: Option<String>,
     /// Why the latest attempt failed, by kind, with the fix.
     pub failure: Option<Failure>,
+    /// What the latest attempt used, from its cgroup: live while it runs, as it ended after.
+    /// `None`: it ran without a cgroup of its own (see status's `limits`).
+    pub resources: Option<ResourceUsage>,
+    /// How its latest attempt was confined, as its start said: its cage (Landlock) and its
+    /// limits (cgroup), or what was missing and why.
+    pub confinement: Option<String>,
+}
+
+/// What one attempt of a task's agent used, read from its cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResourceUsage {
+    /// CPU time of all its processes, in microseconds.
+    pub cpu_usec: u64,
+    /// Memory in use (at the end: what was left).
+    pub memory_bytes: u64,
+    /// The most memory it used at once (`None`: the kernel does not count it).
+    pub memory_peak_bytes: Option<u64>,
+    /// Processes (and threads) in it.
+    pub processes: u64,
+    /// Bytes it wrote to block devices (`None`: not counted here).
+    pub io_write_bytes: Option<u64>,
+    /// Processes the kernel's OOM killer ended in it.
+    pub oom_kills: u64,
+    /// The limits it ran under.
+    pub memory_max: Option<u64>,
+    pub tasks_max: Option<u64>,
 }
 
 /// A process, for stop reports.

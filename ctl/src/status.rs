@@ -54,6 +54,8 @@ fn to_json(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> serde_json::Value {
         "sessions_output_blocked": s.sessions_output_blocked,
         "landlock_abi": s.landlock_abi,
         "sandbox": s.sandbox,
+        "limits_available": s.limits_available,
+        "limits": s.limits,
         "also_listening": others
             .iter()
             .map(|(socket, mode)| serde_json::json!({ "socket": socket, "mode": mode.as_str() }))
@@ -88,7 +90,8 @@ fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
          store        {}\n\
          panes dir    {}{}\n\
          sessions     {} running{}\n\
-         sandbox      {}\n{}",
+         sandbox      {}\n\
+         limits       {}\n{}",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -104,6 +107,7 @@ fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
         s.sessions_running,
         blocked_text(s),
         s.sandbox,
+        s.limits,
         others_text(others),
     )
 }

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use aifactory_common::protocol::{
-    Event, EventKind, Request, StopReport, StreamItem, TaskCreate, TaskInfo, TaskPhase,
+    Event, EventKind, Request, ResourceUsage, StopReport, StreamItem, TaskCreate, TaskInfo,
+    TaskPhase,
 };
 
 use crate::cli::{Cli, TasksCommand};
@@ -168,6 +169,10 @@ fn print_task(json: bool, t: &TaskInfo) {
         t.turns.map_or_else(|| "-".into(), |n| n.to_string())
     );
     println!("last tool   {}", t.last_tool.as_deref().unwrap_or("-"));
+    match &t.resources {
+        Some(r) => println!("resources   {}", resources_text(r)),
+        None => println!("resources   - (no cgroup of its own: see `aifactoryctl status`, limits)"),
+    }
     if let Some(f) = &t.failure {
         println!("failure     {}: {}", f.kind, f.message);
         println!("fix         {}", f.fix);
@@ -239,8 +244,51 @@ fn card_detail(t: &TaskInfo) -> String {
     if let Some(cost) = t.usage.cost_usd {
         let _ = write!(text, " {}", transcript::cost_text(cost));
     }
+    if let Some(r) = &t.resources {
+        let _ = write!(
+            text,
+            " {}",
+            mib(r.memory_peak_bytes.unwrap_or(r.memory_bytes))
+        );
+    }
     if let Some(f) = &t.failure {
         let _ = write!(text, " [{}]", f.kind);
+    }
+    text
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{}M", bytes.div_ceil(1 << 20))
+}
+
+/// `cpu 1.20 s, memory 120M (peak 300M of 512M), 12 processes (of 4096), wrote 3M`.
+fn resources_text(r: &ResourceUsage) -> String {
+    let mut text = format!(
+        "cpu {:.2} s, memory {}",
+        r.cpu_usec as f64 / 1e6,
+        mib(r.memory_bytes)
+    );
+    match (r.memory_peak_bytes, r.memory_max) {
+        (Some(peak), Some(max)) => {
+            let _ = write!(text, " (peak {} of {})", mib(peak), mib(max));
+        }
+        (Some(peak), None) => {
+            let _ = write!(text, " (peak {})", mib(peak));
+        }
+        (None, Some(max)) => {
+            let _ = write!(text, " (of {})", mib(max));
+        }
+        (None, None) => {}
+    }
+    let _ = write!(text, ", {} processes", r.processes);
+    if let Some(max) = r.tasks_max {
+        let _ = write!(text, " (of {max})");
+    }
+    if let Some(w) = r.io_write_bytes {
+        let _ = write!(text, ", wrote {}", mib(w));
+    }
+    if r.oom_kills > 0 {
+        let _ = write!(text, ", {} OOM kill(s)", r.oom_kills);
     }
     text
 }
@@ -359,6 +407,7 @@ fn event_text(e: &Event) -> String {
             exit,
             restart_in_ms,
             failure,
+            resources,
         } => {
             let mut how = exit
                 .as_ref()
@@ -366,6 +415,9 @@ fn event_text(e: &Event) -> String {
                 .unwrap_or_else(|| "ended".into());
             if let Some(failure) = failure {
                 let _ = write!(how, " ({}: {})", failure.kind, failure.message);
+            }
+            if let Some(r) = resources {
+                let _ = write!(how, " [{}]", resources_text(r));
             }
             match restart_in_ms {
                 Some(ms) => format!("{task_id} agent ({session_id}) {how}; restarting in {ms} ms"),

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::{self, HeadlessSettings};
 use crate::cage::{CageSettings, SandboxMode};
+use crate::cgroups::{self, Limits};
 use crate::credentials::{self, Host, KeySettings, KeySource, SecretEnv};
 
 pub const DEFAULT_AGENT: &str = "claude";
@@ -83,6 +84,67 @@ pub struct AgentFile {
     pub connect_ports: Option<Vec<u16>>,
     /// The agent may use the daemon's control socket (default false: refused).
     pub allow_control_socket: Option<bool>,
+    /// Its cgroup's limits (see [`LimitsFile`]); each one missing is `[limits]`'s.
+    pub memory_max: Option<SizeText>,
+    pub cpu_weight: Option<u32>,
+    pub cpu_max: Option<String>,
+    pub tasks_max: Option<u64>,
+}
+
+/// A memory size as written: bytes, or text with a unit (`"512M"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum SizeText {
+    Bytes(u64),
+    Text(String),
+}
+
+/// What a task's agent may use, as written in `[limits]` (every profile's default) or in a
+/// profile: `memory_max = "4G"`, `cpu_weight = 100` (1 to 10000), `cpu_max = "150%"` (of one
+/// CPU), `tasks_max = 512` (processes and threads).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub memory_max: Option<SizeText>,
+    pub cpu_weight: Option<u32>,
+    pub cpu_max: Option<String>,
+    pub tasks_max: Option<u64>,
+}
+
+impl LimitsFile {
+    /// The limits, or what is wrong with one of them, naming its key.
+    pub fn parse(&self) -> Result<Limits, String> {
+        let memory_max = match &self.memory_max {
+            None => None,
+            Some(SizeText::Bytes(b)) => Some(cgroups::parse_size(&b.to_string())),
+            Some(SizeText::Text(t)) => Some(cgroups::parse_size(t)),
+        }
+        .transpose()
+        .map_err(|e| format!("`memory_max`: {e}"))?;
+        let cpu_max_percent = self
+            .cpu_max
+            .as_deref()
+            .map(cgroups::parse_cpu_max)
+            .transpose()
+            .map_err(|e| format!("`cpu_max`: {e}"))?;
+        if let Some(w) = self.cpu_weight.filter(|w| !(1..=10_000).contains(w)) {
+            return Err(format!(
+                "`cpu_weight` is {w}: write 1 to 10000 (100 is the default share)"
+            ));
+        }
+        if self.tasks_max == Some(0) {
+            return Err(
+                "`tasks_max` is 0, which would let the agent start nothing: write at least 1"
+                    .into(),
+            );
+        }
+        Ok(Limits {
+            memory_max,
+            cpu_weight: self.cpu_weight,
+            cpu_max_percent,
+            tasks_max: self.tasks_max,
+        })
+    }
 }
 
 impl AgentFile {
@@ -118,6 +180,8 @@ pub struct Profile {
     pub file: AgentFile,
     /// What its cage may reach, beyond the task's own.
     pub cage: CageSettings,
+    /// Its cgroup's limits as the profile sets them (each one it leaves out is `[limits]`'s).
+    pub limits: Limits,
     /// Problems that do not depend on the machine (PATH is looked at by [`check`]).
     pub problems: Vec<ProfileProblem>,
 }
@@ -302,6 +366,20 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
             error: "`connect_ports` holds 0, which is no port: list ports of 1 to 65535".into(),
         });
     }
+    let limits = LimitsFile {
+        memory_max: file.memory_max.clone(),
+        cpu_weight: file.cpu_weight,
+        cpu_max: file.cpu_max.clone(),
+        tasks_max: file.tasks_max,
+    }
+    .parse()
+    .unwrap_or_else(|error| {
+        problems.push(ProfileProblem::Unreadable {
+            profile: name.to_string(),
+            error,
+        });
+        Limits::default()
+    });
     let cage = CageSettings {
         sandbox: file.sandbox,
         read_write: file.read_write.clone(),
@@ -322,6 +400,7 @@ pub fn from_file(name: &str, file: AgentFile, mut problems: Vec<ProfileProblem>)
         stall_after_s: file.stall_after,
         file,
         cage,
+        limits,
         problems,
     }
 }

@@ -217,6 +217,8 @@ pub struct Plan {
     pub cage: Option<Cage>,
     pub env: Vec<(String, String)>,
     pub summary: String,
+    /// Its first clause: confined by what (and what is not enforced), or why not confined.
+    pub headline: String,
     /// The daemon refuses this task's processes on its socket.
     pub guard_socket: bool,
 }
@@ -318,6 +320,7 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
     let unconfined = |summary: String| Plan {
         cage: None,
         env: Vec::new(),
+        headline: summary.clone(),
         summary,
         guard_socket: !s.allow_control_socket && mode != SandboxMode::Off,
     };
@@ -436,9 +439,11 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
     if !missing.is_empty() {
         let _ = write!(summary, "; NOT enforced here: {}", missing.join(", "));
     }
+    summary.push(')');
+    let headline = summary.clone();
     let _ = write!(
         summary,
-        "); read-write: {}; read-only: {}; tcp: {}; {socket_note}",
+        "; read-write: {}; read-only: {}; tcp: {}; {socket_note}",
         list(&cage.read_write),
         list(&cage.read_only),
         match &cage.connect_ports {
@@ -459,6 +464,7 @@ pub fn plan(inputs: &CageInputs<'_>) -> Result<Plan, CageError> {
         cage: Some(cage),
         env,
         summary,
+        headline,
         guard_socket: !s.allow_control_socket,
     })
 }

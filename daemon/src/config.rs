@@ -17,7 +17,12 @@ use aifactory_common::paths;
 use aifactory_common::protocol::RunMode;
 use serde::{Deserialize, Serialize};
 
-use crate::agents::{self, Profile};
+use crate::agents::{self, LimitsFile, Profile, SizeText};
+use crate::cgroups::Limits;
+
+/// Processes (and threads) a task's agent may have unless `[limits]` or its profile says
+/// otherwise: far beyond a build's needs, short of a fork bomb's.
+pub const DEFAULT_TASKS_MAX: u64 = 4096;
 
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// Far beyond the file descriptors any one process gets.
@@ -75,6 +80,8 @@ pub struct ConfigFile {
     /// For end-to-end fixtures only: a shell command that replaces every profile's command
     /// (`AIFACTORY_TEST_AGENT_CMD` wins).
     pub test_agent_cmd: Option<String>,
+    /// Every task's cgroup limits, unless its profile sets its own (`[limits]`).
+    pub limits: Option<LimitsFile>,
     /// `[agents.NAME]` profiles; read one by one so a bad one cannot stop the daemon.
     pub agents: Option<BTreeMap<String, toml::Value>>,
 }
@@ -116,6 +123,8 @@ pub struct Config {
     pub stall_after: Duration,
     pub waiting_input_patterns: Vec<String>,
     pub test_agent_cmd: Option<String>,
+    /// Every task's limits unless its profile sets its own.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +307,15 @@ impl Config {
                 .map(|(name, file)| agents::from_file(&name, file, Vec::new()))
                 .collect(),
         };
+        let limits = file
+            .limits
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| value_err("limits", e))?;
+        let limits = Limits {
+            tasks_max: limits.tasks_max.or(Some(DEFAULT_TASKS_MAX)),
+            ..limits
+        };
         if let Some(message) = default_agent_missing(&agents, &default_agent, default_agent_set) {
             return Err(value_err("default_agent", message));
         }
@@ -319,6 +337,7 @@ impl Config {
             stall_after: Duration::from_secs(stall_after),
             waiting_input_patterns,
             test_agent_cmd,
+            limits,
         })
     }
 
@@ -343,6 +362,12 @@ impl Config {
             stall_after: Some(self.stall_after.as_secs()),
             waiting_input_patterns: Some(self.waiting_input_patterns.clone()),
             test_agent_cmd: self.test_agent_cmd.clone(),
+            limits: Some(LimitsFile {
+                memory_max: self.limits.memory_max.map(SizeText::Bytes),
+                cpu_weight: self.limits.cpu_weight,
+                cpu_max: self.limits.cpu_max_percent.map(|p| format!("{p}%")),
+                tasks_max: self.limits.tasks_max,
+            }),
             agents: Some(
                 self.agents
                     .iter()

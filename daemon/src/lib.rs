@@ -27,6 +27,7 @@ mod admission;
 mod agents;
 mod ansi;
 mod cage;
+mod cgroups;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -165,6 +166,7 @@ pub async fn run(
         hooks
             .landlock_abi
             .map_or_else(cage::Support::probe, cage::Support::simulated),
+        cgroups::Cgroups::probe(),
     ));
     let policy = peer::PeerPolicy::new(&config.socket_group);
     let listener = listener::open(&config, &policy).await?;

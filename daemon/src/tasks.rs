@@ -9,7 +9,7 @@ use aifactory_common::echo::echo;
 use std::path::{Path, PathBuf};
 
 use aifactory_common::protocol::{
-    EventKind, Failure, Progress, StallEvidence, TaskInfo, TaskPhase, Usage,
+    EventKind, Failure, Progress, ResourceUsage, StallEvidence, TaskInfo, TaskPhase, Usage,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -22,7 +22,7 @@ pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.age
      t.branch, t.notes, t.stall, t.waiting_input, t.last_output_at, t.last_progress_at, \
      t.last_error, t.created_at, t.updated_at, t.agent_session_id, t.input_tokens, \
      t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd, t.turns, t.last_tool, \
-     t.failure";
+     t.failure, t.resources, t.confinement";
 const FROM: &str = "tasks t JOIN projects p ON p.id = t.project_id";
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 const MAX_TITLE_LEN: usize = 200;
@@ -123,6 +123,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
     let notes: String = row.get(14)?;
     let stall: Option<String> = row.get(15)?;
     let failure: Option<String> = row.get(30)?;
+    let resources: Option<String> = row.get(31)?;
     let spec_dir = spec_dir(&worktree, &spec_id);
     Ok(TaskInfo {
         id: row.get(0)?,
@@ -152,6 +153,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
         turns: row.get(28)?,
         last_tool: row.get(29)?,
         failure: failure.and_then(|f| serde_json::from_str(&f).ok()),
+        resources: resources.and_then(|r| serde_json::from_str(&r).ok()),
+        confinement: row.get(32)?,
         progress_file: spec_dir.join(PROGRESS_FILE),
         spec_dir,
         worktree,
@@ -325,6 +328,7 @@ pub fn begin_run(tx: &Transaction, id: &str, session_id: &str) -> rusqlite::Resu
     tx.execute(
         &format!(
             "UPDATE tasks SET session_id = ?2, attempts = 1, last_error = NULL, failure = NULL,
+                 resources = NULL,
                  waiting_input = NULL, progress_percent = NULL,
                  subtasks_done = NULL, subtasks_total = NULL,
                  last_output_at = NULL, last_progress_at = NULL,
@@ -345,6 +349,32 @@ pub fn set_failure(tx: &Transaction, id: &str, failure: Option<&Failure>) -> rus
     tx.execute(
         &format!("UPDATE tasks SET failure = ?2, updated_at = {NOW} WHERE id = ?1"),
         params![id, json],
+    )?;
+    Ok(())
+}
+
+/// What the latest attempt used, as it ended (`None`: it had no cgroup).
+pub fn set_resources(
+    tx: &Transaction,
+    id: &str,
+    resources: Option<&ResourceUsage>,
+) -> rusqlite::Result<()> {
+    let json = resources
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        &format!("UPDATE tasks SET resources = ?2, updated_at = {NOW} WHERE id = ?1"),
+        params![id, json],
+    )?;
+    Ok(())
+}
+
+/// How the latest attempt was confined, in words (its cage and its limits).
+pub fn set_confinement(tx: &Transaction, id: &str, confinement: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!("UPDATE tasks SET confinement = ?2, updated_at = {NOW} WHERE id = ?1"),
+        params![id, confinement],
     )?;
     Ok(())
 }

@@ -15,8 +15,20 @@
 //! read-only; the units the host enabled are hidden (an empty `/etc/systemd/system`), and the
 //! units that would reach the kernel or the console (modules, sysctl, binfmt, gettys) are
 //! masked. D-Bus and logind run (user managers need them); with a private `/dev` logind finds
-//! no seat or VT to manage. The namespace gets a cgroup of its own below the caller's, removed at the end.
-//! [`Systemd::shutdown`] checks that nothing of the package reached the host.
+//! no seat or VT to manage. [`Systemd::shutdown`] checks that nothing of the package reached
+//! the host.
+//!
+//! Cgroups: the namespace gets a cgroup of its own below the caller's in each hierarchy it
+//! sees (`aifactory-e2e-PID-N`, the root of its cgroup namespace there), removed at the end.
+//! Where the host's cgroup2 has the controllers (a pure v2 host), `/sys/fs/cgroup` is a bare
+//! cgroup2 mount and systemd runs unified (as it also does where no v1 hierarchy can take
+//! over). Where it has no memory controller but v1 hierarchies hold memory, pids and
+//! `name=systemd` (a hybrid host), `/sys/fs/cgroup` is laid out as systemd lays out a hybrid
+//! host: a read-only tmpfs with the host's v1 hierarchies of the controllers systemd manages
+//! (cpu, cpuacct, blkio, memory, devices, pids, each under the host's name for it, co-mounted
+//! or not), `name=systemd` at `systemd/` and cgroup2 at `unified/`; systemd then runs hybrid
+//! and its limits (`MemoryMax=`, `TasksMax=`) hold, which a bare cgroup2 without controllers
+//! could not enforce.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,10 +36,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Runs inside the new namespaces as `sh -c BOOT boot SCRATCH`; ends by exec'ing systemd.
+/// Runs inside the new namespaces as `sh -c BOOT boot SCRATCH [NAME:OPTIONS...]`, one
+/// `NAME:OPTIONS` per cgroup v1 hierarchy in hybrid mode (none: unified); ends by exec'ing
+/// systemd.
 const BOOT: &str = r#"
 set -eu
 scratch=$1
+shift
 mount -t tmpfs -o mode=0755 aifactory-e2e "$scratch"
 for d in usr var home srv root opt; do
     mkdir -p "$scratch/upper/$d" "$scratch/work/$d"
@@ -70,7 +85,27 @@ mount -o remount,bind,ro /proc/sys
 mount --rbind /sys /sys
 mount -o remount,bind,ro /sys
 umount -R /sys/fs/cgroup 2>/dev/null || true
-mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+if [ $# -eq 0 ]; then
+    mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+else
+    # Hybrid, as systemd lays it out on such a host: the v1 hierarchies (NAME:OPTIONS) in a
+    # tmpfs, cgroup2 at unified/. The tmpfs ends read-only, so systemd mounts no other
+    # hierarchy (one whose cgroup namespace root would be the host's root cgroup).
+    mount -t tmpfs -o mode=0755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
+    for hierarchy; do
+        name=${hierarchy%%:*}
+        mkdir "/sys/fs/cgroup/$name"
+        mount -t cgroup -o "nosuid,nodev,noexec,${hierarchy#*:}" cgroup "/sys/fs/cgroup/$name"
+        case $name in *,*)
+            IFS=,
+            for controller in $name; do ln -s "$name" "/sys/fs/cgroup/$controller"; done
+            unset IFS
+        esac
+    done
+    mkdir /sys/fs/cgroup/unified
+    mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup/unified
+    mount -o remount,ro /sys/fs/cgroup
+fi
 
 mkdir -p /run/systemd/system
 for unit in systemd-modules-load.service systemd-sysctl.service systemd-binfmt.service \
@@ -110,7 +145,7 @@ pub fn unavailable() -> Option<String> {
     if !Path::new("/lib/systemd/systemd").exists() {
         return Some("/lib/systemd/systemd is missing: install the systemd package".into());
     }
-    if let Err(e) = cgroup2_parent() {
+    if let Err(e) = cgroup_layout() {
         return Some(e);
     }
     let probe = Command::new("unshare")
@@ -127,25 +162,113 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
-/// The cgroup v2 directory this process is in, on the host's cgroup2 mount.
-fn cgroup2_parent() -> Result<PathBuf, String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    let mount = mountinfo
+/// The v1 controllers systemd 252 manages in hybrid mode; with its own `name=systemd`
+/// hierarchy, the v1 hierarchies a hybrid namespace gets.
+const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "blkio", "memory", "devices", "pids"];
+
+/// How the namespace's systemd gets its cgroups.
+struct CgroupLayout {
+    /// This process's cgroup on the host's cgroup2 mount.
+    v2: PathBuf,
+    /// Empty on a host whose cgroup2 has the controllers: systemd runs unified. Else the v1
+    /// hierarchies, and systemd runs hybrid, as on the host.
+    v1: Vec<V1Hierarchy>,
+}
+
+/// A cgroup v1 hierarchy of the host, mounted again in a hybrid namespace.
+struct V1Hierarchy {
+    /// Its directory in /sys/fs/cgroup, the host's name for it: `memory`, `cpu,cpuacct`.
+    name: String,
+    /// Its mount options: `memory`, `cpu,cpuacct`, `none,name=systemd`.
+    options: String,
+    /// This process's cgroup in it, on the host.
+    own: PathBuf,
+}
+
+/// The cgroups this process is in and the host's mounts of them; fails if there is no cgroup2.
+fn cgroup_layout() -> Result<CgroupLayout, String> {
+    let read =
+        |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+    let (mountinfo, own) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
+    // Mount point, file system type and super options of each mount.
+    let mounts: Vec<(&str, &str, &str)> = mountinfo
         .lines()
-        .find_map(|line| {
+        .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+            let mut right = right.split_whitespace();
+            let fstype = right.next()?;
+            let options = right.nth(1)?;
+            Some((left.split_whitespace().nth(4)?, fstype, options))
         })
+        .collect();
+    let v2_mount = mounts
+        .iter()
+        .find(|(_, fstype, _)| *fstype == "cgroup2")
+        .map(|(point, _, _)| PathBuf::from(point))
         .ok_or("no cgroup2 file system is mounted: systemd needs the unified cgroup hierarchy")?;
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    let path = own
+    let own_path = |hierarchy: &str| {
+        own.lines().find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            (controllers == hierarchy).then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    let v2 = v2_mount
+        .join(own_path("").ok_or("this process has no cgroup v2 path in /proc/self/cgroup")?);
+    let v2_controllers = std::fs::read_to_string(v2_mount.join("cgroup.controllers"))
+        .map_err(|e| format!("cannot read {}/cgroup.controllers: {e}", v2_mount.display()))?;
+    if v2_controllers.split_whitespace().any(|c| c == "memory") {
+        return Ok(CgroupLayout { v2, v1: vec![] });
+    }
+    // The kernel's controller names, to tell them from the other mount options (rw, xattr).
+    let kernel: Vec<String> = read("/proc/cgroups")?
         .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or("this process has no cgroup v2 path in /proc/self/cgroup")?;
-    Ok(mount.join(path.trim_start_matches('/')))
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let mut v1: Vec<V1Hierarchy> = vec![];
+    for (point, fstype, options) in mounts {
+        if fstype != "cgroup" {
+            continue;
+        }
+        let controllers: Vec<&str> = options
+            .split(',')
+            .filter(|o| o.starts_with("name=") || kernel.iter().any(|k| k == o))
+            .collect();
+        let wanted = controllers
+            .iter()
+            .any(|c| *c == "name=systemd" || V1_CONTROLLERS.contains(c));
+        // /proc/self/cgroup names a hierarchy by its controllers, in the kernel's order, which
+        // the mount options share.
+        let hierarchy = controllers.join(",");
+        let (Some(name), Some(path)) = (Path::new(point).file_name(), own_path(&hierarchy)) else {
+            continue;
+        };
+        let seen = v1
+            .iter()
+            .any(|h| h.options.trim_start_matches("none,") == hierarchy);
+        if !wanted || seen {
+            continue;
+        }
+        v1.push(V1Hierarchy {
+            name: name.to_string_lossy().into_owned(),
+            options: if controllers.iter().all(|c| c.starts_with("name=")) {
+                format!("none,{hierarchy}")
+            } else {
+                hierarchy
+            },
+            own: Path::new(point).join(path),
+        });
+    }
+    let has = |options: &str| {
+        v1.iter()
+            .any(|h| h.options.split(',').any(|o| o == options))
+    };
+    if !(has("memory") && has("pids") && has("name=systemd")) {
+        // Neither layout limits anything; unified is what the harness always did.
+        v1.clear();
+    }
+    Ok(CgroupLayout { v2, v1 })
 }
 
 /// One booted systemd; killed with everything in it when dropped.
@@ -153,7 +276,10 @@ pub struct Systemd {
     unshare: Child,
     /// systemd's pid on the host.
     pub pid: i32,
-    cgroup: PathBuf,
+    /// Whether systemd runs with v1 controllers (hybrid) rather than unified.
+    pub hybrid: bool,
+    /// The namespace's cgroup in each hierarchy, on the host.
+    cgroups: Vec<PathBuf>,
     dir: tempfile::TempDir,
     /// The host marks that were there before the boot (not ours to check).
     host_marks: Vec<bool>,
@@ -179,37 +305,58 @@ impl Systemd {
             .expect("create a temporary directory");
         let scratch = dir.path().join("ns");
         std::fs::create_dir(&scratch).expect("create the namespace's scratch directory");
-        let parent = cgroup2_parent().unwrap_or_else(|e| panic!("{e}"));
-        let cgroup = parent.join(format!("aifactory-e2e-{}-{n}", std::process::id()));
-        std::fs::create_dir(&cgroup)
-            .unwrap_or_else(|e| panic!("cannot create the cgroup {}: {e}", cgroup.display()));
+        // Everything that may fail the test comes before the cgroups, which are ours to remove.
         let console = std::fs::File::create(dir.path().join("console.log")).expect("console log");
+        let console_out = console.try_clone().expect("dup console");
         let host_marks = host_marks();
-        // The wrapper moves itself into the new cgroup, then becomes unshare, whose child
+        let layout = cgroup_layout().unwrap_or_else(|e| panic!("{e}"));
+        // The namespace's cgroup in each hierarchy it sees: a cgroup namespace's root is, in
+        // each hierarchy, the cgroup of the process that made it.
+        let name = format!("aifactory-e2e-{}-{n}", std::process::id());
+        let mut cgroups = vec![];
+        for parent in std::iter::once(&layout.v2).chain(layout.v1.iter().map(|h| &h.own)) {
+            let cgroup = parent.join(&name);
+            if let Err(e) = std::fs::create_dir(&cgroup) {
+                cgroups.iter().for_each(|c: &PathBuf| remove_cgroup(c));
+                panic!("cannot create the cgroup {}: {e}", cgroup.display());
+            }
+            cgroups.push(cgroup);
+        }
+        let v1: Vec<String> = layout
+            .v1
+            .iter()
+            .map(|h| format!("{}:{}", h.name, h.options))
+            .collect();
+        // The wrapper moves itself into the new cgroups, then becomes unshare, whose child
         // (systemd) starts a cgroup namespace rooted there.
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(
-                r#"echo $$ > "$1/cgroup.procs" && exec unshare --pid --fork --mount --propagation private --mount-proc --uts --ipc --net --cgroup /bin/sh -c "$2" boot "$3""#,
+                r#"boot=$1 scratch=$2 v1=$3
+shift 3
+for cgroup; do echo $$ > "$cgroup/cgroup.procs" || exit 1; done
+exec unshare --pid --fork --mount --propagation private --mount-proc --uts --ipc --net --cgroup /bin/sh -c "$boot" boot "$scratch" $v1"#,
             )
             .arg("wrapper")
-            .arg(&cgroup)
             .arg(BOOT)
             .arg(&scratch)
+            .arg(v1.join(" "))
+            .args(&cgroups)
             .env_clear()
             .env("PATH", PATH)
             .stdin(Stdio::null())
-            .stdout(console.try_clone().expect("dup console"))
+            .stdout(console_out)
             .stderr(console)
             .process_group(0);
         let unshare = cmd.spawn().unwrap_or_else(|e| {
-            remove_cgroup(&cgroup);
+            cgroups.iter().for_each(|c| remove_cgroup(c));
             panic!("cannot run sh and unshare: {e}")
         });
         let mut systemd = Systemd {
             pid: 0,
             unshare,
-            cgroup,
+            hybrid: !layout.v1.is_empty(),
+            cgroups,
             dir,
             host_marks,
             done: false,
@@ -353,7 +500,7 @@ impl Systemd {
         }
     }
 
-    /// Stops systemd (`systemctl exit`), removes the namespace's cgroup, and checks that the
+    /// Stops systemd (`systemctl exit`), removes the namespace's cgroups, and checks that the
     /// host's user and package databases are as they were.
     pub fn shutdown(mut self) {
         let _ = self.sh("systemctl exit");
@@ -398,7 +545,9 @@ impl Systemd {
             );
             let _ = self.unshare.wait();
         }
-        remove_cgroup(&self.cgroup);
+        for cgroup in &self.cgroups {
+            remove_cgroup(cgroup);
+        }
     }
 }
 

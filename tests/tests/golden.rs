@@ -254,6 +254,21 @@ fn status() -> StatusInfo {
         sessions_output_blocked: 1,
         landlock_abi: 7,
         sandbox: "Landlock ABI 7: everything the cage uses".into(),
+        limits_available: true,
+        limits: "each task in its own cgroup (v2) below /sys/fs/cgroup/system.slice/aifactoryd.service: memory_max, cpu_weight, cpu_max and tasks_max are enforced".into(),
+    }
+}
+
+fn resources() -> ResourceUsage {
+    ResourceUsage {
+        cpu_usec: 1_250_000,
+        memory_bytes: 48 << 20,
+        memory_peak_bytes: Some(300 << 20),
+        processes: 12,
+        io_write_bytes: Some(3 << 20),
+        oom_kills: 1,
+        memory_max: Some(512 << 20),
+        tasks_max: Some(4096),
     }
 }
 
@@ -549,6 +564,8 @@ fn task(phase: TaskPhase) -> TaskInfo {
         turns: Some(4),
         last_tool: Some("Bash".into()),
         failure: (phase == TaskPhase::Failed).then(|| failure(FailureKind::Auth)),
+        resources: Some(resources()),
+        confinement: Some("confined by Landlock ABI 7 (sandbox = required); limits: memory_max = 4G, tasks_max = 4096".into()),
     }
 }
 
@@ -747,6 +764,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 exit: Some(exit_info()),
                 restart_in_ms: Some(2000),
                 failure: Some(failure(FailureKind::Overloaded)),
+                resources: Some(Box::new(resources())),
             })),
         ),
         (
@@ -790,6 +808,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
             FailureKind::Config => "stream-task-exited-config",
             FailureKind::Crashed => "stream-task-exited-crashed",
             FailureKind::Killed => "stream-task-exited-killed",
+            FailureKind::Oom => "stream-task-exited-oom",
         };
         frames.push((
             name,
@@ -799,6 +818,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 exit: Some(exit_info()),
                 restart_in_ms: None,
                 failure: Some(failure(kind)),
+                resources: None,
             })),
         ));
     }

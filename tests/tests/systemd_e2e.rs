@@ -13,8 +13,14 @@
 //! - `project_owner_reads_the_agents_worktree`: a project shared with the service, owned by
 //!   another user: that user reads the task's worktree, the agent's files and its branch.
 //! - `package_install_upgrade_remove_purge`: the package's life and what each step leaves.
+//! - `task_limits_under_the_packaged_unit`: each task's agent in its own cgroup below the unit's
+//!   (`systemd-cgls`), a memory hog killed at `memory_max` and reported as `oom` beside a
+//!   running neighbour, a fork bomb held at `tasks_max` while `status` answers at once, nothing
+//!   left after a stop, the accounting on `tasks show`.
 //! - `units_verify_clean_and_exposure_stays_low`: `systemd-analyze verify` and `security`.
 //! - `package_passes_lintian`.
+//! - `cgroup_limits_hold`: `MemoryMax=` and `TasksMax=` bind in the namespace, which on a
+//!   hybrid host (v1 controllers) runs systemd hybrid too.
 //!
 //! Without root, unshare, systemd, cargo-deb or lintian each test says it skipped and
 //! why; under `AIFACTORY_REQUIRE_ALL=1` it fails instead.
@@ -453,6 +459,13 @@ fn user_units_under_systemctl_user() {
     );
     let status_text = alice("systemctl --user show -P StatusText aifactoryd.service");
     assert!(status_text.starts_with("serving "), "{status_text:?}");
+    // On a hybrid host the user manager can give its unit no v1 controller: the user daemon
+    // says its tasks get no limits, and why.
+    if sd.hybrid {
+        assert_eq!(status["limits_available"], false, "{status:#}");
+        let why = status["limits"].as_str().unwrap_or_default();
+        assert!(why.contains("is not writable by its user"), "{why}");
+    }
     // A restart keeps a session, as in the system unit.
     let session = json(&alice(
         "aifactoryctl --json sessions new --cwd /home/alice -- sleep 1000",
@@ -776,6 +789,139 @@ fn package_install_upgrade_remove_purge() {
     eprintln!("{test}: passed in {took:?} after the boot");
 }
 
+/// Agents for `task_limits_under_the_packaged_unit`: one that sleeps, one that allocates 300 MB,
+/// one that forks without end.
+const LIMITS_CONFIG: &str = r#"default_agent = "idle"
+[agents.idle]
+kind = "custom"
+command = ["sh", "-c", "exec sleep 7781"]
+[agents.hog]
+kind = "custom"
+command = ["python3", "-c", "import time; b = bytearray(300 << 20); time.sleep(30)"]
+memory_max = "64M"
+[agents.bomb]
+kind = "custom"
+command = ["python3", "-c", "import os, time  # bomb7782\nwhile True:\n    try:\n        if os.fork() == 0:\n            time.sleep(1000)\n            os._exit(0)\n    except OSError:\n        time.sleep(0.001)\n"]
+tasks_max = 40
+"#;
+
+/// Python processes in the namespace whose command line has `marker` (not the pane monitor
+/// whose arguments carry it).
+fn count_processes(sd: &Systemd, marker: &str) -> usize {
+    sd.ok(&format!("pgrep -fc '^python3 .*{marker}' || true"))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn task_limits_under_the_packaged_unit() {
+    let test = "task_limits_under_the_packaged_unit";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    sd.ok(&format!(
+        "cat > /etc/aifactory/aifactoryd.toml <<'EOF'\n{LIMITS_CONFIG}EOF"
+    ));
+    sd.ok("install -d -o aifactory -g aifactory /srv/projects/demo");
+    sd.ok(
+        "cd /srv/projects/demo && runuser -u aifactory -- sh -c 'git init -q -b main && git -c user.name=a -c user.email=a@example.org commit -q --allow-empty -m init'",
+    );
+    sd.ok(
+        "mkdir -p /etc/systemd/system/aifactoryd.service.d && printf '[Service]\\nReadWritePaths=-/srv/projects\\n' > /etc/systemd/system/aifactoryd.service.d/projects.conf && systemctl daemon-reload && systemctl restart aifactoryd",
+    );
+    let st = status(&sd);
+    assert_eq!(st["limits_available"], true, "{st:#}");
+    sd.ok("aifactoryctl projects add /srv/projects/demo");
+    let create = |spec: &str, agent: &str| {
+        let task = json(&sd.ok(&format!(
+            "aifactoryctl tasks create --project demo --spec {spec} --agent {agent} --json"
+        )));
+        task["id"].as_str().expect("task id").to_string()
+    };
+    let show = |id: &str| json(&sd.ok(&format!("aifactoryctl tasks show {id} --json")));
+    let neighbour = create("001-idle", "idle");
+    let hog = create("002-hog", "hog");
+    let bomb = create("003-bomb", "bomb");
+
+    // Each task's agent in a cgroup named after it, below the unit's, as systemd-cgls shows.
+    sd.ok(&format!("aifactoryctl tasks start {neighbour}"));
+    sd.wait_for("the neighbour runs", Duration::from_secs(30), || {
+        show(&neighbour)["resources"]["processes"].as_u64() >= Some(1)
+    });
+    let cgls = sd.ok("systemd-cgls --no-pager -u aifactoryd.service");
+    eprintln!("{test}: systemd-cgls -u aifactoryd.service:\n{cgls}");
+    assert!(cgls.contains(&format!("task-{neighbour}")), "{cgls}");
+    assert!(cgls.contains("sleep 7781"), "{cgls}");
+
+    // The hog is killed at memory_max, reported as oom with its peak; the neighbour runs on.
+    sd.ok(&format!("aifactoryctl tasks start {hog}"));
+    sd.wait_for("the hog fails", Duration::from_secs(60), || {
+        show(&hog)["phase"] == "failed"
+    });
+    let failed = show(&hog);
+    assert_eq!(failed["failure"]["kind"], "oom", "{failed:#}");
+    let peak = failed["resources"]["memory_peak_bytes"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!((48 << 20..=64 << 20).contains(&peak), "{failed:#}");
+    assert_eq!(show(&neighbour)["phase"], "planning");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "active");
+
+    // The fork bomb stops at tasks_max, and the daemon answers status at once meanwhile.
+    sd.ok(&format!("aifactoryctl tasks start {bomb}"));
+    sd.wait_for("the bomb is at tasks_max", Duration::from_secs(60), || {
+        show(&bomb)["resources"]["processes"].as_u64() == Some(40)
+    });
+    // Timed inside the namespace: one `aifactoryctl status` each, its own start included.
+    let mut took: Vec<u64> = sd
+        .ok("for i in 1 2 3 4 5; do s=$(date +%s%N); aifactoryctl status --json >/dev/null; echo $(( ($(date +%s%N) - s) / 1000000 )); done")
+        .lines()
+        .map(|l| l.trim().parse().expect("milliseconds"))
+        .collect();
+    took.sort();
+    assert!(
+        took[2] < 100,
+        "status took {took:?} ms during the fork bomb"
+    );
+    assert!(count_processes(&sd, "bomb7782") <= 40);
+
+    // Stop leaves no process of the task's cgroup, and the cgroup goes.
+    let stopped = json(&sd.ok(&format!("aifactoryctl tasks stop {bomb} --grace 1 --json")));
+    assert_eq!(stopped["survivors"], serde_json::json!([]), "{stopped:#}");
+    assert_eq!(count_processes(&sd, "bomb7782"), 0);
+    let cgls = sd.ok("systemd-cgls --no-pager -u aifactoryd.service");
+    assert!(!cgls.contains(&format!("task-{bomb}")), "{cgls}");
+
+    // Accounting stays on the task after its end.
+    let ended = show(&bomb);
+    assert!(
+        ended["resources"]["cpu_usec"].as_u64() > Some(0),
+        "{ended:#}"
+    );
+
+    // A restart keeps the neighbour running in its cgroup, and the next daemon reads it on.
+    let session_of = |id: &str| show(id)["session_id"].as_str().map(str::to_string);
+    let before = session(&sd, &session_of(&neighbour).expect("a session"))["pid"].clone();
+    sd.ok("systemctl restart aifactoryd");
+    assert_eq!(active_state(&sd, "aifactoryd.service"), "active");
+    let after = show(&neighbour);
+    assert_eq!(after["phase"], "planning", "{after:#}");
+    assert_eq!(
+        session(&sd, &session_of(&neighbour).expect("a session"))["pid"],
+        before
+    );
+    assert!(
+        after["resources"]["processes"].as_u64() >= Some(1),
+        "{after:#}"
+    );
+    // Its limit, read back from its cgroup by the new daemon (the default tasks_max here).
+    assert_eq!(after["resources"]["tasks_max"], 4096, "{after:#}");
+    let cgls = sd.ok("systemd-cgls --no-pager -u aifactoryd.service");
+    assert!(cgls.contains(&format!("task-{neighbour}")), "{cgls}");
+    sd.ok(&format!("aifactoryctl tasks stop {neighbour} --grace 1"));
+    sd.shutdown();
+}
+
 #[test]
 fn units_verify_clean_and_exposure_stays_low() {
     let test = "units_verify_clean_and_exposure_stays_low";
@@ -847,4 +993,106 @@ fn package_passes_lintian() {
         "lintian failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Allocates (and touches) 300 MB, then says so.
+const MEMORY_HOG: &str = "python3 -c \"b = b'x' * (300 << 20); print('allocated')\"";
+/// Forks up to 30 children that sleep; prints how many forks succeeded.
+const FORKER: &str = "python3 -c '
+import os, time
+forked = 0
+for _ in range(30):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(1000)
+        os._exit(0)
+    forked += 1
+print(forked)
+'";
+
+/// The resource limits systemd sets hold in the namespace: with the harness's cgroup layout
+/// (hybrid on a host whose controllers are v1, see `aifactory_tests::systemd`) a service over
+/// `MemoryMax=` is killed and one at `TasksMax=` cannot fork.
+#[test]
+fn cgroup_limits_hold() {
+    let test = "cgroup_limits_hold";
+    if let Some(reason) = systemd::unavailable() {
+        skip(test, &reason);
+        return;
+    }
+    if aifactory_tests::bench::find_in_path("python3").is_none() {
+        skip(
+            test,
+            "python3 is not installed (the memory hog and the forker)",
+        );
+        return;
+    }
+    let sd = Systemd::boot();
+    let layout = sd.ok(
+        "stat -f -c '%n %T' /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/memory 2>&1 || true",
+    );
+    eprintln!(
+        "{test}: systemd runs {}:\n{layout}",
+        if sd.hybrid { "hybrid" } else { "unified" }
+    );
+    if sd.hybrid {
+        assert!(
+            layout.contains("/sys/fs/cgroup tmpfs")
+                && layout.contains("/sys/fs/cgroup/unified cgroup2")
+                && layout.contains("/sys/fs/cgroup/memory cgroupfs"),
+            "not the hybrid layout:\n{layout}"
+        );
+    }
+    // `--pipe`: the unit's output comes back here, and the pipe closes when the unit stops
+    // (systemd kills what is left in its cgroup).
+    let run = |unit: &str, properties: &str, command: &str| {
+        sd.sh(&format!(
+            "systemd-run --quiet --wait --pipe --unit {unit} {properties} {command}"
+        ))
+    };
+
+    // Without a limit the hog gets its memory: what the limit then stops is the limit's doing.
+    let free = run("free-hog", "", MEMORY_HOG);
+    assert!(
+        free.status.success() && String::from_utf8_lossy(&free.stdout).contains("allocated"),
+        "the hog without a limit: {free:?}"
+    );
+    let hog = run("hog", "-p MemoryMax=64M", MEMORY_HOG);
+    let result =
+        sd.ok("systemctl show -P Result hog.service; systemctl show -P ExecMainStatus hog.service");
+    eprintln!(
+        "{test}: MemoryMax=64M: exit {:?}, Result and ExecMainStatus {result:?}",
+        hog.status.code()
+    );
+    assert!(
+        !hog.status.success() && !String::from_utf8_lossy(&hog.stdout).contains("allocated"),
+        "300 MB went through MemoryMax=64M: {hog:?}"
+    );
+    // The kernel's OOM killer sends SIGKILL; unified, systemd also reads the OOM event.
+    let mut result = result.lines();
+    let (unit_result, signal) = (result.next(), result.next());
+    assert!(
+        matches!(unit_result, Some("oom-kill" | "signal")) && signal == Some("9"),
+        "the hog was not OOM-killed: Result {unit_result:?}, ExecMainStatus {signal:?}"
+    );
+
+    let forked = |unit: &str, properties: &str| -> u32 {
+        let out = run(unit, properties, FORKER);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "the forker ({properties:?}): {out:?}");
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("the forker printed {text:?}: {e}"))
+    };
+    assert_eq!(forked("free-forker", ""), 30, "forks without a limit");
+    // TasksMax= counts the forker itself.
+    assert_eq!(
+        forked("forker", "-p TasksMax=10"),
+        9,
+        "forks under TasksMax=10 (the forker is the tenth task)"
+    );
+    sd.shutdown();
 }

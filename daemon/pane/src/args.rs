@@ -4,8 +4,9 @@
 //!
 //! `aifactory-pane --dir DIR --session ID [--name NAME] --cwd DIR --cols N --rows N
 //! --log-max BYTES [--cage MODE [--cage-rw PATH]... [--cage-ro PATH]... [--cage-net limited
-//! [--cage-port N]...]] -- PROGRAM [ARGS...]`; the program's environment is the monitor's own,
-//! and with `--cage` it runs confined ([`Cage`]).
+//! [--cage-port N]...]] [--cgroup DIR]... -- PROGRAM [ARGS...]`; the program's environment is
+//! the monitor's own, with `--cage` it runs confined ([`Cage`]), and with `--cgroup` in its
+//! task's cgroup.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ pub struct MonitorArgs {
     pub command: Vec<String>,
     /// The Landlock rules the program runs under; `None`: not confined.
     pub cage: Option<Cage>,
+    /// Cgroup directories the program's process joins before it executes (`--cgroup DIR`,
+    /// one per hierarchy): its task's, where its limits hold.
+    pub cgroups: Vec<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +110,7 @@ impl MonitorArgs {
         let (mut cols, mut rows, mut log_max) = (None, None, None);
         let mut command = None;
         let mut cage_args = Vec::new();
+        let mut cgroups = Vec::new();
         while let Some(arg) = args.next() {
             if let Some(flag) = cage::flag(&arg) {
                 let value = args.next().ok_or(ArgsError::MissingValue(flag))?;
@@ -128,6 +133,11 @@ impl MonitorArgs {
                 Some("--cols") => "--cols",
                 Some("--rows") => "--rows",
                 Some("--log-max") => "--log-max",
+                Some("--cgroup") => {
+                    let dir = args.next().ok_or(ArgsError::MissingValue("--cgroup"))?;
+                    cgroups.push(PathBuf::from(dir));
+                    continue;
+                }
                 _ => return Err(ArgsError::Unknown(arg.to_string_lossy().into_owned())),
             };
             let value = args.next().ok_or(ArgsError::MissingValue(flag))?;
@@ -166,6 +176,7 @@ impl MonitorArgs {
                 true => None,
                 false => Some(Cage::from_args(&cage_args).ok_or(ArgsError::BadCage)?),
             },
+            cgroups,
         };
         if args.command.first().is_none_or(String::is_empty) {
             return Err(ArgsError::NoCommand);
@@ -197,6 +208,9 @@ impl MonitorArgs {
         if let Some(cage) = &self.cage {
             out.extend(cage.to_args());
         }
+        for dir in &self.cgroups {
+            out.extend(["--cgroup".into(), dir.clone().into()]);
+        }
         out.push("--".into());
         out.extend(self.command.iter().map(OsString::from));
         out
@@ -222,6 +236,7 @@ mod tests {
             log_max: 64 << 20,
             command: vec!["sh".into(), "-c".into(), "echo --dir".into()],
             cage: None,
+            cgroups: Vec::new(),
         }
     }
 

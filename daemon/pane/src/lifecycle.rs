@@ -182,7 +182,13 @@ fn start(
         .resize(args.cols, args.rows)
         .map_err(|e| unbind(StartError::io("size the terminal of", &dir)(e)))?;
     let pid = stub
-        .exec(&args.command, &args.cwd, env, args.cage.as_ref())
+        .exec(
+            &args.command,
+            &args.cwd,
+            env,
+            args.cage.as_ref(),
+            &args.cgroups,
+        )
         .map_err(|e| unbind(e.into()))?;
     // From here a failure must take the program down with it: nobody would own it.
     let abort = |e: StartError| {

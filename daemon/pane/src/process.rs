@@ -45,6 +45,14 @@ pub enum ProcessError {
     )]
     Cage { source: std::io::Error },
     #[error(
+        "cannot move the program's process into its task's cgroup {}: {source}: the daemon made that cgroup for it; see `aifactoryctl status` (limits) for where the daemon keeps its tasks' cgroups",
+        dir.display()
+    )]
+    Cgroup {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
         "cannot start {command:?} in {}: {source}: check that the command exists and is executable (it is looked up in the PATH the monitor was given)",
         cwd.display()
     )]

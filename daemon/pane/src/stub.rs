@@ -68,14 +68,16 @@ impl Stub {
     }
 
     /// Has the process exec `command` in `cwd` with exactly `env` (its `PATH` is where the
-    /// command is looked up), confined to `cage` when given; returns once the exec succeeded,
-    /// or why it did not (the process has then exited, and is reaped here).
+    /// command is looked up), confined to `cage` when given, after it joined each of
+    /// `cgroups`; returns once the exec succeeded, or why it did not (the process has then
+    /// exited, and is reaped here).
     pub fn exec(
         mut self,
         command: &[String],
         cwd: &Path,
         env: &[(OsString, OsString)],
         cage: Option<&Cage>,
+        cgroups: &[std::path::PathBuf],
     ) -> Result<u32, ProcessError> {
         let failed = |source: std::io::Error| ProcessError::Spawn {
             command: command.join(" "),
@@ -87,6 +89,17 @@ impl Stub {
                 std::io::ErrorKind::InvalidInput,
                 "no command given: pass it after `--`",
             )));
+        }
+        // Moved from here, not by the process itself: its cage will not let it write the
+        // cgroup file system, and it must be inside before it runs anything.
+        for dir in cgroups {
+            if let Err(source) = std::fs::write(dir.join("cgroup.procs"), self.pid.to_string()) {
+                super::process::kill_and_reap(self.pid);
+                return Err(ProcessError::Cgroup {
+                    dir: dir.clone(),
+                    source,
+                });
+            }
         }
         let cage_args = cage.map(Cage::to_args).unwrap_or_default();
         let mut items = vec![

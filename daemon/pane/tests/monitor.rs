@@ -982,6 +982,7 @@ mod zygote {
             log_max: 1 << 20,
             command: vec!["sh".into(), "-c".into(), "read x; env | sort".into()],
             cage: None,
+            cgroups: Vec::new(),
         };
         let env = vec![
             (OsString::from("PATH"), OsString::from("/usr/bin:/bin")),

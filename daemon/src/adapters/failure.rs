@@ -392,6 +392,9 @@ fn fix(cli: Option<Cli>, kind: FailureKind, config: Option<ConfigCause>) -> &'st
         (FailureKind::Crashed, _) => {
             "see what the agent printed last with `aifactoryctl tasks logs ID`; a restart resumes the conversation"
         }
+        (FailureKind::Oom, _) => {
+            "raise memory_max in the agent's profile (or [limits]) of the daemon's config, or give the task less to hold in memory"
+        }
         (FailureKind::Killed, _) => {
             "a signal ended the agent (a stop, the OOM killer, a shutdown): `aifactoryctl tasks restart ID` resumes its conversation"
         }

@@ -26,5 +26,7 @@ pub async fn handle(ctx: &ConnContext) -> Reply {
         sessions_output_blocked: daemon.sessions.output_blocked_count(),
         landlock_abi: daemon.tasks.landlock().abi,
         sandbox: daemon.tasks.landlock().describe(),
+        limits_available: daemon.tasks.cgroups().available().is_ok(),
+        limits: daemon.tasks.cgroups().describe(),
     })
 }

@@ -39,7 +39,8 @@ fn supervisor_code(e: &SupervisorError) -> ErrorCode {
         | SupervisorError::NotRunning { .. } => ErrorCode::Invalid,
         SupervisorError::CreateSpecDir { .. }
         | SupervisorError::Sharing(_)
-        | SupervisorError::Cage { .. } => ErrorCode::Unavailable,
+        | SupervisorError::Cage { .. }
+        | SupervisorError::Limits { .. } => ErrorCode::Unavailable,
         SupervisorError::AlreadyRunning { .. }
         | SupervisorError::Running { .. }
         | SupervisorError::RemoveWorktree { .. } => ErrorCode::Conflict,

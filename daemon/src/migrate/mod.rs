@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agents",
         sql: include_str!("../../migrations/0005_agents.sql"),
     },
+    Migration {
+        version: 6,
+        name: "resources",
+        sql: include_str!("../../migrations/0006_resources.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -15,18 +15,25 @@ use crate::panes;
 const DEFAULT_COLS: u16 = 120;
 const DEFAULT_ROWS: u16 = 40;
 
+/// What holds a task's agent in: its cage, and the cgroup directories it joins.
+#[derive(Debug, Clone, Default)]
+pub struct Confinement {
+    pub cage: Option<Cage>,
+    pub cgroups: Vec<std::path::PathBuf>,
+}
+
 impl Sessions {
     /// Starts a program in a new session.
     pub async fn create(self: &Arc<Self>, spec: SessionSpec) -> Result<SessionInfo, SessionError> {
-        self.create_caged(spec, None).await
+        self.create_confined(spec, Confinement::default()).await
     }
 
-    /// Starts a program in a new session, confined to `cage` when given (a task's agent: the
-    /// cage is the daemon's decision, never a client's).
-    pub async fn create_caged(
+    /// Starts a program in a new session, confined as `confinement` says (a task's agent: its
+    /// cage and cgroup are the daemon's decision, never a client's).
+    pub async fn create_confined(
         self: &Arc<Self>,
         mut spec: SessionSpec,
-        cage: Option<Cage>,
+        confinement: Confinement,
     ) -> Result<SessionInfo, SessionError> {
         if spec.command.first().is_none_or(String::is_empty) {
             return Err(SessionError::NoCommand);
@@ -70,7 +77,10 @@ impl Sessions {
                 records::insert(tx, &new).map(Ok)
             })
             .await??;
-        match self.spawn_monitor(&inserted, &spec, cols, rows, cage).await {
+        match self
+            .spawn_monitor(&inserted, &spec, cols, rows, confinement)
+            .await
+        {
             Ok(info) => {
                 let session = self.record_running(&inserted, &info).await?;
                 let _ = self.state_channel(&inserted);
@@ -107,7 +117,7 @@ impl Sessions {
         spec: &SessionSpec,
         cols: u16,
         rows: u16,
-        cage: Option<Cage>,
+        confinement: Confinement,
     ) -> Result<MonitorInfo, SessionError> {
         let dir = panes::create_session_dir(&self.panes.path, id)?;
         let args = MonitorArgs {
@@ -119,7 +129,8 @@ impl Sessions {
             rows,
             log_max: self.pane_log_max,
             command: spec.command.clone(),
-            cage,
+            cage: confinement.cage,
+            cgroups: confinement.cgroups,
         };
         // The mark last: a session's own variables cannot hide it.
         let env = base_env()

@@ -24,6 +24,7 @@ mod output;
 mod records;
 mod stop;
 
+pub use create::Confinement;
 pub use marker::marked_value;
 pub use stop::KillReport;
 

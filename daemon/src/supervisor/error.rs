@@ -61,6 +61,12 @@ pub enum SupervisorError {
         id: String,
         cage: crate::cage::CageError,
     },
+    /// The task's cgroup could not be made with its limits.
+    #[error("cannot start the agent of task {id}: {source}")]
+    Limits {
+        id: String,
+        source: crate::cgroups::CgroupError,
+    },
     /// The session registry refused the agent's session; its code is kept.
     #[error("cannot start the agent of task {id}: {session}")]
     StartAgent { id: String, session: SessionError },

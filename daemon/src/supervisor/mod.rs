@@ -17,6 +17,7 @@ mod activity;
 mod error;
 mod output;
 mod record;
+mod resources;
 mod runner;
 mod worktree;
 
@@ -39,12 +40,12 @@ use self::runner::Runner;
 use crate::adapters;
 use crate::agents::{self, CheckContext, Placeholders, Profile, ProfileError};
 use crate::cage::{self, CageInputs, SocketGuard, Support};
+use crate::cgroups::{Cgroups, TaskGroup};
 use crate::config::Config;
 use crate::credentials::KeySource;
 use crate::events::EventBus;
 use crate::progress::ProgressWatcher;
-use crate::sessions::KillReport;
-use crate::sessions::Sessions;
+use crate::sessions::{Confinement, KillReport, Sessions};
 use crate::store::Store;
 use crate::tasks::{self, NewTask, TaskError};
 use crate::transcript;
@@ -61,12 +62,20 @@ pub struct Supervisor {
     landlock: Support,
     /// The task sessions whose processes the daemon refuses on its socket.
     guard: SocketGuard,
+    /// Where tasks' cgroups are made, found once at startup.
+    cgroups: Cgroups,
+    /// The cgroup of every task whose attempt runs in one.
+    groups: Mutex<HashMap<String, TaskGroup>>,
 }
 
-/// One started attempt: its session and what its cage is (for the start log and event).
+/// One started attempt: its session and what confines it (for the start log and event).
 struct Started {
     session: SessionInfo,
+    /// The whole cage, every rule.
     cage: String,
+    /// The cage in a clause and the limits: what the task's record keeps.
+    confinement: String,
+    limits: String,
 }
 
 /// How the supervisor reaches a task's runner.
@@ -132,6 +141,7 @@ impl Supervisor {
         config: Arc<Config>,
         force_polling: bool,
         landlock: Support,
+        cgroups: Cgroups,
     ) -> Supervisor {
         Supervisor {
             store,
@@ -142,7 +152,14 @@ impl Supervisor {
             runners: Mutex::new(HashMap::new()),
             landlock,
             guard: SocketGuard::default(),
+            cgroups,
+            groups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where tasks' cgroups are made, or why they are not.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
     }
 
     /// What this kernel's Landlock can do for the cages.
@@ -255,15 +272,19 @@ impl Supervisor {
             Some(key) => Some(crate::projects::show(&self.store, key).await?.id),
             None => None,
         };
-        Ok(self
+        let listed = self
             .store
             .read(move |conn| tasks::list(conn, project_id.as_deref()))
             .await
-            .map_err(TaskError::from)?)
+            .map_err(TaskError::from)?;
+        Ok(listed
+            .into_iter()
+            .map(|t| self.with_live_usage(t))
+            .collect())
     }
 
     pub async fn show(&self, key: String) -> Result<TaskInfo, SupervisorError> {
-        Ok(tasks::show(&self.store, key).await?)
+        Ok(self.with_live_usage(tasks::show(&self.store, key).await?))
     }
 
     /// Creates the task, its worktree (from the project's default branch) and spec directory.
@@ -354,8 +375,12 @@ impl Supervisor {
             agent_session_id: resume_why.and(task.agent_session_id.as_deref()),
             why: resume_why,
         };
-        let Started { session, cage } = match self.spawn_attempt(&task, &settings, 1, resume).await
-        {
+        let Started {
+            session,
+            cage,
+            confinement,
+            limits,
+        } = match self.spawn_attempt(&task, &settings, 1, resume).await {
             Ok(started) => started,
             Err(e) => {
                 if matches!(e, SupervisorError::Cage { .. }) {
@@ -370,12 +395,13 @@ impl Supervisor {
             .store
             .write(move |tx| {
                 tasks::set_phase(tx, &id, TaskPhase::Planning, |tx| {
-                    tasks::begin_run(tx, &id, &sid)
+                    tasks::begin_run(tx, &id, &sid)?;
+                    tasks::set_confinement(tx, &id, &confinement)
                 })
             })
             .await
             .map_err(TaskError::from)??;
-        let reason = format!("started; {cage}");
+        let reason = format!("started; {cage}; {limits}");
         tasks::announce_phase(&self.events, &task.id, from, TaskPhase::Planning, &reason).await;
         self.spawn_runner(task.id.clone(), session, Some(0));
         self.show(task.id).await
@@ -523,6 +549,19 @@ impl Supervisor {
         }
         // Last: the task's own home, cache and tmp win over the profile's env.
         env.extend(plan.env.iter().cloned());
+        let limits = profile.limits.or(config.limits);
+        let group = self.open_group(&task.id, limits).await.map_err(|source| {
+            tracing::warn!(task_id = %task.id, "task start refused: {source}");
+            SupervisorError::Limits {
+                id: task.id.clone(),
+                source,
+            }
+        })?;
+        let limits_summary = match (&group, self.cgroups.available()) {
+            (Some(_), _) => format!("limits: {}", limits.describe()),
+            (None, Err(why)) => format!("limits: unavailable ({why})"),
+            (None, Ok(())) => "limits: none".into(),
+        };
         if plan.guard_socket {
             // Before the agent runs: its first connection is refused too.
             self.guard.guard(&task.id);
@@ -535,12 +574,20 @@ impl Supervisor {
             cols: None,
             rows: None,
         };
+        let confinement = Confinement {
+            cage: plan.cage.clone(),
+            cgroups: group.as_ref().map(TaskGroup::dirs).unwrap_or_default(),
+        };
         let session = self
             .sessions
-            .create_caged(spec, plan.cage.clone())
+            .create_confined(spec, confinement)
             .await
             .map_err(|session| {
                 self.guard.release(&task.id);
+                if let Some(group) = lock(&self.groups).remove(&task.id) {
+                    let group = group.clone();
+                    tokio::spawn(async move { group.remove().await });
+                }
                 SupervisorError::StartAgent {
                     id: task.id.clone(),
                     session,
@@ -551,10 +598,12 @@ impl Supervisor {
         {
             self.guard.set_monitor(&task.id, monitor);
         }
-        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), key_source = key_source.as_deref().unwrap_or("none"), sandbox = %plan.summary, "agent started");
+        tracing::info!(task_id = %task.id, session_id = %session.id, attempt, agent = %task.agent, resumes = resume.agent_session_id.filter(|_| resumable), key_source = key_source.as_deref().unwrap_or("none"), sandbox = %plan.summary, limits = %limits_summary, "agent started");
         Ok(Started {
             session,
             cage: plan.summary,
+            confinement: format!("{}; {limits_summary}", plan.headline),
+            limits: limits_summary,
         })
     }
 
@@ -627,6 +676,8 @@ impl Supervisor {
         {
             report = self.sessions.kill_tree(&session, grace).await;
         }
+        // Whatever of the agent the walk of its process tree missed ends with its cgroup.
+        let resources = self.close_group(&task.id).await;
         self.unguard(&task.id);
         let id = task.id.clone();
         let moved = self
@@ -651,6 +702,7 @@ impl Supervisor {
                         .and_then(|s| s.exit),
                     restart_in_ms: None,
                     failure: None,
+                    resources: resources.map(Box::new),
                 })
                 .await;
         }
@@ -760,6 +812,7 @@ impl Supervisor {
                 Some(session) => {
                     tracing::info!(task_id = %task.id, session_id = %session.id, state = session.state.as_str(), "task re-adopted");
                     self.guard_adopted(&task, &session);
+                    self.adopt_group(&task.id);
                     // Output from now on: what it printed before was seen by the last daemon.
                     self.spawn_runner(task.id.clone(), session, None);
                 }

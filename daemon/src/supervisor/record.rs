@@ -7,7 +7,7 @@ use std::time::Duration;
 use aifactory_common::pane::ExitInfo;
 use aifactory_common::procfs;
 use aifactory_common::protocol::{
-    AgentEvent, EventKind, Failure, SessionInfo, StallEvidence, TaskInfo, TaskPhase,
+    AgentEvent, EventKind, Failure, ResourceUsage, SessionInfo, StallEvidence, TaskInfo, TaskPhase,
 };
 
 use super::Supervisor;
@@ -20,6 +20,8 @@ use crate::transcript;
 pub(super) struct Outcome {
     pub exit: Option<ExitInfo>,
     pub failure: Option<Failure>,
+    /// What it used, from its cgroup.
+    pub resources: Option<ResourceUsage>,
 }
 
 impl Supervisor {
@@ -30,7 +32,11 @@ impl Supervisor {
         session_id: &str,
         to: TaskPhase,
         reason: &str,
-        Outcome { exit, failure }: Outcome,
+        Outcome {
+            exit,
+            failure,
+            resources,
+        }: Outcome,
         report: &KillReport,
     ) {
         let (tid, why) = (id.to_string(), reason.to_string());
@@ -61,6 +67,7 @@ impl Supervisor {
                 exit,
                 restart_in_ms: None,
                 failure,
+                resources: resources.map(Box::new),
             })
             .await;
         match moved {

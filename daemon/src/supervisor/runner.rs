@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use aifactory_common::pane::MonitorFrame;
 use aifactory_common::protocol::{
-    EventKind, Failure, FailureKind, OnStall, RestartPolicy, SessionInfo, SessionState, TaskPhase,
+    EventKind, Failure, FailureKind, OnStall, ResourceUsage, RestartPolicy, SessionInfo,
+    SessionState, TaskPhase,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
 use super::record::Outcome;
+use super::resources;
 use super::{Resume, RunSettings, Started, Supervisor};
 use crate::adapters::{self, Adapter};
 use crate::sessions::KillReport;
@@ -122,6 +124,7 @@ impl Runner {
                 }
                 Ended::StallAction(OnStall::Stop) => {
                     let report = sup.sessions.kill_tree(&session, STALL_GRACE).await;
+                    let resources = sup.close_group(&id).await;
                     sup.finish(
                         &id,
                         &session.id,
@@ -130,6 +133,7 @@ impl Runner {
                         Outcome {
                             exit: None,
                             failure: None,
+                            resources,
                         },
                         &report,
                     )
@@ -138,17 +142,21 @@ impl Runner {
                 }
                 Ended::StallAction(_) => {
                     let report = sup.sessions.kill_tree(&session, STALL_GRACE).await;
+                    let resources = sup.close_group(&id).await;
                     tracing::info!(task_id = %id, survivors = report.survivors.len(), "stalled agent stopped for a new attempt");
-                    self.next_attempt(&session, "stalled", None).await
+                    self.next_attempt(&session, "stalled", None, resources)
+                        .await
                 }
                 Ended::Exited(ended) => {
                     session = *ended;
                     self.flush_adapter().await;
+                    let resources = sup.close_group(&id).await;
                     let failure = match &self.adapter {
                         Some(adapter) => adapter.failure(session.exit.as_ref()),
                         None => adapters::exit_failure(session.exit.as_ref()),
                     }
                     .or_else(|| session.lost_reason.as_deref().map(adapters::lost_failure));
+                    let failure = resources::with_oom(failure, resources.as_ref(), &task.agent);
                     let Some(failure) = failure else {
                         sup.finish(
                             &id,
@@ -158,6 +166,7 @@ impl Runner {
                             Outcome {
                                 exit: session.exit.clone(),
                                 failure: None,
+                                resources,
                             },
                             &KillReport::default(),
                         )
@@ -169,7 +178,8 @@ impl Runner {
                         (None, Some(reason)) => format!("lost: {reason}"),
                         (None, None) => "ended".into(),
                     };
-                    self.next_attempt(&session, &how, Some(failure)).await
+                    self.next_attempt(&session, &how, Some(failure), resources)
+                        .await
                 }
             };
             match next_attempt {
@@ -205,6 +215,7 @@ impl Runner {
         session: &SessionInfo,
         how: &str,
         failure: Option<Failure>,
+        resources: Option<ResourceUsage>,
     ) -> Option<SessionInfo> {
         let sup = self.supervisor.clone();
         let id = self.id.clone();
@@ -266,6 +277,7 @@ impl Runner {
                 Outcome {
                     exit: session.exit.clone(),
                     failure,
+                    resources,
                 },
                 &KillReport::default(),
             )
@@ -286,6 +298,7 @@ impl Runner {
                 exit: session.exit.clone(),
                 restart_in_ms: Some(delay.as_millis() as u64),
                 failure: failure.clone(),
+                resources: resources.map(Box::new),
             })
             .await;
         tokio::select! {
@@ -303,6 +316,7 @@ impl Runner {
                     Outcome {
                         exit: None,
                         failure,
+                        resources: None,
                     },
                     &KillReport::default(),
                 )
@@ -327,11 +341,18 @@ impl Runner {
             why: Some(&why),
         };
         match sup.spawn_attempt(&task, &settings, attempt, resume).await {
-            Ok(Started { session: next, .. }) => {
+            Ok(Started {
+                session: next,
+                confinement,
+                ..
+            }) => {
                 let (tid, sid) = (id.to_string(), next.id.clone());
                 let stored = sup
                     .store
-                    .write(move |tx| tasks::set_attempt(tx, &tid, &sid, attempt))
+                    .write(move |tx| {
+                        tasks::set_attempt(tx, &tid, &sid, attempt)?;
+                        tasks::set_confinement(tx, &tid, &confinement)
+                    })
                     .await;
                 if let Err(e) = stored {
                     tracing::error!(task_id = %id, "cannot record the new attempt: {e}");
@@ -350,6 +371,7 @@ impl Runner {
                     Outcome {
                         exit: None,
                         failure,
+                        resources: None,
                     },
                     &KillReport::default(),
                 )
