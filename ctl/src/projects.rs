@@ -152,72 +152,22 @@ fn print_import(json: bool, report: &ImportReport) {
     );
 }
 
-pub(crate) fn default_legacy_file() -> Result<PathBuf, Failure> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|home| PathBuf::from(home).join(".aifactory/projects.json"))
-        .ok_or_else(|| Failure {
-            code: FAILED,
-            message:
-                "HOME is not set, so ~/.aifactory/projects.json cannot be found: pass the file"
-                    .into(),
-        })
+/// `~/.aifactory/projects.json`, unless HOME is not set.
+fn default_legacy_file() -> Result<PathBuf, Failure> {
+    aifactory_doctor::legacy::default_file().map_err(|e| Failure {
+        code: FAILED,
+        message: format!("{e}: pass the file"),
+    })
 }
 
-/// Reads the old product's project list. It was written in a few shapes over time: a list of
-/// entries, `{"projects": [...]}`, or a map from id to entry; an entry has a `path` (or `root`,
-/// `project_path`, `projectPath`, `dir`) and maybe a `name`.
-pub(crate) fn read_legacy(file: &Path) -> Result<Vec<LegacyProject>, Failure> {
-    let fail = |message: String| Failure {
+/// The old product's project list; entries without a path are skipped, each said on stderr.
+fn read_legacy(file: &Path) -> Result<Vec<LegacyProject>, Failure> {
+    let legacy = aifactory_doctor::legacy::read(file).map_err(|e| Failure {
         code: FAILED,
-        message,
-    };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        fail(format!(
-            "{} is not JSON ({e}): fix or remove the file",
-            file.display()
-        ))
+        message: e.to_string(),
     })?;
-    let entries: Vec<(Option<String>, serde_json::Value)> = match value {
-        serde_json::Value::Array(items) => items.into_iter().map(|v| (None, v)).collect(),
-        serde_json::Value::Object(mut map) => match map.remove("projects") {
-            Some(serde_json::Value::Array(items)) => items.into_iter().map(|v| (None, v)).collect(),
-            Some(serde_json::Value::Object(inner)) => {
-                inner.into_iter().map(|(k, v)| (Some(k), v)).collect()
-            }
-            _ => map.into_iter().map(|(k, v)| (Some(k), v)).collect(),
-        },
-        _ => {
-            return Err(fail(format!(
-                "{} holds neither a list nor an object of projects",
-                file.display()
-            )));
-        }
-    };
-    let mut out = Vec::new();
-    for (key, entry) in entries {
-        let field = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| entry.get(*n).and_then(|v| v.as_str()).map(str::to_string))
-        };
-        let path = match &entry {
-            serde_json::Value::String(path) => Some(path.clone()),
-            _ => field(&["path", "root", "project_path", "projectPath", "dir"]),
-        };
-        let Some(path) = path else {
-            eprintln!(
-                "skipped entry {}: it has no path",
-                key.unwrap_or_else(|| entry.to_string())
-            );
-            continue;
-        };
-        out.push(LegacyProject {
-            path: PathBuf::from(path),
-            name: field(&["name", "title"]),
-        });
+    for entry in &legacy.without_path {
+        eprintln!("skipped entry {entry}: it has no path");
     }
-    Ok(out)
+    Ok(legacy.projects)
 }

@@ -561,3 +561,100 @@ fn a_console_without_a_token_that_is_not_refused_with_401_fails() {
         assert_eq!(code, Some(1), "{what}: {checks:#?}");
     }
 }
+
+/// `GET path` on the shim, with `token` as the bearer when given: the status and the JSON body.
+fn shim_get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .unwrap();
+        let mut request = http.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let body = answer.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    })
+}
+
+#[test]
+fn the_shim_serves_the_same_checks_as_aifactoryctl_doctor_for_the_same_daemon() {
+    let sandbox = Sandbox::new();
+    // A profile past its end of life: deprecated-providers fails, with its fix.
+    sandbox.write_config(
+        "default_agent = \"g\"\n[agents.g]\nkind = \"gemini-cli\"\ncommand = [\"sleep\", \"300\"]\n",
+    );
+    let d = sandbox.daemon().start();
+    let http = sandbox.http().start();
+    let addr = http.base.trim_start_matches("http://").to_string();
+    let path = repo(&sandbox, "app", "https://gitlab.com/org/app.git");
+    sandbox
+        .ctl(&["projects", "add", path.to_str().unwrap()])
+        .assert_ok();
+
+    let (code, ctl) = doctor(&sandbox, &["--http", &addr]);
+    assert_eq!(code, Some(1), "{ctl:#?}");
+    let (status, body) = shim_get(&http.url("/api/v1/doctor"), Some(&http.token));
+    assert_eq!(
+        status, 200,
+        "a failing check is data, not an HTTP error: {body:#}"
+    );
+    let shim: Vec<Check> = serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("not a list of checks ({e}): {body:#}"));
+
+    // The same checks in the same order, each with the same verdict.
+    let names = |checks: &[Check]| checks.iter().map(|c| c.check.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&shim), names(&ctl));
+    for (s, c) in shim.iter().zip(&ctl) {
+        // Those about the caller (its uid, HOME, how it reaches the shim) agree here too: both
+        // run as the same user with the same HOME, and the shim's token file is the one in the
+        // daemon's state directory.
+        assert_eq!(s.status, c.status, "shim {s:#?}\naifactoryctl {c:#?}");
+        if !aifactory_doctor::CALLER_DEPENDENT.contains(&c.check.as_str()) {
+            assert_eq!(s, c, "the same facts, the same words");
+        }
+    }
+    let eol = find(&shim, "deprecated-providers");
+    assert_eq!(eol.status, CheckStatus::Fail, "{eol:#?}");
+    assert!(
+        eol.fix
+            .as_deref()
+            .is_some_and(|f| f.contains("openai-compatible")),
+        "a failing check shows its fix: {eol:#?}"
+    );
+    let auth = find(&shim, "console-auth");
+    assert!(
+        auth.message.contains("refused (401)") && auth.message.contains("let through"),
+        "the shim checked its own console's auth: {auth:#?}"
+    );
+
+    // Behind the token like every /api route.
+    let (status, body) = shim_get(&http.url("/api/v1/doctor"), None);
+    assert_eq!(status, 401, "{body:#}");
+    assert_eq!(body["error"]["code"], "missing_token", "{body:#}");
+
+    // Without the daemon: still 200, the daemon check fails, what only it knows is skipped.
+    drop(d);
+    let (status, body) = shim_get(&http.url("/api/v1/doctor"), Some(&http.token));
+    assert_eq!(status, 200, "{body:#}");
+    let shim: Vec<Check> = serde_json::from_value(body).unwrap();
+    assert_eq!(names(&shim), names(&ctl));
+    assert_eq!(find(&shim, "daemon").status, CheckStatus::Fail);
+    for name in [
+        "socket-access",
+        "tasks-stuck",
+        "stale-sessions",
+        "project-paths",
+    ] {
+        let c = find(&shim, name);
+        assert_eq!(c.status, CheckStatus::Skip, "{c:#?}");
+        assert!(c.message.starts_with("not checked: "), "{c:#?}");
+    }
+}

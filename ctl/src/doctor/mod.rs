@@ -7,74 +7,20 @@
 //! `aifactoryd check --json` (config, profiles, migrations, lock, state directory), the HTTP
 //! shim and its token, the old product's files, systemd. A daemon that does not answer is one
 //! failed check, not the end of the report.
-
-mod checks;
-mod http;
-mod local;
+//!
+//! The checks and the facts they look at live in `aifactory-doctor` (shared with aifactory-http,
+//! which serves the same report); this module gathers the facts as aifactoryctl sees them (its
+//! socket, the paths given on its command line, the shim over TCP at `--http`) and prints the
+//! report with its summary and exit status.
 
 use std::path::Path;
 
-use aifactory_common::diagnose::{Check, CheckStatus, LocalFacts};
-use aifactory_common::protocol::{
-    AgentInfo, ProjectInfo, SandboxInfo, SessionInfo, StatusInfo, StrayProcess, TaskInfo,
-};
-use aifactory_common::{Client, ClientError, ClientOptions};
+use aifactory_common::diagnose::{Check, CheckStatus};
+use aifactory_common::{ClientError, ClientOptions};
+use aifactory_doctor::{Facts, local, online, shim};
 
 use crate::cli::Cli;
 use crate::exit::{FAILED, Failure, INCOMPLETE};
-use local::{LocalFactsError, local_facts};
-
-/// What the running daemon told us, when it answered.
-pub struct Online {
-    pub status: StatusInfo,
-    pub agents: Vec<AgentInfo>,
-    pub tasks: Vec<TaskInfo>,
-    pub sessions: Vec<SessionInfo>,
-    pub projects: Vec<ProjectInfo>,
-    /// Processes of the daemon's sessions that no live session accounts for.
-    pub strays: Vec<StrayProcess>,
-    /// Each profile's cage (`None`: a daemon too old to say).
-    pub sandboxes: Option<Vec<(String, SandboxInfo)>>,
-}
-
-/// Everything the checks look at.
-pub struct Facts {
-    pub online: Result<Online, ClientError>,
-    pub local: Result<LocalFacts, LocalFactsError>,
-    pub http: String,
-}
-
-impl Facts {
-    pub fn online(&self) -> Option<&Online> {
-        self.online.as_ref().ok()
-    }
-}
-
-pub fn check(name: &str, status: CheckStatus, message: String, fix: Option<String>) -> Check {
-    Check {
-        check: name.into(),
-        status,
-        message,
-        fix,
-    }
-}
-
-pub fn ok(name: &str, message: String) -> Check {
-    check(name, CheckStatus::Ok, message, None)
-}
-
-pub fn warn(name: &str, message: String, fix: String) -> Check {
-    check(name, CheckStatus::Warn, message, Some(fix))
-}
-
-pub fn fail(name: &str, message: String, fix: String) -> Check {
-    check(name, CheckStatus::Fail, message, Some(fix))
-}
-
-/// A check that could not run, with why (`not checked: <why>`) and what would let it run.
-pub fn skip(name: &str, why: &str, fix: Option<String>) -> Check {
-    check(name, CheckStatus::Skip, format!("not checked: {why}"), fix)
-}
 
 /// The last line of the text report: `all 17 checks OK`, else how many of each status, the
 /// skipped ones as `N not checked`.
@@ -104,41 +50,6 @@ fn names(report: &[Check], status: CheckStatus) -> Vec<&str> {
         .collect()
 }
 
-async fn ask(client: &Client) -> Result<Online, ClientError> {
-    let status = client.status().await?;
-    let agents = client.agent_list().await?;
-    let tasks = client.task_list(None).await?;
-    let sessions = client.session_list().await?;
-    let projects = client.project_list().await?;
-    let strays = client.session_strays().await?;
-    let mut sandboxes = Some(Vec::new());
-    for agent in &agents {
-        match client.agent_show(agent.name.as_str()).await {
-            Ok(detail) => {
-                if let Some(list) = sandboxes.as_mut() {
-                    list.push((agent.name.clone(), detail.sandbox));
-                }
-            }
-            Err(_) => sandboxes = None,
-        }
-    }
-    Ok(Online {
-        status,
-        agents,
-        tasks,
-        sessions,
-        projects,
-        strays,
-        sandboxes,
-    })
-}
-
-/// Paths given on the doctor's command line.
-pub struct Paths<'a> {
-    pub state_dir: Option<&'a Path>,
-    pub config: Option<&'a Path>,
-}
-
 pub async fn run(
     cli: &Cli,
     http: &str,
@@ -147,25 +58,41 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let socket = crate::connect::socket(cli).ok();
     let online = match &socket {
-        Some(socket) => {
-            match Client::connect(&ClientOptions::new(socket, "aifactoryctl doctor")).await {
-                Ok(client) => ask(&client).await,
-                Err(e) => Err(e),
-            }
-        }
+        Some(socket) => online::ask(&ClientOptions::new(socket, "aifactoryctl doctor")).await,
         None => Err(ClientError::Unreachable {
             socket: Default::default(),
             source: std::io::Error::other("no socket path: set XDG_RUNTIME_DIR or pass --socket"),
-        }),
+        }
+        .into()),
     };
-    let given = Paths { state_dir, config };
-    let local = local_facts(cli, online.as_ref().ok(), &given).await;
+    // The paths given, else those the running daemon uses (if it answers).
+    let answered = online.as_ref().ok();
+    let local = local::facts(&local::Args {
+        program: "aifactoryctl",
+        state_dir: state_dir
+            .map(Path::to_path_buf)
+            .or_else(|| answered.map(|o| o.status.state_dir.clone())),
+        config: config
+            .map(Path::to_path_buf)
+            .or_else(|| answered.and_then(|o| o.status.config_file.clone())),
+        socket: cli.socket.clone(),
+    })
+    .await;
+    let token_file = aifactory_doctor::state_dir(&online, &local).map(|d| d.join(shim::TOKEN_FILE));
+    let shim = shim::probe(
+        &shim::Tcp {
+            addr: http.to_string(),
+        },
+        http.to_string(),
+        token_file,
+    )
+    .await;
     let facts = Facts {
         online,
         local,
-        http: http.to_string(),
+        shim,
     };
-    let report = checks::all(&facts).await;
+    let report = aifactory_doctor::run(&facts).await;
     if cli.json {
         println!("{}", serde_json::to_value(&report).unwrap_or_default());
     } else {

@@ -1,9 +1,11 @@
-//! Tasks: stalled ones, and working ones whose progress cannot be watched.
+//! Tasks: stalled ones, working ones whose progress cannot be watched, and how each working
+//! task's agent is confined (its cage and its cgroup's limits).
 
 use aifactory_common::diagnose::Check;
 use aifactory_common::protocol::TaskPhase;
 
-use crate::doctor::{Facts, fail, ok, skip};
+use crate::{Facts, check, fail, ok, skip};
+use aifactory_common::diagnose::CheckStatus;
 
 pub(super) fn tasks_stuck(f: &Facts) -> Check {
     let name = "tasks-stuck";
@@ -55,5 +57,59 @@ pub(super) fn tasks_stuck(f: &Facts) -> Check {
         name,
         problems.join("; "),
         "look at the agent's output (`aifactoryctl tasks logs ID`), then `aifactoryctl tasks restart ID` or `aifactoryctl tasks stop ID`; a progress file the daemon cannot read needs `chmod u+r` for the daemon's user".into(),
+    )
+}
+
+/// Each working task's confinement as its latest attempt started: confined by Landlock and in a
+/// cgroup with its limits, or what was missing and why.
+pub(super) fn task_sandbox(f: &Facts) -> Check {
+    let name = "task-sandbox";
+    let Some(online) = f.online() else {
+        return skip(
+            name,
+            "the daemon does not answer (see the daemon check)",
+            None,
+        );
+    };
+    let working: Vec<_> = online
+        .tasks
+        .iter()
+        .filter(|t| t.phase.is_active())
+        .collect();
+    if working.is_empty() {
+        return ok(
+            name,
+            format!(
+                "no working task; for new ones, limits: {}",
+                online.status.limits
+            ),
+        );
+    }
+    let mut exposed = false;
+    let found: Vec<String> = working
+        .iter()
+        .map(|t| {
+            let how = t
+                .confinement
+                .as_deref()
+                .unwrap_or("not recorded (started by an older daemon)");
+            // The daemon's own words: "confined by ..." and "limits: <list>" when all held.
+            let caged = how.starts_with("confined");
+            let limited = t.resources.is_some() && !how.contains("limits: unavailable");
+            exposed |= !(caged && limited);
+            format!("task {} ({}): {how}", t.id, t.spec_id)
+        })
+        .collect();
+    if !exposed {
+        return ok(name, found.join(" | "));
+    }
+    check(
+        name,
+        CheckStatus::Warn,
+        found.join(" | "),
+        Some(format!(
+            "a task without its cage or its limits runs with the daemon's user's rights or without bounds: see `aifactoryctl agents show NAME` (the cage) and `aifactoryctl status` (limits: {}), then `aifactoryctl tasks restart ID` once it is fixed",
+            online.status.limits
+        )),
     )
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aifactory_common::diagnose::Check;
 
-use crate::doctor::{ok, skip, warn};
+use crate::{ok, skip, warn};
 
 pub(super) async fn systemd() -> Check {
     let name = "systemd";
@@ -25,6 +25,7 @@ pub(super) async fn systemd() -> Check {
             "-p",
             "LoadState",
         ])
+        .kill_on_drop(true)
         .output()
         .await;
     let out = match show {
@@ -66,6 +67,7 @@ pub(super) async fn systemd() -> Check {
     }
     let journal = tokio::process::Command::new("journalctl")
         .args(["-u", "aifactoryd", "-n", "1", "-o", "cat", "--no-pager"])
+        .kill_on_drop(true)
         .output()
         .await;
     let logged = journal.is_ok_and(|o| !o.stdout.is_empty());

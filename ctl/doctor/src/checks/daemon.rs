@@ -3,7 +3,7 @@
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::diagnose::Check;
 
-use crate::doctor::{Facts, fail, ok, skip};
+use crate::{Facts, fail, ok, skip};
 
 pub(super) fn daemon(f: &Facts) -> Check {
     let name = "daemon";

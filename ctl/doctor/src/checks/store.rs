@@ -4,7 +4,7 @@
 use aifactory_common::diagnose::Check;
 use aifactory_common::protocol::StoreHealth;
 
-use crate::doctor::{Facts, fail, ok, skip, warn};
+use crate::{Facts, fail, ok, skip, warn};
 
 pub(super) fn state_dir(f: &Facts) -> Check {
     let name = "state-dir";

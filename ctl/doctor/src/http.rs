@@ -3,13 +3,14 @@
 //! loopback address, one request per connection, a short timeout. Nothing listening is told
 //! apart from something that listens but does not answer like the shim.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
+use crate::bounds::SHIM_REQUEST as TIMEOUT;
+
 const MAX_RESPONSE: usize = 64 * 1024;
 
+/// An HTTP answer: its status and body.
+#[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
     pub body: String,
@@ -39,8 +40,12 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Result<Res
         .map_err(HttpError::Answer)
 }
 
-fn timed_out() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 3 s")
+/// The error of a request that got no answer within [`TIMEOUT`].
+pub fn timed_out() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {} s", TIMEOUT.as_secs()),
+    )
 }
 
 async fn exchange(
@@ -85,7 +90,7 @@ async fn exchange(
 }
 
 /// The headers of a WebSocket upgrade request.
-pub fn upgrade_headers() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn upgrade_headers() -> Vec<(&'static str, &'static str)> {
     vec![
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aifactory_common::diagnose::Check;
 use aifactory_common::protocol::{SessionState, SkipReason};
 
-use crate::doctor::{Facts, fail, ok, skip, warn};
+use crate::{Facts, fail, ok, skip, warn};
 
 pub(super) fn panes_root(f: &Facts) -> Check {
     let name = "panes-root";

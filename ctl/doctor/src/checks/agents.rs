@@ -7,7 +7,7 @@ use aifactory_common::diagnose::{Check, CheckStatus, end_of_life};
 use aifactory_common::protocol::{AgentInfo, ProfileProblem};
 
 use super::{RELOAD, config_hint, profiles};
-use crate::doctor::{Facts, fail, ok, skip, warn};
+use crate::{Facts, fail, ok, skip, warn};
 
 /// The fixture directory the old product's end-to-end workflow creates.
 const FIXTURE_DIR: &str = "/tmp/aifactory-e2e-fixture";
@@ -118,7 +118,7 @@ pub(super) fn agent_sandbox(f: &Facts) -> Check {
     let message = format!("{landlock}; {}", found.join(" | "));
     match status {
         CheckStatus::Ok => ok(name, message),
-        _ => crate::doctor::check(
+        _ => crate::check(
             name,
             status,
             message,
@@ -169,7 +169,7 @@ pub(super) fn deprecated_providers(f: &Facts) -> Check {
             "no profile uses a provider past its end of life".into(),
         );
     }
-    crate::doctor::check(name, status, found.join("; "), fix)
+    crate::check(name, status, found.join("; "), fix)
 }
 
 pub(super) fn test_fixtures(f: &Facts) -> Check {

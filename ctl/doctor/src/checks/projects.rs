@@ -6,11 +6,11 @@ use std::path::Path;
 
 use aifactory_common::diagnose::Check;
 
-use crate::doctor::{Facts, fail, ok, skip, warn};
+use crate::{Facts, fail, ok, skip, warn};
 
 pub(super) fn legacy_projects(f: &Facts) -> Check {
     let name = "legacy-projects";
-    let Ok(file) = crate::projects::default_legacy_file() else {
+    let Ok(file) = crate::legacy::default_file() else {
         return skip(
             name,
             "HOME is not set, so ~/.aifactory/projects.json cannot be found",
@@ -38,10 +38,14 @@ pub(super) fn legacy_projects(f: &Facts) -> Check {
             ),
         );
     }
-    let entries = match crate::projects::read_legacy(&file) {
-        Ok(entries) => entries,
+    let entries = match crate::legacy::read(&file) {
+        Ok(legacy) => legacy.projects,
         Err(e) => {
-            return warn(name, e.message, format!("fix or remove {}", file.display()));
+            return warn(
+                name,
+                e.to_string(),
+                format!("fix or remove {}", file.display()),
+            );
         }
     };
     // Entries whose directory is gone cannot be imported: say which and why, daemon or not.
@@ -143,6 +147,7 @@ pub(super) async fn project_paths(f: &Facts) -> Check {
                 "rev-parse",
                 "--is-inside-work-tree",
             ])
+            .kill_on_drop(true)
             .output()
             .await;
         match out {

@@ -1,36 +1,25 @@
 //! The HTTP shim: its token file, whether it answers, and whether its console refuses a
-//! WebSocket without the token and accepts one with it.
+//! WebSocket without the token and accepts one with it (from the answers [`crate::shim::probe`]
+//! gathered).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
 
 use aifactory_common::diagnose::Check;
 
-use super::state_dir_path;
-use crate::doctor::http::HttpError;
-use crate::doctor::{Facts, fail, http, ok, skip, warn};
-
-const HTTP_TOKEN_FILE: &str = "http-token";
-
-fn token_file(f: &Facts) -> Option<PathBuf> {
-    state_dir_path(f).map(|d| d.join(HTTP_TOKEN_FILE))
-}
-
-fn read_token(f: &Facts) -> Option<String> {
-    let text = std::fs::read_to_string(token_file(f)?).ok()?;
-    Some(text.trim().to_string()).filter(|t| !t.is_empty())
-}
+use crate::http::HttpError;
+use crate::shim::read_token;
+use crate::{Facts, fail, ok, skip, warn};
 
 pub(super) fn http_token(f: &Facts) -> Check {
     let name = "http-token";
-    let Some(file) = token_file(f) else {
+    let Some(file) = &f.shim.token_file else {
         return skip(
             name,
             "the state directory is unknown: the daemon does not answer and `aifactoryd check` gives no report",
             Some("start the daemon, or pass --state-dir DIR".into()),
         );
     };
-    match std::fs::metadata(&file) {
+    match std::fs::metadata(file) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => warn(
             name,
             format!(
@@ -53,7 +42,7 @@ pub(super) fn http_token(f: &Facts) -> Check {
             ),
             format!("chmod 0600 {}", file.display()),
         ),
-        Ok(meta) if meta.uid() != nix::unistd::geteuid().as_raw() && read_token(f).is_none() => {
+        Ok(meta) if meta.uid() != nix::unistd::geteuid().as_raw() && read_token(Some(file)).is_none() => {
             warn(
                 name,
                 format!(
@@ -68,15 +57,10 @@ pub(super) fn http_token(f: &Facts) -> Check {
     }
 }
 
-pub(super) async fn http_shim(f: &Facts) -> Check {
+pub(super) fn http_shim(f: &Facts) -> Check {
     let name = "http-shim";
-    // Without the token /healthz says only ok or unavailable; with it, the daemon's details.
-    let bearer = read_token(f).map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| vec![("Authorization", b)])
-        .unwrap_or_default();
-    match http::get(&f.http, "/healthz", &headers).await {
+    let addr = &f.shim.addr;
+    match &f.shim.health {
         Ok(r) if r.status == 200 => {
             let health = serde_json::from_str::<serde_json::Value>(&r.body).ok();
             let daemon = health
@@ -86,34 +70,34 @@ pub(super) async fn http_shim(f: &Facts) -> Check {
                 .unwrap_or_else(|| "?".into());
             ok(
                 name,
-                format!("aifactory-http answers on {} (daemon: {daemon})", f.http),
+                format!("aifactory-http answers on {} (daemon: {daemon})", addr),
             )
         }
         Ok(r) => fail(
             name,
-            format!("{} answered /healthz with HTTP {}: {:.200}", f.http, r.status, r.body),
+            format!("{} answered /healthz with HTTP {}: {:.200}", addr, r.status, r.body),
             "look at the shim's log (`journalctl -u aifactory-http`)".into(),
         ),
         Err(e @ HttpError::Answer(_)) => fail(
             name,
-            format!("something listens on {} but is not aifactory-http: {e}", f.http),
+            format!("something listens on {} but is not aifactory-http: {e}", addr),
             "find what listens there (`ss -ltnp`), stop it and start aifactory-http, or pass --http ADDR:PORT where the shim listens".into(),
         ),
         Err(e @ HttpError::Connect(_)) => warn(
             name,
-            format!("aifactory-http does not answer on {}: {e}", f.http),
+            format!("aifactory-http does not answer on {}: {e}", addr),
             "start it: `systemctl start aifactory-http` (or run `aifactory-http`); pass --http ADDR:PORT if it listens elsewhere".into(),
         ),
     }
 }
 
-pub(super) async fn console_auth(f: &Facts) -> Check {
+pub(super) fn console_auth(f: &Facts) -> Check {
     let name = "console-auth";
-    let path = "/api/v1/sessions/doctor-check/console";
+    let addr = &f.shim.addr;
     // Anything but a 401 to a console without a token, an answer that is not HTTP included,
     // may let anyone on this machine type into agents' terminals.
     let refuse = "run the aifactory-http that ships with this aifactoryctl (it refuses tokenless consoles), and nothing else on that address".to_string();
-    match http::get(&f.http, path, &http::upgrade_headers()).await {
+    match &f.shim.tokenless_console {
         Ok(r) if r.status == 401 => {}
         Ok(r) => {
             return fail(
@@ -130,7 +114,7 @@ pub(super) async fn console_auth(f: &Facts) -> Check {
                 name,
                 format!(
                     "a console WebSocket without a token on {} was not refused with 401 ({e}): whatever listens there does not guard the console",
-                    f.http
+                    addr
                 ),
                 refuse,
             );
@@ -138,18 +122,15 @@ pub(super) async fn console_auth(f: &Facts) -> Check {
         Err(HttpError::Connect(_)) => {
             return skip(
                 name,
-                &format!("aifactory-http does not answer on {}", f.http),
+                &format!("aifactory-http does not answer on {}", addr),
                 Some("start it: `systemctl start aifactory-http` (or run `aifactory-http`); pass --http ADDR:PORT if it listens elsewhere".into()),
             );
         }
     }
-    let Some(token) = read_token(f) else {
+    let Some(with_token) = &f.shim.console_with_token else {
         return ok(name, "a console without a token is refused (401); the token file cannot be read here to check the other half".into());
     };
-    let protocol = format!("aifactory.token.{token}");
-    let mut headers = http::upgrade_headers();
-    headers.push(("Sec-WebSocket-Protocol", &protocol));
-    match http::get(&f.http, path, &headers).await {
+    match with_token {
         Ok(r) if r.status == 401 => fail(
             name,
             "a console WebSocket with the token from the token file is refused (401): web clients stay on \"Connecting...\"".into(),

@@ -1,0 +1,82 @@
+//! What the running daemon tells the checks: its status, agents (with their cages), tasks,
+//! sessions, projects and stray processes, asked on one connection within [`bounds::DAEMON`].
+
+use std::time::Duration;
+
+use aifactory_common::protocol::{
+    AgentInfo, ProjectInfo, SandboxInfo, SessionInfo, StatusInfo, StrayProcess, TaskInfo,
+};
+use aifactory_common::{Client, ClientError, ClientOptions};
+
+use crate::bounds;
+
+/// What the running daemon told us, when it answered.
+pub struct Online {
+    pub status: StatusInfo,
+    pub agents: Vec<AgentInfo>,
+    pub tasks: Vec<TaskInfo>,
+    pub sessions: Vec<SessionInfo>,
+    pub projects: Vec<ProjectInfo>,
+    /// Processes of the daemon's sessions that no live session accounts for.
+    pub strays: Vec<StrayProcess>,
+    /// Each profile's cage (`None`: a daemon too old to say).
+    pub sandboxes: Option<Vec<(String, SandboxInfo)>>,
+}
+
+/// Why the daemon's answers are missing.
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// It accepted the connection but did not answer everything in time (a wedged daemon).
+    #[error("no answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+impl OnlineError {
+    /// The daemon runs but refuses this user.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, OnlineError::Client(e) if e.is_permission_denied())
+    }
+}
+
+/// Connects with `opts` and asks everything the checks need, within [`bounds::DAEMON`].
+pub async fn ask(opts: &ClientOptions) -> Result<Online, OnlineError> {
+    let asked = async {
+        let client = Client::connect(opts).await?;
+        ask_on(&client).await
+    };
+    match tokio::time::timeout(bounds::DAEMON, asked).await {
+        Ok(answer) => answer.map_err(OnlineError::Client),
+        Err(_) => Err(OnlineError::TimedOut(bounds::DAEMON)),
+    }
+}
+
+async fn ask_on(client: &Client) -> Result<Online, ClientError> {
+    let status = client.status().await?;
+    let agents = client.agent_list().await?;
+    let tasks = client.task_list(None).await?;
+    let sessions = client.session_list().await?;
+    let projects = client.project_list().await?;
+    let strays = client.session_strays().await?;
+    let mut sandboxes = Some(Vec::new());
+    for agent in &agents {
+        match client.agent_show(agent.name.as_str()).await {
+            Ok(detail) => {
+                if let Some(list) = sandboxes.as_mut() {
+                    list.push((agent.name.clone(), detail.sandbox));
+                }
+            }
+            Err(_) => sandboxes = None,
+        }
+    }
+    Ok(Online {
+        status,
+        agents,
+        tasks,
+        sessions,
+        projects,
+        strays,
+        sandboxes,
+    })
+}
