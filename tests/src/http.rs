@@ -68,6 +68,7 @@ impl HttpBuilder<'_> {
             base: String::new(),
             token: String::new(),
             log,
+            state_dir: self.sandbox.state_dir(),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -102,6 +103,7 @@ pub struct Http {
     pub base: String,
     pub token: String,
     pub log: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl Http {
@@ -117,6 +119,21 @@ impl Http {
     /// The same URL with the `ws` scheme.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws{}{path}", self.base.trim_start_matches("http"))
+    }
+
+    /// A one-time login URL for this shim, as `aifactory-http --print-url` prints it.
+    pub fn login_url(&self) -> String {
+        let listen = self.base.trim_start_matches("http://");
+        let out = Command::new(bin("aifactory-http"))
+            .args(["--print-url", "--listen", listen, "--state-dir"])
+            .arg(&self.state_dir)
+            .output()
+            .expect("run aifactory-http --print-url");
+        assert!(out.status.success(), "--print-url failed: {out:?}");
+        String::from_utf8(out.stdout)
+            .expect("the URL is UTF-8")
+            .trim()
+            .to_string()
     }
 
     pub fn logs(&self) -> String {

@@ -14,7 +14,8 @@
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`escapes`] (a caged agent's escape tries), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
-//! [`tmpfs`] (a tiny disk that fills up),
+//! [`tmpfs`] (a tiny disk that fills up), [`browser`] (Debian's headless Chromium over the
+//! DevTools protocol, and a page served on loopback for it),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
 //! only the benchmarks share), [`agent_clis`] (the real claude and codex CLIs, installed by
 //! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
@@ -25,6 +26,7 @@ pub mod agent_clis;
 pub mod anthropic_api;
 pub mod bench;
 pub mod bins;
+pub mod browser;
 pub mod codex_cli;
 pub mod daemon;
 pub mod egress;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use aifactory_common::protocol::{AgentEvent, EventKind, FailureKind, StreamItem, Transcript};
 use aifactory_tests::agent_clis::{self, CLAUDE_QUIET_ENV, FAKE_API_KEY};
 use aifactory_tests::anthropic_api::{AnthropicApi, Turn};
+use aifactory_tests::browser::{self, Browser};
 use aifactory_tests::egress::EgressTrap;
 use aifactory_tests::wait::wait_for;
 use aifactory_tests::{Daemon, Sandbox, escapes, skip};
@@ -477,5 +478,68 @@ async fn a_caged_claude_is_refused_every_escape_through_its_bash_tool() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "caged");
+    w.assert_offline();
+}
+
+/// The task page in a real browser shows what the real CLI did: its tool calls, each with its
+/// result folded under it, and the result line with tokens and cost.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_task_page_shows_the_real_clis_tool_calls_in_a_browser() {
+    const TEST: &str = "claude transcript in the browser";
+    let Some(w) = World::new(TEST, vec![], "", Some(0)) else {
+        return;
+    };
+    for turn in writes_hello(&w) {
+        w.api.push(turn);
+    }
+    let shim = w.sandbox.http().start();
+    w.start();
+    w.wait_phase("done", Some(1));
+    let Some(browser) = Browser::launch_or_skip(TEST, w.sandbox.path()).await else {
+        return;
+    };
+    let page = browser.new_page().await;
+    page.set_viewport(1280, 800).await;
+    page.goto(&shim.login_url()).await;
+    page.wait_until(
+        "document.querySelector('#board') !== null",
+        "the board",
+        browser::TIMEOUT,
+    )
+    .await;
+    page.goto(&shim.url(&format!("/tasks/{}", w.task))).await;
+    page.wait_until(
+        "document.querySelectorAll('#transcript li.entry[data-kind=tool_call]').length === 2
+         && document.querySelector('#transcript li.entry[data-kind=result]') !== null",
+        "two tool calls and the result line",
+        browser::TIMEOUT,
+    )
+    .await;
+    let tools: Vec<(String, String, bool)> = page
+        .eval(
+            "[...document.querySelectorAll('#transcript li.entry[data-kind=tool_call] details.tool')]
+               .map((d) => [d.querySelector('.tool-name').textContent,
+                            d.querySelector('.tool-result').className,
+                            d.open])",
+        )
+        .await;
+    assert_eq!(
+        tools,
+        [
+            ("Write".into(), "tool-result ok".into(), false),
+            ("Bash".into(), "tool-result ok".into(), false),
+        ],
+        "each call with its result, folded"
+    );
+    let result: String = page
+        .eval("document.querySelector('#transcript li.entry[data-kind=result]').textContent")
+        .await;
+    assert!(
+        result.contains('$'),
+        "the result line shows the cost: {result}"
+    );
+    page.screenshot(&browser::screenshots().join("transcript.png"))
+        .await;
+    browser.close();
     w.assert_offline();
 }

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aifactory_tests::browser::{Browser, CookieSameSite, Served, TIMEOUT as BROWSER_TIMEOUT};
 use aifactory_tests::git::{committed_repo, init_repo};
 use aifactory_tests::session::new_session;
-use aifactory_tests::{Daemon, Http, Sandbox, skip};
+use aifactory_tests::{Daemon, Http, Sandbox};
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use reqwest::{Method, StatusCode};
@@ -179,7 +180,10 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     let names: Vec<String> = routes.iter().map(|(m, p)| format!("{m} {p}")).collect();
     for want in [
         "GET /healthz",
+        "POST /api/v1/login",
+        "POST /api/v1/logout",
         "GET /api/v1/status",
+        "GET /api/v1/doctor",
         "GET /api/v1/openapi.json",
         "GET /api/v1/events",
         "GET /api/v1/projects",
@@ -189,6 +193,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
         "GET /api/v1/tasks",
         "POST /api/v1/tasks",
         "GET /api/v1/tasks/no-such-thing",
+        "DELETE /api/v1/tasks/no-such-thing",
         "POST /api/v1/tasks/no-such-thing/start",
         "POST /api/v1/tasks/no-such-thing/stop",
         "POST /api/v1/tasks/no-such-thing/restart",
@@ -205,7 +210,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     }
     assert_eq!(
         names.len(),
-        19,
+        23,
         "an undocumented route crept in: {names:#?}"
     );
 
@@ -230,7 +235,8 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
             StatusCode::UNAUTHORIZED,
             "{method} {path}"
         );
-        if path == "/healthz" {
+        // Open to all: health, and the page's way in.
+        if ["/healthz", "/api/v1/login", "/api/v1/logout"].contains(&path.as_str()) {
             continue;
         }
         // Every /api route refuses a missing, a wrong and a malformed token, saying which.
@@ -1164,164 +1170,220 @@ async fn console_loses_no_byte_across_a_daemon_sigkill_and_restart() {
     );
 }
 
-/// The first of Debian's Chromium binaries found on PATH.
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
+/// A console page: it opens the WebSocket named in its address's fragment (`ws`, with the
+/// token from `token` offered as the subprotocol), shows the output in `#out`, and sends what
+/// is typed (keydown) as input.
+const CONSOLE_PAGE: &str = r#"<!doctype html><html><head><title>console</title></head>
+<body><pre id="out"></pre><script>
+const params = new URLSearchParams(location.hash.slice(1));
+const out = document.getElementById('out');
+const ws = new WebSocket(params.get('ws'), ['aifactory.token.' + params.get('token')]);
+ws.binaryType = 'arraybuffer';
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+let closed = null;
+ws.onmessage = (event) => {
+  if (typeof event.data === 'string') { console.log('notice', event.data); return; }
+  out.textContent += decoder.decode(new Uint8Array(event.data), {stream: true});
+};
+ws.onclose = (event) => { closed = event.code + ' ' + event.reason; };
+document.addEventListener('keydown', (event) => {
+  const data = event.key === 'Enter' ? '\r' : event.key.length === 1 ? event.key : null;
+  if (data !== null && ws.readyState === WebSocket.OPEN) {
+    ws.send(encoder.encode(data));
+    event.preventDefault();
+  }
+});
+</script></body></html>"#;
 
-/// Serves `page` at `/` and hands the body of the first `POST /result` to the channel.
-fn serve_page(
-    listener: std::net::TcpListener,
-    page: String,
-    result: std::sync::mpsc::Sender<String>,
-) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            if request_line.starts_with("POST /result") {
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-                let _ = result.send(String::from_utf8_lossy(&body).into_owned());
-            } else if request_line.starts_with("GET / ") {
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-                    page.len()
-                );
+/// `text` as one URL query or fragment component.
+fn url_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
             } else {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                format!("%{b:02X}")
             }
-        }
-    });
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_browser_opens_the_console_with_the_token_and_shows_the_output() {
     const TEST: &str = "a_real_browser_opens_the_console_with_the_token_and_shows_the_output";
-    let Some(browser) = chromium() else {
-        skip(TEST, "no chromium on PATH: `apt-get install chromium`");
+    let sandbox = Sandbox::new();
+    let Some(browser) = Browser::launch_or_skip(TEST, sandbox.path()).await else {
         return;
     };
-    let sandbox = Sandbox::new();
     let daemon = sandbox.daemon().start();
-    let page_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let page_origin = format!("http://{}", page_listener.local_addr().unwrap());
+    let served = Served::start(CONSOLE_PAGE.to_string(), &[]);
     let shim = sandbox
         .http()
         .arg("--allow-origin")
-        .arg(&page_origin)
+        .arg(&served.origin)
         .start();
     let client = daemon.client().await;
-    // Built by the shell, so the marker is only in the output, never in the page.
+    // Built by the shell, so the marker is only in the output, never in the page; then each
+    // line typed comes back shouted by the session's program, not just echoed by the terminal.
     let s = new_session(
         &client,
         &sandbox,
-        "printf 'hello from the session: %s-%s\\n' browser-marker 4711; sleep 300",
+        "printf 'hello from the session: %s-%s\\n' browser-marker 4711; \
+         while IFS= read -r line; do printf 'shouted: %s\\n' \"$line\" | tr a-z A-Z; done",
     )
     .await;
-    let marker = "browser-marker-4711";
-    let page = format!(
-        r#"<!doctype html><html><body><pre id="out"></pre><script>
-const out = document.getElementById('out');
-const report = (value) => fetch('/result', {{method: 'POST', body: JSON.stringify(value)}});
-const ws = new WebSocket({url:?}, ['aifactory.token.' + {token:?}]);
-ws.binaryType = 'arraybuffer';
-const decoder = new TextDecoder();
-let reported = false;
-ws.onmessage = (event) => {{
-  if (typeof event.data === 'string') return;
-  out.textContent += decoder.decode(new Uint8Array(event.data), {{stream: true}});
-  if (!reported && out.textContent.includes('browser-marker-' + (4700 + 11))) {{
-    reported = true;
-    report({{text: out.textContent, protocol: ws.protocol}});
-  }}
-}};
-ws.onclose = (event) => {{
-  if (!reported) {{ reported = true; report({{error: 'closed ' + event.code + ' ' + event.reason}}); }}
-}};
-</script></body></html>"#,
-        url = shim.ws_url(&format!("/api/v1/sessions/{}/console?from=0", s.id)),
-        token = shim.token,
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
-    serve_page(page_listener, page, tx);
-
-    let profile = sandbox.path().join("chromium-profile");
-    let mut cmd = std::process::Command::new(&browser);
-    cmd.args([
-        "--headless",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .arg(format!("{page_origin}/"))
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(sandbox.path().join("chromium.log")).unwrap());
-    if aifactory_tests::is_root() {
-        // Chromium refuses to run as root with its sandbox on.
-        cmd.arg("--no-sandbox");
-    }
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-    let mut chromium = cmd.spawn().expect("start chromium");
-    let result = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(90)))
-        .await
-        .unwrap();
-    // The whole browser: it starts helper processes in its group.
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(chromium.id() as i32),
-        Signal::SIGKILL,
-    );
-    let _ = chromium.wait();
-    let result = result.unwrap_or_else(|_| {
+    let page = browser.new_page().await;
+    let ws_url = shim.ws_url(&format!("/api/v1/sessions/{}/console?from=0", s.id));
+    page.goto(&format!(
+        "{}#ws={}&token={}",
+        served.url(),
+        url_component(&ws_url),
+        url_component(&shim.token)
+    ))
+    .await;
+    // Or the console's end, which fails at once with what the browser said.
+    page.wait_until(
+        "closed !== null || document.getElementById('out').textContent.includes('browser-marker-4711')",
+        "the session's output in the page",
+        BROWSER_TIMEOUT,
+    )
+    .await;
+    let closed: Option<String> = page.eval("closed").await;
+    if let Some(closed) = closed {
         panic!(
-            "the page reported nothing within 90 s; chromium said:\n{}\nshim log:\n{}",
-            std::fs::read_to_string(sandbox.path().join("chromium.log")).unwrap_or_default(),
-            shim.logs()
-        )
-    });
-    let result: Value = serde_json::from_str(&result).expect("the page's JSON");
-    assert!(
-        result["error"].is_null(),
-        "the page's console failed: {result}"
-    );
-    assert!(
-        result["text"].as_str().unwrap().contains(marker),
-        "the page shows what the session printed: {result}"
-    );
+            "the page's console closed ({closed}) before it showed the output\n{}",
+            page.report().await
+        );
+    }
+    let protocol: String = page.eval("ws.protocol").await;
     assert_eq!(
-        result["protocol"],
+        protocol,
         format!("aifactory.token.{}", shim.token),
         "the browser accepted the echoed subprotocol"
     );
+
+    page.type_text("typed in the browser\n").await;
+    page.wait_until(
+        "closed !== null || document.getElementById('out').textContent.includes('SHOUTED: TYPED IN THE BROWSER')",
+        "the session's answer to what was typed",
+        BROWSER_TIMEOUT,
+    )
+    .await;
+    let closed: Option<String> = page.eval("closed").await;
+    assert_eq!(closed, None, "the console stays open");
+    let shown: String = page.eval("document.getElementById('out').innerText").await;
+    assert!(
+        shown.contains("hello from the session: browser-marker-4711"),
+        "the page shows what the session printed: {shown:?}"
+    );
+    let console = page.console();
+    assert!(
+        !console.iter().any(|line| line.starts_with("[exception]")),
+        "no script error on the page: {console:#?}"
+    );
+    drop(page);
+    browser.close();
+}
+
+/// The driver itself against a page of its own: keys, the viewport, a screenshot, an
+/// HttpOnly cookie, the page's console and exceptions, and a failed wait's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_driver_types_resizes_screenshots_reads_cookies_and_reports_the_console() {
+    const TEST: &str =
+        "the_browser_driver_types_resizes_screenshots_reads_cookies_and_reports_the_console";
+    let sandbox = Sandbox::new();
+    let Some(browser) = Browser::launch_or_skip(TEST, sandbox.path()).await else {
+        return;
+    };
+    let served = Served::start(
+        r#"<!doctype html><html><body><input id="in"><script>
+const keys = [];
+document.addEventListener('keydown', (e) => keys.push((e.ctrlKey ? 'C-' : '') + e.key));
+console.log('page says', 6 * 7);
+setTimeout(() => { throw new Error('thrown on' + ' purpose'); }, 0);
+</script></body></html>"#
+            .to_string(),
+        &["Set-Cookie: probe=1; Path=/; HttpOnly; SameSite=Strict"],
+    );
+    let page = browser.new_page().await;
+    page.goto(&served.url()).await;
+
+    page.wait_for_console("the page's log line", BROWSER_TIMEOUT, |l| {
+        l == "[console.log] page says 42"
+    })
+    .await;
+    page.wait_for_console("the page's uncaught exception", BROWSER_TIMEOUT, |l| {
+        l.starts_with("[exception]") && l.contains("thrown on purpose")
+    })
+    .await;
+
+    page.set_viewport(640, 480).await;
+    let size: (u32, u32) = page.eval("[window.innerWidth, window.innerHeight]").await;
+    assert_eq!(size, (640, 480), "the viewport is emulated");
+    let shot = sandbox.path().join("page.png");
+    page.screenshot(&shot).await;
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (640, 480), "of the viewport");
+
+    let _: () = page.eval("document.getElementById('in').focus()").await;
+    page.type_text("Hi there, 42!").await;
+    page.press("Control+c").await;
+    page.press("Backspace").await;
+    page.wait_until(
+        "document.getElementById('in').value === 'Hi there, 42'",
+        "the typed text, less the character Backspace took",
+        BROWSER_TIMEOUT,
+    )
+    .await;
+    let keys: Vec<String> = page.eval("keys").await;
+    assert_eq!(
+        keys.iter().rev().take(2).rev().collect::<Vec<_>>(),
+        ["C-c", "Backspace"],
+        "{keys:?}"
+    );
+    assert_eq!(keys.len(), "Hi there, 42!".len() + 2, "{keys:?}");
+
+    let cookies = page.cookies().await;
+    let probe = cookies
+        .iter()
+        .find(|c| c.name == "probe")
+        .unwrap_or_else(|| panic!("the page's cookie: {cookies:?}"));
+    assert!(probe.http_only, "{probe:?}");
+    assert_eq!(probe.same_site, Some(CookieSameSite::Strict), "{probe:?}");
+    let script_sees: String = page.eval("document.cookie").await;
+    assert!(!script_sees.contains("probe"), "HttpOnly: {script_sees:?}");
+
+    let thrown = page
+        .try_eval::<Value>("(() => { throw new Error('evaluated and thrown'); })()")
+        .await
+        .unwrap_err();
+    assert!(thrown.contains("evaluated and thrown"), "{thrown}");
+    let awaited: u32 = page
+        .eval("new Promise((resolve) => setTimeout(() => resolve(7), 10))")
+        .await;
+    assert_eq!(awaited, 7, "a promise is awaited");
+
+    // A wait that never ends says what it waited for and what the page logged.
+    let failed = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(page.wait_until(
+        "false",
+        "a condition that never holds",
+        Duration::from_secs(1),
+    )))
+    .await
+    .unwrap_err();
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("waiting for a condition that never holds")
+            && message.contains("[console.log] page says 42")
+            && message.contains("thrown on purpose"),
+        "{message}"
+    );
+    drop(page);
+    browser.close();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

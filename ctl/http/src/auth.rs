@@ -1,15 +1,19 @@
 //! Who may call: the bearer token on every `/api` request (WebSocket upgrades may offer it as
 //! the subprotocol `aifactory.token.<token>` or a `token` query parameter, EventSource requests
-//! as `token`, since browsers cannot set headers there), and the `Origin` allow-list for
-//! requests that come from a web page.
+//! as `token`, since browsers cannot set headers there) or the page's login cookie, and the
+//! `Origin` allow-list for requests that come from a web page. A request the cookie alone
+//! authenticates that changes anything (any method but GET and HEAD, or a WebSocket) must carry
+//! an `Origin`, which the allow-list has then passed: the cookie's `SameSite=Strict` keeps other
+//! sites' requests from carrying it, and this keeps out whatever else would (CSRF).
 
 use aifactory_common::echo::echo;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::login;
 use crate::state::AppState;
 
 /// The subprotocol prefix a WebSocket client uses to carry the token.
@@ -21,6 +25,8 @@ enum Presented {
     Header(String),
     Protocol(String),
     Query(String),
+    /// The page's login cookie.
+    Cookie(String),
     /// An `Authorization` header that is not `Bearer <token>`.
     Malformed,
     None,
@@ -79,17 +85,30 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Presented {
     {
         return Presented::Query(token);
     }
-    Presented::None
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    match login::cookie(cookies) {
+        Some(value) => Presented::Cookie(value.to_string()),
+        None => Presented::None,
+    }
 }
 
-/// Whether the request carries the right token, wherever it put it.
+/// Whether the request carries the right token or a valid login, wherever it put it.
 pub fn has_token(state: &AppState, headers: &HeaderMap, uri: &Uri) -> bool {
     match presented(headers, uri) {
         Presented::Header(t) | Presented::Protocol(t) | Presented::Query(t) => {
             state.token.matches(&t)
         }
+        Presented::Cookie(c) => login::session_is_valid(&state.token, &c),
         Presented::Malformed | Presented::None => false,
     }
+}
+
+/// Whether a request changes something, or may: what a cross-site request must not do.
+fn is_state_changing(method: &Method, headers: &HeaderMap) -> bool {
+    !(method == Method::GET || method == Method::HEAD) || is_websocket_upgrade(headers)
 }
 
 /// Refuses a request without the right token with 401 and how to send it.
@@ -104,6 +123,25 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
                 Ok(())
             } else {
                 Err(ApiError::invalid_token(""))
+            }
+        }
+        Presented::Cookie(c) => {
+            if !login::session_is_valid(&state.token, &c) {
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_login",
+                    "your login expired, or the token was rotated since: log in again (`aifactory-http --print-url` prints a link)",
+                ))
+            } else if is_state_changing(req.method(), req.headers())
+                && !req.headers().contains_key(header::ORIGIN)
+            {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "origin_required",
+                    "a request the login cookie authenticates that changes anything must come from the page (browsers send `Origin`); other clients send `Authorization: Bearer <token>`",
+                ))
+            } else {
+                Ok(())
             }
         }
     };

@@ -9,7 +9,8 @@ use clap::Parser;
 ///
 /// Every `/api` request needs `Authorization: Bearer <token>` (WebSockets may pass the token as
 /// the subprotocol `aifactory.token.<token>` or a `token` query parameter). The token lives in
-/// `<state dir>/http-token`, made on first start; `--print-token` shows it.
+/// `<state dir>/http-token`, made on first start; `--print-token` shows it. A browser opens the
+/// page at `/` and logs in with the link `--print-url` prints, or with the token typed once.
 #[derive(Debug, Parser)]
 #[command(name = "aifactory-http", version)]
 pub struct Cli {
@@ -40,6 +41,10 @@ pub struct Cli {
     /// Print the API token (making it first if there is none yet) and exit.
     #[arg(long)]
     pub print_token: bool,
+    /// Print a one-time login URL for a browser (valid for ten minutes, once) and exit. The
+    /// code is in the URL's fragment, which browsers never send to a server or a log.
+    #[arg(long, conflicts_with = "print_token")]
+    pub print_url: bool,
     /// Where logs go.
     #[arg(long, value_enum, default_value = "auto")]
     pub log: aifactory_common::logging::LogTarget,

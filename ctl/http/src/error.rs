@@ -21,7 +21,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid`, `missing_token`, `invalid_token`,
     /// `origin_not_allowed`, `not_found`, `no_route`, `method_not_allowed`, `conflict`,
-    /// `websocket_required`, `daemon_unavailable`, `internal`, `uri_too_long`,
+    /// `websocket_required`, `daemon_unavailable`, `doctor_unavailable`, `internal`, `uri_too_long`,
     /// `headers_too_large`, or the daemon's own code in
     /// snake case (e.g. `shutting_down`).
     pub code: String,
@@ -55,6 +55,18 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// Nothing is served at this method and path.
+    pub fn no_route(method: &axum::http::Method, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!(
+                "no route {method} {}: the API is under /api/v1 (see /api/v1/openapi.json)",
+                aifactory_common::echo::echo(path)
+            ),
+        )
     }
 
     pub fn missing_token() -> Self {
@@ -115,6 +127,7 @@ impl ApiError {
                 socket.display()
             )),
             ClientError::HandshakeTimeout { .. }
+            | ClientError::HandshakeInterrupted { .. }
             | ClientError::ClosedAfterRequest { .. }
             | ClientError::ProtocolMismatch { .. }
             | ClientError::NotAifactory { .. } => unavailable(err.to_string()),

@@ -8,6 +8,8 @@ mod config;
 mod daemon;
 mod error;
 mod listener;
+mod login;
+mod page;
 mod state;
 mod token;
 
@@ -53,6 +55,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", token.as_str());
         return Ok(());
     }
+    if cli.print_url {
+        let token = token::load_or_create(&config.token_file)?;
+        let code = login::new_code(&token).context("cannot make a login code")?;
+        println!("{}", login_url(config.listen, &code));
+        return Ok(());
+    }
     aifactory_common::logging::init(cli.log, &config.log_level)?;
     let token = token::load_or_create(&config.token_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -62,6 +70,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config, token))
+}
+
+/// The page's login URL on this shim's address; an unspecified address is reached as loopback.
+fn login_url(listen: std::net::SocketAddr, code: &str) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/login#code={code}")
 }
 
 async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
@@ -87,10 +107,13 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
     let state = AppState {
         daemon: daemon::Daemon::new(&config.socket),
         token,
+        token_file: config.token_file.clone(),
+        spent_codes: login::SpentCodes::default(),
         allowed_origins: Arc::new(config.allowed_origins.clone()),
         listen,
         shutdown: shutdown.clone(),
         consoles: consoles.clone(),
+        doctor_turn: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let app = api::router(state);
     tracing::info!(

@@ -52,6 +52,11 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
+    #[cfg(test)]
+    pub fn for_tests(text: &str) -> Token {
+        Token(text.to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

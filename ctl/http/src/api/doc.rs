@@ -116,7 +116,7 @@ impl Modify for Guarded {
             )),
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let guarded = path.starts_with("/api/");
+            let guarded = needs_token(path);
             let operations = [
                 &mut item.get,
                 &mut item.post,
@@ -129,6 +129,11 @@ impl Modify for Guarded {
             }
         }
     }
+}
+
+/// Whether a documented route sits behind the token: every `/api` route but the login's.
+pub fn needs_token(path: &str) -> bool {
+    path.starts_with("/api/") && !matches!(path, "/api/v1/login" | "/api/v1/logout")
 }
 
 fn guard(operation: &mut Operation, needs_token: bool) {

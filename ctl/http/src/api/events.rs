@@ -42,6 +42,9 @@ pub struct EventsQuery {
 /// Server-sent events: `id:` is the event's sequence number, `event:` its kind (e.g.
 /// `TaskPhase`, `SessionEnded`), `data:` the whole event as JSON (`{"seq", "at_ms", "kind"}`).
 /// `event: lagged` with `{"missed": N}` says N events were pruned before they could be sent.
+/// `event: daemon` with `{"daemon": "unavailable", "message"}` says the shim lost aifactoryd
+/// (the message names the socket and what to do) and is reconnecting; `{"daemon": "available"}`
+/// that it is back and the stream goes on from where it was. Neither has an `id:`.
 #[utoipa::path(
     get,
     path = "/api/v1/events",
@@ -87,6 +90,7 @@ pub async fn events(
         link: Some((client, subscription)),
         last: after,
         backoff: Backoff::new(),
+        said_unavailable: false,
     };
     let stream = futures::stream::unfold(pump, |mut pump| async move {
         let event = pump.next().await?;
@@ -102,6 +106,8 @@ struct Pump {
     /// The last sequence number sent (or asked to start after).
     last: Option<u64>,
     backoff: Backoff,
+    /// Whether the client was told the daemon is unavailable (and not yet that it is back).
+    said_unavailable: bool,
 }
 
 impl Pump {
@@ -119,9 +125,18 @@ impl Pump {
                         tracing::info!(after = ?self.last, "event stream reconnected to aifactoryd");
                         self.backoff.reset();
                         self.link = Some(link);
+                        if std::mem::take(&mut self.said_unavailable) {
+                            return Some(daemon_notice(serde_json::json!({"daemon": "available"})));
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(error = %e.message, "event stream: aifactoryd not back yet");
+                        if !self.said_unavailable {
+                            self.said_unavailable = true;
+                            return Some(daemon_notice(
+                                serde_json::json!({"daemon": "unavailable", "message": e.message}),
+                            ));
+                        }
                         tokio::select! {
                             _ = self.backoff.wait() => {}
                             _ = self.shutdown.cancelled() => return None,
@@ -156,6 +171,10 @@ impl Pump {
             }
         }
     }
+}
+
+fn daemon_notice(data: serde_json::Value) -> sse::Event {
+    sse::Event::default().event("daemon").data(data.to_string())
 }
 
 /// The kind's name as serde writes it: `"Stopping"` or `{"TaskPhase": {...}}`.

@@ -117,6 +117,49 @@ pub async fn get(State(state): State<AppState>, Key(id): Key) -> Result<Json<Tas
         .map(Json)
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveQuery {
+    /// Also remove its worktree (refused when it has changes, unless `force`); the branch stays.
+    pub prune: Option<bool>,
+    /// With `prune`: remove the worktree even with uncommitted changes.
+    pub force: Option<bool>,
+}
+
+/// Forgets a task that does not run; with `prune=true` also its worktree.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "Task id, or spec id"), RemoveQuery),
+    responses(
+        (status = 200, description = "The task as it was before it was forgotten", body = TaskInfo),
+        (status = 400, description = "Bad query (`force` without `prune`), or the worktree has changes and `force` was not given", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task runs (stop it first), or the spec id is ambiguous", body = ErrorBody),
+        DaemonErrors,
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    Key(id): Key,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<TaskInfo>, ApiError> {
+    let prune = query.prune.unwrap_or(false);
+    let force = query.force.unwrap_or(false);
+    if force && !prune {
+        return Err(ApiError::invalid(
+            "force=true only means something with prune=true (remove the worktree even with changes)",
+        ));
+    }
+    state
+        .daemon
+        .call(async |daemon| daemon.task_remove(id, prune, force).await)
+        .await
+        .map(Json)
+}
+
 /// Runs the task's agent in a new session.
 #[utoipa::path(
     post,
