@@ -183,9 +183,10 @@ impl Client {
                     seconds: opts.handshake_timeout.as_secs(),
                 });
             }
-            Ok(Err(e)) => {
-                return Err(ClientError::Disconnected {
-                    reason: format!("the daemon closed the connection during the handshake ({e})"),
+            Ok(Err(source)) => {
+                return Err(ClientError::HandshakeInterrupted {
+                    socket: opts.socket.clone(),
+                    source,
                 });
             }
             Ok(Ok(peer)) => peer,
@@ -650,5 +651,21 @@ mod tests {
         let err = client.status().await.unwrap_err().to_string();
         assert!(err.contains("closed the connection"), "{err}");
         assert!(!err.contains("may have completed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_daemon_gone_during_the_handshake_is_unreachable_with_nothing_sent() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        // A daemon killed between accept and its hello: the client's hello meets a closed peer.
+        drop(theirs);
+        let err = match Client::handshake(ours, &ClientOptions::new("/fake.sock", "test")).await {
+            Err(err) => err,
+            Ok(_) => panic!("a handshake with a closed peer succeeded"),
+        };
+        assert!(err.is_unreachable(), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("/fake.sock"), "{text}");
+        assert!(text.contains("before any request was sent"), "{text}");
+        assert!(text.contains("try again"), "{text}");
     }
 }

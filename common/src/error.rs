@@ -37,6 +37,16 @@ pub enum ClientError {
         socket.display()
     )]
     NotAifactory { socket: PathBuf },
+    /// The connection closed before the handshake finished, so no request was sent: typically
+    /// the daemon stopping or restarting at that moment.
+    #[error(
+        "aifactoryd at {} closed the connection during the handshake ({source}), before any request was sent, so nothing was done: it is probably restarting; try again, and if it persists check `journalctl -u aifactoryd` or its stderr",
+        socket.display()
+    )]
+    HandshakeInterrupted {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "aifactoryd at {} did not finish the handshake within {seconds} s: it may be wedged; check `journalctl -u aifactoryd` or its stderr",
         socket.display()
@@ -86,9 +96,12 @@ impl ClientError {
         }
     }
 
-    /// Whether this means "no daemon answers there".
+    /// Whether this means "no daemon answers there" (or it went away before a request was sent).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. })
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::HandshakeInterrupted { .. }
+        )
     }
 
     /// Whether the peer was refused for lack of permission (socket mode or peer credentials).
