@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use nix::unistd::{Gid, Group};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -97,9 +97,14 @@ struct Routes {
     closed: Option<Closed>,
 }
 
+/// The halves of whatever carries the protocol: the daemon's Unix socket, or a pipe to a
+/// relay such as `ssh HOST aifactoryctl dial-stdio`.
+type BoxedRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// One connection to the daemon.
 pub struct Client {
-    writer: tokio::sync::Mutex<FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>>,
+    writer: tokio::sync::Mutex<FramedWrite<BoxedWrite, LengthDelimitedCodec>>,
     routes: Arc<Mutex<Routes>>,
     next_id: AtomicU64,
     reader: JoinHandle<()>,
@@ -171,7 +176,19 @@ impl Client {
         stream: UnixStream,
         opts: &ClientOptions,
     ) -> Result<Client, ClientError> {
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        Self::handshake_over(rd, wr, opts).await
+    }
+
+    /// Completes the handshake over any byte pipe to the daemon (a socket's halves, or a
+    /// relay process's stdout and stdin): the protocol is the same on every transport.
+    pub async fn handshake_over(
+        rd: impl AsyncRead + Send + Unpin + 'static,
+        wr: impl AsyncWrite + Send + Unpin + 'static,
+        opts: &ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let mut rd: BoxedRead = Box::new(rd);
+        let mut wr: BoxedWrite = Box::new(wr);
         let exchange = async {
             handshake::send(&mut wr, opts.protocol_version).await?;
             handshake::receive(&mut rd).await
@@ -512,7 +529,7 @@ impl Client {
 }
 
 async fn read_loop(
-    mut frames: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    mut frames: FramedRead<BoxedRead, LengthDelimitedCodec>,
     routes: Arc<Mutex<Routes>>,
 ) {
     let closed = loop {

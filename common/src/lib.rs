@@ -20,6 +20,7 @@ pub mod echo;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod host;
 pub mod in_doubt;
 #[cfg(feature = "logging")]
 pub mod logging;
