@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::token::Token;
+use crate::token::{Token, hex};
 
 /// The cookie's name.
 pub const COOKIE: &str = "aifactory_session";
@@ -63,10 +63,6 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn mac(token: &Token, purpose: Purpose, expiry: u64, nonce: &str) -> Hmac<Sha256> {

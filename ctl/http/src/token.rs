@@ -109,6 +109,11 @@ fn read(path: &Path) -> Result<Token, TokenError> {
     Ok(Token(token.to_string()))
 }
 
+/// Lower-case hex, the form of the token and of the login codes signed with it.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn create(path: &Path) -> Result<Token, TokenError> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
@@ -122,7 +127,7 @@ fn create(path: &Path) -> Result<Token, TokenError> {
     }
     let mut bytes = [0u8; TOKEN_BYTES];
     getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = hex(&bytes);
     // create_new: two shims starting at once must not each write a different token; the
     // loser reads the winner's.
     let file = std::fs::OpenOptions::new()
