@@ -305,6 +305,29 @@ async fn a_tasks_card_moves_across_the_columns_in_order_and_its_bar_reaches_100(
         "the card's columns, in order"
     );
 
+    // What the attempt used, from its cgroup, on the card (nothing when it had no cgroup).
+    let shown = sandbox.show_task(&id);
+    eprintln!("{TEST}: the task's resources: {}", shown["resources"]);
+    match shown["resources"]["processes"].as_u64() {
+        Some(processes) => {
+            page.wait_until(
+                &format!(
+                    "({card}?.querySelector('.card-resources')?.textContent || '')
+                       .match(/^\\d+\\.\\d s CPU · [\\d.]+ [KMG]?i?B · {processes} proc$/) != null"
+                ),
+                &format!("the card's CPU, memory and {processes} processes from its cgroup"),
+                TIMEOUT,
+            )
+            .await
+        }
+        None => {
+            let none: bool = page
+                .eval(&format!("{card}.querySelector('.card-resources') === null"))
+                .await;
+            assert!(none, "a card without a cgroup shows no resources: {shown}");
+        }
+    }
+
     // The task page: its progress notes and its console one click away.
     page.eval::<()>(&format!("{card}.querySelector('a.card-spec').click()"))
         .await;

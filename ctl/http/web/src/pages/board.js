@@ -2,7 +2,7 @@
 
 import { api } from '../api.js';
 import { ask } from '../dialog.js';
-import { cost, h } from '../dom.js';
+import { bytes, cost, h } from '../dom.js';
 
 /** common's TaskPhase, in its order. */
 export const PHASES = [
@@ -30,6 +30,17 @@ export function stallText(stall) {
     parts.push(p);
   }
   return parts.join('; ');
+}
+
+/** What the task's agent used, from its cgroup (nothing shown when it had none). */
+function resources(r) {
+  if (!r) return null;
+  const peak = r.memory_peak_bytes ?? r.memory_bytes;
+  return h('span', {
+    class: 'card-resources',
+    title: `CPU time, peak memory and processes of its cgroup${r.oom_kills ? `; ${r.oom_kills} OOM kills` : ''}`,
+    text: `${(r.cpu_usec / 1e6).toFixed(1)} s CPU · ${bytes(peak)} · ${r.processes} proc`,
+  });
 }
 
 export function progressOf(task) {
@@ -201,6 +212,7 @@ export function mount(main, _params, { events, navigate, handle }) {
         h('span', { class: 'card-agent', title: 'agent', text: task.agent }),
         h('span', { class: 'card-attempt', text: `attempt ${task.attempts}` }),
         h('span', { class: 'card-cost', title: 'cost so far', text: cost(c) }),
+        resources(task.resources),
       ),
       h(
         'div',
