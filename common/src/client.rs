@@ -23,10 +23,10 @@ use crate::frame::{DEFAULT_MAX_FRAME_BYTES, length_codec};
 use crate::handshake::{self, PeerHello};
 use crate::in_doubt::in_doubt;
 use crate::protocol::{
-    AgentDetail, AgentInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject, PROTOCOL_VERSION,
-    ProjectAdd, ProjectInfo, Reply, Request, ServerFrame, SessionInfo, SessionKillReport,
-    SessionSpec, StatusInfo, StopReport, StrayProcess, StreamItem, SubscriptionId, TaskCreate,
-    TaskInfo, Transcript,
+    AgentDetail, AgentInfo, AttemptInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject,
+    PROTOCOL_VERSION, ProjectAdd, ProjectInfo, Reply, Request, ServerFrame, SessionInfo,
+    SessionKillReport, SessionSpec, StatusInfo, StopReport, StrayProcess, StreamItem,
+    SubscriptionId, TaskCreate, TaskInfo, Transcript,
 };
 use crate::sync::lock;
 use crate::{codec, frame};
@@ -515,6 +515,14 @@ impl Client {
     }
 
     /// The task's transcript entries after `after` (`None`: from the first kept).
+    pub async fn task_attempts(
+        &self,
+        key: impl Into<String>,
+    ) -> Result<Vec<AttemptInfo>, ClientError> {
+        let request = Request::TaskAttempts { key: key.into() };
+        expect!(self, request, Attempts(a) => a)
+    }
+
     pub async fn task_transcript(
         &self,
         key: impl Into<String>,

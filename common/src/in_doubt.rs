@@ -47,6 +47,7 @@ pub fn in_doubt(request: &Request) -> Option<InDoubt> {
         | Request::AgentList
         | Request::AgentShow { .. }
         | Request::TaskTranscript { .. }
+        | Request::TaskAttempts { .. }
         | Request::SessionStrays => return None,
     };
     Some(InDoubt { request, check })

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::agent::{AgentEvent, AgentResult, Failure, FailureKind, TranscriptEntry, Usage};
 
 /// Version of everything in this module plus the frame layer. Bump on any wire change.
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 
 pub type RequestId = u64;
 /// A subscription is named by the id of the request that opened it.
@@ -155,6 +155,10 @@ pub enum Request {
     AgentShow {
         name: String,
     },
+    /// Every attempt of the task's agent, oldest first; the reply is [`Reply::Attempts`].
+    TaskAttempts {
+        key: String,
+    },
 }
 
 /// Daemon to client.
@@ -203,6 +207,33 @@ pub enum Reply {
     Strays(Vec<StrayProcess>),
     /// `AgentShow`.
     Agent(Box<AgentDetail>),
+    /// `TaskAttempts`.
+    Attempts(Vec<AttemptInfo>),
+}
+
+/// One attempt of a task's agent: when it ran, how it ended and what it used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttemptInfo {
+    /// 1, 2, ... over the task's whole life.
+    pub n: u32,
+    /// Its number within its run: a start begins a run at 1, each automatic restart after a
+    /// failure or stall counts up (as [`TaskInfo::attempts`]).
+    pub attempt: u32,
+    pub session_id: String,
+    pub agent: String,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    /// `None` while it runs.
+    pub ended_at: Option<String>,
+    /// Why it ended, in the daemon's words.
+    pub reason: Option<String>,
+    /// How its program ended (`None`: it runs, or it was lost or stopped without an exit).
+    pub exit: Option<crate::pane::ExitInfo>,
+    /// Why it failed, when it did.
+    pub failure: Option<Failure>,
+    /// What it used, from its cgroup (`None`: it had none, or it runs).
+    pub resources: Option<ResourceUsage>,
 }
 
 /// A task's stored transcript, oldest first.

@@ -220,6 +220,9 @@ pub enum TasksCommand {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// Every attempt of the task's agent, oldest first: when it ran, how it ended, why it
+    /// failed and what it used.
+    Attempts { task: String },
     /// Print the agent's terminal output (the latest attempt's session).
     Logs {
         task: String,

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use aifactory_common::protocol::{
-    Event, EventKind, Request, ResourceUsage, StopReport, StreamItem, TaskCreate, TaskInfo,
-    TaskPhase,
+    AttemptInfo, Event, EventKind, Request, ResourceUsage, StopReport, StreamItem, TaskCreate,
+    TaskInfo, TaskPhase,
 };
 
 use crate::cli::{Cli, TasksCommand};
@@ -50,6 +50,9 @@ pub async fn run(cli: &Cli, command: &TasksCommand) -> Result<(), Failure> {
                 cli.json,
                 &client.task_restart(task, grace_ms(*grace), *fresh).await?,
             );
+        }
+        TasksCommand::Attempts { task } => {
+            print_attempts(cli.json, &client.task_attempts(task).await?)
         }
         TasksCommand::Transcript { task, follow } => {
             return transcript::run(&client, task, cli.json, *follow).await;
@@ -184,6 +187,45 @@ fn print_task(json: bool, t: &TaskInfo) {
         println!("note        {note}");
     }
     println!("updated     {}", t.updated_at);
+}
+
+fn print_attempts(json: bool, list: &[AttemptInfo]) {
+    if json {
+        println!("{}", serde_json::to_value(list).unwrap_or_default());
+        return;
+    }
+    if list.is_empty() {
+        println!("no attempts yet: start the task with `aifactoryctl tasks start ID`");
+        return;
+    }
+    for a in list {
+        let how = match (&a.ended_at, &a.exit) {
+            (None, _) => "running".to_string(),
+            (Some(_), Some(exit)) => exit.describe(),
+            (Some(_), None) => "ended without an exit status".to_string(),
+        };
+        println!(
+            "#{} (attempt {} of its run)  {}  {}  started {}{}",
+            a.n,
+            a.attempt,
+            a.session_id,
+            how,
+            a.started_at,
+            a.ended_at
+                .as_deref()
+                .map_or(String::new(), |t| format!(", ended {t}"))
+        );
+        if let Some(f) = &a.failure {
+            println!("    failure   {}: {}", f.kind, f.message);
+            println!("    fix       {}", f.fix);
+        }
+        if let Some(r) = &a.resources {
+            println!("    resources {}", resources_text(r));
+        }
+        if let Some(reason) = &a.reason {
+            println!("    why       {reason}");
+        }
+    }
 }
 
 fn print_list(json: bool, list: &[TaskInfo]) {

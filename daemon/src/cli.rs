@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use aifactory_common::logging::LogTarget;
 
 /// `--version` text: the package version and the protocol it speaks.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 9)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 10)");
 
 /// aifactoryd: runs AI coding agents in supervised terminal sessions and serves aifactoryctl.
 ///

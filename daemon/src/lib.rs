@@ -26,6 +26,7 @@ mod adapters;
 mod admission;
 mod agents;
 mod ansi;
+mod attempts;
 mod cage;
 mod cgroups;
 pub mod check;

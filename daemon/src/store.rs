@@ -16,6 +16,8 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
 pub const DB_FILE: &str = "aifactory.db";
+/// The time now as the store writes it (RFC 3339 UTC, milliseconds), for SQL text.
+pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

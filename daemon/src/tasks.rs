@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::events::EventBus;
 use crate::progress::PROGRESS_FILE;
-use crate::store::{Store, StoreError};
+use crate::store::{NOW, Store, StoreError};
 
 pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.agent, t.phase, \
      t.progress_percent, t.subtasks_done, t.subtasks_total, t.session_id, t.attempts, t.worktree, \
@@ -24,7 +24,6 @@ pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.age
      t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd, t.turns, t.last_tool, \
      t.failure, t.resources, t.confinement";
 const FROM: &str = "tasks t JOIN projects p ON p.id = t.project_id";
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 const MAX_TITLE_LEN: usize = 200;
 
 /// What is wrong with a request about a task record. The handlers turn it into the wire's

@@ -337,6 +337,15 @@ async fn a_tasks_card_moves_across_the_columns_in_order_and_its_bar_reaches_100(
         TIMEOUT,
     )
     .await;
+    // Its attempts, from the daemon's record: one, ended with its exit.
+    page.wait_until(
+        "document.querySelectorAll('#attempts li[data-attempt]').length === 1
+         && document.querySelector('#attempts li[data-attempt=\"1\"][data-state=ended]')
+              ?.textContent.includes('exited 0')",
+        "attempt #1 listed as ended with exit 0",
+        TIMEOUT,
+    )
+    .await;
     page.screenshot(&screenshots().join("task.png")).await;
     browser.close();
 }

@@ -190,6 +190,12 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
                 name: "claude".into(),
             },
         ),
+        (
+            "request-task-attempts",
+            Request::TaskAttempts {
+                key: "001-login".into(),
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
@@ -220,7 +226,8 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::AgentList
             | Request::TaskTranscript { .. }
             | Request::SessionStrays
-            | Request::AgentShow { .. } => {}
+            | Request::AgentShow { .. }
+            | Request::TaskAttempts { .. } => {}
         }
     }
     requests
@@ -1029,7 +1036,8 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::Transcript(_)
                     | Reply::SessionKilled(_)
                     | Reply::Strays(_)
-                    | Reply::Agent(_),
+                    | Reply::Agent(_)
+                    | Reply::Attempts(_),
                 )
                 | Err(_) => {}
             },
@@ -1087,6 +1095,35 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 allow_control_socket: false,
             },
         })))),
+    ));
+    frames.push((
+        "reply-attempts",
+        reply(Ok(Reply::Attempts(vec![
+            AttemptInfo {
+                n: 1,
+                attempt: 1,
+                session_id: "s-0badf00d".into(),
+                agent: "claude".into(),
+                started_at: "2026-12-04T10:00:00.000Z".into(),
+                ended_at: Some("2026-12-04T10:05:00.000Z".into()),
+                reason: Some("agent failed on attempt 1 of 1: no attempts left".into()),
+                exit: Some(exit_info()),
+                failure: Some(failure(FailureKind::Oom)),
+                resources: Some(resources()),
+            },
+            AttemptInfo {
+                n: 2,
+                attempt: 1,
+                session_id: "s-0badf00e".into(),
+                agent: "claude".into(),
+                started_at: "2026-12-04T10:06:00.000Z".into(),
+                ended_at: None,
+                reason: None,
+                exit: None,
+                failure: None,
+                resources: None,
+            },
+        ]))),
     ));
     for (name, problem) in profile_problems() {
         frames.push((

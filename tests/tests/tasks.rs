@@ -772,6 +772,55 @@ async fn on_failure_restarts_with_backoff_and_stops_at_the_maximum() {
         .assert_ok()
         .json();
     assert_eq!(sessions.as_array().unwrap().len(), 3);
+
+    // The history keeps every attempt, each with its own session, exit and reason.
+    let attempts = sandbox
+        .ctl(&["tasks", "attempts", &id, "--json"])
+        .assert_ok()
+        .json();
+    let attempts = attempts.as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{attempts:#?}");
+    let listed: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!(a["n"], i + 1, "{a}");
+        assert_eq!(a["attempt"], i + 1, "{a}");
+        assert_eq!(a["exit"]["code"], 3, "{a}");
+        assert!(a["ended_at"].is_string(), "{a}");
+        assert!(listed.contains(&a["session_id"].as_str().unwrap()), "{a}");
+        let reason = a["reason"].as_str().unwrap();
+        if i < 2 {
+            assert!(reason.contains("restarting after"), "{a}");
+        } else {
+            assert!(reason.contains("attempt 3 of 3"), "{a}");
+        }
+    }
+    let text = sandbox
+        .ctl(&["tasks", "attempts", &id])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(text.contains("#3 (attempt 3 of its run)"), "{text}");
+    assert!(text.contains("exited 3"), "{text}");
+
+    // A new start begins a new run: its attempts count from 1 again, the history goes on.
+    sandbox.ctl(&["tasks", "start", &id]).assert_ok();
+    until(&mut sub, &id, "failed again", phase_to(TaskPhase::Failed)).await;
+    let attempts = sandbox
+        .ctl(&["tasks", "attempts", &id, "--json"])
+        .assert_ok()
+        .json();
+    let runs: Vec<(u64, u64)> = attempts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["n"].as_u64().unwrap(), a["attempt"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(runs, [(1, 1), (2, 2), (3, 3), (4, 1), (5, 2), (6, 3)]);
 }
 
 #[test]

@@ -69,5 +69,6 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
         Request::TaskTranscript { key, after } => {
             Answer::Reply(tasks::transcript(ctx, key, after).await)
         }
+        Request::TaskAttempts { key } => Answer::Reply(tasks::attempts(ctx, key).await),
     }
 }

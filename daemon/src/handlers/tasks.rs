@@ -104,6 +104,10 @@ pub async fn transcript(
     ))
 }
 
+pub async fn attempts(ctx: &ConnContext, key: String) -> Result<Reply, ErrorReply> {
+    Ok(Reply::Attempts(ctx.daemon.tasks.attempts(key).await?))
+}
+
 pub async fn remove(
     ctx: &ConnContext,
     key: String,

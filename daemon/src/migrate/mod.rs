@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "resources",
         sql: include_str!("../../migrations/0006_resources.sql"),
     },
+    Migration {
+        version: 7,
+        name: "attempts",
+        sql: include_str!("../../migrations/0007_attempts.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

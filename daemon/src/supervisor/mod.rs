@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use aifactory_common::protocol::{
-    AgentDetail, AgentInfo, ErrorCode, ErrorReply, EventKind, SessionInfo, SessionSpec,
-    SessionState, StopReport, TaskCreate, TaskInfo, TaskPhase, Transcript,
+    AgentDetail, AgentInfo, AttemptInfo, ErrorCode, ErrorReply, EventKind, SessionInfo,
+    SessionSpec, SessionState, StopReport, TaskCreate, TaskInfo, TaskPhase, Transcript,
 };
 use aifactory_common::sync::lock;
 use regex::Regex;
@@ -39,6 +39,7 @@ pub use self::error::SupervisorError;
 use self::runner::Runner;
 use crate::adapters;
 use crate::agents::{self, CheckContext, Placeholders, Profile, ProfileError};
+use crate::attempts;
 use crate::cage::{self, CageInputs, SocketGuard, Support};
 use crate::cgroups::{Cgroups, TaskGroup};
 use crate::config::Config;
@@ -396,6 +397,7 @@ impl Supervisor {
             .write(move |tx| {
                 tasks::set_phase(tx, &id, TaskPhase::Planning, |tx| {
                     tasks::begin_run(tx, &id, &sid)?;
+                    attempts::begin(tx, &id, &sid, 1)?;
                     tasks::set_confinement(tx, &id, &confinement)
                 })
             })
@@ -724,6 +726,16 @@ impl Supervisor {
         Ok(self
             .store
             .read(move |conn| transcript::after(conn, &task.id, after))
+            .await
+            .map_err(TaskError::from)?)
+    }
+
+    /// Every attempt of the task's agent, oldest first.
+    pub async fn attempts(&self, key: String) -> Result<Vec<AttemptInfo>, SupervisorError> {
+        let task = self.show(key).await?;
+        Ok(self
+            .store
+            .read(move |conn| attempts::list(conn, &task.id))
             .await
             .map_err(TaskError::from)?)
     }

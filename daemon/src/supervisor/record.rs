@@ -11,6 +11,7 @@ use aifactory_common::protocol::{
 };
 
 use super::Supervisor;
+use crate::attempts;
 use crate::progress::{self, Report};
 use crate::sessions::KillReport;
 use crate::tasks;
@@ -42,9 +43,19 @@ impl Supervisor {
         let (tid, why) = (id.to_string(), reason.to_string());
         let error = (to != TaskPhase::Done).then(|| why.clone());
         let stored = failure.clone();
+        let attempt = (exit.clone(), resources.clone());
         let moved = self
             .store
             .write(move |tx| {
+                let (exit, resources) = &attempt;
+                attempts::end(
+                    tx,
+                    &tid,
+                    &why,
+                    exit.as_ref(),
+                    stored.as_ref(),
+                    resources.as_ref(),
+                )?;
                 let record = |tx: &rusqlite::Transaction| {
                     tasks::record_end(tx, &tid, error.as_deref())?;
                     tasks::set_failure(tx, &tid, stored.as_ref())

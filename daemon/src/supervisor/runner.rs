@@ -25,6 +25,7 @@ use super::record::Outcome;
 use super::resources;
 use super::{Resume, RunSettings, Started, Supervisor};
 use crate::adapters::{self, Adapter};
+use crate::attempts;
 use crate::sessions::KillReport;
 use crate::tasks;
 use aifactory_pane::client::{MonitorClient, MonitorStream};
@@ -289,8 +290,31 @@ impl Runner {
             None => backoff(task.attempts),
         };
         tracing::warn!(task_id = %id, attempt = task.attempts, max_attempts = max, delay_ms = delay.as_millis() as u64, "agent {how}: restarting after backoff");
-        sup.record_error(id, &format!("attempt {} {how}", task.attempts))
+        let why = format!("attempt {} {how}", task.attempts);
+        sup.record_error(id, &why).await;
+        let (tid, exit, stored, used) = (
+            id.to_string(),
+            session.exit.clone(),
+            failure.clone(),
+            resources.clone(),
+        );
+        let recorded = sup
+            .store
+            .write(move |tx| {
+                let reason = format!("{why}; restarting after {} ms", delay.as_millis());
+                attempts::end(
+                    tx,
+                    &tid,
+                    &reason,
+                    exit.as_ref(),
+                    stored.as_ref(),
+                    used.as_ref(),
+                )
+            })
             .await;
+        if let Err(e) = recorded {
+            tracing::error!(task_id = %id, "cannot record the attempt's end: {e}");
+        }
         sup.events
             .publish(EventKind::TaskExited {
                 task_id: id.to_string(),
@@ -351,6 +375,7 @@ impl Runner {
                     .store
                     .write(move |tx| {
                         tasks::set_attempt(tx, &tid, &sid, attempt)?;
+                        attempts::begin(tx, &tid, &sid, attempt)?;
                         tasks::set_confinement(tx, &tid, &confinement)
                     })
                     .await;

@@ -56,6 +56,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::stop))
         .routes(routes!(tasks::restart))
         .routes(routes!(tasks::transcript))
+        .routes(routes!(tasks::attempts))
         .routes(routes!(sessions::list))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(console::console))
@@ -193,6 +194,7 @@ mod tests {
             "POST /api/v1/tasks/{id}/stop",
             "POST /api/v1/tasks/{id}/restart",
             "GET /api/v1/tasks/{id}/transcript",
+            "GET /api/v1/tasks/{id}/attempts",
             "GET /api/v1/sessions",
             "GET /api/v1/sessions/{id}",
             "DELETE /api/v1/sessions/{id}",

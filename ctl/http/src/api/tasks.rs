@@ -1,6 +1,6 @@
 //! `/api/v1/tasks`: tasks on the board and their agents.
 
-use aifactory_common::protocol::{StopReport, TaskCreate, TaskInfo, Transcript};
+use aifactory_common::protocol::{AttemptInfo, StopReport, TaskCreate, TaskInfo, Transcript};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -286,6 +286,33 @@ pub async fn transcript(
     state
         .daemon
         .call(async |daemon| daemon.task_transcript(id, query.after).await)
+        .await
+        .map(Json)
+}
+
+/// Every attempt of the task's agent, oldest first: when it ran, how its program ended, why it
+/// failed (`failure.kind`) and what it used from its cgroup. The task itself keeps only the
+/// latest attempt's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/attempts",
+    tag = "tasks",
+    params(("id" = String, Path, description = "Task id, or spec id")),
+    responses(
+        (status = 200, description = "The attempts, oldest first", body = Vec<AttemptInfo>),
+        (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The spec id is ambiguous", body = ErrorBody),
+        DaemonErrors,
+    )
+)]
+pub async fn attempts(
+    State(state): State<AppState>,
+    Key(id): Key,
+) -> Result<Json<Vec<AttemptInfo>>, ApiError> {
+    state
+        .daemon
+        .call(async |daemon| daemon.task_attempts(id).await)
         .await
         .map(Json)
 }

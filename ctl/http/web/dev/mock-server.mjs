@@ -188,12 +188,16 @@ async function apiRoute(req, res, p, url) {
     if (req.method === 'DELETE') return err(res, 405, 'method_not_allowed', `DELETE is not served on ${p}: see /api/v1/openapi.json for the methods each route takes`);
     return t ? json(res, 200, t) : err(res, 404, 'not_found', `no task ${m[1]}`);
   }
-  if ((m = /^\/api\/v1\/tasks\/([^/]+)\/(start|stop|restart|transcript)$/.exec(p))) {
+  if ((m = /^\/api\/v1\/tasks\/([^/]+)\/(start|stop|restart|transcript|attempts)$/.exec(p))) {
     const t = tasks.get(decodeURIComponent(m[1]));
     if (!t) return err(res, 404, 'not_found', `no task ${m[1]}`);
     if (m[2] === 'transcript') {
       const after = Number(url.searchParams.get('after') || 0);
       return json(res, 200, { task_id: t.id, entries: (transcripts.get(t.id) || []).filter((e) => e.seq > after), dropped: 0 });
+    }
+    if (m[2] === 'attempts') {
+      const started = t.updated_at;
+      return json(res, 200, Array.from({ length: t.attempts }, (_, i) => ({ n: i + 1, attempt: i + 1, session_id: 's-1', agent: t.agent, started_at: started, ended_at: i + 1 < t.attempts ? started : null, reason: i + 1 < t.attempts ? `attempt ${i + 1} failed; restarting after 2000 ms` : null, exit: i + 1 < t.attempts ? { code: 1, signal: null, ended_at: started } : null, failure: i + 1 < t.attempts ? { kind: 'rate_limited', message: 'the API said 429', fix: 'wait', retry_after_ms: 2000 } : null, resources: null })));
     }
     if (m[2] === 'start' && ['planning', 'coding', 'qa'].includes(t.phase)) return err(res, 409, 'conflict', `task ${t.spec_id} already runs (session s-1)`);
     if (m[2] === 'stop' && !['planning', 'coding', 'qa', 'stalled'].includes(t.phase)) return err(res, 400, 'invalid', `task ${t.spec_id} does not run: nothing to stop`);

@@ -82,6 +82,7 @@ export const api = {
   stopTask: (id) => request('POST', `/api/v1/tasks/${enc(id)}/stop`, { body: {} }),
   restartTask: (id, fresh) => request('POST', `/api/v1/tasks/${enc(id)}/restart`, { query: { fresh: fresh ? 'true' : 'false' }, body: {} }),
   removeTask: (id) => request('DELETE', `/api/v1/tasks/${enc(id)}`),
+  attempts: (id) => request('GET', `/api/v1/tasks/${enc(id)}/attempts`),
   transcript: (id, after) => request('GET', `/api/v1/tasks/${enc(id)}/transcript`, { query: { after } }),
   sessions: () => request('GET', '/api/v1/sessions'),
   session: (id, opts) => request('GET', `/api/v1/sessions/${enc(id)}`, opts),

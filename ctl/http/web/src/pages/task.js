@@ -106,7 +106,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     h('section', { class: 'attempts-section', 'aria-labelledby': 'attempts-title' }, h('h2', { id: 'attempts-title', text: 'Attempts' }), attemptsEl),
     h('section', { class: 'conversation', 'aria-labelledby': 'transcript-title' }, h('div', { class: 'section-head' }, h('h2', { id: 'transcript-title', text: 'Transcript' }), follow), dropped, empty, conversation.element),
   );
-  const state = { id, task: null, conversation, transcript: conversation.element, exits: [], error: null };
+  const state = { id, task: null, conversation, transcript: conversation.element, attempts: [], error: null };
   handle.task = state;
   let gone = false;
 
@@ -151,26 +151,26 @@ export function mount(main, [id], { events, navigate, handle }) {
     renderAttempts();
   }
 
+  /** Every attempt, oldest first, from the daemon's record (GET /tasks/{id}/attempts). */
   function renderAttempts() {
-    const task = state.task;
-    if (!task) return;
-    const items = [];
-    for (let n = 1; n <= task.attempts; n++) {
-      const exit = state.exits.find((e) => e.attempt === n);
-      const latest = n === task.attempts;
-      const failure = (exit && exit.failure) || (latest ? task.failure : null);
-      items.push(
-        h(
-          'li',
-          { 'data-attempt': n },
-          `Attempt ${n}`,
-          exit && exit.exit ? ` · ${exitText(exit.exit)}` : latest && ['planning', 'coding', 'qa', 'stalled'].includes(task.phase) ? ' · running' : '',
-          failure ? [' · ', h('span', { class: 'badge badge-failure', 'data-kind': failure.kind, title: `${failure.message}\nFix: ${failure.fix}`, text: failure.kind })] : '',
-          exit && exit.restart_in_ms !== null && exit.restart_in_ms !== undefined ? ` · restarting in ${duration(exit.restart_in_ms)}` : '',
-        ),
-      );
-    }
-    attemptsEl.replaceChildren(...(items.length ? items : [h('li', { class: 'help', text: 'Not started yet.' })]));
+    const list = state.attempts || [];
+    attemptsEl.replaceChildren(...(list.length ? list.map(attemptItem) : [h('li', { class: 'help', text: 'Not started yet.' })]));
+  }
+
+  function attemptItem(a) {
+    const r = a.resources;
+    return h(
+      'li',
+      { 'data-attempt': String(a.n), 'data-run-attempt': String(a.attempt), 'data-state': a.ended_at ? 'ended' : 'running' },
+      h('strong', { text: `#${a.n}` }),
+      a.attempt > 1 ? ` (attempt ${a.attempt} of its run)` : '',
+      ` · ${a.ended_at ? (a.exit ? exitText(a.exit) : 'ended without an exit status') : 'running'}`,
+      a.failure ? [' · ', h('span', { class: 'badge badge-failure', 'data-kind': a.failure.kind, title: `${a.failure.message}\nFix: ${a.failure.fix}`, text: a.failure.kind })] : '',
+      r ? ` · ${(r.cpu_usec / 1e6).toFixed(1)} s CPU · peak ${bytes(r.memory_peak_bytes ?? r.memory_bytes)}` : '',
+      ' · started ',
+      h('time', { datetime: a.started_at, text: time(a.started_at) }),
+      a.reason ? h('p', { class: 'attempt-reason help', text: a.reason }) : '',
+    );
   }
 
   function followScroll() {
@@ -179,8 +179,10 @@ export function mount(main, [id], { events, navigate, handle }) {
 
   async function loadTask() {
     try {
-      const task = await api.task(id);
-      if (!gone) renderInfo(task);
+      const [task, attempts] = await Promise.all([api.task(id), api.attempts(id)]);
+      if (gone) return;
+      state.attempts = attempts;
+      renderInfo(task);
     } catch (e) {
       if (!gone && !e.unauthorized) report(e.status === 404 ? `No task ${id}: ${e.message}` : `Cannot load task ${id}: ${e.message}`);
     }
@@ -247,9 +249,6 @@ export function mount(main, [id], { events, navigate, handle }) {
     if (ev.name === 'TaskAgent') {
       liveEntry(d.entry);
       if (!(d.entry.event && d.entry.event.result)) return;
-    }
-    if (ev.name === 'TaskExited') {
-      state.exits.push({ attempt: task ? task.attempts : null, exit: d.exit, failure: d.failure, restart_in_ms: d.restart_in_ms, at_ms: ev.at_ms });
     }
     if (ev.name === 'TaskRemoved') {
       report('This task was removed.');
