@@ -646,12 +646,14 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
     let shared = sandbox.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
     let pidfile = shared.join("escaped.pid");
+    let stubborn_pidfile = shared.join("stubborn.pid");
     let agent = script(
         &sandbox,
         "escaper",
         &format!(
-            "( setsid sleep 1000 & echo $! > {p} )\n( trap '' TERM HUP; exec sleep 1001 ) &\nexec sleep 300",
-            p = pidfile.display()
+            "( setsid sleep 1000 & echo $! > {p} )\n( trap '' TERM HUP; exec sleep 1001 ) &\necho $! > {q}\nexec sleep 300",
+            p = pidfile.display(),
+            q = stubborn_pidfile.display()
         ),
     );
     fake_agent_config(
@@ -673,11 +675,25 @@ fn stop_kills_processes_that_escaped_with_setsid_and_a_double_fork() {
             .and_then(|t| t.trim().parse().ok())
             .ok_or("no pid in the pid file yet")
     });
-    // Once it runs sleep (the fork may not have exec'd yet when its pid is written).
+    // Once each runs sleep (a fork may not have exec'd yet when its pid is written).
     wait_until("the escaped process to run sleep", EVENT_TIMEOUT, || {
         std::fs::read(format!("/proc/{escaped}/cmdline")).unwrap_or_default()
             == b"sleep\x001000\x00"
     });
+    let stubborn: u32 = wait_for("the agent to fork again", EVENT_TIMEOUT, || {
+        std::fs::read_to_string(&stubborn_pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or("no pid in the second pid file yet")
+    });
+    wait_until(
+        "the one ignoring SIGTERM to run sleep",
+        EVENT_TIMEOUT,
+        || {
+            std::fs::read(format!("/proc/{stubborn}/cmdline")).unwrap_or_default()
+                == b"sleep\x001001\x00"
+        },
+    );
     assert!(!has_ended(escaped));
 
     let report = sandbox
