@@ -47,7 +47,8 @@ pub fn in_doubt(request: &Request) -> Option<InDoubt> {
         | Request::AgentList
         | Request::AgentShow { .. }
         | Request::TaskTranscript { .. }
-        | Request::SessionStrays => return None,
+        | Request::SessionStrays
+        | Request::DoctorFacts => return None,
     };
     Some(InDoubt { request, check })
 }
