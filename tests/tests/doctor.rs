@@ -819,3 +819,68 @@ fn a_project_only_the_daemon_can_see_is_checked_as_the_daemon_sees_it() {
     }
     assert_eq!(find(&ctl, "project-paths"), find(&shim, "project-paths"));
 }
+
+/// A git that never answers in the daemon: the daemon's bound holds (project-paths is SKIP
+/// with why, never OK nor a false FAIL), its other requests are answered meanwhile, and the
+/// git is killed.
+#[test]
+fn a_git_that_hangs_in_the_daemon_is_bounded_and_blocks_nothing_else() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let path = repo(&sandbox, "app", "https://gitlab.com/org/app.git");
+    {
+        let _d = sandbox.daemon().start();
+        sandbox
+            .ctl(&["projects", "add", path.to_str().unwrap()])
+            .assert_ok();
+    }
+    let pids = sandbox.path().join("git.pids");
+    let hang = sandbox.script(
+        "git",
+        &format!("echo $$ >> {}\nexec sleep 300", pids.display()),
+    );
+    let search = format!(
+        "{}:{}",
+        hang.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _d = sandbox.daemon().env("PATH", &search).start();
+    let hung = || {
+        std::fs::read_to_string(&pids).ok().and_then(|text| {
+            text.lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok())
+        })
+    };
+    let checks = std::thread::scope(|s| {
+        let run = s.spawn(|| doctor(&sandbox, &[]));
+        wait_until(
+            "the daemon to run the git that hangs",
+            Duration::from_secs(30),
+            || hung().is_some(),
+        );
+        let pid = hung().unwrap();
+        // Answered while the git still hangs (it runs until the daemon's 8 s bound: an order,
+        // with a margin of two round trips against 8 s, not a measured duration).
+        sandbox.ctl(&["status"]).assert_ok();
+        sandbox.ctl(&["projects", "list"]).assert_ok();
+        assert!(
+            !has_ended(pid),
+            "the git ended before the other requests were answered: nothing showed they do not wait for it"
+        );
+        run.join().expect("the doctor run").1
+    });
+    let c = find(&checks, "project-paths");
+    assert_eq!(c.status, CheckStatus::Skip, "{c:#?}");
+    assert!(
+        c.message.starts_with("not checked: ") && c.message.contains("app (no answer within 8 s)"),
+        "{c:#?}"
+    );
+    assert!(c.fix.as_deref().is_some_and(|f| !f.is_empty()), "{c:#?}");
+    let pid = hung().unwrap();
+    wait_until(
+        "the daemon to kill the git",
+        Duration::from_secs(30),
+        || has_ended(pid),
+    );
+}
