@@ -23,9 +23,9 @@ use crate::frame::{DEFAULT_MAX_FRAME_BYTES, length_codec};
 use crate::handshake::{self, PeerHello};
 use crate::in_doubt::in_doubt;
 use crate::protocol::{
-    AgentDetail, AgentInfo, AttemptInfo, ClientFrame, ErrorReply, ImportReport, LegacyProject,
-    PROTOCOL_VERSION, ProjectAdd, ProjectInfo, Reply, Request, ServerFrame, SessionInfo,
-    SessionKillReport, SessionSpec, StatusInfo, StopReport, StrayProcess, StreamItem,
+    AgentDetail, AgentInfo, AttemptInfo, ClientFrame, DoctorFacts, ErrorReply, ImportReport,
+    LegacyProject, PROTOCOL_VERSION, ProjectAdd, ProjectInfo, Reply, Request, ServerFrame,
+    SessionInfo, SessionKillReport, SessionSpec, StatusInfo, StopReport, StrayProcess, StreamItem,
     SubscriptionId, TaskCreate, TaskInfo, Transcript,
 };
 use crate::sync::lock;
@@ -512,6 +512,11 @@ impl Client {
     pub async fn agent_show(&self, name: impl Into<String>) -> Result<AgentDetail, ClientError> {
         let request = Request::AgentShow { name: name.into() };
         expect!(self, request, Agent(detail) => *detail)
+    }
+
+    /// What the daemon sees of its own paths and processes, for the doctor's checks.
+    pub async fn doctor_facts(&self) -> Result<DoctorFacts, ClientError> {
+        expect!(self, Request::DoctorFacts, DoctorFacts(facts) => *facts)
     }
 
     /// The task's transcript entries after `after` (`None`: from the first kept).

@@ -4,10 +4,16 @@
 //! daemon enforces and the doctor explains.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{AgentInfo, AgentKind, SkipReason};
+
+/// How long the daemon takes at most to answer `DoctorFacts`: what it has not found out by
+/// then (a git that hangs on a project) it reports as not found out in time. A client waits
+/// a little longer than this for the answer.
+pub const DOCTOR_FACTS_WITHIN: Duration = Duration::from_secs(8);
 
 /// Providers past (or reaching) their end of life: kind, last day (ISO date), that day in days
 /// since the Unix epoch, and where to go instead.

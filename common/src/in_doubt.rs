@@ -48,7 +48,8 @@ pub fn in_doubt(request: &Request) -> Option<InDoubt> {
         | Request::AgentShow { .. }
         | Request::TaskTranscript { .. }
         | Request::TaskAttempts { .. }
-        | Request::SessionStrays => return None,
+        | Request::SessionStrays
+        | Request::DoctorFacts => return None,
     };
     Some(InDoubt { request, check })
 }

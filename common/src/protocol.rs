@@ -159,6 +159,12 @@ pub enum Request {
     TaskAttempts {
         key: String,
     },
+    /// What the daemon sees of its own paths and processes, for the doctor's checks: each
+    /// project's work tree, each working task's spec directory and progress file, each running
+    /// session's process, the monitors answering under its panes root. A client may see less
+    /// (another uid, a narrower mount namespace), so it asks rather than looks. The reply is
+    /// [`Reply::DoctorFacts`], within [`crate::diagnose::DOCTOR_FACTS_WITHIN`].
+    DoctorFacts,
 }
 
 /// Daemon to client.
@@ -209,6 +215,8 @@ pub enum Reply {
     Agent(Box<AgentDetail>),
     /// `TaskAttempts`.
     Attempts(Vec<AttemptInfo>),
+    /// `DoctorFacts`.
+    DoctorFacts(Box<DoctorFacts>),
 }
 
 /// One attempt of a task's agent: when it ran, how it ended and what it used.
@@ -234,6 +242,91 @@ pub struct AttemptInfo {
     pub failure: Option<Failure>,
     /// What it used, from its cgroup (`None`: it had none, or it runs).
     pub resources: Option<ResourceUsage>,
+}
+
+/// What the daemon sees of its own paths and processes (`DoctorFacts`): facts, not verdicts.
+/// The doctor's checks (`aifactory-doctor`) judge them, so a verdict is written once, there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoctorFacts {
+    /// The daemon's effective uid.
+    pub uid: u32,
+    /// Every registered project's work tree.
+    pub projects: Vec<ProjectTree>,
+    /// Every working task's spec directory and progress file.
+    pub tasks: Vec<TaskPaths>,
+    /// Every session recorded as running with a pid, and whether that process runs.
+    pub sessions: Vec<SessionProcess>,
+    /// The sessions whose pane monitor answers on its socket under the panes root in use
+    /// (monitors are forked by a zygote, so their command lines do not name their session:
+    /// their sockets do).
+    pub answering_monitors: Vec<String>,
+}
+
+/// A project's work tree as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectTree {
+    pub id: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub state: WorkTreeState,
+}
+
+/// What a project's directory is, as far as the daemon could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkTreeState {
+    /// A directory inside a git work tree (git says so).
+    WorkTree,
+    /// Something about the directory itself: missing, not a directory, cannot be inspected.
+    Path(PathState),
+    /// A directory git does not take as a work tree: git's own words.
+    NotAWorkTree { error: String },
+    /// git could not be run.
+    GitUnavailable { error: String },
+    /// Not found out within the daemon's bound for these facts (git hung, or too many
+    /// projects to go through in time).
+    TimedOut { after_ms: u64 },
+}
+
+/// What a path is that should be a directory, as far as the daemon could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathState {
+    Dir,
+    Missing,
+    NotADirectory,
+    /// Its metadata cannot be read (a directory above it is closed to the daemon, say).
+    CannotInspect {
+        error: String,
+    },
+}
+
+/// A working task's spec directory and progress file as the daemon sees them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPaths {
+    pub task_id: String,
+    pub spec_id: String,
+    pub spec_dir: PathBuf,
+    pub spec_dir_state: PathState,
+    pub progress_file: PathBuf,
+    pub progress_file_state: FileState,
+}
+
+/// Whether a file the daemon reads can be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    /// It does not exist (yet).
+    Absent,
+    Readable,
+    Unreadable {
+        error: String,
+    },
+}
+
+/// A session recorded as running, and whether its process runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionProcess {
+    pub session_id: String,
+    pub pid: u32,
+    pub alive: bool,
 }
 
 /// A task's stored transcript, oldest first.

@@ -71,7 +71,19 @@ async fn run(mut command: Command) -> Result<String, GitError> {
 
 /// Ok when `dir` is inside a git work tree; otherwise git's reason.
 pub async fn check_work_tree(dir: &Path) -> Result<(), GitError> {
-    match git(dir, &["rev-parse", "--is-inside-work-tree"]).await {
+    work_tree_answer(git(dir, &["rev-parse", "--is-inside-work-tree"]).await)
+}
+
+/// [`check_work_tree`] for a caller that may give up waiting (the doctor's facts, under a
+/// time bound): git is killed when the future is dropped.
+pub async fn probe_work_tree(dir: &Path) -> Result<(), GitError> {
+    let mut command = command(dir, &["rev-parse", "--is-inside-work-tree"]);
+    command.kill_on_drop(true);
+    work_tree_answer(run(command).await)
+}
+
+fn work_tree_answer(answer: Result<String, GitError>) -> Result<(), GitError> {
+    match answer {
         Ok(answer) if answer == "true" => Ok(()),
         Ok(answer) => Err(GitError::NotWorkTree(answer)),
         Err(reason) => Err(reason),

@@ -19,7 +19,8 @@
 //! - state: `store` (SQLite), `migrate` (list, ledger, lock, backups, verification, reports),
 //!   `events` (numbered, replayable), `projects`, `config`, `state` (what the daemon holds);
 //! - the edges of the process: `notify` (sd_notify), `peer` (who is calling), `check` (the
-//!   doctor's offline facts), `cli`, `entry` (what a binary's `main` runs), `hooks` (the
+//!   doctor's offline facts), `doctor` (the doctor's facts as the running daemon sees them),
+//!   `cli`, `entry` (what a binary's `main` runs), `hooks` (the
 //!   extension points only a test build fills in).
 
 mod adapters;
@@ -35,6 +36,7 @@ pub mod config;
 mod connection;
 mod context;
 mod credentials;
+mod doctor;
 pub mod entry;
 mod events;
 mod git;

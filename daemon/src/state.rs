@@ -11,6 +11,7 @@ use aifactory_common::sync::lock;
 
 use crate::admission::Budget;
 use crate::config::Config;
+use crate::doctor::Doctor;
 use crate::events::EventBus;
 use crate::peer::PeerPolicy;
 use crate::sessions::Sessions;
@@ -31,6 +32,8 @@ pub struct DaemonState {
     pub schema_version: u32,
     pub sessions: Arc<Sessions>,
     pub tasks: Arc<Supervisor>,
+    /// The doctor's facts are gathered one at a time.
+    pub doctor: Doctor,
 }
 
 /// The config and the peer policy derived from it, replaced as one so that no connection sees
@@ -73,6 +76,7 @@ impl DaemonState {
             schema_version,
             sessions,
             tasks,
+            doctor: Doctor::new(),
         }
     }
 

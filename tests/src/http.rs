@@ -2,14 +2,15 @@
 //! ephemeral loopback port; killed when dropped.
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::bins::bin;
+use crate::bins::{bin, shared_bin};
 use crate::daemon::READY_TIMEOUT;
 use crate::sandbox::Sandbox;
 
@@ -21,6 +22,7 @@ impl Sandbox {
             sandbox: self,
             args: Vec::new(),
             log_name: "http",
+            user: None,
         }
     }
 }
@@ -29,6 +31,8 @@ pub struct HttpBuilder<'a> {
     sandbox: &'a Sandbox,
     args: Vec<String>,
     log_name: &'static str,
+    /// Another user to run as, and the state directory (its token file) it owns.
+    user: Option<(u32, u32, PathBuf)>,
 }
 
 impl HttpBuilder<'_> {
@@ -43,14 +47,33 @@ impl HttpBuilder<'_> {
         self
     }
 
+    /// Runs the shim as another user (from a copy every user can run), with `state_dir` (which
+    /// that user must own) for its token file instead of the daemon's; the caller must be root,
+    /// and the daemon's socket must let that user in.
+    pub fn as_user(mut self, uid: u32, gid: u32, state_dir: &Path) -> Self {
+        self.user = Some((uid, gid, state_dir.to_path_buf()));
+        self
+    }
+
     /// Starts the shim and waits until it listens.
     pub fn start(self) -> Http {
-        let mut cmd = Command::new(bin("aifactory-http"));
+        let (mut cmd, state_dir) = match &self.user {
+            Some((uid, gid, state_dir)) => {
+                let mut cmd = Command::new(shared_bin("aifactory-http"));
+                // The test's working directory may be closed to that user.
+                cmd.uid(*uid).gid(*gid).current_dir(self.sandbox.path());
+                (cmd, state_dir.clone())
+            }
+            None => (
+                Command::new(bin("aifactory-http")),
+                self.sandbox.state_dir(),
+            ),
+        };
         self.sandbox.apply_env(&mut cmd);
         cmd.arg("--socket")
             .arg(self.sandbox.socket())
             .arg("--state-dir")
-            .arg(self.sandbox.state_dir())
+            .arg(&state_dir)
             .arg("--log")
             .arg("stderr");
         if !self.args.iter().any(|a| a == "--listen") {
@@ -68,7 +91,7 @@ impl HttpBuilder<'_> {
             base: String::new(),
             token: String::new(),
             log,
-            state_dir: self.sandbox.state_dir(),
+            state_dir: state_dir.clone(),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -88,7 +111,7 @@ impl HttpBuilder<'_> {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        http.token = fs::read_to_string(self.sandbox.state_dir().join("http-token"))
+        http.token = fs::read_to_string(state_dir.join("http-token"))
             .expect("read the shim's token file")
             .trim()
             .to_string();

@@ -14,6 +14,7 @@
 //! client), [`git`] (repositories for projects), [`migrate_lock`] (holding the migration lock),
 //! [`wait`] (polling a condition instead of sleeping), [`escapes`] (a caged agent's escape tries), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
+//! [`nobody`] (clients run as another user than the daemon's),
 //! [`tmpfs`] (a tiny disk that fills up), [`browser`] (Debian's headless Chromium over the
 //! DevTools protocol, and a page served on loopback for it),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
@@ -35,6 +36,7 @@ pub mod git;
 pub mod http;
 pub mod idle_peers;
 pub mod migrate_lock;
+pub mod nobody;
 pub mod notify;
 pub mod offline;
 pub mod openai_api;

@@ -2,14 +2,16 @@
 //! the one check that must report it, with a fix.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
 use aifactory_common::diagnose::{Check, CheckStatus};
 use aifactory_tests::git::{git, init_repo};
+use aifactory_tests::nobody::nobody;
 use aifactory_tests::process::has_ended;
 use aifactory_tests::wait::wait_until;
-use aifactory_tests::{Sandbox, migrate_lock};
+use aifactory_tests::{CTL_TIMEOUT, CtlOutput, Sandbox, chown_tree, migrate_lock, output_within};
 use nix::sys::signal::Signal;
 
 fn doctor(sandbox: &Sandbox, extra: &[&str]) -> (Option<i32>, Vec<Check>) {
@@ -657,4 +659,228 @@ fn the_shim_serves_the_same_checks_as_aifactoryctl_doctor_for_the_same_daemon() 
         assert_eq!(c.status, CheckStatus::Skip, "{c:#?}");
         assert!(c.message.starts_with("not checked: "), "{c:#?}");
     }
+}
+
+#[test]
+fn a_project_whose_directory_is_gone_or_not_a_work_tree_fails_project_paths_with_the_fix() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let _d = sandbox.daemon().start();
+    let path = repo(&sandbox, "app", "https://gitlab.com/org/app.git");
+    sandbox
+        .ctl(&["projects", "add", path.to_str().unwrap()])
+        .assert_ok();
+    let (_, checks) = doctor(&sandbox, &[]);
+    let c = find(&checks, "project-paths");
+    assert_eq!(c.status, CheckStatus::Ok, "{c:#?}");
+    assert_eq!(c.message, "1 project(s), each a git work tree", "{c:#?}");
+
+    std::fs::remove_dir_all(path.join(".git")).unwrap();
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(1), "{checks:#?}");
+    let c = only(&checks, "project-paths", CheckStatus::Fail);
+    assert!(
+        c.message.contains(&path.display().to_string())
+            && c.message.contains("is not a git work tree"),
+        "{c:#?}"
+    );
+
+    std::fs::remove_dir_all(&path).unwrap();
+    let (code, checks) = doctor(&sandbox, &[]);
+    assert_eq!(code, Some(1), "{checks:#?}");
+    let c = only(&checks, "project-paths", CheckStatus::Fail);
+    assert!(
+        c.message.contains(&format!(
+            "app ({}): {} does not exist",
+            project_id(&sandbox, "app"),
+            path.display()
+        )),
+        "{c:#?}"
+    );
+    assert!(
+        c.fix
+            .as_deref()
+            .is_some_and(|f| f.contains("aifactoryctl projects remove NAME")),
+        "{c:#?}"
+    );
+}
+
+fn project_id(sandbox: &Sandbox, name: &str) -> String {
+    sandbox
+        .ctl(&["projects", "show", name, "--json"])
+        .assert_ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `aifactoryctl doctor --json` run as `uid`:`gid` (the shim "not running").
+fn doctor_as(sandbox: &Sandbox, uid: u32, gid: u32) -> Vec<Check> {
+    let cmd = sandbox.ctl_command_as(uid, gid, &["doctor", "--json", "--http", "127.0.0.1:9"]);
+    let out: CtlOutput = output_within(cmd, CTL_TIMEOUT)
+        .unwrap_or_else(|partial| panic!("doctor did not finish: {partial:?}"))
+        .into();
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not a list of checks ({e}): {out:?}"))
+}
+
+/// The shim's `GET /api/v1/doctor`, as a list of checks.
+fn shim_doctor(http: &aifactory_tests::Http) -> Vec<Check> {
+    let (status, body) = shim_get(&http.url("/api/v1/doctor"), Some(&http.token));
+    assert_eq!(status, 200, "{body:#}");
+    serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("not a list of checks ({e}): {body:#}"))
+}
+
+/// The daemon (root) can enter a project's directory that its clients (nobody: aifactoryctl
+/// and the shim) cannot: the checks about the daemon's paths report what the daemon sees, for
+/// both; once the daemon itself cannot see it, both report it with the fix.
+#[test]
+fn a_project_only_the_daemon_can_see_is_checked_as_the_daemon_sees_it() {
+    let test = "a_project_only_the_daemon_can_see_is_checked_as_the_daemon_sees_it";
+    let Some(nobody) = nobody(test) else { return };
+    let sandbox = Sandbox::new();
+    sandbox.open_to_others();
+    sandbox.write_config(&format!(
+        "socket_mode = \"0666\"\nsocket_group = \"{}\"\n{GOOD_AGENT}",
+        nobody.primary_group
+    ));
+    let _d = sandbox.daemon().start();
+    // A project behind a directory only root may enter.
+    let private = sandbox.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = init_repo(
+        &private.join("app"),
+        "main",
+        Some("https://gitlab.com/o/app.git"),
+    );
+    sandbox
+        .ctl(&["projects", "add", path.to_str().unwrap()])
+        .assert_ok();
+    let blind = Command::new("test")
+        .arg("-d")
+        .arg(&path)
+        .uid(nobody.uid)
+        .gid(nobody.gid)
+        .status()
+        .unwrap();
+    assert!(!blind.success(), "nobody must not see {}", path.display());
+
+    let shim_state = sandbox.path().join("shim-state");
+    std::fs::create_dir(&shim_state).unwrap();
+    std::fs::set_permissions(&shim_state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chown_tree(&shim_state, nobody.uid, nobody.gid);
+    let http = sandbox
+        .http()
+        .as_user(nobody.uid, nobody.gid, &shim_state)
+        .start();
+
+    let ctl = doctor_as(&sandbox, nobody.uid, nobody.gid);
+    let shim = shim_doctor(&http);
+    for (who, checks) in [
+        ("aifactoryctl as nobody", &ctl),
+        ("the shim as nobody", &shim),
+    ] {
+        let c = find(checks, "project-paths");
+        assert_eq!(c.status, CheckStatus::Ok, "{who}: {c:#?}");
+        assert_eq!(
+            c.message, "1 project(s), each a git work tree",
+            "{who}: {c:#?}"
+        );
+        for name in ["tasks-stuck", "stale-sessions"] {
+            let c = find(checks, name);
+            assert_eq!(c.status, CheckStatus::Ok, "{who}: {c:#?}");
+        }
+    }
+
+    // Gone for the daemon too: a finding, with its fix, in both.
+    std::fs::remove_dir_all(&path).unwrap();
+    let ctl = doctor_as(&sandbox, nobody.uid, nobody.gid);
+    let shim = shim_doctor(&http);
+    for (who, checks) in [
+        ("aifactoryctl as nobody", &ctl),
+        ("the shim as nobody", &shim),
+    ] {
+        let c = find(checks, "project-paths");
+        assert_eq!(c.status, CheckStatus::Fail, "{who}: {c:#?}");
+        assert!(
+            c.message
+                .contains(&format!("{} does not exist", path.display())),
+            "{who}: {c:#?}"
+        );
+        assert!(
+            c.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("aifactoryctl projects remove NAME")),
+            "{who}: {c:#?}"
+        );
+    }
+    assert_eq!(find(&ctl, "project-paths"), find(&shim, "project-paths"));
+}
+
+/// A git that never answers in the daemon: the daemon's bound holds (project-paths is SKIP
+/// with why, never OK nor a false FAIL), its other requests are answered meanwhile, and the
+/// git is killed.
+#[test]
+fn a_git_that_hangs_in_the_daemon_is_bounded_and_blocks_nothing_else() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(GOOD_AGENT);
+    let path = repo(&sandbox, "app", "https://gitlab.com/org/app.git");
+    {
+        let _d = sandbox.daemon().start();
+        sandbox
+            .ctl(&["projects", "add", path.to_str().unwrap()])
+            .assert_ok();
+    }
+    let pids = sandbox.path().join("git.pids");
+    let hang = sandbox.script(
+        "git",
+        &format!("echo $$ >> {}\nexec sleep 300", pids.display()),
+    );
+    let search = format!(
+        "{}:{}",
+        hang.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _d = sandbox.daemon().env("PATH", &search).start();
+    let hung = || {
+        std::fs::read_to_string(&pids).ok().and_then(|text| {
+            text.lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok())
+        })
+    };
+    let checks = std::thread::scope(|s| {
+        let run = s.spawn(|| doctor(&sandbox, &[]));
+        wait_until(
+            "the daemon to run the git that hangs",
+            Duration::from_secs(30),
+            || hung().is_some(),
+        );
+        let pid = hung().unwrap();
+        // Answered while the git still hangs (it runs until the daemon's 8 s bound: an order,
+        // with a margin of two round trips against 8 s, not a measured duration).
+        sandbox.ctl(&["status"]).assert_ok();
+        sandbox.ctl(&["projects", "list"]).assert_ok();
+        assert!(
+            !has_ended(pid),
+            "the git ended before the other requests were answered: nothing showed they do not wait for it"
+        );
+        run.join().expect("the doctor run").1
+    });
+    let c = find(&checks, "project-paths");
+    assert_eq!(c.status, CheckStatus::Skip, "{c:#?}");
+    assert!(
+        c.message.starts_with("not checked: ") && c.message.contains("app (no answer within 8 s)"),
+        "{c:#?}"
+    );
+    assert!(c.fix.as_deref().is_some_and(|f| !f.is_empty()), "{c:#?}");
+    let pid = hung().unwrap();
+    wait_until(
+        "the daemon to kill the git",
+        Duration::from_secs(30),
+        || has_ended(pid),
+    );
 }

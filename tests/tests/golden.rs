@@ -196,6 +196,7 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
                 key: "001-login".into(),
             },
         ),
+        ("request-doctor-facts", Request::DoctorFacts),
     ];
     for (_, r) in &requests {
         match r {
@@ -227,7 +228,8 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::TaskTranscript { .. }
             | Request::SessionStrays
             | Request::AgentShow { .. }
-            | Request::TaskAttempts { .. } => {}
+            | Request::TaskAttempts { .. }
+            | Request::DoctorFacts => {}
         }
     }
     requests
@@ -982,6 +984,10 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         }]))),
     ));
     frames.push((
+        "reply-doctor-facts",
+        reply(Ok(Reply::DoctorFacts(Box::new(doctor_facts())))),
+    ));
+    frames.push((
         "stream-output",
         stream(StreamItem::Output {
             offset: 1 << 40,
@@ -1037,7 +1043,8 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::SessionKilled(_)
                     | Reply::Strays(_)
                     | Reply::Agent(_)
-                    | Reply::Attempts(_),
+                    | Reply::Attempts(_)
+                    | Reply::DoctorFacts(_),
                 )
                 | Err(_) => {}
             },
@@ -1135,6 +1142,95 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         ));
     }
     frames
+}
+
+/// What the daemon sees for the doctor: a project in every state of its work tree, a task in
+/// every state of its spec directory and progress file.
+fn doctor_facts() -> DoctorFacts {
+    let error = || "Permission denied (os error 13)".to_string();
+    let trees = vec![
+        WorkTreeState::WorkTree,
+        WorkTreeState::Path(PathState::Missing),
+        WorkTreeState::NotAWorkTree {
+            error: "fatal: not a git repository (or any of the parent directories): .git".into(),
+        },
+        WorkTreeState::GitUnavailable {
+            error: "No such file or directory (os error 2)".into(),
+        },
+        WorkTreeState::TimedOut { after_ms: 8000 },
+    ];
+    for state in &trees {
+        match state {
+            WorkTreeState::WorkTree
+            | WorkTreeState::Path(_)
+            | WorkTreeState::NotAWorkTree { .. }
+            | WorkTreeState::GitUnavailable { .. }
+            | WorkTreeState::TimedOut { .. } => {}
+        }
+    }
+    let dirs = vec![
+        PathState::Dir,
+        PathState::Missing,
+        PathState::NotADirectory,
+        PathState::CannotInspect { error: error() },
+    ];
+    for state in &dirs {
+        match state {
+            PathState::Dir
+            | PathState::Missing
+            | PathState::NotADirectory
+            | PathState::CannotInspect { .. } => {}
+        }
+    }
+    let files = [
+        FileState::Absent,
+        FileState::Readable,
+        FileState::Unreadable { error: error() },
+    ];
+    for state in &files {
+        match state {
+            FileState::Absent | FileState::Readable | FileState::Unreadable { .. } => {}
+        }
+    }
+    DoctorFacts {
+        uid: 999,
+        projects: trees
+            .into_iter()
+            .enumerate()
+            .map(|(n, state)| ProjectTree {
+                id: format!("p-0123abc{n}"),
+                name: format!("repo{n}"),
+                path: format!("/srv/repo{n}").into(),
+                state,
+            })
+            .collect(),
+        tasks: dirs
+            .into_iter()
+            .zip(files.into_iter().cycle())
+            .enumerate()
+            .map(|(n, (spec_dir_state, progress_file_state))| TaskPaths {
+                task_id: format!("t-0123abc{n}"),
+                spec_id: format!("00{n}-login"),
+                spec_dir: format!("/srv/repo/.aifactory/specs/00{n}-login").into(),
+                spec_dir_state,
+                progress_file: format!("/srv/repo/.aifactory/specs/00{n}-login/progress.md").into(),
+                progress_file_state,
+            })
+            .collect(),
+        sessions: vec![
+            SessionProcess {
+                session_id: "s-0123abcd".into(),
+                pid: 4243,
+                alive: true,
+            },
+            SessionProcess {
+                session_id: "s-0123abce".into(),
+                pid: 4246,
+                alive: false,
+            },
+        ],
+        answering_monitors: vec!["s-0123abcd".into(), "s-0123abcf".into()],
+    }
 }
 
 /// One agents sample per problem that keeps a profile from running.

@@ -11,6 +11,14 @@
 //! - what only the daemon knows (tasks, sessions, the panes root it uses, its agents' effective
 //!   commands and cages) comes from the daemon's answers, [`online::ask`], through whichever
 //!   socket the caller talks to (both run on the daemon's host);
+//! - what the daemon sees of its own paths and processes (each project's work tree, each
+//!   working task's spec directory and progress file, each running session's process, the
+//!   monitors answering under its panes root) comes from the daemon too, as facts
+//!   ([`aifactory_common::protocol::DoctorFacts`], asked by [`online::ask`]): the caller may
+//!   see less than the daemon (another uid that cannot enter a project's directory; the
+//!   packaged shim's `ProtectHome=yes`, `PrivateUsers=` and `ProtectProc=`, where the daemon
+//!   has `ProtectHome=read-only`), and what matters is what the daemon sees. When the daemon
+//!   does not say, those checks SKIP with why; they never look with the caller's eyes instead;
 //! - what the machine says without the daemon comes from the installed `aifactoryd check --json`
 //!   ([`local::facts`]): config, profiles, migrations, lock, state directory;
 //! - the HTTP shim is asked the same three questions either way ([`shim::probe`]): its health,
@@ -20,7 +28,18 @@
 //!   over the network. So the shim's checks are the same code with the same verdicts, and the
 //!   two reports differ only where a check is about its caller (see [`CALLER_DEPENDENT`]).
 //!
-//! Nothing here adds to the wire protocol: the checks read the answers the daemon already gives.
+//! # Why the daemon gathers facts and the verdicts stay here
+//!
+//! The daemon answers `DoctorFacts` with typed facts (a path missing, not a directory, closed
+//! to it, git's refusal, a process gone), not with checks: the verdicts, their wording and
+//! their fixes stay in this crate, written once, as pure functions of [`Facts`] that a test
+//! can feed by hand, and the daemon does not depend on the doctor. The daemon bounds its part
+//! (one gathering at a time, a few gits at once, everything within
+//! [`aifactory_common::diagnose::DOCTOR_FACTS_WITHIN`], in a task of its own like every
+//! request); what it did not find out in time it says so, and the check SKIPs rather than
+//! guesses. The one check that still runs programs itself is `systemd` (systemctl, journalctl:
+//! about the unit, which any local user may ask about).
+//!
 //! Every step that talks to something else is bounded in time ([`bounds`]); a step that does
 //! not finish in time makes its checks SKIP (or the `daemon` check FAIL: a daemon that does not
 //! answer is a finding), never OK.
@@ -45,21 +64,27 @@ use online::{Online, OnlineError};
 pub mod bounds {
     use std::time::Duration;
 
-    /// All the daemon's answers the checks need (connect included).
+    /// All the daemon's answers the checks need (connect included) but the next.
     pub const DAEMON: Duration = Duration::from_secs(10);
+    /// What the daemon sees of its own paths and processes: the daemon answers within
+    /// `DOCTOR_FACTS_WITHIN`, and the answer has a moment more to arrive.
+    pub const DAEMON_VIEW: Duration =
+        Duration::from_secs(aifactory_common::diagnose::DOCTOR_FACTS_WITHIN.as_secs() + 2);
     /// The installed `aifactoryd check --json`.
     pub const LOCAL_CHECK: Duration = Duration::from_secs(20);
     /// One request to the shim (connect, then the answer).
     pub const SHIM_REQUEST: Duration = Duration::from_secs(3);
-    /// A check that runs programs of its own (git for each project, systemctl).
+    /// A check that runs programs of its own (systemctl).
     pub const CHECK: Duration = Duration::from_secs(10);
-    /// A whole run with every step at its bound (the daemon, `aifactoryd check`, the shim's
-    /// three answers, the two checks that run programs), and a margin.
+    /// A whole run with every step at its bound (the daemon's answers and its view,
+    /// `aifactoryd check`, the shim's three answers, the check that runs programs), and a
+    /// margin.
     pub const RUN: Duration = Duration::from_secs(
         DAEMON.as_secs()
+            + DAEMON_VIEW.as_secs()
             + LOCAL_CHECK.as_secs()
             + 3 * SHIM_REQUEST.as_secs()
-            + 2 * CHECK.as_secs()
+            + CHECK.as_secs()
             + 5,
     );
 }

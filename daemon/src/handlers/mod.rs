@@ -2,6 +2,7 @@
 //! [`handle`] is the one entry point the connection calls.
 
 mod agents;
+mod doctor;
 mod events;
 mod projects;
 mod sessions;
@@ -70,5 +71,6 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
             Answer::Reply(tasks::transcript(ctx, key, after).await)
         }
         Request::TaskAttempts { key } => Answer::Reply(tasks::attempts(ctx, key).await),
+        Request::DoctorFacts => Answer::Reply(doctor::facts(ctx).await),
     }
 }

@@ -26,7 +26,7 @@ impl From<TaskError> for ErrorReply {
     }
 }
 
-fn supervisor_code(e: &SupervisorError) -> ErrorCode {
+pub(super) fn supervisor_code(e: &SupervisorError) -> ErrorCode {
     match e {
         SupervisorError::Task(e) => task_code(e),
         SupervisorError::Project(e) => super::projects::code(e),

@@ -5,7 +5,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use aifactory_common::diagnose::Check;
+use aifactory_common::protocol::{PathState, WorkTreeState};
 
+use super::daemon_view;
 use crate::{Facts, fail, ok, skip, warn};
 
 pub(super) fn legacy_projects(f: &Facts) -> Check {
@@ -116,7 +118,9 @@ pub(super) fn legacy_projects(f: &Facts) -> Check {
     }
 }
 
-pub(super) async fn project_paths(f: &Facts) -> Check {
+/// Each project's work tree as the daemon sees it (it asks git, bounded in time): the
+/// caller may not be allowed to look, or see another file system.
+pub(super) fn project_paths(f: &Facts) -> Check {
     let name = "project-paths";
     let Some(online) = f.online() else {
         return skip(
@@ -125,56 +129,81 @@ pub(super) async fn project_paths(f: &Facts) -> Check {
             None,
         );
     };
+    let view = match daemon_view(name, online) {
+        Ok(view) => view,
+        Err(skipped) => return skipped,
+    };
     let mut bad = Vec::new();
-    for p in &online.projects {
-        if !p.path.is_dir() {
-            bad.push(format!(
-                "{} ({}): {} does not exist",
-                p.name,
-                p.id,
-                p.path.display()
-            ));
-            continue;
-        }
-        // The project belongs to the daemon's user, not necessarily to whoever runs the
-        // doctor: git's ownership check would refuse this read-only question.
-        let out = tokio::process::Command::new("git")
-            .arg("-C")
-            .arg(&p.path)
-            .args([
-                "-c",
-                "safe.directory=*",
-                "rev-parse",
-                "--is-inside-work-tree",
-            ])
-            .kill_on_drop(true)
-            .output()
-            .await;
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => bad.push(format!(
-                "{} ({}): {} is not a git work tree: {}",
-                p.name,
-                p.id,
-                p.path.display(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => bad.push(format!("{}: cannot run git: {e}", p.name)),
-        }
+    let mut fixes = vec![
+        "restore the directory, or forget the project: `aifactoryctl projects remove NAME`"
+            .to_string(),
+    ];
+    let mut unchecked = Vec::new();
+    for p in &view.projects {
+        let what = match &p.state {
+            WorkTreeState::WorkTree => continue,
+            WorkTreeState::Path(PathState::Missing) => "does not exist".to_string(),
+            WorkTreeState::Path(PathState::NotADirectory) => "is not a directory".to_string(),
+            WorkTreeState::Path(PathState::CannotInspect { error }) => {
+                fixes.push(format!(
+                    "let the daemon's user (uid {}) reach {}",
+                    view.uid,
+                    p.path.display()
+                ));
+                format!("cannot be inspected by the daemon: {error}")
+            }
+            WorkTreeState::NotAWorkTree { error } => format!("is not a git work tree: {error}"),
+            WorkTreeState::GitUnavailable { error } => {
+                fixes.push(
+                    "install git where the daemon finds it (its PATH), then restart the daemon"
+                        .into(),
+                );
+                format!("cannot be checked, the daemon cannot run git: {error}")
+            }
+            // A directory the daemon did not ask git about: not a verdict either way.
+            WorkTreeState::Path(PathState::Dir) => {
+                unchecked.push(format!("{} (git was not asked)", p.name));
+                continue;
+            }
+            WorkTreeState::TimedOut { after_ms } => {
+                unchecked.push(format!(
+                    "{} (no answer within {} s)",
+                    p.name,
+                    after_ms / 1000
+                ));
+                continue;
+            }
+        };
+        bad.push(format!(
+            "{} ({}): {} {what}",
+            p.name,
+            p.id,
+            p.path.display()
+        ));
     }
-    if bad.is_empty() {
-        ok(
-            name,
-            format!("{} project(s), each a git work tree", online.projects.len()),
-        )
-    } else {
-        fail(
-            name,
-            bad.join("; "),
-            "restore the directory, or forget the project: `aifactoryctl projects remove NAME`"
-                .into(),
-        )
+    if !bad.is_empty() {
+        if !unchecked.is_empty() {
+            bad.push(format!("not checked: {}", unchecked.join(", ")));
+        }
+        return fail(name, bad.join("; "), fixes.join("; "));
     }
+    if !unchecked.is_empty() {
+        return skip(
+            name,
+            &format!(
+                "the daemon did not find out in time whether each project is a git work tree: {}",
+                unchecked.join(", ")
+            ),
+            Some(
+                "see what hangs on those directories (a network mount?), then run the doctor again"
+                    .into(),
+            ),
+        );
+    }
+    ok(
+        name,
+        format!("{} project(s), each a git work tree", view.projects.len()),
+    )
 }
 
 pub(super) fn pr_providers(f: &Facts) -> Check {

@@ -36,13 +36,17 @@ pub(super) fn panes_root(f: &Facts) -> Check {
         }
     };
     // In user mode the system's /run/aifactory/panes is not ours to use: passing it over is the
-    // design, not a fault, unless it is unsafe. Anything else passed over is a fault.
+    // design, not a fault, unless it is unsafe. Anything else passed over is a fault. Whose
+    // design: the daemon's uid when it says (the caller may be another user), else the
+    // caller's (without the daemon, `aifactoryd check` ran as the caller).
+    let daemon_is_root = f
+        .online()
+        .and_then(|o| o.view.as_ref().ok())
+        .map_or_else(|| nix::unistd::geteuid().is_root(), |v| v.uid == 0);
     let unexpected: Vec<&(PathBuf, SkipReason)> = skipped
         .iter()
         .filter(|(path, why)| {
-            !(path == Path::new("/run/aifactory/panes")
-                && !nix::unistd::geteuid().is_root()
-                && !why.is_unsafe())
+            !(path == Path::new("/run/aifactory/panes") && !daemon_is_root && !why.is_unsafe())
         })
         .collect();
     let passed = skipped
@@ -151,21 +155,6 @@ pub(super) fn sessions_output(f: &Facts) -> Check {
     )
 }
 
-/// Sessions whose pane monitor answers on its socket under `root` (monitors are forked by
-/// a zygote, so their command lines do not name their session: their sockets do).
-fn answering_monitors(root: &Path) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter(|e| {
-            let socket = e.path().join(aifactory_common::pane::MONITOR_SOCKET);
-            std::os::unix::net::UnixStream::connect(socket).is_ok()
-        })
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect()
-}
-
 pub(super) fn stale_sessions(f: &Facts) -> Check {
     let name = "stale-sessions";
     let Some(online) = f.online() else {
@@ -178,42 +167,57 @@ pub(super) fn stale_sessions(f: &Facts) -> Check {
     let mut fails = Vec::new();
     let mut warns = Vec::new();
     for s in &online.sessions {
-        match s.state {
-            SessionState::Running
-                if s.pid
-                    .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) =>
-            {
-                fails.push(format!(
-                    "session {} is recorded as running but its process {} is gone",
-                    s.id,
-                    s.pid.unwrap_or(0)
-                ));
-            }
-            SessionState::Lost => warns.push(format!(
+        if s.state == SessionState::Lost {
+            warns.push(format!(
                 "session {} was lost ({})",
                 s.id,
                 s.lost_reason.as_deref().unwrap_or("no reason recorded")
-            )),
-            _ => {}
-        }
-    }
-    // Only this daemon's panes root: another user's daemon has monitors of its own.
-    let root = &online.status.panes_dir;
-    for id in answering_monitors(root) {
-        // A monitor lingers a moment after its session ended (exited): that is by design.
-        let known = online.sessions.iter().any(|s| {
-            s.id == id
-                && matches!(
-                    s.state,
-                    SessionState::Running | SessionState::Starting | SessionState::Exited
-                )
-        });
-        if !known {
-            fails.push(format!(
-                "a pane monitor answers for session {id} in {}, which the daemon does not have as running",
-                root.display()
             ));
         }
+    }
+    // Processes and monitor sockets as the daemon sees them: the caller may not see another
+    // user's processes (`hidepid`, `ProtectProc=`) nor reach the panes root (mode 0700).
+    let unseen = match &online.view {
+        Ok(view) => {
+            for p in view.sessions.iter().filter(|p| !p.alive) {
+                fails.push(format!(
+                    "session {} is recorded as running but its process {} is gone",
+                    p.session_id, p.pid
+                ));
+            }
+            // Only this daemon's panes root: another user's daemon has monitors of its own.
+            let root = &online.status.panes_dir;
+            for id in &view.answering_monitors {
+                // A monitor lingers a moment after its session ended (exited): by design.
+                let known = online.sessions.iter().any(|s| {
+                    &s.id == id
+                        && matches!(
+                            s.state,
+                            SessionState::Running | SessionState::Starting | SessionState::Exited
+                        )
+                });
+                if !known {
+                    fails.push(format!(
+                        "a pane monitor answers for session {id} in {}, which the daemon does not have as running",
+                        root.display()
+                    ));
+                }
+            }
+            None
+        }
+        Err(e) => Some(super::unseen(e)),
+    };
+    if let Some(why) = &unseen {
+        if fails.is_empty() && warns.is_empty() {
+            return skip(
+                name,
+                &format!(
+                    "whether each running session's process runs, and which pane monitors answer, is not known: {why}"
+                ),
+                Some(super::VIEW_FIX.into()),
+            );
+        }
+        warns.push(format!("processes and pane monitors not checked: {why}"));
     }
     if !fails.is_empty() {
         return fail(

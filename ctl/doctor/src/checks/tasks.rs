@@ -2,7 +2,7 @@
 //! task's agent is confined (its cage and its cgroup's limits).
 
 use aifactory_common::diagnose::Check;
-use aifactory_common::protocol::TaskPhase;
+use aifactory_common::protocol::{FileState, PathState, TaskPaths, TaskPhase};
 
 use crate::{Facts, check, fail, ok, skip};
 use aifactory_common::diagnose::CheckStatus;
@@ -31,23 +31,31 @@ pub(super) fn tasks_stuck(f: &Facts) -> Check {
                 e.and_then(|e| e.cpu_time_ms).map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
             ));
         }
-        if t.phase.is_active() {
-            if !t.spec_dir.is_dir() {
-                problems.push(format!(
-                    "task {}: its spec directory {} is missing, so its progress cannot be watched",
-                    t.id,
-                    t.spec_dir.display()
-                ));
-            } else if t.progress_file.exists()
-                && let Err(e) = std::fs::File::open(&t.progress_file)
-            {
-                problems.push(format!(
-                    "task {}: {} cannot be read: {e}",
-                    t.id,
-                    t.progress_file.display()
-                ));
+    }
+    // Whether each working task's progress can be watched: as the daemon, which watches it,
+    // sees its spec directory and progress file.
+    let unseen = match &online.view {
+        Ok(view) => {
+            for t in &view.tasks {
+                problems.extend(spec_paths_problem(t));
             }
+            None
         }
+        Err(e) => Some(super::unseen(e)),
+    };
+    if let Some(why) = &unseen {
+        if problems.is_empty() {
+            return skip(
+                name,
+                &format!(
+                    "no task is stalled, but whether each working task's progress can be watched is not known: {why}"
+                ),
+                Some(super::VIEW_FIX.into()),
+            );
+        }
+        problems.push(format!(
+            "the working tasks' spec directories are not checked: {why}"
+        ));
     }
     if problems.is_empty() {
         let working = online.tasks.iter().filter(|t| t.phase.is_active()).count();
@@ -58,6 +66,33 @@ pub(super) fn tasks_stuck(f: &Facts) -> Check {
         problems.join("; "),
         "look at the agent's output (`aifactoryctl tasks logs ID`), then `aifactoryctl tasks restart ID` or `aifactoryctl tasks stop ID`; a progress file the daemon cannot read needs `chmod u+r` for the daemon's user".into(),
     )
+}
+
+/// What keeps a working task's progress from being watched, as the daemon sees it.
+fn spec_paths_problem(t: &TaskPaths) -> Option<String> {
+    let dir = t.spec_dir.display();
+    match &t.spec_dir_state {
+        PathState::Dir => match &t.progress_file_state {
+            FileState::Absent | FileState::Readable => None,
+            FileState::Unreadable { error } => Some(format!(
+                "task {}: {} cannot be read: {error}",
+                t.task_id,
+                t.progress_file.display()
+            )),
+        },
+        PathState::Missing => Some(format!(
+            "task {}: its spec directory {dir} is missing, so its progress cannot be watched",
+            t.task_id
+        )),
+        PathState::NotADirectory => Some(format!(
+            "task {}: its spec directory {dir} is not a directory, so its progress cannot be watched",
+            t.task_id
+        )),
+        PathState::CannotInspect { error } => Some(format!(
+            "task {}: its spec directory {dir} cannot be inspected by the daemon ({error}), so its progress cannot be watched",
+            t.task_id
+        )),
+    }
 }
 
 /// Each working task's confinement as its latest attempt started: confined by Landlock and in a

@@ -14,17 +14,17 @@
 //!   request cannot be upgraded; aifactoryctl's asks for `Connection: close` too): the same
 //!   "let through (HTTP 426)".
 //!
-//! The checks that look at the daemon's paths themselves (`project-paths`, `tasks-stuck`'s spec
-//! directories, `stale-sessions`' `/proc`) see the file system as the shim sees it. Under the
-//! packaged unit that is narrower than the daemon's view (`ProtectHome=yes`, where the daemon
-//! has `read-only`): a project under /home reads as missing there. Making those checks the
-//! daemon's own needs a request of the protocol; until then they are as good as the shim's view.
+//! The checks about the daemon's own paths and processes (`project-paths`, `tasks-stuck`'s
+//! spec directories, `stale-sessions`' processes and monitors) judge what the daemon says it
+//! sees (`DoctorFacts`), never what the shim sees: under the packaged unit the shim's view is
+//! narrower (`ProtectHome=yes`, `PrivateUsers=yes`), and the page shows the daemon's.
 //!
 //! A failing check is data: the answer is 200 with the array whatever the checks say. Each step
 //! is bounded (`aifactory_doctor::bounds`); one that does not finish makes its checks `skip`
-//! with why, never `ok`. One run at a time (each starts `aifactoryd check` and a git per
-//! project): a request waits for the one before it. 503 only when the checks cannot run at all:
-//! the shim is stopping, the run before did not end in time, or the run itself broke down.
+//! with why, never `ok`. One run at a time (each starts `aifactoryd check` and has the daemon
+//! run a git per project): a request waits for the one before it. 503 only when the checks
+//! cannot run at all: the shim is stopping, the run before did not end in time, or the run
+//! itself broke down.
 
 use std::time::Duration;
 
