@@ -15,7 +15,8 @@
 //! [`wait`] (polling a condition instead of sleeping), [`escapes`] (a caged agent's escape tries), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
 //! [`tmpfs`] (a tiny disk that fills up), [`browser`] (Debian's headless Chromium over the
-//! DevTools protocol, and a page served on loopback for it),
+//! DevTools protocol, and a page served on loopback for it), [`web_page`] (the shim's own web
+//! page in that browser: logging in, the Live Console's buffer, the CSP),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
 //! only the benchmarks share), [`agent_clis`] (the real claude and codex CLIs, installed by
 //! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
@@ -46,6 +47,7 @@ pub mod systemd;
 pub mod tmpfs;
 pub mod tmux;
 pub mod wait;
+pub mod web_page;
 
 pub use bins::{HOOKED_DAEMON, bin, bin_dir, companions, shared_bin};
 pub use daemon::{Daemon, DaemonBuilder, READY_TIMEOUT};
