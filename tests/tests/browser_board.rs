@@ -1,0 +1,608 @@
+//! The board in a real browser (Debian's headless Chromium against the real `aifactory-http`
+//! and `aifactoryd`): making a task from its form, the project filter, the keyboard, the card
+//! actions (start, stop, remove, each confirmed as the page asks and refused with the daemon's
+//! words), and every page's layout at phone and laptop widths. Each test saves a screenshot
+//! under `target/screenshots/`.
+
+use std::path::PathBuf;
+
+use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
+use aifactory_tests::git::git;
+use aifactory_tests::session::new_session;
+use aifactory_tests::web_page::{
+    SLOW, TERMINAL_TEXT, assert_no_csp_refusal, assert_no_sideways_scroll, logged_in,
+};
+use aifactory_tests::{Http, Sandbox};
+
+/// An agent that does nothing for five minutes (the default), and one past its provider's end
+/// of life, which the daemon refuses to start.
+const AGENTS: &str = "default_agent = \"idle\"
+[agents.idle]
+kind = \"custom\"
+command = [\"sleep\", \"300\"]
+[agents.eol]
+kind = \"gemini-cli\"
+command = [\"sleep\", \"300\"]
+";
+
+/// The card of task `id`, as a JavaScript expression (`null` when not shown).
+fn card(id: &str) -> String {
+    format!("document.querySelector('.card[data-task-id=\"{id}\"]')")
+}
+
+/// Clicks an element of the page, found by a JavaScript expression.
+async fn click(page: &Page, element: &str) {
+    page.eval::<()>(&format!("{element}.click()")).await;
+}
+
+/// Clicks the card's `action` button (`start`, `stop`, `restart`, `remove`).
+async fn card_action(page: &Page, id: &str, action: &str) {
+    let button = format!("{}.querySelector('button[data-action={action}]')", card(id));
+    page.wait_until(
+        &format!("{button} !== null"),
+        &format!("the {action} button of task {id}"),
+        TIMEOUT,
+    )
+    .await;
+    click(page, &button).await;
+}
+
+/// Waits for the confirmation dialog asking about `spec` and answers it with the button whose
+/// `data-value` is `value` (`""` is Cancel); waits until it is gone.
+async fn answer_dialog(page: &Page, spec: &str, value: &str) {
+    page.wait_until(
+        &format!(
+            "document.querySelector('#confirm-dialog')?.open === true
+             && document.querySelector('#confirm-title').textContent.includes({spec:?})"
+        ),
+        &format!("the confirmation dialog about {spec}"),
+        TIMEOUT,
+    )
+    .await;
+    click(
+        page,
+        &format!("document.querySelector('#confirm-dialog [data-value={value:?}]')"),
+    )
+    .await;
+    page.wait_until(
+        "document.querySelector('#confirm-dialog') === null",
+        "the dialog to close",
+        TIMEOUT,
+    )
+    .await;
+}
+
+/// Waits until task `id`'s card is in the column of `phase`.
+async fn wait_column(page: &Page, id: &str, phase: &str, timeout: std::time::Duration) {
+    page.wait_until(
+        &format!("{}?.closest('#column-{phase}') != null", card(id)),
+        &format!("task {id}'s card in {phase}"),
+        timeout,
+    )
+    .await;
+}
+
+/// The id of the option named `name` in the select `select` (a CSS selector).
+async fn option_value(page: &Page, select: &str, name: &str) -> String {
+    page.eval(&format!(
+        "[...document.querySelector({select:?}).options].find((o) => o.text === {name:?}).value"
+    ))
+    .await
+}
+
+/// The ids of every task `aifactoryctl tasks list --json` lists.
+fn listed(sandbox: &Sandbox) -> Vec<String> {
+    let list = sandbox.ctl(&["tasks", "list", "--json"]).assert_ok().json();
+    list.as_array()
+        .unwrap_or_else(|| panic!("tasks list --json is not a list: {list}"))
+        .iter()
+        .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Fills the new-task form (opening it first if it is closed) and submits it.
+async fn submit_new_task(page: &Page, project: Option<&str>, spec: &str, title: &str) {
+    let open: bool = page.eval("document.querySelector('#new-task').open").await;
+    if !open {
+        click(page, "document.querySelector('#new-task summary')").await;
+    }
+    page.wait_until(
+        "document.querySelector('#new-task').open && document.querySelector('#new-task-spec').checkVisibility()",
+        "the new-task form to open",
+        TIMEOUT,
+    )
+    .await;
+    if let Some(project) = project {
+        let id = option_value(page, "#new-task-project", project).await;
+        page.eval::<()>(&format!(
+            "(() => {{ const s = document.querySelector('#new-task-project'); s.value = {id:?};
+               s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()"
+        ))
+        .await;
+    }
+    for (field, text) in [("#new-task-spec", spec), ("#new-task-title", title)] {
+        page.eval::<()>(&format!(
+            "(() => {{ const f = document.querySelector({field:?}); f.value = ''; f.focus(); }})()"
+        ))
+        .await;
+        page.type_text(text).await;
+    }
+    click(page, "document.querySelector('#new-task-submit')").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_made_on_the_boards_form_gets_its_worktree_and_a_taken_spec_shows_the_daemons_refusal()
+ {
+    const TEST: &str = "a_task_made_on_the_boards_form_gets_its_worktree_and_a_taken_spec_shows_the_daemons_refusal";
+    let sandbox = Sandbox::new();
+    sandbox.write_config(AGENTS);
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("demo");
+    sandbox.add_project("other");
+    // Made by the CLI, to compare with what the page makes.
+    let by_cli = sandbox.create_task("other", "001-by-cli", &[]);
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    page.wait_until(
+        &format!("{} !== null", card(&by_cli)),
+        "the board loaded",
+        TIMEOUT,
+    )
+    .await;
+
+    // The second project, so that the form's default (its first option) cannot pass for it.
+    submit_new_task(&page, Some("other"), "002-from-page", "Made on the page").await;
+    let by_spec = "[...document.querySelectorAll('.card')].find((c) =>
+                     c.querySelector('.card-spec')?.textContent === '002-from-page')";
+    page.wait_until(
+        &format!("{by_spec}?.closest('#column-backlog') != null"),
+        "the new task's card in backlog",
+        TIMEOUT,
+    )
+    .await;
+    let id: String = page.eval(&format!("{by_spec}.dataset.taskId")).await;
+    let other = option_value(&page, "#new-task-project", "other").await;
+    page.wait_until(
+        &format!(
+            "!document.querySelector('#new-task').open
+             && document.querySelector('#new-task-project').value === {other:?}
+             && document.querySelector('#new-task-spec').value === ''
+             && document.activeElement === {}",
+            card(&id)
+        ),
+        "the form closed, keeping the project, and the new card focused",
+        TIMEOUT,
+    )
+    .await;
+    page.screenshot(&screenshots().join("board-new-task.png"))
+        .await;
+
+    // The task is the daemon's, with its worktree made as the CLI makes one.
+    let made = sandbox.show_task(&id);
+    let cli = sandbox.show_task(&by_cli);
+    assert_eq!(made["spec_id"], "002-from-page", "{made:#}");
+    assert_eq!(made["title"], "Made on the page", "{made:#}");
+    assert_eq!(made["project_name"], "other", "{made:#}");
+    assert_eq!(made["phase"], "backlog", "{made:#}");
+    let path = |task: &serde_json::Value, field: &str| {
+        PathBuf::from(
+            task[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field}: {task:#}")),
+        )
+    };
+    let (worktree, cli_worktree) = (path(&made, "worktree"), path(&cli, "worktree"));
+    assert_eq!(
+        worktree,
+        cli_worktree.with_file_name("002-from-page"),
+        "beside the CLI's task's worktree"
+    );
+    assert!(
+        worktree.join(".git").is_file(),
+        "{} is a git worktree",
+        worktree.display()
+    );
+    let branch = made["branch"].as_str().unwrap_or_default();
+    assert_eq!(
+        branch,
+        cli["branch"]
+            .as_str()
+            .unwrap_or_default()
+            .replace("001-by-cli", "002-from-page"),
+        "named as the CLI names its branches"
+    );
+    assert_eq!(
+        git(&["rev-parse", "--abbrev-ref", "HEAD"], &worktree),
+        branch
+    );
+    assert!(path(&made, "spec_dir").is_dir(), "{made:#}");
+
+    // The same spec again in the same project: the form stays open with the daemon's words.
+    let refused_before = sandbox.ctl(&["tasks", "list", "--json"]).stdout;
+    submit_new_task(&page, None, "002-from-page", "Again").await;
+    page.wait_until(
+        "document.querySelector('#new-task-error').textContent !== ''",
+        "the refusal under the form",
+        TIMEOUT,
+    )
+    .await;
+    let error: String = page
+        .eval("document.querySelector('#new-task-error').textContent")
+        .await;
+    let open: bool = page.eval("document.querySelector('#new-task').open").await;
+    assert!(open, "the form stays open to fix the spec");
+    let cli_refusal = sandbox.ctl(&[
+        "tasks",
+        "create",
+        "--project",
+        "other",
+        "--spec",
+        "002-from-page",
+    ]);
+    assert_ne!(cli_refusal.code, Some(0), "{cli_refusal:?}");
+    assert!(
+        error.contains("002-from-page") && cli_refusal.stderr.contains(&error),
+        "the page shows the daemon's refusal, as the CLI does: page {error:?}, CLI {cli_refusal:?}"
+    );
+    assert_eq!(
+        sandbox.ctl(&["tasks", "list", "--json"]).stdout,
+        refused_before,
+        "nothing was made"
+    );
+    let cards: u32 = page
+        .eval(
+            "[...document.querySelectorAll('.card .card-spec')]
+               .filter((s) => s.textContent === '002-from-page').length",
+        )
+        .await;
+    assert_eq!(cards, 1);
+    page.screenshot(&screenshots().join("board-new-task-refused.png"))
+        .await;
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
+
+/// The ids of the cards in a column, top to bottom.
+async fn column_cards(page: &Page, phase: &str) -> Vec<String> {
+    page.eval(&format!(
+        "[...document.querySelectorAll('#column-{phase} .card')].map((c) => c.dataset.taskId)"
+    ))
+    .await
+}
+
+/// Presses `key` and waits until task `id`'s card has the focus.
+async fn press_to(page: &Page, key: &str, id: &str) {
+    page.press(key).await;
+    page.wait_until(
+        &format!("document.activeElement === {}", card(id)),
+        &format!("{key} to focus task {id}'s card"),
+        TIMEOUT,
+    )
+    .await;
+}
+
+/// Sets the project filter as a person choosing from it does.
+async fn filter(page: &Page, value: &str) {
+    page.eval::<()>(&format!(
+        "(() => {{ const f = document.querySelector('#project-filter'); f.value = {value:?};
+           f.dispatchEvent(new Event('change', {{bubbles: true}})); }})()"
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_project_filter_hides_other_projects_and_the_keys_move_between_cards_and_open_one() {
+    const TEST: &str =
+        "the_project_filter_hides_other_projects_and_the_keys_move_between_cards_and_open_one";
+    let sandbox = Sandbox::new();
+    sandbox.write_config(AGENTS);
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("demo");
+    sandbox.add_project("other");
+    let a = sandbox.create_task("demo", "001-a", &[]);
+    let x = sandbox.create_task("other", "001-x", &[]);
+    let b = sandbox.create_task("demo", "002-b", &[]);
+    // One card in a column further right: started, then stopped.
+    let d = sandbox.create_task("demo", "003-d", &[]);
+    sandbox.ctl(&["tasks", "start", &d]).assert_ok();
+    sandbox.ctl(&["tasks", "stop", &d]).assert_ok();
+    assert_eq!(sandbox.show_task(&d)["phase"], "stopped");
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    wait_column(&page, &d, "stopped", TIMEOUT).await;
+    page.wait_until(
+        "document.querySelectorAll('#column-backlog .card').length === 3",
+        "the backlog's three cards",
+        TIMEOUT,
+    )
+    .await;
+    // Oldest first, as the daemon made them.
+    assert_eq!(
+        column_cards(&page, "backlog").await,
+        [a.clone(), x.clone(), b.clone()]
+    );
+
+    // The arrows follow the columns as shown; Home and End go to a column's ends.
+    page.eval::<()>(&format!("{}.focus()", card(&a))).await;
+    press_to(&page, "ArrowDown", &x).await;
+    press_to(&page, "ArrowDown", &b).await;
+    press_to(&page, "ArrowDown", &b).await; // the last card stays
+    press_to(&page, "ArrowUp", &x).await;
+    press_to(&page, "Home", &a).await;
+    press_to(&page, "End", &b).await;
+    // Right skips the empty columns to the stopped one; left comes back to the same row.
+    press_to(&page, "ArrowUp", &x).await;
+    press_to(&page, "ArrowRight", &d).await;
+    press_to(&page, "ArrowLeft", &a).await;
+    page.screenshot(&screenshots().join("board-keyboard.png"))
+        .await;
+    page.press("Enter").await;
+    page.wait_until(
+        &format!(
+            "location.pathname === '/tasks/{a}'
+             && document.querySelector('#task-title')?.textContent.includes('001-a')"
+        ),
+        "Enter to open the focused card's task",
+        TIMEOUT,
+    )
+    .await;
+
+    // The filter: only the chosen project's cards are on the board, and the keys skip the rest.
+    page.goto(&shim.url("/")).await;
+    wait_column(&page, &x, "backlog", TIMEOUT).await;
+    let demo = option_value(&page, "#project-filter", "demo").await;
+    filter(&page, &demo).await;
+    page.wait_until(
+        &format!(
+            "{} === null && {} !== null && {} !== null && {} !== null
+             && new URLSearchParams(location.search).get('project') === {demo:?}",
+            card(&x),
+            card(&a),
+            card(&b),
+            card(&d)
+        ),
+        "only demo's cards, and the filter in the address",
+        TIMEOUT,
+    )
+    .await;
+    page.eval::<()>(&format!("{}.focus()", card(&a))).await;
+    press_to(&page, "ArrowDown", &b).await;
+    page.screenshot(&screenshots().join("board-filtered.png"))
+        .await;
+    let other = option_value(&page, "#project-filter", "other").await;
+    filter(&page, &other).await;
+    page.wait_until(
+        &format!(
+            "document.querySelectorAll('.card').length === 1 && {} !== null",
+            card(&x)
+        ),
+        "only other's card",
+        TIMEOUT,
+    )
+    .await;
+    // A reload keeps the filter (it is in the address).
+    page.goto(&page.eval::<String>("location.href").await).await;
+    page.wait_until(
+        &format!(
+            "window.aifactory.board?.loaded && document.querySelector('#project-filter').value === {other:?}
+             && document.querySelectorAll('.card').length === 1 && {} !== null",
+            card(&x)
+        ),
+        "the filter after a reload",
+        TIMEOUT,
+    )
+    .await;
+    filter(&page, "").await;
+    page.wait_until(
+        "document.querySelectorAll('.card').length === 4 && location.search === ''",
+        "every card again",
+        TIMEOUT,
+    )
+    .await;
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_stop_and_remove_go_through_the_daemon_asking_first_and_a_refusal_shows_its_words() {
+    const TEST: &str =
+        "start_stop_and_remove_go_through_the_daemon_asking_first_and_a_refusal_shows_its_words";
+    let sandbox = Sandbox::new();
+    sandbox.write_config(AGENTS);
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("demo");
+    let run = sandbox.create_task("demo", "001-run", &[]);
+    let eol = sandbox.create_task("demo", "002-eol", &["--agent", "eol"]);
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    wait_column(&page, &eol, "backlog", TIMEOUT).await;
+
+    // A start the daemon refuses: its reason, as the CLI shows it, on the board.
+    card_action(&page, &eol, "start").await;
+    page.wait_until(
+        "document.querySelector('#board-error').textContent.startsWith('start 002-eol: ')",
+        "the refused start's reason",
+        TIMEOUT,
+    )
+    .await;
+    let shown: String = page
+        .eval("document.querySelector('#board-error').textContent")
+        .await;
+    let reason = shown.trim_start_matches("start 002-eol: ");
+    let cli = sandbox.ctl(&["tasks", "start", &eol]);
+    assert_ne!(cli.code, Some(0), "{cli:?}");
+    assert!(
+        reason.contains("cannot run") && cli.stderr.contains(reason),
+        "the page shows the daemon's words, as the CLI does: page {shown:?}, CLI {cli:?}"
+    );
+    assert_eq!(sandbox.show_task(&eol)["phase"], "backlog");
+    page.screenshot(&screenshots().join("board-start-refused.png"))
+        .await;
+
+    // Start, then stop (asked first).
+    card_action(&page, &run, "start").await;
+    wait_column(&page, &run, "planning", SLOW).await;
+    assert_eq!(sandbox.show_task(&run)["phase"], "planning");
+    card_action(&page, &run, "stop").await;
+    answer_dialog(&page, "001-run", "").await;
+    assert_eq!(
+        sandbox.show_task(&run)["phase"],
+        "planning",
+        "cancelled: still running"
+    );
+    card_action(&page, &run, "stop").await;
+    answer_dialog(&page, "001-run", "stop").await;
+    wait_column(&page, &run, "stopped", SLOW).await;
+    assert_eq!(sandbox.show_task(&run)["phase"], "stopped");
+
+    // Remove: asked first; cancelled, nothing happens.
+    card_action(&page, &run, "remove").await;
+    answer_dialog(&page, "001-run", "").await;
+    assert!(listed(&sandbox).contains(&run), "cancelled: still there");
+    let shown: bool = page.eval(&format!("{} !== null", card(&run))).await;
+    assert!(shown, "cancelled: the card stays");
+    card_action(&page, &run, "remove").await;
+    answer_dialog(&page, "001-run", "remove").await;
+    page.wait_until(
+        &format!("{} === null", card(&run)),
+        "the removed task's card to go",
+        TIMEOUT,
+    )
+    .await;
+    let left = listed(&sandbox);
+    assert_eq!(
+        left,
+        std::slice::from_ref(&eol),
+        "the removed task is gone from tasks list"
+    );
+    page.screenshot(&screenshots().join("board-removed.png"))
+        .await;
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
+
+/// Visits `path` at 390x844 (a phone) and 1280x800, waiting for `ready` each time, and fails if
+/// the page scrolls sideways at either; saves `NAME-phone.png`.
+async fn check_widths(page: &Page, shim: &Http, path: &str, ready: &str, name: &str) {
+    for (width, height) in [(390, 844), (1280, 800)] {
+        page.set_viewport(width, height).await;
+        page.goto(&shim.url(path)).await;
+        page.wait_until(
+            &format!("window.innerWidth === {width} && ({ready})"),
+            &format!("{path} at {width}x{height}"),
+            TIMEOUT,
+        )
+        .await;
+        // The layout after the page's own reaction to the size (the console refits on the
+        // next frame).
+        page.eval::<()>(
+            "new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve())))",
+        )
+        .await;
+        assert_no_sideways_scroll(page, &format!("{path} at {width}x{height}")).await;
+        if width == 390 {
+            page.screenshot(&screenshots().join(format!("{name}-phone.png")))
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_page_scrolls_sideways_on_a_phone_or_a_laptop() {
+    const TEST: &str = "no_page_scrolls_sideways_on_a_phone_or_a_laptop";
+    let sandbox = Sandbox::new();
+    sandbox.write_config(AGENTS);
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("demo");
+    let long = sandbox.create_task(
+        "demo",
+        "001-a-rather-long-spec-id-that-names-the-whole-feature-in-detail",
+        &[
+            "--title",
+            "A title long enough to need more than one line on any phone: the login page, with \
+             its form, its errors and a link to reset a forgotten password",
+        ],
+    );
+    let started = sandbox.create_task("demo", "002-running", &[]);
+    sandbox.ctl(&["tasks", "start", &started]).assert_ok();
+    let client = daemon.client().await;
+    let s = new_session(
+        &client,
+        &sandbox,
+        "printf 'a line longer than a phone is wide: %s\\n' $(seq 1 60); echo console-ready; exec sleep 300",
+    )
+    .await;
+    drop(client);
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    check_widths(
+        &page,
+        &shim,
+        "/",
+        &format!("{} !== null && {} !== null", card(&long), card(&started)),
+        "board",
+    )
+    .await;
+    // The new-task form open over the board.
+    page.set_viewport(390, 844).await;
+    page.goto(&shim.url("/")).await;
+    click(&page, "document.querySelector('#new-task summary')").await;
+    page.wait_until(
+        "document.querySelector('#new-task').open && document.querySelector('#new-task-spec').checkVisibility()",
+        "the new-task form open",
+        TIMEOUT,
+    )
+    .await;
+    assert_no_sideways_scroll(&page, "the new-task form at 390x844").await;
+    page.screenshot(&screenshots().join("new-task-phone.png"))
+        .await;
+    check_widths(
+        &page,
+        &shim,
+        &format!("/tasks/{long}"),
+        "document.querySelector('#task-info dl') !== null",
+        "task",
+    )
+    .await;
+    check_widths(
+        &page,
+        &shim,
+        "/sessions",
+        &format!(
+            "document.querySelector('tr[data-session-id=\"{}\"]') !== null",
+            s.id
+        ),
+        "sessions",
+    )
+    .await;
+    check_widths(
+        &page,
+        &shim,
+        &format!("/sessions/{}", s.id),
+        &format!(
+            "document.querySelector('#console-status')?.dataset.state === 'live'
+             && {}.includes('console-ready')",
+            TERMINAL_TEXT
+        ),
+        "console",
+    )
+    .await;
+    check_widths(
+        &page,
+        &shim,
+        "/doctor",
+        "document.querySelector('#doctor-checks li.check') !== null",
+        "doctor",
+    )
+    .await;
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
