@@ -13,6 +13,11 @@ use aifactory_tests::web_page::{
     SLOW, TERMINAL_TEXT, assert_no_csp_refusal, assert_no_sideways_scroll, logged_in,
 };
 use aifactory_tests::{Http, Sandbox};
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, RequestPattern,
+    RequestStage,
+};
+use futures::StreamExt;
 
 /// An agent that does nothing for five minutes (the default), and one past its provider's end
 /// of life, which the daemon refuses to start.
@@ -603,6 +608,97 @@ async fn no_page_scrolls_sideways_on_a_phone_or_a_laptop() {
         "doctor",
     )
     .await;
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back() {
+    const TEST: &str = "a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back";
+    let sandbox = Sandbox::new();
+    let gate = sandbox.path().join("gate");
+    let script = format!(
+        "while [ ! -e {gate:?} ]; do sleep 0.05; done
+         printf 'phase: coding\\n' >> \"$AIFACTORY_PROGRESS_FILE\"; exec sleep 300",
+        gate = gate.display().to_string()
+    );
+    sandbox.write_config(&format!(
+        "default_agent = \"gated\"\n[agents.gated]\nkind = \"custom\"\ncommand = [\"sh\", \"-c\", {script:?}]\n"
+    ));
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("demo");
+    let id = sandbox.create_task("demo", "001-slow-answer", &[]);
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    wait_column(&page, &id, "backlog", TIMEOUT).await;
+    // Every phase the card shows, in order; and when the page has taken the start's answer (a
+    // task after the one that took it, so the answer's handling is over).
+    page.eval::<()>(&format!(
+        "window.phasesSeen = [{card}.dataset.phase];
+         new MutationObserver(() => {{
+           const c = {card}; const last = window.phasesSeen[window.phasesSeen.length - 1];
+           if (c && c.dataset.phase !== last) window.phasesSeen.push(c.dataset.phase);
+         }}).observe(document.querySelector('#board'), {{subtree: true, childList: true, attributes: true}});
+         window.startAnswered = false;
+         const fetchOf = window.fetch;
+         window.fetch = (url, init) => fetchOf(url, init).then((r) => {{
+           if (!String(url).endsWith('/start')) return r;
+           const text = r.text.bind(r);
+           r.text = () => text().then((t) => {{ setTimeout(() => {{ window.startAnswered = true; }}); return t; }});
+           return r;
+         }});
+         undefined",
+        card = card(&id)
+    ))
+    .await;
+
+    // The browser holds the start's answer until the agent has moved the card on.
+    let cdp = page.cdp();
+    let mut paused = cdp
+        .event_listener::<EventRequestPaused>()
+        .await
+        .expect("listen for paused requests");
+    cdp.execute(
+        FetchEnableParams::builder()
+            .pattern(
+                RequestPattern::builder()
+                    .url_pattern("*/api/v1/tasks/*/start")
+                    .request_stage(RequestStage::Response)
+                    .build(),
+            )
+            .build(),
+    )
+    .await
+    .expect("Fetch.enable");
+    card_action(&page, &id, "start").await;
+    let held = tokio::time::timeout(TIMEOUT, paused.next())
+        .await
+        .expect("the start's answer within the timeout")
+        .expect("a paused request");
+    assert_eq!(held.response_status_code, Some(200), "{held:?}");
+    wait_column(&page, &id, "planning", SLOW).await;
+    std::fs::write(&gate, "").expect("open the gate");
+    wait_column(&page, &id, "coding", SLOW).await;
+    cdp.execute(ContinueRequestParams::new(held.request_id.clone()))
+        .await
+        .expect("let the answer through");
+    page.wait_until(
+        "window.startAnswered",
+        "the page to take the start's answer",
+        TIMEOUT,
+    )
+    .await;
+    let seen: Vec<String> = page.eval("window.phasesSeen").await;
+    assert_eq!(
+        seen,
+        ["backlog", "planning", "coding"],
+        "the older answer did not step the card back"
+    );
+    assert_eq!(sandbox.show_task(&id)["phase"], "coding");
+    page.screenshot(&screenshots().join("board-late-answer.png"))
+        .await;
     assert_no_csp_refusal(&page);
     browser.close();
 }
