@@ -31,6 +31,16 @@ pub async fn logged_in(test: &str, sandbox: &Sandbox, shim: &Http) -> Option<(Br
     Some((browser, page))
 }
 
+/// The board's card of task `id`, as a JavaScript expression (`null` when not shown).
+pub fn card(id: &str) -> String {
+    format!("document.querySelector('.card[data-task-id=\"{id}\"]')")
+}
+
+/// Clicks an element of the page, found by the JavaScript expression `element`.
+pub async fn click(page: &Page, element: &str) {
+    page.eval::<()>(&format!("{element}.click()")).await;
+}
+
 /// The Live Console's whole buffer (scrollback and screen) as text, a `\n` after each line.
 pub const TERMINAL_TEXT: &str =
     "(() => { const c = window.aifactory && window.aifactory.console; if (!c || !c.term) return '';

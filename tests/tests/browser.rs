@@ -5,7 +5,8 @@
 //! refused nothing (which every browser test makes at its end). Each test saves a screenshot
 //! under `target/screenshots/` (README shows them). The board's actions are in
 //! `browser_board.rs`, the sessions page and the console's ends and gaps in
-//! `browser_console.rs`; their helpers in `tests/src/web_page.rs`.
+//! `browser_console.rs`, every page at phone and laptop widths in `browser_layout.rs`; their
+//! helpers in `tests/src/web_page.rs`.
 
 use std::time::Duration;
 
