@@ -1,7 +1,7 @@
 //! The aifactory-http web page as the browser tests drive it, on top of [`crate::browser`]: a
-//! browser logged in through a one-time link, the Live Console's terminal buffer against the
-//! session's `output.log`, the page's layout at a given width, and the check that the page's
-//! Content-Security-Policy refused nothing.
+//! browser logged in through a one-time link, the board's cards and the confirmation dialog,
+//! the Live Console's terminal buffer against the session's `output.log`, the page's layout at
+//! a given width, and the check that the page's Content-Security-Policy refused nothing.
 //!
 //! The page's DOM hooks and its `window.aifactory` handle are listed in
 //! `ctl/http/web/README.md`.
@@ -39,6 +39,53 @@ pub fn card(id: &str) -> String {
 /// Clicks an element of the page, found by the JavaScript expression `element`.
 pub async fn click(page: &Page, element: &str) {
     page.eval::<()>(&format!("{element}.click()")).await;
+}
+
+/// Clicks the card's `action` button (`start`, `stop`, `restart`, `remove`).
+pub async fn card_action(page: &Page, id: &str, action: &str) {
+    let button = format!("{}.querySelector('button[data-action={action}]')", card(id));
+    page.wait_until(
+        &format!("{button} !== null"),
+        &format!("the {action} button of task {id}"),
+        TIMEOUT,
+    )
+    .await;
+    click(page, &button).await;
+}
+
+/// Waits for the confirmation dialog asking about `spec` and answers it with the button whose
+/// `data-value` is `value` (`""` is Cancel); waits until it is gone.
+pub async fn answer_dialog(page: &Page, spec: &str, value: &str) {
+    page.wait_until(
+        &format!(
+            "document.querySelector('#confirm-dialog')?.open === true
+             && document.querySelector('#confirm-title').textContent.includes({spec:?})"
+        ),
+        &format!("the confirmation dialog about {spec}"),
+        TIMEOUT,
+    )
+    .await;
+    click(
+        page,
+        &format!("document.querySelector('#confirm-dialog [data-value={value:?}]')"),
+    )
+    .await;
+    page.wait_until(
+        "document.querySelector('#confirm-dialog') === null",
+        "the dialog to close",
+        TIMEOUT,
+    )
+    .await;
+}
+
+/// Waits until task `id`'s card is in the column of `phase`.
+pub async fn wait_column(page: &Page, id: &str, phase: &str, timeout: Duration) {
+    page.wait_until(
+        &format!("{}?.closest('#column-{phase}') != null", card(id)),
+        &format!("task {id}'s card in {phase}"),
+        timeout,
+    )
+    .await;
 }
 
 /// The Live Console's whole buffer (scrollback and screen) as text, a `\n` after each line.

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use aifactory_tests::Sandbox;
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::git::git;
-use aifactory_tests::web_page::{SLOW, assert_no_csp_refusal, card, click, logged_in};
+use aifactory_tests::web_page::{
+    SLOW, answer_dialog, assert_no_csp_refusal, card, card_action, click, logged_in, wait_column,
+};
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, RequestPattern,
-    RequestStage,
+    ContinueRequestParams, DisableParams as FetchDisableParams, EnableParams as FetchEnableParams,
+    EventRequestPaused, RequestPattern, RequestStage,
 };
 use futures::StreamExt;
 
@@ -26,53 +28,6 @@ command = [\"sleep\", \"300\"]
 kind = \"gemini-cli\"
 command = [\"sleep\", \"300\"]
 ";
-
-/// Clicks the card's `action` button (`start`, `stop`, `restart`, `remove`).
-async fn card_action(page: &Page, id: &str, action: &str) {
-    let button = format!("{}.querySelector('button[data-action={action}]')", card(id));
-    page.wait_until(
-        &format!("{button} !== null"),
-        &format!("the {action} button of task {id}"),
-        TIMEOUT,
-    )
-    .await;
-    click(page, &button).await;
-}
-
-/// Waits for the confirmation dialog asking about `spec` and answers it with the button whose
-/// `data-value` is `value` (`""` is Cancel); waits until it is gone.
-async fn answer_dialog(page: &Page, spec: &str, value: &str) {
-    page.wait_until(
-        &format!(
-            "document.querySelector('#confirm-dialog')?.open === true
-             && document.querySelector('#confirm-title').textContent.includes({spec:?})"
-        ),
-        &format!("the confirmation dialog about {spec}"),
-        TIMEOUT,
-    )
-    .await;
-    click(
-        page,
-        &format!("document.querySelector('#confirm-dialog [data-value={value:?}]')"),
-    )
-    .await;
-    page.wait_until(
-        "document.querySelector('#confirm-dialog') === null",
-        "the dialog to close",
-        TIMEOUT,
-    )
-    .await;
-}
-
-/// Waits until task `id`'s card is in the column of `phase`.
-async fn wait_column(page: &Page, id: &str, phase: &str, timeout: std::time::Duration) {
-    page.wait_until(
-        &format!("{}?.closest('#column-{phase}') != null", card(id)),
-        &format!("task {id}'s card in {phase}"),
-        timeout,
-    )
-    .await;
-}
 
 /// The id of the option named `name` in the select `select` (a CSS selector).
 async fn option_value(page: &Page, select: &str, name: &str) -> String {
@@ -479,35 +434,31 @@ async fn start_stop_and_remove_go_through_the_daemon_asking_first_and_a_refusal_
     browser.close();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back() {
-    const TEST: &str = "a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back";
-    let sandbox = Sandbox::new();
-    let gate = sandbox.path().join("gate");
-    let script = format!(
-        "while [ ! -e {gate:?} ]; do sleep 0.05; done
-         printf 'phase: coding\\n' >> \"$AIFACTORY_PROGRESS_FILE\"; exec sleep 300",
-        gate = gate.display().to_string()
-    );
-    sandbox.write_config(&format!(
-        "default_agent = \"gated\"\n[agents.gated]\nkind = \"custom\"\ncommand = [\"sh\", \"-c\", {script:?}]\n"
-    ));
-    let _daemon = sandbox.daemon().start();
-    let shim = sandbox.http().start();
-    sandbox.add_project("demo");
-    let id = sandbox.create_task("demo", "001-slow-answer", &[]);
-    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
-        return;
-    };
-    wait_column(&page, &id, "backlog", TIMEOUT).await;
-    // Every phase the card shows, in order; and when the page has taken the start's answer (a
-    // task after the one that took it, so the answer's handling is over).
+/// Starts task `id` from the page (its start button is `button`, a JavaScript expression) while
+/// the browser holds the daemon's answer (CDP Fetch interception) until the agent has moved
+/// the task on to coding (`phase` reads the phase the page shows); then fails if the page,
+/// taking the older answer, showed the task back in an earlier phase.
+async fn start_with_a_late_answer(
+    sandbox: &Sandbox,
+    page: &Page,
+    id: &str,
+    button: &str,
+    phase: &str,
+) {
+    page.wait_until(
+        &format!("{phase} === 'backlog'"),
+        &format!("task {id} shown in backlog"),
+        TIMEOUT,
+    )
+    .await;
+    // Every phase shown, in order; and when the page has taken the start's answer (a task
+    // after the one that took it, so the answer's handling is over).
     page.eval::<()>(&format!(
-        "window.phasesSeen = [{card}.dataset.phase];
+        "window.phasesSeen = [{phase}];
          new MutationObserver(() => {{
-           const c = {card}; const last = window.phasesSeen[window.phasesSeen.length - 1];
-           if (c && c.dataset.phase !== last) window.phasesSeen.push(c.dataset.phase);
-         }}).observe(document.querySelector('#board'), {{subtree: true, childList: true, attributes: true}});
+           const now = {phase}; const last = window.phasesSeen[window.phasesSeen.length - 1];
+           if (now && now !== last) window.phasesSeen.push(now);
+         }}).observe(document.querySelector('#main'), {{subtree: true, childList: true, attributes: true}});
          window.startAnswered = false;
          const fetchOf = window.fetch;
          window.fetch = (url, init) => fetchOf(url, init).then((r) => {{
@@ -516,12 +467,10 @@ async fn a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back()
            r.text = () => text().then((t) => {{ setTimeout(() => {{ window.startAnswered = true; }}); return t; }});
            return r;
          }});
-         undefined",
-        card = card(&id)
+         undefined"
     ))
     .await;
 
-    // The browser holds the start's answer until the agent has moved the card on.
     let cdp = page.cdp();
     let mut paused = cdp
         .event_listener::<EventRequestPaused>()
@@ -539,18 +488,34 @@ async fn a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back()
     )
     .await
     .expect("Fetch.enable");
-    card_action(&page, &id, "start").await;
+    click(page, button).await;
     let held = tokio::time::timeout(TIMEOUT, paused.next())
         .await
         .expect("the start's answer within the timeout")
         .expect("a paused request");
     assert_eq!(held.response_status_code, Some(200), "{held:?}");
-    wait_column(&page, &id, "planning", SLOW).await;
-    std::fs::write(&gate, "").expect("open the gate");
-    wait_column(&page, &id, "coding", SLOW).await;
+    let wait_phase = async |want: &str| {
+        page.wait_until(
+            &format!("{phase} === {want:?}"),
+            &format!("task {id} shown in {want}"),
+            SLOW,
+        )
+        .await
+    };
+    wait_phase("planning").await;
+    // The agent waits for this file in its worktree before it reports coding.
+    let worktree = sandbox.show_task(id)["worktree"]
+        .as_str()
+        .map(PathBuf::from)
+        .expect("the task's worktree");
+    std::fs::write(worktree.join(".gate"), "").expect("open the gate");
+    wait_phase("coding").await;
     cdp.execute(ContinueRequestParams::new(held.request_id.clone()))
         .await
         .expect("let the answer through");
+    cdp.execute(FetchDisableParams::default())
+        .await
+        .expect("Fetch.disable");
     page.wait_until(
         "window.startAnswered",
         "the page to take the start's answer",
@@ -561,11 +526,50 @@ async fn a_start_answered_after_the_agent_moved_on_does_not_step_the_card_back()
     assert_eq!(
         seen,
         ["backlog", "planning", "coding"],
-        "the older answer did not step the card back"
+        "the older answer did not step task {id} back"
     );
-    assert_eq!(sandbox.show_task(&id)["phase"], "coding");
+    assert_eq!(sandbox.show_task(id)["phase"], "coding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_answered_after_the_agent_moved_on_steps_back_neither_the_card_nor_the_task_page() {
+    const TEST: &str =
+        "a_start_answered_after_the_agent_moved_on_steps_back_neither_the_card_nor_the_task_page";
+    let sandbox = Sandbox::new();
+    let script = "while [ ! -e .gate ]; do sleep 0.05; done
+         printf 'phase: coding\\n' >> \"$AIFACTORY_PROGRESS_FILE\"; exec sleep 300";
+    sandbox.write_config(&format!(
+        "default_agent = \"gated\"\n[agents.gated]\nkind = \"custom\"\ncommand = [\"sh\", \"-c\", {script:?}]\n"
+    ));
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("demo");
+    let on_board = sandbox.create_task("demo", "001-on-the-board", &[]);
+    let on_page = sandbox.create_task("demo", "002-on-its-page", &[]);
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    let board_card = card(&on_board);
+    start_with_a_late_answer(
+        &sandbox,
+        &page,
+        &on_board,
+        &format!("{board_card}.querySelector('button[data-action=start]')"),
+        &format!("{board_card}?.dataset.phase"),
+    )
+    .await;
     page.screenshot(&screenshots().join("board-late-answer.png"))
         .await;
+
+    page.goto(&shim.url(&format!("/tasks/{on_page}"))).await;
+    start_with_a_late_answer(
+        &sandbox,
+        &page,
+        &on_page,
+        "document.querySelector('.task-actions button[data-action=start]')",
+        "document.querySelector('.task-header .phase')?.dataset.phase",
+    )
+    .await;
     assert_no_csp_refusal(&page);
     browser.close();
 }
