@@ -16,7 +16,8 @@
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
 //! [`nobody`] (clients run as another user than the daemon's),
 //! [`tmpfs`] (a tiny disk that fills up), [`browser`] (Debian's headless Chromium over the
-//! DevTools protocol, and a page served on loopback for it),
+//! DevTools protocol, and a page served on loopback for it), [`web_page`] (the shim's own web
+//! page in that browser: logging in, the Live Console's buffer, the CSP),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
 //! only the benchmarks share), [`agent_clis`] (the real claude and codex CLIs, installed by
 //! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
@@ -48,6 +49,7 @@ pub mod systemd;
 pub mod tmpfs;
 pub mod tmux;
 pub mod wait;
+pub mod web_page;
 
 pub use bins::{HOOKED_DAEMON, bin, bin_dir, companions, shared_bin};
 pub use daemon::{Daemon, DaemonBuilder, READY_TIMEOUT};

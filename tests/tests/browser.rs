@@ -1,76 +1,23 @@
 //! The web page in a real browser: Debian's headless Chromium (tests/src/browser.rs) against the
 //! real `aifactory-http` and `aifactoryd`. Logging in, the board following a task's agent, the
 //! Live Console (typing, colours, resizing, a daemon SIGKILL during output) and the status line
-//! saying why the page is not live. Each test saves a screenshot under
-//! `target/screenshots/` (README shows them).
+//! saying why the page is not live, the doctor's checks, and the check that the page's CSP
+//! refused nothing (which every browser test makes at its end). Each test saves a screenshot
+//! under `target/screenshots/` (README shows them). The board's actions are in
+//! `browser_board.rs`, the sessions page and the console's ends and gaps in
+//! `browser_console.rs`, every page at phone and laptop widths in `browser_layout.rs`; their
+//! helpers in `tests/src/web_page.rs`.
 
 use std::time::Duration;
 
-use aifactory_tests::browser::{Browser, CookieSameSite, Page, TIMEOUT, screenshots};
+use aifactory_tests::browser::{Browser, CookieSameSite, TIMEOUT, screenshots};
 use aifactory_tests::session::new_session;
-use aifactory_tests::{Daemon, Http, Sandbox};
+use aifactory_tests::web_page::{
+    SLOW, assert_no_csp_refusal, assert_terminal_shows, csp_refusals, logged_in, open_console,
+    output_log_lines, wait_terminal,
+};
+use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
-
-/// A liveness bound for a loaded 2-core machine, not a speed target.
-const SLOW: Duration = Duration::from_secs(120);
-
-/// A browser logged in to `shim` through a one-time link, on the board.
-async fn logged_in(test: &str, sandbox: &Sandbox, shim: &Http) -> Option<(Browser, Page)> {
-    let browser = Browser::launch_or_skip(test, sandbox.path()).await?;
-    let page = browser.new_page().await;
-    page.set_viewport(1280, 800).await;
-    page.goto(&shim.login_url()).await;
-    page.wait_until(
-        "location.pathname === '/' && document.querySelector('#board') !== null",
-        "the board after the login link",
-        TIMEOUT,
-    )
-    .await;
-    Some((browser, page))
-}
-
-/// The Live Console's whole buffer (scrollback and screen), one string per line, trailing
-/// blank lines dropped.
-async fn terminal_lines(page: &Page) -> Vec<String> {
-    let mut lines: Vec<String> = page
-        .eval(
-            "(() => { const b = window.aifactory.console.term.buffer.active; const out = [];
-               for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
-               return out; })()",
-        )
-        .await;
-    while lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    lines
-}
-
-const TERMINAL_TEXT: &str =
-    "(() => { const c = window.aifactory && window.aifactory.console; if (!c || !c.term) return '';
-  const b = c.term.buffer.active; let s = '';
-  for (let i = 0; i < b.length; i++) s += b.getLine(i).translateToString(true) + '\\n';
-  return s; })()";
-
-/// Waits until the console's buffer holds `needle`.
-async fn wait_terminal(page: &Page, needle: &str, timeout: Duration) {
-    page.wait_until(
-        &format!("{TERMINAL_TEXT}.includes({needle:?})"),
-        &format!("{needle:?} in the terminal"),
-        timeout,
-    )
-    .await;
-}
-
-/// Opens a session's Live Console and waits until it is live.
-async fn open_console(page: &Page, shim: &Http, session: &str) {
-    page.goto(&shim.url(&format!("/sessions/{session}"))).await;
-    page.wait_until(
-        "document.querySelector('#console-status')?.dataset.state === 'live'",
-        "the console to be live",
-        TIMEOUT,
-    )
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_link_logs_in_once_and_a_wrong_token_says_why() {
@@ -99,6 +46,7 @@ async fn a_login_link_logs_in_once_and_a_wrong_token_says_why() {
     assert!(!html.contains(&shim.token), "no token in the page");
 
     // A fresh browser: the same link again is refused; a wrong token says why.
+    assert_no_csp_refusal(&page);
     drop(page);
     browser.close();
     let Some(browser) = Browser::launch_or_skip(TEST, &sandbox.path().join("second")).await else {
@@ -134,6 +82,7 @@ async fn a_login_link_logs_in_once_and_a_wrong_token_says_why() {
         TIMEOUT,
     )
     .await;
+    assert_no_csp_refusal(&page);
     browser.close();
 }
 
@@ -178,6 +127,7 @@ async fn the_page_says_the_daemon_is_down_naming_its_socket_and_recovers_by_itse
         SLOW,
     )
     .await;
+    assert_no_csp_refusal(&page);
     browser.close();
 }
 
@@ -347,6 +297,7 @@ async fn a_tasks_card_moves_across_the_columns_in_order_and_its_bar_reaches_100(
     )
     .await;
     page.screenshot(&screenshots().join("task.png")).await;
+    assert_no_csp_refusal(&page);
     browser.close();
 }
 
@@ -385,6 +336,7 @@ async fn a_stalled_task_shows_its_badge_with_the_evidence() {
         evidence.contains("no sign of life for 1 s") && evidence.contains(&format!("pid {pid}")),
         "the badge's title is the daemon's evidence: {evidence}"
     );
+    assert_no_csp_refusal(&page);
     browser.close();
 }
 
@@ -472,6 +424,7 @@ async fn the_console_types_renders_colours_and_resizes_the_pty() {
     }
     page.set_viewport(1280, 800).await;
     page.screenshot(&screenshots().join("console.png")).await;
+    assert_no_csp_refusal(&page);
     browser.close();
 }
 
@@ -500,19 +453,116 @@ async fn a_daemon_sigkill_during_output_loses_no_byte_of_the_console() {
     let _daemon = sandbox.daemon().start();
     wait_terminal(&page, "all-done", SLOW).await;
 
-    let log = std::fs::read(s.pane_dir.join(aifactory_common::pane::OUTPUT_LOG)).unwrap();
-    let log = String::from_utf8(log).unwrap();
-    let mut expected: Vec<String> = log.split("\r\n").map(str::to_string).collect();
-    while expected.last().is_some_and(|l| l.is_empty()) {
-        expected.pop();
-    }
-    let shown = terminal_lines(&page).await;
-    assert_eq!(shown.len(), expected.len(), "as many lines as output.log");
-    assert!(
-        shown == expected,
-        "the terminal's text is output.log's, line for line (first difference at {:?})",
-        shown.iter().zip(&expected).position(|(a, b)| a != b)
+    let expected = output_log_lines(&s.pane_dir);
+    assert_terminal_shows(&page, &expected, "output.log's").await;
+    assert_eq!(expected.last().map(String::as_str), Some("all-done"));
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csp_check_catches_what_the_policy_refuses() {
+    const TEST: &str = "the_csp_check_catches_what_the_policy_refuses";
+    let sandbox = Sandbox::new();
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    assert_no_csp_refusal(&page);
+    // What xterm would do without src/xterm-csp.js: an inline <style> element.
+    page.eval::<()>(
+        "document.head.append(Object.assign(document.createElement('style'), {textContent: 'body { color: red }'}))",
+    )
+    .await;
+    page.wait_for_console("the refused inline style", TIMEOUT, |line| {
+        line.contains("Content Security Policy")
+    })
+    .await;
+    assert!(!csp_refusals(&page).is_empty(), "{:#?}", page.console());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_no_csp_refusal(&page)
+    }));
+    assert!(caught.is_err(), "assert_no_csp_refusal fails on a refusal");
+    browser.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doctor_page_shows_aifactoryctl_doctors_checks_in_order_with_each_fix() {
+    const TEST: &str = "the_doctor_page_shows_aifactoryctl_doctors_checks_in_order_with_each_fix";
+    let sandbox = Sandbox::new();
+    // A profile past its end of life: deprecated-providers fails, with its fix.
+    sandbox.write_config(
+        "default_agent = \"g\"\n[agents.g]\nkind = \"gemini-cli\"\ncommand = [\"sleep\", \"300\"]\n",
     );
-    assert_eq!(shown.last().map(String::as_str), Some("all-done"));
+    let _daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    sandbox.add_project("app");
+    let listen = shim.base.trim_start_matches("http://").to_string();
+    let cli = sandbox.ctl(&["doctor", "--json", "--http", &listen]);
+    let cli = cli.json();
+    let cli = cli
+        .as_array()
+        .unwrap_or_else(|| panic!("doctor --json is not a list: {cli}"));
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    page.goto(&shim.url("/doctor")).await;
+    page.wait_until(
+        "window.aifactory.doctor?.checks !== null && document.querySelector('#doctor-checks li.check') !== null",
+        "the doctor's checks",
+        TIMEOUT,
+    )
+    .await;
+    // Per check as shown: name, status, the fix's text (null without one), and the fix the
+    // page was given.
+    let shown: Vec<(String, String, Option<String>, Option<String>)> = page
+        .eval(
+            "[...document.querySelectorAll('#doctor-checks li.check[data-check]')].map((li, i) => [
+               li.dataset.check, li.dataset.status,
+               li.querySelector('.check-fix')?.textContent ?? null,
+               window.aifactory.doctor.checks[i].fix ?? null])",
+        )
+        .await;
+    let names = |checks: Vec<&str>| checks.into_iter().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        names(shown.iter().map(|(name, ..)| name.as_str()).collect()),
+        names(
+            cli.iter()
+                .map(|c| c["check"].as_str().unwrap_or_default())
+                .collect()
+        ),
+        "the page's checks are aifactoryctl doctor's, in its order"
+    );
+    let mut failing = 0;
+    for ((name, status, fix_text, fix), c) in shown.iter().zip(cli) {
+        assert_eq!(
+            status,
+            c["status"].as_str().unwrap_or_default(),
+            "{name}: {c:#}"
+        );
+        if status == "warn" || status == "fail" {
+            failing += 1;
+            let fix = fix
+                .as_deref()
+                .unwrap_or_else(|| panic!("a {status} comes with a fix: {name}"));
+            assert_eq!(
+                fix_text.as_deref(),
+                Some(format!("Fix: {fix}").as_str()),
+                "{name}'s fix is shown"
+            );
+            if !aifactory_doctor::CALLER_DEPENDENT.contains(&name.as_str()) {
+                assert_eq!(c["fix"].as_str(), Some(fix), "{name}: the CLI's fix");
+            }
+        }
+    }
+    let eol = shown
+        .iter()
+        .find(|(name, ..)| name == "deprecated-providers")
+        .expect("the deprecated-providers check");
+    assert_eq!(eol.1, "fail", "{eol:?}");
+    assert!(failing >= 1);
+    page.screenshot(&screenshots().join("doctor.png")).await;
+    assert_no_csp_refusal(&page);
     browser.close();
 }

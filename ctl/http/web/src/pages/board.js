@@ -182,12 +182,18 @@ export function mount(main, _params, { events, navigate, handle }) {
   }
 
   function handleAction(action, task) {
+    const since = lastEvent.get(task.id);
     runAction(action, task, {
       report,
       onDone: (result) => {
         boardError.textContent = '';
         if (result && result.removed) removeTask(result.removed);
-        else if (result && result.id) upsert(result, true);
+        else if (result && result.id) {
+          // The answer is the task as it was when the daemon answered; events that came since
+          // (the agent moving on) are newer, and it must not step the card back: ask again.
+          if (lastEvent.get(result.id) === since) upsert(result, true);
+          else refetch(result.id);
+        }
       },
     });
   }

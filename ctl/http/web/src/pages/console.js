@@ -208,7 +208,16 @@ export function mount(main, [id], { handle }) {
       if (e.code === CLOSE.ENDED && e.reason) {
         setStatus('ended', `Session ended: ${e.reason}.`);
       } else if (e.code === CLOSE.LOST) {
-        setStatus('lost', `Session lost: ${e.reason || 'its monitor could not be re-adopted'}.`);
+        // The reason (`lost: WHY`) is cut to fit a close frame; the session has it whole.
+        setStatus('lost', `Session lost: ${e.reason.replace(/^lost: /, '') || 'its monitor could not be re-adopted'}.`);
+        api.session(id, { quiet401: true }).then(
+          (s) => {
+            if (gone || state.state !== 'lost' || s.state !== 'lost') return;
+            showSession(s);
+            setStatus('lost', `Session lost: ${s.lost_reason || 'its monitor could not be re-adopted'}.`);
+          },
+          () => {},
+        );
       } else if (e.code === CLOSE.GONE) {
         setStatus('gone', `Session gone: ${e.reason || 'it no longer exists'}.`);
       } else if (e.code === CLOSE.GOING_AWAY) {

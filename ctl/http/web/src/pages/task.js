@@ -143,12 +143,30 @@ export function mount(main, [id], { events, navigate, handle }) {
     if (task.confinement) rows.push(['Confinement', task.confinement]);
     const notes = (task.notes || []).length ? h('ul', { id: 'task-notes', class: 'notes' }, task.notes.map((n) => h('li', { text: n }))) : h('p', { class: 'help', text: 'No progress notes yet.' });
     info.replaceChildren(
-      h('div', { class: 'task-actions' }, actionButtons(task, (action) => runAction(action, task, { report, onDone: (r) => (r && r.removed ? navigate('/') : r && r.id && renderInfo(r)) }))),
+      h('div', { class: 'task-actions' }, actionButtons(task, act)),
       h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)])),
       h('h2', { text: 'Progress notes' }),
       notes,
     );
     renderAttempts();
+  }
+
+  // An action's answer is the task as it was when the daemon answered: after an event for the
+  // task (the agent moving on), it is older than what the page shows, so the page asks again.
+  let eventsSeen = 0;
+  function act(action, task) {
+    const since = eventsSeen;
+    runAction(action, task, {
+      report,
+      onDone: (r) => {
+        if (gone) return;
+        if (r && r.removed) navigate('/');
+        else if (r && r.id) {
+          if (eventsSeen === since) renderInfo(r);
+          else loadTask();
+        }
+      },
+    });
   }
 
   /** Every attempt, oldest first, from the daemon's record (GET /tasks/{id}/attempts). */
@@ -246,6 +264,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     const d = ev.data || {};
     const task = state.task;
     if (!d.task_id || (d.task_id !== id && (!task || d.task_id !== task.id))) return;
+    eventsSeen++;
     if (ev.name === 'TaskAgent') {
       liveEntry(d.entry);
       if (!(d.entry.event && d.entry.event.result)) return;
