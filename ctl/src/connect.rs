@@ -46,6 +46,37 @@ pub fn host_arg(cli: &Cli) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
+/// The remote host's name when `--host` names one over ssh: paths given on the command line
+/// are then paths on that host, so they must be absolute there (this machine's working
+/// directory means nothing to it).
+pub fn remote_host(cli: &Cli) -> Result<Option<String>, Failure> {
+    if host_arg(cli).is_none() {
+        return Ok(None);
+    }
+    Ok(match target(cli)? {
+        Target::Ssh(host) => Some(host.name().to_string()),
+        Target::Local(_) => None,
+    })
+}
+
+/// `path` made absolute here, or as given when it is on a remote host (refused if relative).
+pub fn absolute_on_target(cli: &Cli, path: &std::path::Path) -> Result<PathBuf, Failure> {
+    match remote_host(cli)? {
+        Some(host) if path.is_relative() => Err(Failure {
+            code: FAILED,
+            message: format!(
+                "`{}` is relative, but it names a path on {host}: give it absolute",
+                path.display()
+            ),
+        }),
+        Some(_) => Ok(path.to_path_buf()),
+        None => std::path::absolute(path).map_err(|e| Failure {
+            code: FAILED,
+            message: format!("cannot resolve {}: {e}", path.display()),
+        }),
+    }
+}
+
 /// Resolves `--host` (a URL or a context name) or the local socket.
 pub fn target(cli: &Cli) -> Result<Target, Failure> {
     let Some(host) = host_arg(cli) else {
