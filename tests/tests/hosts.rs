@@ -10,9 +10,10 @@ use std::time::Duration;
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Host, Hosts};
+use aifactory_tests::process::child_output_within;
 use aifactory_tests::tmux::Tmux;
 use aifactory_tests::wait::wait_for;
-use aifactory_tests::{bin, skip};
+use aifactory_tests::{Sandbox, bin, skip};
 use tokio::io::AsyncWriteExt;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -428,4 +429,62 @@ fn hosts_add_list_use_and_remove() {
             && broken.stderr.contains("not a valid hosts file"),
         "{broken:?}"
     );
+}
+
+/// `dial-stdio` on this machine: a request written to its stdin, then stdin closed; the
+/// daemon's hello and its reply still come back byte for byte (the write half was shut down,
+/// not the connection), then the relay ends by itself. Nothing else reaches stdout.
+#[test]
+fn dial_stdio_relays_byte_for_byte_and_half_closes() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    use aifactory_common::codec;
+    use aifactory_common::handshake::hello;
+    use aifactory_common::protocol::{ClientFrame, Reply, Request, ServerFrame};
+
+    let sandbox = Sandbox::new();
+    let daemon = sandbox.daemon().start();
+    let mut child = sandbox
+        .ctl_command(&["dial-stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let frame = codec::encode(&ClientFrame {
+        id: 7,
+        request: Request::Status,
+    })
+    .unwrap();
+    let mut input = hello(PROTOCOL_VERSION).to_vec();
+    input.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+    input.extend_from_slice(&frame);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    drop(stdin);
+    let out = child_output_within(child, TIMEOUT).expect("dial-stdio ends after the daemon closes");
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let stdout = out.stdout;
+    assert_eq!(&stdout[..10], &hello(PROTOCOL_VERSION), "{stdout:?}");
+    let len = u32::from_be_bytes(stdout[10..14].try_into().unwrap()) as usize;
+    assert_eq!(stdout.len(), 14 + len, "one reply frame and nothing else");
+    match codec::decode::<ServerFrame>(&stdout[14..]).unwrap() {
+        ServerFrame::Reply {
+            id: 7,
+            result: Ok(Reply::Status(status)),
+        } => assert_eq!(status.pid, daemon.pid()),
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+/// `dial-stdio` with no daemon: exit 3 and the usual message on stderr, nothing on stdout.
+#[test]
+fn dial_stdio_without_a_daemon_exits_3_and_prints_nothing_on_stdout() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.ctl(&["dial-stdio"]);
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.contains("cannot reach aifactoryd at"), "{out:?}");
 }
