@@ -210,6 +210,13 @@ pub fn diagnose(host: &str, status: ExitStatus, stderr: &str) -> Option<Failure>
             code: UNREACHABLE,
             message: format!("on {host}: {}", remote_said()),
         }),
+        // An aifactoryctl from before dial-stdio: clap refuses the subcommand (exit 2).
+        2 if said.contains("dial-stdio") => Some(Failure {
+            code: UNREACHABLE,
+            message: format!(
+                "the aifactoryctl on {host} has no dial-stdio ({said}): upgrade the aifactory package on {host}"
+            ),
+        }),
         _ if said.contains("command not found") || said.contains("No such file") => Some(Failure {
             code: UNREACHABLE,
             message: format!(
@@ -330,6 +337,17 @@ mod tests {
             group.message.starts_with("on b1: permission denied"),
             "{}",
             group.message
+        );
+        let old = diagnose(
+            "b1",
+            exited(2),
+            "error: unrecognized subcommand 'dial-stdio'\n",
+        )
+        .unwrap();
+        assert!(
+            old.message.contains("upgrade the aifactory package on b1"),
+            "{}",
+            old.message
         );
         assert!(diagnose("b1", exited(0), "").is_none());
     }

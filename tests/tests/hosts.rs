@@ -488,3 +488,29 @@ fn dial_stdio_without_a_daemon_exits_3_and_prints_nothing_on_stdout() {
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(out.stderr.contains("cannot reach aifactoryd at"), "{out:?}");
 }
+
+/// `doctor --host` runs the remote host's own doctor: its report is about that host's daemon.
+#[test]
+fn doctor_runs_on_the_remote_host() {
+    let Some(hosts) = hosts("doctor_runs_on_the_remote_host", 1, "") else {
+        return;
+    };
+    let host = &hosts.hosts[0];
+    let out = hosts.ctl_on(host, &["doctor", "--json"]);
+    assert!(matches!(out.code, Some(0 | 1 | 6)), "{out:?}");
+    let report = out.json();
+    let daemon = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "daemon")
+        .unwrap_or_else(|| panic!("no daemon check in {report}"));
+    assert_eq!(daemon["status"], "ok", "{report}");
+    assert!(
+        daemon["message"]
+            .as_str()
+            .unwrap()
+            .contains(&host.daemon().pid().to_string()),
+        "the remote doctor saw that host's daemon: {report}"
+    );
+}
