@@ -471,6 +471,19 @@ impl Hosts {
             .is_ok_and(|o| o.status.success())
     }
 
+    /// Ends this run's master for `user@host` (`ssh -O exit`), if one runs.
+    pub fn end_master(&self, host: &Host, user: &str) {
+        let _ = Command::new("ssh")
+            .arg("-F")
+            .arg(self.ssh_config())
+            .arg("-o")
+            .arg(format!("ControlPath={}/%C", self.control_dir().display()))
+            .args(["-O", "exit"])
+            .arg(format!("{user}@{}", host.addr))
+            .stdin(Stdio::null())
+            .output();
+    }
+
     /// Pids of this run's ssh masters (their title names the control path).
     fn masters(&self) -> Vec<i32> {
         let needle = self.control_dir().display().to_string();
