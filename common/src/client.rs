@@ -70,6 +70,22 @@ fn socket_group(socket: &Path) -> String {
         .unwrap_or_else(|| "aifactory".into())
 }
 
+/// What a failed connect to `socket` means for the user: permission (naming the group to
+/// join) or unreachable. Shared with `aifactoryctl dial-stdio`, whose relay reports the same.
+pub fn connect_error(socket: &Path, source: std::io::Error) -> ClientError {
+    match source.kind() {
+        std::io::ErrorKind::PermissionDenied => ClientError::SocketPermission {
+            socket: socket.to_path_buf(),
+            uid: nix::unistd::geteuid().as_raw(),
+            group: socket_group(socket),
+        },
+        _ => ClientError::Unreachable {
+            socket: socket.to_path_buf(),
+            source,
+        },
+    }
+}
+
 /// Why the connection ended, kept so every waiter learns the same reason.
 #[derive(Debug, Clone)]
 enum Closed {
@@ -154,20 +170,9 @@ macro_rules! expect {
 impl Client {
     /// Connects and completes the handshake.
     pub async fn connect(opts: &ClientOptions) -> Result<Client, ClientError> {
-        let stream =
-            UnixStream::connect(&opts.socket)
-                .await
-                .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::PermissionDenied => ClientError::SocketPermission {
-                        socket: opts.socket.clone(),
-                        uid: nix::unistd::geteuid().as_raw(),
-                        group: socket_group(&opts.socket),
-                    },
-                    _ => ClientError::Unreachable {
-                        socket: opts.socket.clone(),
-                        source,
-                    },
-                })?;
+        let stream = UnixStream::connect(&opts.socket)
+            .await
+            .map_err(|source| connect_error(&opts.socket, source))?;
         Self::handshake(stream, opts).await
     }
 

@@ -23,6 +23,12 @@ pub struct Cli {
     /// /run/aifactory/aifactoryd.sock as root, else $XDG_RUNTIME_DIR/aifactory/aifactoryd.sock).
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// The daemon of another machine: ssh://[user@]host[:port] (over the system ssh, which runs
+    /// `aifactoryctl dial-stdio` there), unix:///path/to.sock, or the NAME of a host added with
+    /// `hosts add` (default: $AIFACTORY_HOST, else this machine's daemon). Extra ssh options
+    /// come from the ssh_config file in $AIFACTORY_SSH_CONFIG or the host's context.
+    #[arg(long, global = true, value_name = "URL|NAME")]
+    pub host: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -61,6 +67,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Named hosts for --host, like `docker context`: kept in
+    /// $XDG_CONFIG_HOME/aifactory/hosts.toml.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+    /// Relay stdin and stdout to this machine's daemon socket, byte for byte: the remote end
+    /// of `--host ssh://…`. Prints nothing else on stdout.
+    DialStdio,
     /// Print a shell completion script, e.g. `aifactoryctl completions bash > /etc/bash_completion.d/aifactoryctl`.
     Completions {
         #[arg(value_enum)]
@@ -69,6 +82,23 @@ pub enum Command {
     /// Print the aifactoryctl(1) man page (roff); the package build uses it.
     #[command(hide = true)]
     Manpage,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Name a host: `hosts add build1 ssh://ann@build1.example`.
+    Add {
+        name: String,
+        /// ssh://[user@]host[:port] or unix:///path/to.sock.
+        url: String,
+        /// An ssh_config file for this host's ssh (`ssh -F FILE`).
+        #[arg(long, value_name = "FILE")]
+        ssh_config: Option<PathBuf>,
+    },
+    /// Every named host with its reachability, version and counts of sessions and tasks.
+    List,
+    /// Forget a named host.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,15 +1,31 @@
-//! Finding and connecting to the daemon, with the same path rules the daemon uses, plus the
-//! client's own: without a named socket, a user's own daemon, else the system daemon.
+//! Finding and connecting to the daemon. Every command gets its [`Connection`] from
+//! [`connect`], which picks the transport: `--host`/`$AIFACTORY_HOST` (an `ssh://` or `unix://`
+//! URL, or the name of a host context) or, without one, this machine's socket with the same
+//! path rules the daemon uses plus the client's own (a user's own daemon, else the system one).
 
+use std::ops::Deref;
 use std::path::PathBuf;
 
-use aifactory_common::{Client, ClientOptions, paths};
+use aifactory_common::host::HostUrl;
+use aifactory_common::{Client, ClientError, ClientOptions, paths};
 
 use crate::cli::Cli;
-use crate::exit::{Failure, UNREACHABLE};
+use crate::contexts;
+use crate::exit::{FAILED, Failure, UNREACHABLE};
+use crate::ssh::{self, Relay, SshHost};
 
-/// The socket this invocation talks to (`paths::client_socket_path`).
-pub fn socket(cli: &Cli) -> Result<PathBuf, Failure> {
+/// The environment's `--host`.
+pub const HOST_ENV: &str = "AIFACTORY_HOST";
+
+/// Where this invocation's daemon is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Local(PathBuf),
+    Ssh(SshHost),
+}
+
+/// The socket of this machine's daemon (`paths::client_socket_path`), ignoring `--host`.
+pub fn local_socket(cli: &Cli) -> Result<PathBuf, Failure> {
     paths::client_socket_path(
         cli.socket.as_deref(),
         &paths::process_env,
@@ -22,6 +38,162 @@ pub fn socket(cli: &Cli) -> Result<PathBuf, Failure> {
     })
 }
 
-pub async fn connect(cli: &Cli) -> Result<Client, Failure> {
-    Ok(Client::connect(&ClientOptions::new(socket(cli)?, "aifactoryctl")).await?)
+/// `--host`, else `$AIFACTORY_HOST`, when either is set and not empty.
+pub fn host_arg(cli: &Cli) -> Option<String> {
+    cli.host
+        .clone()
+        .or_else(|| std::env::var(HOST_ENV).ok())
+        .filter(|h| !h.is_empty())
+}
+
+/// The remote host's name when `--host` names one over ssh: paths given on the command line
+/// are then paths on that host, so they must be absolute there (this machine's working
+/// directory means nothing to it).
+pub fn remote_host(cli: &Cli) -> Result<Option<String>, Failure> {
+    if host_arg(cli).is_none() {
+        return Ok(None);
+    }
+    Ok(match target(cli)? {
+        Target::Ssh(host) => Some(host.name().to_string()),
+        Target::Local(_) => None,
+    })
+}
+
+/// `path` made absolute here, or as given when it is on a remote host (refused if relative).
+pub fn absolute_on_target(cli: &Cli, path: &std::path::Path) -> Result<PathBuf, Failure> {
+    match remote_host(cli)? {
+        Some(host) if path.is_relative() => Err(Failure {
+            code: FAILED,
+            message: format!(
+                "`{}` is relative, but it names a path on {host}: give it absolute",
+                path.display()
+            ),
+        }),
+        Some(_) => Ok(path.to_path_buf()),
+        None => std::path::absolute(path).map_err(|e| Failure {
+            code: FAILED,
+            message: format!("cannot resolve {}: {e}", path.display()),
+        }),
+    }
+}
+
+/// Resolves `--host` (a URL or a context name) or the local socket.
+pub fn target(cli: &Cli) -> Result<Target, Failure> {
+    let Some(host) = host_arg(cli) else {
+        return Ok(Target::Local(local_socket(cli)?));
+    };
+    if cli.socket.is_some() {
+        return Err(Failure {
+            code: FAILED,
+            message: "--socket and --host both name a daemon: give one (a local socket is --host unix:///path)".into(),
+        });
+    }
+    let (url, ssh_config) = if host.contains("://") {
+        (host.clone(), None)
+    } else {
+        contexts::check_name(&host)?;
+        let entry = contexts::lookup(&host)?;
+        (entry.url, entry.ssh_config)
+    };
+    resolve(&url, ssh_config)
+}
+
+/// A URL (from `--host` or a context) and the context's ssh_config, as a target.
+pub fn resolve(url: &str, ssh_config: Option<PathBuf>) -> Result<Target, Failure> {
+    let parsed: HostUrl = url
+        .parse()
+        .map_err(|e: aifactory_common::host::HostUrlError| Failure {
+            code: FAILED,
+            message: e.to_string(),
+        })?;
+    Ok(match parsed {
+        HostUrl::Unix(path) => Target::Local(path),
+        HostUrl::Ssh(target) => {
+            let ssh_config = ssh_config
+                .or_else(|| std::env::var_os(ssh::SSH_CONFIG_ENV).map(PathBuf::from))
+                .filter(|p| !p.as_os_str().is_empty());
+            if let Some(config) = &ssh_config {
+                ssh::check_config(config)?;
+            }
+            Target::Ssh(SshHost { target, ssh_config })
+        }
+    })
+}
+
+/// A connected client and what carries it: dropping it closes the connection (and ends the
+/// ssh relay, whose master stays for the next command).
+pub struct Connection {
+    client: Client,
+    _relay: Option<Relay>,
+}
+
+impl Deref for Connection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+pub async fn connect(cli: &Cli) -> Result<Connection, Failure> {
+    connect_to(&target(cli)?).await
+}
+
+pub async fn connect_to(target: &Target) -> Result<Connection, Failure> {
+    match target {
+        Target::Local(socket) => Ok(Connection {
+            client: Client::connect(&ClientOptions::new(socket, "aifactoryctl")).await?,
+            _relay: None,
+        }),
+        Target::Ssh(host) => {
+            let mut relay = host.dial()?;
+            let Some((rd, wr)) = relay.pipes() else {
+                return Err(Failure {
+                    code: FAILED,
+                    message: "the ssh relay's pipes were already taken".into(),
+                });
+            };
+            let mut opts = ClientOptions::new(
+                PathBuf::from(format!("ssh://{}", host.target.destination())),
+                "aifactoryctl",
+            );
+            // ssh's own handshake (and a master's first connection) comes before ours.
+            opts.handshake_timeout = std::time::Duration::from_secs(30);
+            match Client::handshake_over(rd, wr, &opts).await {
+                Ok(client) => Ok(Connection {
+                    client,
+                    _relay: Some(relay),
+                }),
+                Err(ClientError::ProtocolMismatch {
+                    client,
+                    ours,
+                    theirs,
+                }) => Err(Failure {
+                    code: FAILED,
+                    message: format!(
+                        "{client} speaks protocol {ours}, the daemon on {} speaks {theirs}: {}",
+                        host.name(),
+                        if ours > theirs {
+                            format!(
+                                "upgrade the aifactory package on {} or use a matching {client}",
+                                host.name()
+                            )
+                        } else {
+                            format!(
+                                "upgrade {client} here or use a daemon that speaks protocol {ours}"
+                            )
+                        }
+                    ),
+                }),
+                // The relay ended before the handshake: ssh's status and stderr say why.
+                Err(err @ ClientError::HandshakeInterrupted { .. }) => {
+                    match relay.failure().await {
+                        Some(failure) => Err(failure),
+                        None => Err(err.into()),
+                    }
+                }
+                Err(err) => Err(err.into()),
+            }
+        }
+    }
 }

@@ -5,10 +5,14 @@ mod agents;
 mod cli;
 mod completions;
 mod connect;
+mod contexts;
+mod dial_stdio;
 mod doctor;
 mod exit;
+mod hosts;
 mod projects;
 mod sessions;
+mod ssh;
 mod status;
 mod tasks;
 mod transcript;
@@ -21,6 +25,13 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A byte relay needs no runtime, and must not wait for a blocked stdin read at its end.
+    if let Command::DialStdio = cli.command {
+        return match dial_stdio::run(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => failure.report(),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,6 +54,8 @@ fn main() -> ExitCode {
                 state_dir,
                 config,
             } => doctor::run(&cli, http, state_dir.as_deref(), config.as_deref()).await,
+            Command::Hosts(command) => hosts::run(&cli, command).await,
+            Command::DialStdio => Ok(()),
             Command::Completions { shell } => completions::run(*shell),
             Command::Manpage => completions::manpage(),
         }

@@ -18,7 +18,7 @@ pub async fn run(cli: &Cli, command: &ProjectsCommand) -> Result<(), Failure> {
             provider,
         } => {
             let add = ProjectAdd {
-                path: absolute(path)?,
+                path: crate::connect::absolute_on_target(cli, path)?,
                 name: name.clone(),
                 provider: *provider,
             };

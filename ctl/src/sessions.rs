@@ -28,14 +28,21 @@ pub async fn run(cli: &Cli, command: &SessionsCommand) -> Result<(), Failure> {
             size,
             command,
         } => {
-            let cwd = match cwd {
-                Some(dir) => std::path::absolute(dir),
-                None => std::env::current_dir(),
-            }
-            .map_err(|e| Failure {
-                code: FAILED,
-                message: format!("cannot resolve the working directory: {e}"),
-            })?;
+            let cwd = match (cwd, crate::connect::remote_host(cli)?) {
+                (Some(dir), _) => crate::connect::absolute_on_target(cli, dir)?,
+                (None, Some(host)) => {
+                    return Err(Failure {
+                        code: FAILED,
+                        message: format!(
+                            "a session on {host} needs --cwd: this machine's working directory is not a directory there"
+                        ),
+                    });
+                }
+                (None, None) => std::env::current_dir().map_err(|e| Failure {
+                    code: FAILED,
+                    message: format!("cannot resolve the working directory: {e}"),
+                })?,
+            };
             let spec = SessionSpec {
                 name: name.clone(),
                 command: command.clone(),

@@ -4,17 +4,23 @@
 use std::path::PathBuf;
 
 use aifactory_common::protocol::{RunMode, StatusInfo, StoreHealth};
-use aifactory_common::{Client, ClientOptions, PROTOCOL_VERSION, paths};
+use aifactory_common::{PROTOCOL_VERSION, paths};
 
 use crate::cli::Cli;
-use crate::connect;
+use crate::connect::{self, Target};
 use crate::exit::Failure;
 
 pub async fn run(cli: &Cli) -> Result<(), Failure> {
-    let socket = connect::socket(cli)?;
-    let client = Client::connect(&ClientOptions::new(socket.clone(), "aifactoryctl")).await?;
+    let target = connect::target(cli)?;
+    let client = connect::connect_to(&target).await?;
     let status = client.status().await?;
-    let others = paths::other_daemons(&socket, &paths::process_env, &paths::is_socket);
+    // Other daemons listening beside it are only known for this machine's.
+    let others = match &target {
+        Target::Local(socket) => {
+            paths::other_daemons(socket, &paths::process_env, &paths::is_socket)
+        }
+        Target::Ssh(_) => Vec::new(),
+    };
     if cli.json {
         println!("{}", to_json(&status, &others));
     } else {

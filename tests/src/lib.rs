@@ -15,9 +15,10 @@
 //! [`wait`] (polling a condition instead of sleeping), [`escapes`] (a caged agent's escape tries), [`process`] (deadlines and `/proc`),
 //! [`tmux`] (a private tmux server), [`idle_peers`] (connections held open by another uid),
 //! [`nobody`] (clients run as another user than the daemon's),
-//! [`tmpfs`] (a tiny disk that fills up), [`browser`] (Debian's headless Chromium over the
-//! DevTools protocol, and a page served on loopback for it), [`web_page`] (the shim's own web
-//! page in that browser: logging in, the Live Console's buffer, the CSP),
+//! [`tmpfs`] (a tiny disk that fills up), [`hosts`] (remote hosts in network namespaces, with
+//! sshd and their own daemons, for `--host ssh://`), [`browser`] (Debian's headless Chromium
+//! over the DevTools protocol, and a page served on loopback for it), [`web_page`] (the shim's
+//! own web page in that browser: logging in, the Live Console's buffer, the CSP),
 //! [`notify`] and [`raw`] (the sd_notify socket and raw protocol frames), [`bench`] (what
 //! only the benchmarks share), [`agent_clis`] (the real claude and codex CLIs, installed by
 //! `tests/agents/install`), [`anthropic_api`] and [`openai_api`] (scripted model APIs for
@@ -34,6 +35,7 @@ pub mod daemon;
 pub mod egress;
 pub mod escapes;
 pub mod git;
+pub mod hosts;
 pub mod http;
 pub mod idle_peers;
 pub mod migrate_lock;

@@ -20,7 +20,9 @@ use aifactory_common::{ClientError, ClientOptions};
 use aifactory_doctor::{Facts, local, online, shim};
 
 use crate::cli::Cli;
+use crate::connect::Target;
 use crate::exit::{FAILED, Failure, INCOMPLETE};
+use crate::ssh::SshHost;
 
 /// The last line of the text report: `all 17 checks OK`, else how many of each status, the
 /// skipped ones as `N not checked`.
@@ -56,7 +58,14 @@ pub async fn run(
     state_dir: Option<&Path>,
     config: Option<&Path>,
 ) -> Result<(), Failure> {
-    let socket = crate::connect::socket(cli).ok();
+    let socket = match crate::connect::host_arg(cli) {
+        None => crate::connect::local_socket(cli).ok(),
+        Some(_) => match crate::connect::target(cli)? {
+            Target::Local(socket) => Some(socket),
+            // The doctor looks at the machine the daemon runs on: run that machine's own.
+            Target::Ssh(host) => return remote(cli, &host, http, state_dir, config).await,
+        },
+    };
     let online = match &socket {
         Some(socket) => online::ask(&ClientOptions::new(socket, "aifactoryctl doctor")).await,
         None => Err(ClientError::Unreachable {
@@ -128,4 +137,45 @@ pub async fn run(
         std::process::exit(code.into());
     }
     Err(Failure { code, message })
+}
+
+/// `aifactoryctl doctor` on the remote host over ssh, its report printed here as it comes and
+/// its exit status ours.
+async fn remote(
+    cli: &Cli,
+    host: &SshHost,
+    http: &str,
+    state_dir: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<(), Failure> {
+    // The remote command line goes through the remote user's shell: quote every word.
+    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+    let mut words = vec!["aifactoryctl".to_string(), "doctor".into()];
+    words.push(format!("--http={}", quote(http)));
+    if let Some(dir) = state_dir {
+        words.push(format!("--state-dir={}", quote(&dir.to_string_lossy())));
+    }
+    if let Some(file) = config {
+        words.push(format!("--config={}", quote(&file.to_string_lossy())));
+    }
+    if cli.json {
+        words.push("--json".into());
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mut cmd = host.command(&words)?;
+    cmd.stdin(std::process::Stdio::null());
+    let status = cmd.status().await.map_err(|e| Failure {
+        code: crate::exit::UNREACHABLE,
+        message: format!("cannot run ssh to reach {}: {e}", host.name()),
+    })?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code @ (1 | 6)) => std::process::exit(code),
+        _ => Err(
+            crate::ssh::diagnose(host.name(), status, "").unwrap_or(Failure {
+                code: FAILED,
+                message: format!("the doctor on {} ended with {status}", host.name()),
+            }),
+        ),
+    }
 }
