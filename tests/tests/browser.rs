@@ -1,6 +1,7 @@
 //! The web page in a real browser: Debian's headless Chromium (tests/src/browser.rs) against the
 //! real `aifactory-http` and `aifactoryd`. Logging in, the board following a task's agent, the
-//! Live Console (typing, colours, resizing, a daemon SIGKILL during output) and the status line
+//! Live Console (typing, colours, resizing, a daemon SIGKILL during output, output far beyond
+//! xterm's write buffer in a background tab) and the status line
 //! saying why the page is not live. Each test saves a screenshot under
 //! `target/screenshots/` (README shows them).
 
@@ -482,5 +483,118 @@ async fn a_daemon_sigkill_during_output_loses_no_byte_of_the_console() {
         shown.iter().zip(&expected).position(|(a, b)| a != b)
     );
     assert_eq!(shown.last().map(String::as_str), Some("all-done"));
+    browser.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Live Console's flow control: far more output than xterm.js buffers, all of it shown.
+
+/// xterm.js 6 throws a write away ("write data discarded, use flow control to avoid losing
+/// data") once more than 50 MB waits in its write buffer. 15,000,000 numbered lines (133.9 MB
+/// with the PTY's `\r\n`), printed at full speed while the console's tab is in the background,
+/// must all reach the terminal: every line feed parsed, the last lines output.log's,
+/// `received` its size, and no discard in the page's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_every_byte_of_output_far_beyond_xterms_write_buffer() {
+    const TEST: &str = "the_console_shows_every_byte_of_output_far_beyond_xterms_write_buffer";
+    const LINES: u64 = 15_000_000;
+    let sandbox = Sandbox::new();
+    // No rotation: every byte stays in output.log, to compare with.
+    sandbox.write_config("pane_log_max = 1073741824\n");
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let client = daemon.client().await;
+    // The output waits for a newline, so the page counts line feeds from the first byte; it
+    // is written to a file first so that it then comes as fast as the PTY takes it.
+    let s = new_session(
+        &client,
+        &sandbox,
+        &format!("seq 1 {LINES} > lines.txt; stty -echo; read x; cat lines.txt"),
+    )
+    .await;
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    open_console(&page, &shim, &s.id).await;
+    page.eval::<()>(
+        "window.lineFeeds = 0;
+         void window.aifactory.console.term.onLineFeed(() => { window.lineFeeds++; })",
+    )
+    .await;
+    // A background tab (the user looks elsewhere): the browser throttles xterm's timers, so
+    // it parses slowly, while the WebSocket's messages keep arriving at full speed.
+    let other = browser.new_page().await;
+    other.cdp().bring_to_front().await.unwrap();
+    let visibility: String = page.eval("document.visibilityState").await;
+    assert_eq!(
+        visibility, "hidden",
+        "the console's tab is in the background"
+    );
+    match client
+        .request(aifactory_common::protocol::Request::SessionInput {
+            key: s.id.clone(),
+            data: b"\n".to_vec(),
+        })
+        .await
+    {
+        Ok(aifactory_common::protocol::Reply::Done) => {}
+        other => panic!("input failed: {other:?}"),
+    }
+    match client
+        .request(aifactory_common::protocol::Request::SessionWait { key: s.id.clone() })
+        .await
+    {
+        Ok(aifactory_common::protocol::Reply::Session(_)) => {}
+        other => panic!("sessions wait failed: {other:?}"),
+    }
+    let log = std::fs::read(s.pane_dir.join(aifactory_common::pane::OUTPUT_LOG)).unwrap();
+    let feeds = log.iter().filter(|b| **b == b'\n').count() as u64;
+    assert_eq!(feeds, LINES, "output.log holds the whole of seq's output");
+    page.wait_until(
+        &format!(
+            "window.aifactory.console.received === {} && window.aifactory.console.state === 'ended'",
+            log.len()
+        ),
+        "every byte received and the session ended",
+        SLOW * 2,
+    )
+    .await;
+    page.cdp().bring_to_front().await.unwrap();
+    // Whatever the page still holds back, then whatever xterm has not parsed yet.
+    page.wait_until(
+        "(window.aifactory.console.pending ?? 0) === 0",
+        "the page to hand xterm everything",
+        SLOW * 2,
+    )
+    .await;
+    let parsed: u64 = page
+        .eval("new Promise((r) => window.aifactory.console.term.write('', () => r(window.lineFeeds)))")
+        .await;
+    let discarded: Vec<String> = page
+        .console()
+        .into_iter()
+        .filter(|l| l.contains("discarded"))
+        .collect();
+    assert!(
+        discarded.is_empty(),
+        "xterm discarded output: {discarded:?}"
+    );
+    assert_eq!(
+        parsed, LINES,
+        "every line feed of output.log reached xterm's parser"
+    );
+    let text = String::from_utf8(log).unwrap();
+    let expected: Vec<&str> = text.trim_end().split("\r\n").collect();
+    let shown = terminal_lines(&page).await;
+    let tail = 50;
+    assert_eq!(
+        shown[shown.len() - tail..],
+        expected[expected.len() - tail..],
+        "the terminal's last lines are output.log's"
+    );
+    assert_eq!(
+        shown.last().map(String::as_str),
+        Some(LINES.to_string().as_str())
+    );
     browser.close();
 }
