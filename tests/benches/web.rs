@@ -19,9 +19,9 @@
 //!    Console until xterm.js has parsed all of it (`received` is the size of output.log and
 //!    `pending` is 0), from the page's navigation start, beside `aifactoryctl sessions tail`
 //!    of the same session read to EOF.
-//! 4. **Page memory after a long console**: the Live Console of a finished session that printed
-//!    ~20 MB and of one that printed ~200 MB (an hour-long console approximated by volume),
-//!    each once xterm has parsed everything: the JS heap after a forced GC
+//! 4. **Page memory after a long console**: one Live Console page on a session that prints
+//!    ~20 MB, waits, then prints the rest of ~200 MB (an hour-long console approximated by
+//!    volume), measured once xterm has parsed each part: the JS heap after a forced GC
 //!    (`HeapProfiler.collectGarbage`, then `Runtime.getHeapUsage`). xterm's scrollback (10,000
 //!    lines) bounds what the page keeps, so the two should be about equal.
 //!
@@ -536,27 +536,73 @@ async fn heap(page: &Page) -> (f64, f64) {
 }
 
 async fn console_memory(client: &Client, sandbox: &Sandbox, page: &Page, shim: &Http) -> String {
+    // One page through the whole session: the first part, a pause, then the rest.
+    let small = *MEMORY_SMALL_RAW;
+    let rest = *MEMORY_BIG_RAW - small;
+    let s = new_session(
+        client,
+        sandbox,
+        &format!(
+            "stty -echo; head -c {small} /dev/urandom | base64; echo part-one-done; read x; \
+             head -c {rest} /dev/urandom | base64"
+        ),
+    )
+    .await;
+    page.goto(&shim.url(&format!("/sessions/{}", s.id))).await;
+    // The session waits after the first part, so this is all of it.
+    page.wait_until(
+        "(() => { const c = window.aifactory && window.aifactory.console;
+           if (!c || c.received === 0 || c.pending !== 0) return false;
+           const b = c.term.buffer.active;
+           for (let i = b.length - 1; i >= 0; i--) {
+             const line = b.getLine(i).translateToString(true);
+             if (line !== '') return line === 'part-one-done';
+           }
+           return false; })()",
+        "the first part in the terminal",
+        SLOW,
+    )
+    .await;
     let mut rows = Vec::new();
-    for raw in [*MEMORY_SMALL_RAW, *MEMORY_BIG_RAW] {
-        let (s, size) = printed(client, sandbox, raw).await;
-        let took = console_to_end(page, shim, &s.id, size).await;
-        let lines: usize = page
-            .eval("window.aifactory.console.term.buffer.active.length")
-            .await;
-        let (used, backing) = heap(page).await;
-        eprintln!(
-            "memory: {size} bytes through the console in {took:.0} ms; {lines} lines kept; heap {used:.0} B, backing stores {backing:.0} B"
-        );
-        rows.push((size, lines, used, backing));
+    let first: u64 = page.eval("window.aifactory.console.received").await;
+    rows.push((first, memory_now(page).await));
+    match client
+        .request(Request::SessionInput {
+            key: s.id.clone(),
+            data: b"\n".to_vec(),
+        })
+        .await
+    {
+        Ok(Reply::Done) => {}
+        other => panic!("input failed: {other:?}"),
     }
-    let base = rows[0].2;
+    match client
+        .request(Request::SessionWait { key: s.id.clone() })
+        .await
+    {
+        Ok(Reply::Session(_)) => {}
+        other => panic!("sessions wait failed: {other:?}"),
+    }
+    let size = std::fs::metadata(s.pane_dir.join(OUTPUT_LOG))
+        .expect("the session's output.log")
+        .len();
+    page.wait_until(
+        &format!(
+            "window.aifactory.console.received === {size} && window.aifactory.console.pending === 0"
+        ),
+        "the whole output in the terminal",
+        SLOW,
+    )
+    .await;
+    rows.push((size, memory_now(page).await));
+    let base = rows[0].1.1;
     let mut out = String::new();
-    writeln!(out, "| Live Console after a session's whole output | lines kept by xterm | JS heap after GC (used) | array buffer backing stores | ÷ the smaller console (heap) |").unwrap();
+    writeln!(out, "| one Live Console page, after this much of a session's output | lines kept by xterm | JS heap after GC (used) | array buffer backing stores | ÷ after the first part (heap) |").unwrap();
     writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
-    for (size, lines, used, backing) in rows {
+    for (size, (lines, used, backing)) in rows {
         writeln!(
             out,
-            "| {:.1} MB of output | {lines} | {:.2} MB | {:.2} MB | {:.2}× |",
+            "| {:.1} MB | {lines} | {:.2} MB | {:.2} MB | {:.2}× |",
             size as f64 / 1e6,
             used / 1e6,
             backing / 1e6,
@@ -565,4 +611,14 @@ async fn console_memory(client: &Client, sandbox: &Sandbox, page: &Page, shim: &
         .unwrap();
     }
     out
+}
+
+/// The console's lines kept and the page's heap: (lines, used, backing stores).
+async fn memory_now(page: &Page) -> (usize, f64, f64) {
+    let lines: usize = page
+        .eval("window.aifactory.console.term.buffer.active.length")
+        .await;
+    let (used, backing) = heap(page).await;
+    eprintln!("memory: {lines} lines kept; heap {used:.0} B, backing stores {backing:.0} B");
+    (lines, used, backing)
 }
