@@ -3,7 +3,8 @@
 //! session (ended, naming the signal), a lost one (its monitor SIGKILLed), an id that does not
 //! exist (gone, and no retrying), a signed-out console (a link to sign in), output rotated away
 //! before it was shown (the `lagged` notice, then exactly what is left), and a shim restart in
-//! the middle of the output (the page reconnects by itself, losing and doubling nothing). Each
+//! the middle of the output (the page reconnects by itself, losing and doubling nothing), and
+//! output far beyond xterm.js's write buffer in a background tab (flow control: all shown). Each
 //! test saves a screenshot under `target/screenshots/`.
 
 use std::path::Path;
@@ -14,7 +15,7 @@ use aifactory_tests::session::new_session;
 use aifactory_tests::wait::wait_until_async;
 use aifactory_tests::web_page::{
     SLOW, assert_no_csp_refusal, assert_terminal_shows, logged_in, open_console, output_log_lines,
-    terminal_text_of, wait_console_state, wait_terminal,
+    terminal_lines, terminal_text_of, wait_console_state, wait_terminal,
 };
 use aifactory_tests::{Http, Sandbox};
 use nix::sys::signal::{Signal, kill};
@@ -450,6 +451,111 @@ async fn the_console_reconnects_by_itself_across_a_shim_restart_losing_and_doubl
     assert_terminal_shows(&page, &output_log_lines(&s.pane_dir), "output.log's").await;
     page.screenshot(&screenshots().join("console-reconnected.png"))
         .await;
+    assert_no_csp_refusal(&page);
+    browser.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Live Console's flow control: far more output than xterm.js buffers, all of it shown.
+
+/// xterm.js 6 throws a write away ("write data discarded, use flow control to avoid losing
+/// data") once more than 50 MB waits in its write buffer. 15,000,000 numbered lines (133.9 MB
+/// with the PTY's `\r\n`), printed at full speed while the console's tab is in the background,
+/// must all reach the terminal: every line feed parsed, the last lines output.log's,
+/// `received` its size, and no discard in the page's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_every_byte_of_output_far_beyond_xterms_write_buffer() {
+    const TEST: &str = "the_console_shows_every_byte_of_output_far_beyond_xterms_write_buffer";
+    const LINES: u64 = 15_000_000;
+    let sandbox = Sandbox::new();
+    // No rotation: every byte stays in output.log, to compare with.
+    sandbox.write_config("pane_log_max = 1073741824\n");
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let client = daemon.client().await;
+    // The output waits for a newline, so the page counts line feeds from the first byte; it
+    // is written to a file first so that it then comes as fast as the PTY takes it.
+    let s = new_session(
+        &client,
+        &sandbox,
+        &format!("seq 1 {LINES} > lines.txt; stty -echo; read x; cat lines.txt"),
+    )
+    .await;
+    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+        return;
+    };
+    open_console(&page, &shim, &s.id).await;
+    page.eval::<()>(
+        "window.lineFeeds = 0;
+         void window.aifactory.console.term.onLineFeed(() => { window.lineFeeds++; })",
+    )
+    .await;
+    // A background tab (the user looks elsewhere): the browser throttles xterm's timers, so
+    // it parses slowly, while the WebSocket's messages keep arriving at full speed.
+    let other = browser.new_page().await;
+    other.cdp().bring_to_front().await.unwrap();
+    let visibility: String = page.eval("document.visibilityState").await;
+    assert_eq!(
+        visibility, "hidden",
+        "the console's tab is in the background"
+    );
+    client
+        .session_input(s.id.as_str(), b"\n".as_slice())
+        .await
+        .expect("the newline that lets the output go");
+    client
+        .session_wait(s.id.as_str())
+        .await
+        .expect("the session to end");
+    let log = std::fs::read(s.pane_dir.join(OUTPUT_LOG)).unwrap();
+    let feeds = log.iter().filter(|b| **b == b'\n').count() as u64;
+    assert_eq!(feeds, LINES, "output.log holds the whole of seq's output");
+    page.wait_until(
+        &format!(
+            "window.aifactory.console.received === {} && window.aifactory.console.state === 'ended'",
+            log.len()
+        ),
+        "every byte received and the session ended",
+        SLOW * 2,
+    )
+    .await;
+    page.cdp().bring_to_front().await.unwrap();
+    // Whatever the page still holds back, then whatever xterm has not parsed yet.
+    page.wait_until(
+        "(window.aifactory.console.pending ?? 0) === 0",
+        "the page to hand xterm everything",
+        SLOW * 2,
+    )
+    .await;
+    let parsed: u64 = page
+        .eval("new Promise((r) => window.aifactory.console.term.write('', () => r(window.lineFeeds)))")
+        .await;
+    let discarded: Vec<String> = page
+        .console()
+        .into_iter()
+        .filter(|l| l.contains("discarded"))
+        .collect();
+    assert!(
+        discarded.is_empty(),
+        "xterm discarded output: {discarded:?}"
+    );
+    assert_eq!(
+        parsed, LINES,
+        "every line feed of output.log reached xterm's parser"
+    );
+    let text = String::from_utf8(log).unwrap();
+    let expected: Vec<&str> = text.trim_end().split("\r\n").collect();
+    let shown = terminal_lines(&page).await;
+    let tail = 50;
+    assert_eq!(
+        shown[shown.len() - tail..],
+        expected[expected.len() - tail..],
+        "the terminal's last lines are output.log's"
+    );
+    assert_eq!(
+        shown.last().map(String::as_str),
+        Some(LINES.to_string().as_str())
+    );
     assert_no_csp_refusal(&page);
     browser.close();
 }

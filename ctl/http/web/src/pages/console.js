@@ -1,7 +1,8 @@
 // `/sessions/{id}`: the Live Console. xterm.js on the console WebSocket: output replayed from
 // offset 0 and then live, typing sent as binary frames, resizes as `{"resize": ...}`. Every byte
 // received is counted; after any disconnect it reconnects by itself from the next offset
-// (backoff up to 5 s), so no byte is lost or shown twice.
+// (backoff up to 5 s), so no byte is lost or shown twice. Output reaches xterm no faster than
+// it parses it (flow control, below), so xterm never throws any away.
 
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
@@ -11,6 +12,11 @@ import { exitText, h } from '../dom.js';
 import { withStyleBridge } from '../xterm-csp.js';
 
 const SCROLLBACK = 10000;
+// Flow control (see `feed` below): output bytes handed to xterm and not yet parsed. xterm.js 6
+// throws a write away ("write data discarded") once more than 50,000,000 bytes are pending in
+// its write buffer; the page keeps it far below that.
+const HIGH_WATERMARK = 2 * 1024 * 1024;
+const LOW_WATERMARK = 512 * 1024;
 const MAX_BACKOFF_MS = 5000;
 const FIRST_BACKOFF_MS = 250;
 
@@ -53,6 +59,9 @@ export function mount(main, [id], { handle }) {
     offset: 0,
     /** Output bytes received over every connection. */
     received: 0,
+    /** Output bytes received but not yet parsed by xterm (held in the page or in xterm's
+     * write buffer); 0 once the terminal has consumed everything received. */
+    pending: 0,
     /** Connections opened so far. */
     connects: 0,
     /** connecting, live, daemon_unavailable, waiting, unauthorized, ended, lost, gone, closed */
@@ -81,6 +90,54 @@ export function mount(main, [id], { handle }) {
   let openedAt = 0;
   let lastSent = null;
   const encoder = new TextEncoder();
+
+  // Flow control. The shim honours back-pressure: it awaits each frame's send, so it reads
+  // aifactoryd's stream only as fast as this socket drains. But the browser's WebSocket cannot
+  // be paused: Chromium reads the socket and queues a message event for whatever arrives,
+  // whether or not the page is ready for it. So the page cannot push back; what it can do is
+  // not hand xterm more than it can parse. Output waits here, in arrival order, and goes to
+  // xterm while less than HIGH_WATERMARK bytes are pending there; once over, nothing more is
+  // written until xterm's write callbacks bring it under LOW_WATERMARK. Nothing is dropped or
+  // reordered; the price is that a page that falls behind (a replay of a long session, a
+  // background tab whose timers the browser throttles) holds the excess in its own memory
+  // until xterm catches up. (WebSocketStream would let the page stop reading and the TCP
+  // window carry the back-pressure to the shim, but only Chromium has it.)
+  const backlog = [];
+  let backlogHead = 0;
+  let inXterm = 0;
+  let paused = false;
+
+  function feed() {
+    while (!gone && backlogHead < backlog.length) {
+      // Over HIGH_WATERMARK it pauses, and stays paused until under LOW_WATERMARK.
+      if (inXterm >= (paused ? LOW_WATERMARK : HIGH_WATERMARK)) {
+        paused = true;
+        break;
+      }
+      paused = false;
+      const bytes = backlog[backlogHead];
+      backlog[backlogHead++] = undefined;
+      inXterm += bytes.length;
+      term.write(bytes, () => {
+        inXterm -= bytes.length;
+        state.pending -= bytes.length;
+        if (inXterm < LOW_WATERMARK) feed();
+      });
+    }
+    if (backlogHead === backlog.length) {
+      backlog.length = 0;
+      backlogHead = 0;
+    } else if (backlogHead > 1024) {
+      backlog.splice(0, backlogHead);
+      backlogHead = 0;
+    }
+  }
+
+  function output(bytes) {
+    state.pending += bytes.length;
+    backlog.push(bytes);
+    feed();
+  }
 
   function setStatus(kind, text, { timer = null, link = null } = {}) {
     if (kind !== state.state) since = Date.now();
@@ -174,7 +231,7 @@ export function mount(main, [id], { handle }) {
         state.received += bytes.length;
         state.offset += bytes.length;
         backoff = FIRST_BACKOFF_MS;
-        term.write(bytes);
+        output(bytes);
         return;
       }
       let msg;
