@@ -394,6 +394,31 @@ async fn the_console_types_renders_colours_and_resizes_the_pty() {
     page.type_text("echo typed-$((6*7))\n").await;
     wait_terminal(&page, "typed-42", TIMEOUT).await;
 
+    // A full-screen program's moves, as vim or htop make them: the alternate screen, a clear,
+    // text placed by cursor addressing, the cursor parked at the top; then back to the shell.
+    page.type_text(
+        "printf '\\033[?1049h\\033[2J\\033[3;5HTOP\\033[6;12HMID\\033[1;1H'; read x; printf '\\033[?1049l'\n",
+    )
+    .await;
+    page.wait_until(
+        "(() => { const b = window.aifactory.console.term.buffer.active;
+           return b.type === 'alternate'
+             && b.getLine(b.viewportY + 2)?.translateToString(true) === '    TOP'
+             && b.getLine(b.viewportY + 5)?.translateToString(true) === '           MID'
+             && b.cursorX === 0 && b.cursorY === 0; })()",
+        "TOP at row 3 column 5 and MID at row 6 column 12 of the alternate screen, the cursor home",
+        TIMEOUT,
+    )
+    .await;
+    page.type_text("\n").await;
+    page.wait_until(
+        "window.aifactory.console.term.buffer.active.type === 'normal'",
+        "the shell's screen back",
+        TIMEOUT,
+    )
+    .await;
+    wait_terminal(&page, "typed-42", TIMEOUT).await;
+
     // The window's size reaches the PTY.
     let mut size: (u32, u32) = page
         .eval("[window.aifactory.console.term.cols, window.aifactory.console.term.rows]")
