@@ -3,65 +3,13 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use aifactory_tests::idle_peers::{Hello, IdlePeers};
+use aifactory_tests::nobody::{NOBODY, Nobody, nobody};
 use aifactory_tests::wait::wait_until;
-use aifactory_tests::{CtlOutput, Daemon, Sandbox, is_root, shared_bin, skip};
-use nix::unistd::{Gid, Group, Uid, User};
-
-const NOBODY: u32 = 65534;
-
-/// `nobody` and what the tests need to know about it.
-struct Nobody {
-    gid: u32,
-    primary_group: String,
-}
-
-/// Whether this test can run a client as `nobody`; skips (with the reason) when not.
-fn nobody(test: &str) -> Option<Nobody> {
-    if !is_root() {
-        skip(test, "needs root to run the client as another uid");
-        return None;
-    }
-    let Ok(Some(user)) = User::from_uid(Uid::from_raw(NOBODY)) else {
-        skip(test, "this host has no user with uid 65534 (nobody)");
-        return None;
-    };
-    let Ok(Some(group)) = Group::from_gid(user.gid) else {
-        skip(
-            test,
-            &format!("nobody's primary gid {} has no group entry", user.gid),
-        );
-        return None;
-    };
-    // The client runs from a copy every user can run (the build tree may not be searchable by
-    // nobody); check that it really starts as nobody.
-    let tried = sandbox_free_ctl_as_nobody(user.gid.as_raw());
-    if let Err(reason) = tried {
-        skip(test, &reason);
-        return None;
-    }
-    Some(Nobody {
-        gid: user.gid.as_raw(),
-        primary_group: group.name,
-    })
-}
-
-fn sandbox_free_ctl_as_nobody(gid: u32) -> Result<(), String> {
-    let ctl = shared_bin("aifactoryctl");
-    match Command::new(&ctl)
-        .arg("--version")
-        .uid(NOBODY)
-        .gid(gid)
-        .output()
-    {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!("nobody cannot run {}: {out:?}", ctl.display())),
-        Err(e) => Err(format!("nobody cannot run {} ({e})", ctl.display())),
-    }
-}
+use aifactory_tests::{CtlOutput, Daemon, Sandbox, skip};
+use nix::unistd::{Gid, Group};
 
 /// An existing group that nobody is not a member of.
 fn foreign_group(test: &str, nobody: &Nobody) -> Option<Group> {
