@@ -6,7 +6,7 @@ use aifactory_common::pane::ExitInfo;
 use aifactory_common::protocol::{AttemptInfo, Failure, ResourceUsage};
 use rusqlite::{Connection, Transaction, params};
 
-use crate::store::NOW;
+use crate::store::{NOW, json_column};
 
 /// An attempt begins: number `attempt` of its run, in `session_id`, with the task's agent.
 pub fn begin(
@@ -36,12 +36,6 @@ pub fn end(
     failure: Option<&Failure>,
     resources: Option<&ResourceUsage>,
 ) -> rusqlite::Result<()> {
-    fn json<T: serde::Serialize>(value: Option<&T>) -> rusqlite::Result<Option<String>> {
-        value
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-    }
     tx.execute(
         &format!(
             "UPDATE attempts SET ended_at = {NOW}, reason = ?2, exit = ?3, failure = ?4,
@@ -52,9 +46,9 @@ pub fn end(
         params![
             task_id,
             reason,
-            json(exit)?,
-            json(failure)?,
-            json(resources)?
+            json_column(exit)?,
+            json_column(failure)?,
+            json_column(resources)?
         ],
     )?;
     Ok(())

@@ -18,6 +18,16 @@ use tokio::sync::oneshot;
 pub const DB_FILE: &str = "aifactory.db";
 /// The time now as the store writes it (RFC 3339 UTC, milliseconds), for SQL text.
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+/// A value kept as a JSON text column (`None`: NULL).
+pub(crate) fn json_column<T: serde::Serialize>(
+    value: Option<&T>,
+) -> rusqlite::Result<Option<String>> {
+    value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

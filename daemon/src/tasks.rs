@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::events::EventBus;
 use crate::progress::PROGRESS_FILE;
-use crate::store::{NOW, Store, StoreError};
+use crate::store::{NOW, Store, StoreError, json_column};
 
 pub const COLUMNS: &str = "t.id, t.project_id, p.name, t.spec_id, t.title, t.agent, t.phase, \
      t.progress_percent, t.subtasks_done, t.subtasks_total, t.session_id, t.attempts, t.worktree, \
@@ -341,10 +341,7 @@ pub fn begin_run(tx: &Transaction, id: &str, session_id: &str) -> rusqlite::Resu
 
 /// Why the latest attempt failed (`None`: it did not).
 pub fn set_failure(tx: &Transaction, id: &str, failure: Option<&Failure>) -> rusqlite::Result<()> {
-    let json = failure
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let json = json_column(failure)?;
     tx.execute(
         &format!("UPDATE tasks SET failure = ?2, updated_at = {NOW} WHERE id = ?1"),
         params![id, json],
@@ -358,10 +355,7 @@ pub fn set_resources(
     id: &str,
     resources: Option<&ResourceUsage>,
 ) -> rusqlite::Result<()> {
-    let json = resources
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let json = json_column(resources)?;
     tx.execute(
         &format!("UPDATE tasks SET resources = ?2, updated_at = {NOW} WHERE id = ?1"),
         params![id, json],
