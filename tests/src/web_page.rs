@@ -9,8 +9,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use aifactory_common::protocol::SessionInfo;
+
 use crate::browser::{Browser, Page, TIMEOUT};
-use crate::{Http, Sandbox};
+use crate::session::new_session;
+use crate::{Daemon, Http, Sandbox};
 
 /// A liveness bound for a loaded 2-core machine, not a speed target.
 pub const SLOW: Duration = Duration::from_secs(120);
@@ -29,6 +32,34 @@ pub async fn logged_in(test: &str, sandbox: &Sandbox, shim: &Http) -> Option<(Br
     )
     .await;
     Some((browser, page))
+}
+
+/// A daemon and its shim on `sandbox` (configured by the test), one session running `script`,
+/// and a logged-in page on that session's live console. Fields drop in order: the page and its
+/// browser before the shim, the shim before the daemon.
+pub struct OnConsole {
+    pub page: Page,
+    pub browser: Browser,
+    pub session: SessionInfo,
+    pub shim: Http,
+    pub daemon: Daemon,
+}
+
+/// Starts [`OnConsole`]'s parts and waits until the console is live; `None` when the test was
+/// skipped (no chromium).
+pub async fn on_console(test: &str, sandbox: &Sandbox, script: &str) -> Option<OnConsole> {
+    let daemon = sandbox.daemon().start();
+    let shim = sandbox.http().start();
+    let session = new_session(&daemon.client().await, sandbox, script).await;
+    let (browser, page) = logged_in(test, sandbox, &shim).await?;
+    open_console(&page, &shim, &session.id).await;
+    Some(OnConsole {
+        page,
+        browser,
+        session,
+        shim,
+        daemon,
+    })
 }
 
 /// The board's card of task `id`, as a JavaScript expression (`null` when not shown).

@@ -14,8 +14,9 @@ use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::session::new_session;
 use aifactory_tests::wait::wait_until_async;
 use aifactory_tests::web_page::{
-    SLOW, assert_no_csp_refusal, assert_terminal_shows, logged_in, open_console, output_log_lines,
-    terminal_lines, terminal_text_of, wait_console_state, wait_terminal,
+    OnConsole, SLOW, assert_no_csp_refusal, assert_terminal_shows, logged_in, on_console,
+    open_console, output_log_lines, terminal_lines, terminal_text_of, wait_console_state,
+    wait_terminal,
 };
 use aifactory_tests::{Http, Sandbox};
 use nix::sys::signal::{Signal, kill};
@@ -138,15 +139,16 @@ async fn the_sessions_page_lists_every_session_with_its_state_and_command_and_op
 async fn a_killed_sessions_console_says_it_ended_and_names_the_signal() {
     const TEST: &str = "a_killed_sessions_console_says_it_ended_and_names_the_signal";
     let sandbox = Sandbox::new();
-    let daemon = sandbox.daemon().start();
-    let shim = sandbox.http().start();
-    let client = daemon.client().await;
-    let s = new_session(&client, &sandbox, "echo ready; exec sleep 300").await;
-    drop(client);
-    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+    let Some(OnConsole {
+        page,
+        browser,
+        session: s,
+        shim: _shim,
+        daemon: _daemon,
+    }) = on_console(TEST, &sandbox, "echo ready; exec sleep 300").await
+    else {
         return;
     };
-    open_console(&page, &shim, &s.id).await;
     wait_terminal(&page, "ready", TIMEOUT).await;
 
     sandbox.ctl(&["sessions", "kill", &s.id]).assert_ok();
@@ -174,22 +176,19 @@ async fn a_killed_sessions_console_says_it_ended_and_names_the_signal() {
 async fn a_session_whose_monitor_was_sigkilled_shows_lost_with_the_reason() {
     const TEST: &str = "a_session_whose_monitor_was_sigkilled_shows_lost_with_the_reason";
     let sandbox = Sandbox::new();
-    let daemon = sandbox.daemon().start();
-    let shim = sandbox.http().start();
-    let client = daemon.client().await;
     // Outlives its monitor (whose end hangs up the terminal): only the daemon's clean-up ends it.
-    let s = new_session(
-        &client,
-        &sandbox,
-        "trap '' HUP; echo ready; while :; do sleep 0.2; done",
-    )
-    .await;
-    drop(client);
-    let monitor = s.monitor_pid.expect("the session's monitor pid");
-    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+    let script = "trap '' HUP; echo ready; while :; do sleep 0.2; done";
+    let Some(OnConsole {
+        page,
+        browser,
+        session: s,
+        shim: _shim,
+        daemon: _daemon,
+    }) = on_console(TEST, &sandbox, script).await
+    else {
         return;
     };
-    open_console(&page, &shim, &s.id).await;
+    let monitor = s.monitor_pid.expect("the session's monitor pid");
     wait_terminal(&page, "ready", TIMEOUT).await;
 
     kill(Pid::from_raw(monitor as i32), Signal::SIGKILL).expect("SIGKILL the monitor");
@@ -249,15 +248,16 @@ async fn a_session_that_does_not_exist_is_gone_and_the_console_does_not_retry() 
 async fn after_signing_out_the_console_says_unauthorized_and_links_to_sign_in() {
     const TEST: &str = "after_signing_out_the_console_says_unauthorized_and_links_to_sign_in";
     let sandbox = Sandbox::new();
-    let daemon = sandbox.daemon().start();
-    let shim = sandbox.http().start();
-    let client = daemon.client().await;
-    let s = new_session(&client, &sandbox, "echo ready; exec sleep 300").await;
-    drop(client);
-    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+    let Some(OnConsole {
+        page,
+        browser,
+        session: s,
+        shim: _shim,
+        daemon: _daemon,
+    }) = on_console(TEST, &sandbox, "echo ready; exec sleep 300").await
+    else {
         return;
     };
-    open_console(&page, &shim, &s.id).await;
     wait_terminal(&page, "ready", TIMEOUT).await;
     page.eval::<()>("document.querySelector('#logout').click()")
         .await;
