@@ -265,6 +265,19 @@ fn status() -> StatusInfo {
         sandbox: "Landlock ABI 7: everything the cage uses".into(),
         limits_available: true,
         limits: "each task in its own cgroup (v2) below /sys/fs/cgroup/system.slice/aifactoryd.service: memory_max, cpu_weight, cpu_max and tasks_max are enforced".into(),
+        load: HostLoad {
+            tasks_running: 2,
+            cpus: 8,
+            load_average: Some(LoadAverage {
+                one: 0.5,
+                five: 1.25,
+                fifteen: 2.0,
+            }),
+            memory: Some(MemoryInfo {
+                total_bytes: 16 << 30,
+                available_bytes: 9 << 30,
+            }),
+        },
     }
 }
 

@@ -354,16 +354,21 @@ fn a_hundred_commands_share_one_master() {
     assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log());
 }
 
-/// Named hosts: add, list with reachability, version and counts, use by name, remove; a bad
-/// file is refused with its path and the fix.
+/// A daemon config whose default agent keeps working (until the test ends it).
+const LONG_AGENT_CONFIG: &str =
+    "default_agent = \"slow\"\n[agents.slow]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n";
+
+/// Named hosts: add, list with reachability, version, counts and load, use by name, remove; a
+/// bad file is refused with its path and the fix.
 #[test]
 fn hosts_add_list_use_and_remove() {
-    let Some(hosts) = hosts("hosts_add_list_use_and_remove", 2, "") else {
+    let Some(hosts) = hosts("hosts_add_list_use_and_remove", 3, LONG_AGENT_CONFIG) else {
         return;
     };
-    let (a, b) = (&hosts.hosts[0], &hosts.hosts[1]);
+    let (a, b, c) = (&hosts.hosts[0], &hosts.hosts[1], &hosts.hosts[2]);
     hosts.ctl(&["hosts", "add", "alpha", &a.url()]).assert_ok();
     hosts.ctl(&["hosts", "add", "beta", &b.url()]).assert_ok();
+    hosts.ctl(&["hosts", "add", "gamma", &c.url()]).assert_ok();
     let down = format!("ssh://root@{}:2222", a.addr);
     hosts.ctl(&["hosts", "add", "gone", &down]).assert_ok();
     let dup = hosts.ctl(&["hosts", "add", "alpha", &b.url()]);
@@ -379,6 +384,49 @@ fn hosts_add_list_use_and_remove() {
             "--host", "beta", "sessions", "new", "--cwd", &cwd, "--", "sleep", "300",
         ])
         .assert_ok();
+    // A task on gamma whose agent keeps running: gamma's load counts it, the others' do not.
+    let repo = committed_repo(&c.sandbox.path().join("gamma-repo"));
+    hosts
+        .ctl(&[
+            "--host",
+            "gamma",
+            "projects",
+            "add",
+            repo.to_str().unwrap(),
+            "--name",
+            "demo",
+        ])
+        .assert_ok();
+    let t = hosts
+        .ctl(&[
+            "--host",
+            "gamma",
+            "tasks",
+            "create",
+            "--project",
+            "demo",
+            "--spec",
+            "001-load",
+            "--json",
+        ])
+        .assert_ok()
+        .json();
+    let task = t["id"].as_str().unwrap().to_string();
+    hosts
+        .ctl(&["--host", "gamma", "tasks", "start", &task])
+        .assert_ok();
+    wait_for("gamma's running task in its status", TIMEOUT, || {
+        let json = hosts
+            .ctl(&["--host", "gamma", "status", "--json"])
+            .assert_ok()
+            .json();
+        if json["load"]["tasks_running"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("{json}"))
+        }
+    });
+
     let list = hosts.ctl(&["hosts", "list", "--json"]).assert_ok().json();
     let entry = |name: &str| {
         list.as_array()
@@ -393,6 +441,19 @@ fn hosts_add_list_use_and_remove() {
     assert_eq!(entry("alpha")["sessions"], 0, "{list}");
     assert_eq!(entry("beta")["sessions"], 1, "{list}");
     assert_eq!(entry("beta")["sessions_running"], 1, "{list}");
+    for (name, running) in [("alpha", 0), ("beta", 0), ("gamma", 1)] {
+        let h = entry(name);
+        assert_eq!(h["reachable"], true, "{list}");
+        assert_eq!(h["tasks_running"], running, "{name}: {list}");
+        assert!(h["cpus"].as_u64().unwrap() >= 1, "{name}: {list}");
+        let load = &h["load_average"];
+        for window in ["one", "five", "fifteen"] {
+            assert!(load[window].as_f64().unwrap() >= 0.0, "{name}: {list}");
+        }
+        let total = h["memory"]["total_bytes"].as_u64().unwrap();
+        let available = h["memory"]["available_bytes"].as_u64().unwrap();
+        assert!(total > 0 && available <= total, "{name}: {list}");
+    }
     assert_eq!(entry("gone")["reachable"], false, "{list}");
     assert!(
         entry("gone")["error"]
@@ -403,6 +464,36 @@ fn hosts_add_list_use_and_remove() {
     );
     let text = hosts.ctl(&["hosts", "list"]).assert_ok().stdout.clone();
     assert!(text.contains("DOWN"), "{text}");
+    assert!(text.contains("1 tasks running, load "), "{text}");
+    assert_eq!(text.matches("0 tasks running, load ").count(), 2, "{text}");
+    assert!(
+        text.contains(" CPUs, memory ") && text.contains(" GiB available of "),
+        "{text}"
+    );
+    let status = hosts
+        .ctl(&["--host", "gamma", "status"])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(
+        status.contains("load         1 tasks running, load "),
+        "{status}"
+    );
+    // Stopped, the task no longer counts.
+    hosts
+        .ctl(&["--host", "gamma", "tasks", "stop", &task])
+        .assert_ok();
+    wait_for("gamma's stopped task gone from its load", TIMEOUT, || {
+        let json = hosts
+            .ctl(&["--host", "gamma", "status", "--json"])
+            .assert_ok()
+            .json();
+        if json["load"]["tasks_running"] == 0 {
+            Ok(())
+        } else {
+            Err(format!("{json}"))
+        }
+    });
 
     let status = hosts
         .ctl(&["--host", "alpha", "status", "--json"])
