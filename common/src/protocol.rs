@@ -165,6 +165,15 @@ pub enum Request {
     /// (another uid, a narrower mount namespace), so it asks rather than looks. The reply is
     /// [`Reply::DoctorFacts`], within [`crate::diagnose::DOCTOR_FACTS_WITHIN`].
     DoctorFacts,
+    /// `git clone URL PATH` on this host (with a time limit), then register the clone as
+    /// [`Request::ProjectAdd`] does; the reply is [`Reply::Project`]. `path` is absolute here
+    /// and must not exist yet.
+    ProjectClone {
+        url: String,
+        path: PathBuf,
+        /// Default: the directory's name.
+        name: Option<String>,
+    },
 }
 
 /// Daemon to client.

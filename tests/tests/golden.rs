@@ -197,6 +197,14 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             },
         ),
         ("request-doctor-facts", Request::DoctorFacts),
+        (
+            "request-project-clone",
+            Request::ProjectClone {
+                url: "https://github.com/acme/repo.git".into(),
+                path: "/srv/repo".into(),
+                name: Some("repo".into()),
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
@@ -208,6 +216,7 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::ProjectShow { .. }
             | Request::ProjectRemove { .. }
             | Request::ProjectImportLegacy { .. }
+            | Request::ProjectClone { .. }
             | Request::SessionNew(_)
             | Request::SessionList
             | Request::SessionShow { .. }

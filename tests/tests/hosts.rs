@@ -605,3 +605,110 @@ fn doctor_runs_on_the_remote_host() {
         "the remote doctor saw that host's daemon: {report}"
     );
 }
+
+/// `projects clone --host B --from A PROJECT`: the origin of the project as A knows it is
+/// cloned by B's daemon into the given path and registered there; a project without an origin
+/// and a path that exists are refused with the reason.
+#[test]
+fn projects_clone_puts_a_project_s_origin_on_another_host() {
+    let Some(hosts) = hosts(
+        "projects_clone_puts_a_project_s_origin_on_another_host",
+        2,
+        "",
+    ) else {
+        return;
+    };
+    let (a, b) = (&hosts.hosts[0], &hosts.hosts[1]);
+    // The origin: a bare repository on the file system both hosts share (only /run is theirs).
+    let work = committed_repo(&a.sandbox.path().join("work"));
+    let bare = a.sandbox.path().join("origin.git");
+    aifactory_tests::git::git(
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+        a.sandbox.path(),
+    );
+    aifactory_tests::git::git(&["remote", "add", "origin", bare.to_str().unwrap()], &work);
+    hosts
+        .ctl_on(
+            a,
+            &["projects", "add", work.to_str().unwrap(), "--name", "demo"],
+        )
+        .assert_ok();
+    let lonely = committed_repo(&a.sandbox.path().join("lonely"));
+    hosts
+        .ctl_on(a, &["projects", "add", lonely.to_str().unwrap()])
+        .assert_ok();
+
+    let dest = b.sandbox.path().join("clones/demo");
+    let dest_arg = dest.display().to_string();
+    let a_url = a.url();
+    let cloned = hosts
+        .ctl_on(
+            b,
+            &[
+                "projects", "clone", "demo", "--from", &a_url, "--path", &dest_arg, "--json",
+            ],
+        )
+        .assert_ok()
+        .json();
+    assert_eq!(cloned["name"], "demo", "{cloned}");
+    assert_eq!(cloned["origin_url"], bare.display().to_string(), "{cloned}");
+    let canonical = dest.canonicalize().unwrap();
+    assert_eq!(cloned["path"], canonical.display().to_string(), "{cloned}");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("README")).unwrap(),
+        "hello\n"
+    );
+
+    let on_b = hosts
+        .ctl_on(b, &["projects", "list", "--json"])
+        .assert_ok()
+        .json();
+    let names: Vec<&str> = on_b
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["demo"], "{on_b}");
+    let text = hosts
+        .ctl_on(b, &["projects", "list"])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(text.contains("demo") && text.contains(&dest_arg), "{text}");
+
+    // Nothing to clone from: the reason and the fix, and nothing registered.
+    let other = b.sandbox.path().join("clones/lonely").display().to_string();
+    let refused = hosts.ctl_on(
+        b,
+        &[
+            "projects", "clone", "lonely", "--from", &a_url, "--path", &other,
+        ],
+    );
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("has no origin remote")
+            && refused.stderr.contains("git remote add origin"),
+        "{refused:?}"
+    );
+    // The path taken: refused by B's daemon before git runs.
+    let again = hosts.ctl_on(
+        b,
+        &[
+            "projects", "clone", "demo", "--from", &a_url, "--path", &dest_arg,
+        ],
+    );
+    assert_ne!(again.code, Some(0), "{again:?}");
+    assert!(again.stderr.contains("exists already"), "{again:?}");
+    let on_b = hosts
+        .ctl_on(b, &["projects", "list", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(on_b.as_array().map(Vec::len), Some(1), "{on_b}");
+}
