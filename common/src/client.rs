@@ -359,6 +359,16 @@ impl Client {
         expect!(self, Request::ProjectList, Projects(list) => list)
     }
 
+    /// Clone `url` into `path` on the daemon's host and register it.
+    pub async fn project_clone(
+        &self,
+        url: String,
+        path: PathBuf,
+        name: Option<String>,
+    ) -> Result<ProjectInfo, ClientError> {
+        expect!(self, Request::ProjectClone { url, path, name }, Project(p) => p)
+    }
+
     pub async fn project_show(&self, key: impl Into<String>) -> Result<ProjectInfo, ClientError> {
         expect!(self, Request::ProjectShow { key: key.into() }, Project(p) => p)
     }

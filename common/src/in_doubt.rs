@@ -23,6 +23,7 @@ pub fn in_doubt(request: &Request) -> Option<InDoubt> {
         Request::ProjectAdd(_) => ("projects add", PROJECTS),
         Request::ProjectRemove { .. } => ("projects remove", PROJECTS),
         Request::ProjectImportLegacy { .. } => ("projects import-legacy", PROJECTS),
+        Request::ProjectClone { .. } => ("projects clone", PROJECTS),
         Request::SessionNew(_) => ("sessions new", SESSIONS),
         Request::SessionInput { .. } => ("sessions send", "aifactoryctl sessions tail SESSION"),
         Request::SessionResize { .. } => ("sessions resize", SESSIONS),

@@ -165,6 +165,15 @@ pub enum Request {
     /// (another uid, a narrower mount namespace), so it asks rather than looks. The reply is
     /// [`Reply::DoctorFacts`], within [`crate::diagnose::DOCTOR_FACTS_WITHIN`].
     DoctorFacts,
+    /// `git clone URL PATH` on this host (with a time limit), then register the clone as
+    /// [`Request::ProjectAdd`] does; the reply is [`Reply::Project`]. `path` is absolute here
+    /// and must not exist yet.
+    ProjectClone {
+        url: String,
+        path: PathBuf,
+        /// Default: the directory's name.
+        name: Option<String>,
+    },
 }
 
 /// Daemon to client.
@@ -535,6 +544,40 @@ pub struct StatusInfo {
     pub limits_available: bool,
     /// In a sentence: the cgroup interface and where, or why there is none and how to get it.
     pub limits: String,
+    /// How busy the machine is, read when this status was asked for.
+    pub load: HostLoad,
+}
+
+/// How busy a host is: what a person weighs when choosing where to put a project. Read from
+/// the kernel at each status request (no sampling), so each figure is of that moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostLoad {
+    /// Tasks whose agent this daemon runs now.
+    pub tasks_running: u32,
+    /// CPUs this daemon may run on (its affinity; at least 1).
+    pub cpus: u32,
+    /// The kernel's load average (`/proc/loadavg`); `None` where it cannot be read.
+    pub load_average: Option<LoadAverage>,
+    /// The machine's memory (`/proc/meminfo`); `None` where it cannot be read.
+    pub memory: Option<MemoryInfo>,
+}
+
+/// The run-queue averages over 1, 5 and 15 minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoadAverage {
+    pub one: f64,
+    pub five: f64,
+    pub fifteen: f64,
+}
+
+/// `MemTotal` and `MemAvailable` (the kernel's estimate of what can be had without swapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemoryInfo {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
 }
 
 /// Why a pane directory (a candidate root, or the root in use) is refused. Typed so that clients

@@ -122,6 +122,21 @@ pub enum ProjectsCommand {
     /// Import the old product's project list (default: ~/.aifactory/projects.json). Running it
     /// again imports nothing twice.
     ImportLegacy { file: Option<PathBuf> },
+    /// Clone a project's origin on the host of `--host` and register it there. The origin is
+    /// the project's as registered on `--from` (default: this machine's daemon).
+    Clone {
+        /// The project on the source host, by id or name.
+        project: String,
+        /// Where the clone goes: an absolute path on the target host that does not exist yet.
+        #[arg(long)]
+        path: PathBuf,
+        /// The host that knows the project: a URL or a host NAME (default: this machine).
+        #[arg(long, value_name = "URL|NAME")]
+        from: Option<String>,
+        /// Default: the source project's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 fn parse_provider(text: &str) -> Result<Provider, String> {

@@ -88,11 +88,16 @@ pub fn target(cli: &Cli) -> Result<Target, Failure> {
             message: "--socket and --host both name a daemon: give one (a local socket is --host unix:///path)".into(),
         });
     }
+    target_for_host(&host)
+}
+
+/// A `--host` value (a URL or a host NAME) as a target.
+pub fn target_for_host(host: &str) -> Result<Target, Failure> {
     let (url, ssh_config) = if host.contains("://") {
-        (host.clone(), None)
+        (host.to_string(), None)
     } else {
-        contexts::check_name(&host)?;
-        let entry = contexts::lookup(&host)?;
+        contexts::check_name(host)?;
+        let entry = contexts::lookup(host)?;
         (entry.url, entry.ssh_config)
     };
     resolve(&url, ssh_config)

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use aifactory_common::host::HostUrl;
+use aifactory_common::protocol::HostLoad;
 
 use crate::cli::{Cli, HostsCommand};
 use crate::connect;
@@ -98,6 +99,7 @@ struct Probe {
     sessions_running: u32,
     tasks: usize,
     tasks_active: usize,
+    load: HostLoad,
 }
 
 async fn probe(entry: &HostEntry) -> Result<Probe, Failure> {
@@ -114,6 +116,7 @@ async fn probe(entry: &HostEntry) -> Result<Probe, Failure> {
             sessions_running: status.sessions_running,
             tasks: tasks.len(),
             tasks_active: tasks.iter().filter(|t| t.phase.is_active()).count(),
+            load: status.load,
         })
     };
     match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
@@ -139,6 +142,10 @@ fn to_json((name, entry, probe): &Row) -> serde_json::Value {
             "sessions_running": p.sessions_running,
             "tasks": p.tasks,
             "tasks_active": p.tasks_active,
+            "tasks_running": p.load.tasks_running,
+            "cpus": p.load.cpus,
+            "load_average": p.load.load_average,
+            "memory": p.load.memory,
         }),
         Err(failure) => serde_json::json!({
             "name": name,
@@ -158,8 +165,16 @@ fn to_text(rows: &[Row]) -> String {
     for (name, entry, probe) in rows {
         match probe {
             Ok(p) => out.push_str(&format!(
-                "{name:<16} {:<32} up    {} (protocol {})  sessions {} ({} running)  tasks {} ({} active)\n",
-                entry.url, p.version, p.protocol, p.sessions, p.sessions_running, p.tasks, p.tasks_active
+                "{name:<16} {:<32} up    {} (protocol {})  sessions {} ({} running)  tasks {} ({} active)\n{:<16} {}\n",
+                entry.url,
+                p.version,
+                p.protocol,
+                p.sessions,
+                p.sessions_running,
+                p.tasks,
+                p.tasks_active,
+                "",
+                crate::status::load_text(&p.load)
             )),
             Err(failure) => out.push_str(&format!(
                 "{name:<16} {:<32} DOWN  {}\n",

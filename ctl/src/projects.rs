@@ -40,6 +40,35 @@ pub async fn run(cli: &Cli, command: &ProjectsCommand) -> Result<(), Failure> {
             );
             print_project(cli.json, &p, Some(done));
         }
+        ProjectsCommand::Clone {
+            project,
+            path,
+            from,
+            name,
+        } => {
+            let path = crate::connect::absolute_on_target(cli, path)?;
+            let source_target = match from {
+                Some(host) => crate::connect::target_for_host(host)?,
+                None => crate::connect::Target::Local(crate::connect::local_socket(cli)?),
+            };
+            let source = crate::connect::connect_to(&source_target)
+                .await?
+                .project_show(project)
+                .await?;
+            let Some(url) = source.origin_url.clone() else {
+                return Err(Failure {
+                    code: FAILED,
+                    message: format!(
+                        "project {} has no origin remote to clone: add one in {} (`git remote add origin URL`) or register a copy with `projects add --host HOST PATH`",
+                        source.name,
+                        source.path.display()
+                    ),
+                });
+            };
+            let name = name.clone().or(Some(source.name.clone()));
+            let p = connect(cli).await?.project_clone(url, path, name).await?;
+            print_project(cli.json, &p, None);
+        }
         ProjectsCommand::ImportLegacy { file } => {
             let file = match file {
                 Some(file) => file.clone(),

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aifactory_common::protocol::{RunMode, StatusInfo, StoreHealth};
+use aifactory_common::protocol::{HostLoad, RunMode, StatusInfo, StoreHealth};
 use aifactory_common::{PROTOCOL_VERSION, paths};
 
 use crate::cli::Cli;
@@ -62,6 +62,7 @@ fn to_json(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> serde_json::Value {
         "sandbox": s.sandbox,
         "limits_available": s.limits_available,
         "limits": s.limits,
+        "load": s.load,
         "also_listening": others
             .iter()
             .map(|(socket, mode)| serde_json::json!({ "socket": socket, "mode": mode.as_str() }))
@@ -97,7 +98,8 @@ fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
          panes dir    {}{}\n\
          sessions     {} running{}\n\
          sandbox      {}\n\
-         limits       {}\n{}",
+         limits       {}\n\
+         load         {}\n{}",
         s.version,
         s.pid,
         s.mode.as_str(),
@@ -114,8 +116,34 @@ fn to_text(s: &StatusInfo, others: &[(PathBuf, RunMode)]) -> String {
         blocked_text(s),
         s.sandbox,
         s.limits,
+        load_text(&s.load),
         others_text(others),
     )
+}
+
+/// The host's load in one line: running tasks, load average over CPUs, memory available of
+/// total (each "unknown" where the daemon could not read it). `hosts list` shows the same.
+pub fn load_text(load: &HostLoad) -> String {
+    let average = match &load.load_average {
+        Some(l) => format!("{:.2} {:.2} {:.2}", l.one, l.five, l.fifteen),
+        None => "unknown".into(),
+    };
+    let memory = match &load.memory {
+        Some(m) => format!(
+            "{} available of {}",
+            gib(m.available_bytes),
+            gib(m.total_bytes)
+        ),
+        None => "unknown".into(),
+    };
+    format!(
+        "{} tasks running, load {average} on {} CPUs, memory {memory}",
+        load.tasks_running, load.cpus
+    )
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// Running sessions whose output cannot be written, when there are any.

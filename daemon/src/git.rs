@@ -69,6 +69,30 @@ async fn run(mut command: Command) -> Result<String, GitError> {
     }
 }
 
+/// `git clone -- URL PATH`, killed when it takes longer than `limit` (a hung remote must not
+/// hold the request forever). git prompts for nothing: credentials come from its own config.
+pub async fn clone(url: &str, path: &Path, limit: std::time::Duration) -> Result<(), GitError> {
+    let mut command = Command::new("git");
+    command
+        .arg("clone")
+        .arg("--quiet")
+        .arg("--")
+        .arg(url)
+        .arg(path)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(limit, run(command)).await {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(GitError::Refused {
+            stderr: format!(
+                "no result within {} s: check that the URL is reachable from this host",
+                limit.as_secs()
+            ),
+        }),
+    }
+}
+
 /// Ok when `dir` is inside a git work tree; otherwise git's reason.
 pub async fn check_work_tree(dir: &Path) -> Result<(), GitError> {
     work_tree_answer(git(dir, &["rev-parse", "--is-inside-work-tree"]).await)

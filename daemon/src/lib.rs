@@ -42,6 +42,7 @@ mod events;
 mod git;
 mod handlers;
 mod hooks;
+mod host_load;
 pub mod listener;
 pub mod migrate;
 mod notify;

@@ -197,6 +197,14 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             },
         ),
         ("request-doctor-facts", Request::DoctorFacts),
+        (
+            "request-project-clone",
+            Request::ProjectClone {
+                url: "https://github.com/acme/repo.git".into(),
+                path: "/srv/repo".into(),
+                name: Some("repo".into()),
+            },
+        ),
     ];
     for (_, r) in &requests {
         match r {
@@ -208,6 +216,7 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
             | Request::ProjectShow { .. }
             | Request::ProjectRemove { .. }
             | Request::ProjectImportLegacy { .. }
+            | Request::ProjectClone { .. }
             | Request::SessionNew(_)
             | Request::SessionList
             | Request::SessionShow { .. }
@@ -265,6 +274,19 @@ fn status() -> StatusInfo {
         sandbox: "Landlock ABI 7: everything the cage uses".into(),
         limits_available: true,
         limits: "each task in its own cgroup (v2) below /sys/fs/cgroup/system.slice/aifactoryd.service: memory_max, cpu_weight, cpu_max and tasks_max are enforced".into(),
+        load: HostLoad {
+            tasks_running: 2,
+            cpus: 8,
+            load_average: Some(LoadAverage {
+                one: 0.5,
+                five: 1.25,
+                fifteen: 2.0,
+            }),
+            memory: Some(MemoryInfo {
+                total_bytes: 16 << 30,
+                available_bytes: 9 << 30,
+            }),
+        },
     }
 }
 

@@ -354,16 +354,21 @@ fn a_hundred_commands_share_one_master() {
     assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log());
 }
 
-/// Named hosts: add, list with reachability, version and counts, use by name, remove; a bad
-/// file is refused with its path and the fix.
+/// A daemon config whose default agent keeps working (until the test ends it).
+const LONG_AGENT_CONFIG: &str =
+    "default_agent = \"slow\"\n[agents.slow]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n";
+
+/// Named hosts: add, list with reachability, version, counts and load, use by name, remove; a
+/// bad file is refused with its path and the fix.
 #[test]
 fn hosts_add_list_use_and_remove() {
-    let Some(hosts) = hosts("hosts_add_list_use_and_remove", 2, "") else {
+    let Some(hosts) = hosts("hosts_add_list_use_and_remove", 3, LONG_AGENT_CONFIG) else {
         return;
     };
-    let (a, b) = (&hosts.hosts[0], &hosts.hosts[1]);
+    let (a, b, c) = (&hosts.hosts[0], &hosts.hosts[1], &hosts.hosts[2]);
     hosts.ctl(&["hosts", "add", "alpha", &a.url()]).assert_ok();
     hosts.ctl(&["hosts", "add", "beta", &b.url()]).assert_ok();
+    hosts.ctl(&["hosts", "add", "gamma", &c.url()]).assert_ok();
     let down = format!("ssh://root@{}:2222", a.addr);
     hosts.ctl(&["hosts", "add", "gone", &down]).assert_ok();
     let dup = hosts.ctl(&["hosts", "add", "alpha", &b.url()]);
@@ -379,6 +384,49 @@ fn hosts_add_list_use_and_remove() {
             "--host", "beta", "sessions", "new", "--cwd", &cwd, "--", "sleep", "300",
         ])
         .assert_ok();
+    // A task on gamma whose agent keeps running: gamma's load counts it, the others' do not.
+    let repo = committed_repo(&c.sandbox.path().join("gamma-repo"));
+    hosts
+        .ctl(&[
+            "--host",
+            "gamma",
+            "projects",
+            "add",
+            repo.to_str().unwrap(),
+            "--name",
+            "demo",
+        ])
+        .assert_ok();
+    let t = hosts
+        .ctl(&[
+            "--host",
+            "gamma",
+            "tasks",
+            "create",
+            "--project",
+            "demo",
+            "--spec",
+            "001-load",
+            "--json",
+        ])
+        .assert_ok()
+        .json();
+    let task = t["id"].as_str().unwrap().to_string();
+    hosts
+        .ctl(&["--host", "gamma", "tasks", "start", &task])
+        .assert_ok();
+    wait_for("gamma's running task in its status", TIMEOUT, || {
+        let json = hosts
+            .ctl(&["--host", "gamma", "status", "--json"])
+            .assert_ok()
+            .json();
+        if json["load"]["tasks_running"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("{json}"))
+        }
+    });
+
     let list = hosts.ctl(&["hosts", "list", "--json"]).assert_ok().json();
     let entry = |name: &str| {
         list.as_array()
@@ -393,6 +441,19 @@ fn hosts_add_list_use_and_remove() {
     assert_eq!(entry("alpha")["sessions"], 0, "{list}");
     assert_eq!(entry("beta")["sessions"], 1, "{list}");
     assert_eq!(entry("beta")["sessions_running"], 1, "{list}");
+    for (name, running) in [("alpha", 0), ("beta", 0), ("gamma", 1)] {
+        let h = entry(name);
+        assert_eq!(h["reachable"], true, "{list}");
+        assert_eq!(h["tasks_running"], running, "{name}: {list}");
+        assert!(h["cpus"].as_u64().unwrap() >= 1, "{name}: {list}");
+        let load = &h["load_average"];
+        for window in ["one", "five", "fifteen"] {
+            assert!(load[window].as_f64().unwrap() >= 0.0, "{name}: {list}");
+        }
+        let total = h["memory"]["total_bytes"].as_u64().unwrap();
+        let available = h["memory"]["available_bytes"].as_u64().unwrap();
+        assert!(total > 0 && available <= total, "{name}: {list}");
+    }
     assert_eq!(entry("gone")["reachable"], false, "{list}");
     assert!(
         entry("gone")["error"]
@@ -403,6 +464,36 @@ fn hosts_add_list_use_and_remove() {
     );
     let text = hosts.ctl(&["hosts", "list"]).assert_ok().stdout.clone();
     assert!(text.contains("DOWN"), "{text}");
+    assert!(text.contains("1 tasks running, load "), "{text}");
+    assert_eq!(text.matches("0 tasks running, load ").count(), 2, "{text}");
+    assert!(
+        text.contains(" CPUs, memory ") && text.contains(" GiB available of "),
+        "{text}"
+    );
+    let status = hosts
+        .ctl(&["--host", "gamma", "status"])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(
+        status.contains("load         1 tasks running, load "),
+        "{status}"
+    );
+    // Stopped, the task no longer counts.
+    hosts
+        .ctl(&["--host", "gamma", "tasks", "stop", &task])
+        .assert_ok();
+    wait_for("gamma's stopped task gone from its load", TIMEOUT, || {
+        let json = hosts
+            .ctl(&["--host", "gamma", "status", "--json"])
+            .assert_ok()
+            .json();
+        if json["load"]["tasks_running"] == 0 {
+            Ok(())
+        } else {
+            Err(format!("{json}"))
+        }
+    });
 
     let status = hosts
         .ctl(&["--host", "alpha", "status", "--json"])
@@ -513,4 +604,111 @@ fn doctor_runs_on_the_remote_host() {
             .contains(&host.daemon().pid().to_string()),
         "the remote doctor saw that host's daemon: {report}"
     );
+}
+
+/// `projects clone --host B --from A PROJECT`: the origin of the project as A knows it is
+/// cloned by B's daemon into the given path and registered there; a project without an origin
+/// and a path that exists are refused with the reason.
+#[test]
+fn projects_clone_puts_a_project_s_origin_on_another_host() {
+    let Some(hosts) = hosts(
+        "projects_clone_puts_a_project_s_origin_on_another_host",
+        2,
+        "",
+    ) else {
+        return;
+    };
+    let (a, b) = (&hosts.hosts[0], &hosts.hosts[1]);
+    // The origin: a bare repository on the file system both hosts share (only /run is theirs).
+    let work = committed_repo(&a.sandbox.path().join("work"));
+    let bare = a.sandbox.path().join("origin.git");
+    aifactory_tests::git::git(
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+        a.sandbox.path(),
+    );
+    aifactory_tests::git::git(&["remote", "add", "origin", bare.to_str().unwrap()], &work);
+    hosts
+        .ctl_on(
+            a,
+            &["projects", "add", work.to_str().unwrap(), "--name", "demo"],
+        )
+        .assert_ok();
+    let lonely = committed_repo(&a.sandbox.path().join("lonely"));
+    hosts
+        .ctl_on(a, &["projects", "add", lonely.to_str().unwrap()])
+        .assert_ok();
+
+    let dest = b.sandbox.path().join("clones/demo");
+    let dest_arg = dest.display().to_string();
+    let a_url = a.url();
+    let cloned = hosts
+        .ctl_on(
+            b,
+            &[
+                "projects", "clone", "demo", "--from", &a_url, "--path", &dest_arg, "--json",
+            ],
+        )
+        .assert_ok()
+        .json();
+    assert_eq!(cloned["name"], "demo", "{cloned}");
+    assert_eq!(cloned["origin_url"], bare.display().to_string(), "{cloned}");
+    let canonical = dest.canonicalize().unwrap();
+    assert_eq!(cloned["path"], canonical.display().to_string(), "{cloned}");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("README")).unwrap(),
+        "hello\n"
+    );
+
+    let on_b = hosts
+        .ctl_on(b, &["projects", "list", "--json"])
+        .assert_ok()
+        .json();
+    let names: Vec<&str> = on_b
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["demo"], "{on_b}");
+    let text = hosts
+        .ctl_on(b, &["projects", "list"])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(text.contains("demo") && text.contains(&dest_arg), "{text}");
+
+    // Nothing to clone from: the reason and the fix, and nothing registered.
+    let other = b.sandbox.path().join("clones/lonely").display().to_string();
+    let refused = hosts.ctl_on(
+        b,
+        &[
+            "projects", "clone", "lonely", "--from", &a_url, "--path", &other,
+        ],
+    );
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("has no origin remote")
+            && refused.stderr.contains("git remote add origin"),
+        "{refused:?}"
+    );
+    // The path taken: refused by B's daemon before git runs.
+    let again = hosts.ctl_on(
+        b,
+        &[
+            "projects", "clone", "demo", "--from", &a_url, "--path", &dest_arg,
+        ],
+    );
+    assert_ne!(again.code, Some(0), "{again:?}");
+    assert!(again.stderr.contains("exists already"), "{again:?}");
+    let on_b = hosts
+        .ctl_on(b, &["projects", "list", "--json"])
+        .assert_ok()
+        .json();
+    assert_eq!(on_b.as_array().map(Vec::len), Some(1), "{on_b}");
 }

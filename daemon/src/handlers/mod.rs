@@ -24,6 +24,9 @@ pub async fn handle(id: u64, request: Request, ctx: &ConnContext) -> Answer {
         Request::ProjectAdd(add) => Answer::Reply(projects::add(ctx, add).await),
         Request::ProjectList => Answer::Reply(projects::list(ctx).await),
         Request::ProjectShow { key } => Answer::Reply(projects::show(ctx, key).await),
+        Request::ProjectClone { url, path, name } => {
+            Answer::Reply(projects::clone(ctx, url, path, name).await)
+        }
         Request::ProjectRemove { key } => Answer::Reply(projects::remove(ctx, key).await),
         Request::ProjectImportLegacy { source, entries } => {
             Answer::Reply(projects::import_legacy(ctx, source, entries).await)

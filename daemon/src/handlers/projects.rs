@@ -36,6 +36,49 @@ pub async fn add(ctx: &ConnContext, add: ProjectAdd) -> Result<Reply, ErrorReply
     Ok(Reply::Project(projects::add(&ctx.daemon.store, add).await?))
 }
 
+/// How long a clone may take before it is given up (and its process killed).
+const CLONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+pub async fn clone(
+    ctx: &ConnContext,
+    url: String,
+    path: PathBuf,
+    name: Option<String>,
+) -> Result<Reply, ErrorReply> {
+    if !path.is_absolute() {
+        return Err(ErrorReply::new(
+            ErrorCode::Invalid,
+            format!(
+                "`{}` is relative: give the clone's path absolute on this host",
+                path.display()
+            ),
+        ));
+    }
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Err(ErrorReply::new(
+            ErrorCode::Conflict,
+            format!(
+                "{} exists already: give a path that does not exist yet for the clone",
+                path.display()
+            ),
+        ));
+    }
+    crate::git::clone(&url, &path, CLONE_TIMEOUT)
+        .await
+        .map_err(|e| {
+            ErrorReply::new(
+                ErrorCode::Invalid,
+                format!("git clone {url} {} failed: {e}", path.display()),
+            )
+        })?;
+    let add = ProjectAdd {
+        path,
+        name,
+        provider: None,
+    };
+    Ok(Reply::Project(projects::add(&ctx.daemon.store, add).await?))
+}
+
 pub async fn list(ctx: &ConnContext) -> Result<Reply, ErrorReply> {
     Ok(Reply::Projects(projects::list(&ctx.daemon.store).await?))
 }

@@ -28,5 +28,8 @@ pub async fn handle(ctx: &ConnContext) -> Reply {
         sandbox: daemon.tasks.landlock().describe(),
         limits_available: daemon.tasks.cgroups().available().is_ok(),
         limits: daemon.tasks.cgroups().describe(),
+        load: crate::host_load::read(
+            u32::try_from(daemon.tasks.running_count()).unwrap_or(u32::MAX),
+        ),
     })
 }

@@ -337,6 +337,11 @@ impl Supervisor {
         Ok(task)
     }
 
+    /// How many tasks' agents this daemon runs now.
+    pub fn running_count(&self) -> usize {
+        lock(&self.runners).len()
+    }
+
     fn is_running(&self, id: &str) -> bool {
         lock(&self.runners).contains_key(id)
     }

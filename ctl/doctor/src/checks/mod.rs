@@ -147,6 +147,12 @@ mod tests {
             sandbox: String::new(),
             limits_available: false,
             limits: String::new(),
+            load: aifactory_common::protocol::HostLoad {
+                tasks_running: 0,
+                cpus: 1,
+                load_average: None,
+                memory: None,
+            },
         }
     }
 
