@@ -198,6 +198,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
         "POST /api/v1/tasks/no-such-thing/stop",
         "POST /api/v1/tasks/no-such-thing/restart",
         "GET /api/v1/tasks/no-such-thing/transcript",
+        "GET /api/v1/tasks/no-such-thing/attempts",
         "GET /api/v1/sessions",
         "GET /api/v1/sessions/no-such-thing",
         "DELETE /api/v1/sessions/no-such-thing",
@@ -210,7 +211,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     }
     assert_eq!(
         names.len(),
-        23,
+        24,
         "an undocumented route crept in: {names:#?}"
     );
 
