@@ -291,7 +291,9 @@ async fn a_tasks_card_moves_across_the_columns_in_order_and_its_bar_reaches_100(
     page.wait_until(
         "document.querySelectorAll('#attempts li[data-attempt]').length === 1
          && document.querySelector('#attempts li[data-attempt=\"1\"][data-state=ended]')
-              ?.textContent.includes('exited 0')",
+              ?.textContent.includes('exited 0')
+         && document.querySelector('#attempts li[data-attempt=\"1\"] time[datetime]') !== null
+         && !document.querySelector('#attempts').textContent.includes('[object')",
         "attempt #1 listed as ended with exit 0",
         TIMEOUT,
     )

@@ -737,6 +737,10 @@ fn a_restart_with_another_panes_root_keeps_the_sessions_where_they_live() {
         .ctl(&["sessions", "wait", old["id"].as_str().unwrap(), "--json"])
         .json();
     assert_eq!(ended["state"], "exited", "{ended:#}");
+    // Sessions outlive their daemon by design: end the new one too, so nothing is left running.
+    sandbox
+        .ctl(&["sessions", "kill", new["id"].as_str().unwrap()])
+        .assert_ok();
 }
 
 #[test]

@@ -186,7 +186,7 @@ export function mount(main, [id], { events, navigate, handle }) {
       a.failure ? [' · ', h('span', { class: 'badge badge-failure', 'data-kind': a.failure.kind, title: `${a.failure.message}\nFix: ${a.failure.fix}`, text: a.failure.kind })] : '',
       r ? ` · ${(r.cpu_usec / 1e6).toFixed(1)} s CPU · peak ${bytes(r.memory_peak_bytes ?? r.memory_bytes)}` : '',
       ' · started ',
-      h('time', { datetime: a.started_at, text: time(a.started_at) }),
+      time(a.started_at),
       a.reason ? h('p', { class: 'attempt-reason help', text: a.reason }) : '',
     );
   }
