@@ -57,6 +57,11 @@ export function bytes(n) {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
+/** A cgroup's CPU time (`ResourceUsage.cpu_usec`): `1.2 s CPU`. */
+export function cpuTime(usec) {
+  return `${(usec / 1e6).toFixed(1)} s CPU`;
+}
+
 export function duration(ms) {
   if (ms === null || ms === undefined) return '—';
   const s = Math.round(ms / 1000);

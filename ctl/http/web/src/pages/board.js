@@ -2,7 +2,7 @@
 
 import { api } from '../api.js';
 import { ask } from '../dialog.js';
-import { bytes, cost, h } from '../dom.js';
+import { bytes, cost, cpuTime, h } from '../dom.js';
 
 /** common's TaskPhase, in its order. */
 export const PHASES = [
@@ -39,7 +39,7 @@ function resources(r) {
   return h('span', {
     class: 'card-resources',
     title: `CPU time, peak memory and processes of its cgroup${r.oom_kills ? `; ${r.oom_kills} OOM kills` : ''}`,
-    text: `${(r.cpu_usec / 1e6).toFixed(1)} s CPU · ${bytes(peak)} · ${r.processes} proc`,
+    text: `${cpuTime(r.cpu_usec)} · ${bytes(peak)} · ${r.processes} proc`,
   });
 }
 

@@ -1,7 +1,7 @@
 // `/tasks/{id}`: one task, and its agent's transcript as a conversation that follows live.
 
 import { api } from '../api.js';
-import { bytes, cost, duration, exitText, h, time, tokens } from '../dom.js';
+import { bytes, cost, cpuTime, duration, exitText, h, time, tokens } from '../dom.js';
 import { actionButtons, badges, progressOf, runAction, stallText } from './board.js';
 
 function usageLine(usage) {
@@ -138,7 +138,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     if (task.failure) rows.push(['Failure', h('span', {}, h('span', { class: 'badge badge-failure', 'data-kind': task.failure.kind, text: task.failure.kind }), ' ', task.failure.message, h('br'), h('strong', { text: 'Fix: ' }), task.failure.fix)]);
     if (task.resources) {
       const r = task.resources;
-      rows.push(['Resources', `${(r.cpu_usec / 1e6).toFixed(1)} s CPU · ${bytes(r.memory_bytes)} memory (peak ${bytes(r.memory_peak_bytes)}${r.memory_max ? ` of ${bytes(r.memory_max)}` : ''}) · ${r.processes} processes${r.oom_kills ? ` · ${r.oom_kills} OOM kills` : ''}`]);
+      rows.push(['Resources', `${cpuTime(r.cpu_usec)} · ${bytes(r.memory_bytes)} memory (peak ${bytes(r.memory_peak_bytes)}${r.memory_max ? ` of ${bytes(r.memory_max)}` : ''}) · ${r.processes} processes${r.oom_kills ? ` · ${r.oom_kills} OOM kills` : ''}`]);
     }
     if (task.confinement) rows.push(['Confinement', task.confinement]);
     const notes = (task.notes || []).length ? h('ul', { id: 'task-notes', class: 'notes' }, task.notes.map((n) => h('li', { text: n }))) : h('p', { class: 'help', text: 'No progress notes yet.' });
@@ -184,7 +184,7 @@ export function mount(main, [id], { events, navigate, handle }) {
       a.attempt > 1 ? ` (attempt ${a.attempt} of its run)` : '',
       ` · ${a.ended_at ? (a.exit ? exitText(a.exit) : 'ended without an exit status') : 'running'}`,
       a.failure ? [' · ', h('span', { class: 'badge badge-failure', 'data-kind': a.failure.kind, title: `${a.failure.message}\nFix: ${a.failure.fix}`, text: a.failure.kind })] : '',
-      r ? ` · ${(r.cpu_usec / 1e6).toFixed(1)} s CPU · peak ${bytes(r.memory_peak_bytes ?? r.memory_bytes)}` : '',
+      r ? ` · ${cpuTime(r.cpu_usec)} · peak ${bytes(r.memory_peak_bytes ?? r.memory_bytes)}` : '',
       ' · started ',
       time(a.started_at),
       a.reason ? h('p', { class: 'attempt-reason help', text: a.reason }) : '',
