@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use aifactory_tests::browser::{Browser, CookieSameSite, TIMEOUT, screenshots};
-use aifactory_tests::session::new_session;
 use aifactory_tests::web_page::{
-    SLOW, assert_no_csp_refusal, assert_terminal_shows, csp_refusals, logged_in, open_console,
-    output_log_lines, wait_terminal,
+    OnConsole, SLOW, assert_no_csp_refusal, assert_terminal_shows, csp_refusals, logged_in,
+    on_console, output_log_lines, wait_terminal,
 };
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
@@ -346,19 +345,17 @@ async fn a_stalled_task_shows_its_badge_with_the_evidence() {
 async fn the_console_types_renders_colours_and_resizes_the_pty() {
     const TEST: &str = "the_console_types_renders_colours_and_resizes_the_pty";
     let sandbox = Sandbox::new();
-    let daemon = sandbox.daemon().start();
-    let shim = sandbox.http().start();
-    let client = daemon.client().await;
-    let s = new_session(
-        &client,
-        &sandbox,
-        "printf 'plain \\033[31mRED\\033[0m \\033[1;32mGREEN\\033[0m\\n'; exec sh -i",
-    )
-    .await;
-    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+    let script = "printf 'plain \\033[31mRED\\033[0m \\033[1;32mGREEN\\033[0m\\n'; exec sh -i";
+    let Some(OnConsole {
+        page,
+        browser,
+        shim: _shim,
+        daemon: _daemon,
+        ..
+    }) = on_console(TEST, &sandbox, script).await
+    else {
         return;
     };
-    open_console(&page, &shim, &s.id).await;
     wait_terminal(&page, "plain RED GREEN", TIMEOUT).await;
 
     // Colours are cells' attributes in xterm's buffer, not pixels.
@@ -459,21 +456,18 @@ async fn the_console_types_renders_colours_and_resizes_the_pty() {
 async fn a_daemon_sigkill_during_output_loses_no_byte_of_the_console() {
     const TEST: &str = "a_daemon_sigkill_during_output_loses_no_byte_of_the_console";
     let sandbox = Sandbox::new();
-    let mut daemon: Daemon = sandbox.daemon().start();
-    let shim = sandbox.http().start();
-    let client = daemon.client().await;
-    let s = new_session(
-        &client,
-        &sandbox,
-        "i=0; while [ $i -lt 4000 ]; do echo line-$i; i=$((i+1)); \
-         if [ $((i % 40)) = 0 ]; then sleep 0.02; fi; done; echo all-done; sleep 300",
-    )
-    .await;
-    drop(client);
-    let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
+    let script = "i=0; while [ $i -lt 4000 ]; do echo line-$i; i=$((i+1)); \
+         if [ $((i % 40)) = 0 ]; then sleep 0.02; fi; done; echo all-done; sleep 300";
+    let Some(OnConsole {
+        page,
+        browser,
+        session: s,
+        shim: _shim,
+        mut daemon,
+    }) = on_console(TEST, &sandbox, script).await
+    else {
         return;
     };
-    open_console(&page, &shim, &s.id).await;
     wait_terminal(&page, "line-300\n", SLOW).await;
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(SLOW).expect("the daemon is killed");
