@@ -71,22 +71,37 @@ export async function request(method, path, { body, query, signal, quiet401 = fa
 }
 
 const enc = encodeURIComponent;
+// Objects live on a host: every object route is addressed by (host, id).
+const on = (host, kind, id) => `/api/v1/hosts/${enc(host)}/${kind}/${enc(id)}`;
 
 export const api = {
   status: () => request('GET', '/api/v1/status'),
+  hosts: () => request('GET', '/api/v1/hosts'),
+  host: (name) => request('GET', `/api/v1/hosts/${enc(name)}`),
   projects: () => request('GET', '/api/v1/projects'),
-  tasks: (project) => request('GET', '/api/v1/tasks', { query: { project } }),
-  task: (id) => request('GET', `/api/v1/tasks/${enc(id)}`),
+  tasks: ({ project, host } = {}) => request('GET', '/api/v1/tasks', { query: { project, host } }),
+  task: (host, id) => request('GET', on(host, 'tasks', id)),
   createTask: (task) => request('POST', '/api/v1/tasks', { body: task }),
-  startTask: (id) => request('POST', `/api/v1/tasks/${enc(id)}/start`, { body: {} }),
-  stopTask: (id) => request('POST', `/api/v1/tasks/${enc(id)}/stop`, { body: {} }),
-  restartTask: (id, fresh) => request('POST', `/api/v1/tasks/${enc(id)}/restart`, { query: { fresh: fresh ? 'true' : 'false' }, body: {} }),
-  removeTask: (id) => request('DELETE', `/api/v1/tasks/${enc(id)}`),
-  attempts: (id) => request('GET', `/api/v1/tasks/${enc(id)}/attempts`),
-  transcript: (id, after) => request('GET', `/api/v1/tasks/${enc(id)}/transcript`, { query: { after } }),
+  startTask: (host, id) => request('POST', `${on(host, 'tasks', id)}/start`, { body: {} }),
+  stopTask: (host, id) => request('POST', `${on(host, 'tasks', id)}/stop`, { body: {} }),
+  restartTask: (host, id, fresh) => request('POST', `${on(host, 'tasks', id)}/restart`, { query: { fresh: fresh ? 'true' : 'false' }, body: {} }),
+  removeTask: (host, id) => request('DELETE', on(host, 'tasks', id)),
+  attempts: (host, id) => request('GET', `${on(host, 'tasks', id)}/attempts`),
+  transcript: (host, id, after) => request('GET', `${on(host, 'tasks', id)}/transcript`, { query: { after } }),
   sessions: () => request('GET', '/api/v1/sessions'),
-  session: (id, opts) => request('GET', `/api/v1/sessions/${enc(id)}`, opts),
+  session: (host, id, opts) => request('GET', on(host, 'sessions', id), opts),
+  /** The console WebSocket's path (the page adds the scheme, host and `?from=`). */
+  consolePath: (host, id) => `${on(host, 'sessions', id)}/console`,
   doctor: () => request('GET', '/api/v1/doctor'),
   login: (credential) => request('POST', '/api/v1/login', { body: credential, quiet401: true }),
   logout: () => request('POST', '/api/v1/logout', { body: {}, quiet401: true }),
 };
+
+/** The page's own URLs of an object: `/hosts/{host}/tasks/{id}`, `/hosts/{host}/sessions/{id}/console`. */
+export const pages = {
+  task: (host, id) => `/hosts/${enc(host)}/tasks/${enc(id)}`,
+  console: (host, id) => `/hosts/${enc(host)}/sessions/${enc(id)}/console`,
+};
+
+/** The key of an object on the page: ids are a host's own, so (host, id) names one. */
+export const keyOf = (host, id) => `${host}/${id}`;

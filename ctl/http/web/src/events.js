@@ -1,9 +1,12 @@
-// The daemon's event stream (GET /api/v1/events), shared by every page.
+// The shim's event stream (GET /api/v1/events), shared by every page: every host's daemon
+// events merged, each carrying its `host`, and `daemon` notices when a host goes down or comes
+// back (the other hosts' events keep coming meanwhile).
 //
 // EventSource resumes by itself with `Last-Event-ID` after a dropped connection. When it gives
 // up (an HTTP error: 401, 503), a new one is opened with `?after=<last id>` after a backoff, so
 // no event is missed or doubled either way; the reason is found with a plain request, since
-// EventSource does not expose the status.
+// EventSource does not expose the status. The id is the shim's position on every host
+// (`b1:120,b2:98`): an opaque string, handed back as it came, never read as a number.
 
 import { api } from './api.js';
 
@@ -20,8 +23,13 @@ export const EVENT_KINDS = [
 
 export class EventStream {
   constructor() {
-    /** The `id:` (sequence number) of the last event received, or null before the first. */
+    /** The `id:` of the last event received (opaque: `b1:120,b2:98`), or null before the first. */
     this.lastEventId = null;
+    /** Hosts whose daemon the shim cannot reach now: name -> {reason, since}. */
+    this.down = new Map();
+    this.hostListeners = new Set();
+    /** When the last notice about each host came (Date.now()). */
+    this.noticeAt = new Map();
     /** `connecting`, `open`, `daemon_unavailable`, `retrying`, `unauthorized`, `stopped`. */
     this.state = 'stopped';
     /** Why it is not open, for people. */
@@ -44,6 +52,11 @@ export class EventStream {
   onState(fn) {
     this.stateListeners.add(fn);
     return () => this.stateListeners.delete(fn);
+  }
+  /** `fn({host, daemon: 'unavailable'|'available', message})` when a host goes down or comes back. */
+  onHost(fn) {
+    this.hostListeners.add(fn);
+    return () => this.hostListeners.delete(fn);
   }
   /** `fn()` when events may have been missed (lagged, or reopened without a last id): refetch. */
   onResync(fn) {
@@ -82,23 +95,24 @@ export class EventStream {
     source.onopen = () => {
       this.backoff = 500;
       this.setState('open');
+      this.setHostsState();
       // Reopened without a last id: anything that happened in between is unknown.
       if (reopened && this.lastEventId === null) this.resync();
       this.everOpened = true;
     };
     source.onmessage = (e) => this.deliver(e);
     for (const kind of EVENT_KINDS) source.addEventListener(kind, (e) => this.deliver(e));
-    // The shim lost aifactoryd (its message names the socket) and reconnects by itself; the
-    // stream then goes on from where it was, so nothing is refetched.
+    // The shim lost a host's aifactoryd (its message says why: ssh's words, or the socket) and
+    // reconnects by itself; the stream goes on meanwhile with the other hosts' events.
     source.addEventListener('daemon', (e) => {
       let notice = {};
       try {
         notice = JSON.parse(e.data);
       } catch {
-        // an unreadable notice says nothing
+        console.warn('event stream: a daemon notice that is not JSON', e.data);
+        return;
       }
-      if (notice.daemon === 'unavailable') this.setState('daemon_unavailable', notice.message || 'aifactoryd does not answer');
-      else if (notice.daemon === 'available') this.setState('open');
+      this.hostNotice(notice);
     });
     source.addEventListener('lagged', (e) => {
       let missed = '?';
@@ -140,6 +154,50 @@ export class EventStream {
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
     this.setState('retrying', `${reason}; retrying in ${Math.round(wait / 1000) || 1} s`);
     this.timer = setTimeout(() => this.open(), wait);
+  }
+
+  hostNotice(notice) {
+    const host = notice.host ?? '';
+    this.noticeAt.set(host, Date.now());
+    if (notice.daemon === 'unavailable') {
+      const was = this.down.get(host);
+      this.down.set(host, { reason: notice.message || 'aifactoryd does not answer', since: was ? was.since : Date.now() });
+    } else if (notice.daemon === 'available') {
+      this.down.delete(host);
+    } else {
+      console.warn('event stream: a daemon notice this page does not know', notice);
+      return;
+    }
+    for (const fn of this.hostListeners) {
+      try {
+        fn({ ...notice, host });
+      } catch (err) {
+        console.error('host listener failed', err);
+      }
+    }
+    this.setHostsState();
+  }
+
+  /** Takes the hosts' states from `GET /api/v1/hosts` (a page that fetched it): a host down
+   * there that no notice reported yet (it went down before the stream opened), or back up.
+   * `askedAt` (Date.now() when it was asked): a notice since then is newer and wins. */
+  syncHosts(hosts, askedAt) {
+    for (const host of hosts) {
+      if ((this.noticeAt.get(host.name) ?? -Infinity) >= askedAt) continue;
+      if (host.state === 'down' && !this.down.has(host.name)) this.hostNotice({ daemon: 'unavailable', host: host.name, message: host.reason });
+      else if (host.state === 'up' && this.down.has(host.name)) this.hostNotice({ daemon: 'available', host: host.name });
+    }
+  }
+
+  /** `daemon_unavailable` while any host is down (the reason names them), else open. */
+  setHostsState() {
+    if (this.state !== 'open' && this.state !== 'daemon_unavailable') return;
+    if (!this.down.size) {
+      this.setState('open');
+      return;
+    }
+    const reasons = [...this.down].map(([host, d]) => `aifactoryd on ${host || 'its host'} is unavailable: ${d.reason}`);
+    this.setState('daemon_unavailable', reasons.join('; '));
   }
 
   deliver(message) {

@@ -12,6 +12,8 @@ import { EventStream } from './events.js';
 import * as board from './pages/board.js';
 import * as consolePage from './pages/console.js';
 import * as doctor from './pages/doctor.js';
+import * as hosts from './pages/hosts.js';
+import * as legacy from './pages/legacy.js';
 import * as login from './pages/login.js';
 import * as sessions from './pages/sessions.js';
 import * as task from './pages/task.js';
@@ -30,17 +32,23 @@ const handle = {
   sessions: null,
   console: null,
   doctor: null,
+  hosts: null,
   login: null,
   /** Navigates within the app (History API). */
   navigate: (path, state) => navigate(path, state),
 };
 window.aifactory = handle;
 
+// A task or session is its host's: its page's URL names both (`params` = [host, id]). The
+// older host-less URLs find the host by the id and move to the hosted URL.
 const ROUTES = [
   { name: 'board', re: /^\/$/, page: board, title: 'Board' },
-  { name: 'task', re: /^\/tasks\/([^/]+)\/?$/, page: task, title: 'Task' },
+  { name: 'hosts', re: /^\/hosts\/?$/, page: hosts, title: 'Hosts' },
+  { name: 'task', re: /^\/hosts\/([^/]+)\/tasks\/([^/]+)\/?$/, page: task, title: 'Task' },
+  { name: 'console', re: /^\/hosts\/([^/]+)\/sessions\/([^/]+)\/console\/?$/, page: consolePage, title: 'Live Console' },
+  { name: 'task_by_id', re: /^\/tasks\/([^/]+)\/?$/, page: legacy.task, title: 'Task' },
   { name: 'sessions', re: /^\/sessions\/?$/, page: sessions, title: 'Sessions' },
-  { name: 'console', re: /^\/sessions\/([^/]+)\/?$/, page: consolePage, title: 'Live Console' },
+  { name: 'console_by_id', re: /^\/sessions\/([^/]+)\/?$/, page: legacy.sessionConsole, title: 'Live Console' },
   { name: 'doctor', re: /^\/doctor\/?$/, page: doctor, title: 'Doctor' },
   { name: 'login', re: /^\/login\/?$/, page: login, title: 'Sign in' },
 ];
@@ -53,6 +61,7 @@ const nav = h(
   { 'aria-label': 'Main' },
   h('a', { href: '/', 'data-route': 'board', text: 'Board' }),
   h('a', { href: '/sessions', 'data-route': 'sessions', text: 'Sessions' }),
+  h('a', { href: '/hosts', 'data-route': 'hosts', text: 'Hosts' }),
   h('a', { href: '/doctor', 'data-route': 'doctor', text: 'Doctor' }),
 );
 const logoutButton = h('button', { type: 'button', id: 'logout', class: 'link-button', text: 'Sign out', onclick: logout });
@@ -190,7 +199,7 @@ function updateStatus() {
       timer = ` ${seconds} s`;
       break;
     case 'daemon_unavailable':
-      text = `Not live: aifactoryd is unavailable: ${events.reason} Waiting for it to come back`;
+      text = `${events.reason}. Waiting for it to come back`;
       timer = ` (${seconds} s)`;
       break;
     case 'retrying':

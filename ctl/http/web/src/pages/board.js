@@ -1,6 +1,8 @@
-// `/`: the board. One column per phase, a card per task, live from the event stream.
+// `/`: the board. One column per phase, a card per task of every host the shim serves, live
+// from the event stream. A task is named by (host, id); a host that is down keeps its cards,
+// greyed and marked stale, until it is back and its tasks are fetched again.
 
-import { api } from '../api.js';
+import { api, keyOf, pages } from '../api.js';
 import { ask } from '../dialog.js';
 import { bytes, cost, cpuTime, h } from '../dom.js';
 
@@ -75,11 +77,11 @@ export async function runAction(action, task, { onDone, report }) {
   try {
     let result = null;
     if (action === 'start') {
-      result = await api.startTask(task.id);
+      result = await api.startTask(task.host, task.id);
     } else if (action === 'stop') {
       const ok = await ask({ title: `Stop ${name}?`, message: `The agent of “${task.title}” gets SIGTERM, then SIGKILL after 5 seconds.`, actions: [{ label: 'Stop', value: 'stop', danger: true }] });
       if (!ok) return;
-      result = (await api.stopTask(task.id)).task;
+      result = (await api.stopTask(task.host, task.id)).task;
     } else if (action === 'restart') {
       const how = await ask({
         title: `Restart ${name}?`,
@@ -90,19 +92,19 @@ export async function runAction(action, task, { onDone, report }) {
         ],
       });
       if (!how) return;
-      result = await api.restartTask(task.id, how === 'fresh');
+      result = await api.restartTask(task.host, task.id, how === 'fresh');
     } else if (action === 'remove') {
       const ok = await ask({ title: `Remove ${name}?`, message: `Forgets the task “${task.title}” (its worktree stays).`, actions: [{ label: 'Remove', value: 'remove', danger: true }] });
       if (!ok) return;
       try {
-        await api.removeTask(task.id);
+        await api.removeTask(task.host, task.id);
       } catch (e) {
         if (e.code === 'method_not_allowed' || e.code === 'no_route') {
-          e.message = `this aifactory-http does not offer removing a task (${e.message}); use \`aifactoryctl tasks remove ${name}\``;
+          e.message = `this aifactory-http does not offer removing a task (${e.message}); use \`aifactoryctl tasks remove ${name}\` on host ${task.host}`;
         }
         throw e;
       }
-      result = { removed: task.id };
+      result = { removed: task.id, host: task.host };
     }
     if (onDone) onDone(result);
   } catch (e) {
@@ -110,38 +112,48 @@ export async function runAction(action, task, { onDone, report }) {
   }
 }
 
-export function actionButtons(task, handler) {
+/** The task's buttons; `disabled` (with why) while its host is down. */
+export function actionButtons(task, handler, disabled = null) {
   const active = ACTIVE.has(task.phase);
-  const b = (action, label, cls = '') => h('button', { type: 'button', class: `action ${cls}`.trim(), 'data-action': action, 'aria-label': `${label} ${task.spec_id}`, text: label, onclick: (e) => handler(action, task, e) });
+  const b = (action, label, cls = '') =>
+    h('button', { type: 'button', class: `action ${cls}`.trim(), 'data-action': action, 'aria-label': `${label} ${task.spec_id}`, text: label, disabled: Boolean(disabled), title: disabled || undefined, onclick: (e) => handler(action, task, e) });
   return [!active && b('start', 'Start', 'primary'), active && b('stop', 'Stop', 'danger'), task.phase !== 'backlog' && b('restart', 'Restart'), !active && b('remove', 'Remove', 'danger')];
 }
 
 export function mount(main, _params, { events, navigate, handle }) {
+  /** key (host/id) -> TaskInfo (with its `host`). */
   const tasks = new Map();
   let projects = [];
   const params = new URLSearchParams(location.search);
   const state = {
     tasks,
     projects,
+    /** GET /api/v1/hosts, as last fetched. */
+    hosts: [],
     filter: params.get('project') || '',
+    hostFilter: params.get('host') || '',
     loaded: false,
     error: null,
     element: null,
     columns: {},
-    card: (id) => cards.get(id) || null,
+    card: (host, id) => cards.get(keyOf(host, id)) || null,
     refresh: () => loadAll(),
   };
   handle.board = state;
   const cards = new Map();
 
-  // Toolbar: project filter and the new task form.
-  const filter = h('select', { id: 'project-filter', onchange: () => setFilter(filter.value) }, h('option', { value: '', text: 'All projects' }));
+  // Toolbar: host and project filters, the new task form; under it, a notice per host down.
+  const hostFilter = h('select', { id: 'host-filter', onchange: () => setFilter('host', hostFilter.value) }, h('option', { value: '', text: 'All hosts' }));
+  const filter = h('select', { id: 'project-filter', onchange: () => setFilter('project', filter.value) }, h('option', { value: '', text: 'All projects' }));
   const boardError = h('p', { id: 'board-error', class: 'error', role: 'alert' });
+  const notices = h('div', { id: 'host-notices', class: 'host-notices', role: 'status', 'aria-live': 'polite' });
   const newTask = newTaskForm();
   const toolbar = h(
     'div',
     { class: 'toolbar' },
     h('h1', { text: 'Board' }),
+    h('label', { for: 'host-filter', class: 'filter-label', text: 'Host' }),
+    hostFilter,
     h('label', { for: 'project-filter', class: 'filter-label', text: 'Project' }),
     filter,
     newTask.details,
@@ -149,7 +161,7 @@ export function mount(main, _params, { events, navigate, handle }) {
   const boardEl = h('div', { id: 'board', class: 'board', 'aria-label': 'Tasks by phase', role: 'region' });
   state.element = boardEl;
   const hint = h('p', { class: 'help board-hint', text: 'Arrow keys move between cards and columns; Enter opens a task.' });
-  main.append(toolbar, boardError, boardEl, hint);
+  main.append(toolbar, notices, boardError, boardEl, hint);
 
   for (const [phase, label] of PHASES) {
     const count = h('span', { class: 'count', text: '0' });
@@ -168,49 +180,72 @@ export function mount(main, _params, { events, navigate, handle }) {
     boardError.textContent = message;
   }
 
+  /** Why the host of `task` cannot be reached, or null while it can. */
+  const downReason = (host) => events.down.get(host)?.reason ?? null;
+
   function visible(task) {
+    if (state.hostFilter && task.host !== state.hostFilter) return false;
     return !state.filter || task.project_id === state.filter || task.project_name === state.filter;
   }
 
-  function setFilter(value) {
-    state.filter = value;
+  function setFilter(param, value) {
+    if (param === 'host') {
+      state.hostFilter = value;
+      renderProjects();
+    } else state.filter = value;
     const url = new URL(location.href);
-    if (value) url.searchParams.set('project', value);
-    else url.searchParams.delete('project');
+    for (const [name, v] of [
+      ['host', state.hostFilter],
+      ['project', state.filter],
+    ]) {
+      if (v) url.searchParams.set(name, v);
+      else url.searchParams.delete(name);
+    }
     history.replaceState(history.state, '', url.pathname + url.search);
     renderAll();
   }
 
   function handleAction(action, task) {
-    const since = lastEvent.get(task.id);
+    const key = keyOf(task.host, task.id);
+    const since = lastEvent.get(key);
     runAction(action, task, {
       report,
       onDone: (result) => {
         boardError.textContent = '';
-        if (result && result.removed) removeTask(result.removed);
+        if (result && result.removed) removeTask(key);
         else if (result && result.id) {
           // The answer is the task as it was when the daemon answered; events that came since
           // (the agent moving on) are newer, and it must not step the card back: ask again.
-          if (lastEvent.get(result.id) === since) upsert(result, true);
-          else refetch(result.id);
+          const answered = { ...result, host: result.host ?? task.host };
+          if (lastEvent.get(key) === since) upsert(answered, true);
+          else refetch(task.host, task.id);
         }
       },
     });
   }
 
   function renderCard(task) {
-    let card = cards.get(task.id);
-    const cardId = `card-${task.id}`;
+    const key = keyOf(task.host, task.id);
+    let card = cards.get(key);
+    const cardId = `card-${task.host}-${task.id}`;
     if (!card) {
-      card = h('article', { class: 'card', id: cardId, tabindex: '0', 'data-task-id': task.id, 'aria-labelledby': `${cardId}-title` });
+      card = h('article', { class: 'card', id: cardId, tabindex: '0', 'data-task-id': task.id, 'data-host': task.host, 'aria-labelledby': `${cardId}-title` });
+      card.key = key;
       card.item = h('li', {}, card);
-      cards.set(task.id, card);
+      cards.set(key, card);
     }
     card.dataset.phase = task.phase;
+    const down = downReason(task.host);
+    card.classList.toggle('stale', down !== null);
     const { percent, subtasks } = progressOf(task);
     const c = task.usage ? task.usage.cost_usd : null;
     card.replaceChildren(
-      h('div', { class: 'card-head' }, h('a', { class: 'card-spec', href: `/tasks/${encodeURIComponent(task.id)}`, tabindex: '-1', text: task.spec_id }), h('span', { class: 'card-project', text: task.project_name })),
+      h(
+        'div',
+        { class: 'card-head' },
+        h('a', { class: 'card-spec', href: pages.task(task.host, task.id), tabindex: '-1', text: task.spec_id }),
+        h('span', { class: 'card-where' }, h('span', { class: 'card-host', title: `host ${task.host}`, text: task.host }), h('span', { class: 'card-project', text: task.project_name })),
+      ),
       h('h3', { class: 'card-title', id: `${cardId}-title`, text: task.title }),
       h(
         'p',
@@ -226,8 +261,13 @@ export function mount(main, _params, { events, navigate, handle }) {
         h('progress', { max: '100', value: String(percent ?? 0), 'aria-label': `progress of ${task.spec_id}`, title: percent === null ? 'no progress reported yet' : `${percent}%` }),
         h('span', { class: 'card-subtasks', text: subtasks || (percent === null ? '' : `${percent}%`) }),
       ),
-      h('p', { class: 'badges' }, badges(task)),
-      h('div', { class: 'card-actions' }, actionButtons(task, handleAction)),
+      h(
+        'p',
+        { class: 'badges' },
+        down !== null && h('span', { class: 'badge badge-stale', title: `host ${task.host} is down: ${down}`, text: `stale: ${task.host} is down` }),
+        badges(task),
+      ),
+      h('div', { class: 'card-actions' }, actionButtons(task, handleAction, down !== null ? `host ${task.host} is down: ${down}` : null)),
     );
     return card;
   }
@@ -240,11 +280,13 @@ export function mount(main, _params, { events, navigate, handle }) {
       card.item.remove();
       return;
     }
-    // Oldest first within a column.
+    // Oldest first within a column (then by host and id, so the order is total).
     const siblings = [...col.list.children].filter((li) => li !== card.item);
     const before = siblings.find((li) => {
-      const other = tasks.get(li.firstChild.dataset.taskId);
-      return other && (other.created_at > task.created_at || (other.created_at === task.created_at && other.id > task.id));
+      const other = tasks.get(li.firstChild.key);
+      if (!other) return false;
+      if (other.created_at !== task.created_at) return other.created_at > task.created_at;
+      return other.host !== task.host ? other.host > task.host : other.id > task.id;
     });
     if (card.item.parentNode !== col.list || card.item.nextSibling !== (before || null)) {
       col.list.insertBefore(card.item, before || null);
@@ -260,20 +302,21 @@ export function mount(main, _params, { events, navigate, handle }) {
   }
 
   function upsert(task, force = false) {
-    const old = tasks.get(task.id);
+    const key = keyOf(task.host, task.id);
+    const old = tasks.get(key);
     // A stale answer (a list fetched before a refetch of the same task) never wins.
     if (old && !force && old.updated_at && task.updated_at && task.updated_at < old.updated_at) return;
-    tasks.set(task.id, task);
+    tasks.set(key, task);
     place(renderCard(task), task);
     counts();
   }
 
-  function removeTask(id) {
-    tasks.delete(id);
-    const card = cards.get(id);
+  function removeTask(key) {
+    tasks.delete(key);
+    const card = cards.get(key);
     if (card) {
       card.item.remove();
-      cards.delete(id);
+      cards.delete(key);
     }
     counts();
   }
@@ -283,28 +326,69 @@ export function mount(main, _params, { events, navigate, handle }) {
     counts();
   }
 
+  /** Projects are a host's: labelled with it when the shim serves several. */
+  const hostNames = () => [...new Set([...state.hosts.map((x) => x.name), ...projects.map((p) => p.host)])];
+  function projectLabel(p) {
+    return hostNames().length > 1 ? `${p.name} (${p.host})` : p.name;
+  }
+
   function renderProjects() {
+    const names = hostNames();
+    hostFilter.replaceChildren(h('option', { value: '', text: 'All hosts' }), ...names.map((n) => h('option', { value: n, text: downReason(n) !== null ? `${n} (down)` : n })));
+    hostFilter.value = names.includes(state.hostFilter) ? state.hostFilter : '';
+    if (state.hostFilter && !names.includes(state.hostFilter)) {
+      // A host named in the URL that the shim does not serve: say so rather than show nothing.
+      hostFilter.append(h('option', { value: state.hostFilter, text: `${state.hostFilter} (unknown)` }));
+      hostFilter.value = state.hostFilter;
+    }
     const current = state.filter;
-    filter.replaceChildren(h('option', { value: '', text: 'All projects' }), ...projects.map((p) => h('option', { value: p.id, text: p.name })));
+    const shown = projects.filter((p) => !state.hostFilter || p.host === state.hostFilter);
+    filter.replaceChildren(h('option', { value: '', text: 'All projects' }), ...shown.map((p) => h('option', { value: p.id, text: projectLabel(p) })));
     // A filter given by name in the URL selects that project.
-    const byName = projects.find((p) => p.name === current);
+    const byName = shown.find((p) => p.name === current);
     filter.value = byName ? byName.id : current;
     if (byName) state.filter = byName.id;
-    newTask.setProjects(projects);
+    newTask.setHosts(names, projects);
+  }
+
+  function renderNotices() {
+    const down = [...events.down].filter(([host]) => hostNames().includes(host) || [...tasks.values()].some((t) => t.host === host));
+    notices.replaceChildren(
+      ...down.map(([host, d]) =>
+        h(
+          'p',
+          { class: 'host-notice', 'data-host': host },
+          h('strong', { text: `Host ${host} is down: ` }),
+          d.reason,
+          `. Its cards are greyed: they show the tasks as they were when it went down, and update when it is back (aifactory-http reconnects by itself).`,
+        ),
+      ),
+    );
+  }
+
+  /** Every card of `host` again, with or without the stale mark. */
+  function renderHost(host) {
+    for (const task of tasks.values()) if (task.host === host) place(renderCard(task), task);
+    counts();
+    renderProjects();
+    renderNotices();
   }
 
   let gone = false;
   async function loadAll() {
     try {
-      const [list, projs] = await Promise.all([api.tasks(), api.projects()]);
+      const askedAt = Date.now();
+      const [list, projs, hosts] = await Promise.all([api.tasks(), api.projects(), api.hosts()]);
       if (gone) return;
+      state.hosts = hosts;
+      events.syncHosts(hosts, askedAt);
       projects = projs;
       state.projects = projs;
       renderProjects();
-      const seen = new Set(list.map((t) => t.id));
-      for (const id of [...tasks.keys()]) if (!seen.has(id)) removeTask(id);
-      for (const t of list) upsert(t);
-      renderAll();
+      // A host that is not up is left out of the list: its cards stay (stale), not removed.
+      const listed = new Set(hosts.filter((x) => x.state === 'up' && !events.down.has(x.name)).map((x) => x.name));
+      const known = new Set(hosts.map((x) => x.name));
+      reconcile(list, (task) => listed.has(task.host) || !known.has(task.host));
       state.loaded = true;
       state.error = null;
       loading.remove();
@@ -319,42 +403,68 @@ export function mount(main, _params, { events, navigate, handle }) {
   }
   let retryTimer = null;
 
+  /** Takes a fresh list: cards it does not have go when `covered(task)` says the list speaks for them. */
+  function reconcile(list, covered) {
+    const seen = new Set(list.map((t) => keyOf(t.host, t.id)));
+    for (const [key, task] of [...tasks]) if (!seen.has(key) && covered(task)) removeTask(key);
+    for (const t of list) upsert(t);
+    renderAll();
+  }
+
+  /** A host came back: its tasks (and projects) are fetched again, its cards fresh. */
+  async function reloadHost(host) {
+    try {
+      const [list, projs] = await Promise.all([api.tasks({ host }), api.projects()]);
+      if (gone || events.down.has(host)) return;
+      projects = projs;
+      state.projects = projs;
+      reconcile(
+        list.filter((t) => t.host === host),
+        (task) => task.host === host,
+      );
+      renderHost(host);
+    } catch (e) {
+      if (!gone && !e.unauthorized) report(`Cannot refresh the tasks of host ${host}: ${e.message}`);
+    }
+  }
+
   // One GET per task, however many events arrive for it at once. A GET that was under way when a
   // newer event for its task arrived may answer with the older state: it is dropped and asked
   // again (otherwise a card would step back a column and forward again).
-  const pending = new Set();
+  const pending = new Map();
   const lastEvent = new Map();
   let refetchTimer = null;
-  function refetch(id) {
-    pending.add(id);
+  function refetch(host, id) {
+    pending.set(keyOf(host, id), [host, id]);
     if (!refetchTimer) refetchTimer = setTimeout(flush, 100);
   }
   async function flush() {
     refetchTimer = null;
-    const ids = [...pending];
+    const wanted = [...pending];
     pending.clear();
     await Promise.all(
-      ids.map(async (id) => {
-        const since = lastEvent.get(id);
+      wanted.map(async ([key, [host, id]]) => {
+        const since = lastEvent.get(key);
         try {
-          const t = await api.task(id);
+          const t = await api.task(host, id);
           if (gone) return;
-          if (lastEvent.get(id) === since) upsert(t, true);
-          else refetch(id);
+          if (lastEvent.get(key) === since) upsert({ ...t, host: t.host ?? host }, true);
+          else refetch(host, id);
         } catch (e) {
           if (gone) return;
-          if (e.status === 404) removeTask(id);
-          else if (!e.unauthorized) report(`Cannot refresh task ${id}: ${e.message}`);
+          if (e.status === 404 && e.code !== 'unknown_host') removeTask(key);
+          else if (e.status === 503 && events.down.has(host)) return; // its notice says it all
+          else if (!e.unauthorized) report(`Cannot refresh task ${id} on ${host}: ${e.message}`);
         }
       }),
     );
   }
 
-  function patch(id, changes) {
-    const t = tasks.get(id);
+  function patch(key, changes) {
+    const t = tasks.get(key);
     if (!t) return false;
     const next = { ...t, ...changes };
-    tasks.set(id, next);
+    tasks.set(key, next);
     place(renderCard(next), next);
     counts();
     return true;
@@ -362,42 +472,50 @@ export function mount(main, _params, { events, navigate, handle }) {
 
   const unsubscribe = events.subscribe((ev) => {
     const d = ev.data || {};
-    if (d.task_id) lastEvent.set(d.task_id, ev.seq);
+    if (!d.task_id) return;
+    const host = ev.host;
+    const key = keyOf(host, d.task_id);
+    lastEvent.set(key, ev.seq);
     switch (ev.name) {
       case 'TaskPhase':
         // The card moves at once; the refetch brings the rest.
-        patch(d.task_id, { phase: d.to });
-        refetch(d.task_id);
+        patch(key, { phase: d.to });
+        refetch(host, d.task_id);
         break;
       case 'TaskProgress': {
-        const t = tasks.get(d.task_id);
-        if (t) patch(d.task_id, { progress: d.progress, notes: d.note ? [...(t.notes || []), d.note].slice(-20) : t.notes });
-        else refetch(d.task_id);
+        const t = tasks.get(key);
+        if (t) patch(key, { progress: d.progress, notes: d.note ? [...(t.notes || []), d.note].slice(-20) : t.notes });
+        else refetch(host, d.task_id);
         break;
       }
       case 'TaskStalled':
-        patch(d.task_id, { stall: d.evidence });
-        refetch(d.task_id);
+        patch(key, { stall: d.evidence });
+        refetch(host, d.task_id);
         break;
       case 'TaskWaitingInput':
-        patch(d.task_id, { waiting_input: d.prompt });
-        refetch(d.task_id);
+        patch(key, { waiting_input: d.prompt });
+        refetch(host, d.task_id);
         break;
       case 'TaskRemoved':
-        removeTask(d.task_id);
+        removeTask(key);
         break;
       case 'TaskCreated':
       case 'TaskExited':
-        refetch(d.task_id);
+        refetch(host, d.task_id);
         break;
       case 'TaskAgent':
         // Usage and cost change with a result; the rest of the transcript is the task page's.
-        if (d.entry && d.entry.event && d.entry.event.result) refetch(d.task_id);
+        if (d.entry && d.entry.event && d.entry.event.result) refetch(host, d.task_id);
         break;
       default:
     }
   });
   const unresync = events.onResync(() => loadAll());
+  // A host down: its cards greyed, with the notice. Back: its tasks fetched again.
+  const unhost = events.onHost((notice) => {
+    renderHost(notice.host);
+    if (notice.daemon === 'available') reloadHost(notice.host);
+  });
 
   // Keyboard: arrows between cards and columns, Enter opens the task.
   boardEl.addEventListener('keydown', (e) => {
@@ -405,7 +523,7 @@ export function mount(main, _params, { events, navigate, handle }) {
     if (!card || e.altKey || e.ctrlKey || e.metaKey) return;
     if (e.key === 'Enter' && e.target === card) {
       e.preventDefault();
-      navigate(`/tasks/${encodeURIComponent(card.dataset.taskId)}`);
+      navigate(pages.task(card.dataset.host, card.dataset.taskId));
       return;
     }
     if (e.target !== card) return;
@@ -436,10 +554,11 @@ export function mount(main, _params, { events, navigate, handle }) {
   boardEl.addEventListener('click', (e) => {
     const card = e.target.closest('.card');
     if (!card || e.target.closest('button, a, summary, input, select')) return;
-    navigate(`/tasks/${encodeURIComponent(card.dataset.taskId)}`);
+    navigate(pages.task(card.dataset.host, card.dataset.taskId));
   });
 
   function newTaskForm() {
+    const host = h('select', { id: 'new-task-host', name: 'host', required: true, onchange: () => showProjects() });
     const project = h('select', { id: 'new-task-project', name: 'project', required: true });
     const spec = h('input', { id: 'new-task-spec', name: 'spec_id', required: true, pattern: '[a-z0-9][a-z0-9\\-]{0,63}', maxlength: '64', placeholder: '001-login-page', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'new-task-spec-help' });
     const title = h('input', { id: 'new-task-title', name: 'title', maxlength: '200', placeholder: 'default: the spec id', autocomplete: 'off' });
@@ -449,6 +568,8 @@ export function mount(main, _params, { events, navigate, handle }) {
     const form = h(
       'form',
       { id: 'new-task-form', class: 'new-task-form', novalidate: true },
+      h('label', { for: 'new-task-host', text: 'Host' }),
+      host,
       h('label', { for: 'new-task-project', text: 'Project' }),
       project,
       h('label', { for: 'new-task-spec', text: 'Spec id' }),
@@ -462,12 +583,25 @@ export function mount(main, _params, { events, navigate, handle }) {
       error,
     );
     const details = h('details', { id: 'new-task', class: 'new-task' }, h('summary', { text: 'New task' }), form);
+    let allProjects = [];
+    function showProjects() {
+      const current = project.value;
+      const list = allProjects.filter((p) => p.host === host.value);
+      project.replaceChildren(h('option', { value: '', text: list.length ? 'Choose a project' : 'No project registered on this host' }), ...list.map((p) => h('option', { value: p.id, text: p.name })));
+      const filtered = list.some((p) => p.id === state.filter) ? state.filter : '';
+      project.value = list.some((p) => p.id === current) ? current : filtered;
+    }
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       error.textContent = '';
-      const body = { project: project.value, spec_id: spec.value.trim() };
+      const body = { host: host.value, project: project.value, spec_id: spec.value.trim() };
+      if (!body.host) {
+        error.textContent = 'Choose a host (aifactory-http serves the hosts of its [[hosts]] config).';
+        host.focus();
+        return;
+      }
       if (!body.project) {
-        error.textContent = 'Choose a project (register one with `aifactoryctl projects add PATH`).';
+        error.textContent = `Choose a project (register one on ${body.host} with \`aifactoryctl projects add PATH\`).`;
         project.focus();
         return;
       }
@@ -480,13 +614,16 @@ export function mount(main, _params, { events, navigate, handle }) {
       if (agent.value.trim()) body.agent = agent.value.trim();
       submit.disabled = true;
       try {
-        const task = await api.createTask(body);
+        const made = await api.createTask(body);
+        const task = { ...made, host: made.host ?? body.host };
         upsert(task, true);
-        const chosen = project.value;
+        const [chosenHost, chosen] = [host.value, project.value];
         form.reset();
+        host.value = chosenHost;
+        showProjects();
         project.value = chosen;
         details.open = false;
-        const card = cards.get(task.id);
+        const card = cards.get(keyOf(task.host, task.id));
         if (card && card.isConnected) card.focus();
       } catch (err) {
         error.textContent = err.message;
@@ -496,14 +633,19 @@ export function mount(main, _params, { events, navigate, handle }) {
     });
     return {
       details,
-      setProjects(list) {
-        const current = project.value;
-        project.replaceChildren(h('option', { value: '', text: list.length ? 'Choose a project' : 'No project registered' }), ...list.map((p) => h('option', { value: p.id, text: p.name })));
-        project.value = list.some((p) => p.id === current) ? current : state.filter || '';
+      /** The hosts to choose from (the filter's host first), and every host's projects. */
+      setHosts(names, list) {
+        allProjects = list;
+        const current = host.value;
+        host.replaceChildren(...names.map((n) => h('option', { value: n, text: downReason(n) !== null ? `${n} (down)` : n })));
+        const first = names.find((n) => downReason(n) === null) || names[0] || '';
+        host.value = names.includes(current) ? current : names.includes(state.hostFilter) ? state.hostFilter : first;
+        showProjects();
       },
     };
   }
 
+  renderNotices();
   loadAll();
   return () => {
     gone = true;
@@ -511,6 +653,7 @@ export function mount(main, _params, { events, navigate, handle }) {
     clearTimeout(refetchTimer);
     unsubscribe();
     unresync();
+    unhost();
     if (handle.board === state) handle.board = null;
   };
 }

@@ -1,4 +1,4 @@
-// `/sessions/{id}`: the Live Console. xterm.js on the console WebSocket: output replayed from
+// `/hosts/{host}/sessions/{id}/console`: the Live Console of a session on one host. xterm.js on the console WebSocket: output replayed from
 // offset 0 and then live, typing sent as binary frames, resizes as `{"resize": ...}`. Every byte
 // received is counted; after any disconnect it reconnects by itself from the next offset
 // (backoff up to 5 s), so no byte is lost or shown twice. Output reaches xterm no faster than
@@ -7,7 +7,7 @@
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 
-import { api } from '../api.js';
+import { api, pages } from '../api.js';
 import { exitText, h } from '../dom.js';
 import { withStyleBridge } from '../xterm-csp.js';
 
@@ -22,15 +22,15 @@ const FIRST_BACKOFF_MS = 250;
 
 export const CLOSE = { ENDED: 1000, GOING_AWAY: 1001, LOST: 4001, GONE: 4004 };
 
-export function mount(main, [id], { handle }) {
-  const consoleUrl = `/sessions/${encodeURIComponent(id)}`;
-  const title = h('h1', { id: 'console-title' }, 'Live Console ', h('code', { text: id }));
+export function mount(main, [host, id], { handle }) {
+  const consoleUrl = pages.console(host, id);
+  const title = h('h1', { id: 'console-title' }, 'Live Console ', h('code', { text: id }), ' on ', h('span', { id: 'console-host', class: 'host-name', text: host }));
   const meta = h('p', { id: 'console-meta', class: 'help' });
   const statusText = h('span', { class: 'console-status-text' });
   const statusTimer = h('span', { class: 'console-status-timer', 'aria-hidden': 'true' });
   const statusEl = h('p', { id: 'console-status', class: 'console-status', role: 'status', 'aria-live': 'polite' }, statusText, statusTimer);
   const notice = h('p', { id: 'console-notice', class: 'console-notice', hidden: true });
-  const container = h('div', { id: 'terminal', class: 'terminal', 'aria-label': `Terminal of session ${id}` });
+  const container = h('div', { id: 'terminal', class: 'terminal', 'aria-label': `Terminal of session ${id} on ${host}` });
   main.classList.add('main-console');
   main.append(h('p', { class: 'crumbs' }, h('a', { href: '/sessions', text: '← Sessions' })), h('div', { class: 'console-head' }, title, meta), statusEl, notice, container);
 
@@ -47,6 +47,7 @@ export function mount(main, [id], { handle }) {
   withStyleBridge(() => term.open(container));
 
   const state = {
+    host,
     sessionId: id,
     session: null,
     term,
@@ -208,7 +209,7 @@ export function mount(main, [id], { handle }) {
     if (gone) return;
     const from = state.offset;
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${scheme}//${location.host}/api/v1/sessions/${encodeURIComponent(id)}/console?from=${from}`);
+    const ws = new WebSocket(`${scheme}//${location.host}${api.consolePath(host, id)}?from=${from}`);
     ws.binaryType = 'arraybuffer';
     state.socket = ws;
     state.connects++;
@@ -248,7 +249,7 @@ export function mount(main, [id], { handle }) {
         state.offset = msg.lagged.resume_from;
         addNotice(`Lagged: ${lost} bytes of output (from byte ${msg.lagged.requested} to ${msg.lagged.resume_from}) were rotated away on the server before they could be shown; the console goes on from byte ${msg.lagged.resume_from}.`);
       } else if (msg.daemon === 'unavailable') {
-        setStatus('daemon_unavailable', `aifactoryd is unavailable: ${msg.message || 'the shim lost it'}. aifactory-http reconnects to it by itself and the console goes on where it stopped;`, { timer: () => ` waiting for ${seconds()} s.` });
+        setStatus('daemon_unavailable', `aifactoryd on ${host} is unavailable: ${msg.message || 'the shim lost it'}. aifactory-http reconnects to it by itself and the console goes on where it stopped;`, { timer: () => ` waiting for ${seconds()} s.` });
       } else if (msg.daemon === 'available') {
         setStatus('live', `Live: aifactoryd is back; connected to session ${id}.`);
       } else if (msg.error) {
@@ -267,7 +268,7 @@ export function mount(main, [id], { handle }) {
       } else if (e.code === CLOSE.LOST) {
         // The reason (`lost: WHY`) is cut to fit a close frame; the session has it whole.
         setStatus('lost', `Session lost: ${e.reason.replace(/^lost: /, '') || 'its monitor could not be re-adopted'}.`);
-        api.session(id, { quiet401: true }).then(
+        api.session(host, id, { quiet401: true }).then(
           (s) => {
             if (gone || state.state !== 'lost' || s.state !== 'lost') return;
             showSession(s);
@@ -289,7 +290,7 @@ export function mount(main, [id], { handle }) {
   async function diagnose(e) {
     setStatus('connecting', `Disconnected (WebSocket closed with ${e.code}); asking aifactory-http why…`, { timer: () => ` ${seconds()} s` });
     try {
-      const s = await api.session(id, { quiet401: true });
+      const s = await api.session(host, id, { quiet401: true });
       if (gone) return;
       showSession(s);
       if (s.state === 'exited') setStatus('ended', `Session ended: ${exitText(s.exit) || 'ended'}.`);
@@ -304,7 +305,7 @@ export function mount(main, [id], { handle }) {
       } else if (err.status === 404) {
         setStatus('gone', `Session gone: ${err.message}.`);
       } else if (err.status === 503 || err.code === 'daemon_unavailable') {
-        retry(`aifactoryd is unavailable: ${err.message}`);
+        retry(`aifactoryd on ${host} is unavailable: ${err.message}`);
       } else if (err.status === 0) {
         retry(err.message);
       } else {
@@ -344,7 +345,7 @@ export function mount(main, [id], { handle }) {
     meta.replaceChildren(s.name ? `${s.name} · ` : '', h('code', { text: s.command.join(' ') }), ` · ${s.cols}×${s.rows} · ${s.state}`);
   }
 
-  api.session(id, { quiet401: true }).then((s) => !gone && showSession(s), () => {});
+  api.session(host, id, { quiet401: true }).then((s) => !gone && showSession(s), () => {});
   connect();
   term.focus();
 

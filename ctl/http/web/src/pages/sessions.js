@@ -1,6 +1,7 @@
-// `/sessions`: every terminal session, its state and command, with a link to its console.
+// `/sessions`: every terminal session of every host that is up, its state and command, with a
+// link to its console.
 
-import { api } from '../api.js';
+import { api, pages } from '../api.js';
 import { exitText, h, time } from '../dom.js';
 
 export function mount(main, _params, { events, handle }) {
@@ -10,7 +11,7 @@ export function mount(main, _params, { events, handle }) {
     'table',
     { id: 'sessions-table', class: 'sessions' },
     h('caption', { class: 'visually-hidden', text: 'Terminal sessions' }),
-    h('thead', {}, h('tr', {}, ['Session', 'State', 'Command', 'Directory', 'Started', 'Console'].map((t) => h('th', { scope: 'col', text: t })))),
+    h('thead', {}, h('tr', {}, ['Session', 'Host', 'State', 'Command', 'Directory', 'Started', 'Console'].map((t) => h('th', { scope: 'col', text: t })))),
     body,
   );
   const empty = h('p', { id: 'sessions-empty', class: 'help', text: 'Loading sessions…' });
@@ -20,15 +21,16 @@ export function mount(main, _params, { events, handle }) {
   let gone = false;
 
   function row(s) {
-    const href = `/sessions/${encodeURIComponent(s.id)}`;
+    const href = pages.console(s.host, s.id);
     let st = s.state;
     if (s.state === 'exited' && s.exit) st = `exited (${exitText(s.exit)})`;
     if (s.state === 'lost') st = `lost: ${s.lost_reason || 'monitor gone'}`;
     if (s.output_blocked) st += ` · output blocked: ${s.output_blocked.reason}`;
     return h(
       'tr',
-      { 'data-session-id': s.id, 'data-state': s.state },
+      { 'data-session-id': s.id, 'data-host': s.host, 'data-state': s.state },
       h('th', { scope: 'row' }, h('a', { href, text: s.name || s.id }), s.name ? h('span', { class: 'sub', text: ` ${s.id}` }) : null),
+      h('td', { class: 'session-host' }, s.host),
       h('td', {}, h('span', { class: `state state-${s.state}`, text: st })),
       h('td', {}, h('code', { class: 'command', text: s.command.join(' ') })),
       h('td', {}, h('code', { text: s.cwd })),
@@ -59,6 +61,11 @@ export function mount(main, _params, { events, handle }) {
       timer = setTimeout(load, 150);
     }
   });
+  // A host that goes down drops out of the list; back, its sessions are in it again.
+  const unhost = events.onHost(() => {
+    clearTimeout(timer);
+    timer = setTimeout(load, 150);
+  });
   const unresync = events.onResync(load);
   load();
   return () => {
@@ -66,6 +73,7 @@ export function mount(main, _params, { events, handle }) {
     clearTimeout(timer);
     unsubscribe();
     unresync();
+    unhost();
     if (handle.sessions === state) handle.sessions = null;
   };
 }

@@ -1,6 +1,7 @@
-// `/tasks/{id}`: one task, and its agent's transcript as a conversation that follows live.
+// `/hosts/{host}/tasks/{id}`: one task of one host, and its agent's transcript as a
+// conversation that follows live.
 
-import { api } from '../api.js';
+import { api, pages } from '../api.js';
 import { bytes, cost, cpuTime, duration, exitText, h, time, tokens } from '../dom.js';
 import { actionButtons, badges, progressOf, runAction, stallText } from './board.js';
 
@@ -89,7 +90,7 @@ class Conversation {
   }
 }
 
-export function mount(main, [id], { events, navigate, handle }) {
+export function mount(main, [host, id], { events, navigate, handle }) {
   const header = h('div', { class: 'task-header' }, h('h1', { id: 'task-title', text: id }));
   const error = h('p', { id: 'task-error', class: 'error', role: 'alert' });
   const info = h('section', { id: 'task-info', class: 'task-info', 'aria-label': 'Task' });
@@ -106,7 +107,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     h('section', { class: 'attempts-section', 'aria-labelledby': 'attempts-title' }, h('h2', { id: 'attempts-title', text: 'Attempts' }), attemptsEl),
     h('section', { class: 'conversation', 'aria-labelledby': 'transcript-title' }, h('div', { class: 'section-head' }, h('h2', { id: 'transcript-title', text: 'Transcript' }), follow), dropped, empty, conversation.element),
   );
-  const state = { id, task: null, conversation, transcript: conversation.element, attempts: [], error: null };
+  const state = { host, id, task: null, conversation, transcript: conversation.element, attempts: [], error: null };
   handle.task = state;
   let gone = false;
 
@@ -120,12 +121,13 @@ export function mount(main, [id], { events, navigate, handle }) {
     header.replaceChildren(h('h1', { id: 'task-title' }, h('span', { class: 'card-spec', text: task.spec_id }), ' ', task.title), h('p', { class: 'badges' }, h('span', { class: `phase phase-${task.phase}`, 'data-phase': task.phase, text: task.phase }), badges(task)));
     const { percent, subtasks } = progressOf(task);
     const rows = [
+      ['Host', h('a', { id: 'task-host', href: '/hosts', text: host })],
       ['Project', task.project_name],
       ['Agent', task.agent],
       ['Progress', h('span', {}, h('progress', { max: '100', value: String(percent ?? 0) }), ' ', subtasks || (percent === null ? 'nothing reported yet' : `${percent}%`))],
       ['Attempts', String(task.attempts)],
       ['Usage', usageLine(task.usage) + (task.turns ? ` · ${task.turns} turns` : '')],
-      ['Session', task.session_id ? h('a', { id: 'task-console-link', href: `/sessions/${encodeURIComponent(task.session_id)}`, text: `Live Console (${task.session_id})` }) : 'none yet'],
+      ['Session', task.session_id ? h('a', { id: 'task-console-link', href: pages.console(host, task.session_id), text: `Live Console (${task.session_id})` }) : 'none yet'],
       ['Branch', h('code', { text: task.branch })],
       ['Worktree', h('code', { text: task.worktree })],
       ['Last tool', task.last_tool || '—'],
@@ -143,7 +145,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     if (task.confinement) rows.push(['Confinement', task.confinement]);
     const notes = (task.notes || []).length ? h('ul', { id: 'task-notes', class: 'notes' }, task.notes.map((n) => h('li', { text: n }))) : h('p', { class: 'help', text: 'No progress notes yet.' });
     info.replaceChildren(
-      h('div', { class: 'task-actions' }, actionButtons(task, act)),
+      h('div', { class: 'task-actions' }, actionButtons(task, act, events.down.has(host) ? `host ${host} is down: ${events.down.get(host).reason}` : null)),
       h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v)])),
       h('h2', { text: 'Progress notes' }),
       notes,
@@ -197,12 +199,12 @@ export function mount(main, [id], { events, navigate, handle }) {
 
   async function loadTask() {
     try {
-      const [task, attempts] = await Promise.all([api.task(id), api.attempts(id)]);
+      const [task, attempts] = await Promise.all([api.task(host, id), api.attempts(host, id)]);
       if (gone) return;
       state.attempts = attempts;
       renderInfo(task);
     } catch (e) {
-      if (!gone && !e.unauthorized) report(e.status === 404 ? `No task ${id}: ${e.message}` : `Cannot load task ${id}: ${e.message}`);
+      if (!gone && !e.unauthorized) report(e.status === 404 ? `No task ${id} on ${host}: ${e.message}` : `Cannot load task ${id} on ${host}: ${e.message}`);
     }
   }
 
@@ -231,7 +233,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     loadingTranscript = true;
     let ok = false;
     try {
-      const t = await api.transcript(id, conversation.lastSeq || undefined);
+      const t = await api.transcript(host, id, conversation.lastSeq || undefined);
       if (gone) return;
       if (t.dropped && !conversation.count) {
         dropped.hidden = false;
@@ -263,7 +265,7 @@ export function mount(main, [id], { events, navigate, handle }) {
   const unsubscribe = events.subscribe((ev) => {
     const d = ev.data || {};
     const task = state.task;
-    if (!d.task_id || (d.task_id !== id && (!task || d.task_id !== task.id))) return;
+    if (ev.host !== host || !d.task_id || (d.task_id !== id && (!task || d.task_id !== task.id))) return;
     eventsSeen++;
     if (ev.name === 'TaskAgent') {
       liveEntry(d.entry);
@@ -280,6 +282,18 @@ export function mount(main, [id], { events, navigate, handle }) {
     loadTask();
     loadTranscript();
   });
+  // Its host down: said above the task, its actions off; back: everything fetched again.
+  const unhost = events.onHost((notice) => {
+    if (notice.host !== host) return;
+    if (notice.daemon === 'unavailable') {
+      report(`Host ${host} is down: ${notice.message}. This page shows the task as it was; it updates when the host is back.`);
+      if (state.task) renderInfo(state.task);
+    } else {
+      if (error.textContent.startsWith(`Host ${host} is down`)) report('');
+      loadTask();
+      loadTranscript();
+    }
+  });
 
   loadTask().then(loadTranscript);
   return () => {
@@ -288,6 +302,7 @@ export function mount(main, [id], { events, navigate, handle }) {
     clearTimeout(transcriptRetry);
     unsubscribe();
     unresync();
+    unhost();
     if (handle.task === state) handle.task = null;
   };
 }
