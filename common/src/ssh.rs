@@ -119,10 +119,7 @@ impl SshHost {
         // ssh's own handshake (and a master's first connection) comes before ours.
         opts.handshake_timeout = std::time::Duration::from_secs(30);
         match Client::handshake_over(rd, wr, &opts).await {
-            Ok(client) => Ok(SshConnection {
-                client,
-                _relay: relay,
-            }),
+            Ok(client) => Ok(SshConnection { client, relay }),
             Err(ClientError::ProtocolMismatch {
                 client,
                 ours,
@@ -210,7 +207,8 @@ fn from_client(err: ClientError) -> SshError {
 /// connection (the master stays for the next one).
 pub struct SshConnection {
     pub client: Client,
-    _relay: Relay,
+    /// Kept as long as the client: dropping it ends the ssh.
+    pub relay: Relay,
 }
 
 /// A running `ssh … dial-stdio`: its pipes (taken once by the client) and how it ended.

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 
 use aifactory_common::host::HostUrl;
-use aifactory_common::ssh::{self, SshConnection, SshHost};
+use aifactory_common::ssh::{self, Relay, SshHost};
 use aifactory_common::{Client, ClientOptions, paths};
 
 use crate::cli::Cli;
@@ -127,19 +127,16 @@ pub fn resolve(url: &str, ssh_config: Option<PathBuf>) -> Result<Target, Failure
 
 /// A connected client and what carries it: dropping it closes the connection (and ends the
 /// ssh relay, whose master stays for the next command).
-pub enum Connection {
-    Local(Client),
-    Ssh(Box<SshConnection>),
+pub struct Connection {
+    client: Client,
+    _relay: Option<Relay>,
 }
 
 impl Deref for Connection {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        match self {
-            Connection::Local(client) => client,
-            Connection::Ssh(conn) => &conn.client,
-        }
+        &self.client
     }
 }
 
@@ -149,9 +146,16 @@ pub async fn connect(cli: &Cli) -> Result<Connection, Failure> {
 
 pub async fn connect_to(target: &Target) -> Result<Connection, Failure> {
     Ok(match target {
-        Target::Local(socket) => {
-            Connection::Local(Client::connect(&ClientOptions::new(socket, "aifactoryctl")).await?)
+        Target::Local(socket) => Connection {
+            client: Client::connect(&ClientOptions::new(socket, "aifactoryctl")).await?,
+            _relay: None,
+        },
+        Target::Ssh(host) => {
+            let conn = host.connect("aifactoryctl").await?;
+            Connection {
+                client: conn.client,
+                _relay: Some(conn.relay),
+            }
         }
-        Target::Ssh(host) => Connection::Ssh(Box::new(host.connect("aifactoryctl").await?)),
     })
 }
