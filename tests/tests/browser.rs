@@ -13,7 +13,7 @@ use std::time::Duration;
 use aifactory_tests::browser::{Browser, CookieSameSite, TIMEOUT, screenshots};
 use aifactory_tests::web_page::{
     OnConsole, SLOW, assert_no_csp_refusal, assert_terminal_shows, csp_refusals, logged_in,
-    on_console, output_log_lines, wait_terminal,
+    on_console, only_host, output_log_lines, task_path, wait_terminal,
 };
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
@@ -281,7 +281,10 @@ async fn a_tasks_card_moves_across_the_columns_in_order_and_its_bar_reaches_100(
     page.eval::<()>(&format!("{card}.querySelector('a.card-spec').click()"))
         .await;
     page.wait_until(
-        &format!("location.pathname === '/tasks/{id}'"),
+        &format!(
+            "location.pathname === {:?}",
+            task_path(&only_host(&page).await, &id)
+        ),
         "the task page",
         TIMEOUT,
     )

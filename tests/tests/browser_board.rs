@@ -10,7 +10,8 @@ use aifactory_tests::Sandbox;
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::git::git;
 use aifactory_tests::web_page::{
-    SLOW, answer_dialog, assert_no_csp_refusal, card, card_action, click, logged_in, wait_column,
+    SLOW, answer_dialog, assert_no_csp_refusal, card, card_action, click, logged_in, only_host,
+    task_path, wait_column,
 };
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, DisableParams as FetchDisableParams, EnableParams as FetchEnableParams,
@@ -288,10 +289,12 @@ async fn the_project_filter_hides_other_projects_and_the_keys_move_between_cards
     page.screenshot(&screenshots().join("board-keyboard.png"))
         .await;
     page.press("Enter").await;
+    let host = only_host(&page).await;
     page.wait_until(
         &format!(
-            "location.pathname === '/tasks/{a}'
-             && document.querySelector('#task-title')?.textContent.includes('001-a')"
+            "location.pathname === {:?}
+             && document.querySelector('#task-title')?.textContent.includes('001-a')",
+            task_path(&host, &a)
         ),
         "Enter to open the focused card's task",
         TIMEOUT,
@@ -480,7 +483,7 @@ async fn start_with_a_late_answer(
         FetchEnableParams::builder()
             .pattern(
                 RequestPattern::builder()
-                    .url_pattern("*/api/v1/tasks/*/start")
+                    .url_pattern("*/api/v1/hosts/*/tasks/*/start")
                     .request_stage(RequestStage::Response)
                     .build(),
             )
@@ -561,7 +564,8 @@ async fn a_start_answered_after_the_agent_moved_on_steps_back_neither_the_card_n
     page.screenshot(&screenshots().join("board-late-answer.png"))
         .await;
 
-    page.goto(&shim.url(&format!("/tasks/{on_page}"))).await;
+    let host = only_host(&page).await;
+    page.goto(&shim.url(&task_path(&host, &on_page))).await;
     start_with_a_late_answer(
         &sandbox,
         &page,

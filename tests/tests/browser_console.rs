@@ -14,9 +14,9 @@ use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::session::new_session;
 use aifactory_tests::wait::wait_until_async;
 use aifactory_tests::web_page::{
-    OnConsole, SLOW, assert_no_csp_refusal, assert_terminal_shows, logged_in, on_console,
-    open_console, output_log_lines, terminal_lines, terminal_text_of, wait_console_state,
-    wait_terminal,
+    OnConsole, SLOW, assert_no_csp_refusal, assert_terminal_shows, console_path, logged_in,
+    on_console, only_host, open_console, output_log_lines, terminal_lines, terminal_text_of,
+    wait_console_state, wait_terminal,
 };
 use aifactory_tests::{Http, Sandbox};
 use nix::sys::signal::{Signal, kill};
@@ -123,8 +123,12 @@ async fn the_sessions_page_lists_every_session_with_its_state_and_command_and_op
         running.id
     ))
     .await;
+    let host = only_host(&page).await;
     page.wait_until(
-        &format!("location.pathname === '/sessions/{}'", running.id),
+        &format!(
+            "location.pathname === {:?}",
+            console_path(&host, &running.id)
+        ),
         "the console's address",
         TIMEOUT,
     )
@@ -220,7 +224,9 @@ async fn a_session_that_does_not_exist_is_gone_and_the_console_does_not_retry() 
     let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
         return;
     };
-    page.goto(&shim.url("/sessions/s-00000000")).await;
+    let host = only_host(&page).await;
+    page.goto(&shim.url(&console_path(&host, "s-00000000")))
+        .await;
     wait_console_state(&page, "gone", TIMEOUT).await;
     let status = console_status(&page).await;
     assert!(status.contains("gone"), "{status}");
@@ -259,6 +265,7 @@ async fn after_signing_out_the_console_says_unauthorized_and_links_to_sign_in() 
         return;
     };
     wait_terminal(&page, "ready", TIMEOUT).await;
+    let path = console_path(&only_host(&page).await, &s.id);
     page.eval::<()>("document.querySelector('#logout').click()")
         .await;
     page.wait_until(
@@ -271,7 +278,6 @@ async fn after_signing_out_the_console_says_unauthorized_and_links_to_sign_in() 
     // Back to the console: it stays (its page is still worth reading) and says why it is not live.
     page.eval::<()>("history.back()").await;
     wait_console_state(&page, "unauthorized", TIMEOUT).await;
-    let path = format!("/sessions/{}", s.id);
     let (pathname, href): (String, String) = page
         .eval("[location.pathname, document.querySelector('#console-login-link')?.getAttribute('href')]")
         .await;

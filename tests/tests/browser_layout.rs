@@ -7,7 +7,8 @@
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::session::new_session;
 use aifactory_tests::web_page::{
-    TERMINAL_TEXT, assert_no_csp_refusal, assert_no_sideways_scroll, card, click, logged_in,
+    TERMINAL_TEXT, assert_no_csp_refusal, assert_no_sideways_scroll, card, click, console_path,
+    logged_in, only_host, task_path,
 };
 use aifactory_tests::{Http, Sandbox};
 
@@ -71,6 +72,7 @@ async fn no_page_scrolls_sideways_on_a_phone_or_a_laptop() {
     let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
         return;
     };
+    let host = only_host(&page).await;
     check_widths(
         &page,
         &shim,
@@ -95,7 +97,7 @@ async fn no_page_scrolls_sideways_on_a_phone_or_a_laptop() {
     check_widths(
         &page,
         &shim,
-        &format!("/tasks/{long}"),
+        &task_path(&host, &long),
         "document.querySelector('#task-info dl') !== null",
         "task",
     )
@@ -114,7 +116,18 @@ async fn no_page_scrolls_sideways_on_a_phone_or_a_laptop() {
     check_widths(
         &page,
         &shim,
-        &format!("/sessions/{}", s.id),
+        "/hosts",
+        &format!(
+            "document.querySelector('#hosts-table tr[data-host={host:?}][data-state=up] .host-load')
+               ?.textContent.includes('CPU')"
+        ),
+        "hosts",
+    )
+    .await;
+    check_widths(
+        &page,
+        &shim,
+        &console_path(&host, &s.id),
         &format!(
             "document.querySelector('#console-status')?.dataset.state === 'live'
              && {}.includes('console-ready')",
