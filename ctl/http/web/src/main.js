@@ -144,6 +144,14 @@ document.addEventListener('click', (e) => {
 });
 window.addEventListener('popstate', render);
 
+// A page left for another may be kept, frozen, in the back-forward cache: its event stream must
+// not stay open meanwhile (each held stream takes one of the browser's six connections to the
+// shim, and a few of them stall every other request). Shown again, it reopens from its last id.
+window.addEventListener('pagehide', () => events.stop());
+window.addEventListener('pageshow', (e) => {
+  if (e.persisted && handle.route && handle.route.name !== 'login') events.start();
+});
+
 // Any 401 sends the page to /login, with the reason and the way back.
 onUnauthorized((error) => goToLogin(error));
 events.onState((stream) => {

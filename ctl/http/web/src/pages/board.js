@@ -191,6 +191,9 @@ export function mount(main, _params, { events, navigate, handle }) {
   function setFilter(param, value) {
     if (param === 'host') {
       state.hostFilter = value;
+      // A project is its host's: another host's project filter would hide every card.
+      const project = projects.find((p) => p.id === state.filter || p.name === state.filter);
+      if (value && project && project.host !== value) state.filter = '';
       renderProjects();
     } else state.filter = value;
     const url = new URL(location.href);
@@ -385,6 +388,8 @@ export function mount(main, _params, { events, navigate, handle }) {
       projects = projs;
       state.projects = projs;
       renderProjects();
+      // Notices that came before the hosts were known (the stream opened first) show now.
+      renderNotices();
       // A host that is not up is left out of the list: its cards stay (stale), not removed.
       const listed = new Set(hosts.filter((x) => x.state === 'up' && !events.down.has(x.name)).map((x) => x.name));
       const known = new Set(hosts.map((x) => x.name));

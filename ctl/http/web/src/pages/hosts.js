@@ -74,7 +74,15 @@ export function mount(main, _params, { events, handle }) {
       empty.textContent = 'aifactory-http serves no host.';
       error.textContent = '';
     } catch (e) {
-      if (!gone && !e.unauthorized) error.textContent = `Cannot list the hosts: ${e.message}`;
+      if (!gone && !e.unauthorized) {
+        // Not through to the shim at all (it restarts, the network changed): once more, later.
+        const again = e.status === 0;
+        error.textContent = `Cannot list the hosts: ${e.message}${again ? '; trying again in 3 s' : ''}`;
+        if (again) {
+          clearTimeout(timer);
+          timer = setTimeout(load, 3000);
+        }
+      }
     } finally {
       loading = false;
     }

@@ -112,7 +112,7 @@ export function mount(main, [host, id], { events, navigate, handle }) {
   let gone = false;
 
   function report(message) {
-    state.error = message;
+    state.error = message || null;
     error.textContent = message;
   }
 
@@ -197,14 +197,26 @@ export function mount(main, [host, id], { events, navigate, handle }) {
     if (document.getElementById('transcript-follow')?.checked) conversation.element.lastElementChild?.scrollIntoView({ block: 'end' });
   }
 
+  // A request that did not get through (the shim unreachable, the network changed under the
+  // browser) is tried again; a host that is down is asked again when its notice says it is back.
+  let taskRetry = null;
   async function loadTask() {
+    clearTimeout(taskRetry);
     try {
       const [task, attempts] = await Promise.all([api.task(host, id), api.attempts(host, id)]);
       if (gone) return;
       state.attempts = attempts;
+      if (error.textContent.startsWith(`Cannot load task ${id}`)) report('');
       renderInfo(task);
     } catch (e) {
-      if (!gone && !e.unauthorized) report(e.status === 404 ? `No task ${id} on ${host}: ${e.message}` : `Cannot load task ${id} on ${host}: ${e.message}`);
+      if (gone || e.unauthorized) return;
+      if (e.status === 404) {
+        report(`No task ${id} on ${host}: ${e.message}`);
+        return;
+      }
+      const again = e.status === 0 || (e.status >= 500 && !events.down.has(host));
+      report(`Cannot load task ${id} on ${host}: ${e.message}${again ? '; trying again in 3 s' : ''}`);
+      if (again) taskRetry = setTimeout(loadTask, 3000);
     }
   }
 
@@ -300,6 +312,7 @@ export function mount(main, [host, id], { events, navigate, handle }) {
     gone = true;
     clearTimeout(refetchTimer);
     clearTimeout(transcriptRetry);
+    clearTimeout(taskRetry);
     unsubscribe();
     unresync();
     unhost();
