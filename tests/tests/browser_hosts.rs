@@ -3,13 +3,15 @@
 //! daemon reached through `unix://` in the shim's `[[hosts]]`): each card with its host, the
 //! host filter, a task made on a chosen host, and a host that goes down: its cards kept but
 //! marked stale under a notice naming it and why, while the other host's cards go on moving;
-//! back, it rejoins by itself. The hosts page follows along without being reloaded. Each step
-//! saves a screenshot under `target/screenshots/`.
+//! back, it rejoins by itself. The hosts page follows along without being reloaded; the
+//! sessions page lists b2's session, whose Live Console goes through b2. Each step saves a
+//! screenshot under `target/screenshots/`.
 
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
+use aifactory_tests::session::new_session;
 use aifactory_tests::web_page::{
-    HostsShim, SLOW, assert_no_csp_refusal, assert_no_page_error, card_on, click, logged_in_at,
-    wait_column,
+    HostsShim, SLOW, assert_no_csp_refusal, assert_no_page_error, card_on, click, console_path,
+    logged_in_at, wait_column, wait_console_state, wait_terminal,
 };
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
@@ -78,6 +80,12 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
     two.add_project("beta");
     let on_one = one.create_task("alpha", "001-on-b1", &[]);
     let on_two = two.create_task("beta", "001-on-b2", &[]);
+    let session = new_session(
+        &daemon_two.client().await,
+        &two,
+        "echo console-on-b2; exec sleep 300",
+    )
+    .await;
     let shim = HostsShim::start(&one, &[("b1", &one), ("b2", &two)]);
     let Some((browser, page)) = logged_in_at(TEST, &one, &shim.login_url()).await else {
         return;
@@ -204,6 +212,41 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
     hosts
         .screenshot(&screenshots().join("hosts-page.png"))
         .await;
+
+    // b2's session on the sessions page, and its Live Console through b2.
+    hosts.goto(&shim.url("/sessions")).await;
+    let row = format!(
+        "document.querySelector('#sessions-table tr[data-host=b2][data-session-id=\"{}\"]')",
+        session.id
+    );
+    let console = console_path("b2", &session.id);
+    hosts
+        .wait_until(
+            &format!(
+                "{row}?.querySelector('.session-host')?.textContent === 'b2'
+                 && {row}.querySelector('.console-link').getAttribute('href') === {console:?}"
+            ),
+            "b2's session listed with its host and its console link",
+            TIMEOUT,
+        )
+        .await;
+    click(&hosts, &format!("{row}.querySelector('.console-link')")).await;
+    wait_console_state(&hosts, "live", TIMEOUT).await;
+    wait_terminal(&hosts, "console-on-b2", TIMEOUT).await;
+    let path: String = hosts.eval("location.pathname").await;
+    assert_eq!(path, console);
+    hosts.goto(&shim.url("/hosts")).await;
+
+    // The stream's id is every host's position, kept as the shim wrote it.
+    let last_id: String = page.eval("window.aifactory.events.lastEventId").await;
+    assert!(
+        last_id
+            .split(',')
+            .all(|part| part.split_once(':').is_some_and(|(host, seq)| {
+                ["b1", "b2"].contains(&host) && seq.parse::<u64>().is_ok()
+            })),
+        "the event stream's id {last_id:?} is HOST:SEQ,..."
+    );
 
     // b2's daemon stops: its card stays, stale, under a notice naming it and why.
     daemon_two.signal(Signal::SIGTERM);
@@ -334,6 +377,34 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
             ),
             "the hosts page: b2 up again, running its task",
             SLOW,
+        )
+        .await;
+
+    // A page put away (the back-forward cache) closes its event stream, which would hold one
+    // of the browser's six connections to the shim; shown again, it reopens from its last id.
+    let before: String = hosts.eval("window.aifactory.events.lastEventId").await;
+    hosts
+        .eval::<()>(
+            "void window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}))",
+        )
+        .await;
+    let (state, source): (String, bool) = hosts
+        .eval("[window.aifactory.events.state, window.aifactory.events.source === null]")
+        .await;
+    assert_eq!((state.as_str(), source), ("stopped", true));
+    hosts
+        .eval::<()>(
+            "void window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))",
+        )
+        .await;
+    hosts
+        .wait_until(
+            &format!(
+                "window.aifactory.events.state === 'open'
+                 && window.aifactory.events.source.url.endsWith('/api/v1/events?after=' + encodeURIComponent({before:?}))"
+            ),
+            "the event stream open again, from its last id",
+            TIMEOUT,
         )
         .await;
 
