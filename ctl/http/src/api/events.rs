@@ -101,7 +101,17 @@ pub async fn events(
             .find_map(Result::err)
             .unwrap_or_else(|| ApiError::internal("the shim serves no host")));
     }
+    // Where each host stands now: a client that reconnects with this stream's first `id:`
+    // misses nothing of a host that had no event meanwhile.
+    let mut positions = positions;
+    for (position, link) in positions.iter_mut().zip(&links) {
+        if let Ok((_, subscription)) = link {
+            *position = position.or(subscription.head());
+        }
+    }
     let mut merged: Vec<BoxStream<'static, (usize, Item)>> = Vec::new();
+    // The positions as the stream opens, before anything else.
+    merged.push(futures::stream::once(async { (0, Item::Positions) }).boxed());
     for (index, ((host, link), after)) in state
         .hosts
         .all()
@@ -188,6 +198,11 @@ enum Item {
     Lagged {
         missed: u64,
     },
+    /// A host's newest event number when its link opened: no event, but the positions move
+    /// (sent as an `id:` with no data, which sets the browser's Last-Event-ID).
+    Head(u64),
+    /// Every position, as the stream opens.
+    Positions,
     /// The host's daemon became unreachable (with why), or reachable again.
     Reachable {
         up: bool,
@@ -221,6 +236,15 @@ impl Cursor {
                     out.event(name)
                 }
             }
+            Item::Head(head) => {
+                if let Some(position) = self.positions.get_mut(index)
+                    && position.is_none()
+                {
+                    *position = Some(head);
+                }
+                sse::Event::default().id(self.id())
+            }
+            Item::Positions => sse::Event::default().id(self.id()),
             Item::Lagged { missed } => sse::Event::default()
                 .event("lagged")
                 .data(serde_json::json!({ "host": host, "missed": missed }).to_string()),
@@ -291,6 +315,12 @@ impl HostPump {
         loop {
             let Some((_, subscription)) = self.link.as_mut() else {
                 self.relink().await?;
+                if self.last.is_none()
+                    && let Some(head) = self.link.as_ref().and_then(|(_, s)| s.head())
+                {
+                    self.last = Some(head);
+                    return Some(Item::Head(head));
+                }
                 continue;
             };
             let item = tokio::select! {
