@@ -149,7 +149,11 @@ fn documented_routes(doc: &Value) -> Vec<(String, String)> {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
             if ["get", "post", "delete", "put", "patch"].contains(&method.as_str()) {
-                routes.push((method.to_uppercase(), path.replace("{id}", "no-such-thing")));
+                routes.push((
+                    method.to_uppercase(),
+                    path.replace("{id}", "no-such-thing")
+                        .replace("{host}", "no-such-host"),
+                ));
             }
         }
     }
@@ -186,23 +190,25 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
         "GET /api/v1/doctor",
         "GET /api/v1/openapi.json",
         "GET /api/v1/events",
+        "GET /api/v1/hosts",
+        "GET /api/v1/hosts/no-such-host",
         "GET /api/v1/projects",
         "POST /api/v1/projects",
-        "GET /api/v1/projects/no-such-thing",
-        "DELETE /api/v1/projects/no-such-thing",
+        "GET /api/v1/hosts/no-such-host/projects/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/projects/no-such-thing",
         "GET /api/v1/tasks",
         "POST /api/v1/tasks",
-        "GET /api/v1/tasks/no-such-thing",
-        "DELETE /api/v1/tasks/no-such-thing",
-        "POST /api/v1/tasks/no-such-thing/start",
-        "POST /api/v1/tasks/no-such-thing/stop",
-        "POST /api/v1/tasks/no-such-thing/restart",
-        "GET /api/v1/tasks/no-such-thing/transcript",
-        "GET /api/v1/tasks/no-such-thing/attempts",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/tasks/no-such-thing",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/start",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/stop",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/restart",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing/transcript",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing/attempts",
         "GET /api/v1/sessions",
-        "GET /api/v1/sessions/no-such-thing",
-        "DELETE /api/v1/sessions/no-such-thing",
-        "GET /api/v1/sessions/no-such-thing/console",
+        "GET /api/v1/hosts/no-such-host/sessions/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/sessions/no-such-thing",
+        "GET /api/v1/hosts/no-such-host/sessions/no-such-thing/console",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -211,7 +217,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     }
     assert_eq!(
         names.len(),
-        24,
+        26,
         "an undocumented route crept in: {names:#?}"
     );
 
@@ -310,7 +316,8 @@ async fn projects_tasks_and_sessions_over_rest() {
     let id = created.body["id"].as_str().unwrap().to_string();
     assert_eq!(created.body["name"], "demo");
     let location = created.headers["location"].to_str().unwrap().to_string();
-    assert_eq!(location, format!("/api/v1/projects/{id}"));
+    let host = created.body["host"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/hosts/{host}/projects/{id}"));
     let fetched = api.get(&location).await;
     fetched.expect(200);
     assert_eq!(fetched.body, created.body);
@@ -370,7 +377,7 @@ async fn projects_tasks_and_sessions_over_rest() {
     assert_eq!(task.body["phase"], "backlog");
     assert_eq!(
         task.headers["location"].to_str().unwrap(),
-        format!("/api/v1/tasks/{task_id}")
+        format!("/api/v1/hosts/{host}/tasks/{task_id}")
     );
     api.get(&format!("/api/v1/tasks/{task_id}"))
         .await
@@ -644,7 +651,9 @@ impl SseReader {
                 let mut data = String::new();
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("id:") {
-                        event.id = Some(v.trim().parse().expect("numeric id"));
+                        // One host here: `HOST:SEQ`.
+                        let (_, seq) = v.trim().split_once(':').expect("HOST:SEQ id");
+                        event.id = Some(seq.parse().expect("numeric position"));
                     } else if let Some(v) = line.strip_prefix("event:") {
                         event.event = v.trim().to_string();
                     } else if let Some(v) = line.strip_prefix("data:") {
