@@ -36,7 +36,7 @@ pub struct EventsQuery {
     /// Replay every kept event after these positions first, as `HOST:SEQ,HOST:SEQ` (an `id:`
     /// of this stream; a bare sequence number when the shim serves one host). `Last-Event-ID`
     /// wins when both are given. A host not named starts from now.
-    #[param(value_type = Option<String>, example = "b1:120,b2:98")]
+    #[param(value_type = Option<String>, example = "b1:120,b2:98", pattern = r"^ *([0-9]{1,19}|[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}){0,15})? *$")]
     pub after: Option<String>,
     /// The token, for EventSource clients that cannot set headers.
     // Checked by the auth layer from the raw query; named here so it is not an unknown field.
@@ -58,7 +58,7 @@ pub struct EventsQuery {
     tag = "events",
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The last `id:` seen (`HOST:SEQ,…`); the stream resumes after it on every host named (surrounding spaces are ignored)"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = r"^ *([0-9]{1,19}|[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}){0,15})? *$", description = "The last `id:` seen (`HOST:SEQ,…`); the stream resumes after it on every host named (surrounding spaces are ignored)"),
     ),
     responses(
         (status = 200, description = "text/event-stream of the daemon's events; each `data:` is an `Event` (#/components/schemas/Event)", content_type = "text/event-stream", body = String),
