@@ -698,6 +698,7 @@ fn package_install_upgrade_remove_purge() {
         "/usr/share/fish/vendor_completions.d/aifactoryctl.fish",
         "/usr/lib/systemd/user/aifactoryd.socket",
         "/usr/share/doc/aifactory/examples/projects.conf",
+        "/usr/share/doc/aifactory/examples/http-hosts.conf",
     ] {
         sd.ok(&format!("test -s {file}"));
     }
