@@ -26,6 +26,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::hosts::{Host, HostState, Hosts, Phase};
 use crate::state::AppState;
 
+/// How long the stream's opening waits for each host's first link.
+const FIRST_LINK_WITHIN: Duration = Duration::from_secs(5);
+
 /// Comment lines that keep idle proxies from closing the stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -89,9 +92,11 @@ pub async fn events(
     let links = futures::future::join_all(state.hosts.all().iter().zip(&positions).map(
         |(host, after)| async move {
             host.check_reachable()?;
-            host.daemon
-                .subscribe(Request::SubscribeEvents { after: *after })
+            let request = Request::SubscribeEvents { after: *after };
+            // A host that does not answer in time joins the stream when it does.
+            tokio::time::timeout(FIRST_LINK_WITHIN, host.daemon.subscribe(request))
                 .await
+                .unwrap_or_else(|_| Err(super::hosted::slow(host, FIRST_LINK_WITHIN)))
         },
     ))
     .await;
