@@ -38,6 +38,7 @@ pub mod git;
 pub mod hosts;
 pub mod http;
 pub mod idle_peers;
+pub mod limit_profiles;
 pub mod migrate_lock;
 pub mod nobody;
 pub mod notify;
