@@ -48,6 +48,7 @@ pub mod process;
 pub mod raw;
 pub mod sandbox;
 pub mod session;
+pub mod sse;
 pub mod systemd;
 pub mod tmpfs;
 pub mod tmux;
