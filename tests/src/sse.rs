@@ -72,6 +72,8 @@ impl SseReader {
 
     /// The next event with data (comments, keep-alives and bare `id:`s are taken in passing).
     pub async fn next(&mut self) -> Sse {
+        // One deadline for the event, not per chunk: keep-alive comments must not stretch it.
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -97,7 +99,7 @@ impl SseReader {
                 event.data = serde_json::from_str(&data).expect("JSON data");
                 return event;
             }
-            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
                 .await
                 .expect("no server-sent event within the timeout")
                 .expect("the event stream ended")

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aifactory_tests::browser::{Browser, CookieSameSite, Served, TIMEOUT as BROWSER_TIMEOUT};
 use aifactory_tests::git::{committed_repo, init_repo};
+use aifactory_tests::http::host_entry;
 use aifactory_tests::session::new_session;
 use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::{Daemon, Http, Sandbox};
@@ -1434,4 +1435,228 @@ async fn a_bad_percent_escape_or_an_over_long_url_gets_the_json_error_shape() {
     );
     // The shim still serves.
     api.get("/api/v1/status").await.expect(200);
+}
+
+/// Opens the merged event stream resuming from `last_event_id` (every host's position).
+async fn events_from(api: &Api<'_>, last_event_id: Option<&str>) -> SseReader {
+    // No timeout on the whole answer: each event is waited for with its own.
+    let mut request = reqwest::Client::new()
+        .get(api.shim.url("/api/v1/events"))
+        .bearer_auth(&api.shim.token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = request.send().await.expect("GET /events");
+    assert_eq!(response.status(), StatusCode::OK);
+    SseReader::new(response.bytes_stream())
+}
+
+/// `TaskCreated` of `spec` on `host`.
+fn created(event: &Sse, host: &str, spec: &str) -> bool {
+    event.event == "TaskCreated"
+        && event.host() == host
+        && event.data["kind"]["TaskCreated"]["spec_id"] == spec
+}
+
+/// Every host's events in `events` follow its position in `from` one by one: no gap, no
+/// duplicate.
+fn assert_consecutive_per_host(events: &[Sse], from: &std::collections::BTreeMap<String, u64>) {
+    let mut next = from.clone();
+    for event in events.iter().filter(|e| e.id.is_some()) {
+        let position = next.entry(event.host().to_string()).or_insert(0);
+        assert_eq!(
+            event.seq(),
+            Some(*position + 1),
+            "a gap or a duplicate on {}: {events:#?}",
+            event.host()
+        );
+        *position += 1;
+        assert_eq!(
+            positions(event.id.as_deref().unwrap_or_default()).get(event.host()),
+            Some(&*position),
+            "the id carries the event's position: {event:?}"
+        );
+    }
+}
+
+/// One shim, two daemons as two hosts (`[[hosts]]` with `unix://` URLs): lists gathered with
+/// `host` on every object, objects addressed by host, the merged event stream resumed exactly
+/// per host across a shim restart, and a host whose daemon stops marked down with the reason
+/// while the other goes on, then back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shim_serves_two_daemons_as_two_hosts() {
+    let a = Sandbox::new();
+    let b = Sandbox::new();
+    fake_agent_config(&a);
+    fake_agent_config(&b);
+    let _daemon_a = a.daemon().start();
+    let mut daemon_b = b.daemon().start();
+    let hosts = [("a", &a), ("b", &b)]
+        .iter()
+        .map(|(name, s)| host_entry(name, &format!("unix://{}", s.socket().display())))
+        .collect::<String>();
+    let mut shim = a.http().hosts(&hosts).start();
+    let api = Api::new(&shim);
+
+    let listed = api.get("/api/v1/hosts").await;
+    listed.expect(200);
+    let names: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{listed:#?}");
+    for host in listed.body.as_array().unwrap() {
+        assert_eq!(host["state"], "up", "{host:#}");
+        assert_eq!(host["version"], env!("CARGO_PKG_VERSION"), "{host:#}");
+        assert!(host["load"]["cpus"].as_u64() >= Some(1), "{host:#}");
+    }
+
+    // Projects: the body names the host; without it, with two hosts, the answer says so.
+    let (alpha, beta) = (repo(&a, "alpha"), repo(&b, "beta"));
+    api.post("/api/v1/projects", json!({"path": alpha}))
+        .await
+        .expect_error(400, "host_required");
+    api.post("/api/v1/projects", json!({"host": "zz", "path": alpha}))
+        .await
+        .expect_error(404, "unknown_host");
+    let project = api
+        .post("/api/v1/projects", json!({"host": "a", "path": alpha}))
+        .await;
+    project.expect(201);
+    assert_eq!(project.body["host"], "a");
+    let location = project.headers["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/api/v1/hosts/a/projects/p-"),
+        "{location}"
+    );
+    api.get(&location).await.expect(200);
+    api.post("/api/v1/projects", json!({"host": "b", "path": beta}))
+        .await
+        .expect(201);
+
+    let mut events = events_from(&api, None).await;
+    for (host, project, spec) in [("a", "alpha", "001-a"), ("b", "beta", "001-b")] {
+        let task = api
+            .post(
+                "/api/v1/tasks",
+                json!({"host": host, "project": project, "spec_id": spec}),
+            )
+            .await;
+        task.expect(201);
+        assert_eq!(task.body["host"], host);
+    }
+    let all = api.get("/api/v1/tasks").await;
+    all.expect(200);
+    let on: Vec<(&str, &str)> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["host"].as_str().unwrap(), t["spec_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(on, [("a", "001-a"), ("b", "001-b")], "{all:#?}");
+    let only_b = api.get("/api/v1/tasks?host=b").await;
+    assert_eq!(only_b.body.as_array().map(Vec::len), Some(1), "{only_b:#?}");
+    api.get("/api/v1/tasks/001-a")
+        .await
+        .expect_error(400, "host_required");
+    let shown = api.get("/api/v1/hosts/b/tasks/001-b").await;
+    shown.expect(200);
+    assert_eq!(shown.body["host"], "b");
+    api.get("/api/v1/hosts/a/tasks/001-b")
+        .await
+        .expect_error(404, "not_found");
+    api.get("/api/v1/hosts/zz/tasks/001-b")
+        .await
+        .expect_error(404, "unknown_host");
+
+    let mut seen = Vec::new();
+    for (host, spec) in [("a", "001-a"), ("b", "001-b")] {
+        if !seen.iter().any(|e| created(e, host, spec)) {
+            seen.extend(events.until(|e| created(e, host, spec)).await);
+        }
+    }
+    let resume = events.last_id.clone().expect("an id");
+    assert_eq!(
+        positions(&resume).keys().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{resume}"
+    );
+    drop(events);
+
+    // The shim restarts while both hosts make events: resuming loses and repeats none.
+    drop(api);
+    shim.signal(Signal::SIGTERM);
+    shim.wait_exit(TIMEOUT).expect("the shim stops");
+    for (sandbox, project, spec) in [(&a, "alpha", "002-a"), (&b, "beta", "002-b")] {
+        sandbox
+            .ctl(&["tasks", "create", "--project", project, "--spec", spec])
+            .assert_ok();
+    }
+    let shim = a.http().hosts(&hosts).log_name("http-2").start();
+    let api = Api::new(&shim);
+    let mut events = events_from(&api, Some(&resume)).await;
+    let mut resumed = events.until(|e| created(e, "a", "002-a")).await;
+    if !resumed.iter().any(|e| created(e, "b", "002-b")) {
+        resumed.extend(events.until(|e| created(e, "b", "002-b")).await);
+    }
+    assert_consecutive_per_host(&resumed, &positions(&resume));
+
+    // Host b's daemon stops: b is down with the reason, a goes on.
+    daemon_b.signal(Signal::SIGTERM);
+    daemon_b.wait_exit(TIMEOUT).expect("daemon b stops");
+    let down = events
+        .until(|e| e.event == "daemon" && e.host() == "b")
+        .await;
+    let notice = &down[down.len() - 1].data;
+    assert_eq!(notice["daemon"], "unavailable", "{notice:#}");
+    let socket_b = b.socket().display().to_string();
+    assert!(
+        notice["message"].as_str().unwrap_or("").contains(&socket_b),
+        "{notice:#}"
+    );
+    let listed = api.get("/api/v1/hosts").await;
+    assert_eq!(listed.body[1]["state"], "down", "{listed:#?}");
+    assert!(
+        listed.body[1]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&socket_b),
+        "{listed:#?}"
+    );
+    assert_eq!(listed.body[0]["state"], "up", "{listed:#?}");
+    let left = api.get("/api/v1/tasks").await;
+    left.expect(200);
+    assert!(
+        left.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["host"] == "a"),
+        "{left:#?}"
+    );
+    api.get("/api/v1/hosts/b/tasks/001-b")
+        .await
+        .expect_error(503, "daemon_unavailable");
+    api.post(
+        "/api/v1/tasks",
+        json!({"host": "a", "project": "alpha", "spec_id": "003-a"}),
+    )
+    .await
+    .expect(201);
+    events.until(|e| created(e, "a", "003-a")).await;
+
+    // Back: b rejoins by itself.
+    let _daemon_b = b.daemon().start();
+    let back = events
+        .until(|e| e.event == "daemon" && e.host() == "b")
+        .await;
+    assert_eq!(back[back.len() - 1].data["daemon"], "available");
+    let listed = api.get("/api/v1/hosts").await;
+    assert_eq!(listed.body[1]["state"], "up", "{listed:#?}");
+    let again = api.get("/api/v1/tasks?host=b").await;
+    assert_eq!(again.body.as_array().map(Vec::len), Some(2), "{again:#?}");
 }
