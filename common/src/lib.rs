@@ -8,7 +8,7 @@
 //! re-declare a shape.
 //!
 //! It is also the one home of the small OS facts every program of the workspace needs:
-//! [`time`] (RFC 3339 timestamps), [`procfs`] (`/proc/<pid>/stat`), [`sync`] (locking a
+//! [`ssh`] (the transport to a remote daemon), [`time`] (RFC 3339 timestamps), [`procfs`] (`/proc/<pid>/stat`), [`sync`] (locking a
 //! mutex whose holder panicked) and [`echo`] (client input in messages, bounded), and, behind
 //! the cargo feature `logging`, of the `logging` setup the daemon and the HTTP shim share.
 
@@ -29,6 +29,7 @@ pub mod paths;
 pub mod procfs;
 pub mod protocol;
 pub mod provider;
+pub mod ssh;
 pub mod sync;
 pub mod time;
 

@@ -7,12 +7,12 @@ use std::ops::Deref;
 use std::path::PathBuf;
 
 use aifactory_common::host::HostUrl;
-use aifactory_common::{Client, ClientError, ClientOptions, paths};
+use aifactory_common::ssh::{self, Relay, SshHost};
+use aifactory_common::{Client, ClientOptions, paths};
 
 use crate::cli::Cli;
 use crate::contexts;
 use crate::exit::{FAILED, Failure, UNREACHABLE};
-use crate::ssh::{self, Relay, SshHost};
 
 /// The environment's `--host`.
 pub const HOST_ENV: &str = "AIFACTORY_HOST";
@@ -145,60 +145,17 @@ pub async fn connect(cli: &Cli) -> Result<Connection, Failure> {
 }
 
 pub async fn connect_to(target: &Target) -> Result<Connection, Failure> {
-    match target {
-        Target::Local(socket) => Ok(Connection {
+    Ok(match target {
+        Target::Local(socket) => Connection {
             client: Client::connect(&ClientOptions::new(socket, "aifactoryctl")).await?,
             _relay: None,
-        }),
+        },
         Target::Ssh(host) => {
-            let mut relay = host.dial()?;
-            let Some((rd, wr)) = relay.pipes() else {
-                return Err(Failure {
-                    code: FAILED,
-                    message: "the ssh relay's pipes were already taken".into(),
-                });
-            };
-            let mut opts = ClientOptions::new(
-                PathBuf::from(format!("ssh://{}", host.target.destination())),
-                "aifactoryctl",
-            );
-            // ssh's own handshake (and a master's first connection) comes before ours.
-            opts.handshake_timeout = std::time::Duration::from_secs(30);
-            match Client::handshake_over(rd, wr, &opts).await {
-                Ok(client) => Ok(Connection {
-                    client,
-                    _relay: Some(relay),
-                }),
-                Err(ClientError::ProtocolMismatch {
-                    client,
-                    ours,
-                    theirs,
-                }) => Err(Failure {
-                    code: FAILED,
-                    message: format!(
-                        "{client} speaks protocol {ours}, the daemon on {} speaks {theirs}: {}",
-                        host.name(),
-                        if ours > theirs {
-                            format!(
-                                "upgrade the aifactory package on {} or use a matching {client}",
-                                host.name()
-                            )
-                        } else {
-                            format!(
-                                "upgrade {client} here or use a daemon that speaks protocol {ours}"
-                            )
-                        }
-                    ),
-                }),
-                // The relay ended before the handshake: ssh's status and stderr say why.
-                Err(err @ ClientError::HandshakeInterrupted { .. }) => {
-                    match relay.failure().await {
-                        Some(failure) => Err(failure),
-                        None => Err(err.into()),
-                    }
-                }
-                Err(err) => Err(err.into()),
+            let conn = host.connect("aifactoryctl").await?;
+            Connection {
+                client: conn.client,
+                _relay: Some(conn.relay),
             }
         }
-    }
+    })
 }

@@ -48,6 +48,21 @@ impl Failure {
     }
 }
 
+impl From<aifactory_common::ssh::SshError> for Failure {
+    fn from(err: aifactory_common::ssh::SshError) -> Self {
+        use aifactory_common::ssh::SshErrorKind;
+        let code = match err.kind {
+            SshErrorKind::Unreachable => UNREACHABLE,
+            SshErrorKind::PermissionDenied => PERMISSION_DENIED,
+            SshErrorKind::Failed => FAILED,
+        };
+        Failure {
+            code,
+            message: err.message,
+        }
+    }
+}
+
 impl From<ClientError> for Failure {
     fn from(err: ClientError) -> Self {
         let code = if err.is_unreachable() {

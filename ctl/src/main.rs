@@ -12,7 +12,6 @@ mod exit;
 mod hosts;
 mod projects;
 mod sessions;
-mod ssh;
 mod status;
 mod tasks;
 mod transcript;

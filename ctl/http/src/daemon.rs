@@ -1,36 +1,104 @@
-//! The way to aifactoryd: every REST request opens its own short connection through the
-//! `aifactory-common` client, and every stream (events, console) holds one for its lifetime.
-//! So the shim keeps no state, a daemon restart never leaves it holding a dead connection, and
-//! a stream whose web client stalls can only slow its own connection.
+//! The way to one host's aifactoryd: its socket on this machine, or `ssh … aifactoryctl
+//! dial-stdio` through the host's multiplexed ssh master. Every REST request opens its own
+//! short connection through the `aifactory-common` client, and every stream (events, console)
+//! holds one for its lifetime. So a daemon restart never leaves the shim holding a dead
+//! connection, and a stream whose web client stalls can only slow its own connection.
 
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
 use aifactory_common::protocol::Request;
+use aifactory_common::ssh::{Relay, SshErrorKind, SshHost};
 use aifactory_common::{Client, ClientError, ClientOptions, Subscription};
+use axum::http::StatusCode;
 
 use crate::error::ApiError;
 
+/// How a host's daemon is reached.
+enum Link {
+    Unix(ClientOptions),
+    Ssh(SshHost),
+}
+
 #[derive(Clone)]
 pub struct Daemon {
-    opts: Arc<ClientOptions>,
+    link: Arc<Link>,
+    /// Where, for messages: the socket's path or the ssh URL.
+    place: Arc<str>,
+}
+
+/// A connection to a daemon: the client, and the ssh that carries it for a remote host.
+pub struct Conn {
+    client: Client,
+    _relay: Option<Relay>,
+}
+
+impl Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Daemon {
-    pub fn new(socket: &Path) -> Daemon {
+    pub fn unix(socket: &Path) -> Daemon {
         Daemon {
-            opts: Arc::new(ClientOptions::new(socket, "aifactory-http")),
+            place: socket.display().to_string().into(),
+            link: Arc::new(Link::Unix(ClientOptions::new(socket, "aifactory-http"))),
         }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.opts.socket
+    pub fn ssh(host: SshHost, url: &str) -> Daemon {
+        Daemon {
+            place: url.into(),
+            link: Arc::new(Link::Ssh(host)),
+        }
     }
 
-    pub async fn connect(&self) -> Result<Client, ApiError> {
-        Client::connect(&self.opts)
-            .await
-            .map_err(|e| ApiError::from_client(e, self.socket()))
+    /// Where the daemon is: its socket's path, or its host's ssh URL.
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    /// The daemon's socket, when it is on this machine.
+    pub fn socket(&self) -> Option<&Path> {
+        match &*self.link {
+            Link::Unix(opts) => Some(&opts.socket),
+            Link::Ssh(_) => None,
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(&*self.link, Link::Ssh(_))
+    }
+
+    pub async fn connect(&self) -> Result<Conn, ApiError> {
+        match &*self.link {
+            Link::Unix(opts) => Ok(Conn {
+                client: Client::connect(opts).await.map_err(|e| self.error(e))?,
+                _relay: None,
+            }),
+            Link::Ssh(host) => {
+                let conn = host.connect("aifactory-http").await.map_err(|e| {
+                    let status = match e.kind {
+                        SshErrorKind::Failed => StatusCode::BAD_GATEWAY,
+                        _ => StatusCode::SERVICE_UNAVAILABLE,
+                    };
+                    ApiError::new(status, "host_unavailable", e.message)
+                })?;
+                Ok(Conn {
+                    client: conn.client,
+                    _relay: Some(conn.relay),
+                })
+            }
+        }
+    }
+
+    /// A client error as the API's, naming where the daemon is.
+    pub fn error(&self, err: ClientError) -> ApiError {
+        ApiError::from_client(err, &self.place)
     }
 
     /// One request on a connection of its own: `ask` calls one typed method of the client,
@@ -39,19 +107,15 @@ impl Daemon {
         &self,
         ask: impl AsyncFnOnce(&Client) -> Result<T, ClientError>,
     ) -> Result<T, ApiError> {
-        let client = self.connect().await?;
-        ask(&client)
-            .await
-            .map_err(|e| ApiError::from_client(e, self.socket()))
+        let conn = self.connect().await?;
+        ask(&conn).await.map_err(|e| self.error(e))
     }
 
-    /// Opens a stream on a connection of its own; the client must live as long as the stream.
-    pub async fn subscribe(&self, request: Request) -> Result<(Client, Subscription), ApiError> {
-        let client = self.connect().await?;
-        let subscription = client
-            .subscribe(request)
-            .await
-            .map_err(|e| ApiError::from_client(e, self.socket()))?;
-        Ok((client, subscription))
+    /// Opens a stream on a connection of its own; the connection must live as long as the
+    /// stream.
+    pub async fn subscribe(&self, request: Request) -> Result<(Conn, Subscription), ApiError> {
+        let conn = self.connect().await?;
+        let subscription = conn.subscribe(request).await.map_err(|e| self.error(e))?;
+        Ok((conn, subscription))
     }
 }

@@ -1,8 +1,6 @@
 //! The API's errors: one JSON shape, `{"error": {"code": "...", "message": "..."}}`, with the
 //! HTTP status that fits, and the daemon's refusals mapped onto it.
 
-use std::path::Path;
-
 use aifactory_common::ClientError;
 use aifactory_common::protocol::ErrorCode;
 use axum::Json;
@@ -85,8 +83,8 @@ impl ApiError {
         )
     }
 
-    /// A failure talking to the daemon at `socket`.
-    pub fn from_client(err: ClientError, socket: &Path) -> Self {
+    /// A failure talking to the daemon at `place` (its socket, or its host's URL).
+    pub fn from_client(err: ClientError, place: &str) -> Self {
         let unavailable = |message: String| {
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -123,8 +121,7 @@ impl ApiError {
                 unavailable(err.to_string())
             }
             ClientError::Disconnected { reason } => unavailable(format!(
-                "aifactoryd at {} closed the connection ({reason}); if it is restarting, try again; otherwise start it with `systemctl start aifactoryd` (system mode) or `aifactoryd` (user mode)",
-                socket.display()
+                "aifactoryd at {place} closed the connection ({reason}); if it is restarting, try again; otherwise start it with `systemctl start aifactoryd` (system mode) or `aifactoryd` (user mode)"
             )),
             ClientError::HandshakeTimeout { .. }
             | ClientError::HandshakeInterrupted { .. }

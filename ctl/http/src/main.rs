@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod daemon;
 mod error;
+mod hosts;
 mod listener;
 mod login;
 mod page;
@@ -104,8 +105,9 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     let consoles = TaskTracker::new();
+    let hosts = hosts::Hosts::start(&config.hosts, &shutdown);
     let state = AppState {
-        daemon: daemon::Daemon::new(&config.socket),
+        hosts,
         token,
         token_file: config.token_file.clone(),
         spent_codes: login::SpentCodes::default(),
@@ -117,7 +119,12 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
     };
     let app = api::router(state);
     tracing::info!(
-        socket = %config.socket.display(),
+        hosts = %config
+            .hosts
+            .iter()
+            .map(|h| format!("{}={}", h.name, h.url))
+            .collect::<Vec<_>>()
+            .join(" "),
         token_file = %config.token_file.display(),
         config_file = %config.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into()),
         origins = ?config.allowed_origins,

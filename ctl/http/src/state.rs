@@ -1,4 +1,4 @@
-//! What every handler shares: the way to the daemon, the token (and the file it came from), the
+//! What every handler shares: the hosts and the way to each one's daemon, the token (and the file it came from), the
 //! allowed origins, the signal that the shim is stopping, and the doctor's one turn.
 
 use std::net::SocketAddr;
@@ -8,13 +8,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::daemon::Daemon;
+use crate::hosts::Hosts;
 use crate::login::SpentCodes;
 use crate::token::Token;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub daemon: Daemon,
+    pub hosts: Hosts,
     pub token: Token,
     /// Where the token was read (`<state dir>/http-token`): the doctor checks that file.
     pub token_file: PathBuf,

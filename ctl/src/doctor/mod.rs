@@ -22,7 +22,7 @@ use aifactory_doctor::{Facts, local, online, shim};
 use crate::cli::Cli;
 use crate::connect::Target;
 use crate::exit::{FAILED, Failure, INCOMPLETE};
-use crate::ssh::SshHost;
+use aifactory_common::ssh::SshHost;
 
 /// The last line of the text report: `all 17 checks OK`, else how many of each status, the
 /// skipped ones as `N not checked`.
@@ -171,11 +171,11 @@ async fn remote(
     match status.code() {
         Some(0) => Ok(()),
         Some(code @ (1 | 6)) => std::process::exit(code),
-        _ => Err(
-            crate::ssh::diagnose(host.name(), status, "").unwrap_or(Failure {
+        _ => Err(aifactory_common::ssh::diagnose(host.name(), status, "")
+            .map(Failure::from)
+            .unwrap_or(Failure {
                 code: FAILED,
                 message: format!("the doctor on {} ended with {status}", host.name()),
-            }),
-        ),
+            })),
     }
 }

@@ -1,10 +1,12 @@
-//! The Live Console: `GET /api/v1/sessions/{id}/console?from=OFFSET` upgraded to a WebSocket.
+//! The Live Console: `GET /api/v1/hosts/{host}/sessions/{id}/console?from=OFFSET` upgraded to a
+//! WebSocket, proxied to the session's host (its socket, or ssh to a remote one).
 //!
 //! Binary frames out carry the session's output from `from` (replayed from disk, then live,
 //! with no gap and no duplicate); binary frames in are typed into it; a text frame
 //! `{"resize": {"cols": C, "rows": R}}` resizes it. Text frames out are notices:
 //! `{"lagged": {"requested", "resume_from"}}` (bytes rotated away), `{"daemon": "unavailable",
-//! "message"}` / `{"daemon": "available"}` (the shim lost aifactoryd and found it again) and
+//! "host", "message"}` / `{"daemon": "available", "host"}` (the shim lost the host's aifactoryd
+//! and found it again) and
 //! `{"error": {"code", "message"}}` (input or resize refused). When the session ends the
 //! server closes with 1000 and the exit status as the reason (`exited 0`, `killed by signal 9`);
 //! 4001 when the session was lost, 4004 when it no longer exists, 1001 when the shim stops.
@@ -31,10 +33,12 @@ use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use super::doc::{DaemonErrors, Position};
-use super::extract::{Key, Query};
+use super::extract::{On, Query};
 use super::reconnect::Backoff;
 use crate::auth::TOKEN_PROTOCOL_PREFIX;
+use crate::daemon::Daemon;
 use crate::error::{ApiError, ErrorBody};
+use crate::hosts::Host;
 use crate::state::AppState;
 
 /// The session ended; the reason is its exit status.
@@ -73,9 +77,10 @@ pub struct ConsoleQuery {
 /// Opens the Live Console of a session (WebSocket; see the module notes for the frames).
 #[utoipa::path(
     get,
-    path = "/api/v1/sessions/{id}/console",
+    path = "/api/v1/hosts/{host}/sessions/{id}/console",
     tag = "sessions",
     params(
+        ("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"),
         ("id" = String, Path, description = "Session id or name"),
         ConsoleQuery,
         ("Sec-WebSocket-Protocol" = Option<String>, Header, description = "`aifactory.token.<token>`: the token, echoed back when it is right"),
@@ -90,7 +95,7 @@ pub struct ConsoleQuery {
 )]
 pub async fn console(
     State(state): State<AppState>,
-    Key(id): Key,
+    On { host, id }: On,
     Query(query): Query<ConsoleQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -105,7 +110,8 @@ pub async fn console(
         )
     })?;
     // Refuse an unknown session with a status, before upgrading.
-    let session = state
+    host.check_reachable()?;
+    let session = host
         .daemon
         .call(async |daemon| daemon.session_show(id).await)
         .await?;
@@ -123,21 +129,22 @@ pub async fn console(
         ws.set_selected_protocol(protocol);
     }
     let key = session.id;
-    tracing::info!(session_id = %key, from = ?query.from, "console opened");
+    tracing::info!(host = %host.name, session_id = %key, from = ?query.from, "console opened");
     let consoles = state.consoles.clone();
     Ok(ws
         .max_message_size(MAX_INPUT_MESSAGE)
-        .on_upgrade(move |socket| consoles.track_future(run(state, key, query.from, socket)))
+        .on_upgrade(move |socket| consoles.track_future(run(state, host, key, query.from, socket)))
         .into_response())
 }
 
-async fn run(state: AppState, key: String, from: Option<u64>, socket: WebSocket) {
+async fn run(state: AppState, host: Host, key: String, from: Option<u64>, socket: WebSocket) {
     let (sink, mut incoming) = socket.split();
     let (notices, notices_rx) = mpsc::channel(16);
     // Cancelled when either side is done: the client left, or the output side closed.
     let done = CancellationToken::new();
     let output = tokio::spawn(output_side(
         state.clone(),
+        host.clone(),
         key.clone(),
         from,
         sink,
@@ -151,8 +158,12 @@ async fn run(state: AppState, key: String, from: Option<u64>, socket: WebSocket)
         };
         let outcome = match message {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Binary(data))) => input(&state, &key, data.to_vec(), &done).await,
-            Some(Ok(Message::Text(text))) => control(&state, &key, text.as_str(), &done).await,
+            Some(Ok(Message::Binary(data))) => {
+                input(&host.daemon, &key, data.to_vec(), &done).await
+            }
+            Some(Ok(Message::Text(text))) => {
+                control(&host.daemon, &key, text.as_str(), &done).await
+            }
             Some(Ok(_)) => Ok(()),
         };
         // Never waits: a client that does not read must not stop its own typing.
@@ -175,13 +186,13 @@ async fn run(state: AppState, key: String, from: Option<u64>, socket: WebSocket)
 
 /// Types `data` into the session.
 async fn input(
-    state: &AppState,
+    daemon: &Daemon,
     key: &str,
     data: Vec<u8>,
     done: &CancellationToken,
 ) -> Result<(), ApiError> {
     tokio::select! {
-        typed = state.daemon.call(async |daemon| daemon.session_input(key, data).await) => typed,
+        typed = daemon.call(async |client| client.session_input(key, data).await) => typed,
         _ = done.cancelled() => Ok(()),
     }
 }
@@ -201,7 +212,7 @@ struct Size {
 
 /// A text frame from the client: only `{"resize": {"cols": C, "rows": R}}` is known.
 async fn control(
-    state: &AppState,
+    daemon: &Daemon,
     key: &str,
     text: &str,
     done: &CancellationToken,
@@ -214,7 +225,7 @@ async fn control(
         ))
     })?;
     tokio::select! {
-        resized = state.daemon.call(async |daemon| daemon.session_resize(key, cols, rows).await) => resized,
+        resized = daemon.call(async |client| client.session_resize(key, cols, rows).await) => resized,
         _ = done.cancelled() => Ok(()),
     }
 }
@@ -240,13 +251,14 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 
 async fn output_side(
     state: AppState,
+    host: Host,
     key: String,
     from: Option<u64>,
     mut sink: SplitSink<WebSocket, Message>,
     notices: mpsc::Receiver<Message>,
     done: CancellationToken,
 ) {
-    let close = stream_output(&state, &key, from, &mut sink, notices, &done).await;
+    let close = stream_output(&state, &host, &key, from, &mut sink, notices, &done).await;
     match close {
         Some(frame) => {
             tracing::info!(session_id = %key, code = frame.code, reason = %frame.reason.as_str(), "closing a console");
@@ -265,6 +277,7 @@ async fn output_side(
 /// client leaves (`None`).
 async fn stream_output(
     state: &AppState,
+    host: &Host,
     key: &str,
     from: Option<u64>,
     sink: &mut SplitSink<WebSocket, Message>,
@@ -289,7 +302,7 @@ async fn stream_output(
             follow: true,
         };
         let linked = tokio::select! {
-            linked = state.daemon.subscribe(request) => linked,
+            linked = host.daemon.subscribe(request) => linked,
             _ = done.cancelled() => return None,
             _ = state.shutdown.cancelled() => return Some(going_away(next)),
         };
@@ -302,7 +315,7 @@ async fn stream_output(
                 if !daemon_down {
                     daemon_down = true;
                     tracing::warn!(session_id = %key, "console lost aifactoryd; reconnecting: {}", e.message);
-                    let notice = serde_json::json!({"daemon": "unavailable", "message": e.message});
+                    let notice = serde_json::json!({"daemon": "unavailable", "host": &*host.name, "message": e.message});
                     if sink.send(text(notice)).await.is_err() {
                         return None;
                     }
@@ -320,7 +333,9 @@ async fn stream_output(
             daemon_down = false;
             tracing::info!(session_id = %key, from = ?next, "console found aifactoryd again");
             if sink
-                .send(text(serde_json::json!({"daemon": "available"})))
+                .send(text(
+                    serde_json::json!({"daemon": "available", "host": &*host.name}),
+                ))
                 .await
                 .is_err()
             {
@@ -387,7 +402,7 @@ async fn stream_output(
                     if let Some(exit) = exit {
                         return Some(close_frame(CLOSE_ENDED, &exit.describe()));
                     }
-                    if let Some(frame) = ended(state, key).await {
+                    if let Some(frame) = ended(&host.daemon, key).await {
                         return Some(frame);
                     }
                     // Still running: the daemon is stopping; reconnect from `next`.
@@ -406,10 +421,9 @@ async fn stream_output(
 
 /// The close frame for a session that ended without an exit status in its stream, or `None`
 /// while it runs (or the daemon cannot say).
-async fn ended(state: &AppState, key: &str) -> Option<CloseFrame> {
-    let session = match state
-        .daemon
-        .call(async |daemon| daemon.session_show(key).await)
+async fn ended(daemon: &Daemon, key: &str) -> Option<CloseFrame> {
+    let session = match daemon
+        .call(async |client| client.session_show(key).await)
         .await
     {
         Ok(session) => session,

@@ -56,6 +56,17 @@ const MAX_BODY: usize = 64 * 1024;
     )
 )]
 pub async fn doctor(State(state): State<AppState>) -> Result<Json<Vec<Check>>, ApiError> {
+    // The checks look at this machine's files and processes: they judge a daemon here.
+    let Some(socket) = state
+        .hosts
+        .local()
+        .and_then(|h| h.daemon.socket())
+        .map(std::path::Path::to_path_buf)
+    else {
+        return Err(unavailable(
+            "no host of this shim has its daemon on this machine; run `aifactoryctl doctor --host HOST` for a remote one".into(),
+        ));
+    };
     let waited = tokio::time::timeout(bounds::RUN, state.doctor_turn.clone().acquire_owned());
     let turn = match waited.await {
         Ok(Ok(turn)) => turn,
@@ -72,7 +83,7 @@ pub async fn doctor(State(state): State<AppState>) -> Result<Json<Vec<Check>>, A
     let run = tokio::spawn({
         let state = state.clone();
         async move {
-            let report = report(&state).await;
+            let report = report(&state, &socket).await;
             drop(turn);
             report
         }
@@ -101,8 +112,7 @@ fn unavailable(why: String) -> ApiError {
 }
 
 /// Gathers the facts the shim's way and runs the checks.
-async fn report(state: &AppState) -> Vec<Check> {
-    let socket = state.daemon.socket();
+async fn report(state: &AppState, socket: &std::path::Path) -> Vec<Check> {
     let online = online::ask(&ClientOptions::new(socket, "aifactory-http doctor")).await;
     let answered = online.as_ref().ok();
     let local = local::facts(&local::Args {

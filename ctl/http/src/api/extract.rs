@@ -6,6 +6,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::hosts::Host;
+use crate::state::AppState;
 
 /// A JSON body.
 pub struct Body<T>(pub T);
@@ -52,34 +54,48 @@ where
     }
 }
 
-/// The `{id}` of a route: a resource's id or name, percent-decoded.
-pub struct Key(pub String);
+/// The object a route names: its host (`/api/v1/hosts/{host}/…`, or the only host for the
+/// same route without it) and its `{id}`, percent-decoded.
+pub struct On {
+    pub host: Host,
+    pub id: String,
+}
 
-impl<S> FromRequestParts<S> for Key
-where
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for On {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // The router passes a `%` without two hex digits through as it is: refuse it rather
-        // than look up an id the client did not mean.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if has_bad_escape(parts.uri.path()) {
-            return Err(ApiError::invalid(
-                "invalid percent-escape in the path: `%` must be followed by two hex digits; percent-encode the id as UTF-8 (`%25` for a literal %)",
-            ));
+            return Err(bad_escape());
         }
-        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(key)) => Ok(Key(key)),
+        let mut params = match axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(params)) => params,
             Err(e @ PathRejection::FailedToDeserializePathParams(_)) => {
-                Err(ApiError::invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "invalid id in the path ({}): percent-encode it as UTF-8",
                     e.body_text()
-                )))
+                )));
             }
-            Err(e) => Err(ApiError::internal(e.body_text())),
-        }
+            Err(e) => return Err(ApiError::internal(e.body_text())),
+        };
+        let host = state
+            .hosts
+            .resolve(params.get("host").map(String::as_str))?
+            .clone();
+        let id = params
+            .remove("id")
+            .ok_or_else(|| ApiError::internal("the route has no {id}"))?;
+        Ok(On { host, id })
     }
+}
+
+fn bad_escape() -> ApiError {
+    ApiError::invalid(
+        "invalid percent-escape in the path: `%` must be followed by two hex digits; percent-encode the id as UTF-8 (`%25` for a literal %)",
+    )
 }
 
 /// Whether `path` holds a `%` that is not followed by two hex digits.
@@ -90,6 +106,15 @@ fn has_bad_escape(path: &str) -> bool {
             && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     })
+}
+
+/// `?host=NAME` on a list: only that host's objects.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HostFilter {
+    /// Only this host's (`GET /api/v1/hosts` names them); default: every reachable host.
+    pub host: Option<String>,
 }
 
 /// `?grace=SECONDS` for stop and kill (default 5).

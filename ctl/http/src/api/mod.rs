@@ -6,9 +6,11 @@ mod doc;
 mod doctor;
 mod events;
 mod extract;
+mod hosted;
+mod hosts;
 mod login;
 mod projects;
-mod reconnect;
+pub(crate) mod reconnect;
 mod sessions;
 mod status;
 mod tasks;
@@ -21,6 +23,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -36,7 +39,7 @@ use doc::{Guarded, Position};
 #[openapi(
     info(
         title = "aifactory-http",
-        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. Response bodies are the aifactory-common protocol types as JSON. Every status a route can answer is listed with it, and every bound the shim or the daemon enforces on a request is in its schema. A route that takes query parameters refuses unknown ones (400); the others ignore the query."
+        description = "REST, server-sent events and the Live Console WebSocket in front of aifactoryd. Every /api request needs `Authorization: Bearer <token>` (the token is in `<state dir>/http-token`; `aifactory-http --print-token`). Errors are `{\"error\": {\"code\", \"message\"}}`. The shim serves one or more hosts (`GET /api/v1/hosts`): lists gather every reachable host's objects, each object carries `host`, and an object is addressed as `/api/v1/hosts/{host}/…`; while the shim serves one host, the same routes without `/hosts/{host}` (e.g. `/api/v1/tasks/{id}/start`) answer too. Response bodies are the aifactory-common protocol types as JSON. Every status a route can answer is listed with it, and every bound the shim or the daemon enforces on a request is in its schema. A route that takes query parameters refuses unknown ones (400); the others ignore the query."
     ),
     // `Event` is what each server-sent event's `data:` holds (GET /api/v1/events).
     components(schemas(ErrorBody, Position, aifactory_common::protocol::Event))
@@ -48,6 +51,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(status::status))
         .routes(routes!(doctor::doctor))
+        .routes(routes!(hosts::list))
+        .routes(routes!(hosts::get))
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::get, projects::delete))
         .routes(routes!(tasks::list, tasks::create))
@@ -62,6 +67,34 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(console::console))
         .routes(routes!(events::events))
         .routes(routes!(openapi_json))
+        .merge(one_host_routes())
+}
+
+/// The object routes without `/hosts/{host}`, as they were before the shim served several
+/// hosts: they act on the only host, and refuse (`host_required`) when there are several.
+/// Not in the document, which lists each route once.
+fn one_host_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .route(
+            "/api/v1/projects/{id}",
+            get(projects::get).delete(projects::delete),
+        )
+        .route("/api/v1/tasks/{id}", get(tasks::get).delete(tasks::remove))
+        .route("/api/v1/tasks/{id}/start", post(tasks::start))
+        .route("/api/v1/tasks/{id}/stop", post(tasks::stop))
+        .route("/api/v1/tasks/{id}/restart", post(tasks::restart))
+        .route("/api/v1/tasks/{id}/transcript", get(tasks::transcript))
+        .route("/api/v1/tasks/{id}/attempts", get(tasks::attempts))
+        .route(
+            "/api/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::delete),
+        )
+        .route("/api/v1/sessions/{id}/console", get(console::console))
+}
+
+/// `/api/v1/hosts/{host}/{kind}/{id}`, the URL of an object.
+fn object_url(host: &crate::hosts::Host, kind: &str, id: &str) -> String {
+    format!("/api/v1/hosts/{}/{kind}/{id}", host.name)
 }
 
 /// The routes anyone may call: health, and the page's way in.
@@ -182,23 +215,25 @@ mod tests {
             "GET /api/v1/doctor",
             "GET /api/v1/openapi.json",
             "GET /api/v1/events",
+            "GET /api/v1/hosts",
+            "GET /api/v1/hosts/{host}",
             "GET /api/v1/projects",
             "POST /api/v1/projects",
-            "GET /api/v1/projects/{id}",
-            "DELETE /api/v1/projects/{id}",
+            "GET /api/v1/hosts/{host}/projects/{id}",
+            "DELETE /api/v1/hosts/{host}/projects/{id}",
             "GET /api/v1/tasks",
             "POST /api/v1/tasks",
-            "GET /api/v1/tasks/{id}",
-            "DELETE /api/v1/tasks/{id}",
-            "POST /api/v1/tasks/{id}/start",
-            "POST /api/v1/tasks/{id}/stop",
-            "POST /api/v1/tasks/{id}/restart",
-            "GET /api/v1/tasks/{id}/transcript",
-            "GET /api/v1/tasks/{id}/attempts",
+            "GET /api/v1/hosts/{host}/tasks/{id}",
+            "DELETE /api/v1/hosts/{host}/tasks/{id}",
+            "POST /api/v1/hosts/{host}/tasks/{id}/start",
+            "POST /api/v1/hosts/{host}/tasks/{id}/stop",
+            "POST /api/v1/hosts/{host}/tasks/{id}/restart",
+            "GET /api/v1/hosts/{host}/tasks/{id}/transcript",
+            "GET /api/v1/hosts/{host}/tasks/{id}/attempts",
             "GET /api/v1/sessions",
-            "GET /api/v1/sessions/{id}",
-            "DELETE /api/v1/sessions/{id}",
-            "GET /api/v1/sessions/{id}/console",
+            "GET /api/v1/hosts/{host}/sessions/{id}",
+            "DELETE /api/v1/hosts/{host}/sessions/{id}",
+            "GET /api/v1/hosts/{host}/sessions/{id}/console",
         ];
         want.sort();
         assert_eq!(listed, want);
@@ -245,7 +280,7 @@ mod tests {
             schemas["Provider"]["enum"],
             serde_json::json!(["github", "gitlab", "azure-devops", "bitbucket", "unknown"])
         );
-        let stop = &doc["paths"]["/api/v1/tasks/{id}/stop"]["post"]["parameters"][1]["schema"];
+        let stop = &doc["paths"]["/api/v1/hosts/{host}/tasks/{id}/stop"]["post"]["parameters"][2]["schema"];
         assert_eq!(
             (&stop["minimum"], &stop["maximum"]),
             (&serde_json::json!(0), &serde_json::json!(3600))

@@ -8,56 +8,64 @@ use axum::http::StatusCode;
 use serde::Serialize;
 
 use super::doc::DaemonErrors;
-use super::extract::{Grace, Key, Query};
+use super::extract::{Grace, HostFilter, On, Query};
+use super::hosted::{Hosted, gather};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-/// Every session.
+/// Every session of every reachable host, each with its `host`.
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
     tag = "sessions",
+    params(HostFilter),
     responses(
-        (status = 200, description = "The sessions", body = [SessionInfo]),
+        (status = 200, description = "The sessions", body = [Hosted<SessionInfo>]),
+        (status = 400, description = "An unknown query parameter", body = ErrorBody),
+        (status = 404, description = "No such host", body = ErrorBody),
         DaemonErrors,
     )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    state
-        .daemon
-        .call(async |daemon| daemon.session_list().await)
-        .await
-        .map(Json)
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HostFilter>,
+) -> Result<Json<Vec<Hosted<SessionInfo>>>, ApiError> {
+    gather(&state.hosts, query.host.as_deref(), async |daemon| {
+        daemon
+            .call(async |client| client.session_list().await)
+            .await
+    })
+    .await
+    .map(Json)
 }
 
 /// One session, by id or name.
 #[utoipa::path(
     get,
-    path = "/api/v1/sessions/{id}",
+    path = "/api/v1/hosts/{host}/sessions/{id}",
     tag = "sessions",
-    params(("id" = String, Path, description = "Session id or name")),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Session id or name")),
     responses(
-        (status = 200, description = "The session", body = SessionInfo),
+        (status = 200, description = "The session", body = Hosted<SessionInfo>),
         (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         DaemonErrors,
     )
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    Key(id): Key,
-) -> Result<Json<SessionInfo>, ApiError> {
-    state
-        .daemon
+pub async fn get(On { host, id }: On) -> Result<Json<Hosted<SessionInfo>>, ApiError> {
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.session_show(id).await)
         .await
-        .map(Json)
+        .map(|item| Json(Hosted::on(&host, item)))
 }
 
 /// A killed session: the session as it ended, with the processes of its tree that were
 /// signalled (escaped ones included) and any that survived SIGKILL (nothing should).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct KilledSession {
+    /// The session's host.
+    pub host: String,
     #[serde(flatten)]
     pub session: SessionInfo,
     pub signalled: Vec<ProcessEntry>,
@@ -68,9 +76,9 @@ pub struct KilledSession {
 /// SIGKILL after `grace` seconds.
 #[utoipa::path(
     delete,
-    path = "/api/v1/sessions/{id}",
+    path = "/api/v1/hosts/{host}/sessions/{id}",
     tag = "sessions",
-    params(("id" = String, Path, description = "Session id or name"), Grace),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Session id or name"), Grace),
     responses(
         (status = 200, description = "The session as it ended (with `exit`), what was signalled and what survived", body = KilledSession),
         (status = 400, description = "Bad query or id", body = ErrorBody),
@@ -79,13 +87,13 @@ pub struct KilledSession {
     )
 )]
 pub async fn delete(
-    State(state): State<AppState>,
-    Key(id): Key,
+    On { host, id }: On,
     Query(grace): Query<Grace>,
 ) -> Result<Json<KilledSession>, ApiError> {
     let grace_ms = grace.millis()?;
     let key = id.clone();
-    let killed = state
+    host.check_reachable()?;
+    let killed = host
         .daemon
         .call(async |daemon| daemon.session_kill(key, grace_ms, false).await)
         .await?;
@@ -99,6 +107,7 @@ pub async fn delete(
         ));
     };
     Ok(Json(KilledSession {
+        host: host.name.to_string(),
         session,
         signalled: killed.signalled,
         survivors: killed.survivors,

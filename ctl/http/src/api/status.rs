@@ -12,18 +12,21 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The daemon's identity, paths and counters.
+/// The daemon's identity, paths and counters: the first host's (each host's is in
+/// `GET /api/v1/hosts`).
 #[utoipa::path(
     get,
     path = "/api/v1/status",
     tag = "daemon",
     responses(
-        (status = 200, description = "The daemon's status", body = StatusInfo),
+        (status = 200, description = "The first host's daemon's status", body = StatusInfo),
         DaemonErrors,
     )
 )]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusInfo>, ApiError> {
     state
+        .hosts
+        .primary()
         .daemon
         .call(async |daemon| daemon.status().await)
         .await
@@ -104,12 +107,9 @@ pub enum HealthAnswer {
 }
 
 async fn health(state: &AppState) -> Health {
-    let socket = state.daemon.socket().display().to_string();
-    let daemon = match state
-        .daemon
-        .call(async |daemon| daemon.status().await)
-        .await
-    {
+    let primary = &state.hosts.primary().daemon;
+    let socket = primary.place().to_string();
+    let daemon = match primary.call(async |daemon| daemon.status().await).await {
         Ok(info) => DaemonHealth {
             socket,
             answers: true,

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::doc::{DaemonErrors, Position};
-use super::extract::{Body, Grace, Key, Query};
+use super::extract::{Body, Grace, On, Query};
+use super::hosted::{Hosted, gather};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -16,6 +17,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
+    /// The project's host (`GET /api/v1/hosts`): the task runs where its project is. Needed
+    /// when the shim serves several hosts.
+    pub host: Option<String>,
     /// Project id or name.
     pub project: String,
     /// Names the worktree, the branch and the spec directory.
@@ -36,30 +40,38 @@ pub struct CreateTask {
 pub struct ListTasks {
     /// Only this project's tasks (id or name).
     pub project: Option<String>,
+    /// Only this host's tasks.
+    pub host: Option<String>,
 }
 
-/// Every task, or one project's.
+/// Every task of every reachable host, or one project's; each with its `host`.
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
     tag = "tasks",
     params(ListTasks),
     responses(
-        (status = 200, description = "The tasks", body = [TaskInfo]),
+        (status = 200, description = "The tasks", body = [Hosted<TaskInfo>]),
         (status = 400, description = "An unknown query parameter", body = ErrorBody),
-        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 404, description = "No such project, or no such host", body = ErrorBody),
         DaemonErrors,
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListTasks>,
-) -> Result<Json<Vec<TaskInfo>>, ApiError> {
-    state
-        .daemon
-        .call(async |daemon| daemon.task_list(query.project).await)
-        .await
-        .map(Json)
+) -> Result<Json<Vec<Hosted<TaskInfo>>>, ApiError> {
+    let project = query.project;
+    gather(&state.hosts, query.host.as_deref(), |daemon| {
+        let project = project.clone();
+        async move {
+            daemon
+                .call(async |client| client.task_list(project).await)
+                .await
+        }
+    })
+    .await
+    .map(Json)
 }
 
 /// Creates a task and its worktree `<project>/.aifactory/worktrees/tasks/<spec>`.
@@ -69,10 +81,10 @@ pub async fn list(
     tag = "tasks",
     request_body = CreateTask,
     responses(
-        (status = 201, description = "The new task; `Location` is its URL", body = TaskInfo,
-            headers(("Location" = String, description = "/api/v1/tasks/{id}"))),
-        (status = 400, description = "Bad body; or no agent profile has that name, or git cannot create the worktree", body = ErrorBody),
-        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 201, description = "The new task; `Location` is its URL", body = Hosted<TaskInfo>,
+            headers(("Location" = String, description = "/api/v1/hosts/{host}/tasks/{id}"))),
+        (status = 400, description = "Bad body (`host` missing while the shim serves several); or no agent profile has that name, or git cannot create the worktree", body = ErrorBody),
+        (status = 404, description = "No such project, or no such host", body = ErrorBody),
         (status = 409, description = "The project already has a task for the spec", body = ErrorBody),
         DaemonErrors,
     )
@@ -80,41 +92,43 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Body(body): Body<CreateTask>,
-) -> Result<(StatusCode, HeaderMap, Json<TaskInfo>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<Hosted<TaskInfo>>), ApiError> {
+    let host = state.hosts.resolve(body.host.as_deref())?;
+    host.check_reachable()?;
     let create = TaskCreate {
         project: body.project,
         spec_id: body.spec_id,
         title: body.title,
         agent: body.agent,
     };
-    let task = state
+    let task = host
         .daemon
         .call(async |daemon| daemon.task_create(create).await)
         .await?;
-    let location = format!("/api/v1/tasks/{}", task.id);
-    Ok(super::created(&location, task))
+    let location = super::object_url(host, "tasks", &task.id);
+    Ok(super::created(&location, Hosted::on(host, task)))
 }
 
 /// One task, by id (or spec id when only one task has it).
 #[utoipa::path(
     get,
-    path = "/api/v1/tasks/{id}",
+    path = "/api/v1/hosts/{host}/tasks/{id}",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id")),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id")),
     responses(
-        (status = 200, description = "The task", body = TaskInfo),
+        (status = 200, description = "The task", body = Hosted<TaskInfo>),
         (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The spec id is used in several projects: name the task by id", body = ErrorBody),
         DaemonErrors,
     )
 )]
-pub async fn get(State(state): State<AppState>, Key(id): Key) -> Result<Json<TaskInfo>, ApiError> {
-    state
-        .daemon
+pub async fn get(On { host, id }: On) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_show(id).await)
         .await
-        .map(Json)
+        .map(|item| Json(Hosted::on(&host, item)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -130,11 +144,11 @@ pub struct RemoveQuery {
 /// Forgets a task that does not run; with `prune=true` also its worktree.
 #[utoipa::path(
     delete,
-    path = "/api/v1/tasks/{id}",
+    path = "/api/v1/hosts/{host}/tasks/{id}",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id"), RemoveQuery),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id"), RemoveQuery),
     responses(
-        (status = 200, description = "The task as it was before it was forgotten", body = TaskInfo),
+        (status = 200, description = "The task as it was before it was forgotten", body = Hosted<TaskInfo>),
         (status = 400, description = "Bad query (`force` without `prune`), or the worktree has changes and `force` was not given", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The task runs (stop it first), or the spec id is ambiguous", body = ErrorBody),
@@ -142,10 +156,9 @@ pub struct RemoveQuery {
     )
 )]
 pub async fn remove(
-    State(state): State<AppState>,
-    Key(id): Key,
+    On { host, id }: On,
     Query(query): Query<RemoveQuery>,
-) -> Result<Json<TaskInfo>, ApiError> {
+) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
     let prune = query.prune.unwrap_or(false);
     let force = query.force.unwrap_or(false);
     if force && !prune {
@@ -153,44 +166,41 @@ pub async fn remove(
             "force=true only means something with prune=true (remove the worktree even with changes)",
         ));
     }
-    state
-        .daemon
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_remove(id, prune, force).await)
         .await
-        .map(Json)
+        .map(|item| Json(Hosted::on(&host, item)))
 }
 
 /// Runs the task's agent in a new session.
 #[utoipa::path(
     post,
-    path = "/api/v1/tasks/{id}/start",
+    path = "/api/v1/hosts/{host}/tasks/{id}/start",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id")),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id")),
     responses(
-        (status = 200, description = "The started task (`session_id` is the agent's session)", body = TaskInfo),
+        (status = 200, description = "The started task (`session_id` is the agent's session)", body = Hosted<TaskInfo>),
         (status = 400, description = "The agent profile is unusable (the message says why and how to fix it), or the board does not allow the move", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The task already runs, or the spec id is ambiguous", body = ErrorBody),
         DaemonErrors,
     )
 )]
-pub async fn start(
-    State(state): State<AppState>,
-    Key(id): Key,
-) -> Result<Json<TaskInfo>, ApiError> {
-    state
-        .daemon
+pub async fn start(On { host, id }: On) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_start(id).await)
         .await
-        .map(Json)
+        .map(|item| Json(Hosted::on(&host, item)))
 }
 
 /// Stops the agent: SIGTERM to every process of it, SIGKILL after `grace` seconds.
 #[utoipa::path(
     post,
-    path = "/api/v1/tasks/{id}/stop",
+    path = "/api/v1/hosts/{host}/tasks/{id}/stop",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id"), Grace),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id"), Grace),
     responses(
         (status = 200, description = "What was signalled, and what survived (nothing should)", body = StopReport),
         (status = 400, description = "Bad query; or the task does not run (nothing to stop)", body = ErrorBody),
@@ -200,13 +210,12 @@ pub async fn start(
     )
 )]
 pub async fn stop(
-    State(state): State<AppState>,
-    Key(id): Key,
+    On { host, id }: On,
     Query(grace): Query<Grace>,
 ) -> Result<Json<StopReport>, ApiError> {
     let grace_ms = grace.millis()?;
-    state
-        .daemon
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_stop(id, grace_ms).await)
         .await
         .map(Json)
@@ -228,11 +237,11 @@ pub struct RestartQuery {
 /// `fresh=true`.
 #[utoipa::path(
     post,
-    path = "/api/v1/tasks/{id}/restart",
+    path = "/api/v1/hosts/{host}/tasks/{id}/restart",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id"), RestartQuery),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id"), RestartQuery),
     responses(
-        (status = 200, description = "The restarted task", body = TaskInfo),
+        (status = 200, description = "The restarted task", body = Hosted<TaskInfo>),
         (status = 400, description = "Bad query; or the agent profile is unusable, or the board does not allow the move", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The spec id is ambiguous", body = ErrorBody),
@@ -240,17 +249,16 @@ pub struct RestartQuery {
     )
 )]
 pub async fn restart(
-    State(state): State<AppState>,
-    Key(id): Key,
+    On { host, id }: On,
     Query(query): Query<RestartQuery>,
-) -> Result<Json<TaskInfo>, ApiError> {
+) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
     let grace_ms = Grace { grace: query.grace }.millis()?;
     let fresh = query.fresh.unwrap_or(false);
-    state
-        .daemon
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_restart(id, grace_ms, fresh).await)
         .await
-        .map(Json)
+        .map(|item| Json(Hosted::on(&host, item)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -267,9 +275,9 @@ pub struct TranscriptQuery {
 /// keep it bounded. Live entries arrive on `GET /api/v1/events` as `TaskAgent` events.
 #[utoipa::path(
     get,
-    path = "/api/v1/tasks/{id}/transcript",
+    path = "/api/v1/hosts/{host}/tasks/{id}/transcript",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id"), TranscriptQuery),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id"), TranscriptQuery),
     responses(
         (status = 200, description = "The transcript", body = Transcript),
         (status = 400, description = "Bad query, or the id is not UTF-8 once percent-decoded", body = ErrorBody),
@@ -279,12 +287,11 @@ pub struct TranscriptQuery {
     )
 )]
 pub async fn transcript(
-    State(state): State<AppState>,
-    Key(id): Key,
+    On { host, id }: On,
     Query(query): Query<TranscriptQuery>,
 ) -> Result<Json<Transcript>, ApiError> {
-    state
-        .daemon
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_transcript(id, query.after).await)
         .await
         .map(Json)
@@ -295,9 +302,9 @@ pub async fn transcript(
 /// latest attempt's.
 #[utoipa::path(
     get,
-    path = "/api/v1/tasks/{id}/attempts",
+    path = "/api/v1/hosts/{host}/tasks/{id}/attempts",
     tag = "tasks",
-    params(("id" = String, Path, description = "Task id, or spec id")),
+    params(("host" = String, Path, description = "The host, as GET /api/v1/hosts names it"), ("id" = String, Path, description = "Task id, or spec id")),
     responses(
         (status = 200, description = "The attempts, oldest first", body = Vec<AttemptInfo>),
         (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody),
@@ -306,12 +313,9 @@ pub async fn transcript(
         DaemonErrors,
     )
 )]
-pub async fn attempts(
-    State(state): State<AppState>,
-    Key(id): Key,
-) -> Result<Json<Vec<AttemptInfo>>, ApiError> {
-    state
-        .daemon
+pub async fn attempts(On { host, id }: On) -> Result<Json<Vec<AttemptInfo>>, ApiError> {
+    host.check_reachable()?;
+    host.daemon
         .call(async |daemon| daemon.task_attempts(id).await)
         .await
         .map(Json)

@@ -1,9 +1,10 @@
-//! The ssh transport of `--host ssh://…`: the system `ssh` runs `aifactoryctl dial-stdio` on
-//! the remote host and the protocol flows over its stdin and stdout. Connections are
-//! multiplexed through one master per destination (`ControlMaster=auto`, `ControlPersist`),
-//! whose control sockets live in a private 0700 directory of this user. When the transport
-//! fails before the handshake, ssh's exit status and stderr say which layer failed, and
-//! [`diagnose`] turns them into the message and exit code the user gets.
+//! The ssh transport to a remote daemon, shared by `aifactoryctl --host ssh://…` and the HTTP
+//! shim's `[[hosts]]`: the system `ssh` runs `aifactoryctl dial-stdio` on the remote host and
+//! the protocol flows over its stdin and stdout. Connections are multiplexed through one master
+//! per destination (`ControlMaster=auto`, `ControlPersist`), whose control sockets live in a
+//! private 0700 directory of this user. When the transport fails before the handshake, ssh's
+//! exit status and stderr say which layer failed, and [`diagnose`] turns them into an
+//! [`SshError`] naming it and the fix.
 
 use std::ffi::OsString;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -11,13 +12,41 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
-use aifactory_common::host::SshTarget;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::exit::{FAILED, Failure, PERMISSION_DENIED, UNREACHABLE};
+use crate::host::SshTarget;
+use crate::{Client, ClientError, ClientOptions};
+
+/// Which layer failed, so a CLI can pick its exit code and a server its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshErrorKind {
+    /// ssh could not reach or log in to the host, or the remote daemon is not there.
+    Unreachable,
+    /// The remote user may not use the remote daemon's socket.
+    PermissionDenied,
+    /// Anything else (a protocol mismatch, a bad local setup).
+    Failed,
+}
+
+/// A failure of the ssh transport, in words that name the layer and the fix.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SshError {
+    pub kind: SshErrorKind,
+    pub message: String,
+}
+
+impl SshError {
+    fn new(kind: SshErrorKind, message: impl Into<String>) -> SshError {
+        SshError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
 
 /// How long an idle master stays up after its last command: long enough for a burst of
 /// commands, short enough not to linger.
@@ -26,8 +55,13 @@ const CONTROL_PERSIST: &str = "ControlPersist=300";
 /// A host that does not answer is reported before the handshake's own timeout.
 const CONNECT_TIMEOUT: &str = "ConnectTimeout=20";
 
-/// An extra ssh_config file for every `ssh` aifactoryctl runs (`ssh -F FILE`): identities,
-/// known hosts, jump hosts. A host context's `ssh_config` takes precedence.
+/// A host that vanishes without closing the connection (a cable, a frozen machine) is noticed
+/// within about six seconds, and every channel of its master ends with it.
+const SERVER_ALIVE: [&str; 4] = ["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"];
+
+/// An extra ssh_config file for every `ssh` aifactoryctl and the shim run (`ssh -F FILE`):
+/// identities, known hosts, jump hosts. A host context's (or `[[hosts]]` entry's) `ssh_config`
+/// takes precedence.
 pub const SSH_CONFIG_ENV: &str = "AIFACTORY_SSH_CONFIG";
 
 /// What `--host` resolved to, ready to dial.
@@ -45,7 +79,7 @@ impl SshHost {
     }
 
     /// The `ssh` command running `remote` (e.g. `aifactoryctl dial-stdio`) on the host.
-    pub fn command(&self, remote: &[&str]) -> Result<Command, Failure> {
+    pub fn command(&self, remote: &[&str]) -> Result<Command, SshError> {
         let control_dir = control_dir()?;
         let mut cmd = Command::new("ssh");
         if let Some(config) = &self.ssh_config {
@@ -58,7 +92,8 @@ impl SshHost {
                 opt.push(control_dir.join("%C"));
                 opt
             })
-            .args(["-o", CONTROL_PERSIST, "-o", CONNECT_TIMEOUT]);
+            .args(["-o", CONTROL_PERSIST, "-o", CONNECT_TIMEOUT])
+            .args(SERVER_ALIVE);
         if let Some(port) = self.target.port {
             cmd.arg("-p").arg(port.to_string());
         }
@@ -66,15 +101,60 @@ impl SshHost {
         Ok(cmd)
     }
 
+    /// A client of the remote daemon: `ssh HOST aifactoryctl dial-stdio` and the protocol's
+    /// handshake over its pipes. `client` names the program in the daemon's logs. A transport
+    /// that fails before the handshake is reported in ssh's words ([`diagnose`]).
+    pub async fn connect(&self, client: &str) -> Result<SshConnection, SshError> {
+        let mut relay = self.dial()?;
+        let Some((rd, wr)) = relay.pipes() else {
+            return Err(SshError::new(
+                SshErrorKind::Failed,
+                "the ssh relay's pipes were already taken",
+            ));
+        };
+        let mut opts = ClientOptions::new(
+            PathBuf::from(format!("ssh://{}", self.target.destination())),
+            client,
+        );
+        // ssh's own handshake (and a master's first connection) comes before ours.
+        opts.handshake_timeout = std::time::Duration::from_secs(30);
+        match Client::handshake_over(rd, wr, &opts).await {
+            Ok(client) => Ok(SshConnection { client, relay }),
+            Err(ClientError::ProtocolMismatch {
+                client,
+                ours,
+                theirs,
+            }) => {
+                let host = self.name();
+                let who = if ours > theirs {
+                    format!("upgrade the aifactory package on {host} or use a matching {client}")
+                } else {
+                    format!("upgrade {client} here or use a daemon that speaks protocol {ours}")
+                };
+                Err(SshError::new(
+                    SshErrorKind::Failed,
+                    format!(
+                        "{client} speaks protocol {ours}, the daemon on {host} speaks {theirs}: {who}"
+                    ),
+                ))
+            }
+            // The relay ended before the handshake: ssh's status and stderr say why.
+            Err(err @ ClientError::HandshakeInterrupted { .. }) => {
+                Err(relay.failure().await.unwrap_or_else(|| from_client(err)))
+            }
+            Err(err) => Err(from_client(err)),
+        }
+    }
+
     /// Starts `ssh HOST aifactoryctl dial-stdio` with its stdin and stdout ours and its
     /// stderr collected for [`Relay::failure`].
-    pub fn dial(&self) -> Result<Relay, Failure> {
+    pub fn dial(&self) -> Result<Relay, SshError> {
         let mut cmd = self.command(&["aifactoryctl", "dial-stdio"])?;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| Failure {
-            code: UNREACHABLE,
+        let mut child = cmd.spawn().map_err(|e| SshError {
+            kind: SshErrorKind::Unreachable,
             message: format!(
                 "cannot run ssh to reach {}: {e}; install the OpenSSH client (`apt install openssh-client`)",
                 self.name()
@@ -83,8 +163,8 @@ impl SshHost {
         let (Some(stdin), Some(stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(Failure {
-                code: FAILED,
+            return Err(SshError {
+                kind: SshErrorKind::Failed,
                 message: "ssh started without the pipes asked for".into(),
             });
         };
@@ -111,6 +191,26 @@ impl SshHost {
     }
 }
 
+/// A protocol error met on the ssh transport, kept in its own words and class.
+fn from_client(err: ClientError) -> SshError {
+    let kind = if err.is_permission_denied() {
+        SshErrorKind::PermissionDenied
+    } else if err.is_unreachable() {
+        SshErrorKind::Unreachable
+    } else {
+        SshErrorKind::Failed
+    };
+    SshError::new(kind, err.to_string())
+}
+
+/// A connected client of a remote daemon and the ssh that carries it: dropping it closes the
+/// connection (the master stays for the next one).
+pub struct SshConnection {
+    pub client: Client,
+    /// Kept as long as the client: dropping it ends the ssh.
+    pub relay: Relay,
+}
+
 /// A running `ssh … dial-stdio`: its pipes (taken once by the client) and how it ended.
 pub struct Relay {
     host: SshHost,
@@ -127,7 +227,7 @@ impl Relay {
     }
 
     /// Why the transport failed: waits for ssh to end and reads its status and stderr.
-    pub async fn failure(&mut self) -> Option<Failure> {
+    pub async fn failure(&mut self) -> Option<SshError> {
         let status = self.child.wait().await.ok()?;
         if let Some(task) = self.stderr_task.take() {
             let _ = task.await;
@@ -139,7 +239,7 @@ impl Relay {
 
 /// The failure a finished `ssh … aifactoryctl dial-stdio` reports, or `None` when it ended
 /// well (then the protocol layer's own error stands).
-pub fn diagnose(host: &str, status: ExitStatus, stderr: &str) -> Option<Failure> {
+pub fn diagnose(host: &str, status: ExitStatus, stderr: &str) -> Option<SshError> {
     let code = status.code()?;
     let said = stderr
         .lines()
@@ -190,42 +290,44 @@ pub fn diagnose(host: &str, status: ExitStatus, stderr: &str) -> Option<Failure>
             } else {
                 format!("ssh to {host} failed: {said}")
             };
-            Some(Failure {
-                code: UNREACHABLE,
+            Some(SshError {
+                kind: SshErrorKind::Unreachable,
                 message,
             })
         }
-        127 => Some(Failure {
-            code: UNREACHABLE,
+        127 => Some(SshError {
+            kind: SshErrorKind::Unreachable,
             message: format!(
                 "aifactoryctl is not installed on {host} ({said}): install the aifactory package on {host}"
             ),
         }),
         // The remote `dial-stdio` reporting its own socket's refusal: exit 5 names the group.
-        5 => Some(Failure {
-            code: PERMISSION_DENIED,
+        5 => Some(SshError {
+            kind: SshErrorKind::PermissionDenied,
             message: format!("on {host}: {}", remote_said()),
         }),
-        3 => Some(Failure {
-            code: UNREACHABLE,
+        3 => Some(SshError {
+            kind: SshErrorKind::Unreachable,
             message: format!("on {host}: {}", remote_said()),
         }),
         // An aifactoryctl from before dial-stdio: clap refuses the subcommand (exit 2).
-        2 if said.contains("dial-stdio") => Some(Failure {
-            code: UNREACHABLE,
+        2 if said.contains("dial-stdio") => Some(SshError {
+            kind: SshErrorKind::Unreachable,
             message: format!(
                 "the aifactoryctl on {host} has no dial-stdio ({said}): upgrade the aifactory package on {host}"
             ),
         }),
-        _ if said.contains("command not found") || said.contains("No such file") => Some(Failure {
-            code: UNREACHABLE,
-            message: format!(
-                "aifactoryctl could not run on {host} ({said}): install the aifactory package on {host}"
-            ),
-        }),
+        _ if said.contains("command not found") || said.contains("No such file") => {
+            Some(SshError {
+                kind: SshErrorKind::Unreachable,
+                message: format!(
+                    "aifactoryctl could not run on {host} ({said}): install the aifactory package on {host}"
+                ),
+            })
+        }
         _ if said.is_empty() => None,
-        other => Some(Failure {
-            code: FAILED,
+        other => Some(SshError {
+            kind: SshErrorKind::Failed,
             message: format!("on {host}: {} (remote exit status {other})", remote_said()),
         }),
     }
@@ -234,14 +336,14 @@ pub fn diagnose(host: &str, status: ExitStatus, stderr: &str) -> Option<Failure>
 /// The private directory of this user's ssh control sockets:
 /// `$XDG_RUNTIME_DIR/aifactory/ssh`, else `/tmp/aifactory-ssh-UID`. Created 0700; one owned
 /// by someone else, or open to others, is refused (another user could hijack the masters).
-pub fn control_dir() -> Result<PathBuf, Failure> {
+pub fn control_dir() -> Result<PathBuf, SshError> {
     let uid = nix::unistd::geteuid().as_raw();
     let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(runtime) => PathBuf::from(runtime).join("aifactory/ssh"),
         None => std::env::temp_dir().join(format!("aifactory-ssh-{uid}")),
     };
-    let refuse = |why: String| Failure {
-        code: FAILED,
+    let refuse = |why: String| SshError {
+        kind: SshErrorKind::Failed,
         message: format!(
             "the ssh control directory {} {why}: remove it or set XDG_RUNTIME_DIR to a private directory",
             dir.display()
@@ -269,12 +371,12 @@ pub fn control_dir() -> Result<PathBuf, Failure> {
 }
 
 /// Whether `path` names an ssh_config file that exists, for a clear error before ssh's own.
-pub fn check_config(path: &Path) -> Result<(), Failure> {
+pub fn check_config(path: &Path) -> Result<(), SshError> {
     if path.is_file() {
         Ok(())
     } else {
-        Err(Failure {
-            code: FAILED,
+        Err(SshError {
+            kind: SshErrorKind::Failed,
             message: format!(
                 "the ssh config file {} (from {SSH_CONFIG_ENV} or the host context) does not exist: fix the path",
                 path.display()
@@ -301,7 +403,7 @@ mod tests {
             "root@10.77.0.2: Permission denied (publickey).\n",
         )
         .unwrap();
-        assert_eq!(auth.code, UNREACHABLE);
+        assert_eq!(auth.kind, SshErrorKind::Unreachable);
         assert!(
             auth.message
                 .contains("root@10.77.0.2: Permission denied (publickey). Check"),
@@ -332,7 +434,7 @@ mod tests {
             "aifactoryctl: error: permission denied opening /run/aifactory/aifactoryd.sock as uid 1000: join the daemon's group (`sudo usermod -aG aifactory $USER`, then log in again)\n",
         )
         .unwrap();
-        assert_eq!(group.code, PERMISSION_DENIED);
+        assert_eq!(group.kind, SshErrorKind::PermissionDenied);
         assert!(
             group.message.starts_with("on b1: permission denied"),
             "{}",
