@@ -525,10 +525,12 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
         missed.extend(sessions_everywhere(&clients).await);
     }
 
+    // Resumed at once, while the new shim may still be connecting to the hosts: a host's
+    // position waits for its link.
     let shim = hosts.shim_for_all();
+    let mut resumed = SseReader::open(&shim, Some(&last_id)).await;
     let api = Api::new(&shim);
     api.wait_all_up(&hosts).await;
-    let mut resumed = SseReader::open(&shim, Some(&last_id)).await;
     let after = sessions_everywhere(&clients).await;
     let mut wanted = missed.clone();
     wanted.extend(after);
