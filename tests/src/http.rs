@@ -23,6 +23,7 @@ impl Sandbox {
             args: Vec::new(),
             log_name: "http",
             user: None,
+            hosts: None,
         }
     }
 }
@@ -33,11 +34,25 @@ pub struct HttpBuilder<'a> {
     log_name: &'static str,
     /// Another user to run as, and the state directory (its token file) it owns.
     user: Option<(u32, u32, PathBuf)>,
+    /// `[[hosts]]` entries for its config file, instead of the sandbox's socket.
+    hosts: Option<String>,
+}
+
+/// One `[[hosts]]` entry of the shim's config.
+pub fn host_entry(name: &str, url: &str) -> String {
+    format!("[[hosts]]\nname = {name:?}\nurl = {url:?}\n")
 }
 
 impl HttpBuilder<'_> {
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Serves these hosts (`[[hosts]]` entries, see [`host_entry`]) from a config file written
+    /// into the sandbox, instead of the sandbox's own daemon.
+    pub fn hosts(mut self, entries: &str) -> Self {
+        self.hosts = Some(entries.into());
         self
     }
 
@@ -70,9 +85,20 @@ impl HttpBuilder<'_> {
             ),
         };
         self.sandbox.apply_env(&mut cmd);
-        cmd.arg("--socket")
-            .arg(self.sandbox.socket())
-            .arg("--state-dir")
+        match &self.hosts {
+            Some(entries) => {
+                let config = self
+                    .sandbox
+                    .path()
+                    .join(format!("{}-hosts.toml", self.log_name));
+                fs::write(&config, entries).expect("write the shim's config");
+                cmd.arg("--config").arg(config);
+            }
+            None => {
+                cmd.arg("--socket").arg(self.sandbox.socket());
+            }
+        }
+        cmd.arg("--state-dir")
             .arg(&state_dir)
             .arg("--log")
             .arg("stderr");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aifactory_tests::browser::{Browser, CookieSameSite, Served, TIMEOUT as BROWSER_TIMEOUT};
 use aifactory_tests::git::{committed_repo, init_repo};
 use aifactory_tests::session::new_session;
+use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::{Daemon, Http, Sandbox};
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
@@ -149,7 +150,11 @@ fn documented_routes(doc: &Value) -> Vec<(String, String)> {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
             if ["get", "post", "delete", "put", "patch"].contains(&method.as_str()) {
-                routes.push((method.to_uppercase(), path.replace("{id}", "no-such-thing")));
+                routes.push((
+                    method.to_uppercase(),
+                    path.replace("{id}", "no-such-thing")
+                        .replace("{host}", "no-such-host"),
+                ));
             }
         }
     }
@@ -186,23 +191,25 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
         "GET /api/v1/doctor",
         "GET /api/v1/openapi.json",
         "GET /api/v1/events",
+        "GET /api/v1/hosts",
+        "GET /api/v1/hosts/no-such-host",
         "GET /api/v1/projects",
         "POST /api/v1/projects",
-        "GET /api/v1/projects/no-such-thing",
-        "DELETE /api/v1/projects/no-such-thing",
+        "GET /api/v1/hosts/no-such-host/projects/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/projects/no-such-thing",
         "GET /api/v1/tasks",
         "POST /api/v1/tasks",
-        "GET /api/v1/tasks/no-such-thing",
-        "DELETE /api/v1/tasks/no-such-thing",
-        "POST /api/v1/tasks/no-such-thing/start",
-        "POST /api/v1/tasks/no-such-thing/stop",
-        "POST /api/v1/tasks/no-such-thing/restart",
-        "GET /api/v1/tasks/no-such-thing/transcript",
-        "GET /api/v1/tasks/no-such-thing/attempts",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/tasks/no-such-thing",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/start",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/stop",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/restart",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing/transcript",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing/attempts",
         "GET /api/v1/sessions",
-        "GET /api/v1/sessions/no-such-thing",
-        "DELETE /api/v1/sessions/no-such-thing",
-        "GET /api/v1/sessions/no-such-thing/console",
+        "GET /api/v1/hosts/no-such-host/sessions/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/sessions/no-such-thing",
+        "GET /api/v1/hosts/no-such-host/sessions/no-such-thing/console",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -211,7 +218,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     }
     assert_eq!(
         names.len(),
-        24,
+        26,
         "an undocumented route crept in: {names:#?}"
     );
 
@@ -310,7 +317,8 @@ async fn projects_tasks_and_sessions_over_rest() {
     let id = created.body["id"].as_str().unwrap().to_string();
     assert_eq!(created.body["name"], "demo");
     let location = created.headers["location"].to_str().unwrap().to_string();
-    assert_eq!(location, format!("/api/v1/projects/{id}"));
+    let host = created.body["host"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/hosts/{host}/projects/{id}"));
     let fetched = api.get(&location).await;
     fetched.expect(200);
     assert_eq!(fetched.body, created.body);
@@ -370,7 +378,7 @@ async fn projects_tasks_and_sessions_over_rest() {
     assert_eq!(task.body["phase"], "backlog");
     assert_eq!(
         task.headers["location"].to_str().unwrap(),
-        format!("/api/v1/tasks/{task_id}")
+        format!("/api/v1/hosts/{host}/tasks/{task_id}")
     );
     api.get(&format!("/api/v1/tasks/{task_id}"))
         .await
@@ -610,74 +618,11 @@ async fn origins_outside_the_allow_list_are_refused() {
     assert!(allowed_headers.contains("authorization"), "{preflight:#?}");
 }
 
-/// One server-sent event.
-#[derive(Debug, Clone)]
-struct Sse {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-struct SseReader {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl SseReader {
-    fn new(response: reqwest::Response) -> SseReader {
-        SseReader {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments and keep-alives skipped).
-    async fn next(&mut self) -> Sse {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Sse {
-                    id: None,
-                    event: "message".into(),
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        event.id = Some(v.trim().parse().expect("numeric id"));
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                event.data = serde_json::from_str(&data).expect("JSON data");
-                return event;
-            }
-            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
-                .await
-                .expect("no server-sent event within the timeout")
-                .expect("the event stream ended")
-                .expect("reading the event stream");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Events until one named `kind` about `session`; all of them, in order.
-    async fn until_session(&mut self, kind: &str, session: &str) -> Vec<Sse> {
-        let mut seen = Vec::new();
-        loop {
-            let event = self.next().await;
-            let hit = event.event == kind && event.data["kind"][kind]["session_id"] == session;
-            seen.push(event);
-            if hit {
-                return seen;
-            }
-        }
-    }
+/// The one host's position in an event's `id:` (this file's shims serve one host).
+fn seq_of(event: &Sse) -> Option<u64> {
+    let positions = positions(event.id.as_deref()?);
+    assert_eq!(positions.len(), 1, "one host: {event:?}");
+    positions.into_values().next()
 }
 
 async fn open_events(api: &Api<'_>, last_event_id: Option<u64>) -> SseReader {
@@ -696,11 +641,11 @@ async fn open_events(api: &Api<'_>, last_event_id: Option<u64>) -> SseReader {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    SseReader::new(response)
+    SseReader::new(response.bytes_stream())
 }
 
 fn assert_consecutive(events: &[Sse], after: u64) {
-    let ids: Vec<u64> = events.iter().filter_map(|e| e.id).collect();
+    let ids: Vec<u64> = events.iter().filter_map(seq_of).collect();
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
             *id,
@@ -709,7 +654,7 @@ fn assert_consecutive(events: &[Sse], after: u64) {
         );
     }
     for event in events.iter().filter(|e| e.id.is_some()) {
-        assert_eq!(event.data["seq"].as_u64(), event.id, "{event:?}");
+        assert_eq!(event.seq(), seq_of(event), "{event:?}");
     }
 }
 
@@ -724,14 +669,14 @@ async fn events_stream_with_ids_resumes_with_last_event_id_and_survives_a_daemon
     let mut live = open_events(&api, None).await;
     let first = new_session(&client, &sandbox, "sleep 300").await;
     let seen = live.until_session("SessionCreated", &first.id).await;
-    let base = seen.last().unwrap().id.unwrap();
+    let base = seq_of(seen.last().unwrap()).unwrap();
     let mut all = seen.clone();
 
     // Resume after a number: everything after it, nothing twice.
     let second = new_session(&client, &sandbox, "sleep 300").await;
     let mut resumed = open_events(&api, Some(base - 1)).await;
     let replay = resumed.until_session("SessionCreated", &second.id).await;
-    assert_eq!(replay[0].id, Some(base), "{replay:?}");
+    assert_eq!(seq_of(&replay[0]), Some(base), "{replay:?}");
     assert_consecutive(&replay, base - 1);
     drop(resumed);
     all.extend(live.until_session("SessionCreated", &second.id).await);

@@ -26,6 +26,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::hosts::{Host, HostState, Hosts, Phase};
 use crate::state::AppState;
 
+/// How long the stream's opening waits for each host's first link.
+const FIRST_LINK_WITHIN: Duration = Duration::from_secs(5);
+
 /// Comment lines that keep idle proxies from closing the stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -36,7 +39,7 @@ pub struct EventsQuery {
     /// Replay every kept event after these positions first, as `HOST:SEQ,HOST:SEQ` (an `id:`
     /// of this stream; a bare sequence number when the shim serves one host). `Last-Event-ID`
     /// wins when both are given. A host not named starts from now.
-    #[param(value_type = Option<String>, example = "b1:120,b2:98")]
+    #[param(value_type = Option<String>, example = "b1:120,b2:98", pattern = r"^ *([0-9]{1,19}|[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}){0,15})? *$")]
     pub after: Option<String>,
     /// The token, for EventSource clients that cannot set headers.
     // Checked by the auth layer from the raw query; named here so it is not an unknown field.
@@ -58,7 +61,7 @@ pub struct EventsQuery {
     tag = "events",
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The last `id:` seen (`HOST:SEQ,…`); the stream resumes after it on every host named (surrounding spaces are ignored)"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = r"^ *([0-9]{1,19}|[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}){0,15})? *$", description = "The last `id:` seen (`HOST:SEQ,…`); the stream resumes after it on every host named (surrounding spaces are ignored)"),
     ),
     responses(
         (status = 200, description = "text/event-stream of the daemon's events; each `data:` is an `Event` (#/components/schemas/Event)", content_type = "text/event-stream", body = String),
@@ -89,9 +92,11 @@ pub async fn events(
     let links = futures::future::join_all(state.hosts.all().iter().zip(&positions).map(
         |(host, after)| async move {
             host.check_reachable()?;
-            host.daemon
-                .subscribe(Request::SubscribeEvents { after: *after })
+            let request = Request::SubscribeEvents { after: *after };
+            // A host that does not answer in time joins the stream when it does.
+            tokio::time::timeout(FIRST_LINK_WITHIN, host.daemon.subscribe(request))
                 .await
+                .unwrap_or_else(|_| Err(super::hosted::slow(host, FIRST_LINK_WITHIN)))
         },
     ))
     .await;
@@ -101,7 +106,17 @@ pub async fn events(
             .find_map(Result::err)
             .unwrap_or_else(|| ApiError::internal("the shim serves no host")));
     }
+    // Where each host stands now: a client that reconnects with this stream's first `id:`
+    // misses nothing of a host that had no event meanwhile.
+    let mut positions = positions;
+    for (position, link) in positions.iter_mut().zip(&links) {
+        if let Ok((_, subscription)) = link {
+            *position = position.or(subscription.head());
+        }
+    }
     let mut merged: Vec<BoxStream<'static, (usize, Item)>> = Vec::new();
+    // The positions as the stream opens, before anything else.
+    merged.push(futures::stream::once(async { (0, Item::Positions) }).boxed());
     for (index, ((host, link), after)) in state
         .hosts
         .all()
@@ -188,6 +203,11 @@ enum Item {
     Lagged {
         missed: u64,
     },
+    /// A host's newest event number when its link opened: no event, but the positions move
+    /// (sent as an `id:` with no data, which sets the browser's Last-Event-ID).
+    Head(u64),
+    /// Every position, as the stream opens.
+    Positions,
     /// The host's daemon became unreachable (with why), or reachable again.
     Reachable {
         up: bool,
@@ -221,6 +241,15 @@ impl Cursor {
                     out.event(name)
                 }
             }
+            Item::Head(head) => {
+                if let Some(position) = self.positions.get_mut(index)
+                    && position.is_none()
+                {
+                    *position = Some(head);
+                }
+                sse::Event::default().id(self.id())
+            }
+            Item::Positions => sse::Event::default().id(self.id()),
             Item::Lagged { missed } => sse::Event::default()
                 .event("lagged")
                 .data(serde_json::json!({ "host": host, "missed": missed }).to_string()),
@@ -291,6 +320,12 @@ impl HostPump {
         loop {
             let Some((_, subscription)) = self.link.as_mut() else {
                 self.relink().await?;
+                if self.last.is_none()
+                    && let Some(head) = self.link.as_ref().and_then(|(_, s)| s.head())
+                {
+                    self.last = Some(head);
+                    return Some(Item::Head(head));
+                }
                 continue;
             };
             let item = tokio::select! {
