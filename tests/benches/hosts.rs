@@ -13,7 +13,8 @@
 //!    hosts in turn; beside the same through a shim serving only a local daemon over
 //!    `unix://` (the peer), interleaved run by run. The floor is each daemon's own event
 //!    subscription on its socket, which sees the same events: per event, the shim's arrival
-//!    minus the floor's is what the shim (and ssh) add.
+//!    minus the floor's is what the shim (and ssh) add (clamped at zero: both readers are
+//!    tasks of this process, so the shim's may be stamped first when it is scheduled first).
 //! 4. Console throughput through the shim: a finished session's output (the same
 //!    [`CONSOLE_BYTES`] of a fixed pattern, no newline) replayed to one client through the
 //!    console WebSocket (`?from=0`, until the close frame), for a session on a remote host

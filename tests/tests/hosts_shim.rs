@@ -731,6 +731,7 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
         })
         .await;
     let down = entry(&list, "host0");
+    let down_since = down["since_ms"].as_u64().expect("since_ms");
     assert_eq!(down["version"], Value::Null, "{down:#}");
     assert_eq!(down["load"], Value::Null, "{down:#}");
     assert_eq!(entry(&list, "host1")["state"], "up", "{list:#?}");
@@ -764,10 +765,18 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
 
     // Back.
     hosts.hosts[0].start_sshd();
-    api.wait_hosts("host0 up again", |list| {
-        entry(list, "host0")["state"] == "up"
-    })
-    .await;
+    let list = api
+        .wait_hosts("host0 up again", |list| {
+            entry(list, "host0")["state"] == "up"
+        })
+        .await;
+    let up = entry(&list, "host0");
+    assert!(
+        up["since_ms"].as_u64().is_some_and(|t| t >= down_since),
+        "up since it came back, not since it went down: {up:#}"
+    );
+    assert_eq!(up["reason"], Value::Null, "{up:#}");
+    assert_eq!(up["version"], env!("CARGO_PKG_VERSION"), "{up:#}");
     let seen = events
         .until(|e| e.event == "daemon" && e.data["host"] == "host0")
         .await;
