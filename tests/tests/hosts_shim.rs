@@ -1,7 +1,13 @@
 //! One board for every host: the real `aifactory-http` over `[[hosts]]` (ssh:// to hosts in
 //! network namespaces with their own sshd and daemon, `aifactory_tests::hosts`). Lists that
 //! gather every host, actions on one host, the merged event stream resumed across a shim
-//! restart, a remote console byte for byte, and a host that vanishes and comes back.
+//! restart, a remote console byte for byte, a host that vanishes and comes back, and this
+//! machine's daemon as a `unix://` host beside an ssh one.
+//!
+//! One file past 600 lines on purpose: it is one feature's end-to-end suite, built as one test
+//! binary (its REST, event-stream and console clients are its own, as in http.rs: reqwest and
+//! tungstenite are dev-dependencies the harness cannot use); the hosts and the shim over them
+//! live in the harness (`aifactory_tests::hosts`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +15,7 @@ use std::time::Duration;
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_tests::git::committed_repo;
-use aifactory_tests::hosts::{Hosts, Shim};
+use aifactory_tests::hosts::{Hosts, Shim, ShimHost};
 use aifactory_tests::session::new_session;
 use aifactory_tests::skip;
 use aifactory_tests::wait::POLL_INTERVAL;
@@ -799,4 +805,86 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
     api.post_empty(&format!("/api/v1/hosts/host1/tasks/{stays}/stop"))
         .await
         .expect(200);
+}
+
+/// This machine's daemon over `unix://` beside a host over ssh: its objects are listed with
+/// its name; when that daemon stops it is down with the socket's reason and an `unavailable`
+/// event, the ssh host still answers, and a new daemon on the socket brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back() {
+    let Some(hosts) = hosts(
+        "a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back",
+        1,
+        "",
+    ) else {
+        return;
+    };
+    let local = aifactory_tests::Sandbox::new();
+    let daemon = local.daemon().start();
+    let mut entries = hosts.shim_hosts();
+    entries.push(ShimHost::unix("local", &local.socket()));
+    let shim = hosts.shim(&entries);
+    let api = Api::new(&shim);
+    api.wait_hosts("both hosts up", |list| {
+        list.len() == 2 && list.iter().all(|h| h["state"] == "up")
+    })
+    .await;
+    let client = daemon.client().await;
+    let mine = new_session(&client, &local, "sleep 300").await;
+    let remote_client = hosts.hosts[0].daemon().client().await;
+    let theirs = new_session(&remote_client, &hosts.hosts[0].sandbox, "sleep 300").await;
+    let sessions = api.get("/api/v1/sessions").await;
+    let listed: Vec<(String, String)> = sessions
+        .expect(200)
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|s| Some((s["host"].as_str()?.into(), s["id"].as_str()?.into())))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("host0".to_string(), theirs.id.clone()),
+            ("local".to_string(), mine.id.clone())
+        ],
+        "{sessions:#?}"
+    );
+    let mut events = SseReader::open(&shim, None).await;
+
+    drop(client);
+    drop(daemon);
+    let list = api
+        .wait_hosts("local down", |list| entry(list, "local")["state"] == "down")
+        .await;
+    let down = entry(&list, "local");
+    assert!(
+        down["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{down:#}"
+    );
+    let seen = events
+        .until(|e| e.event == "daemon" && e.data["host"] == "local")
+        .await;
+    assert_eq!(
+        seen[seen.len() - 1].data["daemon"],
+        "unavailable",
+        "{seen:?}"
+    );
+    let remote = api
+        .get(&format!("/api/v1/hosts/host0/sessions/{}", theirs.id))
+        .await;
+    assert_eq!(remote.expect(200)["state"], "running", "{remote:#?}");
+
+    let _daemon = local.daemon().start();
+    api.wait_hosts("local up again", |list| {
+        entry(list, "local")["state"] == "up"
+    })
+    .await;
+    let seen = events
+        .until(|e| e.event == "daemon" && e.data["host"] == "local")
+        .await;
+    assert_eq!(seen[seen.len() - 1].data["daemon"], "available", "{seen:?}");
+    let again = api
+        .get(&format!("/api/v1/hosts/local/sessions/{}", mine.id))
+        .await;
+    assert_eq!(again.expect(200)["host"], "local", "{again:#?}");
 }
