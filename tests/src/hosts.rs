@@ -37,6 +37,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::http::host_entry;
 use crate::sandbox::{CTL_TIMEOUT, CtlOutput};
 use crate::wait::wait_until;
 use crate::{Daemon, READY_TIMEOUT, Sandbox, bin, is_root, output_within, shared_bin};
@@ -622,10 +623,7 @@ impl Hosts {
         let config = root.join(format!("http-{n}.toml"));
         let mut text = String::new();
         for h in hosts {
-            text.push_str(&format!(
-                "[[hosts]]\nname = {:?}\nurl = {:?}\n",
-                h.name, h.url
-            ));
+            text.push_str(&host_entry(&h.name, &h.url));
             if let Some(cfg) = &h.ssh_config {
                 text.push_str(&format!("ssh_config = {:?}\n", cfg.display().to_string()));
             }
@@ -681,8 +679,10 @@ impl Hosts {
     }
 }
 
-/// A running `aifactory-http` over several hosts; SIGKILLed when dropped. (The one-daemon
-/// [`crate::Http`] passes `--socket`, which a config with `[[hosts]]` refuses.)
+/// A running `aifactory-http` over several hosts; SIGKILLed when dropped. (Not a
+/// [`crate::Http`], which runs in a sandbox's environment: this one shares the hosts' client
+/// environment, so its ssh masters are this run's, and its state directory, so a restarted
+/// shim keeps the token.)
 pub struct Shim {
     child: Child,
     /// `http://127.0.0.1:PORT`

@@ -9,7 +9,6 @@
 //! tungstenite are dev-dependencies the harness cannot use); the hosts and the shim over them
 //! live in the harness (`aifactory_tests::hosts`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aifactory_common::PROTOCOL_VERSION;
@@ -18,6 +17,7 @@ use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Hosts, Shim, ShimHost};
 use aifactory_tests::session::new_session;
 use aifactory_tests::skip;
+use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::wait::POLL_INTERVAL;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -349,115 +349,34 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
         .expect(200);
 }
 
-/// One server-sent event.
-#[derive(Debug, Clone)]
-struct Sse {
-    id: Option<String>,
-    event: String,
-    data: Value,
+/// Opens the shim's merged event stream, resuming at `last_event_id` if given.
+async fn open_events(shim: &Shim, last_event_id: Option<&str>) -> SseReader {
+    let http = reqwest::Client::builder().build().expect("reqwest client");
+    let mut request = http
+        .get(shim.url("/api/v1/events"))
+        .bearer_auth(&shim.token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = request.send().await.expect("GET /api/v1/events");
+    assert_eq!(response.status(), StatusCode::OK, "{}", shim.logs());
+    SseReader::new(response.bytes_stream())
 }
 
-struct SseReader {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl SseReader {
-    async fn open(shim: &Shim, last_event_id: Option<&str>) -> SseReader {
-        let http = reqwest::Client::builder().build().expect("reqwest client");
-        let mut request = http
-            .get(shim.url("/api/v1/events"))
-            .bearer_auth(&shim.token);
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id);
-        }
-        let response = request.send().await.expect("GET /api/v1/events");
-        assert_eq!(response.status(), StatusCode::OK, "{}", shim.logs());
-        SseReader {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
+/// Events until `SessionCreated` of every `(host, session)` has come; all of them.
+async fn until_created(reader: &mut SseReader, sessions: &[(String, String)]) -> Vec<Sse> {
+    let mut seen: Vec<Sse> = Vec::new();
+    while !sessions.iter().all(|(host, id)| {
+        seen.iter()
+            .any(|e| e.host() == host.as_str() && created(e, id))
+    }) {
+        seen.push(reader.next().await);
     }
-
-    /// The next event (comments and keep-alives skipped).
-    async fn next(&mut self) -> Sse {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Sse {
-                    id: None,
-                    event: "message".into(),
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        event.id = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                event.data = serde_json::from_str(&data).expect("JSON data");
-                return event;
-            }
-            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
-                .await
-                .expect("no server-sent event within the timeout")
-                .expect("the event stream ended")
-                .expect("reading the event stream");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Events until one for which `hit` holds; all of them, in order.
-    async fn until(&mut self, hit: impl Fn(&Sse) -> bool) -> Vec<Sse> {
-        let mut seen = Vec::new();
-        loop {
-            let event = self.next().await;
-            let done = hit(&event);
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-    }
-
-    /// Events until `SessionCreated` of every `(host, session)` has come; all of them.
-    async fn until_created(&mut self, sessions: &[(String, String)]) -> Vec<Sse> {
-        let mut seen: Vec<Sse> = Vec::new();
-        while !sessions.iter().all(|(host, id)| {
-            seen.iter()
-                .any(|e| e.data["host"] == host.as_str() && created(e, id))
-        }) {
-            seen.push(self.next().await);
-        }
-        seen
-    }
+    seen
 }
 
 fn created(event: &Sse, session: &str) -> bool {
     event.event == "SessionCreated" && event.data["kind"]["SessionCreated"]["session_id"] == session
-}
-
-/// `b1:120,b2:98` as host -> position.
-fn positions(id: &str) -> BTreeMap<String, u64> {
-    id.split(',')
-        .map(|part| {
-            let (host, seq) = part
-                .rsplit_once(':')
-                .unwrap_or_else(|| panic!("`{part}` of id `{id}` is not HOST:SEQ"));
-            (
-                host.to_string(),
-                seq.parse()
-                    .unwrap_or_else(|e| panic!("`{part}` of id `{id}`: {e}")),
-            )
-        })
-        .collect()
 }
 
 /// Every event with an id carries its host, and the id's position for that host is the
@@ -504,18 +423,15 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
     let shim = hosts.shim_for_all();
     let api = Api::new(&shim);
     api.wait_all_up(&hosts).await;
-    let mut live = SseReader::open(&shim, None).await;
+    let mut live = open_events(&shim, None).await;
     let mut all = Vec::new();
     for _ in 0..2 {
         let made = sessions_everywhere(&clients).await;
-        all.extend(live.until_created(&made).await);
+        all.extend(until_created(&mut live, &made).await);
     }
     assert_ids_match(&all);
-    let last_id = all
-        .iter()
-        .rev()
-        .find_map(|e| e.id.clone())
-        .expect("events with ids");
+    // What a browser resumes with: the last `id:` received, with or without data.
+    let last_id = live.last_id.clone().expect("an id on the stream");
     assert_eq!(
         positions(&last_id).keys().collect::<Vec<_>>(),
         ["host0", "host1", "host2"],
@@ -534,13 +450,13 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
     // Resumed at once, while the new shim may still be connecting to the hosts: a host's
     // position waits for its link.
     let shim = hosts.shim_for_all();
-    let mut resumed = SseReader::open(&shim, Some(&last_id)).await;
+    let mut resumed = open_events(&shim, Some(&last_id)).await;
     let api = Api::new(&shim);
     api.wait_all_up(&hosts).await;
     let after = sessions_everywhere(&clients).await;
     let mut wanted = missed.clone();
     wanted.extend(after);
-    let replay = resumed.until_created(&wanted).await;
+    let replay = until_created(&mut resumed, &wanted).await;
     assert_ids_match(&replay);
     let before = positions(&last_id);
     for host in &hosts.hosts {
@@ -721,7 +637,7 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
     api.wait_all_up(&hosts).await;
     let gone = project_and_task(&api, &hosts, 0, "001-gone").await;
     let stays = project_and_task(&api, &hosts, 1, "001-stays").await;
-    let mut events = SseReader::open(&shim, None).await;
+    let mut events = open_events(&shim, None).await;
 
     hosts.hosts[0].stop_sshd();
     // Down, with ssh's words once the shim tries again (the first reason may be the end of
@@ -849,7 +765,7 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
         ],
         "{sessions:#?}"
     );
-    let mut events = SseReader::open(&shim, None).await;
+    let mut events = open_events(&shim, None).await;
 
     drop(client);
     drop(daemon);
