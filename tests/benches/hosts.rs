@@ -37,6 +37,7 @@ use aifactory_tests::bench::{
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Hosts, Shim, ShimHost};
 use aifactory_tests::session::new_session;
+use aifactory_tests::sse::SseReader;
 use aifactory_tests::{Sandbox, skip};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -205,14 +206,14 @@ async fn through_the_shim(
     for run in 0..(*EVENT_WARMUP + *EVENTS) {
         for (i, (name, _, client)) in targets.iter().enumerate() {
             let stream = if name == "local" {
-                &mut peer_arrivals
+                &mut peer_arrivals.0
             } else {
-                &mut merged_arrivals
+                &mut merged_arrivals.0
             };
             let spec = format!("r{run}-bench");
             let start = Instant::now();
             create(client, name, &spec).await;
-            let on_socket = arrival(&mut direct[i], name, &spec).await;
+            let on_socket = arrival(&mut direct[i].0, name, &spec).await;
             let on_shim = arrival(stream, name, &spec).await;
             if run >= *EVENT_WARMUP {
                 floor[i].push(on_socket - start);
@@ -276,6 +277,9 @@ async fn through_the_shim(
         "what the shim adds over unix:// (the same, for the peer)",
         added(3..4),
     ));
+    for (_, reader) in direct.iter().chain([&merged_arrivals, &peer_arrivals]) {
+        reader.abort();
+    }
     drop(merged);
     drop(peer);
 
@@ -378,9 +382,15 @@ async fn wait_up(shim: &Shim, n: usize) {
     }
 }
 
-/// `(host, spec_id, when it arrived)` of every `TaskCreated` on the shim's merged stream,
-/// stamped by a reader task as each chunk comes off the socket.
-async fn arrivals(shim: &Shim) -> mpsc::UnboundedReceiver<(String, String, Instant)> {
+/// What a reader task saw: `(host, spec_id, when it arrived)` of every `TaskCreated`, and the
+/// task (aborted before its shim or daemon goes away).
+type Arrivals = (
+    mpsc::UnboundedReceiver<(String, String, Instant)>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Every `TaskCreated` on the shim's merged stream, stamped by a reader task as it is read.
+async fn arrivals(shim: &Shim) -> Arrivals {
     let response = reqwest::Client::new()
         .get(shim.url("/api/v1/events"))
         .bearer_auth(&shim.token)
@@ -388,43 +398,33 @@ async fn arrivals(shim: &Shim) -> mpsc::UnboundedReceiver<(String, String, Insta
         .await
         .expect("GET /api/v1/events");
     assert!(response.status().is_success(), "{}", shim.logs());
+    let mut reader = SseReader::new(response.bytes_stream());
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut body = response.bytes_stream();
-        let mut buffer = String::new();
-        while let Some(Ok(chunk)) = body.next().await {
+    let task = tokio::spawn(async move {
+        loop {
+            let event = reader.next().await;
             let now = Instant::now();
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else {
-                    continue;
-                };
-                let Ok(event) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
-                    continue;
-                };
-                let created = &event["kind"]["TaskCreated"];
-                if let (Some(host), Some(spec)) =
-                    (event["host"].as_str(), created["spec_id"].as_str())
-                    && tx.send((host.to_string(), spec.to_string(), now)).is_err()
-                {
-                    return;
-                }
+            if let Some(spec) = event.data["kind"]["TaskCreated"]["spec_id"].as_str()
+                && tx
+                    .send((event.host().to_string(), spec.to_string(), now))
+                    .is_err()
+            {
+                return;
             }
         }
     });
-    rx
+    (rx, task)
 }
 
 /// `(spec_id, when it arrived)` of every `TaskCreated` on a subscription of `client`'s
 /// daemon, stamped by a reader task.
-async fn direct_arrivals(client: &Client) -> mpsc::UnboundedReceiver<(String, String, Instant)> {
+async fn direct_arrivals(client: &Client) -> Arrivals {
     let mut sub = client
         .subscribe(Request::SubscribeEvents { after: None })
         .await
         .unwrap_or_else(|e| panic!("subscribe: {e}"));
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Some(item) = sub.next().await {
             let now = Instant::now();
             if let StreamItem::Event(Event {
@@ -437,7 +437,7 @@ async fn direct_arrivals(client: &Client) -> mpsc::UnboundedReceiver<(String, St
             }
         }
     });
-    rx
+    (rx, task)
 }
 
 /// Creates task `spec` on `host`'s daemon through `client`.
