@@ -31,11 +31,12 @@ use std::time::{Duration, Instant};
 use aifactory_common::Client;
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Event, EventKind, Reply, Request, StreamItem, TaskCreate};
+use aifactory_tests::Http;
 use aifactory_tests::bench::{
     Latency, RunClock, checked, fmt_duration, print_report, sized, time_run, warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
-use aifactory_tests::hosts::{Hosts, Shim, ShimHost};
+use aifactory_tests::hosts::{Hosts, ShimHost};
 use aifactory_tests::session::new_session;
 use aifactory_tests::sse::SseReader;
 use aifactory_tests::{Sandbox, skip};
@@ -354,7 +355,7 @@ async fn through_the_shim(
 }
 
 /// Waits until the shim says its `n` hosts are up.
-async fn wait_up(shim: &Shim, n: usize) {
+async fn wait_up(shim: &Http, n: usize) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + RUN_TIMEOUT;
     loop {
@@ -390,7 +391,7 @@ type Arrivals = (
 );
 
 /// Every `TaskCreated` on the shim's merged stream, stamped by a reader task as it is read.
-async fn arrivals(shim: &Shim) -> Arrivals {
+async fn arrivals(shim: &Http) -> Arrivals {
     let response = reqwest::Client::new()
         .get(shim.url("/api/v1/events"))
         .bearer_auth(&shim.token)
@@ -474,7 +475,7 @@ async fn arrival(
     }
 }
 
-async fn connect_console(shim: &Shim, host: &str, id: &str) -> Ws {
+async fn connect_console(shim: &Http, host: &str, id: &str) -> Ws {
     let mut request = shim
         .ws_url(&format!(
             "/api/v1/hosts/{host}/sessions/{id}/console?from=0"

@@ -35,12 +35,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::http::host_entry;
 use crate::sandbox::{CTL_TIMEOUT, CtlOutput};
 use crate::wait::wait_until;
-use crate::{Daemon, READY_TIMEOUT, Sandbox, bin, is_root, output_within, shared_bin};
+use crate::{Daemon, Http, Sandbox, bin, is_root, output_within, shared_bin};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -614,7 +614,7 @@ impl Hosts {
     /// `XDG_RUNTIME_DIR`, whose `aifactory/ssh` holds the ssh control sockets it shares with
     /// [`Hosts::ctl`]); waits until it listens. Every shim of a run keeps its token in the
     /// same state directory, so a restarted shim takes the same token.
-    pub fn shim(&self, hosts: &[ShimHost]) -> Shim {
+    pub fn shim(&self, hosts: &[ShimHost]) -> Http {
         let root = self.dir.path();
         let n = SHIMS.fetch_add(1, Ordering::Relaxed);
         let state_dir = root.join("shim-state");
@@ -630,100 +630,19 @@ impl Hosts {
         }
         fs::write(&config, text).expect("write the shim's config");
         let log = root.join(format!("http-{n}.log"));
-        let file = fs::File::create(&log).expect("create the shim's log");
         let mut cmd = Command::new(bin("aifactory-http"));
         self.apply_env(&mut cmd);
         cmd.arg("--config")
             .arg(&config)
             .arg("--state-dir")
             .arg(&state_dir)
-            .args(["--listen", "127.0.0.1:0", "--log", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file);
-        let child = cmd.spawn().expect("spawn aifactory-http");
-        let mut shim = Shim {
-            child,
-            base: String::new(),
-            token: String::new(),
-            log,
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let logs = shim.logs();
-            if let Some(at) = logs.find("listening on http://") {
-                let rest = &logs[at + "listening on ".len()..];
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                shim.base = rest[..end].to_string();
-                break;
-            }
-            if let Ok(Some(status)) = shim.child.try_wait() {
-                panic!("aifactory-http exited ({status}) before listening:\n{logs}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aifactory-http did not listen within {READY_TIMEOUT:?}:\n{logs}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        shim.token = fs::read_to_string(state_dir.join("http-token"))
-            .expect("read the shim's token file")
-            .trim()
-            .to_string();
-        shim
+            .args(["--listen", "127.0.0.1:0", "--log", "stderr"]);
+        Http::spawn(cmd, log, state_dir)
     }
 
     /// A shim serving every host of this run ([`Hosts::shim_hosts`]).
-    pub fn shim_for_all(&self) -> Shim {
+    pub fn shim_for_all(&self) -> Http {
         self.shim(&self.shim_hosts())
-    }
-}
-
-/// A running `aifactory-http` over several hosts; SIGKILLed when dropped. (Not a
-/// [`crate::Http`], which runs in a sandbox's environment: this one shares the hosts' client
-/// environment, so its ssh masters are this run's, and its state directory, so a restarted
-/// shim keeps the token.)
-pub struct Shim {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    pub token: String,
-    pub log: PathBuf,
-}
-
-impl Shim {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `base` + `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// The same URL with the `ws` scheme.
-    pub fn ws_url(&self, path: &str) -> String {
-        format!("ws{}{path}", self.base.trim_start_matches("http"))
-    }
-
-    pub fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL, as a crash: nothing of it is left to close its streams politely. The ssh
-    /// masters it started live on (ControlPersist), as after a real crash.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

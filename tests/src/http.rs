@@ -107,6 +107,24 @@ impl HttpBuilder<'_> {
         }
         cmd.args(&self.args);
         let log = self.sandbox.path().join(format!("{}.log", self.log_name));
+        Http::spawn(cmd, log, state_dir)
+    }
+}
+
+/// A running `aifactory-http`; killed when dropped.
+pub struct Http {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub token: String,
+    pub log: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Http {
+    /// Starts `cmd` (an `aifactory-http` command line, its environment set) with its output in
+    /// `log`, waits until it listens, and reads its token from `state_dir`.
+    pub fn spawn(mut cmd: Command, log: PathBuf, state_dir: PathBuf) -> Http {
         let file = fs::File::create(&log).expect("create the shim's log");
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().expect("dup log"))
@@ -117,7 +135,7 @@ impl HttpBuilder<'_> {
             base: String::new(),
             token: String::new(),
             log,
-            state_dir: state_dir.clone(),
+            state_dir,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -137,25 +155,19 @@ impl HttpBuilder<'_> {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        http.token = fs::read_to_string(state_dir.join("http-token"))
+        http.token = fs::read_to_string(http.state_dir.join("http-token"))
             .expect("read the shim's token file")
             .trim()
             .to_string();
         http
     }
-}
 
-/// A running `aifactory-http`; killed when dropped.
-pub struct Http {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    pub token: String,
-    pub log: PathBuf,
-    state_dir: PathBuf,
-}
+    /// SIGKILL, as a crash: nothing of it is left to close its streams politely.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 
-impl Http {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::pane::OUTPUT_LOG;
+use aifactory_tests::Http;
 use aifactory_tests::git::committed_repo;
-use aifactory_tests::hosts::{Hosts, Shim, ShimHost};
+use aifactory_tests::hosts::{Hosts, ShimHost};
 use aifactory_tests::session::new_session;
 use aifactory_tests::skip;
 use aifactory_tests::sse::{Sse, SseReader, positions};
@@ -76,12 +77,12 @@ impl Answer {
 }
 
 struct Api<'a> {
-    shim: &'a Shim,
+    shim: &'a Http,
     http: reqwest::Client,
 }
 
 impl<'a> Api<'a> {
-    fn new(shim: &'a Shim) -> Api<'a> {
+    fn new(shim: &'a Http) -> Api<'a> {
         Api {
             shim,
             http: reqwest::Client::builder()
@@ -350,7 +351,7 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
 }
 
 /// Opens the shim's merged event stream, resuming at `last_event_id` if given.
-async fn open_events(shim: &Shim, last_event_id: Option<&str>) -> SseReader {
+async fn open_events(shim: &Http, last_event_id: Option<&str>) -> SseReader {
     let http = reqwest::Client::builder().build().expect("reqwest client");
     let mut request = http
         .get(shim.url("/api/v1/events"))
@@ -500,7 +501,7 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
 }
 
 /// Opens a host's session console through the shim with the token as the subprotocol.
-async fn console(shim: &Shim, host: &str, session: &str, from: u64) -> Ws {
+async fn console(shim: &Http, host: &str, session: &str, from: u64) -> Ws {
     let path = format!("/api/v1/hosts/{host}/sessions/{session}/console?from={from}");
     let mut request = shim
         .ws_url(&path)
