@@ -83,8 +83,9 @@ pub async fn events(
         ),
         None => query.after.clone(),
     };
+    let names: Vec<&str> = state.hosts.all().iter().map(|h| &*h.name).collect();
     let positions = match resume {
-        Some(text) => parse_positions(&state.hosts, &text)?,
+        Some(text) => parse_positions(&names, &text)?,
         None => vec![None; state.hosts.all().len()],
     };
     // The first subscriptions are made here, so a shim that reaches no host answers 503
@@ -169,14 +170,14 @@ fn bad_position(text: &str) -> ApiError {
 /// `HOST:SEQ,HOST:SEQ` (or a bare `SEQ` when the shim serves one host) as one position per
 /// host, in host order. A host this shim no longer serves is ignored; one not named starts
 /// from now.
-fn parse_positions(hosts: &Hosts, text: &str) -> Result<Vec<Option<u64>>, ApiError> {
+fn parse_positions(names: &[&str], text: &str) -> Result<Vec<Option<u64>>, ApiError> {
     let text = text.trim();
-    let mut positions = vec![None; hosts.all().len()];
+    let mut positions = vec![None; names.len()];
     if text.is_empty() {
         return Ok(positions);
     }
     if let Ok(seq) = text.parse::<u64>() {
-        if hosts.all().len() != 1 {
+        if names.len() != 1 {
             return Err(ApiError::invalid(format!(
                 "Last-Event-ID (or after) {seq} is a bare sequence number, but this shim serves several hosts: send the `id:` of the last event received (`HOST:SEQ,…`)"
             )));
@@ -190,11 +191,21 @@ fn parse_positions(hosts: &Hosts, text: &str) -> Result<Vec<Option<u64>>, ApiErr
             .split_once(':')
             .ok_or_else(|| bad_position(text))?;
         let seq = seq.trim().parse::<u64>().map_err(|_| bad_position(text))?;
-        if let Some(index) = hosts.all().iter().position(|h| &*h.name == name.trim()) {
+        if let Some(index) = names.iter().position(|n| *n == name.trim()) {
             positions[index] = Some(seq);
         }
     }
     Ok(positions)
+}
+
+/// `b1:120,b2:98`: every host with a position, in host order.
+fn format_positions(names: &[&str], positions: &[Option<u64>]) -> String {
+    names
+        .iter()
+        .zip(positions)
+        .filter_map(|(name, position)| position.map(|p| format!("{name}:{p}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What one host's part of the stream yields.
@@ -263,15 +274,9 @@ impl Cursor {
         }
     }
 
-    /// `b1:120,b2:98`: every host with a position, in host order.
     fn id(&self) -> String {
-        self.hosts
-            .all()
-            .iter()
-            .zip(&self.positions)
-            .filter_map(|(host, position)| position.map(|p| format!("{}:{p}", host.name)))
-            .collect::<Vec<_>>()
-            .join(",")
+        let names: Vec<&str> = self.hosts.all().iter().map(|h| &*h.name).collect();
+        format_positions(&names, &self.positions)
     }
 }
 
@@ -403,5 +408,39 @@ fn kind_name(kind: &serde_json::Value) -> String {
         serde_json::Value::String(name) => name.clone(),
         serde_json::Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_go_out_and_come_back_per_host() {
+        let names = ["b1", "b2", "b3"];
+        let positions = [Some(120), None, Some(7)];
+        let id = format_positions(&names, &positions);
+        assert_eq!(id, "b1:120,b3:7");
+        assert_eq!(parse_positions(&names, &id).unwrap(), positions);
+        // Spaces around, another order, and a host no longer served are fine.
+        assert_eq!(
+            parse_positions(&names, " b3:7, gone:4 ,b1:120 ").unwrap(),
+            positions
+        );
+        assert_eq!(parse_positions(&names, "").unwrap(), [None, None, None]);
+        for bad in [
+            "b1",
+            "b1:x",
+            "b1:-1",
+            "b1:1;b2:2",
+            "b1:99999999999999999999",
+        ] {
+            let e = parse_positions(&names, bad).unwrap_err();
+            assert_eq!(e.code, "invalid", "{bad}");
+        }
+        // A bare number only names the position of a shim's only host.
+        assert_eq!(parse_positions(&["one"], "41").unwrap(), [Some(41)]);
+        let e = parse_positions(&names, "41").unwrap_err();
+        assert!(e.message.contains("several hosts"), "{}", e.message);
     }
 }
