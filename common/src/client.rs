@@ -137,11 +137,18 @@ impl Drop for Client {
 pub struct Subscription {
     id: SubscriptionId,
     items: mpsc::Receiver<StreamItem>,
+    head: Option<u64>,
 }
 
 impl Subscription {
     pub fn id(&self) -> SubscriptionId {
         self.id
+    }
+
+    /// For an event stream: the newest event's number when it opened (see
+    /// [`Reply::EventsSubscribed`]).
+    pub fn head(&self) -> Option<u64> {
+        self.head
     }
 
     pub async fn next(&mut self) -> Option<StreamItem> {
@@ -299,7 +306,16 @@ impl Client {
         // The stream is routed before the request leaves, so no early item can be missed.
         lock(&self.routes).streams.insert(id, items_tx);
         match self.call(id, request).await {
-            Ok(Reply::Subscribed) => Ok(Subscription { id, items }),
+            Ok(Reply::Subscribed) => Ok(Subscription {
+                id,
+                items,
+                head: None,
+            }),
+            Ok(Reply::EventsSubscribed { head }) => Ok(Subscription {
+                id,
+                items,
+                head: Some(head),
+            }),
             Ok(other) => {
                 lock(&self.routes).streams.remove(&id);
                 Err(ClientError::unexpected("Subscribed", &other))

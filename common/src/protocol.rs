@@ -39,7 +39,7 @@ pub struct ClientFrame {
 pub enum Request {
     /// Daemon identity, paths and counters.
     Status,
-    /// Stream the daemon's events; the reply is [`Reply::Subscribed`]. With `after`, first
+    /// Stream the daemon's events; the reply is [`Reply::EventsSubscribed`]. With `after`, first
     /// replay every kept event numbered above it (a reconnecting client passes the last `seq`
     /// it saw), then go on live with no gap and no duplicate.
     SubscribeEvents {
@@ -226,6 +226,12 @@ pub enum Reply {
     Attempts(Vec<AttemptInfo>),
     /// `DoctorFacts`.
     DoctorFacts(Box<DoctorFacts>),
+    /// `SubscribeEvents` accepted: events numbered above `head`, the newest when the stream
+    /// opened, are live (those up to it come first when `after` was given). A client that keeps
+    /// positions (the HTTP shim's event ids) knows where it stands before the first event.
+    EventsSubscribed {
+        head: u64,
+    },
 }
 
 /// One attempt of a task's agent: when it ran, how it ended and what it used.

@@ -22,15 +22,13 @@
 //! markdown tables printed at the end are ready for BENCHMARKS.md.
 
 use std::fmt::Write as _;
-use std::io::Read;
-use std::process::Stdio;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Reply, Request, StreamItem};
 use aifactory_common::{Client, ClientOptions};
-use aifactory_tests::bench::{Latency, RunClock, print_report, sized, warn_if_stale};
+use aifactory_tests::bench::{Latency, RunClock, print_report, sized, tail_bytes, warn_if_stale};
 use aifactory_tests::process::cpu_time;
 use aifactory_tests::session::new_session;
 use aifactory_tests::{Http, Sandbox};
@@ -256,30 +254,7 @@ async fn run() -> String {
                     assert_eq!(reason, "exited 0");
                     bytes
                 }
-                1 => {
-                    let mut child = sandbox
-                        .ctl_command(&["sessions", "tail", &big.id])
-                        .stdout(Stdio::piped())
-                        .spawn()
-                        .expect("spawn aifactoryctl");
-                    let mut stdout = child.stdout.take().unwrap();
-                    tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0u8; 1 << 16];
-                        let mut n = 0u64;
-                        loop {
-                            match stdout.read(&mut buf) {
-                                Ok(0) => break,
-                                Ok(k) => n += k as u64,
-                                Err(e) => panic!("reading aifactoryctl: {e}"),
-                            }
-                        }
-                        let status = child.wait().expect("wait aifactoryctl");
-                        assert!(status.success(), "aifactoryctl tail: {status}");
-                        n
-                    })
-                    .await
-                    .unwrap()
-                }
+                1 => tail_bytes(sandbox.ctl_command(&["sessions", "tail", &big.id])).await,
                 _ => {
                     let tail_client = Client::connect(&daemon.client_options()).await.unwrap();
                     let mut sub = tail_client

@@ -32,9 +32,8 @@
 //! BENCHMARKS.md.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,7 +41,8 @@ use aifactory_common::Client;
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Reply, Request, SessionInfo};
 use aifactory_tests::bench::{
-    Latency, RunClock, create_task, fmt_duration, print_report, sized, start_task, warn_if_stale,
+    Latency, RunClock, create_task, fmt_duration, print_report, sized, start_task, tail_bytes,
+    warn_if_stale,
 };
 use aifactory_tests::browser::{Browser, Page, TIMEOUT};
 use aifactory_tests::session::new_session;
@@ -458,28 +458,7 @@ async fn console_throughput(
                 browser_times.push(ms(took));
             } else {
                 let started = std::time::Instant::now();
-                let mut child = sandbox
-                    .ctl_command(&["sessions", "tail", &s.id])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .expect("spawn aifactoryctl");
-                let mut stdout = child.stdout.take().expect("its stdout");
-                let n = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; 1 << 16];
-                    let mut n = 0u64;
-                    loop {
-                        match stdout.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(k) => n += k as u64,
-                            Err(e) => panic!("reading aifactoryctl: {e}"),
-                        }
-                    }
-                    let status = child.wait().expect("wait aifactoryctl");
-                    assert!(status.success(), "aifactoryctl tail: {status}");
-                    n
-                })
-                .await
-                .expect("the reader");
+                let n = tail_bytes(sandbox.ctl_command(&["sessions", "tail", &s.id])).await;
                 let took = started.elapsed();
                 assert_eq!(n, size, "sessions tail: every byte");
                 eprintln!(

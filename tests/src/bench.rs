@@ -330,6 +330,36 @@ pub fn time_run(cmd: &mut Command, label: &str) -> Duration {
     took
 }
 
+/// Runs `cmd` (e.g. `aifactoryctl sessions tail ID` of a finished session) reading its stdout
+/// to EOF as fast as a pipe takes it; returns how many bytes it printed. Fails unless it
+/// succeeds.
+pub async fn tail_bytes(mut cmd: Command) -> u64 {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let Some(mut stdout) = child.stdout.take() else {
+        panic!("{cmd:?} started without its stdout");
+    };
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0u64;
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => n += k as u64,
+                Err(e) => panic!("reading {cmd:?}: {e}"),
+            }
+        }
+        let status = child.wait().unwrap_or_else(|e| panic!("wait {cmd:?}: {e}"));
+        assert!(status.success(), "{cmd:?}: {status}");
+        n
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the reader: {e}"))
+}
+
 /// A latency for the report: µs below a millisecond, ms above.
 pub fn fmt_duration(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;

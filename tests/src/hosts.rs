@@ -15,12 +15,18 @@
 //! `known_hosts` (so `StrictHostKeyChecking yes` holds), and one client key in each host's
 //! `authorized_keys`. [`Hosts::ctl`] runs the real `aifactoryctl` with
 //! `AIFACTORY_SSH_CONFIG` pointing at the test's ssh_config and a private `XDG_RUNTIME_DIR`
-//! holding the ssh control sockets.
+//! holding the ssh control sockets. [`Hosts::shim`] starts the real `aifactory-http` over
+//! some of the hosts (a config with `[[hosts]]`), in that same client environment.
+//! [`Host::stop_sshd`] makes a host vanish (every sshd process of its namespace killed, so
+//! masters drop too) and [`Host::start_sshd`] brings it back on the same address and keys.
 //!
 //! Teardown, also on a panic or when the test process dies: closing a holder's stdin makes it
 //! SIGKILL every process in its network namespace (sshd and its sessions, the daemon, its
 //! sessions' programs) and exit, which removes the namespaces and the veth pair; the ssh
 //! masters of this run (found by their control path) are killed first.
+//!
+//! One file past 600 lines on purpose: the hosts, the client side that reaches them and the
+//! shim over them share one temporary tree and its keys, config and control sockets.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -31,9 +37,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::http::host_entry;
 use crate::sandbox::{CTL_TIMEOUT, CtlOutput};
 use crate::wait::wait_until;
-use crate::{Daemon, Sandbox, bin, is_root, output_within, shared_bin};
+use crate::{Daemon, Http, Sandbox, bin, is_root, output_within, shared_bin};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -155,6 +162,85 @@ impl Host {
             .expect("run nsenter")
     }
 
+    /// Starts sshd in this host's namespaces (its log appended to `sshd.log`) and waits until
+    /// it listens.
+    fn spawn_sshd(&mut self) -> Result<(), String> {
+        let listening = format!("Server listening on {} port 22", self.addr);
+        let before = self.sshd_log().matches(&listening).count();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("sshd.log"))
+            .expect("sshd log");
+        let nsenter = self.nsenter();
+        let mut cmd = Command::new(&nsenter[0]);
+        cmd.args(&nsenter[1..])
+            .args([SSHD, "-D", "-e", "-f"])
+            .arg(self.dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
+        // nsenter execs sshd (no pid namespace to fork into): this child is the listener.
+        self.sshd = Some(cmd.spawn().map_err(|e| format!("cannot start sshd: {e}"))?);
+        wait_until(
+            &format!("{}'s sshd listens", self.name),
+            Duration::from_secs(30),
+            || self.sshd_log().matches(&listening).count() > before,
+        );
+        Ok(())
+    }
+
+    /// Stops sshd on this host entirely, as a host that vanished: the listener and every
+    /// per-connection sshd (so an ssh master's connection really drops, not just new logins
+    /// fail). Every sshd process in the host's network namespace is SIGKILLed; the programs
+    /// of the ssh sessions (`aifactoryctl dial-stdio`) are left to see their end of file.
+    pub fn stop_sshd(&mut self) {
+        for pid in self.sshd_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(mut sshd) = self.sshd.take() {
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
+        wait_until(
+            &format!("every sshd of {} gone", self.name),
+            Duration::from_secs(30),
+            || self.sshd_pids().is_empty(),
+        );
+    }
+
+    /// Starts sshd again after [`Host::stop_sshd`]: the same address, keys and config.
+    pub fn start_sshd(&mut self) {
+        assert!(self.sshd.is_none(), "{}'s sshd runs already", self.name);
+        self.spawn_sshd()
+            .unwrap_or_else(|e| panic!("restart {}'s sshd: {e}", self.name));
+    }
+
+    /// The live sshd processes (listener and per-connection ones) in this host's network
+    /// namespace. A zombie has no namespace links, so it is not counted.
+    pub fn sshd_pids(&self) -> Vec<i32> {
+        let netns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        let Some(mine) = netns(&self.holder_pid().to_string()) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let pid = pid.to_string();
+                fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim_end().starts_with("sshd"))
+                    && netns(&pid).as_ref() == Some(&mine)
+            })
+            .collect()
+    }
+
     fn holder_pid(&self) -> u32 {
         self.holder.as_ref().expect("the host's holder").0.id()
     }
@@ -192,6 +278,8 @@ pub struct Hosts {
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Numbers this process's shims, for their config and log file names.
+static SHIMS: AtomicU32 = AtomicU32::new(0);
 
 impl Hosts {
     /// Starts `n` hosts, each with a daemon whose config is `config` (see
@@ -353,21 +441,7 @@ impl Hosts {
             ),
         )
         .expect("sshd_config");
-        let log = fs::File::create(dir.join("sshd.log")).expect("sshd log");
-        let mut cmd = Command::new(&nsenter[0]);
-        cmd.args(&nsenter[1..])
-            .args([SSHD, "-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log);
-        host.sshd = Some(cmd.spawn().map_err(|e| format!("cannot start sshd: {e}"))?);
-        let listening = format!("Server listening on {} port 22", host.addr);
-        wait_until(
-            &format!("{}'s sshd listens", host.name),
-            Duration::from_secs(30),
-            || host.sshd_log().contains(&listening),
-        );
+        host.spawn_sshd()?;
         Ok(host)
     }
 
@@ -498,6 +572,77 @@ impl Hosts {
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
             })
             .collect()
+    }
+}
+
+/// One `[[hosts]]` entry of a shim's config.
+#[derive(Debug, Clone)]
+pub struct ShimHost {
+    pub name: String,
+    /// `ssh://…` or `unix:///…`.
+    pub url: String,
+    pub ssh_config: Option<PathBuf>,
+}
+
+impl ShimHost {
+    /// This machine's daemon on `socket`, over `unix://`.
+    pub fn unix(name: &str, socket: &Path) -> ShimHost {
+        ShimHost {
+            name: name.into(),
+            url: format!("unix://{}", socket.display()),
+            ssh_config: None,
+        }
+    }
+}
+
+impl Hosts {
+    /// Every host of this run as a shim's `[[hosts]]` entry, named as the host, over ssh with
+    /// this run's ssh_config.
+    pub fn shim_hosts(&self) -> Vec<ShimHost> {
+        self.hosts
+            .iter()
+            .map(|h| ShimHost {
+                name: h.name.clone(),
+                url: h.url(),
+                ssh_config: Some(self.ssh_config()),
+            })
+            .collect()
+    }
+
+    /// Starts the real `aifactory-http` serving `hosts` (its `--config` lists them), on an
+    /// ephemeral loopback port, with this run's client environment (`HOME`,
+    /// `XDG_RUNTIME_DIR`, whose `aifactory/ssh` holds the ssh control sockets it shares with
+    /// [`Hosts::ctl`]); waits until it listens. Every shim of a run keeps its token in the
+    /// same state directory, so a restarted shim takes the same token.
+    pub fn shim(&self, hosts: &[ShimHost]) -> Http {
+        let root = self.dir.path();
+        let n = SHIMS.fetch_add(1, Ordering::Relaxed);
+        let state_dir = root.join("shim-state");
+        fs::create_dir_all(&state_dir).expect("the shim's state dir");
+        fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let config = root.join(format!("http-{n}.toml"));
+        let mut text = String::new();
+        for h in hosts {
+            text.push_str(&host_entry(&h.name, &h.url));
+            if let Some(cfg) = &h.ssh_config {
+                text.push_str(&format!("ssh_config = {:?}\n", cfg.display().to_string()));
+            }
+        }
+        fs::write(&config, text).expect("write the shim's config");
+        let log = root.join(format!("http-{n}.log"));
+        let mut cmd = Command::new(bin("aifactory-http"));
+        self.apply_env(&mut cmd);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--listen", "127.0.0.1:0", "--log", "stderr"]);
+        Http::spawn(cmd, log, state_dir)
+    }
+
+    /// A shim serving every host of this run ([`Hosts::shim_hosts`]).
+    pub fn shim_for_all(&self) -> Http {
+        self.shim(&self.shim_hosts())
     }
 }
 

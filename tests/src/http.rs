@@ -23,6 +23,7 @@ impl Sandbox {
             args: Vec::new(),
             log_name: "http",
             user: None,
+            hosts: None,
         }
     }
 }
@@ -33,11 +34,25 @@ pub struct HttpBuilder<'a> {
     log_name: &'static str,
     /// Another user to run as, and the state directory (its token file) it owns.
     user: Option<(u32, u32, PathBuf)>,
+    /// `[[hosts]]` entries for its config file, instead of the sandbox's socket.
+    hosts: Option<String>,
+}
+
+/// One `[[hosts]]` entry of the shim's config.
+pub fn host_entry(name: &str, url: &str) -> String {
+    format!("[[hosts]]\nname = {name:?}\nurl = {url:?}\n")
 }
 
 impl HttpBuilder<'_> {
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Serves these hosts (`[[hosts]]` entries, see [`host_entry`]) from a config file written
+    /// into the sandbox, instead of the sandbox's own daemon.
+    pub fn hosts(mut self, entries: &str) -> Self {
+        self.hosts = Some(entries.into());
         self
     }
 
@@ -70,9 +85,20 @@ impl HttpBuilder<'_> {
             ),
         };
         self.sandbox.apply_env(&mut cmd);
-        cmd.arg("--socket")
-            .arg(self.sandbox.socket())
-            .arg("--state-dir")
+        match &self.hosts {
+            Some(entries) => {
+                let config = self
+                    .sandbox
+                    .path()
+                    .join(format!("{}-hosts.toml", self.log_name));
+                fs::write(&config, entries).expect("write the shim's config");
+                cmd.arg("--config").arg(config);
+            }
+            None => {
+                cmd.arg("--socket").arg(self.sandbox.socket());
+            }
+        }
+        cmd.arg("--state-dir")
             .arg(&state_dir)
             .arg("--log")
             .arg("stderr");
@@ -81,6 +107,24 @@ impl HttpBuilder<'_> {
         }
         cmd.args(&self.args);
         let log = self.sandbox.path().join(format!("{}.log", self.log_name));
+        Http::spawn(cmd, log, state_dir)
+    }
+}
+
+/// A running `aifactory-http`; killed when dropped.
+pub struct Http {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub token: String,
+    pub log: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Http {
+    /// Starts `cmd` (an `aifactory-http` command line, its environment set) with its output in
+    /// `log`, waits until it listens, and reads its token from `state_dir`.
+    pub fn spawn(mut cmd: Command, log: PathBuf, state_dir: PathBuf) -> Http {
         let file = fs::File::create(&log).expect("create the shim's log");
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().expect("dup log"))
@@ -91,7 +135,7 @@ impl HttpBuilder<'_> {
             base: String::new(),
             token: String::new(),
             log,
-            state_dir: state_dir.clone(),
+            state_dir,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -111,25 +155,19 @@ impl HttpBuilder<'_> {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        http.token = fs::read_to_string(state_dir.join("http-token"))
+        http.token = fs::read_to_string(http.state_dir.join("http-token"))
             .expect("read the shim's token file")
             .trim()
             .to_string();
         http
     }
-}
 
-/// A running `aifactory-http`; killed when dropped.
-pub struct Http {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    pub token: String,
-    pub log: PathBuf,
-    state_dir: PathBuf,
-}
+    /// SIGKILL, as a crash: nothing of it is left to close its streams politely.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 
-impl Http {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

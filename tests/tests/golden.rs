@@ -1010,6 +1010,10 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
         reply(Ok(Reply::DoctorFacts(Box::new(doctor_facts())))),
     ));
     frames.push((
+        "reply-events-subscribed",
+        reply(Ok(Reply::EventsSubscribed { head: 1 << 33 })),
+    ));
+    frames.push((
         "stream-output",
         stream(StreamItem::Output {
             offset: 1 << 40,
@@ -1066,7 +1070,8 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                     | Reply::Strays(_)
                     | Reply::Agent(_)
                     | Reply::Attempts(_)
-                    | Reply::DoctorFacts(_),
+                    | Reply::DoctorFacts(_)
+                    | Reply::EventsSubscribed { .. },
                 )
                 | Err(_) => {}
             },

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use aifactory_tests::browser::{Browser, CookieSameSite, Served, TIMEOUT as BROWSER_TIMEOUT};
 use aifactory_tests::git::{committed_repo, init_repo};
+use aifactory_tests::http::host_entry;
 use aifactory_tests::session::new_session;
+use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::{Daemon, Http, Sandbox};
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
@@ -149,7 +151,11 @@ fn documented_routes(doc: &Value) -> Vec<(String, String)> {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
             if ["get", "post", "delete", "put", "patch"].contains(&method.as_str()) {
-                routes.push((method.to_uppercase(), path.replace("{id}", "no-such-thing")));
+                routes.push((
+                    method.to_uppercase(),
+                    path.replace("{id}", "no-such-thing")
+                        .replace("{host}", "no-such-host"),
+                ));
             }
         }
     }
@@ -186,23 +192,25 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
         "GET /api/v1/doctor",
         "GET /api/v1/openapi.json",
         "GET /api/v1/events",
+        "GET /api/v1/hosts",
+        "GET /api/v1/hosts/no-such-host",
         "GET /api/v1/projects",
         "POST /api/v1/projects",
-        "GET /api/v1/projects/no-such-thing",
-        "DELETE /api/v1/projects/no-such-thing",
+        "GET /api/v1/hosts/no-such-host/projects/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/projects/no-such-thing",
         "GET /api/v1/tasks",
         "POST /api/v1/tasks",
-        "GET /api/v1/tasks/no-such-thing",
-        "DELETE /api/v1/tasks/no-such-thing",
-        "POST /api/v1/tasks/no-such-thing/start",
-        "POST /api/v1/tasks/no-such-thing/stop",
-        "POST /api/v1/tasks/no-such-thing/restart",
-        "GET /api/v1/tasks/no-such-thing/transcript",
-        "GET /api/v1/tasks/no-such-thing/attempts",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/tasks/no-such-thing",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/start",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/stop",
+        "POST /api/v1/hosts/no-such-host/tasks/no-such-thing/restart",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing/transcript",
+        "GET /api/v1/hosts/no-such-host/tasks/no-such-thing/attempts",
         "GET /api/v1/sessions",
-        "GET /api/v1/sessions/no-such-thing",
-        "DELETE /api/v1/sessions/no-such-thing",
-        "GET /api/v1/sessions/no-such-thing/console",
+        "GET /api/v1/hosts/no-such-host/sessions/no-such-thing",
+        "DELETE /api/v1/hosts/no-such-host/sessions/no-such-thing",
+        "GET /api/v1/hosts/no-such-host/sessions/no-such-thing/console",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -211,7 +219,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     }
     assert_eq!(
         names.len(),
-        24,
+        26,
         "an undocumented route crept in: {names:#?}"
     );
 
@@ -310,7 +318,8 @@ async fn projects_tasks_and_sessions_over_rest() {
     let id = created.body["id"].as_str().unwrap().to_string();
     assert_eq!(created.body["name"], "demo");
     let location = created.headers["location"].to_str().unwrap().to_string();
-    assert_eq!(location, format!("/api/v1/projects/{id}"));
+    let host = created.body["host"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/hosts/{host}/projects/{id}"));
     let fetched = api.get(&location).await;
     fetched.expect(200);
     assert_eq!(fetched.body, created.body);
@@ -370,7 +379,7 @@ async fn projects_tasks_and_sessions_over_rest() {
     assert_eq!(task.body["phase"], "backlog");
     assert_eq!(
         task.headers["location"].to_str().unwrap(),
-        format!("/api/v1/tasks/{task_id}")
+        format!("/api/v1/hosts/{host}/tasks/{task_id}")
     );
     api.get(&format!("/api/v1/tasks/{task_id}"))
         .await
@@ -610,74 +619,11 @@ async fn origins_outside_the_allow_list_are_refused() {
     assert!(allowed_headers.contains("authorization"), "{preflight:#?}");
 }
 
-/// One server-sent event.
-#[derive(Debug, Clone)]
-struct Sse {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-struct SseReader {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl SseReader {
-    fn new(response: reqwest::Response) -> SseReader {
-        SseReader {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments and keep-alives skipped).
-    async fn next(&mut self) -> Sse {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Sse {
-                    id: None,
-                    event: "message".into(),
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        event.id = Some(v.trim().parse().expect("numeric id"));
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                event.data = serde_json::from_str(&data).expect("JSON data");
-                return event;
-            }
-            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
-                .await
-                .expect("no server-sent event within the timeout")
-                .expect("the event stream ended")
-                .expect("reading the event stream");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Events until one named `kind` about `session`; all of them, in order.
-    async fn until_session(&mut self, kind: &str, session: &str) -> Vec<Sse> {
-        let mut seen = Vec::new();
-        loop {
-            let event = self.next().await;
-            let hit = event.event == kind && event.data["kind"][kind]["session_id"] == session;
-            seen.push(event);
-            if hit {
-                return seen;
-            }
-        }
-    }
+/// The one host's position in an event's `id:` (this file's shims serve one host).
+fn seq_of(event: &Sse) -> Option<u64> {
+    let positions = positions(event.id.as_deref()?);
+    assert_eq!(positions.len(), 1, "one host: {event:?}");
+    positions.into_values().next()
 }
 
 async fn open_events(api: &Api<'_>, last_event_id: Option<u64>) -> SseReader {
@@ -696,11 +642,11 @@ async fn open_events(api: &Api<'_>, last_event_id: Option<u64>) -> SseReader {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    SseReader::new(response)
+    SseReader::new(response.bytes_stream())
 }
 
 fn assert_consecutive(events: &[Sse], after: u64) {
-    let ids: Vec<u64> = events.iter().filter_map(|e| e.id).collect();
+    let ids: Vec<u64> = events.iter().filter_map(seq_of).collect();
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
             *id,
@@ -709,7 +655,7 @@ fn assert_consecutive(events: &[Sse], after: u64) {
         );
     }
     for event in events.iter().filter(|e| e.id.is_some()) {
-        assert_eq!(event.data["seq"].as_u64(), event.id, "{event:?}");
+        assert_eq!(event.seq(), seq_of(event), "{event:?}");
     }
 }
 
@@ -724,14 +670,14 @@ async fn events_stream_with_ids_resumes_with_last_event_id_and_survives_a_daemon
     let mut live = open_events(&api, None).await;
     let first = new_session(&client, &sandbox, "sleep 300").await;
     let seen = live.until_session("SessionCreated", &first.id).await;
-    let base = seen.last().unwrap().id.unwrap();
+    let base = seq_of(seen.last().unwrap()).unwrap();
     let mut all = seen.clone();
 
     // Resume after a number: everything after it, nothing twice.
     let second = new_session(&client, &sandbox, "sleep 300").await;
     let mut resumed = open_events(&api, Some(base - 1)).await;
     let replay = resumed.until_session("SessionCreated", &second.id).await;
-    assert_eq!(replay[0].id, Some(base), "{replay:?}");
+    assert_eq!(seq_of(&replay[0]), Some(base), "{replay:?}");
     assert_consecutive(&replay, base - 1);
     drop(resumed);
     all.extend(live.until_session("SessionCreated", &second.id).await);
@@ -1489,4 +1435,228 @@ async fn a_bad_percent_escape_or_an_over_long_url_gets_the_json_error_shape() {
     );
     // The shim still serves.
     api.get("/api/v1/status").await.expect(200);
+}
+
+/// Opens the merged event stream resuming from `last_event_id` (every host's position).
+async fn events_from(api: &Api<'_>, last_event_id: Option<&str>) -> SseReader {
+    // No timeout on the whole answer: each event is waited for with its own.
+    let mut request = reqwest::Client::new()
+        .get(api.shim.url("/api/v1/events"))
+        .bearer_auth(&api.shim.token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = request.send().await.expect("GET /events");
+    assert_eq!(response.status(), StatusCode::OK);
+    SseReader::new(response.bytes_stream())
+}
+
+/// `TaskCreated` of `spec` on `host`.
+fn created(event: &Sse, host: &str, spec: &str) -> bool {
+    event.event == "TaskCreated"
+        && event.host() == host
+        && event.data["kind"]["TaskCreated"]["spec_id"] == spec
+}
+
+/// Every host's events in `events` follow its position in `from` one by one: no gap, no
+/// duplicate.
+fn assert_consecutive_per_host(events: &[Sse], from: &std::collections::BTreeMap<String, u64>) {
+    let mut next = from.clone();
+    for event in events.iter().filter(|e| e.id.is_some()) {
+        let position = next.entry(event.host().to_string()).or_insert(0);
+        assert_eq!(
+            event.seq(),
+            Some(*position + 1),
+            "a gap or a duplicate on {}: {events:#?}",
+            event.host()
+        );
+        *position += 1;
+        assert_eq!(
+            positions(event.id.as_deref().unwrap_or_default()).get(event.host()),
+            Some(&*position),
+            "the id carries the event's position: {event:?}"
+        );
+    }
+}
+
+/// One shim, two daemons as two hosts (`[[hosts]]` with `unix://` URLs): lists gathered with
+/// `host` on every object, objects addressed by host, the merged event stream resumed exactly
+/// per host across a shim restart, and a host whose daemon stops marked down with the reason
+/// while the other goes on, then back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shim_serves_two_daemons_as_two_hosts() {
+    let a = Sandbox::new();
+    let b = Sandbox::new();
+    fake_agent_config(&a);
+    fake_agent_config(&b);
+    let _daemon_a = a.daemon().start();
+    let mut daemon_b = b.daemon().start();
+    let hosts = [("a", &a), ("b", &b)]
+        .iter()
+        .map(|(name, s)| host_entry(name, &format!("unix://{}", s.socket().display())))
+        .collect::<String>();
+    let mut shim = a.http().hosts(&hosts).start();
+    let api = Api::new(&shim);
+
+    let listed = api.get("/api/v1/hosts").await;
+    listed.expect(200);
+    let names: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{listed:#?}");
+    for host in listed.body.as_array().unwrap() {
+        assert_eq!(host["state"], "up", "{host:#}");
+        assert_eq!(host["version"], env!("CARGO_PKG_VERSION"), "{host:#}");
+        assert!(host["load"]["cpus"].as_u64() >= Some(1), "{host:#}");
+    }
+
+    // Projects: the body names the host; without it, with two hosts, the answer says so.
+    let (alpha, beta) = (repo(&a, "alpha"), repo(&b, "beta"));
+    api.post("/api/v1/projects", json!({"path": alpha}))
+        .await
+        .expect_error(400, "host_required");
+    api.post("/api/v1/projects", json!({"host": "zz", "path": alpha}))
+        .await
+        .expect_error(404, "unknown_host");
+    let project = api
+        .post("/api/v1/projects", json!({"host": "a", "path": alpha}))
+        .await;
+    project.expect(201);
+    assert_eq!(project.body["host"], "a");
+    let location = project.headers["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/api/v1/hosts/a/projects/p-"),
+        "{location}"
+    );
+    api.get(&location).await.expect(200);
+    api.post("/api/v1/projects", json!({"host": "b", "path": beta}))
+        .await
+        .expect(201);
+
+    let mut events = events_from(&api, None).await;
+    for (host, project, spec) in [("a", "alpha", "001-a"), ("b", "beta", "001-b")] {
+        let task = api
+            .post(
+                "/api/v1/tasks",
+                json!({"host": host, "project": project, "spec_id": spec}),
+            )
+            .await;
+        task.expect(201);
+        assert_eq!(task.body["host"], host);
+    }
+    let all = api.get("/api/v1/tasks").await;
+    all.expect(200);
+    let on: Vec<(&str, &str)> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["host"].as_str().unwrap(), t["spec_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(on, [("a", "001-a"), ("b", "001-b")], "{all:#?}");
+    let only_b = api.get("/api/v1/tasks?host=b").await;
+    assert_eq!(only_b.body.as_array().map(Vec::len), Some(1), "{only_b:#?}");
+    api.get("/api/v1/tasks/001-a")
+        .await
+        .expect_error(400, "host_required");
+    let shown = api.get("/api/v1/hosts/b/tasks/001-b").await;
+    shown.expect(200);
+    assert_eq!(shown.body["host"], "b");
+    api.get("/api/v1/hosts/a/tasks/001-b")
+        .await
+        .expect_error(404, "not_found");
+    api.get("/api/v1/hosts/zz/tasks/001-b")
+        .await
+        .expect_error(404, "unknown_host");
+
+    let mut seen = Vec::new();
+    for (host, spec) in [("a", "001-a"), ("b", "001-b")] {
+        if !seen.iter().any(|e| created(e, host, spec)) {
+            seen.extend(events.until(|e| created(e, host, spec)).await);
+        }
+    }
+    let resume = events.last_id.clone().expect("an id");
+    assert_eq!(
+        positions(&resume).keys().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{resume}"
+    );
+    drop(events);
+
+    // The shim restarts while both hosts make events: resuming loses and repeats none.
+    drop(api);
+    shim.signal(Signal::SIGTERM);
+    shim.wait_exit(TIMEOUT).expect("the shim stops");
+    for (sandbox, project, spec) in [(&a, "alpha", "002-a"), (&b, "beta", "002-b")] {
+        sandbox
+            .ctl(&["tasks", "create", "--project", project, "--spec", spec])
+            .assert_ok();
+    }
+    let shim = a.http().hosts(&hosts).log_name("http-2").start();
+    let api = Api::new(&shim);
+    let mut events = events_from(&api, Some(&resume)).await;
+    let mut resumed = events.until(|e| created(e, "a", "002-a")).await;
+    if !resumed.iter().any(|e| created(e, "b", "002-b")) {
+        resumed.extend(events.until(|e| created(e, "b", "002-b")).await);
+    }
+    assert_consecutive_per_host(&resumed, &positions(&resume));
+
+    // Host b's daemon stops: b is down with the reason, a goes on.
+    daemon_b.signal(Signal::SIGTERM);
+    daemon_b.wait_exit(TIMEOUT).expect("daemon b stops");
+    let down = events
+        .until(|e| e.event == "daemon" && e.host() == "b")
+        .await;
+    let notice = &down[down.len() - 1].data;
+    assert_eq!(notice["daemon"], "unavailable", "{notice:#}");
+    let socket_b = b.socket().display().to_string();
+    assert!(
+        notice["message"].as_str().unwrap_or("").contains(&socket_b),
+        "{notice:#}"
+    );
+    let listed = api.get("/api/v1/hosts").await;
+    assert_eq!(listed.body[1]["state"], "down", "{listed:#?}");
+    assert!(
+        listed.body[1]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&socket_b),
+        "{listed:#?}"
+    );
+    assert_eq!(listed.body[0]["state"], "up", "{listed:#?}");
+    let left = api.get("/api/v1/tasks").await;
+    left.expect(200);
+    assert!(
+        left.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["host"] == "a"),
+        "{left:#?}"
+    );
+    api.get("/api/v1/hosts/b/tasks/001-b")
+        .await
+        .expect_error(503, "daemon_unavailable");
+    api.post(
+        "/api/v1/tasks",
+        json!({"host": "a", "project": "alpha", "spec_id": "003-a"}),
+    )
+    .await
+    .expect(201);
+    events.until(|e| created(e, "a", "003-a")).await;
+
+    // Back: b rejoins by itself.
+    let _daemon_b = b.daemon().start();
+    let back = events
+        .until(|e| e.event == "daemon" && e.host() == "b")
+        .await;
+    assert_eq!(back[back.len() - 1].data["daemon"], "available");
+    let listed = api.get("/api/v1/hosts").await;
+    assert_eq!(listed.body[1]["state"], "up", "{listed:#?}");
+    let again = api.get("/api/v1/tasks?host=b").await;
+    assert_eq!(again.body.as_array().map(Vec::len), Some(2), "{again:#?}");
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aifactory_tests::git::committed_repo;
+use aifactory_tests::limit_profiles::agent_profiles;
 use aifactory_tests::wait::wait_for;
 use aifactory_tests::{Daemon, Sandbox, chown_tree, is_root, skip};
 
@@ -34,27 +35,10 @@ fn limits_available(name: &str, sandbox: &Sandbox) -> bool {
 
 /// Profiles `idle` (the default), `hog`, `spin` and `bomb`.
 fn config(sandbox: &Sandbox) {
-    sandbox.write_config(
-        r#"default_agent = "idle"
-[limits]
-tasks_max = 64
-[agents.idle]
-kind = "custom"
-command = ["sh", "-c", "exec sleep 7771"]
-[agents.hog]
-kind = "custom"
-command = ["python3", "-c", "import time; b = bytearray(300 << 20); time.sleep(30)"]
-memory_max = "64M"
-[agents.spin]
-kind = "custom"
-command = ["python3", "-c", "import time\nend = time.monotonic() + 2\nwhile time.monotonic() < end:\n    pass\n"]
-cpu_max = "20%"
-[agents.bomb]
-kind = "custom"
-command = ["python3", "-c", "import os, time  # bomb7772\nwhile True:\n    try:\n        if os.fork() == 0:\n            time.sleep(1000)\n            os._exit(0)\n    except OSError:\n        time.sleep(0.001)\n"]
-tasks_max = 40
-"#,
-    );
+    sandbox.write_config(&format!(
+        "default_agent = \"idle\"\n[limits]\ntasks_max = 64\n{}",
+        agent_profiles(7771, 7772)
+    ));
 }
 
 /// Starts this file's daemon in `sandbox` with project `demo`; `None` (the test skipped)

@@ -65,6 +65,8 @@ struct Known {
     projects: Vec<String>,
     tasks: Vec<String>,
     sessions: Vec<String>,
+    /// The hosts the shim serves.
+    hosts: Vec<String>,
     repo: PathBuf,
     not_a_repo: PathBuf,
 }
@@ -72,11 +74,11 @@ struct Known {
 impl Known {
     /// What this route's `{id}` and `project` are drawn from.
     fn for_route(&self, template: &str) -> Known {
-        let ids = if template.starts_with("/api/v1/projects") {
+        let ids = if template.contains("/projects") {
             self.projects.clone()
-        } else if template.starts_with("/api/v1/tasks/") {
+        } else if template.contains("/tasks/") {
             self.tasks.clone()
-        } else if template.starts_with("/api/v1/sessions") {
+        } else if template.contains("/sessions") {
             self.sessions.clone()
         } else {
             self.projects.clone()
@@ -171,6 +173,7 @@ fn values(doc: &Value, schema: &Value, name: &str, known: &Known) -> BoxedStrate
                         .chain(["/no/such/dir".into(), "relative/dir".into()]),
                 ),
                 "agent" => edges.extend(["fake".into(), "fake".into()]),
+                "host" => edges.extend(known.hosts.iter().cloned()),
                 _ => edges.extend(known.ids.iter().cloned()),
             }
             out.push(
@@ -182,6 +185,10 @@ fn values(doc: &Value, schema: &Value, name: &str, known: &Known) -> BoxedStrate
                 // Mostly real ones, so that requests get past "not found".
                 let ids = proptest::sample::select(known.ids.clone()).prop_map(Value::from);
                 out.extend(std::iter::repeat_n(ids.boxed(), 4));
+            }
+            if name == "host" {
+                let hosts = proptest::sample::select(known.hosts.clone()).prop_map(Value::from);
+                out.extend(std::iter::repeat_n(hosts.boxed(), 6));
             }
         }
     }
@@ -395,11 +402,11 @@ fn refused_for_state(op: &Operation, case: &Case, known: &Known) -> bool {
             .and_then(|b| b["agent"].as_str())
             .is_some_and(|a| a != "fake"),
         // A task that exists but does not run: nothing to stop.
-        ("POST", "/api/v1/tasks/{id}/stop") => {
+        ("POST", "/api/v1/hosts/{host}/tasks/{id}/stop") => {
             case.id.as_ref().is_some_and(|id| known.tasks.contains(id))
         }
         // `force` without `prune` (documented: it means nothing alone).
-        ("DELETE", "/api/v1/tasks/{id}") => {
+        ("DELETE", "/api/v1/hosts/{host}/tasks/{id}") => {
             let given = |name: &str| case.query.iter().any(|(k, v)| k == name && v == "true");
             given("force") && !given("prune")
         }
@@ -459,11 +466,31 @@ async fn generated_requests_get_only_documented_statuses_and_bodies() {
     let projects = vec![project.id, "demo".into()];
     let tasks = vec![task.id, "001-login".into()];
     let sessions = vec![session.id, "shell".into()];
+    let hosts: Vec<String> = http
+        .get(shim.url("/api/v1/hosts"))
+        .bearer_auth(&shim.token)
+        .send()
+        .await
+        .expect("GET /api/v1/hosts")
+        .json::<Value>()
+        .await
+        .expect("the hosts are JSON")
+        .as_array()
+        .expect("a list of hosts")
+        .iter()
+        .filter_map(|h| h["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        hosts.len(),
+        1,
+        "a shim without [[hosts]] serves its machine's daemon"
+    );
     let known = Known {
         ids: [projects.clone(), tasks.clone(), sessions.clone()].concat(),
         projects,
         tasks,
         sessions,
+        hosts,
         repo,
         not_a_repo: sandbox.path().to_path_buf(),
     };
@@ -478,7 +505,7 @@ async fn generated_requests_get_only_documented_statuses_and_bodies() {
         .await
         .expect("the document is JSON");
     let mut ops = operations(&doc);
-    assert_eq!(ops.len(), 24, "every route is generated for");
+    assert_eq!(ops.len(), 26, "every route is generated for");
     // What deletes goes last, so the known task, project and session serve every other route.
     ops.sort_by_key(|op| op.method == "DELETE");
 

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use aifactory_tests::limit_profiles::agent_profiles;
 use aifactory_tests::skip;
 use aifactory_tests::systemd::{self, Systemd};
 
@@ -698,6 +699,7 @@ fn package_install_upgrade_remove_purge() {
         "/usr/share/fish/vendor_completions.d/aifactoryctl.fish",
         "/usr/lib/systemd/user/aifactoryd.socket",
         "/usr/share/doc/aifactory/examples/projects.conf",
+        "/usr/share/doc/aifactory/examples/http-hosts.conf",
     ] {
         sd.ok(&format!("test -s {file}"));
     }
@@ -791,19 +793,10 @@ fn package_install_upgrade_remove_purge() {
 
 /// Agents for `task_limits_under_the_packaged_unit`: one that sleeps, one that allocates 300 MB,
 /// one that forks without end.
-const LIMITS_CONFIG: &str = r#"default_agent = "idle"
-[agents.idle]
-kind = "custom"
-command = ["sh", "-c", "exec sleep 7781"]
-[agents.hog]
-kind = "custom"
-command = ["python3", "-c", "import time; b = bytearray(300 << 20); time.sleep(30)"]
-memory_max = "64M"
-[agents.bomb]
-kind = "custom"
-command = ["python3", "-c", "import os, time  # bomb7782\nwhile True:\n    try:\n        if os.fork() == 0:\n            time.sleep(1000)\n            os._exit(0)\n    except OSError:\n        time.sleep(0.001)\n"]
-tasks_max = 40
-"#;
+/// The limits test's profiles (`sleep 7781`, `bomb7782`: markers of its own).
+fn limits_config() -> String {
+    format!("default_agent = \"idle\"\n{}", agent_profiles(7781, 7782))
+}
 
 /// Python processes in the namespace whose command line has `marker` (not the pane monitor
 /// whose arguments carry it).
@@ -820,7 +813,8 @@ fn task_limits_under_the_packaged_unit() {
     let Some(sd) = setup(test) else { return };
     install(&sd);
     sd.ok(&format!(
-        "cat > /etc/aifactory/aifactoryd.toml <<'EOF'\n{LIMITS_CONFIG}EOF"
+        "cat > /etc/aifactory/aifactoryd.toml <<'EOF'\n{}EOF",
+        limits_config()
     ));
     sd.ok("install -d -o aifactory -g aifactory /srv/projects/demo");
     sd.ok(

@@ -11,6 +11,12 @@ use clap::Parser;
 /// the subprotocol `aifactory.token.<token>` or a `token` query parameter). The token lives in
 /// `<state dir>/http-token`, made on first start; `--print-token` shows it. A browser opens the
 /// page at `/` and logs in with the link `--print-url` prints, or with the token typed once.
+///
+/// It serves this machine's daemon, or, with `[[hosts]]` entries in its config (`name`, `url` =
+/// `ssh://[user@]host[:port]` or `unix:///path`), several daemons as one board: lists gather
+/// every reachable host, objects are addressed as `/api/v1/hosts/{host}/…`, and the event
+/// stream merges them all. Remote hosts are reached with the system ssh, one multiplexed master
+/// per host, running `aifactoryctl dial-stdio` there.
 #[derive(Debug, Parser)]
 #[command(name = "aifactory-http", version)]
 pub struct Cli {
@@ -27,6 +33,7 @@ pub struct Cli {
     pub allow_origins: Vec<String>,
     /// The daemon's socket (default: $AIFACTORY_SOCKET, $RUNTIME_DIRECTORY/aifactoryd.sock,
     /// /run/aifactory/aifactoryd.sock as root, else $XDG_RUNTIME_DIR/aifactory/aifactoryd.sock).
+    /// Not with `[[hosts]]`, which names every daemon served.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Where the token file `http-token` lives (default: the daemon's state directory:

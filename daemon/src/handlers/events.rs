@@ -21,7 +21,7 @@ pub async fn subscribe(id: SubscriptionId, ctx: &ConnContext, after: Option<u64>
     let (mut live, now) = ctx.daemon.events.subscribe().await;
     ctx.send(ServerFrame::Reply {
         id,
-        result: Ok(Reply::Subscribed),
+        result: Ok(Reply::EventsSubscribed { head: now }),
     })
     .await;
     let stream_ctx = ctx.clone();

@@ -26,6 +26,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::hosts::{Host, HostState, Hosts, Phase};
 use crate::state::AppState;
 
+/// How long the stream's opening waits for each host's first link.
+const FIRST_LINK_WITHIN: Duration = Duration::from_secs(5);
+
 /// Comment lines that keep idle proxies from closing the stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -36,7 +39,7 @@ pub struct EventsQuery {
     /// Replay every kept event after these positions first, as `HOST:SEQ,HOST:SEQ` (an `id:`
     /// of this stream; a bare sequence number when the shim serves one host). `Last-Event-ID`
     /// wins when both are given. A host not named starts from now.
-    #[param(value_type = Option<String>, example = "b1:120,b2:98")]
+    #[param(value_type = Option<String>, example = "b1:120,b2:98", pattern = r"^ *([0-9]{1,19}|[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}){0,15})? *$")]
     pub after: Option<String>,
     /// The token, for EventSource clients that cannot set headers.
     // Checked by the auth layer from the raw query; named here so it is not an unknown field.
@@ -58,7 +61,7 @@ pub struct EventsQuery {
     tag = "events",
     params(
         EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The last `id:` seen (`HOST:SEQ,…`); the stream resumes after it on every host named (surrounding spaces are ignored)"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = r"^ *([0-9]{1,19}|[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[0-9]{1,19}){0,15})? *$", description = "The last `id:` seen (`HOST:SEQ,…`); the stream resumes after it on every host named (surrounding spaces are ignored)"),
     ),
     responses(
         (status = 200, description = "text/event-stream of the daemon's events; each `data:` is an `Event` (#/components/schemas/Event)", content_type = "text/event-stream", body = String),
@@ -80,8 +83,9 @@ pub async fn events(
         ),
         None => query.after.clone(),
     };
+    let names: Vec<&str> = state.hosts.all().iter().map(|h| &*h.name).collect();
     let positions = match resume {
-        Some(text) => parse_positions(&state.hosts, &text)?,
+        Some(text) => parse_positions(&names, &text)?,
         None => vec![None; state.hosts.all().len()],
     };
     // The first subscriptions are made here, so a shim that reaches no host answers 503
@@ -89,9 +93,11 @@ pub async fn events(
     let links = futures::future::join_all(state.hosts.all().iter().zip(&positions).map(
         |(host, after)| async move {
             host.check_reachable()?;
-            host.daemon
-                .subscribe(Request::SubscribeEvents { after: *after })
+            let request = Request::SubscribeEvents { after: *after };
+            // A host that does not answer in time joins the stream when it does.
+            tokio::time::timeout(FIRST_LINK_WITHIN, host.daemon.subscribe(request))
                 .await
+                .unwrap_or_else(|_| Err(super::hosted::slow(host, FIRST_LINK_WITHIN)))
         },
     ))
     .await;
@@ -101,7 +107,17 @@ pub async fn events(
             .find_map(Result::err)
             .unwrap_or_else(|| ApiError::internal("the shim serves no host")));
     }
+    // Where each host stands now: a client that reconnects with this stream's first `id:`
+    // misses nothing of a host that had no event meanwhile.
+    let mut positions = positions;
+    for (position, link) in positions.iter_mut().zip(&links) {
+        if let Ok((_, subscription)) = link {
+            *position = position.or(subscription.head());
+        }
+    }
     let mut merged: Vec<BoxStream<'static, (usize, Item)>> = Vec::new();
+    // The positions as the stream opens, before anything else.
+    merged.push(futures::stream::once(async { (0, Item::Positions) }).boxed());
     for (index, ((host, link), after)) in state
         .hosts
         .all()
@@ -154,14 +170,14 @@ fn bad_position(text: &str) -> ApiError {
 /// `HOST:SEQ,HOST:SEQ` (or a bare `SEQ` when the shim serves one host) as one position per
 /// host, in host order. A host this shim no longer serves is ignored; one not named starts
 /// from now.
-fn parse_positions(hosts: &Hosts, text: &str) -> Result<Vec<Option<u64>>, ApiError> {
+fn parse_positions(names: &[&str], text: &str) -> Result<Vec<Option<u64>>, ApiError> {
     let text = text.trim();
-    let mut positions = vec![None; hosts.all().len()];
+    let mut positions = vec![None; names.len()];
     if text.is_empty() {
         return Ok(positions);
     }
     if let Ok(seq) = text.parse::<u64>() {
-        if hosts.all().len() != 1 {
+        if names.len() != 1 {
             return Err(ApiError::invalid(format!(
                 "Last-Event-ID (or after) {seq} is a bare sequence number, but this shim serves several hosts: send the `id:` of the last event received (`HOST:SEQ,…`)"
             )));
@@ -175,11 +191,21 @@ fn parse_positions(hosts: &Hosts, text: &str) -> Result<Vec<Option<u64>>, ApiErr
             .split_once(':')
             .ok_or_else(|| bad_position(text))?;
         let seq = seq.trim().parse::<u64>().map_err(|_| bad_position(text))?;
-        if let Some(index) = hosts.all().iter().position(|h| &*h.name == name.trim()) {
+        if let Some(index) = names.iter().position(|n| *n == name.trim()) {
             positions[index] = Some(seq);
         }
     }
     Ok(positions)
+}
+
+/// `b1:120,b2:98`: every host with a position, in host order.
+fn format_positions(names: &[&str], positions: &[Option<u64>]) -> String {
+    names
+        .iter()
+        .zip(positions)
+        .filter_map(|(name, position)| position.map(|p| format!("{name}:{p}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What one host's part of the stream yields.
@@ -188,6 +214,11 @@ enum Item {
     Lagged {
         missed: u64,
     },
+    /// A host's newest event number when its link opened: no event, but the positions move
+    /// (sent as an `id:` with no data, which sets the browser's Last-Event-ID).
+    Head(u64),
+    /// Every position, as the stream opens.
+    Positions,
     /// The host's daemon became unreachable (with why), or reachable again.
     Reachable {
         up: bool,
@@ -221,6 +252,15 @@ impl Cursor {
                     out.event(name)
                 }
             }
+            Item::Head(head) => {
+                if let Some(position) = self.positions.get_mut(index)
+                    && position.is_none()
+                {
+                    *position = Some(head);
+                }
+                sse::Event::default().id(self.id())
+            }
+            Item::Positions => sse::Event::default().id(self.id()),
             Item::Lagged { missed } => sse::Event::default()
                 .event("lagged")
                 .data(serde_json::json!({ "host": host, "missed": missed }).to_string()),
@@ -234,15 +274,9 @@ impl Cursor {
         }
     }
 
-    /// `b1:120,b2:98`: every host with a position, in host order.
     fn id(&self) -> String {
-        self.hosts
-            .all()
-            .iter()
-            .zip(&self.positions)
-            .filter_map(|(host, position)| position.map(|p| format!("{}:{p}", host.name)))
-            .collect::<Vec<_>>()
-            .join(",")
+        let names: Vec<&str> = self.hosts.all().iter().map(|h| &*h.name).collect();
+        format_positions(&names, &self.positions)
     }
 }
 
@@ -291,6 +325,12 @@ impl HostPump {
         loop {
             let Some((_, subscription)) = self.link.as_mut() else {
                 self.relink().await?;
+                if self.last.is_none()
+                    && let Some(head) = self.link.as_ref().and_then(|(_, s)| s.head())
+                {
+                    self.last = Some(head);
+                    return Some(Item::Head(head));
+                }
                 continue;
             };
             let item = tokio::select! {
@@ -368,5 +408,39 @@ fn kind_name(kind: &serde_json::Value) -> String {
         serde_json::Value::String(name) => name.clone(),
         serde_json::Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_go_out_and_come_back_per_host() {
+        let names = ["b1", "b2", "b3"];
+        let positions = [Some(120), None, Some(7)];
+        let id = format_positions(&names, &positions);
+        assert_eq!(id, "b1:120,b3:7");
+        assert_eq!(parse_positions(&names, &id).unwrap(), positions);
+        // Spaces around, another order, and a host no longer served are fine.
+        assert_eq!(
+            parse_positions(&names, " b3:7, gone:4 ,b1:120 ").unwrap(),
+            positions
+        );
+        assert_eq!(parse_positions(&names, "").unwrap(), [None, None, None]);
+        for bad in [
+            "b1",
+            "b1:x",
+            "b1:-1",
+            "b1:1;b2:2",
+            "b1:99999999999999999999",
+        ] {
+            let e = parse_positions(&names, bad).unwrap_err();
+            assert_eq!(e.code, "invalid", "{bad}");
+        }
+        // A bare number only names the position of a shim's only host.
+        assert_eq!(parse_positions(&["one"], "41").unwrap(), [Some(41)]);
+        let e = parse_positions(&names, "41").unwrap_err();
+        assert!(e.message.contains("several hosts"), "{}", e.message);
     }
 }

@@ -2,6 +2,7 @@
 //! objects of every reachable host, in the configured order.
 
 use std::future::Future;
+use std::time::Duration;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -9,6 +10,11 @@ use utoipa::ToSchema;
 use crate::daemon::Daemon;
 use crate::error::ApiError;
 use crate::hosts::{Host, Hosts};
+
+/// How long a list waits for one host: a machine that vanished without a word is noticed by
+/// ssh only after its keep-alives (about 6 s), and the other hosts' objects should not wait
+/// for that.
+const ANSWER_WITHIN: Duration = Duration::from_secs(8);
 
 /// An object of one host: its own fields and `host`, the name of the host it lives on.
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,6 +33,19 @@ impl<T> Hosted<T> {
             item,
         }
     }
+}
+
+/// The answer for a host that did not answer in time.
+pub fn slow(host: &Host, within: Duration) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+        "host_slow",
+        format!(
+            "the daemon on {} did not answer within {} s; GET /api/v1/hosts shows whether it is reachable",
+            host.name,
+            within.as_secs()
+        ),
+    )
 }
 
 /// `ask` on every host (or only `only`), at once: the objects of those that answer, in host
@@ -49,7 +68,9 @@ where
         let answer = host.check_reachable().map(|()| ask(host.daemon.clone()));
         async move {
             match answer {
-                Ok(pending) => pending.await,
+                Ok(pending) => tokio::time::timeout(ANSWER_WITHIN, pending)
+                    .await
+                    .unwrap_or_else(|_| Err(slow(host, ANSWER_WITHIN))),
                 Err(e) => Err(e),
             }
         }

@@ -14,7 +14,7 @@ use crate::hosts::{Host, Phase};
 use crate::state::AppState;
 
 /// How long a host's status may take before the answer goes without it.
-const STATUS_WITHIN: Duration = Duration::from_secs(5);
+const STATUS_WITHIN: Duration = Duration::from_secs(8);
 
 /// A host and its daemon, as the shim sees them now.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,7 +34,7 @@ pub struct HostInfo {
     pub protocol: Option<u16>,
     /// How busy the machine is (running tasks, CPUs, load average, memory).
     pub load: Option<HostLoad>,
-    /// The daemon's whole status, asked just now (absent when it did not answer in 5 s).
+    /// The daemon's whole status, asked just now (absent when it did not answer in 8 s).
     pub status: Option<StatusInfo>,
 }
 
@@ -45,13 +45,7 @@ async fn describe(host: &Host) -> HostInfo {
             host.daemon.call(async |client| client.status().await),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                axum::http::StatusCode::GATEWAY_TIMEOUT,
-                "host_slow",
-                format!("the daemon on {} did not answer within 5 s", host.name),
-            ))
-        }),
+        .unwrap_or_else(|_| Err(super::hosted::slow(host, STATUS_WITHIN))),
         Err(e) => Err(e),
     };
     let state = host.state();
