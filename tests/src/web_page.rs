@@ -1,22 +1,20 @@
 //! The aifactory-http web page as the browser tests drive it, on top of [`crate::browser`]: a
 //! browser logged in through a one-time link, the board's cards and the confirmation dialog,
 //! the Live Console's terminal buffer against the session's `output.log`, the page's layout at
-//! a given width, the check that the page's Content-Security-Policy refused nothing and that it
-//! threw nothing, and [`HostsShim`]: one shim serving several sandboxes' daemons as its hosts.
+//! a given width, and the checks that the page's Content-Security-Policy refused nothing and
+//! that it threw nothing.
 //!
 //! The page's DOM hooks and its `window.aifactory` handle are listed in
 //! `ctl/http/web/README.md`.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use aifactory_common::protocol::SessionInfo;
 
 use crate::browser::{Browser, Page, TIMEOUT};
 use crate::session::new_session;
-use crate::{Daemon, Http, READY_TIMEOUT, Sandbox, bin};
+use crate::{Daemon, Http, Sandbox};
 
 /// A liveness bound for a loaded 2-core machine, not a speed target.
 pub const SLOW: Duration = Duration::from_secs(120);
@@ -24,19 +22,10 @@ pub const SLOW: Duration = Duration::from_secs(120);
 /// A browser logged in to `shim` through a one-time link, on the board; `None` when the test
 /// was skipped (no chromium).
 pub async fn logged_in(test: &str, sandbox: &Sandbox, shim: &Http) -> Option<(Browser, Page)> {
-    logged_in_at(test, sandbox, &shim.login_url()).await
-}
-
-/// [`logged_in`] through the one-time link `login_url` (of any shim).
-pub async fn logged_in_at(
-    test: &str,
-    sandbox: &Sandbox,
-    login_url: &str,
-) -> Option<(Browser, Page)> {
     let browser = Browser::launch_or_skip(test, sandbox.path()).await?;
     let page = browser.new_page().await;
     page.set_viewport(1280, 800).await;
-    page.goto(login_url).await;
+    page.goto(&shim.login_url()).await;
     page.wait_until(
         "location.pathname === '/' && document.querySelector('#board') !== null",
         "the board after the login link",
@@ -294,107 +283,4 @@ pub async fn assert_no_sideways_scroll(page: &Page, what: &str) {
         "{what} scrolls sideways: the document is {scroll} px wide in a {inner} px window (the \
          first element past the edge: {widest})"
     );
-}
-
-/// `aifactory-http` serving several sandboxes' daemons as its hosts: a `[[hosts]]` config
-/// naming each daemon's socket (`unix://`), the token in the first sandbox's state directory,
-/// an ephemeral loopback port; killed when dropped. (`HttpBuilder` always passes the one
-/// daemon's `--socket`, which the shim refuses next to `[[hosts]]`.)
-pub struct HostsShim {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    pub log: PathBuf,
-    state_dir: PathBuf,
-}
-
-impl HostsShim {
-    /// Starts the shim on `home` (its config, state and log there) with `hosts` in that order,
-    /// each a name and the sandbox whose daemon it is; waits until it listens.
-    pub fn start(home: &Sandbox, hosts: &[(&str, &Sandbox)]) -> HostsShim {
-        let mut config = String::new();
-        for (name, sandbox) in hosts {
-            config.push_str(&format!(
-                "[[hosts]]\nname = {name:?}\nurl = {:?}\n\n",
-                format!("unix://{}", sandbox.socket().display())
-            ));
-        }
-        let config_file = home.path().join("http-hosts.toml");
-        fs::write(&config_file, config).expect("write the shim's hosts config");
-        let state_dir = home.state_dir();
-        let log = home.path().join("http-hosts.log");
-        let file = fs::File::create(&log).expect("create the shim's log");
-        let mut cmd = Command::new(bin("aifactory-http"));
-        home.apply_env(&mut cmd);
-        cmd.arg("--config")
-            .arg(&config_file)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["--log", "stderr", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file);
-        let child = cmd.spawn().expect("spawn aifactory-http");
-        let mut shim = HostsShim {
-            child,
-            base: String::new(),
-            log,
-            state_dir,
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let logs = shim.logs();
-            if let Some(at) = logs.find("listening on http://") {
-                let rest = &logs[at + "listening on ".len()..];
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                shim.base = rest[..end].to_string();
-                return shim;
-            }
-            if let Ok(Some(status)) = shim.child.try_wait() {
-                panic!("aifactory-http exited ({status}) before listening:\n{logs}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aifactory-http did not listen within {READY_TIMEOUT:?}:\n{logs}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `base` + `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A one-time login URL, as `aifactory-http --print-url` prints it.
-    pub fn login_url(&self) -> String {
-        let out = Command::new(bin("aifactory-http"))
-            .args([
-                "--print-url",
-                "--listen",
-                self.base.trim_start_matches("http://"),
-            ])
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .output()
-            .expect("run aifactory-http --print-url");
-        assert!(out.status.success(), "--print-url failed: {out:?}");
-        String::from_utf8(out.stdout)
-            .expect("the URL is UTF-8")
-            .trim()
-            .to_string()
-    }
-
-    pub fn logs(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for HostsShim {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }

@@ -8,10 +8,11 @@
 //! screenshot under `target/screenshots/`.
 
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
+use aifactory_tests::http::host_entry;
 use aifactory_tests::session::new_session;
 use aifactory_tests::web_page::{
-    HostsShim, SLOW, assert_no_csp_refusal, assert_no_page_error, card_on, click, console_path,
-    logged_in_at, wait_column, wait_console_state, wait_terminal,
+    SLOW, assert_no_csp_refusal, assert_no_page_error, card_on, click, console_path, logged_in,
+    wait_column, wait_console_state, wait_terminal,
 };
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
@@ -86,8 +87,12 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
         "echo console-on-b2; exec sleep 300",
     )
     .await;
-    let shim = HostsShim::start(&one, &[("b1", &one), ("b2", &two)]);
-    let Some((browser, page)) = logged_in_at(TEST, &one, &shim.login_url()).await else {
+    let unix = |sandbox: &Sandbox| format!("unix://{}", sandbox.socket().display());
+    let shim = one
+        .http()
+        .hosts(&(host_entry("b1", &unix(&one)) + &host_entry("b2", &unix(&two))))
+        .start();
+    let Some((browser, page)) = logged_in(TEST, &one, &shim).await else {
         return;
     };
 
