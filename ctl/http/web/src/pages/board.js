@@ -152,10 +152,9 @@ export function mount(main, _params, { events, navigate, handle }) {
     'div',
     { class: 'toolbar' },
     h('h1', { text: 'Board' }),
-    h('label', { for: 'host-filter', class: 'filter-label', text: 'Host' }),
-    hostFilter,
-    h('label', { for: 'project-filter', class: 'filter-label', text: 'Project' }),
-    filter,
+    // Each label with its select, so that a narrow toolbar wraps between them, not inside.
+    h('span', { class: 'filter' }, h('label', { for: 'host-filter', class: 'filter-label', text: 'Host' }), hostFilter),
+    h('span', { class: 'filter' }, h('label', { for: 'project-filter', class: 'filter-label', text: 'Project' }), filter),
     newTask.details,
   );
   const boardEl = h('div', { id: 'board', class: 'board', 'aria-label': 'Tasks by phase', role: 'region' });

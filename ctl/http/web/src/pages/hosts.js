@@ -40,16 +40,16 @@ export function mount(main, _params, { events, handle }) {
       'tr',
       { 'data-host': x.name, 'data-state': x.state },
       h('th', { scope: 'row', class: 'host-name' }, h('a', { href: `/?host=${encodeURIComponent(x.name)}`, title: `the board of ${x.name}`, text: x.name })),
-      h('td', {}, h('code', { class: 'host-url', text: x.url })),
+      h('td', { 'data-label': 'Address' }, h('code', { class: 'host-url', text: x.url })),
       h(
         'td',
-        { class: 'host-state' },
+        { class: 'host-state', 'data-label': 'State' },
         h('span', { class: `state state-host-${x.state}`, text: x.state }),
         since ? [' since ', since] : null,
         x.reason ? h('p', { class: 'host-reason error-text', text: x.reason }) : null,
       ),
-      h('td', { class: 'host-daemon' }, x.version ? `aifactoryd ${x.version}` : '—', x.protocol !== null && x.protocol !== undefined ? h('span', { class: 'sub', text: ` protocol ${x.protocol}` }) : null),
-      h('td', { class: 'host-load' }, load || (x.state === 'up' ? 'not reported' : '—')),
+      h('td', { class: 'host-daemon', 'data-label': 'Daemon' }, x.version ? `aifactoryd ${x.version}` : '—', x.protocol !== null && x.protocol !== undefined ? h('span', { class: 'sub', text: ` protocol ${x.protocol}` }) : null),
+      h('td', { class: 'host-load', 'data-label': 'Load' }, load || (x.state === 'up' ? 'not reported' : '—')),
     );
   }
 
