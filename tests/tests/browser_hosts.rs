@@ -3,9 +3,9 @@
 //! daemon reached through `unix://` in the shim's `[[hosts]]`): each card with its host, the
 //! host filter, a task made on a chosen host, and a host that goes down: its cards kept but
 //! marked stale under a notice naming it and why, while the other host's cards go on moving;
-//! back, it rejoins by itself. The hosts page follows along without being reloaded; the
-//! sessions page lists b2's session, whose Live Console goes through b2. Each step saves a
-//! screenshot under `target/screenshots/`.
+//! back, it rejoins by itself. The hosts page and b2's task page follow along without being
+//! reloaded; the sessions page lists b2's session, whose Live Console goes through b2. Each
+//! step saves a screenshot under `target/screenshots/`.
 
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::http::host_entry;
@@ -253,6 +253,23 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
         "the event stream's id {last_id:?} is HOST:SEQ,..."
     );
 
+    // b2's task on its own page, in a third tab, while b2 goes down and comes back.
+    let task = browser.new_page().await;
+    task.set_viewport(1280, 800).await;
+    task.goto(&shim.url(&format!("/hosts/b2/tasks/{on_two}")))
+        .await;
+    let task_buttons = "[...document.querySelectorAll('.task-actions button[data-action]')]";
+    task.wait_until(
+        &format!(
+            "document.querySelector('#task-host')?.textContent === 'b2'
+             && document.querySelector('.task-header .phase')?.dataset.phase === 'backlog'
+             && {task_buttons}.length > 0 && {task_buttons}.every((b) => !b.disabled)"
+        ),
+        "b2's task on its page",
+        TIMEOUT,
+    )
+    .await;
+
     // b2's daemon stops: its card stays, stale, under a notice naming it and why.
     daemon_two.signal(Signal::SIGTERM);
     daemon_two
@@ -351,6 +368,17 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
          undefined",
     )
     .await;
+    task.wait_until(
+        &format!(
+            "(document.querySelector('#task-error')?.textContent || '').startsWith('Host b2 is down: ')
+             && {task_buttons}.every((b) => b.disabled)"
+        ),
+        "the task page saying b2 is down, its actions off",
+        TIMEOUT,
+    )
+    .await;
+    task.screenshot(&screenshots().join("hosts-task-down.png"))
+        .await;
     let _daemon_two = two.daemon().start();
     page.wait_until(
         "document.querySelector('#host-notices').children.length === 0
@@ -373,6 +401,16 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
     assert_eq!(two.show_task(&on_two)["phase"], "planning");
     page.screenshot(&screenshots().join("hosts-board-rejoined.png"))
         .await;
+    task.wait_until(
+        &format!(
+            "document.querySelector('#task-error')?.textContent === ''
+             && document.querySelector('.task-header .phase')?.dataset.phase === 'planning'
+             && {task_buttons}.every((b) => !b.disabled)"
+        ),
+        "the task page live again: no notice, the task planning, its actions on",
+        SLOW,
+    )
+    .await;
     hosts
         .wait_until(
             &format!(
@@ -413,7 +451,7 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
         )
         .await;
 
-    for page in [&page, &hosts] {
+    for page in [&page, &hosts, &task] {
         assert_no_csp_refusal(page);
         assert_no_page_error(page);
     }
