@@ -93,11 +93,15 @@ export class EventStream {
     this.source = source;
     this.setState('connecting', 'opening the event stream');
     source.onopen = () => {
+      const again = this.everOpened;
       this.backoff = 500;
       this.setState('open');
       this.setHostsState();
       // Reopened without a last id: anything that happened in between is unknown.
       if (reopened && this.lastEventId === null) this.resync();
+      // A host's return may have happened while the stream was away (a restarted shim has no
+      // notice to send for it): ask the shim, so no host stays marked down for nothing.
+      if (again && this.down.size) this.recheckHosts();
       this.everOpened = true;
     };
     source.onmessage = (e) => this.deliver(e);
@@ -187,6 +191,14 @@ export class EventStream {
       if (host.state === 'down' && !this.down.has(host.name)) this.hostNotice({ daemon: 'unavailable', host: host.name, message: host.reason });
       else if (host.state === 'up' && this.down.has(host.name)) this.hostNotice({ daemon: 'available', host: host.name });
     }
+  }
+
+  recheckHosts() {
+    const askedAt = Date.now();
+    api.hosts().then(
+      (hosts) => this.syncHosts(hosts, askedAt),
+      (e) => console.warn('event stream: cannot ask the shim for its hosts:', e.message),
+    );
   }
 
   /** `daemon_unavailable` while any host is down (the reason names them), else open. */
