@@ -4,8 +4,9 @@
 //! host filter, a task made on a chosen host, and a host that goes down: its cards kept but
 //! marked stale under a notice naming it and why, while the other host's cards go on moving;
 //! back, it rejoins by itself. The hosts page and b2's task page follow along without being
-//! reloaded; the sessions page lists b2's session, whose Live Console goes through b2. Each
-//! step saves a screenshot under `target/screenshots/`.
+//! reloaded; the sessions page lists b2's session, whose Live Console goes through b2. And a
+//! host that came back while the shim restarted (so no notice of it ever comes) is not left
+//! marked down. Each step saves a screenshot under `target/screenshots/`.
 
 use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::http::host_entry;
@@ -455,5 +456,62 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
         assert_no_csp_refusal(page);
         assert_no_page_error(page);
     }
+    browser.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_back_while_the_shim_restarted_is_not_left_marked_down() {
+    const TEST: &str = "a_host_back_while_the_shim_restarted_is_not_left_marked_down";
+    let (one, _daemon_one) = host_sandbox();
+    let (two, mut daemon_two) = host_sandbox();
+    one.add_project("alpha");
+    two.add_project("beta");
+    let on_two = two.create_task("beta", "001-on-b2", &[]);
+    let unix = |sandbox: &Sandbox| format!("unix://{}", sandbox.socket().display());
+    let hosts = host_entry("b1", &unix(&one)) + &host_entry("b2", &unix(&two));
+    let shim = one.http().hosts(&hosts).start();
+    let listen = shim.base.trim_start_matches("http://").to_string();
+    let Some((browser, page)) = logged_in(TEST, &one, &shim).await else {
+        return;
+    };
+    page.wait_until(
+        &format!("{} !== null", card_on("b2", &on_two)),
+        "b2's card",
+        TIMEOUT,
+    )
+    .await;
+    daemon_two.signal(Signal::SIGTERM);
+    daemon_two
+        .wait_exit(SLOW)
+        .expect("b2's daemon stops on SIGTERM");
+    wait_stale(&page, "b2", &on_two, true).await;
+
+    // The shim stops; b2 comes back meanwhile; the shim starts again at the same address, with
+    // b2 up from the start, so no notice of its return ever comes.
+    shim.signal(Signal::SIGTERM);
+    let mut shim = shim;
+    shim.wait_exit(SLOW).expect("the shim stops");
+    drop(shim);
+    let _daemon_two = two.daemon().start();
+    let shim = one
+        .http()
+        .hosts(&hosts)
+        .arg("--listen")
+        .arg(&listen)
+        .log_name("http-again")
+        .start();
+    assert_eq!(shim.base, format!("http://{listen}"));
+    page.wait_until(
+        "document.querySelector('#status')?.dataset.state === 'open'
+         && document.querySelector('#host-notices').children.length === 0",
+        "the page live again, b2's notice gone",
+        SLOW,
+    )
+    .await;
+    wait_stale(&page, "b2", &on_two, false).await;
+    page.screenshot(&screenshots().join("hosts-after-shim-restart.png"))
+        .await;
+    assert_no_csp_refusal(&page);
+    assert_no_page_error(&page);
     browser.close();
 }
