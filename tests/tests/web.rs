@@ -82,7 +82,15 @@ async fn the_page_is_served_with_hashed_cached_compressed_assets_under_a_strict_
     );
 
     // Every route of the page's own is the same page; the API keeps its JSON 404.
-    for route in ["/tasks/t-123", "/sessions", "/doctor", "/login"] {
+    for route in [
+        "/tasks/t-123",
+        "/sessions",
+        "/doctor",
+        "/login",
+        "/hosts",
+        "/hosts/b1/tasks/t-123",
+        "/hosts/b1/sessions/s-1/console",
+    ] {
         let other = http.get(shim.url(route)).send().await.unwrap();
         assert_eq!(other.status(), StatusCode::OK, "{route}");
         assert_eq!(other.text().await.unwrap(), html, "{route}");
