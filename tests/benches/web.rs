@@ -46,6 +46,7 @@ use aifactory_tests::bench::{
 };
 use aifactory_tests::browser::{Browser, Page, TIMEOUT};
 use aifactory_tests::session::new_session;
+use aifactory_tests::web_page::{console_path, only_host};
 use aifactory_tests::{Http, Sandbox, skip};
 use chromiumoxide::cdp::browser_protocol::page::RemoveScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::js_protocol::heap_profiler::CollectGarbageParams;
@@ -124,10 +125,12 @@ async fn run() -> Option<Vec<String>> {
     )
     .await;
 
+    // The console's own URL (the page's host-less one would look the host up first).
+    let host = only_host(&page).await;
     let mut tables = vec![first_paint(&page, &shim).await];
     tables.push(card_moves(&daemon, &client, &page, &shim, &ids[0]).await);
-    tables.push(console_throughput(&client, &sandbox, &page, &shim).await);
-    tables.push(console_memory(&client, &sandbox, &page, &shim).await);
+    tables.push(console_throughput(&client, &sandbox, &page, &shim, &host).await);
+    tables.push(console_memory(&client, &sandbox, &page, &shim, &host).await);
     drop(page);
     browser.close();
     Some(tables)
@@ -429,8 +432,8 @@ async fn printed(client: &Client, sandbox: &Sandbox, raw: u64) -> (SessionInfo, 
 
 /// Opens the session's Live Console and waits until xterm has parsed all `size` bytes; the
 /// time from the navigation's start, in ms.
-async fn console_to_end(page: &Page, shim: &Http, session: &str, size: u64) -> f64 {
-    page.goto(&shim.url(&format!("/sessions/{session}"))).await;
+async fn console_to_end(page: &Page, shim: &Http, host: &str, session: &str, size: u64) -> f64 {
+    page.goto(&shim.url(&console_path(host, session))).await;
     let done = format!(
         "(() => {{ const c = window.aifactory && window.aifactory.console;
            if (!c || c.received !== {size} || c.pending !== 0) return false;
@@ -446,6 +449,7 @@ async fn console_throughput(
     sandbox: &Sandbox,
     page: &Page,
     shim: &Http,
+    host: &str,
 ) -> String {
     let (s, size) = printed(client, sandbox, *CONSOLE_RAW).await;
     let mut browser_times = Vec::new();
@@ -453,7 +457,7 @@ async fn console_throughput(
     for rep in 0..*CONSOLE_REPS {
         for k in 0..2 {
             if (rep + k) % 2 == 0 {
-                let took = console_to_end(page, shim, &s.id, size).await;
+                let took = console_to_end(page, shim, host, &s.id, size).await;
                 eprintln!("console rep {rep}: browser {took:.0} ms for {size} bytes");
                 browser_times.push(ms(took));
             } else {
@@ -514,7 +518,13 @@ async fn heap(page: &Page) -> (f64, f64) {
     (usage.result.used_size, usage.result.backing_storage_size)
 }
 
-async fn console_memory(client: &Client, sandbox: &Sandbox, page: &Page, shim: &Http) -> String {
+async fn console_memory(
+    client: &Client,
+    sandbox: &Sandbox,
+    page: &Page,
+    shim: &Http,
+    host: &str,
+) -> String {
     // One page through the whole session: the first part, a pause, then the rest.
     let small = *MEMORY_SMALL_RAW;
     let rest = *MEMORY_BIG_RAW - small;
@@ -527,7 +537,7 @@ async fn console_memory(client: &Client, sandbox: &Sandbox, page: &Page, shim: &
         ),
     )
     .await;
-    page.goto(&shim.url(&format!("/sessions/{}", s.id))).await;
+    page.goto(&shim.url(&console_path(host, &s.id))).await;
     // The session waits after the first part, so this is all of it.
     page.wait_until(
         "(() => { const c = window.aifactory && window.aifactory.console;
