@@ -128,7 +128,7 @@ async fn run() -> Option<Vec<String>> {
     // The console's own URL (the page's host-less one would look the host up first).
     let host = only_host(&page).await;
     let mut tables = vec![first_paint(&page, &shim).await];
-    tables.push(card_moves(&daemon, &client, &page, &shim, &ids[0]).await);
+    tables.push(card_moves(&daemon, &client, &page, &shim, &host, &ids[0]).await);
     tables.push(console_throughput(&client, &sandbox, &page, &shim, &host).await);
     tables.push(console_memory(&client, &sandbox, &page, &shim, &host).await);
     drop(page);
@@ -297,12 +297,14 @@ async fn card_moves(
     client: &Client,
     page: &Page,
     shim: &Http,
+    host: &str,
     id: &str,
 ) -> String {
     let task = start_task(daemon, client, id).await;
     let mut sse = sse_phases(shim, id).await;
     page.goto(&shim.url("/")).await;
-    let card = format!("document.getElementById('card-{id}')");
+    // The page's id of a card: `card-HOST-TASK`.
+    let card = format!("document.getElementById('card-{host}-{id}')");
     page.wait_until(&format!("{card} !== null"), "the started task's card", SLOW)
         .await;
     page.eval::<()>(&format!(
