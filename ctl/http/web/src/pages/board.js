@@ -1,6 +1,11 @@
 // `/`: the board. One column per phase, a card per task of every host the shim serves, live
 // from the event stream. A task is named by (host, id); a host that is down keeps its cards,
 // greyed and marked stale, until it is back and its tasks are fetched again.
+//
+// One file past 600 lines on purpose: `mount` is one closure over the board's state (the tasks
+// by host and id, the filters, each host's state, the pending refetches) that its cards, its
+// event handlers, its keyboard and its new-task form all read and patch; split, that state
+// would be passed to every part.
 
 import { api, keyOf, pages } from '../api.js';
 import { ask } from '../dialog.js';
