@@ -30,6 +30,9 @@
 //! web`). Without chromium it prints `SKIPPED` and exits 0 (it fails under
 //! `AIFACTORY_REQUIRE_ALL=1`). The markdown tables printed at the end are ready for
 //! BENCHMARKS.md.
+//!
+//! One file past 600 lines on purpose: one bench binary, its four parts sharing one browser,
+//! one page and one daemon.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
