@@ -3,7 +3,9 @@
 //! daemon (through the host's ssh master for a remote one); the subscription's end or a failed
 //! connection marks the host down with the reason, and the supervisor reconnects with backoff,
 //! so a host that comes back rejoins by itself. Streams and pages follow the state through a
-//! `watch` channel; nothing polls.
+//! `watch` channel; nothing polls. The supervisors start with the first request that needs a
+//! host, not with the shim: a shim started at boot must not start a socket-activated daemon
+//! nobody asked for (the first client does, as with `aifactoryctl`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use aifactory_common::host::HostUrl;
 use aifactory_common::protocol::Request;
 use aifactory_common::ssh::{SSH_CONFIG_ENV, SshHost};
+use aifactory_common::sync::lock;
 use axum::http::StatusCode;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -87,15 +90,24 @@ impl Host {
     }
 }
 
+/// The supervisors not started yet, and the shim's stop signal they will follow.
+type Dormant = (
+    Vec<(Arc<str>, Daemon, watch::Sender<HostState>)>,
+    CancellationToken,
+);
+
 /// Every host, in the configured order (the board's order).
 #[derive(Clone)]
 pub struct Hosts {
     list: Arc<Vec<Host>>,
+    dormant: Arc<std::sync::Mutex<Option<Dormant>>>,
 }
 
 impl Hosts {
-    /// The hosts of `configs`, each with its supervisor running until `shutdown`.
-    pub fn start(configs: &[HostConfig], shutdown: &CancellationToken) -> Hosts {
+    /// The hosts of `configs`, each with its supervisor (started by the first request that
+    /// needs a host) running until `shutdown`.
+    pub fn new(configs: &[HostConfig], shutdown: &CancellationToken) -> Hosts {
+        let mut supervisors = Vec::new();
         let list = configs
             .iter()
             .map(|config| {
@@ -123,12 +135,7 @@ impl Hosts {
                     generation: 0,
                 });
                 let name: Arc<str> = config.name.as_str().into();
-                tokio::spawn(supervise(
-                    name.clone(),
-                    daemon.clone(),
-                    tx,
-                    shutdown.clone(),
-                ));
+                supervisors.push((name.clone(), daemon.clone(), tx));
                 Host {
                     name,
                     url: config.url.to_string().into(),
@@ -139,26 +146,39 @@ impl Hosts {
             .collect();
         Hosts {
             list: Arc::new(list),
+            dormant: Arc::new(std::sync::Mutex::new(Some((supervisors, shutdown.clone())))),
+        }
+    }
+
+    /// Starts the supervisors, once: every way to a host passes here.
+    fn wake(&self) {
+        let Some((supervisors, shutdown)) = lock(&self.dormant).take() else {
+            return;
+        };
+        for (name, daemon, state) in supervisors {
+            tokio::spawn(supervise(name, daemon, state, shutdown.clone()));
         }
     }
 
     pub fn all(&self) -> &[Host] {
+        self.wake();
         &self.list
     }
 
     /// The first host: the one `/api/v1/status`, `/healthz` and the doctor describe.
     pub fn primary(&self) -> &Host {
+        self.wake();
         // `Config` never has an empty host list; a shim without `[[hosts]]` serves its own.
         &self.list[0]
     }
 
     /// The first host whose daemon is on this machine: the one the doctor checks.
     pub fn local(&self) -> Option<&Host> {
-        self.list.iter().find(|h| h.daemon.socket().is_some())
+        self.all().iter().find(|h| h.daemon.socket().is_some())
     }
 
     pub fn get(&self, name: &str) -> Result<&Host, ApiError> {
-        self.list.iter().find(|h| &*h.name == name).ok_or_else(|| {
+        self.all().iter().find(|h| &*h.name == name).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_host",
@@ -175,7 +195,7 @@ impl Hosts {
     pub fn resolve(&self, name: Option<&str>) -> Result<&Host, ApiError> {
         match name {
             Some(name) => self.get(name),
-            None if self.list.len() == 1 => Ok(self.primary()),
+            None if self.all().len() == 1 => Ok(self.primary()),
             None => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "host_required",

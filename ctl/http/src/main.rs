@@ -105,7 +105,7 @@ async fn serve(config: Config, token: token::Token) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     let consoles = TaskTracker::new();
-    let hosts = hosts::Hosts::start(&config.hosts, &shutdown);
+    let hosts = hosts::Hosts::new(&config.hosts, &shutdown);
     let state = AppState {
         hosts,
         token,
