@@ -35,16 +35,13 @@ use aifactory_tests::Http;
 use aifactory_tests::bench::{
     Latency, RunClock, checked, fmt_duration, print_report, sized, time_run, warn_if_stale,
 };
+use aifactory_tests::console_ws::{self, FNV_START, drain, fnv};
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Hosts, ShimHost};
 use aifactory_tests::session::new_session;
 use aifactory_tests::sse::SseReader;
 use aifactory_tests::{Sandbox, skip};
-use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Timed runs per series, interleaved, after [`WARMUP`] untimed ones each.
 static RUNS: LazyLock<usize> = LazyLock::new(|| sized(100, 3));
@@ -63,9 +60,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The daemons' default agent: tasks are created, never started.
 const CONFIG: &str =
     "default_agent = \"idle\"\n[agents.idle]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n";
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn main() {
     let clock = RunClock::start();
@@ -317,7 +311,11 @@ async fn through_the_shim(
     for _ in 0..*CONSOLE_REPS {
         for (i, (name, id, print)) in sessions.iter().enumerate() {
             let start = Instant::now();
-            let mut ws = connect_console(&shim, name, id).await;
+            let mut ws = console_ws::open(
+                &shim,
+                &format!("/api/v1/hosts/{name}/sessions/{id}/console?from=0"),
+            )
+            .await;
             let (bytes, got, reason) = tokio::time::timeout(RUN_TIMEOUT, drain(&mut ws))
                 .await
                 .unwrap_or_else(|_| panic!("{name}: the replay took over {RUN_TIMEOUT:?}"));
@@ -471,52 +469,6 @@ async fn arrival(
             .expect("the event stream ended");
         if (from.is_empty() || from == host) && created == spec {
             return at;
-        }
-    }
-}
-
-async fn connect_console(shim: &Http, host: &str, id: &str) -> Ws {
-    let mut request = shim
-        .ws_url(&format!(
-            "/api/v1/hosts/{host}/sessions/{id}/console?from=0"
-        ))
-        .into_client_request()
-        .expect("a console request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_str(&format!("aifactory.token.{}", shim.token)).expect("a header"),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("{host}: console handshake: {e}\n{}", shim.logs()));
-    ws
-}
-
-/// FNV-1a, fed piece by piece.
-const FNV_START: u64 = 0xcbf29ce484222325;
-
-fn fnv(hash: u64, data: &[u8]) -> u64 {
-    data.iter()
-        .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
-}
-
-/// Reads a console to its close: (bytes, their fingerprint, close reason).
-async fn drain(ws: &mut Ws) -> (u64, u64, String) {
-    let mut bytes = 0u64;
-    let mut print = FNV_START;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(data))) => {
-                bytes += data.len() as u64;
-                print = fnv(print, &data);
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return (bytes, print, reason);
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("console failed after {bytes} bytes: {e}"),
-            None => panic!("console ended without a close after {bytes} bytes"),
         }
     }
 }

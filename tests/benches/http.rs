@@ -29,13 +29,10 @@ use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_common::protocol::{Reply, Request, StreamItem};
 use aifactory_common::{Client, ClientOptions};
 use aifactory_tests::bench::{Latency, RunClock, print_report, sized, tail_bytes, warn_if_stale};
+use aifactory_tests::console_ws::{self, FNV_START, drain, fnv};
 use aifactory_tests::process::cpu_time;
 use aifactory_tests::session::new_session;
 use aifactory_tests::{Http, Sandbox};
-use futures::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 static PAYLOAD: LazyLock<u64> = LazyLock::new(|| sized(100_000_000, 1_000_000));
 static THROUGHPUT_REPS: LazyLock<usize> = LazyLock::new(|| sized(3, 1));
@@ -47,9 +44,6 @@ static STATUS_WARMUP: LazyLock<usize> = LazyLock::new(|| sized(100, 2));
 static STATUS_SAMPLES: LazyLock<usize> = LazyLock::new(|| sized(2000, 5));
 /// A liveness bound, not a target.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn main() {
     let clock = RunClock::start();
@@ -73,48 +67,9 @@ async fn wait_session(client: &Client, id: &str) {
     }
 }
 
-async fn connect_console(shim: &Http, id: &str) -> Ws {
-    let mut request = shim
-        .ws_url(&format!("/api/v1/sessions/{id}/console?from=0"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_str(&format!("aifactory.token.{}", shim.token)).unwrap(),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("console handshake");
-    ws
-}
-
-/// FNV-1a, fed piece by piece.
-const FNV_START: u64 = 0xcbf29ce484222325;
-
-fn fnv(hash: u64, data: &[u8]) -> u64 {
-    data.iter()
-        .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
-}
-
-/// Reads a console to its close: (bytes, their fingerprint, close reason).
-async fn drain(ws: &mut Ws) -> (u64, u64, String) {
-    let mut bytes = 0u64;
-    let mut print = FNV_START;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Binary(data))) => {
-                bytes += data.len() as u64;
-                print = fnv(print, &data);
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return (bytes, print, reason);
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("console failed after {bytes} bytes: {e}"),
-            None => panic!("console ended without a close after {bytes} bytes"),
-        }
-    }
+/// A session's console from its first byte (the one host's, without `/hosts/{host}`).
+fn console_path(id: &str) -> String {
+    format!("/api/v1/sessions/{id}/console?from=0")
 }
 
 /// CPU used during a fan-out run by the daemon, the shim and the clients (this process). The
@@ -148,10 +103,10 @@ async fn fanout(
     .await;
     let mut sockets = Vec::new();
     for _ in 0..readers_n {
-        sockets.push(connect_console(shim, &s.id).await);
+        sockets.push(console_ws::open(shim, &console_path(&s.id)).await);
     }
     let mut idle = if stalled {
-        Some(connect_console(shim, &s.id).await)
+        Some(console_ws::open(shim, &console_path(&s.id)).await)
     } else {
         None
     };
@@ -247,7 +202,7 @@ async fn run() -> String {
             let started = Instant::now();
             let bytes = match method {
                 0 => {
-                    let mut ws = connect_console(&shim, &big.id).await;
+                    let mut ws = console_ws::open(&shim, &console_path(&big.id)).await;
                     let (bytes, _, reason) = tokio::time::timeout(RUN_TIMEOUT, drain(&mut ws))
                         .await
                         .expect("console replay in time");

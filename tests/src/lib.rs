@@ -31,6 +31,7 @@ pub mod bench;
 pub mod bins;
 pub mod browser;
 pub mod codex_cli;
+pub mod console_ws;
 pub mod daemon;
 pub mod egress;
 pub mod escapes;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use aifactory_common::PROTOCOL_VERSION;
 use aifactory_common::pane::OUTPUT_LOG;
 use aifactory_tests::Http;
+use aifactory_tests::console_ws::{self, Ws};
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Hosts, ShimHost};
 use aifactory_tests::session::new_session;
@@ -23,11 +24,7 @@ use aifactory_tests::wait::POLL_INTERVAL;
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// A liveness bound for a loaded 2-core machine and ssh, not a speed target.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,8 +32,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// A daemon config whose default agent keeps working (until the test ends it).
 const LONG_AGENT_CONFIG: &str =
     "default_agent = \"slow\"\n[agents.slow]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n";
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn hosts(test: &str, n: usize, config: &str) -> Option<Hosts> {
     match Hosts::start(n, config) {
@@ -502,21 +497,11 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
 
 /// Opens a host's session console through the shim with the token as the subprotocol.
 async fn console(shim: &Http, host: &str, session: &str, from: u64) -> Ws {
-    let path = format!("/api/v1/hosts/{host}/sessions/{session}/console?from={from}");
-    let mut request = shim
-        .ws_url(&path)
-        .into_client_request()
-        .expect("ws request");
-    let protocol = format!("aifactory.token.{}", shim.token);
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_str(&protocol).expect("header value"),
-    );
-    let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("console handshake in time")
-        .unwrap_or_else(|e| panic!("console handshake: {e}\n{}", shim.logs()));
-    ws
+    console_ws::open(
+        shim,
+        &format!("/api/v1/hosts/{host}/sessions/{session}/console?from={from}"),
+    )
+    .await
 }
 
 /// Reads a console to its close frame: the bytes, and the close's code and reason.
