@@ -47,6 +47,7 @@ pub mod offline;
 pub mod openai_api;
 pub mod process;
 pub mod raw;
+pub mod rest;
 pub mod sandbox;
 pub mod session;
 pub mod sse;

@@ -17,12 +17,13 @@ use aifactory_tests::Http;
 use aifactory_tests::console_ws::{self, Ws};
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Hosts, ShimHost};
+use aifactory_tests::rest::Api;
 use aifactory_tests::session::new_session;
 use aifactory_tests::skip;
 use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::wait::POLL_INTERVAL;
 use futures::{SinkExt, StreamExt};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -43,126 +44,39 @@ fn hosts(test: &str, n: usize, config: &str) -> Option<Hosts> {
     }
 }
 
-/// What a request got back.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
-    body: Value,
-}
-
-impl Answer {
-    #[track_caller]
-    fn expect(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "{self:#?}");
-        &self.body
-    }
-
-    #[track_caller]
-    fn expect_error(&self, status: u16, code: &str) {
-        self.expect(status);
-        assert_eq!(self.body["error"]["code"], code, "{self:#?}");
+/// Polls `GET /api/v1/hosts` until `done` holds for its answer; returns that answer.
+async fn wait_hosts(api: &Api<'_>, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let answer = api.get("/api/v1/hosts").await;
+        let list = answer
+            .expect(200)
+            .body
+            .as_array()
+            .expect("a host list")
+            .clone();
+        if done(&list) {
+            return list;
+        }
         assert!(
-            self.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{self:#?}"
+            tokio::time::Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for {what}; /api/v1/hosts says {list:#?}\n{}",
+            api.shim.logs()
         );
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
-struct Api<'a> {
-    shim: &'a Http,
-    http: reqwest::Client,
-}
-
-impl<'a> Api<'a> {
-    fn new(shim: &'a Http) -> Api<'a> {
-        Api {
-            shim,
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .build()
-                .expect("reqwest client"),
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self
-            .http
-            .request(method, self.shim.url(path))
-            .bearer_auth(&self.shim.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}\n{}", self.shim.logs()));
-        let status = response.status();
-        let location = response
-            .headers()
-            .get("location")
-            .map(|l| l.to_str().expect("ASCII location").to_string());
-        let bytes = response.bytes().await.expect("HTTP body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!(
-                    "{path}: {status}: body is not JSON ({e}): {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-        };
-        Answer {
-            status,
-            location,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.send(Method::POST, path, Some(body)).await
-    }
-
-    async fn post_empty(&self, path: &str) -> Answer {
-        self.send(Method::POST, path, None).await
-    }
-
-    /// Polls `GET /api/v1/hosts` until `done` holds for its answer; returns that answer.
-    async fn wait_hosts(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
-            let answer = self.get("/api/v1/hosts").await;
-            let list = answer.expect(200).as_array().expect("a host list").clone();
-            if done(&list) {
-                return list;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {TIMEOUT:?} waiting for {what}; /api/v1/hosts says {list:#?}\n{}",
-                self.shim.logs()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
-    async fn wait_all_up(&self, hosts: &Hosts) -> Vec<Value> {
-        let names: Vec<String> = hosts.hosts.iter().map(|h| h.name.clone()).collect();
-        self.wait_hosts("every host up", |list| {
-            list.len() == names.len()
-                && list
-                    .iter()
-                    .zip(&names)
-                    .all(|(h, name)| h["name"] == name.as_str() && h["state"] == "up")
-        })
-        .await
-    }
+async fn wait_all_up(api: &Api<'_>, hosts: &Hosts) -> Vec<Value> {
+    let names: Vec<String> = hosts.hosts.iter().map(|h| h.name.clone()).collect();
+    wait_hosts(api, "every host up", |list| {
+        list.len() == names.len()
+            && list
+                .iter()
+                .zip(&names)
+                .all(|(h, name)| h["name"] == name.as_str() && h["state"] == "up")
+    })
+    .await
 }
 
 fn entry<'v>(list: &'v [Value], name: &str) -> &'v Value {
@@ -181,10 +95,10 @@ async fn project_and_task(api: &Api<'_>, hosts: &Hosts, index: usize, spec: &str
             json!({"host": host.name, "path": repo, "name": "demo"}),
         )
         .await;
-    assert_eq!(project.expect(201)["host"], host.name.as_str());
+    assert_eq!(project.expect(201).body["host"], host.name.as_str());
     let project_id = project.body["id"].as_str().expect("project id");
     assert_eq!(
-        project.location.as_deref(),
+        project.location(),
         Some(format!("/api/v1/hosts/{}/projects/{project_id}", host.name).as_str()),
         "{project:#?}"
     );
@@ -194,12 +108,12 @@ async fn project_and_task(api: &Api<'_>, hosts: &Hosts, index: usize, spec: &str
             json!({"host": host.name, "project": "demo", "spec_id": spec}),
         )
         .await;
-    let body = task.expect(201);
+    let body = &task.expect(201).body;
     assert_eq!(body["host"], host.name.as_str(), "{task:#?}");
     assert_eq!(body["phase"], "backlog", "{task:#?}");
     let id = body["id"].as_str().expect("task id").to_string();
     assert_eq!(
-        task.location.as_deref(),
+        task.location(),
         Some(format!("/api/v1/hosts/{}/tasks/{id}", host.name).as_str()),
         "{task:#?}"
     );
@@ -235,8 +149,8 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
         return;
     };
     let shim = hosts.shim_for_all();
-    let api = Api::new(&shim);
-    api.wait_all_up(&hosts).await;
+    let api = Api::new(&shim, TIMEOUT);
+    wait_all_up(&api, &hosts).await;
 
     let mut ids = Vec::new();
     for (i, host) in hosts.hosts.iter().enumerate() {
@@ -245,7 +159,12 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
 
     // Every list gathers the three hosts, in config order, each object with its host.
     let tasks = api.get("/api/v1/tasks").await;
-    let tasks = tasks.expect(200).as_array().expect("a task list").clone();
+    let tasks = tasks
+        .expect(200)
+        .body
+        .as_array()
+        .expect("a task list")
+        .clone();
     assert_eq!(tasks.len(), 3, "{tasks:#?}");
     for (i, host) in hosts.hosts.iter().enumerate() {
         let mine: Vec<&Value> = tasks
@@ -261,11 +180,16 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
         );
     }
     let projects = api.get("/api/v1/projects").await;
-    let projects = projects.expect(200).as_array().expect("a list").clone();
+    let projects = projects
+        .expect(200)
+        .body
+        .as_array()
+        .expect("a list")
+        .clone();
     let owners: Vec<&str> = projects.iter().filter_map(|p| p["host"].as_str()).collect();
     assert_eq!(owners, ["host0", "host1", "host2"], "{projects:#?}");
     let only = api.get("/api/v1/tasks?host=host2").await;
-    let only = only.expect(200).as_array().expect("a list").clone();
+    let only = only.expect(200).body.as_array().expect("a list").clone();
     assert_eq!(only.len(), 1, "{only:#?}");
     assert_eq!(only[0]["id"], ids[2].as_str());
 
@@ -285,7 +209,7 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
     assert_eq!(unnamed.status, StatusCode::BAD_REQUEST, "{unnamed:#?}");
 
     // The hosts page: three, up, in config order, with their daemon's version and load.
-    let list = api.wait_all_up(&hosts).await;
+    let list = wait_all_up(&api, &hosts).await;
     for (h, host) in list.iter().zip(&hosts.hosts) {
         assert_eq!(h["url"], host.url().as_str(), "{h:#}");
         assert_eq!(h["reason"], Value::Null, "{h:#}");
@@ -306,7 +230,7 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
         assert_eq!(h["status"]["pid"], host.daemon().pid(), "{h:#}");
     }
     let one = api.get("/api/v1/hosts/host1").await;
-    assert_eq!(one.expect(200)["name"], "host1", "{one:#?}");
+    assert_eq!(one.expect(200).body["name"], "host1", "{one:#?}");
     api.get("/api/v1/hosts/nowhere")
         .await
         .expect_error(404, "unknown_host");
@@ -316,7 +240,7 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
     let started = api
         .post_empty(&format!("/api/v1/hosts/host1/tasks/{}/start", ids[1]))
         .await;
-    let body = started.expect(200);
+    let body = &started.expect(200).body;
     assert_eq!(body["host"], "host1", "{started:#?}");
     assert_eq!(body["id"], ids[1].as_str(), "{started:#?}");
     assert_ne!(body["phase"], "backlog", "{started:#?}");
@@ -326,7 +250,11 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
     let fetched = api
         .get(&format!("/api/v1/hosts/host1/tasks/{}", ids[1]))
         .await;
-    assert_eq!(fetched.expect(200)["phase"], body["phase"], "{fetched:#?}");
+    assert_eq!(
+        fetched.expect(200).body["phase"],
+        body["phase"],
+        "{fetched:#?}"
+    );
     // The same id on another host is not that task.
     let elsewhere = api
         .get(&format!("/api/v1/hosts/host0/tasks/{}", ids[1]))
@@ -334,7 +262,7 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
     if ids[0] != ids[1] {
         assert_eq!(elsewhere.status, StatusCode::NOT_FOUND, "{elsewhere:#?}");
     }
-    api.wait_hosts("host1's running task in its load", |list| {
+    wait_hosts(&api, "host1's running task in its load", |list| {
         entry(list, "host1")["load"]["tasks_running"] == 1
             && entry(list, "host0")["load"]["tasks_running"] == 0
             && entry(list, "host2")["load"]["tasks_running"] == 0
@@ -417,8 +345,8 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
     };
 
     let shim = hosts.shim_for_all();
-    let api = Api::new(&shim);
-    api.wait_all_up(&hosts).await;
+    let api = Api::new(&shim, TIMEOUT);
+    wait_all_up(&api, &hosts).await;
     let mut live = open_events(&shim, None).await;
     let mut all = Vec::new();
     for _ in 0..2 {
@@ -447,8 +375,8 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
     // position waits for its link.
     let shim = hosts.shim_for_all();
     let mut resumed = open_events(&shim, Some(&last_id)).await;
-    let api = Api::new(&shim);
-    api.wait_all_up(&hosts).await;
+    let api = Api::new(&shim, TIMEOUT);
+    wait_all_up(&api, &hosts).await;
     let after = sessions_everywhere(&clients).await;
     let mut wanted = missed.clone();
     wanted.extend(after);
@@ -537,8 +465,8 @@ async fn a_remote_console_through_the_shim_is_byte_exact() {
         return;
     };
     let shim = hosts.shim_for_all();
-    let api = Api::new(&shim);
-    api.wait_all_up(&hosts).await;
+    let api = Api::new(&shim, TIMEOUT);
+    wait_all_up(&api, &hosts).await;
     let host = &hosts.hosts[1];
     let client = host.daemon().client().await;
     let s = new_session(
@@ -619,8 +547,8 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
         return;
     };
     let shim = hosts.shim_for_all();
-    let api = Api::new(&shim);
-    api.wait_all_up(&hosts).await;
+    let api = Api::new(&shim, TIMEOUT);
+    wait_all_up(&api, &hosts).await;
     let gone = project_and_task(&api, &hosts, 0, "001-gone").await;
     let stays = project_and_task(&api, &hosts, 1, "001-stays").await;
     let mut events = open_events(&shim, None).await;
@@ -629,15 +557,14 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
     // Down, with ssh's words once the shim tries again (the first reason may be the end of
     // the old link's stream).
     let addr = hosts.hosts[0].addr.to_string();
-    let list = api
-        .wait_hosts("host0 down with ssh's reason", |list| {
-            let h = entry(list, "host0");
-            h["state"] == "down"
-                && h["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.contains(&addr) && r.contains("Connection refused"))
-        })
-        .await;
+    let list = wait_hosts(&api, "host0 down with ssh's reason", |list| {
+        let h = entry(list, "host0");
+        h["state"] == "down"
+            && h["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&addr) && r.contains("Connection refused"))
+    })
+    .await;
     let down = entry(&list, "host0");
     let down_since = down["since_ms"].as_u64().expect("since_ms");
     assert_eq!(down["version"], Value::Null, "{down:#}");
@@ -657,7 +584,7 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
 
     // Down: its objects are out of the lists, its routes say so; the other host works.
     let tasks = api.get("/api/v1/tasks").await;
-    let tasks = tasks.expect(200).as_array().expect("a list").clone();
+    let tasks = tasks.expect(200).body.as_array().expect("a list").clone();
     assert_eq!(tasks.len(), 1, "{tasks:#?}");
     assert_eq!(tasks[0]["host"], "host1", "{tasks:#?}");
     api.get(&format!("/api/v1/hosts/host0/tasks/{gone}"))
@@ -666,18 +593,17 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
     let started = api
         .post_empty(&format!("/api/v1/hosts/host1/tasks/{stays}/start"))
         .await;
-    assert_ne!(started.expect(200)["phase"], "backlog", "{started:#?}");
+    assert_ne!(started.expect(200).body["phase"], "backlog", "{started:#?}");
     let moved = api.get(&format!("/api/v1/hosts/host1/tasks/{stays}")).await;
-    assert_ne!(moved.expect(200)["phase"], "backlog", "{moved:#?}");
+    assert_ne!(moved.expect(200).body["phase"], "backlog", "{moved:#?}");
     assert_ne!(phase_on_host(&hosts, 1, &stays), "backlog");
 
     // Back.
     hosts.hosts[0].start_sshd();
-    let list = api
-        .wait_hosts("host0 up again", |list| {
-            entry(list, "host0")["state"] == "up"
-        })
-        .await;
+    let list = wait_hosts(&api, "host0 up again", |list| {
+        entry(list, "host0")["state"] == "up"
+    })
+    .await;
     let up = entry(&list, "host0");
     assert!(
         up["since_ms"].as_u64().is_some_and(|t| t >= down_since),
@@ -691,7 +617,7 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
     let available = &seen[seen.len() - 1].data;
     assert_eq!(available["daemon"], "available", "{available}");
     let tasks = api.get("/api/v1/tasks").await;
-    let tasks = tasks.expect(200).as_array().expect("a list").clone();
+    let tasks = tasks.expect(200).body.as_array().expect("a list").clone();
     let owners: Vec<(&str, &str)> = tasks
         .iter()
         .filter_map(|t| Some((t["host"].as_str()?, t["id"].as_str()?)))
@@ -726,8 +652,8 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
     let mut entries = hosts.shim_hosts();
     entries.push(ShimHost::unix("local", &local.socket()));
     let shim = hosts.shim(&entries);
-    let api = Api::new(&shim);
-    api.wait_hosts("both hosts up", |list| {
+    let api = Api::new(&shim, TIMEOUT);
+    wait_hosts(&api, "both hosts up", |list| {
         list.len() == 2 && list.iter().all(|h| h["state"] == "up")
     })
     .await;
@@ -738,6 +664,7 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
     let sessions = api.get("/api/v1/sessions").await;
     let listed: Vec<(String, String)> = sessions
         .expect(200)
+        .body
         .as_array()
         .expect("a list")
         .iter()
@@ -755,9 +682,10 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
 
     drop(client);
     drop(daemon);
-    let list = api
-        .wait_hosts("local down", |list| entry(list, "local")["state"] == "down")
-        .await;
+    let list = wait_hosts(&api, "local down", |list| {
+        entry(list, "local")["state"] == "down"
+    })
+    .await;
     let down = entry(&list, "local");
     assert!(
         down["reason"].as_str().is_some_and(|r| !r.is_empty()),
@@ -774,10 +702,10 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
     let remote = api
         .get(&format!("/api/v1/hosts/host0/sessions/{}", theirs.id))
         .await;
-    assert_eq!(remote.expect(200)["state"], "running", "{remote:#?}");
+    assert_eq!(remote.expect(200).body["state"], "running", "{remote:#?}");
 
     let _daemon = local.daemon().start();
-    api.wait_hosts("local up again", |list| {
+    wait_hosts(&api, "local up again", |list| {
         entry(list, "local")["state"] == "up"
     })
     .await;
@@ -788,5 +716,5 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
     let again = api
         .get(&format!("/api/v1/hosts/local/sessions/{}", mine.id))
         .await;
-    assert_eq!(again.expect(200)["host"], "local", "{again:#?}");
+    assert_eq!(again.expect(200).body["host"], "local", "{again:#?}");
 }

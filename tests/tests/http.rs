@@ -10,6 +10,7 @@ use std::time::Duration;
 use aifactory_tests::browser::{Browser, CookieSameSite, Served, TIMEOUT as BROWSER_TIMEOUT};
 use aifactory_tests::git::{committed_repo, init_repo};
 use aifactory_tests::http::host_entry;
+use aifactory_tests::rest::Api;
 use aifactory_tests::session::new_session;
 use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::{Daemon, Http, Sandbox};
@@ -40,111 +41,6 @@ fn fake_agent_config(sandbox: &Sandbox) {
     );
 }
 
-struct Api<'a> {
-    shim: &'a Http,
-    http: reqwest::Client,
-}
-
-/// What a request got back.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-
-    fn message(&self) -> &str {
-        self.body["error"]["message"].as_str().unwrap_or("")
-    }
-
-    #[track_caller]
-    fn expect(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "{self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn expect_error(&self, status: u16, code: &str) -> &Self {
-        self.expect(status);
-        assert_eq!(self.code(), code, "{self:#?}");
-        assert!(!self.message().is_empty(), "{self:#?}");
-        self
-    }
-}
-
-impl<'a> Api<'a> {
-    fn new(shim: &'a Http) -> Api<'a> {
-        Api {
-            shim,
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .build()
-                .expect("reqwest client"),
-        }
-    }
-
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.shim.url(path))
-            .bearer_auth(&self.shim.token)
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let response = request.send().await.expect("HTTP request");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let stream = headers
-            .get("content-type")
-            .is_some_and(|t| t.to_str().unwrap_or("").starts_with("text/event-stream"));
-        if stream {
-            // An open event stream: its head is the answer.
-            return Answer {
-                status,
-                headers,
-                body: Value::Null,
-            };
-        }
-        let bytes = response.bytes().await.expect("HTTP body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!(
-                    "{status}: body is not JSON ({e}): {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(self.request(Method::GET, path)).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.send(self.request(Method::POST, path).json(&body))
-            .await
-    }
-
-    async fn post_empty(&self, path: &str) -> Answer {
-        self.send(self.request(Method::POST, path)).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(self.request(Method::DELETE, path)).await
-    }
-}
-
 /// Every route of the OpenAPI document with its placeholders filled, as (METHOD, path).
 fn documented_routes(doc: &Value) -> Vec<(String, String)> {
     let mut routes = Vec::new();
@@ -168,7 +64,7 @@ async fn every_route_needs_the_token_and_the_document_matches_the_routes() {
     let sandbox = Sandbox::new();
     let _daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
 
     let health = api.get("/healthz").await;
     health.expect(200);
@@ -301,7 +197,7 @@ async fn projects_tasks_and_sessions_over_rest() {
     fake_agent_config(&sandbox);
     let daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     let client = daemon.client().await;
 
     let status = api.get("/api/v1/status").await;
@@ -498,7 +394,7 @@ async fn a_created_project_is_found_right_after_one_hundred_times_in_a_row() {
     let sandbox = Sandbox::new();
     let _daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     for i in 0..100 {
         let path = init_repo(
             &sandbox.path().join("many").join(format!("p{i}")),
@@ -530,7 +426,7 @@ async fn an_absent_daemon_is_503_naming_the_socket_and_how_to_start_it() {
     let sandbox = Sandbox::new();
     let mut daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     api.get("/api/v1/status").await.expect(200);
     daemon.signal(Signal::SIGTERM);
     daemon.wait_exit(TIMEOUT).expect("daemon stops");
@@ -579,7 +475,7 @@ async fn origins_outside_the_allow_list_are_refused() {
         .arg("--allow-origin")
         .arg("http://other.example")
         .start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     let refused = api
         .send(
             api.request(Method::GET, "/api/v1/status")
@@ -664,7 +560,7 @@ async fn events_stream_with_ids_resumes_with_last_event_id_and_survives_a_daemon
     let sandbox = Sandbox::new();
     let mut daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     let client = daemon.client().await;
 
     let mut live = open_events(&api, None).await;
@@ -1103,7 +999,7 @@ async fn console_loses_no_byte_across_a_daemon_sigkill_and_restart() {
         a.data[..common] == b.data[..common],
         "both saw the same bytes"
     );
-    Api::new(&shim)
+    Api::new(&shim, TIMEOUT)
         .delete(&format!("/api/v1/sessions/{}?grace=1", s.id))
         .await
         .expect(200);
@@ -1338,7 +1234,7 @@ async fn healthz_without_the_token_says_only_ok_or_unavailable() {
     let sandbox = Sandbox::new();
     let mut daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     let plain = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap();
     let socket = sandbox.socket().display().to_string();
 
@@ -1368,7 +1264,7 @@ async fn a_bad_percent_escape_or_an_over_long_url_gets_the_json_error_shape() {
     let sandbox = Sandbox::new();
     let _daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     let mut wrong = Vec::new();
     for path in [
         "/api/v1/sessions/%FF",
@@ -1496,7 +1392,7 @@ async fn one_shim_serves_two_daemons_as_two_hosts() {
         .map(|(name, s)| host_entry(name, &format!("unix://{}", s.socket().display())))
         .collect::<String>();
     let mut shim = a.http().hosts(&hosts).start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
 
     let listed = api.get("/api/v1/hosts").await;
     listed.expect(200);
@@ -1597,7 +1493,7 @@ async fn one_shim_serves_two_daemons_as_two_hosts() {
             .assert_ok();
     }
     let shim = a.http().hosts(&hosts).log_name("http-2").start();
-    let api = Api::new(&shim);
+    let api = Api::new(&shim, TIMEOUT);
     let mut events = events_from(&api, Some(&resume)).await;
     let mut resumed = events.until(|e| created(e, "a", "002-a")).await;
     if !resumed.iter().any(|e| created(e, "b", "002-b")) {
