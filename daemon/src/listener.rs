@@ -3,9 +3,11 @@
 //! Binding never steals a live socket. A lock file beside the socket (`<socket>.lock`, flock'd
 //! for the daemon's lifetime, released by the kernel when it dies) says whether another daemon
 //! owns the path; a socket file left by a killed daemon is removed only after a connect to it
-//! fails.
+//! fails. The holder writes its pid into the lock file, so a daemon refused while the holder is
+//! still starting up (not yet answering on the socket) can still name it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -132,10 +134,11 @@ async fn bind(config: &Config, policy: &PeerPolicy) -> Result<Listener, ListenEr
     let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            return Err(ListenError::AlreadyRunning {
-                pid: probe_pid(&path).await,
-                socket: path,
-            });
+            let pid = match holder_pid(&lock_path) {
+                Some(pid) => Some(pid),
+                None => probe_pid(&path).await,
+            };
+            return Err(ListenError::AlreadyRunning { pid, socket: path });
         }
         Err((_, errno)) => {
             return Err(ListenError::Io {
@@ -145,6 +148,7 @@ async fn bind(config: &Config, policy: &PeerPolicy) -> Result<Listener, ListenEr
             });
         }
     };
+    record_holder(&lock, &lock_path);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if !meta.file_type().is_socket() => return Err(ListenError::NotASocket { path }),
         Ok(_) => reclaim_stale(&path).await?,
@@ -179,6 +183,33 @@ pub fn lock_path(socket: &Path) -> PathBuf {
     let mut name = socket.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// Writes our pid into the lock we hold. Failing to is not fatal: the lock still guards the
+/// path, and a refused daemon falls back to asking the socket.
+fn record_holder(lock: &File, lock_path: &Path) {
+    let written = lock
+        .set_len(0)
+        .and_then(|()| (&*lock).write_all(format!("{}\n", std::process::id()).as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(lock = %lock_path.display(), error = %e, "cannot record our pid in the socket lock");
+    }
+}
+
+/// The pid the lock's holder wrote, if that process is alive (a pid left by a daemon that died
+/// without a successor is ignored).
+fn holder_pid(lock_path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(lock_path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let alive =
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?), None) {
+            Ok(()) | Err(nix::errno::Errno::EPERM) => true,
+            Err(_) => false,
+        };
+    alive.then_some(pid)
 }
 
 /// We hold the lock, so no live aifactoryd owns this path; still, remove the file only if

@@ -248,6 +248,31 @@ async fn second_daemon_on_the_same_socket_refuses_and_names_the_first() {
     );
 }
 
+/// The first daemon holds the socket but cannot answer on it (stopped, as while it is still
+/// starting up): the second still names it, from the pid the holder wrote into the lock.
+#[tokio::test]
+async fn second_daemon_names_a_first_that_does_not_answer() {
+    let sandbox = Sandbox::new();
+    let first = sandbox.daemon().start();
+    first.signal(Signal::SIGSTOP);
+    let mut second = sandbox.daemon().log_name("second").spawn();
+    let status = second
+        .wait_exit(READY_TIMEOUT)
+        .unwrap_or_else(|| panic!("the second daemon did not exit:\n{}", second.logs()));
+    first.signal(Signal::SIGCONT);
+    let log = second.logs();
+    assert_eq!(status.code(), Some(1), "{status}:\n{log}");
+    assert!(
+        log.contains(&format!(
+            "another aifactoryd (pid {}) already serves",
+            first.pid()
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("`kill {}`", first.pid())), "{log}");
+    assert_eq!(status_json(&sandbox)["pid"], first.pid());
+}
+
 #[tokio::test]
 async fn stale_socket_file_is_reclaimed() {
     let sandbox = Sandbox::new();
