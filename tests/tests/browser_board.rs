@@ -1,6 +1,6 @@
 //! The board in a real browser (Debian's headless Chromium against the real `aifactory-http`
 //! and `aifactoryd`): making a task from its form, the project filter, the keyboard, the card
-//! actions (start, stop, remove, each confirmed as the page asks and refused with the daemon's
+//! actions (start, stop, remove with or without the worktree, each confirmed as the page asks and refused with the daemon's
 //! words, and an answer that comes after the agent moved on). Each test saves a screenshot
 //! under `target/screenshots/`.
 
@@ -365,9 +365,10 @@ async fn start_stop_and_remove_go_through_the_daemon_asking_first_and_a_refusal_
     sandbox.write_config(AGENTS);
     let _daemon = sandbox.daemon().start();
     let shim = sandbox.http().start();
-    sandbox.add_project("demo");
+    let project = sandbox.add_project("demo");
     let run = sandbox.create_task("demo", "001-run", &[]);
     let eol = sandbox.create_task("demo", "002-eol", &["--agent", "eol"]);
+    let pruned = sandbox.create_task("demo", "003-prune", &[]);
     let Some((browser, page)) = logged_in(TEST, &sandbox, &shim).await else {
         return;
     };
@@ -410,6 +411,11 @@ async fn start_stop_and_remove_go_through_the_daemon_asking_first_and_a_refusal_
     answer_dialog(&page, "001-run", "stop").await;
     wait_column(&page, &run, "stopped", SLOW).await;
     assert_eq!(sandbox.show_task(&run)["phase"], "stopped");
+    let run_worktree = PathBuf::from(
+        sandbox.show_task(&run)["worktree"]
+            .as_str()
+            .unwrap_or_default(),
+    );
 
     // Remove: asked first; cancelled, nothing happens.
     card_action(&page, &run, "remove").await;
@@ -428,11 +434,57 @@ async fn start_stop_and_remove_go_through_the_daemon_asking_first_and_a_refusal_
     let left = listed(&sandbox);
     assert_eq!(
         left,
-        std::slice::from_ref(&eol),
+        [eol.clone(), pruned.clone()],
         "the removed task is gone from tasks list"
     );
+    assert!(run_worktree.is_dir(), "a plain remove keeps the worktree");
     page.screenshot(&screenshots().join("board-removed.png"))
         .await;
+
+    // Remove with the worktree, which has a file git does not know: git refuses, the page
+    // asks whether to delete it too; declined, task and worktree stay; accepted, both go and
+    // the branch (the agent's commits) stays.
+    let task = sandbox.show_task(&pruned);
+    let worktree = PathBuf::from(task["worktree"].as_str().unwrap_or_default());
+    let branch = task["branch"].as_str().unwrap_or_default().to_string();
+    std::fs::write(worktree.join("notes.txt"), "not committed\n").unwrap();
+    card_action(&page, &pruned, "remove").await;
+    answer_dialog(&page, "003-prune", "prune").await;
+    answer_dialog(&page, "Delete the uncommitted changes of 003-prune", "").await;
+    assert!(
+        listed(&sandbox).contains(&pruned),
+        "declined: the task stays"
+    );
+    assert!(
+        worktree.join("notes.txt").is_file(),
+        "declined: the worktree stays"
+    );
+    card_action(&page, &pruned, "remove").await;
+    answer_dialog(&page, "003-prune", "prune").await;
+    page.wait_until(
+        "document.querySelector('#confirm-message')?.textContent.includes('not committed')",
+        "the question saying what deleting the worktree loses",
+        TIMEOUT,
+    )
+    .await;
+    page.screenshot(&screenshots().join("board-prune-asks.png"))
+        .await;
+    answer_dialog(
+        &page,
+        "Delete the uncommitted changes of 003-prune",
+        "force",
+    )
+    .await;
+    page.wait_until(
+        &format!("{} === null", card(&pruned)),
+        "the pruned task's card to go",
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(listed(&sandbox), std::slice::from_ref(&eol));
+    assert!(!worktree.exists(), "the worktree went with the task");
+    let branches = git(&["branch", "--list", &branch], &project);
+    assert!(branches.contains(&branch), "the branch stays: {branches:?}");
     assert_no_csp_refusal(&page);
     browser.close();
 }

@@ -85,7 +85,9 @@ export const api = {
   startTask: (host, id) => request('POST', `${on(host, 'tasks', id)}/start`, { body: {} }),
   stopTask: (host, id) => request('POST', `${on(host, 'tasks', id)}/stop`, { body: {} }),
   restartTask: (host, id, fresh) => request('POST', `${on(host, 'tasks', id)}/restart`, { query: { fresh: fresh ? 'true' : 'false' }, body: {} }),
-  removeTask: (host, id) => request('DELETE', on(host, 'tasks', id)),
+  /** `prune`: its worktree goes too; `force`: even with uncommitted changes. */
+  removeTask: (host, id, { prune = false, force = false } = {}) =>
+    request('DELETE', on(host, 'tasks', id), { query: { prune: prune || undefined, force: force || undefined } }),
   attempts: (host, id) => request('GET', `${on(host, 'tasks', id)}/attempts`),
   transcript: (host, id, after) => request('GET', `${on(host, 'tasks', id)}/transcript`, { query: { after } }),
   sessions: () => request('GET', '/api/v1/sessions'),

@@ -99,10 +99,17 @@ export async function runAction(action, task, { onDone, report }) {
       if (!how) return;
       result = await api.restartTask(task.host, task.id, how === 'fresh');
     } else if (action === 'remove') {
-      const ok = await ask({ title: `Remove ${name}?`, message: `Forgets the task “${task.title}” (its worktree stays).`, actions: [{ label: 'Remove', value: 'remove', danger: true }] });
-      if (!ok) return;
+      const how = await ask({
+        title: `Remove ${name}?`,
+        message: `Forgets the task “${task.title}”. Its worktree ${task.worktree} stays unless you delete it too; its branch stays either way (it holds the agent's commits).`,
+        actions: [
+          { label: 'Remove', value: 'remove', danger: true },
+          { label: 'Remove and delete worktree', value: 'prune', danger: true },
+        ],
+      });
+      if (!how) return;
       try {
-        await api.removeTask(task.host, task.id);
+        if (!(await removeTask(task, how === 'prune'))) return;
       } catch (e) {
         if (e.code === 'method_not_allowed' || e.code === 'no_route') {
           e.message = `this aifactory-http does not offer removing a task (${e.message}); use \`aifactoryctl tasks remove ${name}\` on host ${task.host}`;
@@ -115,6 +122,28 @@ export async function runAction(action, task, { onDone, report }) {
   } catch (e) {
     report(`${action} ${name}: ${e.message}`, e);
   }
+}
+
+/**
+ * Removes the task, with its worktree when `prune`. git refuses a worktree with uncommitted
+ * changes (409 conflict, the task stays): the person is asked whether to delete them too.
+ * Resolves to false when they decline (nothing removed).
+ */
+async function removeTask(task, prune) {
+  try {
+    await api.removeTask(task.host, task.id, { prune });
+  } catch (e) {
+    // The daemon's words for git's refusal; any other conflict (it started meanwhile) is shown.
+    if (!prune || e.code !== 'conflict' || !e.message.startsWith('cannot remove the worktree')) throw e;
+    const force = await ask({
+      title: `Delete the uncommitted changes of ${task.spec_id}?`,
+      message: `The worktree ${task.worktree} has changes or files that are not committed: deleting it loses them. Cancel keeps the task and its worktree.`,
+      actions: [{ label: 'Delete with changes', value: 'force', danger: true }],
+    });
+    if (!force) return false;
+    await api.removeTask(task.host, task.id, { prune: true, force: true });
+  }
+  return true;
 }
 
 /** The task's buttons; `disabled` (with why) while its host is down. */
