@@ -15,6 +15,7 @@ pub const STATE_DIR_ENV: &str = "AIFACTORY_STATE_DIR";
 pub const SOCKET_NAME: &str = "aifactoryd.sock";
 pub const SYSTEM_RUNTIME_DIR: &str = "/run/aifactory";
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/aifactory";
+pub const SYSTEM_CONFIG_DIR: &str = "/etc/aifactory";
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/aifactory/aifactoryd.toml";
 pub const CONFIG_FILE_NAME: &str = "aifactoryd.toml";
 
@@ -192,16 +193,25 @@ pub fn state_dir(
 /// `$XDG_CONFIG_HOME/aifactory/aifactoryd.toml` (default `~/.config/...`). `None` when none can
 /// be named; a missing file simply means defaults.
 pub fn default_config_file(env: &dyn Fn(&str) -> Option<OsString>, root: bool) -> Option<PathBuf> {
+    config_file_named(CONFIG_FILE_NAME, env, root)
+}
+
+/// [`default_config_file`]'s lookup for another program's file `name` (e.g. `http.toml`).
+pub fn config_file_named(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    root: bool,
+) -> Option<PathBuf> {
     if let Some(dir) = env("CONFIGURATION_DIRECTORY").and_then(first_systemd_dir) {
-        return Some(dir.join(CONFIG_FILE_NAME));
+        return Some(dir.join(name));
     }
     if root {
-        return Some(PathBuf::from(SYSTEM_CONFIG_FILE));
+        return Some(Path::new(SYSTEM_CONFIG_DIR).join(name));
     }
     let base = env("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("aifactory").join(CONFIG_FILE_NAME))
+    Some(base.join("aifactory").join(name))
 }
 
 #[cfg(test)]
@@ -350,6 +360,15 @@ mod tests {
         assert_eq!(
             default_config_file(&systemd, false),
             Some(PathBuf::from("/etc/aifactory/aifactoryd.toml"))
+        );
+        // The shim's file, found the same way (its packaged unit runs as user aifactory).
+        assert_eq!(
+            config_file_named("http.toml", &systemd, false),
+            Some(PathBuf::from("/etc/aifactory/http.toml"))
+        );
+        assert_eq!(
+            config_file_named("http.toml", &env_of(&[("HOME", "/home/u")]), true),
+            Some(PathBuf::from("/etc/aifactory/http.toml"))
         );
         let user = env_of(&[("XDG_CONFIG_HOME", "/xc"), ("HOME", "/home/u")]);
         assert_eq!(

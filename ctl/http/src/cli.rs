@@ -41,7 +41,8 @@ pub struct Cli {
     /// $XDG_STATE_HOME/aifactory).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Config file (default: /etc/aifactory/http.toml as root, else
+    /// Config file (default: $CONFIGURATION_DIRECTORY/http.toml under systemd, so
+    /// /etc/aifactory/http.toml for the packaged unit; that file as root; else
     /// $XDG_CONFIG_HOME/aifactory/http.toml; a missing default file means defaults).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::cli::Cli;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
-pub const SYSTEM_CONFIG_FILE: &str = "/etc/aifactory/http.toml";
+pub const CONFIG_FILE_NAME: &str = "http.toml";
 pub const TOKEN_FILE: &str = "http-token";
 
 #[derive(Debug, thiserror::Error)]
@@ -114,14 +114,10 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
 }
 
+/// `$CONFIGURATION_DIRECTORY/http.toml` under systemd (the packaged unit, which runs as user
+/// aifactory, reads /etc/aifactory/http.toml), that file as root, else the user's.
 fn default_config_file() -> Option<PathBuf> {
-    if paths::is_root() {
-        return Some(PathBuf::from(SYSTEM_CONFIG_FILE));
-    }
-    let base = paths::process_env("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| paths::process_env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("aifactory/http.toml"))
+    paths::config_file_named(CONFIG_FILE_NAME, &paths::process_env, paths::is_root())
 }
 
 fn read_file(path: &Path, explicit: bool) -> Result<Option<File>, ConfigError> {
