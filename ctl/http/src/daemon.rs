@@ -86,7 +86,9 @@ impl Daemon {
                         SshErrorKind::Failed => StatusCode::BAD_GATEWAY,
                         _ => StatusCode::SERVICE_UNAVAILABLE,
                     };
-                    ApiError::new(status, "host_unavailable", e.message)
+                    let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
+                    let message = with_unit_hint(e.message, under_systemd);
+                    ApiError::new(status, "host_unavailable", message)
                 })?;
                 Ok(Conn {
                     client: conn.client,
@@ -117,5 +119,39 @@ impl Daemon {
         let conn = self.connect().await?;
         let subscription = conn.subscribe(request).await.map_err(|e| self.error(e))?;
         Ok((conn, subscription))
+    }
+}
+
+/// A connection ssh could not open, from a shim under systemd (`$INVOCATION_ID`), is most
+/// often the packaged unit's `IPAddressAllow=localhost`, which drops it without a word: say so
+/// and name the drop-in. A refused connection reached the host, so it gets no hint.
+fn with_unit_hint(message: String, under_systemd: bool) -> String {
+    if !under_systemd
+        || !message.contains("connect to host")
+        || message.contains("Connection refused")
+    {
+        return message;
+    }
+    format!(
+        "{message}. If aifactory-http runs as the packaged unit, it may reach only localhost: \
+         install /usr/share/doc/aifactory/examples/http-hosts.conf as a drop-in \
+         (/etc/systemd/system/aifactory-http.service.d/hosts.conf), then \
+         `systemctl daemon-reload && systemctl restart aifactory-http`"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_unit_hint;
+
+    #[test]
+    fn a_connect_that_fails_under_systemd_names_the_drop_in() {
+        let timed_out = "host 10.1.2.3 is unreachable over ssh: ssh: connect to host 10.1.2.3 port 22: Connection timed out".to_string();
+        assert!(with_unit_hint(timed_out.clone(), true).contains("http-hosts.conf"));
+        assert_eq!(with_unit_hint(timed_out.clone(), false), timed_out);
+        let refused = timed_out.replace("Connection timed out", "Connection refused");
+        assert_eq!(with_unit_hint(refused.clone(), true), refused);
+        let auth = "ssh refused the login: Permission denied (publickey)".to_string();
+        assert_eq!(with_unit_hint(auth.clone(), true), auth);
     }
 }
