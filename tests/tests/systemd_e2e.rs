@@ -19,6 +19,8 @@
 //!   left after a stop, the accounting on `tasks show`.
 //! - `units_verify_clean_and_exposure_stays_low`: `systemd-analyze verify` and `security`.
 //! - `package_passes_lintian`.
+//! - `packaged_shim_reaches_a_remote_host_through_the_drop_in`: the packaged `aifactory-http`
+//!   with a `[[hosts]]` entry over ssh, down (naming the drop-in) as shipped, up with it.
 //! - `cgroup_limits_hold`: `MemoryMax=` and `TasksMax=` bind in the namespace, which on a
 //!   hybrid host (v1 controllers) runs systemd hybrid too.
 //!
@@ -1088,5 +1090,141 @@ fn cgroup_limits_hold() {
         9,
         "forks under TasksMax=10 (the forker is the tenth task)"
     );
+    sd.shutdown();
+}
+
+/// The fleet test's remote end, inside the namespace: user `builder` (in group aifactory, so
+/// its `aifactoryctl dial-stdio` reaches the system socket) behind an sshd on 10.250.0.1, an
+/// address that is not loopback, which the packaged unit's `IPAddressAllow=localhost` shuts
+/// out; the shim's key, known_hosts and ssh_config under /etc/aifactory/ssh as the packaged
+/// drop-in's comment says, and an http.toml naming that one host.
+const FLEET_SETUP: &str = r#"
+set -eu
+useradd --create-home --groups aifactory builder
+# '!' (locked) would make sshd without PAM refuse the key login; '*' allows no password either.
+usermod -p '*' builder
+# Not loopback as systemd's IPAddressAllow=localhost means it (127.0.0.0/8, ::1), though on lo.
+ip addr add 10.250.0.1/32 dev lo
+ssh-keygen -q -t ed25519 -N '' -f /root/fleet_hostkey
+install -d -m 0700 -o aifactory -g aifactory /etc/aifactory/ssh
+ssh-keygen -q -t ed25519 -N '' -C aifactory-http -f /etc/aifactory/ssh/id_ed25519
+install -d -m 0700 -o builder -g builder /home/builder/.ssh
+install -m 0600 -o builder -g builder /etc/aifactory/ssh/id_ed25519.pub /home/builder/.ssh/authorized_keys
+echo "10.250.0.1 $(cut -d' ' -f1,2 /root/fleet_hostkey.pub)" > /etc/aifactory/ssh/known_hosts
+printf '%s\n' 'Host 10.250.0.1' \
+    '    IdentityFile /etc/aifactory/ssh/id_ed25519' \
+    '    UserKnownHostsFile /etc/aifactory/ssh/known_hosts' \
+    '    StrictHostKeyChecking yes' > /etc/aifactory/ssh/config
+chown aifactory:aifactory /etc/aifactory/ssh/*
+chmod 0600 /etc/aifactory/ssh/*
+mkdir -p -m 0755 /run/sshd
+systemd-run --unit=fleet-sshd --property=Type=exec /usr/sbin/sshd -D -e -f /dev/null \
+    -o ListenAddress=10.250.0.1 -o HostKey=/root/fleet_hostkey -o UsePAM=no \
+    -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no
+printf '%s\n' '[[hosts]]' 'name = "fleet"' 'url = "ssh://builder@10.250.0.1"' \
+    'ssh_config = "/etc/aifactory/ssh/config"' > /etc/aifactory/http.toml
+"#;
+
+/// GETs `path` from the packaged shim with its token: the answer's JSON, or `None` (with
+/// why, printed) while it does not answer.
+fn try_shim_get(sd: &Systemd, path: &str) -> Option<serde_json::Value> {
+    let script = "import sys, urllib.request, urllib.error\n\
+        token = open('/var/lib/aifactory/http-token').read().strip()\n\
+        request = urllib.request.Request('http://127.0.0.1:7878' + sys.argv[1], headers={'Authorization': 'Bearer ' + token})\n\
+        try:\n    print(urllib.request.urlopen(request, timeout=60).read().decode())\n\
+        except urllib.error.HTTPError as e:\n    sys.exit(f'{e.code} {e.read().decode()}')\n\
+        except OSError as e:\n    sys.exit(str(e))\n";
+    let out = sd.sh(&format!("python3 -c \"{script}\" '{path}'"));
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        eprintln!("GET {path}: {}", why.trim());
+        return None;
+    }
+    Some(json(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn shim_get(sd: &Systemd, path: &str) -> serde_json::Value {
+    try_shim_get(sd, path).unwrap_or_else(|| panic!("the shim did not answer GET {path}"))
+}
+
+/// Issue 18's packaged shim with a remote `[[hosts]]` entry: under the unit as shipped the
+/// host is down with ssh's reason (the unit reaches only localhost); with the packaged
+/// `http-hosts.conf` drop-in installed as its comment says, the shim's ssh (key and
+/// known_hosts under /etc/aifactory/ssh, its control socket in the unit's private /tmp)
+/// reaches the host's `aifactoryctl dial-stdio`, the host is up with its daemon's version, and
+/// its sessions are listed under its name.
+#[test]
+fn packaged_shim_reaches_a_remote_host_through_the_drop_in() {
+    let test = "packaged_shim_reaches_a_remote_host_through_the_drop_in";
+    let Some(sd) = setup(test) else { return };
+    install(&sd);
+    if !sd.sh("test -x /usr/sbin/sshd").status.success() {
+        skip(
+            test,
+            "sshd is not installed (apt-get install openssh-server)",
+        );
+        return;
+    }
+    sd.ok(FLEET_SETUP);
+    sd.wait_for("the fleet's sshd listens", Duration::from_secs(30), || {
+        sd.sh("ss -Hltn 'sport = :22' | grep -q 10.250.0.1")
+            .status
+            .success()
+    });
+    sd.ok("systemctl restart aifactory-http");
+    let fleet = |sd: &Systemd| try_shim_get(sd, "/api/v1/hosts/fleet").unwrap_or_default();
+
+    // As shipped: the unit's IP filter keeps ssh from leaving the machine.
+    let mut host = serde_json::Value::Null;
+    sd.wait_for(
+        "the fleet host down in ssh's words",
+        Duration::from_secs(90),
+        || {
+            host = fleet(&sd);
+            eprintln!("{test}: fleet {} {}", host["state"], host["reason"]);
+            host["state"] == "down"
+                && host["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("10.250.0.1"))
+        },
+    );
+    let reason = host["reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.contains("examples/http-hosts.conf as a drop-in"),
+        "the reason names the drop-in: {host:#}"
+    );
+    eprintln!("{test}: as shipped, fleet is down: {reason}");
+
+    // With the drop-in: up, its daemon's version, its sessions under its name.
+    sd.ok(
+        "install -D -m 0644 /usr/share/doc/aifactory/examples/http-hosts.conf \
+         /etc/systemd/system/aifactory-http.service.d/hosts.conf \
+         && systemctl daemon-reload && systemctl restart aifactory-http",
+    );
+    sd.wait_for("the fleet host is up", Duration::from_secs(60), || {
+        host = fleet(&sd);
+        host["state"] == "up"
+    });
+    let version = sd.ok("aifactoryctl --version");
+    let served = host["version"].as_str().unwrap_or_default();
+    assert!(
+        !served.is_empty() && version.contains(served),
+        "{version} vs {host:#}"
+    );
+    let id = start_counter(&sd, "over-ssh");
+    let sessions = shim_get(&sd, "/api/v1/sessions");
+    let listed = sessions
+        .as_array()
+        .unwrap_or_else(|| panic!("sessions: {sessions}"))
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("session {id} not listed: {sessions:#}"));
+    assert_eq!(listed["host"], "fleet", "{listed:#}");
+    let one = shim_get(&sd, &format!("/api/v1/hosts/fleet/sessions/{id}"));
+    assert_eq!(one["id"], id.as_str(), "{one:#}");
+    // It went through ssh as builder, with the shim's key.
+    let sshd = sd.ok("journalctl -u fleet-sshd --no-pager");
+    assert!(sshd.contains("Accepted publickey for builder"), "{sshd}");
+    sd.ok(&format!("aifactoryctl sessions kill {id}"));
     sd.shutdown();
 }
