@@ -109,7 +109,7 @@ export async function runAction(action, task, { onDone, report }) {
       });
       if (!how) return;
       try {
-        if (!(await removeTask(task, how === 'prune'))) return;
+        if (!(await forgetTask(task, how === 'prune'))) return;
       } catch (e) {
         if (e.code === 'method_not_allowed' || e.code === 'no_route') {
           e.message = `this aifactory-http does not offer removing a task (${e.message}); use \`aifactoryctl tasks remove ${name}\` on host ${task.host}`;
@@ -129,7 +129,7 @@ export async function runAction(action, task, { onDone, report }) {
  * changes (409 conflict, the task stays): the person is asked whether to delete them too.
  * Resolves to false when they decline (nothing removed).
  */
-async function removeTask(task, prune) {
+async function forgetTask(task, prune) {
   try {
     await api.removeTask(task.host, task.id, { prune });
   } catch (e) {
