@@ -134,9 +134,14 @@ async fn bind(config: &Config, policy: &PeerPolicy) -> Result<Listener, ListenEr
     let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            // A holder that locked an instant ago may not have written its pid yet: the file
+            // is read again after asking the socket.
             let pid = match holder_pid(&lock_path) {
                 Some(pid) => Some(pid),
-                None => probe_pid(&path).await,
+                None => match probe_pid(&path).await {
+                    Some(pid) => Some(pid),
+                    None => holder_pid(&lock_path),
+                },
             };
             return Err(ListenError::AlreadyRunning { pid, socket: path });
         }
