@@ -208,7 +208,8 @@ fn holder_pid(lock_path: &Path) -> Option<u32> {
         .ok()?
         .trim()
         .parse()
-        .ok()?;
+        .ok()
+        .filter(|&pid| pid > 0)?;
     let alive =
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?), None) {
             Ok(()) | Err(nix::errno::Errno::EPERM) => true,
