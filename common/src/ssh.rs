@@ -104,7 +104,7 @@ impl SshHost {
     /// A client of the remote daemon: `ssh HOST aifactoryctl dial-stdio` and the protocol's
     /// handshake over its pipes. `client` names the program in the daemon's logs. A transport
     /// that fails before the handshake is reported in ssh's words ([`diagnose`]).
-    pub async fn connect(&self, client: &str) -> Result<SshConnection, SshError> {
+    pub async fn connect(&self, client: &str) -> Result<Connection, SshError> {
         let mut relay = self.dial()?;
         let Some((rd, wr)) = relay.pipes() else {
             return Err(SshError::new(
@@ -119,7 +119,10 @@ impl SshHost {
         // ssh's own handshake (and a master's first connection) comes before ours.
         opts.handshake_timeout = std::time::Duration::from_secs(30);
         match Client::handshake_over(rd, wr, &opts).await {
-            Ok(client) => Ok(SshConnection { client, relay }),
+            Ok(client) => Ok(Connection {
+                client,
+                _relay: Some(relay),
+            }),
             Err(ClientError::ProtocolMismatch {
                 client,
                 ours,
@@ -203,12 +206,30 @@ fn from_client(err: ClientError) -> SshError {
     SshError::new(kind, err.to_string())
 }
 
-/// A connected client of a remote daemon and the ssh that carries it: dropping it closes the
-/// connection (the master stays for the next one).
-pub struct SshConnection {
-    pub client: Client,
+/// A connected client of a daemon and, for a remote one, the ssh that carries it: dropping it
+/// closes the connection (and ends the ssh relay; its master stays for the next one).
+pub struct Connection {
+    client: Client,
     /// Kept as long as the client: dropping it ends the ssh.
-    pub relay: Relay,
+    _relay: Option<Relay>,
+}
+
+impl Connection {
+    /// A client of a daemon on this machine (no ssh under it).
+    pub fn local(client: Client) -> Connection {
+        Connection {
+            client,
+            _relay: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 /// A running `ssh … dial-stdio`: its pipes (taken once by the client) and how it ended.

@@ -3,11 +3,10 @@
 //! URL, or the name of a host context) or, without one, this machine's socket with the same
 //! path rules the daemon uses plus the client's own (a user's own daemon, else the system one).
 
-use std::ops::Deref;
 use std::path::PathBuf;
 
 use aifactory_common::host::HostUrl;
-use aifactory_common::ssh::{self, Relay, SshHost};
+use aifactory_common::ssh::{self, Connection, SshHost};
 use aifactory_common::{Client, ClientOptions, paths};
 
 use crate::cli::Cli;
@@ -125,37 +124,15 @@ pub fn resolve(url: &str, ssh_config: Option<PathBuf>) -> Result<Target, Failure
     })
 }
 
-/// A connected client and what carries it: dropping it closes the connection (and ends the
-/// ssh relay, whose master stays for the next command).
-pub struct Connection {
-    client: Client,
-    _relay: Option<Relay>,
-}
-
-impl Deref for Connection {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
-
 pub async fn connect(cli: &Cli) -> Result<Connection, Failure> {
     connect_to(&target(cli)?).await
 }
 
 pub async fn connect_to(target: &Target) -> Result<Connection, Failure> {
     Ok(match target {
-        Target::Local(socket) => Connection {
-            client: Client::connect(&ClientOptions::new(socket, "aifactoryctl")).await?,
-            _relay: None,
-        },
-        Target::Ssh(host) => {
-            let conn = host.connect("aifactoryctl").await?;
-            Connection {
-                client: conn.client,
-                _relay: Some(conn.relay),
-            }
+        Target::Local(socket) => {
+            Connection::local(Client::connect(&ClientOptions::new(socket, "aifactoryctl")).await?)
         }
+        Target::Ssh(host) => host.connect("aifactoryctl").await?,
     })
 }

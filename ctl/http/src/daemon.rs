@@ -4,12 +4,11 @@
 //! holds one for its lifetime. So a daemon restart never leaves the shim holding a dead
 //! connection, and a stream whose web client stalls can only slow its own connection.
 
-use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
 use aifactory_common::protocol::Request;
-use aifactory_common::ssh::{Relay, SshErrorKind, SshHost};
+use aifactory_common::ssh::{Connection, SshErrorKind, SshHost};
 use aifactory_common::{Client, ClientError, ClientOptions, Subscription};
 use axum::http::StatusCode;
 
@@ -26,20 +25,6 @@ pub struct Daemon {
     link: Arc<Link>,
     /// Where, for messages: the socket's path or the ssh URL.
     place: Arc<str>,
-}
-
-/// A connection to a daemon: the client, and the ssh that carries it for a remote host.
-pub struct Conn {
-    client: Client,
-    _relay: Option<Relay>,
-}
-
-impl Deref for Conn {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.client
-    }
 }
 
 impl Daemon {
@@ -74,27 +59,20 @@ impl Daemon {
         matches!(&*self.link, Link::Ssh(_))
     }
 
-    pub async fn connect(&self) -> Result<Conn, ApiError> {
+    pub async fn connect(&self) -> Result<Connection, ApiError> {
         match &*self.link {
-            Link::Unix(opts) => Ok(Conn {
-                client: Client::connect(opts).await.map_err(|e| self.error(e))?,
-                _relay: None,
+            Link::Unix(opts) => Ok(Connection::local(
+                Client::connect(opts).await.map_err(|e| self.error(e))?,
+            )),
+            Link::Ssh(host) => host.connect("aifactory-http").await.map_err(|e| {
+                let status = match e.kind {
+                    SshErrorKind::Failed => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
+                let message = with_unit_hint(e.message, under_systemd);
+                ApiError::new(status, "host_unavailable", message)
             }),
-            Link::Ssh(host) => {
-                let conn = host.connect("aifactory-http").await.map_err(|e| {
-                    let status = match e.kind {
-                        SshErrorKind::Failed => StatusCode::BAD_GATEWAY,
-                        _ => StatusCode::SERVICE_UNAVAILABLE,
-                    };
-                    let under_systemd = std::env::var_os("INVOCATION_ID").is_some();
-                    let message = with_unit_hint(e.message, under_systemd);
-                    ApiError::new(status, "host_unavailable", message)
-                })?;
-                Ok(Conn {
-                    client: conn.client,
-                    _relay: Some(conn.relay),
-                })
-            }
         }
     }
 
@@ -115,7 +93,10 @@ impl Daemon {
 
     /// Opens a stream on a connection of its own; the connection must live as long as the
     /// stream.
-    pub async fn subscribe(&self, request: Request) -> Result<(Conn, Subscription), ApiError> {
+    pub async fn subscribe(
+        &self,
+        request: Request,
+    ) -> Result<(Connection, Subscription), ApiError> {
         let conn = self.connect().await?;
         let subscription = conn.subscribe(request).await.map_err(|e| self.error(e))?;
         Ok((conn, subscription))

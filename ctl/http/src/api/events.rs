@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aifactory_common::Subscription;
 use aifactory_common::protocol::{Event, Request, StreamItem};
+use aifactory_common::ssh::Connection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{self, KeepAlive, Sse};
@@ -21,7 +22,6 @@ use utoipa::IntoParams;
 use super::doc::DaemonErrors;
 use super::extract::Query;
 use super::reconnect::Backoff;
-use crate::daemon::Conn;
 use crate::error::{ApiError, ErrorBody};
 use crate::hosts::{Host, HostState, Hosts, Phase};
 use crate::state::AppState;
@@ -313,7 +313,7 @@ fn reachability(host: Host) -> impl Stream<Item = Item> {
 struct HostPump {
     host: Host,
     shutdown: tokio_util::sync::CancellationToken,
-    link: Option<(Conn, Subscription)>,
+    link: Option<(Connection, Subscription)>,
     /// The last sequence number sent (or asked to start after).
     last: Option<u64>,
     backoff: Backoff,
