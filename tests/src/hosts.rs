@@ -282,6 +282,18 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 static SHIMS: AtomicU32 = AtomicU32::new(0);
 
 impl Hosts {
+    /// [`Hosts::start`] for test `test`; `None` once it has said why it skipped (a failure
+    /// under `AIFACTORY_REQUIRE_ALL=1`).
+    pub fn start_or_skip(test: &str, n: usize, config: &str) -> Option<Hosts> {
+        match Hosts::start(n, config) {
+            Ok(hosts) => Some(hosts),
+            Err(why) => {
+                crate::skip(test, &why);
+                None
+            }
+        }
+    }
+
     /// Starts `n` hosts, each with a daemon whose config is `config` (see
     /// [`Sandbox::write_config`]). `Err` says why these tests cannot run here.
     pub fn start(n: usize, config: &str) -> Result<Hosts, String> {

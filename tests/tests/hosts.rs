@@ -22,20 +22,10 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const AGENT_CONFIG: &str = "default_agent = \"fake\"\n[agents.fake]\nkind = \"custom\"\n\
      command = [\"sh\", \"-c\", \"echo agent-ran-in-$(basename $(dirname $(dirname $(dirname $(dirname $PWD)))))\"]\n";
 
-fn hosts(test: &str, n: usize, config: &str) -> Option<Hosts> {
-    match Hosts::start(n, config) {
-        Ok(hosts) => Some(hosts),
-        Err(why) => {
-            skip(test, &why);
-            None
-        }
-    }
-}
-
 /// `status`, sessions and tasks on each of three hosts, each answering with its own daemon.
 #[test]
 fn every_command_works_on_each_of_three_hosts() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "every_command_works_on_each_of_three_hosts",
         3,
         AGENT_CONFIG,
@@ -131,7 +121,7 @@ fn attach_works_over_ssh() {
     if Command::new("tmux").arg("-V").output().is_err() {
         return skip(test, "tmux is not installed");
     }
-    let Some(hosts) = hosts(test, 1, "") else {
+    let Some(hosts) = Hosts::start_or_skip(test, 1, "") else {
         return;
     };
     let host = &hosts.hosts[0];
@@ -207,7 +197,7 @@ fn attach_works_over_ssh() {
 /// A key the host does not know: ssh's own words, exit 3.
 #[test]
 fn a_wrong_key_is_refused_with_ssh_s_words() {
-    let Some(hosts) = hosts("a_wrong_key_is_refused_with_ssh_s_words", 1, "") else {
+    let Some(hosts) = Hosts::start_or_skip("a_wrong_key_is_refused_with_ssh_s_words", 1, "") else {
         return;
     };
     let host = &hosts.hosts[0];
@@ -230,7 +220,7 @@ fn a_wrong_key_is_refused_with_ssh_s_words() {
 /// No sshd on that port: exit 3 naming the host.
 #[test]
 fn an_unreachable_host_is_named() {
-    let Some(hosts) = hosts("an_unreachable_host_is_named", 1, "") else {
+    let Some(hosts) = Hosts::start_or_skip("an_unreachable_host_is_named", 1, "") else {
         return;
     };
     let host = &hosts.hosts[0];
@@ -248,7 +238,7 @@ fn an_unreachable_host_is_named() {
 /// A host without the package: the fix names it.
 #[test]
 fn aifactoryctl_missing_on_the_remote_says_install_the_package() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "aifactoryctl_missing_on_the_remote_says_install_the_package",
         1,
         "",
@@ -270,7 +260,7 @@ fn aifactoryctl_missing_on_the_remote_says_install_the_package() {
 /// join there (the remote `dial-stdio` reports it; ssh carries its status back).
 #[test]
 fn a_remote_user_outside_the_daemon_s_group_gets_exit_5_naming_it() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "a_remote_user_outside_the_daemon_s_group_gets_exit_5_naming_it",
         1,
         "",
@@ -304,7 +294,8 @@ fn a_remote_user_outside_the_daemon_s_group_gets_exit_5_naming_it() {
 /// the host's socket (as tests/tests/protocol.rs does locally).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_old_remote_protocol_says_who_upgrades() {
-    let Some(mut hosts) = hosts("an_old_remote_protocol_says_who_upgrades", 1, "") else {
+    let Some(mut hosts) = Hosts::start_or_skip("an_old_remote_protocol_says_who_upgrades", 1, "")
+    else {
         return;
     };
     let host: &mut Host = &mut hosts.hosts[0];
@@ -338,7 +329,7 @@ async fn an_old_remote_protocol_says_who_upgrades() {
 /// A hundred commands in a row ride one multiplexed master: one ssh login in sshd's log.
 #[test]
 fn a_hundred_commands_share_one_master() {
-    let Some(hosts) = hosts("a_hundred_commands_share_one_master", 1, "") else {
+    let Some(hosts) = Hosts::start_or_skip("a_hundred_commands_share_one_master", 1, "") else {
         return;
     };
     let host = &hosts.hosts[0];
@@ -362,7 +353,8 @@ const LONG_AGENT_CONFIG: &str =
 /// bad file is refused with its path and the fix.
 #[test]
 fn hosts_add_list_use_and_remove() {
-    let Some(hosts) = hosts("hosts_add_list_use_and_remove", 3, LONG_AGENT_CONFIG) else {
+    let Some(hosts) = Hosts::start_or_skip("hosts_add_list_use_and_remove", 3, LONG_AGENT_CONFIG)
+    else {
         return;
     };
     let (a, b, c) = (&hosts.hosts[0], &hosts.hosts[1], &hosts.hosts[2]);
@@ -583,7 +575,7 @@ fn dial_stdio_without_a_daemon_exits_3_and_prints_nothing_on_stdout() {
 /// `doctor --host` runs the remote host's own doctor: its report is about that host's daemon.
 #[test]
 fn doctor_runs_on_the_remote_host() {
-    let Some(hosts) = hosts("doctor_runs_on_the_remote_host", 1, "") else {
+    let Some(hosts) = Hosts::start_or_skip("doctor_runs_on_the_remote_host", 1, "") else {
         return;
     };
     let host = &hosts.hosts[0];
@@ -611,7 +603,7 @@ fn doctor_runs_on_the_remote_host() {
 /// and a path that exists are refused with the reason.
 #[test]
 fn projects_clone_puts_a_project_s_origin_on_another_host() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "projects_clone_puts_a_project_s_origin_on_another_host",
         2,
         "",

@@ -19,7 +19,6 @@ use aifactory_tests::git::committed_repo;
 use aifactory_tests::hosts::{Hosts, ShimHost};
 use aifactory_tests::rest::Api;
 use aifactory_tests::session::new_session;
-use aifactory_tests::skip;
 use aifactory_tests::sse::{Sse, SseReader, positions};
 use aifactory_tests::wait::POLL_INTERVAL;
 use futures::{SinkExt, StreamExt};
@@ -33,16 +32,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// A daemon config whose default agent keeps working (until the test ends it).
 const LONG_AGENT_CONFIG: &str =
     "default_agent = \"slow\"\n[agents.slow]\nkind = \"custom\"\ncommand = [\"sleep\", \"300\"]\n";
-
-fn hosts(test: &str, n: usize, config: &str) -> Option<Hosts> {
-    match Hosts::start(n, config) {
-        Ok(hosts) => Some(hosts),
-        Err(why) => {
-            skip(test, &why);
-            None
-        }
-    }
-}
 
 /// Polls `GET /api/v1/hosts` until `done` holds for its answer; returns that answer.
 async fn wait_hosts(api: &Api<'_>, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
@@ -141,7 +130,7 @@ fn phase_on_host(hosts: &Hosts, index: usize, id: &str) -> String {
 /// on that host only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only",
         3,
         LONG_AGENT_CONFIG,
@@ -323,7 +312,7 @@ fn assert_ids_match(events: &[Sse]) {
 /// exactly once: its seqs consecutive across both streams, none missing, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_duplicate() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_duplicate",
         3,
         "",
@@ -461,7 +450,9 @@ async fn read_to_close(ws: &mut Ws) -> (Vec<u8>, Option<(u16, String)>) {
 /// with the exit status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_console_through_the_shim_is_byte_exact() {
-    let Some(hosts) = hosts("a_remote_console_through_the_shim_is_byte_exact", 2, "") else {
+    let Some(hosts) =
+        Hosts::start_or_skip("a_remote_console_through_the_shim_is_byte_exact", 2, "")
+    else {
         return;
     };
     let shim = hosts.shim_for_all();
@@ -508,7 +499,7 @@ async fn a_remote_console_through_the_shim_is_byte_exact() {
 /// master's connection too (not only new logins), and starting it again lets ssh back in.
 #[test]
 fn stopping_sshd_drops_the_master_and_starting_it_lets_ssh_back() {
-    let Some(mut hosts) = hosts(
+    let Some(mut hosts) = Hosts::start_or_skip(
         "stopping_sshd_drops_the_master_and_starting_it_lets_ssh_back",
         1,
         "",
@@ -539,7 +530,7 @@ fn stopping_sshd_drops_the_master_and_starting_it_lets_ssh_back() {
 /// `available` event and its objects in the lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
-    let Some(mut hosts) = hosts(
+    let Some(mut hosts) = Hosts::start_or_skip(
         "a_host_that_vanishes_is_down_the_others_work_and_it_comes_back",
         2,
         LONG_AGENT_CONFIG,
@@ -640,7 +631,7 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
 /// event, the ssh host still answers, and a new daemon on the socket brings it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back() {
-    let Some(hosts) = hosts(
+    let Some(hosts) = Hosts::start_or_skip(
         "a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back",
         1,
         "",
