@@ -390,14 +390,7 @@ type Arrivals = (
 
 /// Every `TaskCreated` on the shim's merged stream, stamped by a reader task as it is read.
 async fn arrivals(shim: &Http) -> Arrivals {
-    let response = reqwest::Client::new()
-        .get(shim.url("/api/v1/events"))
-        .bearer_auth(&shim.token)
-        .send()
-        .await
-        .expect("GET /api/v1/events");
-    assert!(response.status().is_success(), "{}", shim.logs());
-    let mut reader = SseReader::new(response.bytes_stream());
+    let mut reader = SseReader::open(shim, None).await;
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         loop {

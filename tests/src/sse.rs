@@ -9,6 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::Http;
+
 /// How long [`SseReader::next`] waits for an event.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -57,6 +59,31 @@ pub struct SseReader {
 }
 
 impl SseReader {
+    /// Opens the shim's event stream (`GET /api/v1/events` with its token), resuming after
+    /// `last_event_id` (an `id:` received) when given; fails unless it answers 200 with
+    /// `text/event-stream`.
+    pub async fn open(shim: &Http, last_event_id: Option<&str>) -> SseReader {
+        // No timeout on the whole answer: each event is waited for with its own.
+        let mut request = reqwest::Client::new()
+            .get(shim.url("/api/v1/events"))
+            .bearer_auth(&shim.token);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("GET /api/v1/events");
+        assert_eq!(response.status(), 200, "{}", shim.logs());
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            kind.starts_with("text/event-stream"),
+            "content-type {kind:?}"
+        );
+        SseReader::new(response.bytes_stream())
+    }
+
     /// Reads the body of a `text/event-stream` answer (e.g. `response.bytes_stream()`).
     pub fn new<S, E>(body: S) -> SseReader
     where

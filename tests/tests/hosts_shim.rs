@@ -262,20 +262,6 @@ async fn lists_gather_every_host_and_a_hosted_action_acts_on_that_host_only() {
         .expect(200);
 }
 
-/// Opens the shim's merged event stream, resuming at `last_event_id` if given.
-async fn open_events(shim: &Http, last_event_id: Option<&str>) -> SseReader {
-    let http = reqwest::Client::builder().build().expect("reqwest client");
-    let mut request = http
-        .get(shim.url("/api/v1/events"))
-        .bearer_auth(&shim.token);
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id);
-    }
-    let response = request.send().await.expect("GET /api/v1/events");
-    assert_eq!(response.status(), StatusCode::OK, "{}", shim.logs());
-    SseReader::new(response.bytes_stream())
-}
-
 /// Events until `SessionCreated` of every `(host, session)` has come; all of them.
 async fn until_created(reader: &mut SseReader, sessions: &[(String, String)]) -> Vec<Sse> {
     let mut seen: Vec<Sse> = Vec::new();
@@ -336,7 +322,7 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
     let shim = hosts.shim_for_all();
     let api = Api::new(&shim, TIMEOUT);
     wait_all_up(&api, &hosts).await;
-    let mut live = open_events(&shim, None).await;
+    let mut live = SseReader::open(&shim, None).await;
     let mut all = Vec::new();
     for _ in 0..2 {
         let made = sessions_everywhere(&clients).await;
@@ -363,7 +349,7 @@ async fn the_merged_event_stream_resumes_across_a_shim_restart_with_no_gap_or_du
     // Resumed at once, while the new shim may still be connecting to the hosts: a host's
     // position waits for its link.
     let shim = hosts.shim_for_all();
-    let mut resumed = open_events(&shim, Some(&last_id)).await;
+    let mut resumed = SseReader::open(&shim, Some(&last_id)).await;
     let api = Api::new(&shim, TIMEOUT);
     wait_all_up(&api, &hosts).await;
     let after = sessions_everywhere(&clients).await;
@@ -542,7 +528,7 @@ async fn a_host_that_vanishes_is_down_the_others_work_and_it_comes_back() {
     wait_all_up(&api, &hosts).await;
     let gone = project_and_task(&api, &hosts, 0, "001-gone").await;
     let stays = project_and_task(&api, &hosts, 1, "001-stays").await;
-    let mut events = open_events(&shim, None).await;
+    let mut events = SseReader::open(&shim, None).await;
 
     hosts.hosts[0].stop_sshd();
     // Down, with ssh's words once the shim tries again (the first reason may be the end of
@@ -669,7 +655,7 @@ async fn a_unix_host_beside_an_ssh_host_goes_down_with_its_daemon_and_comes_back
         ],
         "{sessions:#?}"
     );
-    let mut events = open_events(&shim, None).await;
+    let mut events = SseReader::open(&shim, None).await;
 
     drop(client);
     drop(daemon);

@@ -522,25 +522,6 @@ fn seq_of(event: &Sse) -> Option<u64> {
     positions.into_values().next()
 }
 
-async fn open_events(api: &Api<'_>, last_event_id: Option<u64>) -> SseReader {
-    let http = reqwest::Client::builder().build().unwrap();
-    let mut request = http
-        .get(api.shim.url("/api/v1/events"))
-        .bearer_auth(&api.shim.token);
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id.to_string());
-    }
-    let response = request.send().await.expect("GET /events");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    SseReader::new(response.bytes_stream())
-}
-
 fn assert_consecutive(events: &[Sse], after: u64) {
     let ids: Vec<u64> = events.iter().filter_map(seq_of).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -563,7 +544,7 @@ async fn events_stream_with_ids_resumes_with_last_event_id_and_survives_a_daemon
     let api = Api::new(&shim, TIMEOUT);
     let client = daemon.client().await;
 
-    let mut live = open_events(&api, None).await;
+    let mut live = SseReader::open(api.shim, None).await;
     let first = new_session(&client, &sandbox, "sleep 300").await;
     let seen = live.until_session("SessionCreated", &first.id).await;
     let base = seq_of(seen.last().unwrap()).unwrap();
@@ -571,7 +552,7 @@ async fn events_stream_with_ids_resumes_with_last_event_id_and_survives_a_daemon
 
     // Resume after a number: everything after it, nothing twice.
     let second = new_session(&client, &sandbox, "sleep 300").await;
-    let mut resumed = open_events(&api, Some(base - 1)).await;
+    let mut resumed = SseReader::open(api.shim, Some(&(base - 1).to_string())).await;
     let replay = resumed.until_session("SessionCreated", &second.id).await;
     assert_eq!(seq_of(&replay[0]), Some(base), "{replay:?}");
     assert_consecutive(&replay, base - 1);
@@ -1333,20 +1314,6 @@ async fn a_bad_percent_escape_or_an_over_long_url_gets_the_json_error_shape() {
     api.get("/api/v1/status").await.expect(200);
 }
 
-/// Opens the merged event stream resuming from `last_event_id` (every host's position).
-async fn events_from(api: &Api<'_>, last_event_id: Option<&str>) -> SseReader {
-    // No timeout on the whole answer: each event is waited for with its own.
-    let mut request = reqwest::Client::new()
-        .get(api.shim.url("/api/v1/events"))
-        .bearer_auth(&api.shim.token);
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id);
-    }
-    let response = request.send().await.expect("GET /events");
-    assert_eq!(response.status(), StatusCode::OK);
-    SseReader::new(response.bytes_stream())
-}
-
 /// `TaskCreated` of `spec` on `host`.
 fn created(event: &Sse, host: &str, spec: &str) -> bool {
     event.event == "TaskCreated"
@@ -1433,7 +1400,7 @@ async fn one_shim_serves_two_daemons_as_two_hosts() {
         .await
         .expect(201);
 
-    let mut events = events_from(&api, None).await;
+    let mut events = SseReader::open(api.shim, None).await;
     for (host, project, spec) in [("a", "alpha", "001-a"), ("b", "beta", "001-b")] {
         let task = api
             .post(
@@ -1494,7 +1461,7 @@ async fn one_shim_serves_two_daemons_as_two_hosts() {
     }
     let shim = a.http().hosts(&hosts).log_name("http-2").start();
     let api = Api::new(&shim, TIMEOUT);
-    let mut events = events_from(&api, Some(&resume)).await;
+    let mut events = SseReader::open(api.shim, Some(&resume)).await;
     let mut resumed = events.until(|e| created(e, "a", "002-a")).await;
     if !resumed.iter().any(|e| created(e, "b", "002-b")) {
         resumed.extend(events.until(|e| created(e, "b", "002-b")).await);
