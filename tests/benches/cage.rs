@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use aifactory_common::protocol::{EventKind, Request, StreamItem};
 use aifactory_common::{Client, Subscription};
 use aifactory_tests::bench::{
-    Latency, RunClock, create_task, fmt_duration, loadavg, print_report, sized, start_task,
-    stop_task, warn_if_stale,
+    Latency, RunClock, create_task, loadavg, print_report, sized, start_task, stop_task,
+    warn_if_stale,
 };
 use aifactory_tests::git::committed_repo;
 use aifactory_tests::{Daemon, Sandbox, chown_tree};
@@ -219,16 +219,6 @@ async fn wait_progress(daemon: &Daemon, sub: &mut Subscription, id: &str) {
 }
 
 fn table(caged: &Latency, open: &Latency, bare: &Latency) -> String {
-    let row = |name: &str, l: &Latency| {
-        format!(
-            "| {name} | {} | {} | {} | {} | {} |\n",
-            l.len(),
-            fmt_duration(l.median()),
-            fmt_duration(l.p99()),
-            fmt_duration(l.min()),
-            fmt_duration(l.max()),
-        )
-    };
     let compare = |a: &Latency, b: &Latency| {
         let ms = |l: &Latency| l.median().as_secs_f64() * 1e3;
         format!("{:.2}× ({:+.1} ms per start)", ms(a) / ms(b), ms(a) - ms(b))
@@ -239,15 +229,9 @@ fn table(caged: &Latency, open: &Latency, bare: &Latency) -> String {
          |---|---|---|---|---|---|\n\
          {}{}{}\n\
          Medians: caged / bare (all of the confinement) {}; open / bare (the cgroup) {}; caged / open (the cage) {}.\n",
-        row(
-            "caged (Landlock `required` + its cgroup, limits set)",
-            caged
-        ),
-        row("open (`sandbox = \"off\"`, its cgroup, limits set)", open),
-        row(
-            "bare (`sandbox = \"off\"`, no cgroup: daemon as nobody)",
-            bare
-        ),
+        caged.row("caged (Landlock `required` + its cgroup, limits set)"),
+        open.row("open (`sandbox = \"off\"`, its cgroup, limits set)"),
+        bare.row("bare (`sandbox = \"off\"`, no cgroup: daemon as nobody)"),
         compare(caged, bare),
         compare(open, bare),
         compare(caged, open),

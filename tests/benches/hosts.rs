@@ -125,15 +125,7 @@ fn main() {
         "| `aifactoryctl status` | runs | median | p99 | min | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (label, _, samples) in series {
-        let l = Latency::new(samples);
-        table.push_str(&format!(
-            "| {label} | {} | {} | {} | {} | {} |\n",
-            l.len(),
-            fmt_duration(l.median()),
-            fmt_duration(l.p99()),
-            fmt_duration(l.min()),
-            fmt_duration(l.max()),
-        ));
+        table.push_str(&Latency::new(samples).row(label));
     }
     let row = format!(
         "| commands in a row over one master | total | per command | sshd logins |\n| ---: | ---: | ---: | ---: |\n| {} | {} | {} | {logins} |\n",
@@ -219,17 +211,7 @@ async fn through_the_shim(
     let mut events = String::from(
         "| `TaskCreate` sent to a daemon until its `TaskCreated` arrives | events | median | p99 | min | max |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    let row = |label: &str, samples: Vec<Duration>| {
-        let l = Latency::new(samples);
-        format!(
-            "| {label} | {} | {} | {} | {} | {} |\n",
-            l.len(),
-            fmt_duration(l.median()),
-            fmt_duration(l.p99()),
-            fmt_duration(l.min()),
-            fmt_duration(l.max()),
-        )
-    };
+    let row = |label: &str, samples: Vec<Duration>| Latency::new(samples).row(label);
     for (i, host) in hosts.hosts.iter().enumerate() {
         events.push_str(&row(
             &format!(

@@ -72,6 +72,18 @@ impl Latency {
     pub fn max(&self) -> Duration {
         self.samples[self.samples.len() - 1]
     }
+
+    /// A Markdown table row `| label | count | median | p99 | min | max |`, with its newline.
+    pub fn row(&self, label: &str) -> String {
+        format!(
+            "| {label} | {} | {} | {} | {} | {} |\n",
+            self.len(),
+            fmt_duration(self.median()),
+            fmt_duration(self.p99()),
+            fmt_duration(self.min()),
+            fmt_duration(self.max()),
+        )
+    }
 }
 
 /// The 1, 5 and 15 minute load averages, for the report.
