@@ -101,7 +101,18 @@ pub async fn click(page: &Page, element: &str) {
 
 /// Clicks the card's `action` button (`start`, `stop`, `restart`, `remove`).
 pub async fn card_action(page: &Page, id: &str, action: &str) {
-    let button = format!("{}.querySelector('button[data-action={action}]')", card(id));
+    press(page, &card(id), id, action).await;
+}
+
+/// [`card_action`] on the card of task `id` on `host`.
+pub async fn card_action_on(page: &Page, host: &str, id: &str, action: &str) {
+    press(page, &card_on(host, id), id, action).await;
+}
+
+/// Clicks the `action` button of the card `card` (an expression) shows for task `id`, once it
+/// is there.
+async fn press(page: &Page, card: &str, id: &str, action: &str) {
+    let button = format!("{card}.querySelector('button[data-action={action}]')");
     page.wait_until(
         &format!("{button} !== null"),
         &format!("the {action} button of task {id}"),

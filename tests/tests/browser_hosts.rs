@@ -12,8 +12,8 @@ use aifactory_tests::browser::{Page, TIMEOUT, screenshots};
 use aifactory_tests::http::host_entry;
 use aifactory_tests::session::new_session;
 use aifactory_tests::web_page::{
-    SLOW, assert_no_csp_refusal, assert_no_page_error, card_on, click, console_path, logged_in,
-    wait_column, wait_console_state, wait_terminal,
+    SLOW, assert_no_csp_refusal, assert_no_page_error, card_action_on, card_on, click,
+    console_path, logged_in, wait_column, wait_console_state, wait_terminal,
 };
 use aifactory_tests::{Daemon, Sandbox};
 use nix::sys::signal::Signal;
@@ -292,14 +292,7 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
     wait_stale(&page, "b2", &made, true).await;
     wait_stale(&page, "b1", &on_one, false).await;
     // The other host goes on: its task starts from the board and its card moves.
-    click(
-        &page,
-        &format!(
-            "{}.querySelector('button[data-action=start]')",
-            card_on("b1", &on_one)
-        ),
-    )
-    .await;
+    card_action_on(&page, "b1", &on_one, "start").await;
     wait_column(&page, &on_one, "planning", SLOW).await;
     assert_eq!(one.show_task(&on_one)["phase"], "planning");
     page.screenshot(&screenshots().join("hosts-board-one-down.png"))
@@ -390,14 +383,7 @@ async fn two_hosts_share_the_board_and_one_that_goes_down_is_stale_until_it_rejo
     .await;
     wait_stale(&page, "b2", &on_two, false).await;
     wait_stale(&page, "b2", &made, false).await;
-    click(
-        &page,
-        &format!(
-            "{}.querySelector('button[data-action=start]')",
-            card_on("b2", &on_two)
-        ),
-    )
-    .await;
+    card_action_on(&page, "b2", &on_two, "start").await;
     wait_column(&page, &on_two, "planning", SLOW).await;
     assert_eq!(two.show_task(&on_two)["phase"], "planning");
     page.screenshot(&screenshots().join("hosts-board-rejoined.png"))
