@@ -73,6 +73,15 @@ pub struct SshHost {
 }
 
 impl SshHost {
+    /// `target` with its own `ssh_config` (a context's or a `[[hosts]]` entry's), else the one
+    /// `$AIFACTORY_SSH_CONFIG` names, if any (an empty value names none).
+    pub fn new(target: SshTarget, ssh_config: Option<PathBuf>) -> SshHost {
+        let ssh_config = ssh_config
+            .or_else(|| std::env::var_os(SSH_CONFIG_ENV).map(PathBuf::from))
+            .filter(|p| !p.as_os_str().is_empty());
+        SshHost { target, ssh_config }
+    }
+
     /// The host as the user named it, for messages.
     pub fn name(&self) -> &str {
         &self.target.host

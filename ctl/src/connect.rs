@@ -113,13 +113,11 @@ pub fn resolve(url: &str, ssh_config: Option<PathBuf>) -> Result<Target, Failure
     Ok(match parsed {
         HostUrl::Unix(path) => Target::Local(path),
         HostUrl::Ssh(target) => {
-            let ssh_config = ssh_config
-                .or_else(|| std::env::var_os(ssh::SSH_CONFIG_ENV).map(PathBuf::from))
-                .filter(|p| !p.as_os_str().is_empty());
-            if let Some(config) = &ssh_config {
+            let host = SshHost::new(target, ssh_config);
+            if let Some(config) = &host.ssh_config {
                 ssh::check_config(config)?;
             }
-            Target::Ssh(SshHost { target, ssh_config })
+            Target::Ssh(host)
         }
     })
 }

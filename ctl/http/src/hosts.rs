@@ -7,14 +7,14 @@
 //! host, not with the shim: a shim started at boot must not start a socket-activated daemon
 //! nobody asked for (the first client does, as with `aifactoryctl`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aifactory_common::host::HostUrl;
 use aifactory_common::protocol::Request;
-use aifactory_common::ssh::{SSH_CONFIG_ENV, SshHost};
+use aifactory_common::ssh::SshHost;
 use aifactory_common::sync::lock;
+use aifactory_common::time::now_ms;
 use axum::http::StatusCode;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -113,20 +113,10 @@ impl Hosts {
             .map(|config| {
                 let daemon = match &config.url {
                     HostUrl::Unix(socket) => Daemon::unix(socket),
-                    HostUrl::Ssh(target) => {
-                        let ssh_config = config
-                            .ssh_config
-                            .clone()
-                            .or_else(|| std::env::var_os(SSH_CONFIG_ENV).map(PathBuf::from))
-                            .filter(|p| !p.as_os_str().is_empty());
-                        Daemon::ssh(
-                            SshHost {
-                                target: target.clone(),
-                                ssh_config,
-                            },
-                            &config.url.to_string(),
-                        )
-                    }
+                    HostUrl::Ssh(target) => Daemon::ssh(
+                        SshHost::new(target.clone(), config.ssh_config.clone()),
+                        &config.url.to_string(),
+                    ),
                 };
                 let (tx, rx) = watch::channel(HostState {
                     phase: Phase::Connecting,
@@ -214,13 +204,6 @@ impl Hosts {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 /// Keeps one event subscription to the host's daemon open and says, in `state`, whether it is.
