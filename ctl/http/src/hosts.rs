@@ -15,6 +15,7 @@ use aifactory_common::protocol::Request;
 use aifactory_common::ssh::SshHost;
 use aifactory_common::sync::lock;
 use aifactory_common::time::now_ms;
+use aifactory_common::{Client, ClientError};
 use axum::http::StatusCode;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -87,6 +88,16 @@ impl Host {
             )),
             Phase::Up | Phase::Connecting => Ok(()),
         }
+    }
+
+    /// One request to the host's daemon ([`Daemon::call`]), refused at once when the host is
+    /// known to be down ([`Host::check_reachable`]).
+    pub async fn call<T>(
+        &self,
+        ask: impl AsyncFnOnce(&Client) -> Result<T, ClientError>,
+    ) -> Result<T, ApiError> {
+        self.check_reachable()?;
+        self.daemon.call(ask).await
     }
 }
 

@@ -110,9 +110,7 @@ pub async fn console(
         )
     })?;
     // Refuse an unknown session with a status, before upgrading.
-    host.check_reachable()?;
     let session = host
-        .daemon
         .call(async |daemon| daemon.session_show(id).await)
         .await?;
     // A browser fails the connection unless one of the protocols it offered is echoed.

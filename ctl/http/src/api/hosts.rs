@@ -39,15 +39,12 @@ pub struct HostInfo {
 }
 
 async fn describe(host: &Host) -> HostInfo {
-    let asked = match host.check_reachable() {
-        Ok(()) => tokio::time::timeout(
-            STATUS_WITHIN,
-            host.daemon.call(async |client| client.status().await),
-        )
-        .await
-        .unwrap_or_else(|_| Err(super::hosted::slow(host, STATUS_WITHIN))),
-        Err(e) => Err(e),
-    };
+    let asked = tokio::time::timeout(
+        STATUS_WITHIN,
+        host.call(async |client| client.status().await),
+    )
+    .await
+    .unwrap_or_else(|_| Err(super::hosted::slow(host, STATUS_WITHIN)));
     let state = host.state();
     // A status just answered outranks the supervisor's view, which may lag by a backoff step.
     let (phase, reason) = match (&asked, state.phase) {

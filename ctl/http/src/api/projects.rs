@@ -114,9 +114,7 @@ pub async fn create(
     )
 )]
 pub async fn get(On { host, id }: On) -> Result<Json<Hosted<ProjectInfo>>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.project_show(id).await)
+    host.call(async |daemon| daemon.project_show(id).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }
@@ -136,9 +134,7 @@ pub async fn get(On { host, id }: On) -> Result<Json<Hosted<ProjectInfo>>, ApiEr
     )
 )]
 pub async fn delete(On { host, id }: On) -> Result<Json<Hosted<ProjectInfo>>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.project_remove(id).await)
+    host.call(async |daemon| daemon.project_remove(id).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }

@@ -53,9 +53,7 @@ pub async fn list(
     )
 )]
 pub async fn get(On { host, id }: On) -> Result<Json<Hosted<SessionInfo>>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.session_show(id).await)
+    host.call(async |daemon| daemon.session_show(id).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }
@@ -92,9 +90,7 @@ pub async fn delete(
 ) -> Result<Json<KilledSession>, ApiError> {
     let grace_ms = grace.millis()?;
     let key = id.clone();
-    host.check_reachable()?;
     let killed = host
-        .daemon
         .call(async |daemon| daemon.session_kill(key, grace_ms, false).await)
         .await?;
     // Without `ignore_missing` the daemon answers a missing session with NotFound; `None` is

@@ -94,7 +94,6 @@ pub async fn create(
     Body(body): Body<CreateTask>,
 ) -> Result<(StatusCode, HeaderMap, Json<Hosted<TaskInfo>>), ApiError> {
     let host = state.hosts.resolve(body.host.as_deref())?;
-    host.check_reachable()?;
     let create = TaskCreate {
         project: body.project,
         spec_id: body.spec_id,
@@ -102,7 +101,6 @@ pub async fn create(
         agent: body.agent,
     };
     let task = host
-        .daemon
         .call(async |daemon| daemon.task_create(create).await)
         .await?;
     let location = super::object_url(host, "tasks", &task.id);
@@ -124,9 +122,7 @@ pub async fn create(
     )
 )]
 pub async fn get(On { host, id }: On) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_show(id).await)
+    host.call(async |daemon| daemon.task_show(id).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }
@@ -166,9 +162,7 @@ pub async fn remove(
             "force=true only means something with prune=true (remove the worktree even with changes)",
         ));
     }
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_remove(id, prune, force).await)
+    host.call(async |daemon| daemon.task_remove(id, prune, force).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }
@@ -188,9 +182,7 @@ pub async fn remove(
     )
 )]
 pub async fn start(On { host, id }: On) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_start(id).await)
+    host.call(async |daemon| daemon.task_start(id).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }
@@ -214,9 +206,7 @@ pub async fn stop(
     Query(grace): Query<Grace>,
 ) -> Result<Json<StopReport>, ApiError> {
     let grace_ms = grace.millis()?;
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_stop(id, grace_ms).await)
+    host.call(async |daemon| daemon.task_stop(id, grace_ms).await)
         .await
         .map(Json)
 }
@@ -254,9 +244,7 @@ pub async fn restart(
 ) -> Result<Json<Hosted<TaskInfo>>, ApiError> {
     let grace_ms = Grace { grace: query.grace }.millis()?;
     let fresh = query.fresh.unwrap_or(false);
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_restart(id, grace_ms, fresh).await)
+    host.call(async |daemon| daemon.task_restart(id, grace_ms, fresh).await)
         .await
         .map(|item| Json(Hosted::on(&host, item)))
 }
@@ -290,9 +278,7 @@ pub async fn transcript(
     On { host, id }: On,
     Query(query): Query<TranscriptQuery>,
 ) -> Result<Json<Transcript>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_transcript(id, query.after).await)
+    host.call(async |daemon| daemon.task_transcript(id, query.after).await)
         .await
         .map(Json)
 }
@@ -314,9 +300,7 @@ pub async fn transcript(
     )
 )]
 pub async fn attempts(On { host, id }: On) -> Result<Json<Vec<AttemptInfo>>, ApiError> {
-    host.check_reachable()?;
-    host.daemon
-        .call(async |daemon| daemon.task_attempts(id).await)
+    host.call(async |daemon| daemon.task_attempts(id).await)
         .await
         .map(Json)
 }
