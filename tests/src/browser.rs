@@ -418,11 +418,8 @@ struct Processes {
 impl Processes {
     /// The browser's processes, zombies included: pid, state letter and command line.
     fn members(&self) -> Vec<(u32, char, String)> {
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        crate::process::pids()
+            .into_iter()
             .filter_map(|pid| {
                 let stat = procfs::stat(pid).ok()?;
                 let cmdline = fs::read(format!("/proc/{pid}/cmdline"))

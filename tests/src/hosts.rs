@@ -226,18 +226,15 @@ impl Host {
         let Some(mine) = netns(&self.holder_pid().to_string()) else {
             return Vec::new();
         };
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        crate::process::pids()
+            .into_iter()
             .filter(|pid| {
                 let pid = pid.to_string();
                 fs::read_to_string(format!("/proc/{pid}/comm"))
                     .is_ok_and(|comm| comm.trim_end().starts_with("sshd"))
                     && netns(&pid).as_ref() == Some(&mine)
             })
+            .map(|pid| pid as i32)
             .collect()
     }
 
@@ -573,16 +570,13 @@ impl Hosts {
     /// Pids of this run's ssh masters (their title names the control path).
     fn masters(&self) -> Vec<i32> {
         let needle = self.control_dir().display().to_string();
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        crate::process::pids()
+            .into_iter()
             .filter(|pid| {
                 fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
             })
+            .map(|pid| pid as i32)
             .collect()
     }
 }

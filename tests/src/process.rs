@@ -34,6 +34,16 @@ pub fn child_output_within(child: Child, timeout: Duration) -> Result<Output, Ou
     }
 }
 
+/// Every process `/proc` lists now (none when it cannot be read).
+pub fn pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
 /// Whether `pid` has ended: no such process, or only a zombie left for its parent to reap.
 pub fn has_ended(pid: u32) -> bool {
     procfs::stat(pid).map_or(true, |stat| matches!(stat.state, 'Z' | 'X'))
